@@ -1,0 +1,16 @@
+//! The vocabulary every other crate speaks: identifiers, the commands written to a partition's
+//! log, and the versioned encoding those commands travel in.
+//!
+//! # Layout
+//! - [`ids`]: newtypes for node, partition and log positions, so no bare integer crosses a crate.
+//! - [`command`]: [`Command`], the only things ever written to a partition log.
+//! - [`codec`]: the log encoding — one format-version byte, then MessagePack.
+//! - [`routing`]: which partition owns a key; stable across processes and releases.
+
+pub mod codec;
+pub mod command;
+pub mod ids;
+pub mod routing;
+
+pub use command::{Command, ObjectKey};
+pub use ids::{LogIndex, NodeId, PartitionId, Term};

@@ -1,0 +1,54 @@
+//! The storage layer's failures. All of them are fatal for the partition: openraft stops the
+//! group on a storage error and the supervisor restarts it from disk.
+
+use std::path::PathBuf;
+
+/// Why a partition store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The redb database reported a failure.
+    #[error("storage engine: {0}")]
+    Engine(#[from] redb::Error),
+    /// A stored record could not be encoded or decoded.
+    #[error("stored record: {0}")]
+    Codec(#[from] holdfast_types::codec::Error),
+    /// A file or directory could not be created or read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A stored key does not have the layout this release writes.
+    #[error("corrupt state key of {0} bytes")]
+    CorruptKey(usize),
+    /// A blocking storage task was cancelled or panicked.
+    #[error("storage task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::Engine(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// Runs blocking redb work off the async runtime's threads.
+pub(crate) async fn blocking<T, F>(work: F) -> Result<T, Error>
+where
+    F: FnOnce() -> Result<T, Error> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work).await?
+}

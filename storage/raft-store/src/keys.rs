@@ -1,0 +1,75 @@
+//! The byte layout of state keys: `len(service) service len(key) key name`, lengths as u32
+//! big-endian. The object prefix sorts all of one object's entries together for `ClearAllState`
+//! and for scans.
+
+use crate::Error;
+use holdfast_types::ObjectKey;
+
+fn push_part(out: &mut Vec<u8>, part: &str) {
+    let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(part.as_bytes());
+}
+
+/// The prefix shared by every state key of `object`.
+pub(crate) fn object_prefix(object: &ObjectKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + object.service.len() + object.key.len());
+    push_part(&mut out, &object.service);
+    push_part(&mut out, &object.key);
+    out
+}
+
+/// The key of one named state entry of `object`.
+pub(crate) fn state_key(object: &ObjectKey, name: &str) -> Vec<u8> {
+    let mut out = object_prefix(object);
+    out.extend_from_slice(name.as_bytes());
+    out
+}
+
+fn take_part(bytes: &[u8]) -> Option<(String, &[u8])> {
+    let (len, rest) = bytes.split_first_chunk::<4>()?;
+    let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+    if rest.len() < len {
+        return None;
+    }
+    let (part, rest) = rest.split_at(len);
+    Some((String::from_utf8(part.to_vec()).ok()?, rest))
+}
+
+/// Splits a state key back into its object and entry name.
+pub(crate) fn parse_state_key(bytes: &[u8]) -> Result<(ObjectKey, String), Error> {
+    let corrupt = || Error::CorruptKey(bytes.len());
+    let (service, rest) = take_part(bytes).ok_or_else(corrupt)?;
+    let (key, rest) = take_part(rest).ok_or_else(corrupt)?;
+    let name = String::from_utf8(rest.to_vec()).map_err(|_| corrupt())?;
+    Ok((ObjectKey { service, key }, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_keys_round_trip_and_share_the_object_prefix() {
+        let object = ObjectKey::new("Cart", "user-1");
+        let key = state_key(&object, "items");
+        assert!(key.starts_with(&object_prefix(&object)));
+        let (parsed, name) = parse_state_key(&key).expect("parse");
+        assert_eq!((parsed, name.as_str()), (object, "items"));
+    }
+
+    #[test]
+    fn prefixes_of_different_objects_never_nest() {
+        let a = object_prefix(&ObjectKey::new("ab", "c"));
+        let b = state_key(&ObjectKey::new("a", "bc"), "");
+        assert!(!b.starts_with(&a) && !a.starts_with(&b));
+    }
+
+    #[test]
+    fn truncated_keys_are_reported_not_panicked_on() {
+        let key = state_key(&ObjectKey::new("Cart", "user-1"), "items");
+        for cut in 0..9 {
+            assert!(parse_state_key(&key[..cut]).is_err());
+        }
+    }
+}

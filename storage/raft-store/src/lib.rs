@@ -1,0 +1,59 @@
+//! A partition's durable storage: the openraft log store and state-machine store, both in redb.
+//!
+//! ```text
+//!   partition-<n>/log.redb    raft log entries + vote + committed pointer (fsync'd per append)
+//!   partition-<n>/state.redb  applied state: object state, applied log id, membership, snapshot
+//! ```
+//!
+//! The log is the ground truth. Appends are durable before openraft is told they are flushed; the
+//! state machine commits without fsync and is flushed lazily ([`StateMachine::flush`]), because
+//! after a crash openraft re-applies every committed entry above the durable applied log id.
+//! Log entries are purged only below a snapshot, and a snapshot is built only from flushed state.
+
+mod error;
+mod keys;
+mod log;
+mod state;
+
+pub use error::Error;
+pub use log::LogStore;
+pub use state::{PartitionSummary, StateEntry, StateMachine};
+
+use holdfast_types::{Command, LogIndex};
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+use std::path::Path;
+
+openraft::declare_raft_types!(
+    /// The openraft type configuration of a partition's consensus group.
+    pub TypeConfig:
+        D = Batch,
+        R = Applied,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// One raft entry's payload: the commands of one group commit, applied in order and atomically.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch(pub Vec<Command>);
+
+/// What applying one raft entry produced, handed back to the proposer of that entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The log index at which the entry was applied.
+    pub index: LogIndex,
+}
+
+/// Opens (creating if needed) the log and state stores of one partition in `dir`.
+pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), Error> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let log = LogStore::open(&dir.join("log.redb"))?;
+    let state = StateMachine::open(&dir.join("state.redb"))?;
+    Ok((log, state))
+}

@@ -1,0 +1,252 @@
+//! The raft log store: entries, vote and committed pointer of one partition in `log.redb`.
+//!
+//! Every append and vote is one redb transaction committed with immediate durability, which is
+//! one fsync; openraft is told the entries are flushed only after that commit returns.
+
+use crate::error::blocking;
+use crate::{Error, TypeConfig};
+use holdfast_types::codec;
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{
+    Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
+};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::Arc;
+
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const LAST_PURGED: &str = "last_purged";
+
+type NodeId = u64;
+
+/// Handle to a partition's raft log; clones share the same database.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+impl LogStore {
+    /// Opens or creates the log database at `path`.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        txn.open_table(LOG)?;
+        txn.open_table(META)?;
+        txn.commit()?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(META)?;
+        match table.get(key)? {
+            Some(bytes) => Ok(Some(codec::decode(bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn write_meta<T: serde::Serialize>(
+        &self,
+        key: &'static str,
+        value: &T,
+        durability: Durability,
+    ) -> Result<(), Error> {
+        let bytes = codec::encode(value)?;
+        let db = self.db.clone();
+        blocking(move || {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(durability)?;
+            txn.open_table(META)?.insert(key, bytes.as_slice())?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn entries(&self, range: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry<TypeConfig>>, Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(LOG)?;
+        let mut out = Vec::new();
+        for item in table.range(range)? {
+            let (_, bytes) = item?;
+            out.push(codec::decode(bytes.value())?);
+        }
+        Ok(out)
+    }
+
+    fn log_state(&self) -> Result<LogState<TypeConfig>, Error> {
+        let last_purged_log_id: Option<LogId<NodeId>> = self.read_meta(LAST_PURGED)?.flatten();
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(LOG)?;
+        let last = match table.last()? {
+            Some((_, bytes)) => Some(codec::decode::<Entry<TypeConfig>>(bytes.value())?.log_id),
+            None => last_purged_log_id,
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id: last,
+        })
+    }
+
+    /// Removes entries from the back while `doomed(index)` holds, or from the front.
+    async fn remove_while(
+        &self,
+        from_back: bool,
+        doomed: impl Fn(u64) -> bool + Send + 'static,
+        meta: Option<(&'static str, Vec<u8>)>,
+        durability: Durability,
+    ) -> Result<(), Error> {
+        let db = self.db.clone();
+        blocking(move || {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(durability)?;
+            {
+                let mut table = txn.open_table(LOG)?;
+                loop {
+                    let edge = if from_back {
+                        table.last()?
+                    } else {
+                        table.first()?
+                    };
+                    let Some(index) = edge.map(|(k, _)| k.value()) else {
+                        break;
+                    };
+                    if !doomed(index) {
+                        break;
+                    }
+                    table.remove(index)?;
+                }
+                if let Some((key, value)) = meta {
+                    txn.open_table(META)?.insert(key, value.as_slice())?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn read_err(e: Error) -> StorageError<NodeId> {
+    StorageIOError::read_logs(&e).into()
+}
+
+fn write_err(e: Error) -> StorageError<NodeId> {
+    StorageIOError::write_logs(&e).into()
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
+        self.entries(bounds).map_err(read_err)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        self.log_state().map_err(read_err)
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.write_meta(VOTE, vote, Durability::Immediate)
+            .await
+            .map_err(|e| StorageIOError::write_vote(&e).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        self.read_meta(VOTE)
+            .map_err(|e| StorageIOError::read_vote(&e).into())
+    }
+
+    /// The committed pointer is saved lazily: it only speeds up re-applying after a restart, and
+    /// becomes durable with the next append.
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        self.write_meta(COMMITTED, &committed, Durability::None)
+            .await
+            .map_err(write_err)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        Ok(self.read_meta(COMMITTED).map_err(read_err)?.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let encoded = entries
+            .into_iter()
+            .map(|entry| Ok((entry.log_id.index, codec::encode(&entry)?)))
+            .collect::<Result<Vec<_>, Error>>()
+            .map_err(write_err)?;
+        let db = self.db.clone();
+        let written = blocking(move || {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(LOG)?;
+                for (index, bytes) in &encoded {
+                    table.insert(*index, bytes.as_slice())?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await;
+        match written {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(write_err(e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.remove_while(
+            true,
+            move |i| i >= log_id.index,
+            None,
+            Durability::Immediate,
+        )
+        .await
+        .map_err(write_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let marker = codec::encode(&Some(log_id)).map_err(|e| write_err(e.into()))?;
+        // Purging need not be durable: if it is lost, the entries and the marker reappear together.
+        self.remove_while(
+            false,
+            move |i| i <= log_id.index,
+            Some((LAST_PURGED, marker)),
+            Durability::None,
+        )
+        .await
+        .map_err(write_err)
+    }
+}
