@@ -31,6 +31,7 @@ const SNAPSHOT_DATA: &str = "data";
 
 type NodeId = u64;
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
+type SnapshotParts = (Option<LogId<NodeId>>, Membership, Vec<u8>);
 
 /// One named state entry of an object, as read back for tools and queries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -235,9 +236,7 @@ impl StateMachine {
         Ok(responses)
     }
 
-    fn read_snapshot_body(
-        db: &Database,
-    ) -> Result<(Option<LogId<NodeId>>, Membership, Vec<u8>), Error> {
+    fn read_snapshot_body(db: &Database) -> Result<SnapshotParts, Error> {
         let txn = db.begin_read()?;
         let meta = txn.open_table(META)?;
         let state = txn.open_table(STATE)?;

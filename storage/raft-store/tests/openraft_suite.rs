@@ -17,6 +17,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for RedbBuilder {
 }
 
 #[test]
-fn redb_stores_pass_the_openraft_storage_suite() -> Result<(), StorageError<u64>> {
-    Suite::test_all(RedbBuilder)
+fn redb_stores_pass_the_openraft_storage_suite() {
+    if let Err(e) = Suite::test_all(RedbBuilder) {
+        panic!("openraft storage suite failed: {e}");
+    }
 }

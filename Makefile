@@ -1,0 +1,45 @@
+# Holdfast — build, run, test, benchmark, lint.
+# The build cache lives outside the clone so CI runs and fresh clones reuse it.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/holdfast/target
+export CARGO_TARGET_DIR
+CARGO ?= cargo
+HOLDFAST := $(CARGO_TARGET_DIR)/debug/holdfast
+
+.PHONY: build run test test-rust test-sdk bench lint fmt clean-data
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+## Start a single-node kernel on the embedded default configuration (data in ./holdfast-data).
+run:
+	$(CARGO) build -p holdfast
+	@echo "holdfast: admin API on http://127.0.0.1:9070 — try:"
+	@echo "  curl -s http://127.0.0.1:9070/health"
+	@echo "  curl -s http://127.0.0.1:9070/metrics"
+	@echo "stop with Ctrl-C (in-flight commits finish, stores close cleanly)"
+	$(HOLDFAST) serve
+
+## Everything CI runs: Rust unit, storage-suite and end-to-end tests, then the SDK's tests.
+test: test-rust test-sdk
+
+test-rust:
+	$(CARGO) build --workspace --all-targets
+	$(CARGO) test --workspace --no-fail-fast
+
+test-sdk:
+	@if [ -f sdk-ts/package.json ]; then cd sdk-ts && npm ci --no-audit --no-fund && npm test; fi
+
+## Measure group commit, fsync, start-up and idle memory; writes docs/benchmarks.md.
+bench:
+	tests/bench/run.sh
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@if [ -f sdk-ts/package.json ]; then cd sdk-ts && npm ci --no-audit --no-fund && npm run lint; fi
+
+fmt:
+	$(CARGO) fmt --all
+
+clean-data:
+	rm -rf ./holdfast-data

@@ -1,0 +1,434 @@
+//! [`PartitionActor`]: drives one partition's raft group and batches proposals into group commits.
+
+use crate::{GetStatus, Histogram, Network, PartitionStatus, Propose, ProposeError, Shutdown};
+use actix::prelude::*;
+use futures::future::{BoxFuture, FutureExt, ready};
+use holdfast_raft_store::{Batch, StateMachine, TypeConfig};
+use holdfast_types::{Command, LogIndex, NodeId, PartitionId, Term};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Raft, RaftMetrics, ServerState};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+
+/// Everything a partition actor needs to (re)start its raft group.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Which partition this actor drives.
+    pub partition: PartitionId,
+    /// This node's id in the cluster.
+    pub node: NodeId,
+    /// The directory holding this partition's `log.redb` and `state.redb`.
+    pub dir: PathBuf,
+    /// The initial voters and their node-to-node addresses.
+    pub members: BTreeMap<u64, BasicNode>,
+    /// Whether this node initializes the group when its store is empty (exactly one node does).
+    pub bootstrap: bool,
+    /// Consensus timing and snapshot policy.
+    pub raft: Arc<openraft::Config>,
+    /// Most commands in one group commit.
+    pub max_batch_commands: usize,
+    /// Most (approximate) encoded bytes in one group commit.
+    pub max_batch_bytes: usize,
+    /// Most proposals waiting for a batch; beyond it proposals are refused as overload.
+    pub max_queued: usize,
+    /// How often applied state is made durable in the background.
+    pub flush_interval: Duration,
+}
+
+/// A proposal waiting to be acknowledged.
+struct Queued {
+    command: Command,
+    size: usize,
+    reply: oneshot::Sender<Result<LogIndex, ProposeError>>,
+    arrived: Instant,
+}
+
+/// The running raft group with the handle to its applied state.
+struct Group {
+    raft: Raft<TypeConfig>,
+    state: StateMachine,
+}
+
+/// The role and positions last observed in the raft metrics.
+#[derive(Debug, Clone, Copy, Default)]
+struct Observed {
+    leader: Option<u64>,
+    is_leader: bool,
+    term: u64,
+    applied: u64,
+    last_log: u64,
+}
+
+/// A new raft metrics snapshot, delivered from the group's metrics watch.
+struct RaftObserved(RaftMetrics<u64, BasicNode>);
+
+impl Message for RaftObserved {
+    type Result = ();
+}
+
+/// Drives one partition: starts its raft group, batches proposals, acknowledges them after commit.
+pub struct PartitionActor {
+    settings: Settings,
+    group: Option<Group>,
+    observed: Observed,
+    queue: VecDeque<Queued>,
+    in_flight: bool,
+    closing: bool,
+    shutdown_waiters: Vec<oneshot::Sender<()>>,
+    restarts: u32,
+    flushed_applied: u64,
+    proposals: u64,
+    batches: u64,
+    batch_size: Histogram,
+    commit_latency: Histogram,
+}
+
+impl PartitionActor {
+    /// An actor that will open the partition in `settings.dir` once started.
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            group: None,
+            observed: Observed::default(),
+            queue: VecDeque::new(),
+            in_flight: false,
+            closing: false,
+            shutdown_waiters: Vec::new(),
+            restarts: 0,
+            flushed_applied: 0,
+            proposals: 0,
+            batches: 0,
+            batch_size: Histogram::batch_sizes(),
+            commit_latency: Histogram::latency_seconds(),
+        }
+    }
+
+    fn partition(&self) -> PartitionId {
+        self.settings.partition
+    }
+
+    fn open_group(&mut self, ctx: &mut Context<Self>) {
+        let settings = self.settings.clone();
+        let backoff = Duration::from_millis(match self.restarts {
+            0 => 0,
+            n => 100u64.saturating_mul(1 << n.min(6)),
+        });
+        let opening = async move {
+            if !backoff.is_zero() {
+                tokio::time::sleep(backoff).await;
+            }
+            start_group(&settings).await
+        };
+        ctx.wait(opening.into_actor(self).map(|result, act, ctx| match result {
+            Ok(group) => {
+                ctx.add_stream(metrics_stream(group.raft.metrics()));
+                act.group = Some(group);
+            }
+            Err(message) => {
+                tracing::error!(partition = %act.partition(), %message, "cannot start partition");
+                ctx.stop();
+            }
+        }));
+    }
+
+    /// Sends the next batch to raft if none is in flight and this node leads the partition.
+    fn commit_next(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight || self.queue.is_empty() || !self.observed.is_leader {
+            return;
+        }
+        let Some(group) = &self.group else { return };
+        let mut commands = Vec::new();
+        let mut waiting = Vec::new();
+        let mut bytes = 0;
+        while let Some(next) = self.queue.front() {
+            let full = commands.len() >= self.settings.max_batch_commands
+                || (!commands.is_empty() && bytes + next.size > self.settings.max_batch_bytes);
+            if full {
+                break;
+            }
+            let Some(next) = self.queue.pop_front() else {
+                break;
+            };
+            bytes += next.size;
+            commands.push(next.command);
+            waiting.push((next.reply, next.arrived));
+        }
+        self.in_flight = true;
+        let raft = group.raft.clone();
+        let size = commands.len();
+        let write = async move { raft.client_write(Batch(commands)).await };
+        ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
+            act.in_flight = false;
+            let outcome = match result {
+                Ok(response) => {
+                    act.batches += 1;
+                    act.batch_size.observe(size as f64);
+                    Ok(LogIndex(response.log_id.index))
+                }
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                    Err(ProposeError::NotLeader {
+                        partition: act.partition(),
+                        leader: forward.leader_id.map(NodeId),
+                    })
+                }
+                Err(e) => Err(ProposeError::Storage {
+                    partition: act.partition(),
+                    message: e.to_string(),
+                }),
+            };
+            for (reply, arrived) in waiting {
+                if outcome.is_ok() {
+                    act.proposals += 1;
+                    act.commit_latency.observe(arrived.elapsed().as_secs_f64());
+                }
+                let _ = reply.send(outcome.clone());
+            }
+            act.commit_next(ctx);
+            act.finish_shutdown_when_idle(ctx);
+        }));
+    }
+
+    /// Refuses every queued proposal with `error`; none of them was written.
+    fn refuse_queued(&mut self, error: &ProposeError) {
+        for queued in self.queue.drain(..) {
+            let _ = queued.reply.send(Err(error.clone()));
+        }
+    }
+
+    fn flush_state(&mut self, ctx: &mut Context<Self>) {
+        let Some(group) = &self.group else { return };
+        let applied = self.observed.applied;
+        if applied <= self.flushed_applied {
+            return;
+        }
+        let state = group.state.clone();
+        let flush = async move { state.flush().await };
+        ctx.spawn(flush.into_actor(self).map(move |result, act, _| match result {
+            Ok(()) => act.flushed_applied = applied,
+            Err(e) => tracing::warn!(partition = %act.partition(), error = %e, "flushing applied state failed"),
+        }));
+    }
+
+    fn finish_shutdown_when_idle(&mut self, ctx: &mut Context<Self>) {
+        let draining = !self.queue.is_empty() && self.observed.is_leader && self.group.is_some();
+        if !self.closing || self.in_flight || draining || self.shutdown_waiters.is_empty() {
+            return;
+        }
+        self.refuse_queued(&ProposeError::ShuttingDown(self.partition()));
+        let group = self.group.take();
+        let waiters = std::mem::take(&mut self.shutdown_waiters);
+        let partition = self.partition();
+        let close = async move {
+            if let Some(group) = group {
+                if let Err(e) = group.raft.shutdown().await {
+                    tracing::warn!(%partition, error = %e, "raft group did not stop cleanly");
+                }
+                if let Err(e) = group.state.flush().await {
+                    tracing::error!(%partition, error = %e, "final flush of applied state failed");
+                }
+            }
+            for waiter in waiters {
+                let _ = waiter.send(());
+            }
+        };
+        ctx.spawn(close.into_actor(self));
+    }
+}
+
+/// Opens the stores and starts (or initializes) the raft group of one partition.
+async fn start_group(settings: &Settings) -> Result<Group, String> {
+    let dir = settings.dir.clone();
+    let (log, state) = tokio::task::spawn_blocking(move || holdfast_raft_store::open(&dir))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let raft = Raft::new(
+        settings.node.0,
+        settings.raft.clone(),
+        Network,
+        log,
+        state.clone(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if !raft.is_initialized().await.map_err(|e| e.to_string())? {
+        if settings.bootstrap {
+            raft.initialize(settings.members.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    } else if sole_voter(&raft, settings.node.0) {
+        // Nobody else can win this election, so there is no reason to wait out the timeout.
+        raft.trigger().elect().await.map_err(|e| e.to_string())?;
+    }
+    Ok(Group { raft, state })
+}
+
+fn sole_voter(raft: &Raft<TypeConfig>, node: u64) -> bool {
+    let metrics = raft.metrics();
+    let metrics = metrics.borrow();
+    let voters: Vec<u64> = metrics.membership_config.voter_ids().collect();
+    voters == [node]
+}
+
+/// Turns the raft metrics watch into a stream of messages, starting with the current value.
+fn metrics_stream(
+    rx: watch::Receiver<RaftMetrics<u64, BasicNode>>,
+) -> impl futures::Stream<Item = RaftObserved> {
+    futures::stream::unfold((rx, true), |(mut rx, first)| async move {
+        if !first && rx.changed().await.is_err() {
+            return None;
+        }
+        let metrics = rx.borrow_and_update().clone();
+        Some((RaftObserved(metrics), (rx, false)))
+    })
+}
+
+/// Rough encoded size of a command, used to bound the bytes in one group commit.
+fn approx_size(command: &Command) -> usize {
+    let object = command.object();
+    let body = match command {
+        Command::SetState { name, value, .. } => name.len() + value.len(),
+        Command::ClearState { name, .. } => name.len(),
+        Command::ClearAllState { .. } => 0,
+    };
+    32 + object.service.len() + object.key.len() + body
+}
+
+impl Actor for PartitionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.open_group(ctx);
+        ctx.run_interval(self.settings.flush_interval, |act, ctx| {
+            act.flush_state(ctx)
+        });
+    }
+}
+
+impl Supervised for PartitionActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.restarts = self.restarts.saturating_add(1);
+        tracing::warn!(partition = %self.partition(), restarts = self.restarts, "restarting partition");
+        self.refuse_queued(&ProposeError::Storage {
+            partition: self.partition(),
+            message: "partition restarted before the command was proposed".into(),
+        });
+        if let Some(group) = self.group.take() {
+            actix::spawn(async move {
+                let _ = group.raft.shutdown().await;
+            });
+        }
+        self.observed = Observed::default();
+        self.in_flight = false;
+    }
+}
+
+impl StreamHandler<RaftObserved> for PartitionActor {
+    fn handle(&mut self, RaftObserved(metrics): RaftObserved, ctx: &mut Context<Self>) {
+        if let Err(fatal) = &metrics.running_state {
+            if !self.closing {
+                tracing::error!(partition = %self.partition(), error = %fatal, "raft group failed");
+                ctx.stop();
+            }
+            return;
+        }
+        let was_leader = self.observed.is_leader;
+        self.observed = Observed {
+            leader: metrics.current_leader,
+            is_leader: metrics.state == ServerState::Leader,
+            term: metrics.current_term,
+            applied: metrics.last_applied.map_or(0, |id| id.index),
+            last_log: metrics.last_log_index.unwrap_or(0),
+        };
+        if was_leader != self.observed.is_leader {
+            tracing::info!(partition = %self.partition(), leader = ?metrics.current_leader,
+                term = metrics.current_term, "partition leadership changed");
+        }
+        if let Some(leader) = self.observed.leader.filter(|_| !self.observed.is_leader) {
+            self.refuse_queued(&ProposeError::NotLeader {
+                partition: self.partition(),
+                leader: Some(NodeId(leader)),
+            });
+        }
+        self.commit_next(ctx);
+        self.finish_shutdown_when_idle(ctx);
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {}
+}
+
+impl Handler<Propose> for PartitionActor {
+    type Result = ResponseFuture<Result<LogIndex, ProposeError>>;
+
+    fn handle(&mut self, Propose(command): Propose, ctx: &mut Context<Self>) -> Self::Result {
+        let refusal = if self.closing {
+            Some(ProposeError::ShuttingDown(self.partition()))
+        } else if let Some(leader) = self.observed.leader.filter(|_| !self.observed.is_leader) {
+            Some(ProposeError::NotLeader {
+                partition: self.partition(),
+                leader: Some(NodeId(leader)),
+            })
+        } else if self.queue.len() >= self.settings.max_queued {
+            Some(ProposeError::Overloaded(self.partition()))
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            return Box::pin(ready(Err(refusal)));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.queue.push_back(Queued {
+            size: approx_size(&command),
+            command,
+            reply,
+            arrived: Instant::now(),
+        });
+        self.commit_next(ctx);
+        let partition = self.partition();
+        let answer: BoxFuture<'static, _> = answer
+            .map(move |received| {
+                received.unwrap_or_else(|_| {
+                    Err(ProposeError::Storage {
+                        partition,
+                        message: "partition stopped while the command was in flight".into(),
+                    })
+                })
+            })
+            .boxed();
+        answer
+    }
+}
+
+impl Handler<GetStatus> for PartitionActor {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(PartitionStatus {
+            partition: self.partition(),
+            leader: self.observed.leader.map(NodeId),
+            term: Term(self.observed.term),
+            applied_index: LogIndex(self.observed.applied),
+            last_log_index: LogIndex(self.observed.last_log),
+            proposals: self.proposals,
+            batches: self.batches,
+            batch_size: self.batch_size.clone(),
+            commit_latency: self.commit_latency.clone(),
+        })
+    }
+}
+
+impl Handler<Shutdown> for PartitionActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        self.closing = true;
+        let (done, finished) = oneshot::channel();
+        self.shutdown_waiters.push(done);
+        self.finish_shutdown_when_idle(ctx);
+        Box::pin(finished.map(|_| ()))
+    }
+}

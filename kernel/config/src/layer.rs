@@ -1,0 +1,523 @@
+//! Reading one configuration layer (default, file or environment) into a typed partial view.
+//!
+//! Every layer is checked on its own — unknown keys, types and single-value ranges — so an
+//! error always names the layer that introduced the bad value. Layers are then overlaid
+//! field by field, which also gives `[[cluster.nodes]]` whole-array replacement semantics.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use config::{Environment, File, FileFormat, Map, Source, Value, ValueKind};
+
+use crate::Member;
+use crate::error::{Error, Origin};
+
+/// Prefix of the structured environment variables, e.g. `HOLDFAST__ADMIN__BIND_ADDRESS`.
+pub(crate) const ENV_PREFIX: &str = "HOLDFAST";
+/// Separator between the prefix and between nested keys.
+pub(crate) const ENV_SEPARATOR: &str = "__";
+/// Short alias for `HOLDFAST__NODE__DATA_DIR`, which wins when both are set.
+pub(crate) const DATA_DIR_ALIAS: &str = "HOLDFAST_DATA_DIR";
+
+/// A value together with the layer it came from, so cross-key rules can blame the right place.
+#[derive(Debug, Clone)]
+pub(crate) struct Sourced<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+/// The keys one layer sets; `None` means "not set here, fall through to a lower layer".
+#[derive(Debug, Default)]
+pub(crate) struct Partial {
+    pub node_id: Option<Sourced<u64>>,
+    pub data_dir: Option<Sourced<PathBuf>>,
+    pub ingress: Option<Sourced<SocketAddr>>,
+    pub admin: Option<Sourced<SocketAddr>>,
+    pub sql: Option<Sourced<SocketAddr>>,
+    pub partitions: Option<Sourced<u32>>,
+    pub replication_factor: Option<Sourced<u32>>,
+    pub nodes: Option<Sourced<Vec<Member>>>,
+    pub max_batch_commands: Option<Sourced<usize>>,
+    pub max_batch_bytes: Option<Sourced<usize>>,
+    pub snapshot_interval: Option<Sourced<u64>>,
+    pub election_timeout_ms: Option<Sourced<u64>>,
+}
+
+impl Partial {
+    /// Lays `upper` over `self`: every key `upper` sets wins, arrays are replaced as a whole.
+    pub(crate) fn overlay(self, upper: Partial) -> Partial {
+        Partial {
+            node_id: upper.node_id.or(self.node_id),
+            data_dir: upper.data_dir.or(self.data_dir),
+            ingress: upper.ingress.or(self.ingress),
+            admin: upper.admin.or(self.admin),
+            sql: upper.sql.or(self.sql),
+            partitions: upper.partitions.or(self.partitions),
+            replication_factor: upper.replication_factor.or(self.replication_factor),
+            nodes: upper.nodes.or(self.nodes),
+            max_batch_commands: upper.max_batch_commands.or(self.max_batch_commands),
+            max_batch_bytes: upper.max_batch_bytes.or(self.max_batch_bytes),
+            snapshot_interval: upper.snapshot_interval.or(self.snapshot_interval),
+            election_timeout_ms: upper.election_timeout_ms.or(self.election_timeout_ms),
+        }
+    }
+}
+
+/// Inclusive range accepted for an integer key; `max == None` means "no upper bound".
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Range {
+    pub min: i128,
+    pub max: Option<i128>,
+}
+
+impl Range {
+    const fn between(min: i128, max: i128) -> Range {
+        Range {
+            min,
+            max: Some(max),
+        }
+    }
+
+    const fn at_least(min: i128) -> Range {
+        Range { min, max: None }
+    }
+
+    fn contains(self, n: i128) -> bool {
+        n >= self.min && self.max.is_none_or(|max| n <= max)
+    }
+
+    pub(crate) fn describe(self) -> String {
+        match self.max {
+            Some(max) => format!("{}..={max}", self.min),
+            None => format!(">= {}", self.min),
+        }
+    }
+}
+
+pub(crate) const NODE_ID: Range = Range::at_least(1);
+pub(crate) const PARTITIONS: Range = Range::between(1, 4096);
+pub(crate) const REPLICATION_FACTOR: Range = Range::at_least(1);
+pub(crate) const MAX_BATCH_COMMANDS: Range = Range::between(1, 65536);
+pub(crate) const MAX_BATCH_BYTES: Range = Range::at_least(1024);
+pub(crate) const SNAPSHOT_INTERVAL: Range = Range::at_least(100);
+pub(crate) const ELECTION_TIMEOUT_MS: Range = Range::between(50, 60_000);
+
+/// Which layer is being read; decides how origins are named and whether strings may hold numbers.
+pub(crate) enum Layer<'a> {
+    Default,
+    File(&'a Path),
+    Env(&'a EnvVars),
+}
+
+impl Layer<'_> {
+    /// Names the place a key came from; for the environment, the exact variable.
+    fn origin(&self, key: &str) -> Origin {
+        match self {
+            Layer::Default => Origin::Default,
+            Layer::File(path) => Origin::File(path.to_path_buf()),
+            Layer::Env(vars) => Origin::Env(vars.variable_for(key)),
+        }
+    }
+
+    /// Environment values are always strings, so numbers are parsed from them there only.
+    fn is_env(&self) -> bool {
+        matches!(self, Layer::Env(_))
+    }
+}
+
+/// The `HOLDFAST` variables of an environment, with the dotted key each one addresses.
+#[derive(Debug, Default)]
+pub(crate) struct EnvVars {
+    /// Dotted key -> variable name.
+    by_key: BTreeMap<String, String>,
+    /// Variable name -> value, in the spelling `config::Environment` understands.
+    values: HashMap<String, String>,
+}
+
+impl EnvVars {
+    /// Picks the relevant variables out of `env` and resolves the `HOLDFAST_DATA_DIR` alias.
+    pub(crate) fn collect(env: &HashMap<String, String>) -> Result<EnvVars, Error> {
+        let prefix = format!("{ENV_PREFIX}{ENV_SEPARATOR}").to_lowercase();
+        let mut vars = EnvVars::default();
+        let mut names: Vec<&String> = env
+            .keys()
+            .filter(|name| name.to_lowercase().starts_with(&prefix))
+            .collect();
+        names.sort();
+        for name in names {
+            let key = env_key(name, &prefix);
+            if let Some(first) = vars.by_key.get(&key) {
+                return Err(Error::Ambiguous {
+                    key,
+                    first: first.clone(),
+                    second: name.clone(),
+                });
+            }
+            vars.by_key.insert(key, name.clone());
+            if let Some(value) = env.get(name) {
+                vars.values.insert(name.clone(), value.clone());
+            }
+        }
+        // A variable that sets a whole table and another that sets a key inside it would
+        // clobber each other depending on iteration order; refuse rather than guess.
+        for (shorter, first) in &vars.by_key {
+            let nested = format!("{shorter}.");
+            if let Some((_, second)) = vars
+                .by_key
+                .range(nested.clone()..)
+                .find(|(key, _)| key.starts_with(&nested))
+            {
+                return Err(Error::Ambiguous {
+                    key: shorter.clone(),
+                    first: first.clone(),
+                    second: second.clone(),
+                });
+            }
+        }
+        if let Some(value) = env.get(DATA_DIR_ALIAS)
+            && !vars.by_key.contains_key("node.data_dir")
+        {
+            let canonical = format!("{ENV_PREFIX}{ENV_SEPARATOR}NODE{ENV_SEPARATOR}DATA_DIR");
+            vars.by_key
+                .insert("node.data_dir".to_owned(), DATA_DIR_ALIAS.to_owned());
+            vars.values.insert(canonical, value.clone());
+        }
+        Ok(vars)
+    }
+
+    /// The variable that set `key` (or a key below it); falls back to the canonical spelling.
+    fn variable_for(&self, key: &str) -> String {
+        if let Some(name) = self.by_key.get(key) {
+            return name.clone();
+        }
+        let nested = format!("{key}.");
+        if let Some((_, name)) = self
+            .by_key
+            .range(nested.clone()..)
+            .find(|(k, _)| k.starts_with(&nested))
+        {
+            return name.clone();
+        }
+        format!(
+            "{ENV_PREFIX}{ENV_SEPARATOR}{}",
+            key.to_uppercase().replace('.', ENV_SEPARATOR)
+        )
+    }
+}
+
+/// The dotted key a variable addresses, derived exactly as `config::Environment` derives it.
+fn env_key(name: &str, lower_prefix: &str) -> String {
+    let lower = name.to_lowercase();
+    let rest = lower.get(lower_prefix.len()..).unwrap_or_default();
+    rest.replace(ENV_SEPARATOR, ".")
+}
+
+/// Parses TOML text (the embedded default or a config file) into a raw value tree.
+pub(crate) fn parse_toml(text: &str, origin: &Origin) -> Result<Map<String, Value>, Error> {
+    File::from_str(text, FileFormat::Toml)
+        .collect()
+        .map_err(|err| Error::Parse {
+            origin: origin.clone(),
+            message: err.to_string().trim_end().to_owned(),
+        })
+}
+
+/// Turns the relevant environment variables into a nested raw value tree.
+pub(crate) fn parse_env(vars: &EnvVars) -> Result<Map<String, Value>, Error> {
+    let source = Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator(ENV_SEPARATOR)
+        .separator(ENV_SEPARATOR)
+        .source(Some(vars.values.clone()));
+    let built = config::Config::builder()
+        .add_source(source)
+        .build()
+        .map_err(|err| Error::Parse {
+            origin: Origin::Env(format!("{ENV_PREFIX}{ENV_SEPARATOR}*")),
+            message: err.to_string().trim_end().to_owned(),
+        })?;
+    match built.cache.kind {
+        ValueKind::Table(table) => Ok(table),
+        _ => Ok(Map::new()),
+    }
+}
+
+/// Checks one layer's raw tree against the schema and converts it into typed values.
+pub(crate) fn read_layer(tree: Map<String, Value>, layer: &Layer<'_>) -> Result<Partial, Error> {
+    let mut partial = Partial::default();
+    for (section, value) in sorted(tree) {
+        let fields = table(value, &section, layer)?;
+        match section.as_str() {
+            "node" => {
+                for (name, value) in sorted(fields) {
+                    let key = format!("node.{name}");
+                    match name.as_str() {
+                        "id" => partial.node_id = Some(int(&value, &key, NODE_ID, layer)?),
+                        "data_dir" => partial.data_dir = Some(path(&value, &key, layer)?),
+                        _ => return Err(unknown(&key, layer)),
+                    }
+                }
+            }
+            "ingress" | "admin" | "sql" => {
+                for (name, value) in sorted(fields) {
+                    let key = format!("{section}.{name}");
+                    if name != "bind_address" {
+                        return Err(unknown(&key, layer));
+                    }
+                    let address = Some(socket_address(&value, &key, layer)?);
+                    match section.as_str() {
+                        "ingress" => partial.ingress = address,
+                        "admin" => partial.admin = address,
+                        _ => partial.sql = address,
+                    }
+                }
+            }
+            "cluster" => {
+                for (name, value) in sorted(fields) {
+                    let key = format!("cluster.{name}");
+                    match name.as_str() {
+                        "partitions" => {
+                            partial.partitions = Some(int(&value, &key, PARTITIONS, layer)?)
+                        }
+                        "replication_factor" => {
+                            partial.replication_factor =
+                                Some(int(&value, &key, REPLICATION_FACTOR, layer)?);
+                        }
+                        "nodes" => partial.nodes = Some(members(value, &key, layer)?),
+                        _ => return Err(unknown(&key, layer)),
+                    }
+                }
+            }
+            "log" => {
+                for (name, value) in sorted(fields) {
+                    let key = format!("log.{name}");
+                    match name.as_str() {
+                        "max_batch_commands" => {
+                            partial.max_batch_commands =
+                                Some(int(&value, &key, MAX_BATCH_COMMANDS, layer)?);
+                        }
+                        "max_batch_bytes" => {
+                            partial.max_batch_bytes =
+                                Some(int(&value, &key, MAX_BATCH_BYTES, layer)?);
+                        }
+                        "snapshot_interval" => {
+                            partial.snapshot_interval =
+                                Some(int(&value, &key, SNAPSHOT_INTERVAL, layer)?);
+                        }
+                        "election_timeout_ms" => {
+                            partial.election_timeout_ms =
+                                Some(int(&value, &key, ELECTION_TIMEOUT_MS, layer)?);
+                        }
+                        _ => return Err(unknown(&key, layer)),
+                    }
+                }
+            }
+            _ => return Err(unknown(&section, layer)),
+        }
+    }
+    Ok(partial)
+}
+
+/// Reads the `[[cluster.nodes]]` array; each entry must be complete since arrays never merge.
+fn members(value: Value, key: &str, layer: &Layer<'_>) -> Result<Sourced<Vec<Member>>, Error> {
+    if layer.is_env() {
+        return Err(Error::Unsupported {
+            origin: layer.origin(key),
+            key: key.to_owned(),
+            reason: "cluster members cannot be set from the environment; \
+                     declare [[cluster.nodes]] in the config file",
+        });
+    }
+    let items = match value.kind {
+        ValueKind::Array(items) => items,
+        other => {
+            return Err(Error::InvalidType {
+                origin: layer.origin(key),
+                key: key.to_owned(),
+                found: describe(&other),
+                expected: "an array of tables ([[cluster.nodes]])",
+            });
+        }
+    };
+    let mut members = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let entry = format!("{key}[{index}]");
+        let fields = table(item, &entry, layer)?;
+        let mut id = None;
+        let mut address = None;
+        for (name, value) in sorted(fields) {
+            let field = format!("{entry}.{name}");
+            match name.as_str() {
+                "id" => id = Some(int::<u64>(&value, &field, NODE_ID, layer)?.value),
+                "address" => address = Some(member_address(&value, &field, layer)?),
+                _ => return Err(unknown(&field, layer)),
+            }
+        }
+        let Some(id) = id else {
+            return Err(missing(&format!("{entry}.id"), layer));
+        };
+        let Some(address) = address else {
+            return Err(missing(&format!("{entry}.address"), layer));
+        };
+        members.push(Member { id, address });
+    }
+    Ok(Sourced {
+        value: members,
+        origin: layer.origin(key),
+    })
+}
+
+/// Keys sorted so that the first error reported is deterministic.
+fn sorted(map: Map<String, Value>) -> Vec<(String, Value)> {
+    let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries
+}
+
+fn unknown(key: &str, layer: &Layer<'_>) -> Error {
+    Error::UnknownKey {
+        origin: layer.origin(key),
+        key: key.to_owned(),
+    }
+}
+
+fn missing(key: &str, layer: &Layer<'_>) -> Error {
+    Error::MissingKey {
+        origin: layer.origin(key),
+        key: key.to_owned(),
+    }
+}
+
+fn invalid_type(kind: &ValueKind, key: &str, expected: &'static str, layer: &Layer<'_>) -> Error {
+    Error::InvalidType {
+        origin: layer.origin(key),
+        key: key.to_owned(),
+        found: describe(kind),
+        expected,
+    }
+}
+
+/// Human description of a raw value for "found ..." in type errors.
+fn describe(kind: &ValueKind) -> String {
+    match kind {
+        ValueKind::Nil => "nothing".to_owned(),
+        ValueKind::Boolean(b) => format!("boolean {b}"),
+        ValueKind::I64(n) => format!("integer {n}"),
+        ValueKind::I128(n) => format!("integer {n}"),
+        ValueKind::U64(n) => format!("integer {n}"),
+        ValueKind::U128(n) => format!("integer {n}"),
+        ValueKind::Float(x) => format!("float {x}"),
+        ValueKind::String(s) => format!("string {s:?}"),
+        ValueKind::Table(_) => "a table".to_owned(),
+        ValueKind::Array(_) => "an array".to_owned(),
+    }
+}
+
+fn table(value: Value, key: &str, layer: &Layer<'_>) -> Result<Map<String, Value>, Error> {
+    match value.kind {
+        ValueKind::Table(fields) => Ok(fields),
+        other => Err(invalid_type(&other, key, "a table", layer)),
+    }
+}
+
+/// An integer within `range`; strings are accepted only from the environment.
+fn int<T: TryFrom<i128>>(
+    value: &Value,
+    key: &str,
+    range: Range,
+    layer: &Layer<'_>,
+) -> Result<Sourced<T>, Error> {
+    let n: i128 = match &value.kind {
+        ValueKind::I64(n) => i128::from(*n),
+        ValueKind::I128(n) => *n,
+        ValueKind::U64(n) => i128::from(*n),
+        ValueKind::U128(n) => i128::try_from(*n).unwrap_or(i128::MAX),
+        ValueKind::String(s) if layer.is_env() => match s.trim().parse::<i128>() {
+            Ok(n) => n,
+            Err(_) => return Err(invalid_type(&value.kind, key, "an integer", layer)),
+        },
+        other => return Err(invalid_type(other, key, "an integer", layer)),
+    };
+    let out_of_range = || Error::InvalidValue {
+        origin: layer.origin(key),
+        key: key.to_owned(),
+        value: n.to_string(),
+        expected: range.describe(),
+    };
+    if !range.contains(n) {
+        return Err(out_of_range());
+    }
+    let value = T::try_from(n).map_err(|_| out_of_range())?;
+    Ok(Sourced {
+        value,
+        origin: layer.origin(key),
+    })
+}
+
+fn string<'v>(
+    value: &'v Value,
+    key: &str,
+    expected: &'static str,
+    layer: &Layer<'_>,
+) -> Result<&'v str, Error> {
+    match &value.kind {
+        ValueKind::String(s) => Ok(s),
+        other => Err(invalid_type(other, key, expected, layer)),
+    }
+}
+
+fn path(value: &Value, key: &str, layer: &Layer<'_>) -> Result<Sourced<PathBuf>, Error> {
+    let text = string(value, key, "a path string", layer)?;
+    if text.is_empty() {
+        return Err(Error::InvalidValue {
+            origin: layer.origin(key),
+            key: key.to_owned(),
+            value: "\"\"".to_owned(),
+            expected: "a non-empty path".to_owned(),
+        });
+    }
+    Ok(Sourced {
+        value: PathBuf::from(text),
+        origin: layer.origin(key),
+    })
+}
+
+fn socket_address(
+    value: &Value,
+    key: &str,
+    layer: &Layer<'_>,
+) -> Result<Sourced<SocketAddr>, Error> {
+    let text = string(
+        value,
+        key,
+        "a socket address string like \"127.0.0.1:8080\"",
+        layer,
+    )?;
+    let text = if layer.is_env() { text.trim() } else { text };
+    match text.parse::<SocketAddr>() {
+        Ok(address) => Ok(Sourced {
+            value: address,
+            origin: layer.origin(key),
+        }),
+        Err(_) => Err(Error::InvalidAddress {
+            origin: layer.origin(key),
+            key: key.to_owned(),
+            value: text.to_owned(),
+        }),
+    }
+}
+
+/// A member's raft address must be dialable by its peers: a concrete IP and a real port.
+fn member_address(value: &Value, key: &str, layer: &Layer<'_>) -> Result<SocketAddr, Error> {
+    let address = socket_address(value, key, layer)?.value;
+    if address.ip().is_unspecified() || address.port() == 0 {
+        return Err(Error::InvalidValue {
+            origin: layer.origin(key),
+            key: key.to_owned(),
+            value: address.to_string(),
+            expected: "an address peers can connect to (a specific IP and a non-zero port)"
+                .to_owned(),
+        });
+    }
+    Ok(address)
+}

@@ -1,0 +1,173 @@
+//! Node configuration for Holdfast.
+//!
+//! A node's configuration is layered, lowest priority first:
+//!
+//! 1. the embedded single-node default ([`DEFAULT_TOML`]),
+//! 2. the TOML file given with `--config`,
+//! 3. the environment: `HOLDFAST__SECTION__KEY` (e.g. `HOLDFAST__ADMIN__BIND_ADDRESS`), plus
+//!    the alias `HOLDFAST_DATA_DIR` for `node.data_dir` (the structured name wins if both are set).
+//!
+//! Tables merge key by key; `[[cluster.nodes]]` is replaced as a whole by the highest layer that
+//! declares it. Every layer is checked on its own (unknown keys, types, ranges) and the merged
+//! result is checked for cross-key rules, so each [`Error`] names the key and where it came from.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+mod error;
+mod layer;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{Error, Origin};
+
+use layer::{EnvVars, Layer};
+
+/// The embedded default: a complete single-node configuration, so a bare `holdfast` just runs.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// Everything a node needs to start; produced by [`Config::load`] and shared by all subsystems.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Identity and storage of this node.
+    pub node: Node,
+    /// The HTTP listener for invocations.
+    pub ingress: Listener,
+    /// The HTTP listener for operators.
+    pub admin: Listener,
+    /// The PostgreSQL-wire listener for `psql` introspection.
+    pub sql: Listener,
+    /// Cluster membership and partitioning, identical on every node.
+    pub cluster: Cluster,
+    /// Replicated-log tuning.
+    pub log: Log,
+}
+
+/// This node's identity; the id selects its own entry in [`Cluster::nodes`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// Unique node id (>= 1), must appear in `cluster.nodes`.
+    pub id: u64,
+    /// Directory holding this node's durable state; relative paths resolve against the cwd.
+    pub data_dir: PathBuf,
+}
+
+/// A TCP listener; kept as a struct so each listener is its own TOML table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Address to bind; port 0 asks the OS for an ephemeral port.
+    pub bind_address: SocketAddr,
+}
+
+/// Cluster shape shared by all nodes; every node should load the same values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Number of partitions (1..=4096); fixed once the data directory is created.
+    pub partitions: u32,
+    /// Replicas per partition (1..=number of nodes).
+    pub replication_factor: u32,
+    /// All members, this node included.
+    pub nodes: Vec<Member>,
+}
+
+/// One cluster member as seen by its peers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    /// The member's node id.
+    pub id: u64,
+    /// Node-to-node (raft) address peers connect to.
+    pub address: SocketAddr,
+}
+
+/// Replicated-log tuning: group commit, snapshots and election timing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// Group commit: most commands per raft entry (1..=65536).
+    pub max_batch_commands: usize,
+    /// Group commit: most encoded bytes per raft entry (>= 1024).
+    pub max_batch_bytes: usize,
+    /// Raft entries between snapshots (>= 100).
+    pub snapshot_interval: u64,
+    /// Lower bound of the raft election timeout in ms (50..=60000); heartbeat is a third of it.
+    pub election_timeout_ms: u64,
+}
+
+/// Returned by [`Config::member`] only for hand-built configs that lack this node's entry.
+static NO_MEMBER: Member = Member {
+    id: 0,
+    address: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+};
+
+impl Config {
+    /// Loads the layered configuration using the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, Error> {
+        let env = process_env()?;
+        Config::load_from(file, &env)
+    }
+
+    /// Loads the layered configuration with an explicit environment, so tests stay hermetic.
+    pub fn load_from(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, Error> {
+        let default = layer::read_layer(
+            layer::parse_toml(DEFAULT_TOML, &Origin::Default)?,
+            &Layer::Default,
+        )?;
+        let mut merged = default;
+        if let Some(path) = file {
+            let origin = Origin::File(path.to_path_buf());
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let tree = layer::parse_toml(&text, &origin)?;
+            merged = merged.overlay(layer::read_layer(tree, &Layer::File(path))?);
+        }
+        let vars = EnvVars::collect(env)?;
+        let tree = layer::parse_env(&vars)?;
+        merged = merged.overlay(layer::read_layer(tree, &Layer::Env(&vars))?);
+        validate::finish(merged)
+    }
+
+    /// This node's own entry in `cluster.nodes` (its raft address).
+    ///
+    /// Always present in a loaded config; a hand-built config without it gets a placeholder
+    /// with id 0 and an unspecified address instead of a panic.
+    pub fn member(&self) -> &Member {
+        self.cluster
+            .nodes
+            .iter()
+            .find(|m| m.id == self.node.id)
+            .unwrap_or(&NO_MEMBER)
+    }
+}
+
+/// The process environment restricted to Holdfast's variables, refusing non-UTF-8 values.
+fn process_env() -> Result<HashMap<String, String>, Error> {
+    let prefix = format!("{}{}", layer::ENV_PREFIX, layer::ENV_SEPARATOR).to_lowercase();
+    let mut env = HashMap::new();
+    for (name, value) in std::env::vars_os() {
+        let Ok(name) = name.into_string() else {
+            continue;
+        };
+        if !(name.to_lowercase().starts_with(&prefix) || name == layer::DATA_DIR_ALIAS) {
+            continue;
+        }
+        match value.into_string() {
+            Ok(value) => {
+                env.insert(name, value);
+            }
+            Err(_) => return Err(Error::NotUnicode { var: name }),
+        }
+    }
+    Ok(env)
+}

@@ -1,0 +1,994 @@
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::{Cluster, Config, DEFAULT_TOML, Error, Listener, Log, Member, Node, Origin};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn addr(text: &str) -> SocketAddr {
+    match text.parse() {
+        Ok(address) => address,
+        Err(err) => panic!("bad test address {text:?}: {err}"),
+    }
+}
+
+/// A config file in a temporary directory; the directory lives as long as the value.
+struct TempConfig {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn file(toml: &str) -> TempConfig {
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(err) => panic!("tempdir: {err}"),
+    };
+    let path = dir.path().join("x.toml");
+    if let Err(err) = std::fs::write(&path, toml) {
+        panic!("write {}: {err}", path.display());
+    }
+    TempConfig { _dir: dir, path }
+}
+
+fn load(toml: Option<&str>, vars: &[(&str, &str)]) -> (Result<Config, Error>, Option<TempConfig>) {
+    let temp = toml.map(file);
+    let result = Config::load_from(temp.as_ref().map(|t| t.path.as_path()), &env(vars));
+    (result, temp)
+}
+
+fn ok(toml: Option<&str>, vars: &[(&str, &str)]) -> Config {
+    match load(toml, vars).0 {
+        Ok(config) => config,
+        Err(err) => panic!("expected a valid config, got: {err}"),
+    }
+}
+
+/// Loads and expects an error; returns it with the temp file path (for exact messages).
+fn fail(toml: Option<&str>, vars: &[(&str, &str)]) -> (Error, PathBuf) {
+    let (result, temp) = load(toml, vars);
+    let path = temp.map(|t| t.path.clone()).unwrap_or_default();
+    match result {
+        Ok(config) => panic!("expected an error, got {config:?}"),
+        Err(err) => (err, path),
+    }
+}
+
+fn file_origin(path: &Path) -> Option<Origin> {
+    Some(Origin::File(path.to_path_buf()))
+}
+
+fn env_origin(var: &str) -> Option<Origin> {
+    Some(Origin::Env(var.to_owned()))
+}
+
+const THREE_NODES: &str = r#"
+[cluster]
+replication_factor = 3
+[[cluster.nodes]]
+id = 1
+address = "127.0.0.1:5122"
+[[cluster.nodes]]
+id = 2
+address = "127.0.0.2:5123"
+[[cluster.nodes]]
+id = 3
+address = "127.0.0.3:5124"
+"#;
+
+fn default_config() -> Config {
+    Config {
+        node: Node {
+            id: 1,
+            data_dir: PathBuf::from("./holdfast-data"),
+        },
+        ingress: Listener {
+            bind_address: addr("127.0.0.1:8080"),
+        },
+        admin: Listener {
+            bind_address: addr("127.0.0.1:9070"),
+        },
+        sql: Listener {
+            bind_address: addr("127.0.0.1:9071"),
+        },
+        cluster: Cluster {
+            partitions: 8,
+            replication_factor: 1,
+            nodes: vec![Member {
+                id: 1,
+                address: addr("127.0.0.1:5122"),
+            }],
+        },
+        log: Log {
+            max_batch_commands: 1024,
+            max_batch_bytes: 4_194_304,
+            snapshot_interval: 20_000,
+            election_timeout_ms: 300,
+        },
+    }
+}
+
+// ---------------------------------------------------------------- defaults & layering
+
+#[test]
+fn default_is_the_documented_single_node() {
+    let config = ok(None, &[]);
+    assert_eq!(config, default_config());
+    assert_eq!(
+        config.member(),
+        &Member {
+            id: 1,
+            address: addr("127.0.0.1:5122")
+        }
+    );
+    assert!(DEFAULT_TOML.contains("[[cluster.nodes]]"));
+}
+
+#[test]
+fn file_overrides_default_key_by_key() {
+    let config = ok(
+        Some("[cluster]\npartitions = 16\n[admin]\nbind_address = \"127.0.0.1:19070\"\n"),
+        &[],
+    );
+    assert_eq!(config.cluster.partitions, 16);
+    assert_eq!(config.admin.bind_address, addr("127.0.0.1:19070"));
+    // Keys the file does not mention keep the default, including siblings in the same table.
+    assert_eq!(config.cluster.replication_factor, 1);
+    assert_eq!(config.cluster.nodes, default_config().cluster.nodes);
+    assert_eq!(config.log, default_config().log);
+}
+
+#[test]
+fn empty_file_equals_default() {
+    assert_eq!(ok(Some(""), &[]), default_config());
+}
+
+#[test]
+fn environment_overrides_file_and_is_typed() {
+    let toml = format!("[log]\nsnapshot_interval = 500\n{THREE_NODES}");
+    let config = ok(
+        Some(&toml),
+        &[
+            ("HOLDFAST__NODE__ID", "2"),
+            ("HOLDFAST__CLUSTER__PARTITIONS", "4"),
+            ("HOLDFAST__ADMIN__BIND_ADDRESS", "127.0.0.1:19070"),
+            ("HOLDFAST__LOG__SNAPSHOT_INTERVAL", "1000"),
+            ("HOLDFAST__LOG__MAX_BATCH_BYTES", "2048"),
+            ("HOLDFAST__LOG__MAX_BATCH_COMMANDS", "7"),
+            ("HOLDFAST__LOG__ELECTION_TIMEOUT_MS", "150"),
+            ("HOLDFAST__CLUSTER__REPLICATION_FACTOR", "2"),
+            ("HOLDFAST__INGRESS__BIND_ADDRESS", "0.0.0.0:18080"),
+            ("HOLDFAST__SQL__BIND_ADDRESS", "[::1]:15432"),
+        ],
+    );
+    assert_eq!(config.node.id, 2);
+    assert_eq!(config.member().address, addr("127.0.0.2:5123"));
+    assert_eq!(config.cluster.partitions, 4);
+    assert_eq!(config.cluster.replication_factor, 2);
+    assert_eq!(config.admin.bind_address, addr("127.0.0.1:19070"));
+    assert_eq!(config.ingress.bind_address, addr("0.0.0.0:18080"));
+    assert_eq!(config.sql.bind_address, addr("[::1]:15432"));
+    assert_eq!(config.log.snapshot_interval, 1000);
+    assert_eq!(config.log.max_batch_bytes, 2048);
+    assert_eq!(config.log.max_batch_commands, 7);
+    assert_eq!(config.log.election_timeout_ms, 150);
+}
+
+#[test]
+fn environment_alone_overrides_default() {
+    let config = ok(None, &[("HOLDFAST__CLUSTER__PARTITIONS", " 32 ")]);
+    assert_eq!(config.cluster.partitions, 32);
+}
+
+#[test]
+fn environment_variable_names_are_case_insensitive_after_the_prefix() {
+    let config = ok(None, &[("holdfast__cluster__partitions", "4")]);
+    assert_eq!(config.cluster.partitions, 4);
+}
+
+#[test]
+fn unrelated_environment_variables_are_ignored() {
+    let config = ok(
+        None,
+        &[
+            ("PATH", "/bin"),
+            ("HOLDFAST", "x"),
+            ("HOLDFASTER__NODE__ID", "9"),
+        ],
+    );
+    assert_eq!(config, default_config());
+}
+
+#[test]
+fn data_dir_alias() {
+    let alias = ok(None, &[("HOLDFAST_DATA_DIR", "/var/lib/holdfast")]);
+    assert_eq!(alias.node.data_dir, PathBuf::from("/var/lib/holdfast"));
+
+    let both = ok(
+        None,
+        &[
+            ("HOLDFAST_DATA_DIR", "/var/lib/alias"),
+            ("HOLDFAST__NODE__DATA_DIR", "/var/lib/structured"),
+        ],
+    );
+    assert_eq!(both.node.data_dir, PathBuf::from("/var/lib/structured"));
+
+    let over_file = ok(
+        Some("[node]\ndata_dir = \"/from/file\"\n"),
+        &[("HOLDFAST_DATA_DIR", "/from/env")],
+    );
+    assert_eq!(over_file.node.data_dir, PathBuf::from("/from/env"));
+}
+
+#[test]
+fn data_dir_alias_errors_name_the_alias() {
+    let (err, _) = fail(None, &[("HOLDFAST_DATA_DIR", "")]);
+    assert_eq!(err.key(), Some("node.data_dir"));
+    assert_eq!(err.origin(), env_origin("HOLDFAST_DATA_DIR").as_ref());
+    assert_eq!(
+        err.to_string(),
+        "environment variable HOLDFAST_DATA_DIR: key `node.data_dir`: invalid value \"\", expected a non-empty path"
+    );
+}
+
+// ---------------------------------------------------------------- array replacement
+
+#[test]
+fn file_nodes_replace_default_nodes() {
+    let config = ok(Some(THREE_NODES), &[]);
+    assert_eq!(config.cluster.nodes.len(), 3);
+    let ids: Vec<u64> = config.cluster.nodes.iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec![1, 2, 3]);
+    assert_eq!(config.cluster.nodes[0].address, addr("127.0.0.1:5122"));
+    assert_eq!(config.cluster.nodes[2].address, addr("127.0.0.3:5124"));
+}
+
+#[test]
+fn single_file_node_does_not_inherit_default_entry() {
+    let toml = "[node]\nid = 7\n[[cluster.nodes]]\nid = 7\naddress = \"10.0.0.7:6000\"\n";
+    let config = ok(Some(toml), &[]);
+    assert_eq!(
+        config.cluster.nodes,
+        vec![Member {
+            id: 7,
+            address: addr("10.0.0.7:6000")
+        }]
+    );
+    assert_eq!(
+        config.member(),
+        &Member {
+            id: 7,
+            address: addr("10.0.0.7:6000")
+        }
+    );
+}
+
+#[test]
+fn file_node_without_address_is_not_completed_from_default() {
+    let (err, path) = fail(Some("[node]\nid = 1\n[[cluster.nodes]]\nid = 1\n"), &[]);
+    assert!(matches!(err, Error::MissingKey { .. }), "{err}");
+    assert_eq!(err.key(), Some("cluster.nodes[0].address"));
+    assert_eq!(err.origin(), file_origin(&path).as_ref());
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "config file {}: missing key `cluster.nodes[0].address`",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn file_node_without_id_is_missing_key() {
+    let (err, _) = fail(
+        Some("[[cluster.nodes]]\naddress = \"127.0.0.1:5122\"\n"),
+        &[],
+    );
+    assert!(matches!(err, Error::MissingKey { .. }), "{err}");
+    assert_eq!(err.key(), Some("cluster.nodes[0].id"));
+}
+
+#[test]
+fn nodes_cannot_come_from_the_environment() {
+    let (err, _) = fail(
+        None,
+        &[("HOLDFAST__CLUSTER__NODES__0__ADDRESS", "127.0.0.1:1")],
+    );
+    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+    assert_eq!(err.key(), Some("cluster.nodes"));
+    assert_eq!(
+        err.origin(),
+        env_origin("HOLDFAST__CLUSTER__NODES__0__ADDRESS").as_ref()
+    );
+}
+
+// ---------------------------------------------------------------- unknown keys
+
+#[test]
+fn unknown_key_in_section() {
+    let (err, path) = fail(Some("[admin]\nbnd_address = \"127.0.0.1:1\"\n"), &[]);
+    assert!(matches!(err, Error::UnknownKey { .. }), "{err}");
+    assert_eq!(err.key(), Some("admin.bnd_address"));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "config file {}: unknown key `admin.bnd_address`",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn unknown_section() {
+    let (err, _) = fail(Some("[metrics]\nport = 1\n"), &[]);
+    assert!(matches!(err, Error::UnknownKey { .. }), "{err}");
+    assert_eq!(err.key(), Some("metrics"));
+}
+
+#[test]
+fn unknown_key_in_every_section() {
+    for section in ["node", "ingress", "admin", "sql", "cluster", "log"] {
+        let (err, _) = fail(Some(&format!("[{section}]\ntypo = 1\n")), &[]);
+        assert!(matches!(err, Error::UnknownKey { .. }), "{err}");
+        assert_eq!(err.key(), Some(format!("{section}.typo").as_str()));
+    }
+}
+
+#[test]
+fn keys_are_case_sensitive_in_files() {
+    let (err, _) = fail(Some("[cluster]\nPartitions = 4\n"), &[]);
+    assert_eq!(err.key(), Some("cluster.Partitions"));
+}
+
+#[test]
+fn unknown_key_inside_cluster_nodes() {
+    let toml = "[[cluster.nodes]]\nid = 1\naddress = \"127.0.0.1:5122\"\n\
+                [[cluster.nodes]]\nid = 2\nadress = \"127.0.0.2:5122\"\n";
+    let (err, path) = fail(Some(toml), &[]);
+    assert!(matches!(err, Error::UnknownKey { .. }), "{err}");
+    assert_eq!(err.key(), Some("cluster.nodes[1].adress"));
+    assert_eq!(err.origin(), file_origin(&path).as_ref());
+}
+
+#[test]
+fn unknown_key_from_environment_names_the_variable() {
+    let (err, _) = fail(Some(""), &[("HOLDFAST__ADMIN__BND_ADDRESS", "127.0.0.1:1")]);
+    assert_eq!(
+        err.to_string(),
+        "environment variable HOLDFAST__ADMIN__BND_ADDRESS: unknown key `admin.bnd_address`"
+    );
+    let (err, _) = fail(None, &[("HOLDFAST__METRICS__PORT", "1")]);
+    assert_eq!(err.key(), Some("metrics"));
+    assert_eq!(err.origin(), env_origin("HOLDFAST__METRICS__PORT").as_ref());
+}
+
+// ---------------------------------------------------------------- wrong types
+
+#[test]
+fn string_where_integer_expected_in_file() {
+    let (err, path) = fail(Some("[cluster]\npartitions = \"eight\"\n"), &[]);
+    assert!(matches!(err, Error::InvalidType { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "config file {}: key `cluster.partitions`: invalid type: found string \"eight\", expected an integer",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn numeric_string_in_file_is_still_a_type_error() {
+    let (err, _) = fail(Some("[cluster]\npartitions = \"8\"\n"), &[]);
+    assert!(matches!(err, Error::InvalidType { .. }), "{err}");
+}
+
+#[test]
+fn non_number_from_environment_is_a_type_error_naming_the_variable() {
+    let (err, _) = fail(Some(""), &[("HOLDFAST__CLUSTER__PARTITIONS", "eight")]);
+    assert_eq!(
+        err.to_string(),
+        "environment variable HOLDFAST__CLUSTER__PARTITIONS: key `cluster.partitions`: invalid type: found string \"eight\", expected an integer"
+    );
+}
+
+#[test]
+fn other_wrong_types() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "[cluster]\npartitions = true\n",
+            "cluster.partitions",
+            "boolean true",
+        ),
+        (
+            "[cluster]\npartitions = 8.5\n",
+            "cluster.partitions",
+            "float 8.5",
+        ),
+        (
+            "[log]\nsnapshot_interval = [1]\n",
+            "log.snapshot_interval",
+            "an array",
+        ),
+        ("[node]\ndata_dir = 5\n", "node.data_dir", "integer 5"),
+        (
+            "[admin]\nbind_address = 9070\n",
+            "admin.bind_address",
+            "integer 9070",
+        ),
+        ("admin = 5\n", "admin", "integer 5"),
+        ("[cluster]\nnodes = 5\n", "cluster.nodes", "integer 5"),
+        ("[cluster]\nnodes = [1]\n", "cluster.nodes[0]", "integer 1"),
+        (
+            "[[cluster.nodes]]\nid = \"one\"\naddress = \"127.0.0.1:1\"\n",
+            "cluster.nodes[0].id",
+            "string \"one\"",
+        ),
+        (
+            "[[cluster.nodes]]\nid = 1\naddress = 5\n",
+            "cluster.nodes[0].address",
+            "integer 5",
+        ),
+    ];
+    for (toml, key, found) in cases {
+        let (err, _) = fail(Some(toml), &[]);
+        match &err {
+            Error::InvalidType {
+                key: k, found: f, ..
+            } => {
+                assert_eq!((k.as_str(), f.as_str()), (*key, *found), "{toml}");
+            }
+            other => panic!("{toml}: expected a type error, got {other}"),
+        }
+    }
+}
+
+#[test]
+fn section_set_from_environment_must_be_a_table() {
+    let (err, _) = fail(None, &[("HOLDFAST__ADMIN", "127.0.0.1:1")]);
+    assert!(matches!(err, Error::InvalidType { .. }), "{err}");
+    assert_eq!(err.key(), Some("admin"));
+    assert_eq!(err.origin(), env_origin("HOLDFAST__ADMIN").as_ref());
+}
+
+// ---------------------------------------------------------------- invalid values (ranges)
+
+fn assert_out_of_range(toml: &str, key: &str, value: &str, expected: &str) {
+    let (err, path) = fail(Some(toml), &[]);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "config file {}: key `{key}`: invalid value {value}, expected {expected}",
+            path.display()
+        ),
+        "{toml}"
+    );
+    assert!(matches!(err, Error::InvalidValue { .. }));
+    assert_eq!(err.key(), Some(key));
+}
+
+#[test]
+fn ranges_are_enforced() {
+    assert_out_of_range("[node]\nid = 0\n", "node.id", "0", ">= 1");
+    assert_out_of_range("[node]\nid = -3\n", "node.id", "-3", ">= 1");
+    assert_out_of_range(
+        "[cluster]\npartitions = 0\n",
+        "cluster.partitions",
+        "0",
+        "1..=4096",
+    );
+    assert_out_of_range(
+        "[cluster]\npartitions = 4097\n",
+        "cluster.partitions",
+        "4097",
+        "1..=4096",
+    );
+    assert_out_of_range(
+        "[cluster]\nreplication_factor = 0\n",
+        "cluster.replication_factor",
+        "0",
+        ">= 1",
+    );
+    assert_out_of_range(
+        "[log]\nmax_batch_commands = 0\n",
+        "log.max_batch_commands",
+        "0",
+        "1..=65536",
+    );
+    assert_out_of_range(
+        "[log]\nmax_batch_commands = 65537\n",
+        "log.max_batch_commands",
+        "65537",
+        "1..=65536",
+    );
+    assert_out_of_range(
+        "[log]\nmax_batch_bytes = 1023\n",
+        "log.max_batch_bytes",
+        "1023",
+        ">= 1024",
+    );
+    assert_out_of_range(
+        "[log]\nsnapshot_interval = 99\n",
+        "log.snapshot_interval",
+        "99",
+        ">= 100",
+    );
+    assert_out_of_range(
+        "[log]\nelection_timeout_ms = 49\n",
+        "log.election_timeout_ms",
+        "49",
+        "50..=60000",
+    );
+    assert_out_of_range(
+        "[log]\nelection_timeout_ms = 60001\n",
+        "log.election_timeout_ms",
+        "60001",
+        "50..=60000",
+    );
+    assert_out_of_range(
+        "[[cluster.nodes]]\nid = 0\naddress = \"127.0.0.1:5122\"\n",
+        "cluster.nodes[0].id",
+        "0",
+        ">= 1",
+    );
+    assert_out_of_range(
+        "[node]\ndata_dir = \"\"\n",
+        "node.data_dir",
+        "\"\"",
+        "a non-empty path",
+    );
+}
+
+#[test]
+fn range_boundaries_are_accepted() {
+    let toml = "[cluster]\npartitions = 4096\n[log]\nmax_batch_commands = 65536\n\
+                max_batch_bytes = 1024\nsnapshot_interval = 100\nelection_timeout_ms = 60000\n";
+    let config = ok(Some(toml), &[]);
+    assert_eq!(config.cluster.partitions, 4096);
+    assert_eq!(config.log.max_batch_commands, 65536);
+    assert_eq!(config.log.max_batch_bytes, 1024);
+    assert_eq!(config.log.snapshot_interval, 100);
+    assert_eq!(config.log.election_timeout_ms, 60000);
+    let low = ok(
+        Some(
+            "[cluster]\npartitions = 1\n[log]\nmax_batch_commands = 1\nelection_timeout_ms = 50\n",
+        ),
+        &[],
+    );
+    assert_eq!(low.log.election_timeout_ms, 50);
+}
+
+#[test]
+fn invalid_value_from_environment_names_the_variable_not_the_file() {
+    let (err, _) = fail(
+        Some("[cluster]\npartitions = 16\n"),
+        &[("HOLDFAST__CLUSTER__PARTITIONS", "0")],
+    );
+    assert_eq!(
+        err.to_string(),
+        "environment variable HOLDFAST__CLUSTER__PARTITIONS: key `cluster.partitions`: invalid value 0, expected 1..=4096"
+    );
+    let (err, _) = fail(None, &[("HOLDFAST__NODE__ID", "99999999999999999999999")]);
+    assert_eq!(err.key(), Some("node.id"));
+    assert!(matches!(err, Error::InvalidValue { .. }), "{err}");
+}
+
+#[test]
+fn invalid_file_is_rejected_even_if_environment_overrides_the_key() {
+    // Each layer is validated on its own, so a broken file never hides behind an override.
+    let (err, path) = fail(
+        Some("[cluster]\npartitions = 0\n"),
+        &[("HOLDFAST__CLUSTER__PARTITIONS", "4")],
+    );
+    assert_eq!(err.origin(), file_origin(&path).as_ref());
+}
+
+// ---------------------------------------------------------------- socket addresses
+
+#[test]
+fn invalid_socket_address_from_environment() {
+    let (err, _) = fail(Some(""), &[("HOLDFAST__ADMIN__BIND_ADDRESS", "nope")]);
+    assert!(matches!(err, Error::InvalidAddress { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "environment variable HOLDFAST__ADMIN__BIND_ADDRESS: key `admin.bind_address`: invalid socket address \"nope\""
+    );
+}
+
+#[test]
+fn invalid_socket_address_in_file() {
+    for (toml, key) in [
+        (
+            "[ingress]\nbind_address = \"localhost:8080\"\n",
+            "ingress.bind_address",
+        ),
+        ("[sql]\nbind_address = \"127.0.0.1\"\n", "sql.bind_address"),
+        (
+            "[[cluster.nodes]]\nid = 1\naddress = \"127.0.0.1:99999\"\n",
+            "cluster.nodes[0].address",
+        ),
+    ] {
+        let (err, path) = fail(Some(toml), &[]);
+        assert!(matches!(err, Error::InvalidAddress { .. }), "{err}");
+        assert_eq!(err.key(), Some(key));
+        assert_eq!(err.origin(), file_origin(&path).as_ref());
+    }
+}
+
+#[test]
+fn member_address_must_be_dialable() {
+    for address in ["0.0.0.0:5122", "[::]:5122", "127.0.0.1:0"] {
+        let toml = format!("[[cluster.nodes]]\nid = 1\naddress = \"{address}\"\n");
+        let (err, _) = fail(Some(&toml), &[]);
+        assert!(matches!(err, Error::InvalidValue { .. }), "{err}");
+        assert_eq!(err.key(), Some("cluster.nodes[0].address"));
+    }
+}
+
+// ---------------------------------------------------------------- cross-key rules
+
+#[test]
+fn nodes_must_not_be_empty() {
+    let (err, _) = fail(Some("[cluster]\nnodes = []\n"), &[]);
+    assert_eq!(err.key(), Some("cluster.nodes"));
+    assert!(matches!(err, Error::InvalidValue { .. }), "{err}");
+}
+
+#[test]
+fn node_ids_must_be_unique() {
+    let toml = "[[cluster.nodes]]\nid = 1\naddress = \"127.0.0.1:5122\"\n\
+                [[cluster.nodes]]\nid = 1\naddress = \"127.0.0.2:5122\"\n";
+    let (err, path) = fail(Some(toml), &[]);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "config file {}: key `cluster.nodes[1].id`: invalid value 1, expected an id not already used by cluster.nodes[0]",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn node_addresses_must_be_unique() {
+    let toml = "[[cluster.nodes]]\nid = 1\naddress = \"127.0.0.1:5122\"\n\
+                [[cluster.nodes]]\nid = 2\naddress = \"127.0.0.1:5122\"\n";
+    let (err, _) = fail(Some(toml), &[]);
+    assert_eq!(err.key(), Some("cluster.nodes[1].address"));
+    assert!(matches!(err, Error::InvalidValue { .. }), "{err}");
+}
+
+#[test]
+fn node_id_must_be_a_member_blames_the_environment() {
+    let (err, _) = fail(Some(THREE_NODES), &[("HOLDFAST__NODE__ID", "5")]);
+    assert_eq!(
+        err.to_string(),
+        "environment variable HOLDFAST__NODE__ID: key `node.id`: invalid value 5, expected one of the ids in cluster.nodes [1, 2, 3]"
+    );
+}
+
+#[test]
+fn node_id_must_be_a_member_blames_the_file_nodes_over_the_default_id() {
+    // The file replaced the members but kept the default node.id: the file is what to fix.
+    let (err, path) = fail(
+        Some("[[cluster.nodes]]\nid = 7\naddress = \"10.0.0.7:6000\"\n"),
+        &[],
+    );
+    assert_eq!(err.key(), Some("cluster.nodes"));
+    assert_eq!(err.origin(), file_origin(&path).as_ref());
+    assert!(err.to_string().contains("node.id"), "{err}");
+}
+
+#[test]
+fn node_id_must_be_a_member_same_layer_blames_node_id() {
+    let toml = format!("[node]\nid = 4\n{THREE_NODES}");
+    let (err, _) = fail(Some(&toml), &[]);
+    assert_eq!(err.key(), Some("node.id"));
+}
+
+#[test]
+fn replication_factor_cannot_exceed_members() {
+    let (err, path) = fail(Some("[cluster]\nreplication_factor = 2\n"), &[]);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "config file {}: key `cluster.replication_factor`: invalid value 2, expected 1..=1 (at most the number of cluster.nodes)",
+            path.display()
+        )
+    );
+    let (err, _) = fail(
+        Some(THREE_NODES),
+        &[("HOLDFAST__CLUSTER__REPLICATION_FACTOR", "4")],
+    );
+    assert_eq!(err.key(), Some("cluster.replication_factor"));
+    assert_eq!(
+        err.origin(),
+        env_origin("HOLDFAST__CLUSTER__REPLICATION_FACTOR").as_ref()
+    );
+}
+
+#[test]
+fn listener_ports_must_differ_on_the_same_ip() {
+    let (err, path) = fail(Some("[sql]\nbind_address = \"127.0.0.1:9070\"\n"), &[]);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "config file {}: key `sql.bind_address`: invalid value 127.0.0.1:9070, expected a port not already taken by `admin.bind_address` (127.0.0.1:9070)",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn unspecified_ip_collides_with_any_ip_on_the_same_port() {
+    let (err, _) = fail(Some("[admin]\nbind_address = \"0.0.0.0:8080\"\n"), &[]);
+    assert_eq!(err.key(), Some("admin.bind_address"));
+    let (err, _) = fail(Some("[ingress]\nbind_address = \"[::]:9071\"\n"), &[]);
+    // Both sql (default) and ingress (file) are involved; the file's key is blamed.
+    assert_eq!(err.key(), Some("ingress.bind_address"));
+}
+
+#[test]
+fn same_port_on_different_ips_is_fine() {
+    let config = ok(Some("[admin]\nbind_address = \"127.0.0.2:8080\"\n"), &[]);
+    assert_eq!(
+        config.admin.bind_address.port(),
+        config.ingress.bind_address.port()
+    );
+}
+
+#[test]
+fn ephemeral_ports_never_collide() {
+    let config = ok(
+        None,
+        &[
+            ("HOLDFAST__INGRESS__BIND_ADDRESS", "127.0.0.1:0"),
+            ("HOLDFAST__ADMIN__BIND_ADDRESS", "127.0.0.1:0"),
+            ("HOLDFAST__SQL__BIND_ADDRESS", "127.0.0.1:0"),
+        ],
+    );
+    assert_eq!(config.sql.bind_address.port(), 0);
+}
+
+#[test]
+fn listener_must_not_take_this_nodes_raft_port() {
+    let (err, _) = fail(Some("[ingress]\nbind_address = \"127.0.0.1:5122\"\n"), &[]);
+    assert_eq!(err.key(), Some("ingress.bind_address"));
+    // Another member's address on another IP is not this process's concern.
+    let config = ok(
+        Some(THREE_NODES),
+        &[("HOLDFAST__ADMIN__BIND_ADDRESS", "127.0.0.1:5123")],
+    );
+    assert_eq!(config.admin.bind_address, addr("127.0.0.1:5123"));
+}
+
+#[test]
+fn port_conflict_blames_the_environment_even_for_the_earlier_key() {
+    // ingress is checked before admin, but only the environment changed it.
+    let (err, _) = fail(
+        None,
+        &[("HOLDFAST__INGRESS__BIND_ADDRESS", "127.0.0.1:9070")],
+    );
+    assert_eq!(err.key(), Some("ingress.bind_address"));
+    assert_eq!(
+        err.origin(),
+        env_origin("HOLDFAST__INGRESS__BIND_ADDRESS").as_ref()
+    );
+}
+
+#[test]
+fn own_member_address_conflict_from_file_nodes() {
+    let toml = "[[cluster.nodes]]\nid = 1\naddress = \"127.0.0.1:9071\"\n";
+    let (err, path) = fail(Some(toml), &[]);
+    assert_eq!(err.key(), Some("cluster.nodes[0].address"));
+    assert_eq!(err.origin(), file_origin(&path).as_ref());
+}
+
+// ---------------------------------------------------------------- file & environment errors
+
+#[test]
+fn missing_file_names_the_file() {
+    let path = Path::new("deploy/does-not-exist.toml");
+    let err = match Config::load_from(Some(path), &HashMap::new()) {
+        Ok(config) => panic!("expected an error, got {config:?}"),
+        Err(err) => err,
+    };
+    assert!(matches!(err, Error::Read { .. }), "{err}");
+    assert_eq!(err.key(), None);
+    assert!(
+        err.to_string()
+            .starts_with("config file deploy/does-not-exist.toml: cannot read: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn load_reads_the_file_before_anything_else() {
+    let err = match Config::load(Some(Path::new("/nonexistent/holdfast.toml"))) {
+        Ok(config) => panic!("expected an error, got {config:?}"),
+        Err(err) => err,
+    };
+    assert!(
+        matches!(err, Error::Read { .. } | Error::NotUnicode { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn toml_syntax_error_names_the_file() {
+    let (err, path) = fail(Some("[cluster\npartitions = 8\n"), &[]);
+    assert!(matches!(err, Error::Parse { .. }), "{err}");
+    assert_eq!(err.origin(), file_origin(&path).as_ref());
+    assert!(
+        err.to_string()
+            .starts_with(&format!("config file {}: ", path.display())),
+        "{err}"
+    );
+    assert!(err.to_string().contains("line 1"), "{err}");
+}
+
+#[test]
+fn conflicting_environment_variables_are_ambiguous() {
+    let (err, _) = fail(
+        None,
+        &[("HOLDFAST__NODE__ID", "1"), ("holdfast__node__id", "2")],
+    );
+    assert!(matches!(err, Error::Ambiguous { .. }), "{err}");
+    assert_eq!(err.key(), Some("node.id"));
+    let (err, _) = fail(
+        None,
+        &[
+            ("HOLDFAST__ADMIN", "x"),
+            ("HOLDFAST__ADMIN__BIND_ADDRESS", "127.0.0.1:1"),
+        ],
+    );
+    assert_eq!(
+        err.to_string(),
+        "environment variables HOLDFAST__ADMIN and HOLDFAST__ADMIN__BIND_ADDRESS: both set key `admin`"
+    );
+}
+
+// ---------------------------------------------------------------- API details
+
+#[test]
+fn member_of_a_hand_built_config_without_its_entry_is_a_placeholder() {
+    let mut config = default_config();
+    config.node.id = 42;
+    assert_eq!(config.member().id, 0);
+}
+
+#[test]
+fn serde_round_trip_and_unknown_fields() -> TestResult {
+    let config = default_config();
+    let json = serde_json::to_string(&config)?;
+    let back: Config = serde_json::from_str(&json)?;
+    assert_eq!(back, config);
+    let typo = json.replace("\"bind_address\"", "\"bnd_address\"");
+    assert!(serde_json::from_str::<Config>(&typo).is_err());
+    Ok(())
+}
+
+#[test]
+fn error_messages_examples() {
+    // Prints real messages; run with --nocapture to see them.
+    let examples = [
+        fail(Some(""), &[("HOLDFAST__ADMIN__BIND_ADDRESS", "nope")]).0,
+        fail(Some("[cluster]\npartitions = \"eight\"\n"), &[]).0,
+        fail(Some(THREE_NODES), &[("HOLDFAST__NODE__ID", "5")]).0,
+        fail(
+            Some("[[cluster.nodes]]\nid = 7\naddress = \"10.0.0.7:6000\"\n"),
+            &[],
+        )
+        .0,
+        fail(Some("[cluster\npartitions = 8\n"), &[]).0,
+    ];
+    for err in examples {
+        println!("{err}");
+    }
+    let deploy = deploy_dir().join("single-node.toml");
+    let with_bad_env = Config::load_from(
+        Some(&deploy),
+        &env(&[("HOLDFAST__CLUSTER__PARTITIONS", "0")]),
+    );
+    if let Err(err) = with_bad_env {
+        println!("{err}");
+    }
+}
+
+// ---------------------------------------------------------------- deploy files
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+}
+
+#[test]
+fn every_deploy_file_validates() -> TestResult {
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(deploy_dir())? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|ext| ext != "toml") {
+            continue;
+        }
+        let config = Config::load_from(Some(&path), &HashMap::new())
+            .map_err(|err| format!("{}: {err}", path.display()))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name == "cluster.toml" {
+            assert_eq!(config.cluster.nodes.len(), 3);
+            assert_eq!(config.cluster.replication_factor, 3);
+            assert_eq!(config.cluster.partitions, 16);
+        }
+        seen.push(name);
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec!["cluster.toml".to_owned(), "single-node.toml".to_owned()]
+    );
+    Ok(())
+}
+
+#[test]
+fn single_node_deploy_file_equals_default() -> TestResult {
+    let config = Config::load_from(
+        Some(&deploy_dir().join("single-node.toml")),
+        &HashMap::new(),
+    )?;
+    assert_eq!(config, ok(None, &[]));
+    Ok(())
+}
+
+#[test]
+fn cluster_deploy_file_with_documented_overrides() -> TestResult {
+    let path = deploy_dir().join("cluster.toml");
+    let mut binds = Vec::new();
+    for id in 1..=3u64 {
+        let ip = format!("127.0.0.{id}");
+        let mut vars = vec![
+            ("HOLDFAST__NODE__ID".to_owned(), id.to_string()),
+            (
+                "HOLDFAST_DATA_DIR".to_owned(),
+                format!("./holdfast-data/node-{id}"),
+            ),
+        ];
+        if id > 1 {
+            vars.push((
+                "HOLDFAST__INGRESS__BIND_ADDRESS".to_owned(),
+                format!("{ip}:8080"),
+            ));
+            vars.push((
+                "HOLDFAST__ADMIN__BIND_ADDRESS".to_owned(),
+                format!("{ip}:9070"),
+            ));
+            vars.push((
+                "HOLDFAST__SQL__BIND_ADDRESS".to_owned(),
+                format!("{ip}:9071"),
+            ));
+        }
+        let config = Config::load_from(Some(&path), &vars.into_iter().collect())?;
+        assert_eq!(config.node.id, id);
+        assert_eq!(
+            config.node.data_dir,
+            PathBuf::from(format!("./holdfast-data/node-{id}"))
+        );
+        assert_eq!(config.member().address.ip().to_string(), ip);
+        for listener in [&config.ingress, &config.admin, &config.sql] {
+            binds.push(listener.bind_address);
+        }
+        binds.push(config.member().address);
+    }
+    // Co-located on one host, the three nodes bind twelve distinct endpoints.
+    let count = binds.len();
+    binds.sort();
+    binds.dedup();
+    assert_eq!(binds.len(), count);
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! Rules that span several keys, checked once the layers are merged.
+//!
+//! A cross-key violation is blamed on the participating key from the highest-priority layer:
+//! that is the value that overrode something consistent into something inconsistent.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::error::{Error, Origin};
+use crate::layer::{Partial, Sourced};
+use crate::{Cluster, Config, Listener, Log, Member, Node};
+
+/// Fills every key from the merged layers and applies the cross-key rules.
+pub(crate) fn finish(merged: Partial) -> Result<Config, Error> {
+    let node_id = required(merged.node_id, "node.id")?;
+    let data_dir = required(merged.data_dir, "node.data_dir")?;
+    let ingress = required(merged.ingress, "ingress.bind_address")?;
+    let admin = required(merged.admin, "admin.bind_address")?;
+    let sql = required(merged.sql, "sql.bind_address")?;
+    let partitions = required(merged.partitions, "cluster.partitions")?;
+    let replication_factor = required(merged.replication_factor, "cluster.replication_factor")?;
+    let nodes = required(merged.nodes, "cluster.nodes")?;
+    let max_batch_commands = required(merged.max_batch_commands, "log.max_batch_commands")?;
+    let max_batch_bytes = required(merged.max_batch_bytes, "log.max_batch_bytes")?;
+    let snapshot_interval = required(merged.snapshot_interval, "log.snapshot_interval")?;
+    let election_timeout_ms = required(merged.election_timeout_ms, "log.election_timeout_ms")?;
+
+    check_members(&nodes)?;
+    let own = check_own_member(&node_id, &nodes)?;
+    check_replication(&replication_factor, &nodes)?;
+    check_ports(&ingress, &admin, &sql, own, &nodes)?;
+
+    Ok(Config {
+        node: Node {
+            id: node_id.value,
+            data_dir: data_dir.value,
+        },
+        ingress: Listener {
+            bind_address: ingress.value,
+        },
+        admin: Listener {
+            bind_address: admin.value,
+        },
+        sql: Listener {
+            bind_address: sql.value,
+        },
+        cluster: Cluster {
+            partitions: partitions.value,
+            replication_factor: replication_factor.value,
+            nodes: nodes.value,
+        },
+        log: Log {
+            max_batch_commands: max_batch_commands.value,
+            max_batch_bytes: max_batch_bytes.value,
+            snapshot_interval: snapshot_interval.value,
+            election_timeout_ms: election_timeout_ms.value,
+        },
+    })
+}
+
+/// The embedded default sets every key, so this only fails if the default itself is broken.
+fn required<T>(value: Option<Sourced<T>>, key: &str) -> Result<Sourced<T>, Error> {
+    value.ok_or_else(|| Error::MissingKey {
+        origin: Origin::Default,
+        key: key.to_owned(),
+    })
+}
+
+/// True when `upper` should take the blame over `lower` (strictly higher precedence).
+fn outranks(upper: &Origin, lower: &Origin) -> bool {
+    upper.rank() > lower.rank()
+}
+
+fn invalid(origin: &Origin, key: String, value: String, expected: String) -> Error {
+    Error::InvalidValue {
+        origin: origin.clone(),
+        key,
+        value,
+        expected,
+    }
+}
+
+/// At least one member, unique ids and unique raft addresses.
+fn check_members(nodes: &Sourced<Vec<Member>>) -> Result<(), Error> {
+    if nodes.value.is_empty() {
+        return Err(invalid(
+            &nodes.origin,
+            "cluster.nodes".to_owned(),
+            "[]".to_owned(),
+            "at least one [[cluster.nodes]] entry".to_owned(),
+        ));
+    }
+    let mut ids: HashMap<u64, usize> = HashMap::new();
+    let mut addresses: HashMap<SocketAddr, usize> = HashMap::new();
+    for (index, member) in nodes.value.iter().enumerate() {
+        if let Some(first) = ids.insert(member.id, index) {
+            return Err(invalid(
+                &nodes.origin,
+                format!("cluster.nodes[{index}].id"),
+                member.id.to_string(),
+                format!("an id not already used by cluster.nodes[{first}]"),
+            ));
+        }
+        if let Some(first) = addresses.insert(member.address, index) {
+            return Err(invalid(
+                &nodes.origin,
+                format!("cluster.nodes[{index}].address"),
+                member.address.to_string(),
+                format!("an address not already used by cluster.nodes[{first}]"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `node.id` must name one of the members; returns that member's index.
+fn check_own_member(node_id: &Sourced<u64>, nodes: &Sourced<Vec<Member>>) -> Result<usize, Error> {
+    if let Some(index) = nodes.value.iter().position(|m| m.id == node_id.value) {
+        return Ok(index);
+    }
+    let ids: Vec<String> = nodes.value.iter().map(|m| m.id.to_string()).collect();
+    if outranks(&nodes.origin, &node_id.origin) {
+        Err(invalid(
+            &nodes.origin,
+            "cluster.nodes".to_owned(),
+            format!("with ids [{}]", ids.join(", ")),
+            format!(
+                "an entry for this node's id {} (`node.id` from {})",
+                node_id.value, node_id.origin
+            ),
+        ))
+    } else {
+        Err(invalid(
+            &node_id.origin,
+            "node.id".to_owned(),
+            node_id.value.to_string(),
+            format!("one of the ids in cluster.nodes [{}]", ids.join(", ")),
+        ))
+    }
+}
+
+/// A partition cannot have more replicas than there are nodes to hold them.
+fn check_replication(factor: &Sourced<u32>, nodes: &Sourced<Vec<Member>>) -> Result<(), Error> {
+    let count = nodes.value.len();
+    if usize::try_from(factor.value).is_ok_and(|f| f <= count) {
+        return Ok(());
+    }
+    if outranks(&nodes.origin, &factor.origin) {
+        Err(invalid(
+            &nodes.origin,
+            "cluster.nodes".to_owned(),
+            format!("with {count} member(s)"),
+            format!(
+                "at least {} members (`cluster.replication_factor` from {})",
+                factor.value, factor.origin
+            ),
+        ))
+    } else {
+        Err(invalid(
+            &factor.origin,
+            "cluster.replication_factor".to_owned(),
+            factor.value.to_string(),
+            format!("1..={count} (at most the number of cluster.nodes)"),
+        ))
+    }
+}
+
+/// Two addresses collide when they share a port and an IP (an unspecified IP covers every IP).
+fn collide(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// The three listeners and this node's raft address are bound by one process: no shared port.
+fn check_ports(
+    ingress: &Sourced<SocketAddr>,
+    admin: &Sourced<SocketAddr>,
+    sql: &Sourced<SocketAddr>,
+    own: usize,
+    nodes: &Sourced<Vec<Member>>,
+) -> Result<(), Error> {
+    let mut endpoints: Vec<(String, SocketAddr, &Origin)> = vec![
+        (
+            "ingress.bind_address".to_owned(),
+            ingress.value,
+            &ingress.origin,
+        ),
+        ("admin.bind_address".to_owned(), admin.value, &admin.origin),
+        ("sql.bind_address".to_owned(), sql.value, &sql.origin),
+    ];
+    if let Some(member) = nodes.value.get(own) {
+        endpoints.push((
+            format!("cluster.nodes[{own}].address"),
+            member.address,
+            &nodes.origin,
+        ));
+    }
+    for (later, (key_b, addr_b, origin_b)) in endpoints.iter().enumerate() {
+        for (key_a, addr_a, origin_a) in endpoints.iter().take(later) {
+            if !collide(*addr_a, *addr_b) {
+                continue;
+            }
+            // Blame the later key unless the earlier one comes from a stronger layer.
+            let ((key, addr, origin), (other_key, other_addr)) = if outranks(origin_a, origin_b) {
+                ((key_a, addr_a, origin_a), (key_b, addr_b))
+            } else {
+                ((key_b, addr_b, origin_b), (key_a, addr_a))
+            };
+            return Err(invalid(
+                origin,
+                key.clone(),
+                addr.to_string(),
+                format!("a port not already taken by `{other_key}` ({other_addr})"),
+            ));
+        }
+    }
+    Ok(())
+}

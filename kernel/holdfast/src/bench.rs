@@ -1,0 +1,215 @@
+//! `holdfast bench`: measures group commit through the real partition actors and raft groups, and
+//! the raw fsync rate of the disk as the physical limit it is compared with.
+
+use crate::{Refused, boot, load_config};
+use clap::{Args, Subcommand, ValueEnum};
+use holdfast_partition::Propose;
+use holdfast_types::routing::partition_of;
+use holdfast_types::{Command, ObjectKey, PartitionId};
+use std::io::Write as _;
+use std::os::unix::fs::FileExt as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// What to measure.
+#[derive(Subcommand)]
+pub enum Bench {
+    /// Proposals per second and acknowledgement latency through the partition log.
+    Log(LogArgs),
+    /// Synchronous 4 KiB writes + fdatasync per second on the disk holding DIR.
+    Fsync {
+        /// A directory on the disk to measure.
+        #[arg(long)]
+        dir: PathBuf,
+        /// How long to measure, in seconds.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+}
+
+/// Which partitions the proposers write to.
+#[derive(Clone, Copy, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Spread {
+    /// Every proposer writes to partition 0.
+    One,
+    /// Proposer `p` writes to partition `p mod partitions`.
+    All,
+}
+
+/// Options of `holdfast bench log`.
+#[derive(Args)]
+pub struct LogArgs {
+    /// TOML configuration layered over the embedded default (use a fresh data dir).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Concurrent proposers, each waiting for its acknowledgement before proposing again.
+    #[arg(long, default_value_t = 1)]
+    proposers: usize,
+    /// How long to propose, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Which partitions to write to.
+    #[arg(long, value_enum, default_value_t = Spread::One)]
+    spread: Spread,
+    /// Size of each proposed state value.
+    #[arg(long, default_value_t = 100)]
+    value_bytes: usize,
+    /// Print `ack <proposer> <seq> <partition> <index>` for every acknowledgement.
+    #[arg(long)]
+    print_acks: bool,
+    /// Prefix of every state entry name, so repeated runs on one data dir write distinct entries.
+    #[arg(long, default_value = "")]
+    tag: String,
+}
+
+/// The value proposer `p` writes in its `seq`-th command; checkers recompute it.
+fn value_of(p: usize, seq: u64, len: usize) -> Vec<u8> {
+    let mut value = format!("{p}:{seq}:").into_bytes();
+    value.resize(len.max(value.len()), b'x');
+    value
+}
+
+/// An object key of proposer `p` that routes to `target`.
+fn object_in(target: PartitionId, partitions: u32, p: usize) -> ObjectKey {
+    (0u64..)
+        .map(|n| ObjectKey::new("bench", format!("p{p}-{n}")))
+        .find(|object| partition_of(object, partitions) == target)
+        .unwrap_or_else(|| ObjectKey::new("bench", format!("p{p}")))
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1].as_secs_f64() * 1000.0
+}
+
+fn summary(latencies: &mut [Duration], elapsed: Duration) -> serde_json::Value {
+    latencies.sort_unstable();
+    serde_json::json!({
+        "ops": latencies.len(),
+        "seconds": elapsed.as_secs_f64(),
+        "per_second": latencies.len() as f64 / elapsed.as_secs_f64(),
+        "p50_ms": percentile(latencies, 0.50),
+        "p99_ms": percentile(latencies, 0.99),
+        "max_ms": percentile(latencies, 1.0),
+    })
+}
+
+/// Runs one benchmark and prints its result as one JSON line.
+pub fn run(which: Bench) -> anyhow::Result<()> {
+    let result = match which {
+        Bench::Log(args) => log(args)?,
+        Bench::Fsync { dir, seconds } => fsync(&dir, seconds)?,
+    };
+    println!("{result}");
+    Ok(())
+}
+
+fn log(args: LogArgs) -> anyhow::Result<serde_json::Value> {
+    if args.proposers == 0 {
+        return Err(Refused("--proposers must be at least 1".into()).into());
+    }
+    let config = load_config(args.config.as_deref())?;
+    let partitions = config.cluster.partitions;
+    actix_rt::System::new().block_on(async move {
+        let kernel = boot(&config)?;
+        kernel
+            .caught_up(Duration::from_secs(30))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs_f64(args.seconds);
+        // SIGTERM/SIGINT end the run early: proposers finish their in-flight proposal and stop.
+        let stop = Arc::new(AtomicBool::new(false));
+        let signals = crate::wait_for_signal().await?;
+        let stop_on_signal = stop.clone();
+        actix_rt::spawn(async move {
+            let signal = signals.await;
+            stop_on_signal.store(true, Ordering::Relaxed);
+            tracing::info!(signal, "stopping the benchmark");
+        });
+        let proposers = (0..args.proposers).map(|p| {
+            let target = match args.spread {
+                Spread::One => PartitionId(0),
+                Spread::All => PartitionId((p as u32) % partitions),
+            };
+            let addr = kernel.partitions()[target.0 as usize].1.clone();
+            let object = object_in(target, partitions, p);
+            let (print, value_bytes, tag) = (args.print_acks, args.value_bytes, args.tag.clone());
+            let stop = stop.clone();
+            actix_rt::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut seq = 0u64;
+                while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+                    let command = Command::SetState {
+                        object: object.clone(),
+                        name: format!("{tag}p{p}-{seq}"),
+                        value: value_of(p, seq, value_bytes),
+                    };
+                    let sent = Instant::now();
+                    match addr.send(Propose(command)).await {
+                        Ok(Ok(index)) => {
+                            latencies.push(sent.elapsed());
+                            if print {
+                                let mut out = std::io::stdout().lock();
+                                let _ = writeln!(out, "ack {p} {seq} {} {index}", target.0);
+                            }
+                        }
+                        Ok(Err(e)) => return Err(e.to_string()),
+                        Err(e) => return Err(e.to_string()),
+                    }
+                    seq += 1;
+                }
+                Ok(latencies)
+            })
+        });
+        let mut latencies = Vec::new();
+        for outcome in futures::future::join_all(proposers).await {
+            latencies.extend(outcome?.map_err(anyhow::Error::msg)?);
+        }
+        let elapsed = started.elapsed();
+        let batches: u64 = kernel.statuses().await.iter().map(|s| s.batches).sum();
+        kernel.shutdown().await;
+        let mut result = summary(&mut latencies, elapsed);
+        result["bench"] = "log".into();
+        result["proposers"] = args.proposers.into();
+        result["spread"] = serde_json::to_value(args.spread)?;
+        result["partitions"] = partitions.into();
+        result["batches"] = batches.into();
+        Ok(result)
+    })
+}
+
+fn fsync(dir: &std::path::Path, seconds: f64) -> anyhow::Result<serde_json::Value> {
+    let path = dir.join("holdfast-fsync-bench.tmp");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)?;
+    let block = vec![0xa5u8; 4096];
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(seconds);
+    let mut offset = 0u64;
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        file.write_all_at(&block, offset)?;
+        file.sync_data()?;
+        latencies.push(t.elapsed());
+        // Append, as a log does, wrapping at 64 MiB.
+        offset = (offset + 4096) % (64 << 20);
+    }
+    let elapsed = started.elapsed();
+    drop(file);
+    std::fs::remove_file(&path)?;
+    let mut result = summary(&mut latencies, elapsed);
+    result["bench"] = "fsync".into();
+    Ok(result)
+}

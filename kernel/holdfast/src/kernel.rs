@@ -1,0 +1,163 @@
+//! Boots a node: opens the data dir, starts one supervised [`PartitionActor`] per partition on
+//! the partitions arbiter, and stops them in order on shutdown.
+//!
+//! ```text
+//!   actix System (main thread) ── admin HTTP server (own worker thread)
+//!        │
+//!        └── Arbiter "partitions" ── Supervisor ─► PartitionActor 0..N ─► openraft group + redb
+//! ```
+
+use crate::datadir::{self, DataDir};
+use actix::{Addr, Arbiter, Supervisor};
+use holdfast_config::Config;
+use holdfast_partition::{GetStatus, PartitionActor, PartitionStatus, Settings, Shutdown};
+use holdfast_types::{NodeId, PartitionId};
+use openraft::{BasicNode, SnapshotPolicy};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long shutdown waits for partitions to finish their in-flight commits.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    /// The data directory is unusable or was created with other fixed settings.
+    #[error(transparent)]
+    DataDir(#[from] Box<datadir::Error>),
+    /// The consensus settings derived from the configuration are invalid.
+    #[error("invalid raft settings (keys under `log`): {0}")]
+    Raft(#[from] Box<openraft::ConfigError>),
+}
+
+/// A running node's partitions.
+pub struct Kernel {
+    node: NodeId,
+    partitions: Vec<(PartitionId, Addr<PartitionActor>)>,
+    arbiter: Arbiter,
+    _data_dir: DataDir,
+}
+
+impl Kernel {
+    /// Opens the data dir and starts every partition actor. Must run inside an actix System.
+    pub fn boot(config: &Config) -> Result<Self, BootError> {
+        let data_dir = DataDir::open(
+            &config.node.data_dir,
+            config.node.id,
+            config.cluster.partitions,
+        )
+        .map_err(Box::new)?;
+        let election = config.log.election_timeout_ms;
+        let raft = openraft::Config {
+            cluster_name: "holdfast".into(),
+            election_timeout_min: election,
+            election_timeout_max: election * 2,
+            heartbeat_interval: (election / 3).max(1),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.log.snapshot_interval),
+            max_in_snapshot_log_to_keep: config.log.snapshot_interval / 2,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(Box::new)?;
+        let raft = Arc::new(raft);
+        let members: BTreeMap<u64, BasicNode> = config
+            .cluster
+            .nodes
+            .iter()
+            .map(|m| (m.id, BasicNode::new(m.address)))
+            .collect();
+        // The lowest node id initializes each group; the others join through it.
+        let bootstrap = members.keys().next() == Some(&config.node.id);
+        let arbiter = Arbiter::new();
+        let partitions = (0..config.cluster.partitions)
+            .map(|n| {
+                let settings = Settings {
+                    partition: PartitionId(n),
+                    node: NodeId(config.node.id),
+                    dir: data_dir.partition(n),
+                    members: members.clone(),
+                    bootstrap,
+                    raft: raft.clone(),
+                    max_batch_commands: config.log.max_batch_commands,
+                    max_batch_bytes: config.log.max_batch_bytes,
+                    max_queued: config.log.max_batch_commands.saturating_mul(64),
+                    flush_interval: Duration::from_secs(1),
+                };
+                let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+                    PartitionActor::new(settings)
+                });
+                (PartitionId(n), addr)
+            })
+            .collect();
+        Ok(Self {
+            node: NodeId(config.node.id),
+            partitions,
+            arbiter,
+            _data_dir: data_dir,
+        })
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// The partition actors, in partition order.
+    pub fn partitions(&self) -> &[(PartitionId, Addr<PartitionActor>)] {
+        &self.partitions
+    }
+
+    /// The status of every partition that answers.
+    pub async fn statuses(&self) -> Vec<PartitionStatus> {
+        let asks = self.partitions.iter().map(|(_, addr)| addr.send(GetStatus));
+        futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect()
+    }
+
+    /// Waits until this node leads every partition and has applied its whole local log, i.e. the
+    /// state after a restart has been fully recovered.
+    pub async fn caught_up(&self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let statuses = self.statuses().await;
+            let ready = statuses.len() == self.partitions.len()
+                && statuses
+                    .iter()
+                    .all(|s| s.leader == Some(self.node) && s.applied_index >= s.last_log_index);
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "partitions not caught up after {timeout:?}: {:?}",
+                    statuses
+                        .iter()
+                        .map(|s| (
+                            s.partition.0,
+                            s.leader,
+                            s.applied_index.0,
+                            s.last_log_index.0
+                        ))
+                        .collect::<Vec<_>>()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Finishes in-flight commits, flushes applied state and stops every raft group.
+    pub async fn shutdown(self) {
+        let stops = self.partitions.iter().map(|(_, addr)| addr.send(Shutdown));
+        if tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join_all(stops))
+            .await
+            .is_err()
+        {
+            tracing::warn!("partitions did not finish within {SHUTDOWN_GRACE:?}");
+        }
+        self.arbiter.stop();
+    }
+}

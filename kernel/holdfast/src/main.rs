@@ -1,0 +1,201 @@
+//! `holdfast`: the kernel binary.
+//!
+//! - `holdfast serve [--config FILE] [--check]` runs a node (or only validates its configuration).
+//! - `holdfast bench log|fsync …` measures group commit and the disk's raw fsync rate.
+//! - `holdfast dump [--config FILE]` recovers every partition and prints its applied state.
+//!
+//! Exit status: 0 on success, 2 when the configuration or data dir is refused, 1 on other failures.
+
+mod bench;
+mod datadir;
+mod kernel;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use holdfast_config::Config;
+use kernel::{BootError, Kernel};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "holdfast", version, about = "Durable execution kernel")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node.
+    Serve {
+        /// TOML configuration layered over the embedded single-node default.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Validate the configuration, print it, and exit.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Measure the log or the disk.
+    #[command(subcommand)]
+    Bench(bench::Bench),
+    /// Recover every partition from its data dir and print its applied state as JSON.
+    Dump {
+        /// TOML configuration layered over the embedded single-node default.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// A failure that maps to exit status 2: the user's configuration or data dir was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refused(String);
+
+fn load_config(file: Option<&std::path::Path>) -> Result<Config, Refused> {
+    Config::load(file).map_err(|e| Refused(e.to_string()))
+}
+
+fn boot(config: &Config) -> anyhow::Result<Kernel> {
+    Kernel::boot(config).map_err(|e| match e {
+        BootError::DataDir(_) | BootError::Raft(_) => Refused(e.to_string()).into(),
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HOLDFAST_LOG")
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let result = match cli.command {
+        Command::Serve { config, check } => serve(config, check),
+        Command::Bench(which) => bench::run(which),
+        Command::Dump { config } => dump(config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Refused>() => {
+            eprintln!("holdfast: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("holdfast: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
+    let config = load_config(file.as_deref())?;
+    if check {
+        println!(
+            "configuration ok: node {} with {} partitions, data dir {}, admin {}, ingress {}, sql {}",
+            config.node.id,
+            config.cluster.partitions,
+            config.node.data_dir.display(),
+            config.admin.bind_address,
+            config.ingress.bind_address,
+            config.sql.bind_address
+        );
+        return Ok(());
+    }
+    actix_rt::System::new().block_on(async move {
+        let signals = wait_for_signal().await?;
+        let kernel = boot(&config)?;
+        let admin = match holdfast_admin::serve(
+            config.admin.bind_address,
+            holdfast_admin::Kernel {
+                node: kernel.node(),
+                partitions: kernel.partitions().to_vec(),
+            },
+        ) {
+            Ok(admin) => admin,
+            Err(e) => {
+                kernel.shutdown().await;
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot listen on admin address {} (key `admin.bind_address`)",
+                        config.admin.bind_address
+                    )
+                });
+            }
+        };
+        let admin_handle = admin.handle();
+        let admin_task = actix_rt::spawn(admin);
+        tracing::info!(
+            node = config.node.id,
+            partitions = config.cluster.partitions,
+            admin = %config.admin.bind_address,
+            data_dir = %config.node.data_dir.display(),
+            "holdfast is running"
+        );
+        let signal = signals.await;
+        tracing::info!(signal, "shutting down: finishing in-flight commits");
+        admin_handle.stop(true).await;
+        let _ = admin_task.await;
+        kernel.shutdown().await;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    })
+}
+
+/// Installs SIGTERM and SIGINT handlers now and returns a future that resolves with the name of
+/// the first one received.
+async fn wait_for_signal() -> anyhow::Result<impl Future<Output = &'static str>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    })
+}
+
+fn dump(file: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = load_config(file.as_deref())?;
+    actix_rt::System::new().block_on(async {
+        let kernel = boot(&config)?;
+        let recovered = kernel.caught_up(Duration::from_secs(60)).await;
+        kernel.shutdown().await;
+        recovered.map_err(anyhow::Error::msg)?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    // The kernel has flushed and closed every store; read them back as they are on disk.
+    let data_dir = datadir::DataDir::open(
+        &config.node.data_dir,
+        config.node.id,
+        config.cluster.partitions,
+    )
+    .map_err(|e| Refused(e.to_string()))?;
+    let mut partitions = Vec::new();
+    for n in 0..config.cluster.partitions {
+        let state =
+            holdfast_raft_store::StateMachine::open(&data_dir.partition(n).join("state.redb"))?;
+        let entries: Vec<_> = state
+            .entries()?
+            .into_iter()
+            .map(|e| {
+                serde_json::json!({
+                    "service": e.object.service,
+                    "key": e.object.key,
+                    "name": e.name,
+                    "value": String::from_utf8_lossy(&e.value),
+                })
+            })
+            .collect();
+        partitions.push(serde_json::json!({
+            "partition": n,
+            "summary": state.summary()?,
+            "entries": entries,
+        }));
+    }
+    println!("{}", serde_json::json!({ "partitions": partitions }));
+    Ok(())
+}

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# `make bench`: measures the kernel on this machine and rewrites docs/benchmarks.md.
+#
+#   - raw fsync rate of the disk under the data dir (the physical limit of an fsync'd log)
+#   - group commit: proposals/s and p50/p99 acknowledgement latency, 1 and 64 proposers,
+#     on one partition and spread over all partitions (release build, fresh data dir each)
+#   - start-up: process exec until /health reports every partition led
+#   - resident memory of an idle node
+#   - Restate 1.7.12's start-up and idle memory in the same run, when its anchor is available
+#
+# Env: SECONDS_PER_RUN (default 10), BENCH_DIR (default a fresh dir under $TMPDIR),
+#      RESTATE_ANCHOR (default ../shared/bench/restate-anchor), OUT (default docs/benchmarks.md)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/holdfast/target}"
+RUN_SECONDS=${SECONDS_PER_RUN:-10}
+WORK=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/holdfast-bench.XXXXXX")}
+OUT=${OUT:-docs/benchmarks.md}
+ANCHOR=${RESTATE_ANCHOR:-../shared/bench/restate-anchor}
+mkdir -p "$WORK"
+
+cargo build --release -p holdfast >&2
+BIN=$CARGO_TARGET_DIR/release/holdfast
+RESULTS=$WORK/results.jsonl
+: >"$RESULTS"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+rss_mib() { awk '/^VmRSS/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
+now_ms() { date +%s%3N; }
+
+echo "== fsync baseline" >&2
+"$BIN" bench fsync --dir "$WORK" --seconds "$RUN_SECONDS" | tee -a "$RESULTS" >&2
+
+for spread in one all; do
+  for proposers in 1 64; do
+    echo "== log: $proposers proposers, spread $spread" >&2
+    rm -rf "$WORK/data"
+    HOLDFAST_DATA_DIR=$WORK/data HOLDFAST_LOG=warn "$BIN" bench log --proposers "$proposers" \
+      --spread "$spread" --seconds "$RUN_SECONDS" | tee -a "$RESULTS" >&2
+  done
+done
+
+echo "== start-up and idle memory" >&2
+startups=()
+for i in 1 2 3 4 5; do
+  rm -rf "$WORK/data"
+  admin=127.0.0.1:$(free_port)
+  t0=$(now_ms)
+  HOLDFAST_DATA_DIR=$WORK/data HOLDFAST__ADMIN__BIND_ADDRESS=$admin HOLDFAST_LOG=warn "$BIN" serve &
+  pid=$!
+  until curl -fs "http://$admin/health" 2>/dev/null | grep -q '"status":"ok"'; do sleep 0.002; done
+  startups+=($(( $(now_ms) - t0 )))
+  if [ "$i" = 5 ]; then sleep 3; idle_rss=$(rss_mib "$pid"); threads=$(awk '/^Threads/{print $2}' "/proc/$pid/status"); fi
+  kill -TERM "$pid"; wait "$pid"
+done
+sorted=$(printf '%s\n' "${startups[@]}" | sort -n | tr '\n' ' ')
+startup_median=$(printf '%s\n' "${startups[@]}" | sort -n | sed -n 3p)
+
+restate_line="not measured (no Restate anchor at $ANCHOR)"
+if [ -d "$ANCHOR" ]; then
+  echo "== Restate 1.7.12 start-up and idle memory (same run)" >&2
+  cache=$HOME/.cache/holdfast/restate-anchor
+  if [ ! -x "$cache/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server" ]; then
+    mkdir -p "$cache" && cp "$ANCHOR"/package.json "$ANCHOR"/package-lock.json "$ANCHOR"/restate.toml "$cache"/
+    (cd "$cache" && npm ci --no-audit --no-fund >&2)
+  fi
+  rbin=$cache/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server
+  rdata=$WORK/restate
+  rm -rf "$rdata"; mkdir -p "$rdata"
+  t0=$(now_ms)
+  "$rbin" --config-file "$cache/restate.toml" --base-dir "$rdata" --bind-ip 127.0.0.1 --no-logo >"$WORK/restate.log" 2>&1 &
+  rpid=$!
+  until curl -fs -o /dev/null http://127.0.0.1:9070/health 2>/dev/null; do sleep 0.002; done
+  r_startup=$(( $(now_ms) - t0 ))
+  sleep 3
+  r_rss=$(rss_mib "$rpid"); r_threads=$(awk '/^Threads/{print $2}' "/proc/$rpid/status")
+  kill -TERM "$rpid"; wait "$rpid" || true
+  restate_line="start-up ${r_startup} ms, idle RSS ${r_rss} MiB, ${r_threads} threads"
+fi
+
+python3 - "$RESULTS" "$OUT" "$RUN_SECONDS" "$sorted" "$startup_median" "$idle_rss" "$threads" "$restate_line" <<'PY'
+import json, sys, platform, datetime, os
+results, out, secs, startups, median, rss, threads, restate = sys.argv[1:]
+rows = [json.loads(l) for l in open(results) if l.strip()]
+fsync = next(r for r in rows if r["bench"] == "fsync")
+logs = [r for r in rows if r["bench"] == "log"]
+cpu = next((l.split(":",1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+lines = [
+"# Benchmarks",
+"",
+"Produced by `make bench` (`tests/bench/run.sh`), release build, on "
+f"{datetime.date.today()}: {os.cpu_count()} cores ({cpu}), Linux {platform.release()}. "
+"Load generator and kernel share the machine; figures are percentiles of one run, compare ratios, "
+"not absolute values, across machines.",
+"",
+"## Group commit through the partition log",
+"",
+f"`holdfast bench log --proposers N --spread one|all --seconds {secs}` on a fresh data dir: "
+"N proposers each propose a 100-byte `SetState` and wait for its acknowledgement, which is sent "
+"only after the batch holding it is fsync'd in the raft log and applied. Beside it, "
+f"`holdfast bench fsync --seconds {secs}`: 4 KiB append + fdatasync in a loop on the same disk, the "
+"physical limit of one fsync'd log.",
+"",
+"| workload | proposals/s | p50 ms | p99 ms | commands per fsync | vs raw fsync rate |",
+"|---|---|---|---|---|---|",
+f"| raw fsync (4 KiB + fdatasync) | {fsync['per_second']:.0f} fsync/s | {fsync['p50_ms']:.3f} | {fsync['p99_ms']:.3f} | 1 | 1.00× |",
+]
+for r in logs:
+    where = "1 partition" if r["spread"] == "one" else f"{r['partitions']} partitions"
+    per_batch = r["ops"] / max(r["batches"], 1)
+    lines.append(f"| {r['proposers']} proposer(s), {where} | {r['per_second']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {per_batch:.1f} | {r['per_second']/fsync['per_second']:.2f}× |")
+lines += [
+"",
+"## Start-up and memory",
+"",
+"`holdfast serve` on a fresh data dir with the default 8 partitions: time from exec until `GET /health` "
+"reports every partition led, five starts; then resident memory after 3 s idle.",
+"",
+"| metric | Holdfast | Restate 1.7.12 (same run) |",
+"|---|---|---|",
+f"| start-up to healthy, median (all runs, ms) | {median} ms ({startups.strip()}) | {restate.split(',')[0] if 'start-up' in restate else restate} |",
+f"| idle resident memory | {rss} MiB, {threads} threads | {', '.join(restate.split(', ')[1:]) if 'start-up' in restate else '—'} |",
+"",
+"Command: `make bench` (`SECONDS_PER_RUN` sets the run length). Raw results of the last run are JSON lines "
+"printed by each `holdfast bench` command.",
+]
+open(out, "w").write("\n".join(lines) + "\n")
+PY
+echo "wrote $OUT" >&2
