@@ -57,7 +57,7 @@ done
 sorted=$(printf '%s\n' "${startups[@]}" | sort -n | tr '\n' ' ')
 startup_median=$(printf '%s\n' "${startups[@]}" | sort -n | sed -n 3p)
 
-restate_line="not measured (no Restate anchor at $ANCHOR)"
+restate_line="not measured (no Restate anchor at $ANCHOR)|not measured"
 if [ -d "$ANCHOR" ]; then
   echo "== Restate 1.7.12 start-up and idle memory (same run)" >&2
   cache=$HOME/.cache/holdfast/restate-anchor
@@ -76,7 +76,7 @@ if [ -d "$ANCHOR" ]; then
   sleep 3
   r_rss=$(rss_mib "$rpid"); r_threads=$(awk '/^Threads/{print $2}' "/proc/$rpid/status")
   kill -TERM "$rpid"; wait "$rpid" || true
-  restate_line="start-up ${r_startup} ms, idle RSS ${r_rss} MiB, ${r_threads} threads"
+  restate_line="${r_startup} ms|${r_rss} MiB, ${r_threads} threads"
 fi
 
 python3 - "$RESULTS" "$OUT" "$RUN_SECONDS" "$sorted" "$startup_median" "$idle_rss" "$threads" "$restate_line" <<'PY'
@@ -119,8 +119,8 @@ lines += [
 "",
 "| metric | Holdfast | Restate 1.7.12 (same run) |",
 "|---|---|---|",
-f"| start-up to healthy, median (all runs, ms) | {median} ms ({startups.strip()}) | {restate.split(',')[0] if 'start-up' in restate else restate} |",
-f"| idle resident memory | {rss} MiB, {threads} threads | {', '.join(restate.split(', ')[1:]) if 'start-up' in restate else '—'} |",
+f"| start-up to healthy, median (all runs, ms) | {median} ms ({startups.strip()}) | {restate.split('|')[0]} |",
+f"| idle resident memory | {rss} MiB, {threads} threads | {restate.split('|')[1]} |",
 "",
 "Command: `make bench` (`SECONDS_PER_RUN` sets the run length). Raw results of the last run are JSON lines "
 "printed by each `holdfast bench` command.",

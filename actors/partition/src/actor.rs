@@ -122,7 +122,9 @@ impl PartitionActor {
             }
             start_group(&settings).await
         };
-        ctx.wait(opening.into_actor(self).map(|result, act, ctx| match result {
+        // Spawned, not awaited in the mailbox: a partition that cannot open still answers
+        // status requests and refuses proposals while its supervisor retries.
+        ctx.spawn(opening.into_actor(self).map(|result, act, ctx| match result {
             Ok(group) => {
                 ctx.add_stream(metrics_stream(group.raft.metrics()));
                 act.group = Some(group);

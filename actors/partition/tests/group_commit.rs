@@ -119,3 +119,28 @@ async fn a_restarted_partition_resumes_its_log_and_state() {
     let state = StateMachine::open(&dir.path().join("state.redb")).expect("open state");
     assert_eq!(state.summary().expect("summary").commands_applied, 2);
 }
+
+#[actix_rt::test]
+async fn the_supervisor_restarts_a_partition_that_failed_to_start() {
+    let root = tempfile::tempdir().expect("tempdir");
+    // A file where the partition directory's parent should be: opening the stores fails.
+    let blocker = root.path().join("blocked");
+    std::fs::write(&blocker, b"not a directory").expect("write blocker");
+    let addr = actix::Supervisor::start({
+        let settings = settings(&blocker.join("partition-0"));
+        move |_| PartitionActor::new(settings)
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let status = addr
+        .send(GetStatus)
+        .await
+        .expect("the supervisor keeps the mailbox open");
+    assert_eq!(status.leader, None, "cannot lead without its stores");
+
+    // Once the disk problem is fixed, a later restart opens the stores and the group elects.
+    std::fs::remove_file(&blocker).expect("remove blocker");
+    until_leader(&addr).await;
+    let acked = addr.send(Propose(set(1))).await.expect("mailbox");
+    assert!(acked.is_ok(), "{acked:?}");
+    addr.send(Shutdown).await.expect("shutdown");
+}
