@@ -1,0 +1,167 @@
+//! The shared protocol vectors (`tests/protocol-vectors/`), also read by the TypeScript SDK's tests:
+//! each valid vector must decode to its type and flags, re-encode to the same bytes, and its JSON
+//! body must describe exactly those bytes; each invalid vector must be refused with its error kind.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use holdfast_protocol::awakeable::AwakeableId;
+use holdfast_protocol::manifest::Manifest;
+use holdfast_protocol::{Decoder, EntryIndex, HEADER_LEN};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+fn vectors_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/protocol-vectors")
+}
+
+fn read_dir(sub: &str) -> Vec<(String, Value)> {
+    let mut files: Vec<_> = fs::read_dir(vectors_dir().join(sub))
+        .expect("vector directory")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no vectors in {sub}");
+    files
+        .into_iter()
+        .map(|p| {
+            let text = fs::read_to_string(&p).expect("readable vector");
+            (
+                p.display().to_string(),
+                serde_json::from_str(&text).expect("vector is JSON"),
+            )
+        })
+        .collect()
+}
+
+fn hex(text: &str) -> Vec<u8> {
+    assert!(text.len().is_multiple_of(2), "odd hex length");
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex digit"))
+        .collect()
+}
+
+/// A JSON vector body as canonical MessagePack: `{"$bin": "<hex>"}` stands for binary.
+struct Canonical<'a>(&'a Value);
+
+impl Serialize for Canonical<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Number(n) => match n.as_u64() {
+                Some(u) => s.serialize_u64(u),
+                None => s.serialize_i64(n.as_i64().expect("integer")),
+            },
+            Value::String(text) => s.serialize_str(text),
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&Canonical(item))?;
+                }
+                seq.end()
+            }
+            Value::Object(map) => match map.get("$bin") {
+                Some(Value::String(h)) if map.len() == 1 => s.serialize_bytes(&hex(h)),
+                _ => {
+                    let mut out = s.serialize_map(Some(map.len()))?;
+                    for (k, v) in map {
+                        out.serialize_entry(k, &Canonical(v))?;
+                    }
+                    out.end()
+                }
+            },
+        }
+    }
+}
+
+#[test]
+fn valid_vectors_decode_and_reencode_byte_for_byte() {
+    for (path, v) in read_dir("messages") {
+        let bytes = hex(v["hex"].as_str().expect("hex"));
+        let frames = Decoder::default()
+            .decode_all(&bytes)
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(frames.len(), 1, "{path}");
+        let frame = &frames[0];
+        let ty = frame.message.message_type();
+        assert_eq!(ty.name(), v["type"], "{path}");
+        assert_eq!(u64::from(ty.code()), v["code"], "{path}");
+        assert_eq!(u64::from(frame.flags.bits()), v["flags"], "{path}");
+        assert_eq!(
+            frame.to_bytes().expect("encodable")[..],
+            bytes[..],
+            "{path}: re-encoding differs"
+        );
+        let from_json = rmp_serde::to_vec(&Canonical(&v["body"])).expect("canonical body");
+        assert_eq!(
+            from_json[..],
+            bytes[HEADER_LEN..],
+            "{path}: JSON body does not describe the bytes"
+        );
+    }
+}
+
+#[test]
+fn every_message_type_has_a_vector() {
+    let covered: Vec<_> = read_dir("messages")
+        .into_iter()
+        .map(|(_, v)| v["type"].as_str().expect("type").to_owned())
+        .collect();
+    for ty in holdfast_protocol::MessageType::ALL {
+        assert!(
+            covered.iter().any(|c| c == ty.name()),
+            "no vector for {}",
+            ty.name()
+        );
+    }
+}
+
+#[test]
+fn invalid_vectors_are_refused_with_their_error_kind() {
+    for (path, v) in read_dir("invalid") {
+        let bytes = hex(v["hex"].as_str().expect("hex"));
+        let decoder = match v.get("max_frame_len") {
+            Some(max) => {
+                Decoder::new(u32::try_from(max.as_u64().expect("limit")).expect("u32 limit"))
+            }
+            None => Decoder::default(),
+        };
+        let err = decoder.decode_all(&bytes).expect_err(&path);
+        assert_eq!(err.kind(), v["error"], "{path}: {err}");
+    }
+}
+
+#[test]
+fn awakeable_id_vectors_format_and_parse() {
+    let text =
+        fs::read_to_string(vectors_dir().join("awakeable-ids.json")).expect("awakeable vectors");
+    let cases: Vec<Value> = serde_json::from_str(&text).expect("JSON");
+    for case in cases {
+        let id = AwakeableId {
+            invocation_id: case["invocation_id"]
+                .as_str()
+                .expect("invocation id")
+                .to_owned(),
+            entry: EntryIndex(u32::try_from(case["entry"].as_u64().expect("entry")).expect("u32")),
+        };
+        assert_eq!(id.to_string(), case["id"]);
+        assert_eq!(
+            AwakeableId::parse(case["id"].as_str().expect("id")),
+            Some(id)
+        );
+    }
+}
+
+#[test]
+fn manifest_vector_parses() {
+    let text = fs::read_to_string(vectors_dir().join("manifest.json")).expect("manifest vector");
+    let manifest: Manifest = serde_json::from_str(&text).expect("valid manifest");
+    assert!(manifest.min_protocol_version <= holdfast_protocol::PROTOCOL_VERSION);
+    assert!(holdfast_protocol::PROTOCOL_VERSION <= manifest.max_protocol_version);
+    let back: Value = serde_json::to_value(&manifest).expect("serializable");
+    assert_eq!(back, serde_json::from_str::<Value>(&text).expect("JSON"));
+}

@@ -1,0 +1,17 @@
+/** Durations as accepted by `sleep`, `orTimeout` and send delays: milliseconds or a unit object. */
+export type Duration =
+  | number
+  | { days?: number; hours?: number; minutes?: number; seconds?: number; milliseconds?: number };
+
+/** The duration in whole milliseconds (never negative). */
+export function millis(duration: Duration): number {
+  const ms =
+    typeof duration === "number"
+      ? duration
+      : (duration.days ?? 0) * 86_400_000 +
+        (duration.hours ?? 0) * 3_600_000 +
+        (duration.minutes ?? 0) * 60_000 +
+        (duration.seconds ?? 0) * 1000 +
+        (duration.milliseconds ?? 0);
+  return Math.max(0, Math.round(ms));
+}

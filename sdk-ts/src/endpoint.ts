@@ -1,0 +1,318 @@
+/**
+ * Endpoints: bind definitions and serve discovery (`GET /discover`) and invocations
+ * (`POST /invoke/{service}/{handler}`) in both protocol modes, over Node's HTTP/1.1 and HTTP/2
+ * (cleartext, prior knowledge) servers or any framework speaking the Fetch API.
+ */
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import { Duplex } from "node:stream";
+import {
+  FrameDecoder,
+  INVOCATION_CONTENT_TYPE,
+  MANIFEST_CONTENT_TYPE,
+  MAX_PROTOCOL_VERSION,
+  MIN_PROTOCOL_VERSION,
+  MODE_HEADER,
+  concatFrames,
+  type Manifest,
+  type ProtocolMode,
+} from "./protocol/index.js";
+import { ErrorCodes, TerminalError, messageOf } from "./errors.js";
+import { ContextImpl } from "./context.js";
+import { Invocation, type HandlerBody, type Transport } from "./invocation.js";
+import { handlerMeta, type AnyHandler, type Definition } from "./definitions.js";
+
+/** Endpoint settings. */
+export interface EndpointOptions {
+  /**
+   * In streaming mode, how long a handler blocked only on the kernel waits before suspending
+   * (default 30 s). In request/response mode it suspends at once.
+   */
+  suspendAfterMs?: number;
+}
+
+/** A Node request handler usable with `http.createServer` and `http2.createServer` alike. */
+export type NodeHandler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
+type Route =
+  | { kind: "discover" }
+  | { kind: "invoke"; def: Definition; handler: AnyHandler; name: string }
+  | { kind: "refuse"; status: number; message: string };
+
+const DEFAULT_SUSPEND_AFTER_MS = 30_000;
+const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n");
+
+/** Binds definitions and serves them; build one with `endpoint()`. */
+export class Endpoint {
+  private readonly defs = new Map<string, Definition>();
+  private options: EndpointOptions = {};
+
+  /** Adds a service, object or workflow definition. */
+  bind(def: Definition<string, any>): this {
+    if (this.defs.has(def.name)) throw new Error(`service ${def.name} is already bound`);
+    this.defs.set(def.name, def as Definition);
+    return this;
+  }
+
+  /** Changes endpoint settings. */
+  withOptions(options: EndpointOptions): this {
+    this.options = { ...this.options, ...options };
+    return this;
+  }
+
+  /** The discovery manifest of the bound definitions. */
+  manifest(): Manifest {
+    return {
+      min_protocol_version: MIN_PROTOCOL_VERSION,
+      max_protocol_version: MAX_PROTOCOL_VERSION,
+      protocol_modes: ["stream", "request-response"],
+      services: [...this.defs.values()].map((def) => ({
+        name: def.name,
+        type: def.type,
+        handlers: Object.entries(def.handlers).map(([name, fn]) => {
+          const meta = handlerMeta(def.type, name, fn);
+          return {
+            name,
+            kind: meta.kind,
+            input: meta.input.contentType ?? "application/octet-stream",
+            output: meta.output.contentType ?? "application/octet-stream",
+          };
+        }),
+      })),
+    };
+  }
+
+  /** A handler for Node's `http` and `http2` servers (e.g. an `http2` server bound to 127.0.0.1). */
+  http2Handler(): NodeHandler {
+    return (req, res) => this.serveNode(req, res);
+  }
+
+  /** A request handler for Fetch API frameworks; request/response mode unless the mode header asks to stream. */
+  handler(): { fetch: (request: globalThis.Request) => Promise<Response> } {
+    return { fetch: (request) => this.serveFetch(request) };
+  }
+
+  /**
+   * Serves HTTP/2 (cleartext, prior knowledge; streaming by default) and HTTP/1.1 (request/response
+   * by default) on one port; resolves with the port once listening.
+   */
+  listen(port?: number, host?: string): Promise<number> {
+    const handler = this.http2Handler();
+    const h1 = http.createServer(handler);
+    const h2 = http2.createServer(handler);
+    const server = net.createServer((socket) => sniffProtocol(socket, h1, h2));
+    return new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port ?? Number(process.env.PORT ?? 9080), host, () => {
+        const address = server.address();
+        resolve(typeof address === "object" && address ? address.port : 0);
+      });
+    });
+  }
+
+  private route(method: string | undefined, url: string | undefined, contentType: string | undefined): Route {
+    const path = (url ?? "/").split("?")[0] as string;
+    if (/\/discover\/?$/.test(path)) {
+      return method === "GET" ? { kind: "discover" } : { kind: "refuse", status: 405, message: "use GET /discover" };
+    }
+    const match = /\/invoke\/([^/]+)\/([^/]+)\/?$/.exec(path);
+    if (!match) return { kind: "refuse", status: 404, message: `no route for ${path}` };
+    const [service, handler] = [decodeURIComponent(match[1] as string), decodeURIComponent(match[2] as string)];
+    const def = this.defs.get(service);
+    const fn = def && Object.hasOwn(def.handlers, handler) ? (def.handlers as Record<string, AnyHandler>)[handler] : undefined;
+    if (!def || !fn) return { kind: "refuse", status: 404, message: `no handler ${service}/${handler}` };
+    if (method !== "POST") return { kind: "refuse", status: 405, message: "use POST to invoke" };
+    if (contentType?.split(";")[0]?.trim() !== INVOCATION_CONTENT_TYPE) {
+      return { kind: "refuse", status: 415, message: `expected content-type ${INVOCATION_CONTENT_TYPE}` };
+    }
+    return { kind: "invoke", def, handler: fn, name: handler };
+  }
+
+  private handlerBody(route: Extract<Route, { kind: "invoke" }>, attemptHeaders: ReadonlyMap<string, string | string[] | undefined>): HandlerBody {
+    const meta = handlerMeta(route.def.type, route.name, route.handler);
+    return async (inv) => {
+      let input: unknown;
+      try {
+        input = meta.input.deserialize(inv.input);
+      } catch (error) {
+        throw new TerminalError(`Failed to deserialize input: ${messageOf(error)}`, { errorCode: ErrorCodes.BAD_REQUEST });
+      }
+      const output: unknown = await route.handler(new ContextImpl(inv, meta.kind, attemptHeaders), input);
+      return meta.output.serialize(output);
+    };
+  }
+
+  private invocation(route: Extract<Route, { kind: "invoke" }>, headers: ReadonlyMap<string, string | string[] | undefined>, transport: Transport) {
+    const inv = new Invocation(transport, this.handlerBody(route, headers), this.options.suspendAfterMs ?? DEFAULT_SUSPEND_AFTER_MS);
+    const decoder = new FrameDecoder();
+    return {
+      inv,
+      push(chunk: Uint8Array) {
+        try {
+          for (const message of decoder.push(chunk)) inv.receive(message);
+        } catch (error) {
+          inv.violation(messageOf(error));
+        }
+      },
+      end() {
+        try {
+          decoder.finish();
+          inv.closeInput();
+        } catch (error) {
+          inv.violation(messageOf(error));
+        }
+      },
+    };
+  }
+
+  private serveNode(req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): void {
+    const header = (name: string) => {
+      const v = req.headers[name];
+      return Array.isArray(v) ? v[0] : v;
+    };
+    const route = this.route(req.method, req.url, header("content-type"));
+    const reply = res as http.ServerResponse;
+    if (route.kind === "refuse") {
+      reply.writeHead(route.status, { "content-type": "application/json" });
+      reply.end(JSON.stringify({ message: route.message }));
+      return;
+    }
+    if (route.kind === "discover") {
+      reply.writeHead(200, { "content-type": MANIFEST_CONTENT_TYPE });
+      reply.end(JSON.stringify(this.manifest()));
+      return;
+    }
+    const mode = requestedMode(header(MODE_HEADER), req.httpVersionMajor === 2 ? "stream" : "request-response");
+    if (mode === undefined) {
+      reply.writeHead(400, { "content-type": "application/json" });
+      reply.end(JSON.stringify({ message: `unknown ${MODE_HEADER}` }));
+      return;
+    }
+    const frames: Uint8Array[] = [];
+    const transport: Transport =
+      mode === "stream"
+        ? { write: (frame) => reply.write(frame), close: () => reply.end() }
+        : {
+            write: (frame) => frames.push(frame),
+            close: () => {
+              const body = concatFrames(frames);
+              reply.writeHead(200, { "content-type": INVOCATION_CONTENT_TYPE, "content-length": body.length });
+              reply.end(body);
+            },
+          };
+    if (mode === "stream") {
+      reply.writeHead(200, { "content-type": INVOCATION_CONTENT_TYPE });
+      reply.flushHeaders();
+    }
+    const attempt = this.invocation(route, new Map(Object.entries(req.headers)), transport);
+    req.on("data", (chunk: Buffer) => attempt.push(chunk));
+    req.on("end", () => attempt.end());
+    reply.on("close", () => attempt.inv.abort());
+  }
+
+  private async serveFetch(request: globalThis.Request): Promise<Response> {
+    const route = this.route(request.method, new URL(request.url).pathname, request.headers.get("content-type") ?? undefined);
+    if (route.kind === "refuse") return Response.json({ message: route.message }, { status: route.status });
+    if (route.kind === "discover") {
+      return new Response(JSON.stringify(this.manifest()), { headers: { "content-type": MANIFEST_CONTENT_TYPE } });
+    }
+    const mode = requestedMode(request.headers.get(MODE_HEADER) ?? undefined, "request-response");
+    if (mode === undefined) return Response.json({ message: `unknown ${MODE_HEADER}` }, { status: 400 });
+    const headers = new Map<string, string>(request.headers);
+    const responseHeaders = { "content-type": INVOCATION_CONTENT_TYPE };
+    if (mode === "request-response") {
+      const frames: Uint8Array[] = [];
+      const attempt = this.invocation(route, headers, { write: (f) => frames.push(f), close: () => undefined });
+      attempt.push(new Uint8Array(await request.arrayBuffer()));
+      attempt.end();
+      await attempt.inv.done;
+      return new Response(concatFrames(frames), { headers: responseHeaders });
+    }
+    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) });
+    const attempt = this.invocation(route, headers, { write: (f) => controller.enqueue(f), close: () => controller.close() });
+    void pump(request.body, attempt);
+    return new Response(body, { headers: responseHeaders });
+  }
+}
+
+async function pump(body: ReadableStream<Uint8Array> | null, attempt: { push(c: Uint8Array): void; end(): void; inv: Invocation }) {
+  try {
+    if (body) for await (const chunk of body) attempt.push(chunk);
+    attempt.end();
+  } catch {
+    attempt.inv.abort();
+  }
+}
+
+function requestedMode(header: string | undefined, fallback: ProtocolMode): ProtocolMode | undefined {
+  if (header === undefined) return fallback;
+  return header === "stream" || header === "request-response" ? header : undefined;
+}
+
+/** Hands a fresh connection to the HTTP/2 server if it opens with the HTTP/2 preface, else to HTTP/1.1. */
+function sniffProtocol(socket: net.Socket, h1: http.Server, h2: http2.Http2Server): void {
+  let head = Buffer.alloc(0);
+  const onData = (chunk: Buffer) => {
+    head = Buffer.concat([head, chunk]);
+    const n = Math.min(head.length, HTTP2_PREFACE.length);
+    const isH2 = head.subarray(0, n).equals(HTTP2_PREFACE.subarray(0, n));
+    if (isH2 && head.length < HTTP2_PREFACE.length) return;
+    socket.off("data", onData);
+    socket.pause();
+    if (isH2) {
+      // The HTTP/2 session reads the socket's handle directly and would miss bytes already read,
+      // so it gets a stream that replays them first.
+      h2.emit("connection", replaying(socket, head));
+    } else {
+      socket.unshift(head);
+      h1.emit("connection", socket);
+      socket.resume();
+    }
+  };
+  socket.on("data", onData);
+  socket.on("error", () => socket.destroy());
+}
+
+/** A duplex stream over `socket` whose readable side starts with `head`. */
+function replaying(socket: net.Socket, head: Buffer): Duplex {
+  const duplex = new Duplex({
+    read: () => void socket.resume(),
+    write: (chunk: Buffer, _encoding, callback) => void socket.write(chunk, callback),
+    final: (callback) => void socket.end(callback),
+    destroy: (error, callback) => {
+      socket.destroy(error ?? undefined);
+      callback(error);
+    },
+  });
+  duplex.push(head);
+  socket.on("data", (chunk: Buffer) => {
+    if (!duplex.push(chunk)) socket.pause();
+  });
+  socket.on("end", () => duplex.push(null));
+  socket.on("close", () => duplex.destroy());
+  return duplex;
+}
+
+/** A new, empty endpoint. */
+export function endpoint(options?: EndpointOptions): Endpoint {
+  return new Endpoint().withOptions(options ?? {});
+}
+
+/** A Node handler for the given definitions, for `http2.createServer(handler)`. */
+export function createEndpointHandler(options: { services: Definition<string, any>[] } & EndpointOptions): NodeHandler {
+  const ep = endpoint(options);
+  for (const def of options.services) ep.bind(def);
+  return ep.http2Handler();
+}
+
+/** Binds the definitions and listens on `port` (default `$PORT` or 9080); resolves with the port. */
+export function serve(options: { services: Definition<string, any>[]; port?: number } & EndpointOptions): Promise<number> {
+  const ep = endpoint(options);
+  for (const def of options.services) ep.bind(def);
+  return ep.listen(options.port);
+}

@@ -1,0 +1,437 @@
+/**
+ * One attempt of one invocation, as seen by the SDK: it collects the start message and the journal,
+ * runs the handler, matches the handler's steps against the journal while replaying, emits new
+ * entries, and ends the attempt with an output, a suspension or an error (docs/protocol.md).
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+import {
+  COMPLETABLE,
+  FLAG_ACK,
+  encodeMessage,
+  isEntry,
+  type Body,
+  type Message,
+  type MessageName,
+  type MessageOf,
+  type Outcome,
+} from "./protocol/index.js";
+import { ErrorCodes, TerminalError, errorFromFailure, messageOf } from "./errors.js";
+import { DurablePromise, decide, type CombinatorKind, type PromiseHost, type Settled } from "./promise.js";
+import { millis, type Duration } from "./duration.js";
+import type { Serde } from "./serde.js";
+
+/** Names of journal entries the handler creates. */
+type EntryName = Exclude<MessageName, "start" | "completion" | "entry_ack" | "suspension" | "error" | "end" | "input">;
+
+/** Retry policy of a `run` whose action throws a retryable error. */
+export interface RunOptions<T> {
+  /** Serde of the result (JSON by default). */
+  serde?: Serde<T>;
+  /** Total executions of the action before its failure is recorded as terminal. */
+  maxRetryAttempts?: number;
+  /** Time since the first failure after which the failure is recorded as terminal. */
+  maxRetryDuration?: Duration;
+  /** Delay before the first retry (default 50 ms). */
+  initialRetryInterval?: Duration;
+  /** Multiplier of the delay after each retry (default 2). */
+  retryIntervalFactor?: number;
+  /** Upper bound of the delay (default 10 s). */
+  maxRetryInterval?: Duration;
+}
+
+/** Where the attempt's frames go, and how it is closed. */
+export interface Transport {
+  write(frame: Uint8Array): void;
+  close(): void;
+}
+
+/** Runs the user's handler for a started attempt and returns the serialized output. */
+export type HandlerBody = (invocation: Invocation) => Promise<Uint8Array>;
+
+/** Thrown into user code once the attempt has ended, so that it stops at its next step. */
+class AttemptEnded extends Error {
+  constructor() {
+    super("the attempt has ended");
+  }
+}
+
+const inRun = new AsyncLocalStorage<boolean>();
+const COMBINATOR_PREFIX = "holdfast:";
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** The state machine of one attempt; see the module comment. */
+export class Invocation implements PromiseHost {
+  start?: Body<"start">;
+  /** The input entry's value (entry 0). */
+  input: Uint8Array = new Uint8Array(0);
+  private journal: MessageOf<EntryName | "input">[] = [];
+  private nextIndex = 1;
+  private readonly completions = new Map<number, Outcome>();
+  private readonly acked = new Set<number>();
+  private readonly leaves = new Map<number, (outcome: Outcome) => void>();
+  private readonly ackWaiters = new Map<number, () => void>();
+  private readonly awaited = new Set<DurablePromise<unknown>>();
+  private state = new Map<string, Uint8Array | null>();
+  private stateComplete = false;
+  private seq = 0;
+  private runningActions = 0;
+  private inputClosed = false;
+  private ended = false;
+  private started = false;
+  private checkScheduled = false;
+  private suspendTimer?: NodeJS.Timeout;
+  private readonly attemptStartedAt = Date.now();
+  /** Resolves when the attempt has ended (output, suspension or error written and closed). */
+  readonly done: Promise<void>;
+  private markDone!: () => void;
+
+  constructor(
+    private readonly transport: Transport,
+    private readonly body: HandlerBody,
+    private readonly suspendAfterMs: number,
+  ) {
+    this.done = new Promise((resolve) => (this.markDone = resolve));
+  }
+
+  // ---- input from the kernel -------------------------------------------------------------------
+
+  /** Handles one message from the kernel. */
+  receive(message: Message): void {
+    if (this.ended) return;
+    if (message.type === "start") {
+      if (this.start) return this.violation("a second start message");
+      this.start = message.body;
+      this.state = new Map(message.body.state);
+      this.stateComplete = message.body.state_complete;
+    } else if (!this.start) {
+      return this.violation(`${message.type} before start`);
+    } else if (isEntry(message.type)) {
+      if (this.journal.length >= this.start.known_entries) return this.violation("more entries than announced");
+      if (this.journal.length === 0 && message.type !== "input") return this.violation("the first entry must be input");
+      this.journal.push(message as MessageOf<EntryName | "input">);
+    } else if (message.type === "completion") {
+      this.complete(message.body.entry, message.body.result);
+    } else if (message.type === "entry_ack") {
+      this.acked.add(message.body.entry);
+      this.ackWaiters.get(message.body.entry)?.();
+    } else {
+      return this.violation(`unexpected ${message.type} from the kernel`);
+    }
+    this.maybeStart();
+    this.scheduleCheck();
+  }
+
+  /** The kernel will send nothing more: from now on, being blocked means suspending at once. */
+  closeInput(): void {
+    this.inputClosed = true;
+    if (this.ended) return;
+    if (!this.started) return this.violation("input ended before the journal was complete");
+    this.scheduleCheck();
+  }
+
+  /** Reports a protocol violation (also used for undecodable input) and ends the attempt. */
+  violation(reason: string): void {
+    this.fail(ErrorCodes.PROTOCOL_VIOLATION, `protocol violation: ${reason}`);
+  }
+
+  /** Drops the attempt without writing anything (the connection is gone). */
+  abort(): void {
+    this.finish();
+  }
+
+  // ---- steps used by the context ---------------------------------------------------------------
+
+  /** Index of the entry created last. */
+  get lastIndex(): number {
+    return this.nextIndex - 1;
+  }
+
+  /** Journals an entry whose result comes later (or now, from `eager`); `decode` maps the outcome. */
+  completable<N extends EntryName, T>(type: N, body: Body<N>, decode: (outcome: Outcome) => T): DurablePromise<T> {
+    const { index, replayed, recorded } = this.command(type, body);
+    const promise = this.leaf<T>(index);
+    const settleWith = (outcome: Outcome) => promise.settle(this.settledFrom(outcome, decode));
+    const eager = replayed ? undefined : (body as { result?: Outcome }).result;
+    const known = recorded ?? eager ?? this.completions.get(index);
+    if (known) settleWith(known);
+    else this.leaves.set(index, settleWith);
+    return promise;
+  }
+
+  /** Journals an entry that has no result. */
+  oneWay<N extends EntryName>(type: N, body: Body<N>): void {
+    this.command(type, body);
+  }
+
+  /** Journals a side effect, runs it unless replayed, and releases its result once acknowledged. */
+  run<T>(name: string, action: () => T | Promise<T>, serde: Serde<T>, options?: RunOptions<T>): DurablePromise<T> {
+    const { index, recorded } = this.command("run", { name });
+    const promise = this.leaf<T>(index);
+    const fromOutcome = (outcome: Outcome) => this.settledFrom(outcome, (o) => serde.deserialize(o.value ?? new Uint8Array(0)));
+    if (recorded) {
+      promise.settle(fromOutcome(recorded));
+      return promise;
+    }
+    this.leaves.set(index, (outcome) => promise.settle(fromOutcome(outcome)));
+    const propose = (result: Outcome) => {
+      if (this.ended || promise.settled) return;
+      this.transport.write(encodeMessage({ type: "completion", flags: FLAG_ACK, body: { entry: index, result } }));
+      const release = () => promise.settle(fromOutcome(result));
+      if (this.acked.has(index)) release();
+      else this.ackWaiters.set(index, release);
+    };
+    const failed = (error: unknown) => {
+      if (error instanceof TerminalError) return propose({ failure: { code: error.code, message: error.message } });
+      const delay = this.retryDelay(index, options);
+      if (delay === "exhausted") return propose({ failure: { code: ErrorCodes.INTERNAL, message: messageOf(error) } });
+      this.fail(ErrorCodes.INTERNAL, `run '${name}' failed: ${messageOf(error)}`, true, index, delay);
+    };
+    const execute = async () => {
+      let result: Outcome;
+      try {
+        result = { value: serde.serialize(await inRun.run(true, async () => action())) };
+      } catch (error) {
+        return failed(error);
+      }
+      propose(result);
+    };
+    this.runningActions++;
+    void execute().finally(() => {
+      this.runningActions--;
+      this.scheduleCheck();
+    });
+    return promise;
+  }
+
+  /** The mutable state cache: the eager snapshot plus this attempt's writes. */
+  stateCache(): { values: Map<string, Uint8Array | null>; complete: boolean } {
+    return { values: this.state, complete: this.stateComplete };
+  }
+
+  /** Marks the whole state as known (after `clearAll`). */
+  markStateComplete(): void {
+    this.stateComplete = true;
+  }
+
+  /** Deterministic clock-free ordering for combinators. */
+  nextSeq(): number {
+    return ++this.seq;
+  }
+
+  awaiting(promise: DurablePromise<unknown>): void {
+    this.awaited.add(promise);
+    this.scheduleCheck();
+  }
+
+  sleep(duration: Duration): DurablePromise<void> {
+    return this.completable<"sleep", void>("sleep", { duration_ms: millis(duration) }, () => undefined);
+  }
+
+  combine(kind: CombinatorKind, promises: readonly DurablePromise<unknown>[]): DurablePromise<unknown> {
+    const { index, recorded } = this.command("run", { name: COMBINATOR_PREFIX + kind });
+    const combined = new DurablePromise<unknown>(this, () => [...new Set(promises.flatMap((p) => p.pending()))]);
+    const inputs: Settled<unknown>[] = [];
+    const order: number[] = [];
+    const feed = (i: number) => {
+      inputs[i] = promises[i]?.settled as Settled<unknown>;
+      order.push(i);
+    };
+    if (recorded?.value) {
+      // Replay: wait until the recorded inputs are settled, then decide in the recorded order.
+      const recordedOrder = JSON.parse(decoder.decode(recorded.value)) as number[];
+      let missing = recordedOrder.length;
+      const replay = () => {
+        recordedOrder.forEach(feed);
+        const decision = decide(kind, inputs, order);
+        if (decision) combined.settle(decision);
+        else this.journalMismatch(index, `the recorded ${kind} combinator does not decide on replay`);
+      };
+      if (missing === 0) replay();
+      for (const i of recordedOrder) promises[i]?.onSettle(() => --missing === 0 && replay());
+      return combined;
+    }
+    const record = (decision: Settled<unknown>) => {
+      if (this.ended) return;
+      const value = encoder.encode(JSON.stringify(order));
+      this.transport.write(encodeMessage({ type: "completion", body: { entry: index, result: { value } } }));
+      combined.settle(decision);
+    };
+    const indexed = promises.map((p, i) => ({ p, i }));
+    const alreadySettled = indexed.filter(({ p }) => p.settled).sort((a, b) => a.p.settleOrder - b.p.settleOrder);
+    for (const { i } of alreadySettled) feed(i);
+    const decision = decide(kind, inputs, order);
+    if (decision) {
+      record(decision);
+      return combined;
+    }
+    for (const { p, i } of indexed) {
+      if (p.settled) continue;
+      p.onSettle(() => {
+        if (combined.settled) return;
+        feed(i);
+        const next = decide(kind, inputs, order);
+        if (next) record(next);
+      });
+    }
+    return combined;
+  }
+
+  // ---- attempt lifecycle -----------------------------------------------------------------------
+
+  private maybeStart(): void {
+    if (this.started || !this.start || this.journal.length < this.start.known_entries) return;
+    this.started = true;
+    const input = this.journal[0];
+    if (input?.type !== "input") return this.violation("the journal does not start with an input entry");
+    this.input = input.body.value;
+    this.body(this).then(
+      (output) => this.output({ value: output }),
+      (error: unknown) => {
+        if (this.ended || error instanceof AttemptEnded) return;
+        if (error instanceof TerminalError) this.output({ failure: { code: error.code, message: error.message } });
+        else this.fail(ErrorCodes.INTERNAL, messageOf(error), true);
+      },
+    );
+  }
+
+  private output(result: Outcome): void {
+    if (this.ended) return;
+    this.command("output", { result });
+    this.transport.write(encodeMessage({ type: "end", body: {} }));
+    this.finish();
+  }
+
+  private fail(code: number, message: string, retryable = true, related?: number, delay?: number): void {
+    if (this.ended) return;
+    const body: Body<"error"> = { code, message, retryable };
+    if (related !== undefined) body.related_entry = related;
+    if (delay !== undefined) body.next_retry_delay_ms = delay;
+    this.transport.write(encodeMessage({ type: "error", body }));
+    this.finish();
+  }
+
+  private journalMismatch(index: number, detail: string): void {
+    this.fail(ErrorCodes.JOURNAL_MISMATCH, `journal mismatch at entry ${index}: ${detail}`, true, index);
+  }
+
+  private finish(): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearTimeout(this.suspendTimer);
+    this.transport.close();
+    this.markDone();
+  }
+
+  /** Records a step: checks it against the journal while replaying, else sends it to the kernel. */
+  private command<N extends EntryName>(type: N, body: Body<N>): { index: number; replayed: boolean; recorded?: Outcome } {
+    if (inRun.getStore()) throw new TerminalError(`ctx.${type} cannot be used inside ctx.run`);
+    if (this.ended) throw new AttemptEnded();
+    const index = this.nextIndex++;
+    const message = { type, body } as MessageOf<N>;
+    const recorded = this.journal[index];
+    if (recorded === undefined) {
+      this.transport.write(encodeMessage(message));
+      return { index, replayed: false };
+    }
+    if (!sameCommand(recorded, message)) {
+      this.journalMismatch(index, `the journal has ${describe(recorded)}, the code produced ${describe(message)}`);
+      throw new AttemptEnded();
+    }
+    const result = COMPLETABLE.has(type) ? (recorded.body as { result?: Outcome }).result : undefined;
+    return { index, replayed: true, recorded: result };
+  }
+
+  private leaf<T>(index: number): DurablePromise<T> {
+    return new DurablePromise<T>(this, () => [index]);
+  }
+
+  private complete(index: number, outcome: Outcome): void {
+    this.completions.set(index, outcome);
+    const settle = this.leaves.get(index);
+    if (settle) {
+      this.leaves.delete(index);
+      settle(outcome);
+    }
+  }
+
+  private settledFrom<T>(outcome: Outcome, decode: (outcome: Outcome) => T): Settled<T> {
+    if (outcome.failure) return { ok: false, error: errorFromFailure(outcome.failure) };
+    try {
+      return { ok: true, value: decode(outcome) };
+    } catch (error) {
+      return { ok: false, error: new TerminalError(`cannot decode result: ${messageOf(error)}`) };
+    }
+  }
+
+  /** The delay before retrying a failed run at `index`, undefined for the kernel's policy, or exhausted. */
+  private retryDelay(index: number, options?: RunOptions<unknown>): number | undefined | "exhausted" {
+    const start = this.start as Body<"start">;
+    const previous = start.retry_entry === index ? start.retry_count : 0;
+    const elapsed = (start.retry_entry === index ? start.retry_elapsed_ms : 0) + (Date.now() - this.attemptStartedAt);
+    if (options?.maxRetryAttempts !== undefined && previous + 1 >= options.maxRetryAttempts) return "exhausted";
+    if (options?.maxRetryDuration !== undefined && elapsed >= millis(options.maxRetryDuration)) return "exhausted";
+    if (options === undefined) return undefined;
+    const initial = millis(options.initialRetryInterval ?? 50);
+    const delay = initial * (options.retryIntervalFactor ?? 2) ** previous;
+    return Math.round(Math.min(delay, millis(options.maxRetryInterval ?? 10_000)));
+  }
+
+  // ---- suspension ------------------------------------------------------------------------------
+
+  /** Re-evaluates suspension once the current microtasks have run. */
+  private scheduleCheck(): void {
+    if (this.checkScheduled || this.ended || !this.started) return;
+    this.checkScheduled = true;
+    setImmediate(() => {
+      this.checkScheduled = false;
+      this.checkSuspension();
+    });
+  }
+
+  /** Entries the handler is blocked on, or undefined if it is not blocked only on the kernel. */
+  private blockedOn(): number[] | undefined {
+    for (const p of this.awaited) if (p.settled) this.awaited.delete(p);
+    if (this.awaited.size === 0 || this.runningActions > 0) return undefined;
+    const waiting = new Set<number>();
+    for (const p of this.awaited) for (const i of p.pending()) waiting.add(i);
+    return waiting.size > 0 ? [...waiting].sort((a, b) => a - b) : undefined;
+  }
+
+  private checkSuspension(): void {
+    if (this.ended) return;
+    const blocked = this.blockedOn();
+    if (blocked === undefined) {
+      clearTimeout(this.suspendTimer);
+      this.suspendTimer = undefined;
+      return;
+    }
+    if (this.inputClosed) return this.suspend(blocked);
+    this.suspendTimer ??= setTimeout(() => {
+      this.suspendTimer = undefined;
+      const still = this.blockedOn();
+      if (still) this.suspend(still);
+    }, this.suspendAfterMs);
+  }
+
+  private suspend(waitingOn: number[]): void {
+    this.transport.write(encodeMessage({ type: "suspension", body: { waiting_on: waitingOn } }));
+    this.finish();
+  }
+}
+
+/** Two entries are the same step if they have the same type and fields, results of completable entries aside. */
+function sameCommand(a: Message, b: Message): boolean {
+  const strip = (m: Message) => {
+    if (!COMPLETABLE.has(m.type)) return encodeMessage({ ...m, flags: 0 } as Message);
+    const { result: _result, ...command } = m.body as { result?: unknown };
+    return encodeMessage({ ...m, flags: 0, body: command } as Message);
+  };
+  return a.type === b.type && Buffer.from(strip(a)).equals(strip(b));
+}
+
+function describe(message: Message): string {
+  const body = message.body as { name?: string; key?: string; service?: string; handler?: string };
+  const detail = body.name ?? body.key ?? (body.service ? `${body.service}/${body.handler}` : undefined);
+  return detail === undefined ? message.type : `${message.type}(${detail})`;
+}

@@ -1,0 +1,140 @@
+/**
+ * Framing of the Holdfast service protocol: an 8-byte big-endian header (type u16, flags u16,
+ * body length u32) followed by a canonical MessagePack body (map keys sorted, absent fields omitted).
+ */
+import { decode, encode } from "@msgpack/msgpack";
+import {
+  FLAG_ACK,
+  MESSAGE_TYPES,
+  ProtocolError,
+  SCHEMAS,
+  checkBody,
+  messageName,
+  type Message,
+  type MessageName,
+} from "./messages.js";
+
+/** Size of the fixed frame header in bytes. */
+export const HEADER_LEN = 8;
+
+/** Default upper bound on a frame body; larger frames are refused before any allocation. */
+export const DEFAULT_MAX_FRAME_LEN = 16 * 1024 * 1024;
+
+const KNOWN_FLAGS = FLAG_ACK;
+
+/** Encodes one message into a complete frame (header and body). */
+export function encodeMessage(message: Message): Uint8Array {
+  const fields: Record<string, unknown> = {};
+  const body = message.body as Record<string, unknown>;
+  for (const field of Object.keys(SCHEMAS[message.type])) {
+    if (body[field] !== undefined) fields[field] = body[field];
+  }
+  const payload = encode(fields, { sortKeys: true, ignoreUndefined: true });
+  const frame = new Uint8Array(HEADER_LEN + payload.length);
+  const view = new DataView(frame.buffer);
+  view.setUint16(0, MESSAGE_TYPES[message.type]);
+  view.setUint16(2, message.flags ?? 0);
+  view.setUint32(4, payload.length);
+  frame.set(payload, HEADER_LEN);
+  return frame;
+}
+
+function decodeBody(type: MessageName, flags: number, body: Uint8Array): Message {
+  let raw: unknown;
+  try {
+    raw = decode(body);
+  } catch (e) {
+    throw new ProtocolError("invalid_body", `${type}: ${(e as Error).message}`);
+  }
+  return { type, flags, body: checkBody(type, raw) } as Message;
+}
+
+/**
+ * Incremental decoder for a byte stream of frames: feed chunks with `push`, which returns the
+ * messages completed so far; `finish` reports a frame cut off by the end of the stream.
+ */
+export class FrameDecoder {
+  private chunks: Uint8Array[] = [];
+  private buffered = 0;
+  /** Total size (header and body) of the frame at the head of the buffer, once its header is known. */
+  private needed = HEADER_LEN;
+
+  constructor(private readonly maxFrameLen: number = DEFAULT_MAX_FRAME_LEN) {}
+
+  /** Appends a chunk and returns every message it completes, in order. */
+  push(chunk: Uint8Array): Message[] {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    const out: Message[] = [];
+    while (this.buffered >= this.needed) {
+      const data = this.take();
+      if (this.needed === HEADER_LEN) {
+        this.needed = HEADER_LEN + this.checkHeader(data);
+        this.keep(data);
+        continue;
+      }
+      const view = new DataView(data.buffer, data.byteOffset, HEADER_LEN);
+      const type = messageName(view.getUint16(0)) as MessageName;
+      out.push(decodeBody(type, view.getUint16(2), data.subarray(HEADER_LEN, this.needed)));
+      this.keep(data.subarray(this.needed));
+      this.needed = HEADER_LEN;
+    }
+    return out;
+  }
+
+  /** Throws if the stream ended in the middle of a frame. */
+  finish(): void {
+    if (this.buffered > 0) {
+      throw new ProtocolError("truncated", `stream ended inside a frame (${this.buffered} bytes left over)`);
+    }
+  }
+
+  /** Validates a frame header before its body is buffered and returns the body length. */
+  private checkHeader(data: Uint8Array): number {
+    const view = new DataView(data.buffer, data.byteOffset, HEADER_LEN);
+    const code = view.getUint16(0);
+    const flags = view.getUint16(2);
+    const length = view.getUint32(4);
+    if (length > this.maxFrameLen) {
+      throw new ProtocolError("frame_too_long", `frame body of ${length} bytes exceeds the limit of ${this.maxFrameLen}`);
+    }
+    if (messageName(code) === undefined) {
+      throw new ProtocolError("unknown_type", `unknown message type 0x${code.toString(16).padStart(4, "0")}`);
+    }
+    if ((flags & ~KNOWN_FLAGS) !== 0) throw new ProtocolError("reserved_flags", `reserved flag bits set: 0x${flags.toString(16)}`);
+    return length;
+  }
+
+  private take(): Uint8Array {
+    const data = this.chunks.length === 1 ? (this.chunks[0] as Uint8Array) : concatFrames(this.chunks);
+    this.chunks = [];
+    this.buffered = 0;
+    return data;
+  }
+
+  private keep(rest: Uint8Array): void {
+    if (rest.length > 0) {
+      this.chunks = [rest];
+      this.buffered = rest.length;
+    }
+  }
+}
+
+/** Decodes a buffer holding whole frames only. */
+export function decodeMessages(bytes: Uint8Array, maxFrameLen?: number): Message[] {
+  const decoder = new FrameDecoder(maxFrameLen);
+  const messages = decoder.push(bytes);
+  decoder.finish();
+  return messages;
+}
+
+/** Concatenates frames into one buffer (a request/response body). */
+export function concatFrames(frames: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+  let offset = 0;
+  for (const f of frames) {
+    out.set(f, offset);
+    offset += f.length;
+  }
+  return out;
+}
