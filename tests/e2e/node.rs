@@ -132,3 +132,34 @@ fn an_admin_port_in_use_fails_the_start_naming_the_key() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("admin.bind_address"), "{stderr}");
 }
+
+#[test]
+fn serve_without_a_config_file_runs_on_the_embedded_default() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", holdfast_e2e::free_port())
+        .parse()
+        .expect("addr");
+    // Only the listeners move (so the test can run beside a kernel on the default ports).
+    let mut node = Command::new(holdfast_e2e::holdfast_bin())
+        .arg("serve")
+        .current_dir(cwd.path())
+        .env_remove("HOLDFAST_DATA_DIR")
+        .env("HOLDFAST__ADMIN__BIND_ADDRESS", admin.to_string())
+        .env(
+            "HOLDFAST__INGRESS__BIND_ADDRESS",
+            format!("127.0.0.1:{}", holdfast_e2e::free_port()),
+        )
+        .env(
+            "HOLDFAST__SQL__BIND_ADDRESS",
+            format!("127.0.0.1:{}", holdfast_e2e::free_port()),
+        )
+        .env("HOLDFAST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn holdfast serve");
+    let health = wait_healthy(admin, &mut node);
+    assert_eq!(health["partitions"].as_array().map(Vec::len), Some(8));
+    assert!(cwd.path().join("holdfast-data/node.json").exists());
+    let (status, stderr) = terminate(node);
+    assert!(status.success(), "{stderr}");
+}
