@@ -320,10 +320,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let db = self.db.clone();
-        blocking(move || Self::apply_entries(&db, &entries))
-            .await
-            .map_err(sm_write_err)
+        // Applying commits without fsync, so it is short CPU work: running it inline saves two
+        // thread hand-offs per group commit on the acknowledgement path.
+        Self::apply_entries(&self.db, &entries).map_err(sm_write_err)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
