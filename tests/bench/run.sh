@@ -95,6 +95,13 @@ python3 - "$RESULTS" "$OUT" "$RUN_SECONDS" "$sorted" "$startup_median" "$idle_rs
 import json, sys, platform, datetime, os
 results, out, secs, startups, median, rss, threads, restate, fsyncs = sys.argv[1:]
 rows = [json.loads(l) for l in open(results) if l.strip()]
+
+def ratio(ours, theirs):
+    """ours / theirs from the leading numbers of two cells, or a dash when one is missing."""
+    try:
+        return f"{float(str(ours).split()[0]) / float(theirs.split()[0]):.3f}×"
+    except (ValueError, IndexError, ZeroDivisionError):
+        return "—"
 fsync = next(r for r in rows if r["bench"] == "fsync")
 logs = [r for r in rows if r["bench"] == "log"]
 cpu = next((l.split(":",1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -133,10 +140,10 @@ f"--seconds 3` on one partition: {fsyncs}. Each group commit costs one fdatasync
 "`holdfast serve` on a fresh data dir with the default 8 partitions: time from exec until `GET /health` "
 "reports every partition led, five starts; then resident memory after 3 s idle.",
 "",
-"| metric | Holdfast | Restate 1.7.12 (same run) |",
-"|---|---|---|",
-f"| start-up to healthy, median (all runs, ms) | {median} ms ({startups.strip()}) | {restate.split('|')[0]} |",
-f"| idle resident memory | {rss} MiB, {threads} threads | {restate.split('|')[1]} |",
+"| metric | Holdfast | Restate 1.7.12 (same run) | Holdfast / Restate |",
+"|---|---|---|---|",
+f"| start-up to healthy, median (all runs, ms) | {median} ms ({startups.strip()}) | {restate.split('|')[0]} | {ratio(median, restate.split('|')[0])} |",
+f"| idle resident memory | {rss} MiB, {threads} threads | {restate.split('|')[1]} | {ratio(rss, restate.split('|')[1])} |",
 "",
 "Command: `make bench` (`SECONDS_PER_RUN` sets the run length). Raw results of the last run are JSON lines "
 "printed by each `holdfast bench` command.",
