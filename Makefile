@@ -19,8 +19,8 @@ run:
 	@echo "stop with Ctrl-C (in-flight commits finish, stores close cleanly)"
 	$(HOLDFAST) serve
 
-## Everything CI runs: Rust unit, storage-suite and end-to-end tests, then the SDK's tests.
-test: test-rust test-sdk
+## Everything CI runs: the SDK (built first: Rust tests drive real Node endpoints), then Rust unit, storage-suite and end-to-end tests.
+test: test-sdk test-rust
 
 test-rust:
 	$(CARGO) build --workspace --all-targets

@@ -1,0 +1,123 @@
+//! [`RegistryCommand`]: the only things ever written to the metadata log.
+//!
+//! The enum is append-only: never reorder or rename a variant or a field; new variants get a
+//! golden-bytes test below. Records travel in [`holdfast_types::codec`]'s versioned MessagePack.
+
+use crate::{DeploymentId, ServicePatch, Timestamp};
+use holdfast_protocol::manifest::Manifest;
+use serde::{Deserialize, Serialize};
+
+/// A change to the registry, as proposed by the admin API and applied by every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RegistryCommand {
+    /// Register the endpoint at `uri`, whose discovery returned `manifest`.
+    RegisterDeployment {
+        /// Chosen by the proposer; the new deployment's id is derived from it.
+        seed: u128,
+        /// Where the endpoint listens, normalised by the proposer (compared byte for byte).
+        uri: String,
+        /// What the endpoint's discovery returned.
+        manifest: Manifest,
+        /// Register even if it conflicts with live services, or re-register an unchanged endpoint.
+        force: bool,
+        /// The proposer's clock when it proposed: the deployment's creation time.
+        at_ms: Timestamp,
+    },
+    /// Remove a deployment; invocations pinned to it can no longer run.
+    RemoveDeployment {
+        /// The deployment.
+        id: DeploymentId,
+        /// Remove it even if it serves the newest revision of some service.
+        force: bool,
+    },
+    /// Change operator settings of a live service; they stick to later revisions too.
+    ModifyService {
+        /// The service name.
+        service: String,
+        /// The settings to change.
+        patch: ServicePatch,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Millis;
+    use holdfast_protocol::manifest::{Handler, HandlerKind, ProtocolMode, Service, ServiceType};
+    use holdfast_types::codec;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn register() -> RegistryCommand {
+        RegistryCommand::RegisterDeployment {
+            seed: 1,
+            uri: "u".into(),
+            manifest: Manifest {
+                min_protocol_version: 1,
+                max_protocol_version: 1,
+                protocol_modes: vec![ProtocolMode::Stream],
+                services: vec![Service {
+                    name: "S".into(),
+                    ty: ServiceType::Object,
+                    handlers: vec![Handler {
+                        name: "h".into(),
+                        kind: HandlerKind::Exclusive,
+                        input: "i".into(),
+                        output: "o".into(),
+                    }],
+                }],
+            },
+            force: false,
+            at_ms: Timestamp(2),
+        }
+    }
+
+    fn remove() -> RegistryCommand {
+        RegistryCommand::RemoveDeployment {
+            id: DeploymentId::from_seed(1),
+            force: true,
+        }
+    }
+
+    fn modify() -> RegistryCommand {
+        RegistryCommand::ModifyService {
+            service: "S".into(),
+            patch: ServicePatch {
+                public: Some(false),
+                abort_timeout: Some(Millis(3)),
+                ..ServicePatch::default()
+            },
+        }
+    }
+
+    #[test]
+    fn commands_round_trip() {
+        for command in [register(), remove(), modify()] {
+            let bytes = codec::encode(&command).expect("encode");
+            assert_eq!(
+                codec::decode::<RegistryCommand>(&bytes).expect("decode"),
+                command
+            );
+        }
+    }
+
+    /// Golden bytes: if one of these changes, existing metadata logs can no longer be read.
+    #[test]
+    fn encodings_are_pinned() {
+        let cases = [
+            (register(), GOLDEN_REGISTER),
+            (remove(), GOLDEN_REMOVE),
+            (modify(), GOLDEN_MODIFY),
+        ];
+        for (command, golden) in cases {
+            let bytes = codec::encode(&command).expect("encode");
+            assert_eq!(hex(&bytes), golden, "{command:?}");
+        }
+    }
+
+    const GOLDEN_REGISTER: &str = "0181b252656769737465724465706c6f796d656e7485a473656564c41000000000000000000000000000000001a3757269a175a86d616e696665737484b46d696e5f70726f746f636f6c5f76657273696f6e01b46d61785f70726f746f636f6c5f76657273696f6e01ae70726f746f636f6c5f6d6f64657391a673747265616da873657276696365739183a46e616d65a153a474797065a66f626a656374a868616e646c6572739184a46e616d65a168a46b696e64a96578636c7573697665a5696e707574a169a66f7574707574a16fa5666f726365c2a561745f6d7302";
+    const GOLDEN_REMOVE: &str = "0181b052656d6f76654465706c6f796d656e7482a26964b964705f30303030303030303030303030303030303030303031a5666f726365c3";
+    const GOLDEN_MODIFY: &str = "0181ad4d6f646966795365727669636582a773657276696365a153a5706174636886a67075626c6963c2b56964656d706f74656e63795f726574656e74696f6ec0b16a6f75726e616c5f726574656e74696f6ec0bd776f726b666c6f775f636f6d706c6574696f6e5f726574656e74696f6ec0b2696e61637469766974795f74696d656f7574c0ad61626f72745f74696d656f757403";
+}

@@ -1,0 +1,198 @@
+//! Why the registry refuses a command. A refused command changes nothing, whether it was caught by
+//! [`Registry::check`](crate::Registry::check) before proposing or met in the log.
+
+use crate::DeploymentId;
+use holdfast_protocol::manifest::{HandlerKind, ServiceType};
+use std::fmt;
+
+/// A command the registry will not apply, with the HTTP status the admin API answers it with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The registration itself is malformed (400).
+    #[error("invalid registration: {0}")]
+    Invalid(#[from] Invalid),
+    /// The change would break what live services offer; `force` overrides it (409).
+    #[error("{0}; set force to apply it anyway")]
+    Conflict(Conflicts),
+    /// No deployment has this id (404).
+    #[error("deployment {0} not found")]
+    UnknownDeployment(DeploymentId),
+    /// No live service has this name (404).
+    #[error("service '{0}' not found")]
+    UnknownService(String),
+    /// A deployment with the id derived from this seed exists already; propose again with a fresh
+    /// seed (500: the proposer's fault, not the user's).
+    #[error("deployment id {0} is already taken")]
+    IdTaken(DeploymentId),
+    /// The service has used up its revision numbers (500; not reachable in practice).
+    #[error("service '{0}' has no revision numbers left")]
+    RevisionsExhausted(String),
+}
+
+impl Refusal {
+    /// The HTTP status the admin API answers this refusal with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::Invalid(_) => 400,
+            Self::Conflict(_) => 409,
+            Self::UnknownDeployment(_) | Self::UnknownService(_) => 404,
+            Self::IdTaken(_) | Self::RevisionsExhausted(_) => 500,
+        }
+    }
+
+    /// A stable name for the refusal, for scripts and documentation.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid_registration",
+            Self::Conflict(_) => "conflict",
+            Self::UnknownDeployment(_) => "unknown_deployment",
+            Self::UnknownService(_) => "unknown_service",
+            Self::IdTaken(_) => "id_taken",
+            Self::RevisionsExhausted(_) => "revisions_exhausted",
+        }
+    }
+}
+
+/// What is wrong with a registration or a service change, independent of the registry's state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    /// The uri is empty.
+    #[error("the deployment uri is empty")]
+    EmptyUri,
+    /// The manifest lists no service.
+    #[error("the endpoint serves no service")]
+    NoServices,
+    /// `min_protocol_version` exceeds `max_protocol_version`.
+    #[error("protocol version range {min}..={max} is empty")]
+    ProtocolRange {
+        /// Declared minimum.
+        min: u32,
+        /// Declared maximum.
+        max: u32,
+    },
+    /// The manifest lists no protocol mode.
+    #[error("the endpoint declares no protocol mode")]
+    NoProtocolMode,
+    /// A service or handler name that cannot appear in an invocation path.
+    #[error("'{0}' is not a valid name (non-empty, no '/', no whitespace or control characters)")]
+    Name(String),
+    /// Two services of the manifest share a name.
+    #[error("service '{0}' is listed twice")]
+    DuplicateService(String),
+    /// Two handlers of one service share a name.
+    #[error("service '{service}' lists handler '{handler}' twice")]
+    DuplicateHandler {
+        /// The service.
+        service: String,
+        /// The repeated handler name.
+        handler: String,
+    },
+    /// A handler kind the service type does not allow (e.g. `exclusive` in a stateless service).
+    #[error("handler '{service}/{handler}' of kind {kind:?} is not allowed in a {ty:?}")]
+    HandlerKind {
+        /// The service.
+        service: String,
+        /// The handler.
+        handler: String,
+        /// Its declared kind.
+        kind: HandlerKind,
+        /// The service's type.
+        ty: ServiceType,
+    },
+    /// A workflow without exactly one `workflow` handler.
+    #[error("workflow '{service}' has {count} workflow handlers, expected exactly one")]
+    WorkflowHandlers {
+        /// The workflow.
+        service: String,
+        /// How many `workflow` handlers it declares.
+        count: usize,
+    },
+    /// A workflow completion retention set on a service that is not a workflow.
+    #[error("service '{0}' is not a workflow, so it has no workflow completion retention")]
+    NotAWorkflow(String),
+}
+
+/// One way a registration or removal would break live services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conflict {
+    /// The service would change type (e.g. object to service), breaking its keys and state.
+    ServiceType {
+        /// The service.
+        service: String,
+        /// Its live type.
+        from: ServiceType,
+        /// The type the registration declares.
+        to: ServiceType,
+    },
+    /// The endpoint at this uri no longer serves a service that is live there.
+    ServiceRemoved {
+        /// The service.
+        service: String,
+        /// The endpoint's uri.
+        uri: String,
+    },
+    /// The endpoint at this uri no longer serves a handler of a service that is live there.
+    HandlerRemoved {
+        /// The service.
+        service: String,
+        /// The handler.
+        handler: String,
+        /// The endpoint's uri.
+        uri: String,
+    },
+    /// The deployment serves the newest revision of these services.
+    DeploymentInUse {
+        /// The deployment.
+        id: DeploymentId,
+        /// Services whose newest revision it serves, sorted.
+        services: Vec<String>,
+    },
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ServiceType { service, from, to } => {
+                write!(
+                    f,
+                    "service '{service}' would change type from {from:?} to {to:?}"
+                )
+            }
+            Self::ServiceRemoved { service, uri } => {
+                write!(
+                    f,
+                    "the endpoint at {uri} no longer serves service '{service}'"
+                )
+            }
+            Self::HandlerRemoved {
+                service,
+                handler,
+                uri,
+            } => write!(
+                f,
+                "the endpoint at {uri} no longer serves handler '{service}/{handler}'"
+            ),
+            Self::DeploymentInUse { id, services } => write!(
+                f,
+                "deployment {id} serves the newest revision of {}",
+                services.join(", ")
+            ),
+        }
+    }
+}
+
+/// Every conflict a command would cause, in a deterministic order (never empty when refused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflicts(pub Vec<Conflict>);
+
+impl fmt::Display for Conflicts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, conflict) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            conflict.fmt(f)?;
+        }
+        Ok(())
+    }
+}

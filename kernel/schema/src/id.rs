@@ -1,0 +1,189 @@
+//! Deployment identifiers: `dp_` followed by 22 base62 digits.
+//!
+//! The digits encode a 128-bit seed chosen by whoever proposes the registration and recorded in the
+//! log command, so every node derives the same id without any randomness in this crate.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::str::FromStr;
+
+/// Prefix of every rendered deployment id.
+pub const PREFIX: &str = "dp_";
+/// Number of base62 digits after the prefix: enough for any `u128` (62^22 > 2^128).
+const DIGITS: usize = 22;
+const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// Names one registered deployment; in-flight invocations stay pinned to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeploymentId(u128);
+
+impl DeploymentId {
+    /// Derives the id from the seed carried by a registration command; the same seed gives the same id.
+    pub const fn from_seed(seed: u128) -> Self {
+        Self(seed)
+    }
+
+    /// The seed this id was derived from.
+    pub const fn seed(self) -> u128 {
+        self.0
+    }
+}
+
+impl fmt::Display for DeploymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut digits = [b'0'; DIGITS];
+        let mut rest = self.0;
+        for slot in digits.iter_mut().rev() {
+            // `rest % 62` is below 62, so the index is always inside the alphabet.
+            *slot = ALPHABET[(rest % 62) as usize];
+            rest /= 62;
+        }
+        f.write_str(PREFIX)?;
+        for digit in digits {
+            fmt::Write::write_char(f, char::from(digit))?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a string is not a deployment id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseIdError {
+    /// The string does not start with `dp_`.
+    #[error("deployment id must start with '{PREFIX}'")]
+    Prefix,
+    /// The part after the prefix is not exactly 22 characters long.
+    #[error("deployment id must have {DIGITS} characters after '{PREFIX}', found {0}")]
+    Length(usize),
+    /// A character outside `0-9A-Za-z`.
+    #[error("deployment id contains {0:?}, which is not a base62 digit")]
+    Digit(char),
+    /// The digits name a number above the 128-bit range.
+    #[error("deployment id is out of range")]
+    Overflow,
+}
+
+impl FromStr for DeploymentId {
+    type Err = ParseIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let digits = s.strip_prefix(PREFIX).ok_or(ParseIdError::Prefix)?;
+        let count = digits.chars().count();
+        if count != DIGITS {
+            return Err(ParseIdError::Length(count));
+        }
+        let mut value: u128 = 0;
+        for c in digits.chars() {
+            let digit = digit_value(c).ok_or(ParseIdError::Digit(c))?;
+            value = value
+                .checked_mul(62)
+                .and_then(|v| v.checked_add(u128::from(digit)))
+                .ok_or(ParseIdError::Overflow)?;
+        }
+        Ok(Self(value))
+    }
+}
+
+fn digit_value(c: char) -> Option<u8> {
+    match c {
+        '0'..='9' => Some(c as u8 - b'0'),
+        'A'..='Z' => Some(c as u8 - b'A' + 10),
+        'a'..='z' => Some(c as u8 - b'a' + 36),
+        _ => None,
+    }
+}
+
+/// Ids travel as their rendered string, so logs, snapshots and JSON all read the same.
+impl Serialize for DeploymentId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeploymentId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_is_fixed_width_and_deterministic() {
+        assert_eq!(
+            DeploymentId::from_seed(0).to_string(),
+            "dp_0000000000000000000000"
+        );
+        assert_eq!(
+            DeploymentId::from_seed(61).to_string(),
+            "dp_000000000000000000000z"
+        );
+        assert_eq!(
+            DeploymentId::from_seed(62).to_string(),
+            "dp_0000000000000000000010"
+        );
+        assert_eq!(
+            DeploymentId::from_seed(u128::MAX).to_string(),
+            "dp_7n42DGM5Tflk9n8mt7Fhc7"
+        );
+        let seed = 0x1234_5678_9abc_def0_0fed_cba9_8765_4321;
+        assert_eq!(
+            DeploymentId::from_seed(seed).to_string(),
+            DeploymentId::from_seed(seed).to_string()
+        );
+    }
+
+    #[test]
+    fn parse_inverts_render() {
+        for seed in [
+            0,
+            1,
+            61,
+            62,
+            3843,
+            u128::from(u64::MAX),
+            u128::MAX - 1,
+            u128::MAX,
+        ] {
+            let id = DeploymentId::from_seed(seed);
+            assert_eq!(id.to_string().parse::<DeploymentId>(), Ok(id));
+            assert_eq!(id.seed(), seed);
+        }
+    }
+
+    #[test]
+    fn parse_refuses_malformed_ids() {
+        assert_eq!("x".parse::<DeploymentId>(), Err(ParseIdError::Prefix));
+        assert_eq!(
+            "dp_abc".parse::<DeploymentId>(),
+            Err(ParseIdError::Length(3))
+        );
+        assert_eq!(
+            "dp_000000000000000000000-".parse::<DeploymentId>(),
+            Err(ParseIdError::Digit('-'))
+        );
+        assert_eq!(
+            "dp_zzzzzzzzzzzzzzzzzzzzzz".parse::<DeploymentId>(),
+            Err(ParseIdError::Overflow)
+        );
+        assert_eq!(
+            "dp_00000000000000000000é0".parse::<DeploymentId>(),
+            Err(ParseIdError::Digit('é'))
+        );
+    }
+
+    #[test]
+    fn serde_uses_the_rendered_string() {
+        let id = DeploymentId::from_seed(7);
+        let json = serde_json::to_string(&id).expect("serialize");
+        assert_eq!(json, "\"dp_0000000000000000000007\"");
+        assert_eq!(
+            serde_json::from_str::<DeploymentId>(&json).expect("parse"),
+            id
+        );
+        assert!(serde_json::from_str::<DeploymentId>("\"dp_nope\"").is_err());
+    }
+}

@@ -1,0 +1,32 @@
+//! The registry of deployments and services: which endpoints are registered, which services and
+//! handlers they serve, and which revision of each service new invocations go to.
+//!
+//! It is the pure state machine of the replicated metadata log: no I/O, no clock, no randomness.
+//! Every node applies the same [`RegistryCommand`]s in log order and reaches the same
+//! [`Registry`]; ids come from seeds and times from the commands.
+//!
+//! # Layout
+//! - [`id`]: [`DeploymentId`], rendered `dp_` + 22 base62 digits, derived from a seed.
+//! - [`schema`]: [`Deployment`], [`ServiceSchema`], [`HandlerSchema`], durations and the defaults.
+//! - [`command`]: [`RegistryCommand`], the only things written to the metadata log.
+//! - [`registry`]: [`Registry`] — `apply`, `check` and the lookups for ingress and the invoker;
+//!   one file per command states its rules.
+//! - [`error`]: [`Refusal`], why a command is not applied, with its HTTP status.
+//! - [`views`]: the admin API's JSON bodies.
+
+pub mod command;
+pub mod error;
+pub mod id;
+pub mod registry;
+pub mod schema;
+pub mod views;
+
+pub use command::RegistryCommand;
+pub use error::{Conflict, Conflicts, Invalid, Refusal};
+pub use id::{DeploymentId, ParseIdError};
+pub use registry::{Applied, Registry, Resolved};
+pub use schema::{
+    DEFAULT_ABORT_TIMEOUT, DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_INACTIVITY_TIMEOUT,
+    DEFAULT_JOURNAL_RETENTION, DEFAULT_WORKFLOW_COMPLETION_RETENTION, Deployment, HandlerSchema,
+    Millis, OnMaxAttempts, RetryOverrides, RetryPolicy, ServicePatch, ServiceSchema, Timestamp,
+};

@@ -1,0 +1,388 @@
+//! JSON bodies of the admin API's deployment and service endpoints, shaped like Restate's so its
+//! clients and scripts read them unchanged. Pure conversions from the registry's types; the admin
+//! crate only serializes them.
+//!
+//! | endpoint | body |
+//! |---|---|
+//! | `POST /deployments` | [`Registration`] via [`registration`] |
+//! | `GET /deployments` | [`DeploymentList`] via [`deployment_list`] |
+//! | `GET /deployments/{id}` | [`DeploymentDetail`] via [`deployment_detail`] |
+//! | `GET /services` | [`ServiceList`] via [`service_list`] |
+//! | `GET /services/{name}` | [`ServiceView`] via [`service`] |
+//! | `GET /services/{name}/handlers/{handler}` | [`HandlerView`] via [`handler`] |
+//! | any refusal | [`ErrorView`] via [`error`] |
+
+use crate::{
+    Deployment, DeploymentId, HandlerSchema, OnMaxAttempts, Refusal, Registry, RetryPolicy,
+    ServiceSchema, Timestamp,
+};
+use holdfast_protocol::manifest::{HandlerKind, ProtocolMode, ServiceType};
+use serde::Serialize;
+
+/// Answer to a registration: the deployment and its services in full.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Registration {
+    /// The deployment's id (new, or the existing one for an identical re-registration).
+    pub id: DeploymentId,
+    /// Its services.
+    pub services: Vec<ServiceView>,
+    /// Lowest protocol version the endpoint speaks.
+    pub min_protocol_version: u32,
+    /// Highest protocol version the endpoint speaks.
+    pub max_protocol_version: u32,
+}
+
+/// `{"deployments": [...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeploymentList {
+    /// Every deployment, in registration order.
+    pub deployments: Vec<DeploymentSummary>,
+}
+
+/// One deployment in a listing: its services by name and revision only.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeploymentSummary {
+    /// Its id.
+    pub id: DeploymentId,
+    /// Where it listens.
+    pub uri: String,
+    /// `BidiStream` or `RequestResponse`: how the invoker talks to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol_type: Option<&'static str>,
+    /// Registration time, RFC 3339 in UTC.
+    pub created_at: String,
+    /// Lowest protocol version the endpoint speaks.
+    pub min_protocol_version: u32,
+    /// Highest protocol version the endpoint speaks.
+    pub max_protocol_version: u32,
+    /// The service revisions it serves.
+    pub services: Vec<ServiceRevision>,
+}
+
+/// A service name and the revision a deployment serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceRevision {
+    /// Service name.
+    pub name: String,
+    /// Revision served.
+    pub revision: u32,
+}
+
+/// One deployment with its services in full.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeploymentDetail {
+    /// Its id.
+    pub id: DeploymentId,
+    /// Where it listens.
+    pub uri: String,
+    /// `BidiStream` or `RequestResponse`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol_type: Option<&'static str>,
+    /// Registration time, RFC 3339 in UTC.
+    pub created_at: String,
+    /// Lowest protocol version the endpoint speaks.
+    pub min_protocol_version: u32,
+    /// Highest protocol version the endpoint speaks.
+    pub max_protocol_version: u32,
+    /// The service revisions it serves.
+    pub services: Vec<ServiceView>,
+}
+
+/// `{"services": [...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceList {
+    /// The newest revision of every live service, by name.
+    pub services: Vec<ServiceView>,
+}
+
+/// One service revision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceView {
+    /// Service name.
+    pub name: String,
+    /// `Service`, `VirtualObject` or `Workflow`.
+    pub ty: &'static str,
+    /// Its handlers.
+    pub handlers: Vec<HandlerView>,
+    /// The deployment serving this revision.
+    pub deployment_id: DeploymentId,
+    /// The revision.
+    pub revision: u32,
+    /// Whether ingress may call it.
+    pub public: bool,
+    /// E.g. `1d`.
+    pub idempotency_retention: String,
+    /// E.g. `1d`.
+    pub journal_retention: String,
+    /// Workflows only, e.g. `1d`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_completion_retention: Option<String>,
+    /// E.g. `1m`.
+    pub inactivity_timeout: String,
+    /// E.g. `10m`.
+    pub abort_timeout: String,
+    /// Backoff between attempts.
+    pub retry_policy: RetryPolicyView,
+}
+
+/// A service's retry policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetryPolicyView {
+    /// E.g. `50ms`.
+    pub initial_interval: String,
+    /// E.g. `2.0`.
+    pub exponentiation_factor: f64,
+    /// `null` retries forever.
+    pub max_attempts: Option<u32>,
+    /// E.g. `1m`.
+    pub max_interval: String,
+    /// `Pause` or `Kill`.
+    pub on_max_attempts: &'static str,
+}
+
+/// One handler.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HandlerView {
+    /// Handler name.
+    pub name: String,
+    /// `Exclusive`, `Shared` or `Workflow`; absent for a stateless service's handlers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ty: Option<&'static str>,
+    /// Whether ingress may call it.
+    pub public: bool,
+    /// Content type of its input.
+    pub input_description: String,
+    /// Content type of its output.
+    pub output_description: String,
+    /// Fields overriding the service's retry policy; `null` keeps the service's value.
+    pub retry_policy: RetryOverridesView,
+}
+
+/// A handler's retry overrides.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetryOverridesView {
+    /// Overridden initial interval.
+    pub initial_interval: Option<String>,
+    /// Overridden factor.
+    pub exponentiation_factor: Option<f64>,
+    /// Overridden attempt limit.
+    pub max_attempts: Option<u32>,
+    /// Overridden maximum interval.
+    pub max_interval: Option<String>,
+    /// Overridden exhaustion behaviour.
+    pub on_max_attempts: Option<&'static str>,
+}
+
+/// Body of a refused admin request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorView {
+    /// What went wrong and, for conflicts, how to override.
+    pub message: String,
+    /// Stable name of the refusal ([`Refusal::code`]).
+    pub code: &'static str,
+}
+
+/// The answer to `POST /deployments` for `deployment`.
+pub fn registration(deployment: &Deployment) -> Registration {
+    Registration {
+        id: deployment.id,
+        services: deployment.services.iter().map(service).collect(),
+        min_protocol_version: deployment.min_protocol_version,
+        max_protocol_version: deployment.max_protocol_version,
+    }
+}
+
+/// The answer to `GET /deployments`.
+pub fn deployment_list(registry: &Registry) -> DeploymentList {
+    DeploymentList {
+        deployments: registry
+            .deployments()
+            .into_iter()
+            .map(deployment_summary)
+            .collect(),
+    }
+}
+
+/// One entry of `GET /deployments`.
+pub fn deployment_summary(deployment: &Deployment) -> DeploymentSummary {
+    DeploymentSummary {
+        id: deployment.id,
+        uri: deployment.uri.clone(),
+        protocol_type: protocol_type(deployment),
+        created_at: rfc3339(deployment.created_at),
+        min_protocol_version: deployment.min_protocol_version,
+        max_protocol_version: deployment.max_protocol_version,
+        services: deployment
+            .services
+            .iter()
+            .map(|s| ServiceRevision {
+                name: s.name.clone(),
+                revision: s.revision,
+            })
+            .collect(),
+    }
+}
+
+/// The answer to `GET /deployments/{id}`.
+pub fn deployment_detail(deployment: &Deployment) -> DeploymentDetail {
+    DeploymentDetail {
+        id: deployment.id,
+        uri: deployment.uri.clone(),
+        protocol_type: protocol_type(deployment),
+        created_at: rfc3339(deployment.created_at),
+        min_protocol_version: deployment.min_protocol_version,
+        max_protocol_version: deployment.max_protocol_version,
+        services: deployment.services.iter().map(service).collect(),
+    }
+}
+
+/// The answer to `GET /services`.
+pub fn service_list(registry: &Registry) -> ServiceList {
+    ServiceList {
+        services: registry.services().into_iter().map(service).collect(),
+    }
+}
+
+/// The answer to `GET /services/{name}`.
+pub fn service(schema: &ServiceSchema) -> ServiceView {
+    ServiceView {
+        name: schema.name.clone(),
+        ty: service_type(schema.ty),
+        handlers: schema.handlers.iter().map(|h| handler(schema, h)).collect(),
+        deployment_id: schema.deployment_id,
+        revision: schema.revision,
+        public: schema.public,
+        idempotency_retention: schema.idempotency_retention.to_string(),
+        journal_retention: schema.journal_retention.to_string(),
+        workflow_completion_retention: schema.workflow_completion_retention.map(|m| m.to_string()),
+        inactivity_timeout: schema.inactivity_timeout.to_string(),
+        abort_timeout: schema.abort_timeout.to_string(),
+        retry_policy: retry_policy(&schema.retry_policy),
+    }
+}
+
+/// The answer to `GET /services/{name}/handlers/{handler}`.
+pub fn handler(service: &ServiceSchema, handler: &HandlerSchema) -> HandlerView {
+    let overrides = handler.retry.unwrap_or_default();
+    HandlerView {
+        name: handler.name.clone(),
+        ty: (service.ty != ServiceType::Service).then_some(handler_kind(handler.kind)),
+        public: handler.public,
+        input_description: handler.input.clone(),
+        output_description: handler.output.clone(),
+        retry_policy: RetryOverridesView {
+            initial_interval: overrides.initial_interval.map(|m| m.to_string()),
+            exponentiation_factor: overrides.exponentiation_factor,
+            max_attempts: overrides.max_attempts,
+            max_interval: overrides.max_interval.map(|m| m.to_string()),
+            on_max_attempts: overrides.on_max_attempts.map(on_max_attempts),
+        },
+    }
+}
+
+/// The body for a refused command; the status is [`Refusal::http_status`].
+pub fn error(refusal: &Refusal) -> ErrorView {
+    ErrorView {
+        message: refusal.to_string(),
+        code: refusal.code(),
+    }
+}
+
+fn retry_policy(policy: &RetryPolicy) -> RetryPolicyView {
+    RetryPolicyView {
+        initial_interval: policy.initial_interval.to_string(),
+        exponentiation_factor: policy.exponentiation_factor,
+        max_attempts: policy.max_attempts,
+        max_interval: policy.max_interval.to_string(),
+        on_max_attempts: on_max_attempts(policy.on_max_attempts),
+    }
+}
+
+fn service_type(ty: ServiceType) -> &'static str {
+    match ty {
+        ServiceType::Service => "Service",
+        ServiceType::Object => "VirtualObject",
+        ServiceType::Workflow => "Workflow",
+    }
+}
+
+fn handler_kind(kind: HandlerKind) -> &'static str {
+    match kind {
+        HandlerKind::Exclusive => "Exclusive",
+        HandlerKind::Shared => "Shared",
+        HandlerKind::Workflow => "Workflow",
+    }
+}
+
+fn on_max_attempts(value: OnMaxAttempts) -> &'static str {
+    match value {
+        OnMaxAttempts::Pause => "Pause",
+        OnMaxAttempts::Kill => "Kill",
+    }
+}
+
+fn protocol_type(deployment: &Deployment) -> Option<&'static str> {
+    deployment.preferred_mode().map(|mode| match mode {
+        ProtocolMode::Stream => "BidiStream",
+        ProtocolMode::RequestResponse => "RequestResponse",
+    })
+}
+
+/// Renders a timestamp as RFC 3339 in UTC with milliseconds, e.g. `2026-11-26T17:39:05.860Z`.
+fn rfc3339(at: Timestamp) -> String {
+    let ms = at.0 % 1_000;
+    let secs = at.0 / 1_000;
+    let (hour, minute, second) = ((secs / 3_600) % 24, (secs / 60) % 60, secs % 60);
+    let (year, month, day) = civil_date(secs / 86_400);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{ms:03}Z")
+}
+
+/// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01.
+fn civil_date(days: u64) -> (u64, u64, u64) {
+    // Count from 0000-03-01 so that the leap day ends each 4/100/400-year cycle.
+    let shifted = days + 719_468;
+    let era = shifted / 146_097;
+    let day_of_era = shifted % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_render_as_rfc3339() {
+        assert_eq!(rfc3339(Timestamp(0)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339(Timestamp(951_782_400_000)),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(
+            rfc3339(Timestamp(951_868_799_999)),
+            "2000-02-29T23:59:59.999Z"
+        );
+        assert_eq!(
+            rfc3339(Timestamp(1_709_251_199_000)),
+            "2024-02-29T23:59:59.000Z"
+        );
+        assert_eq!(
+            rfc3339(Timestamp(1_798_306_745_860)),
+            "2026-12-26T17:39:05.860Z"
+        );
+        assert_eq!(
+            rfc3339(Timestamp(4_102_444_800_000)),
+            "2100-01-01T00:00:00.000Z"
+        );
+    }
+}

@@ -1,0 +1,164 @@
+//! One shared HTTP/2 connection per endpoint authority: every attempt to an endpoint is a stream on
+//! the same connection, and a connection found dead is replaced on next use.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::SendStream;
+use h2::client::{ResponseFuture, SendRequest};
+use http::Request;
+use tokio::net::TcpStream;
+use tracing::{debug, warn};
+
+use crate::Error;
+use crate::target::{Authority, Target};
+
+/// Receive window advertised per stream: bounds what an endpoint may send ahead of the reader.
+const STREAM_WINDOW: u32 = 256 * 1024;
+/// Receive window advertised for the whole connection, shared by all its streams.
+const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
+
+/// A live (or presumed live) connection to one authority.
+#[derive(Clone)]
+struct Conn {
+    /// Distinguishes successive connections to the same authority.
+    id: u64,
+    send: SendRequest<Bytes>,
+    /// Cleared by the driver task when the connection ends.
+    alive: Arc<AtomicBool>,
+}
+
+/// The slot of one authority; the async lock makes concurrent first uses share one connect.
+type Slot = Arc<tokio::sync::Mutex<Option<Conn>>>;
+
+/// The connections of a client, keyed by authority.
+pub(crate) struct Pool {
+    connect_timeout: Duration,
+    slots: Mutex<HashMap<Authority, Slot>>,
+    opened: AtomicU64,
+}
+
+impl Pool {
+    /// An empty pool whose connects give up after `connect_timeout`.
+    pub(crate) fn new(connect_timeout: Duration) -> Self {
+        Pool {
+            connect_timeout,
+            slots: Mutex::new(HashMap::new()),
+            opened: AtomicU64::new(0),
+        }
+    }
+
+    /// How many connections were established since the pool was created.
+    pub(crate) fn opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    /// Sends a request on the target's connection, connecting (or reconnecting once) as needed.
+    pub(crate) async fn send(
+        &self,
+        target: &Target,
+        request: Request<()>,
+        end_of_stream: bool,
+    ) -> Result<(ResponseFuture, SendStream<Bytes>), Error> {
+        let authority = target.authority();
+        loop {
+            let (conn, fresh) = self.acquire(authority).await?;
+            let result = match conn.send.clone().ready().await {
+                Ok(mut send) => send.send_request(request.clone(), end_of_stream),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(sent) => return Ok(sent),
+                Err(e) => {
+                    self.invalidate(authority, conn.id).await;
+                    // A cached connection may have died unnoticed: retry once on a new one. A
+                    // connection made just now failing is the endpoint's answer.
+                    if fresh {
+                        return Err(Error::Transport {
+                            endpoint: target.name().to_owned(),
+                            source: e,
+                        });
+                    }
+                    debug!(endpoint = %authority, error = %e, "cached HTTP/2 connection unusable, reconnecting");
+                }
+            }
+        }
+    }
+
+    fn slot(&self, authority: &Authority) -> Slot {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.entry(authority.clone()).or_default().clone()
+    }
+
+    /// The live connection of `authority`, and whether it was made by this call.
+    async fn acquire(&self, authority: &Authority) -> Result<(Conn, bool), Error> {
+        let slot = self.slot(authority);
+        let mut current = slot.lock().await;
+        if let Some(conn) = current.as_ref() {
+            if conn.alive.load(Ordering::Acquire) {
+                return Ok((conn.clone(), false));
+            }
+            debug!(endpoint = %authority, "HTTP/2 connection closed, reconnecting");
+        }
+        *current = None;
+        let conn = self.connect(authority).await?;
+        *current = Some(conn.clone());
+        Ok((conn, true))
+    }
+
+    /// Forgets connection `id` of `authority` if it is still the current one.
+    async fn invalidate(&self, authority: &Authority, id: u64) {
+        let slot = self.slot(authority);
+        let mut current = slot.lock().await;
+        if current.as_ref().is_some_and(|conn| conn.id == id) {
+            *current = None;
+        }
+    }
+
+    async fn connect(&self, authority: &Authority) -> Result<Conn, Error> {
+        let endpoint = authority.to_string();
+        let handshake = async {
+            let tcp = TcpStream::connect((authority.connect_host(), authority.port()))
+                .await
+                .map_err(|source| Error::Connect {
+                    endpoint: endpoint.clone(),
+                    source,
+                })?;
+            if let Err(e) = tcp.set_nodelay(true) {
+                debug!(endpoint = %authority, error = %e, "cannot disable Nagle's algorithm");
+            }
+            h2::client::Builder::new()
+                .initial_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
+                .enable_push(false)
+                .handshake::<_, Bytes>(tcp)
+                .await
+                .map_err(|source| Error::Transport {
+                    endpoint: endpoint.clone(),
+                    source,
+                })
+        };
+        let (send, connection) = tokio::time::timeout(self.connect_timeout, handshake)
+            .await
+            .map_err(|_| Error::ConnectTimeout {
+                endpoint: endpoint.clone(),
+                timeout: self.connect_timeout,
+            })??;
+        let id = self.opened.fetch_add(1, Ordering::Relaxed) + 1;
+        let alive = Arc::new(AtomicBool::new(true));
+        let flag = alive.clone();
+        tokio::spawn(async move {
+            match connection.await {
+                Ok(()) => debug!(%endpoint, id, "HTTP/2 connection closed"),
+                Err(e) if e.is_io() => warn!(%endpoint, id, error = %e, "HTTP/2 connection lost"),
+                Err(e) => debug!(%endpoint, id, error = %e, "HTTP/2 connection ended"),
+            }
+            flag.store(false, Ordering::Release);
+        });
+        debug!(endpoint = %authority, id, "HTTP/2 connection established");
+        Ok(Conn { id, send, alive })
+    }
+}
