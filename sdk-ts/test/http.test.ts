@@ -25,7 +25,8 @@ describe("the Restate anchor services over HTTP/2", () => {
   });
 
   after(() => {
-    session.close();
+    // Tear down at once: a graceful close racing the kill would reset the socket mid-close.
+    session.destroy();
     child.kill();
   });
 
@@ -152,7 +153,8 @@ describe("endpoint().listen() over HTTP/1.1 and HTTP/2 on one port", () => {
   });
 
   after(() => {
-    session.close();
+    // Tear down at once: a graceful close racing the kill would reset the socket mid-close.
+    session.destroy();
     child.kill();
   });
 

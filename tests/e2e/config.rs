@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn deploy_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+    holdfast_e2e::repo_root().join("deploy")
 }
 
 fn check(file: &Path, env: &[(&str, &str)]) -> Output {

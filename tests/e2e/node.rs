@@ -54,7 +54,7 @@ fn unknown_admin_path_is_a_json_404() {
     let response = http_get(files.admin, "/no/such/thing").expect("GET");
     assert_eq!(response.status, 404);
     let body = response.json();
-    assert_eq!(body["code"], 404);
+    assert_eq!(body["code"], "not_found");
     assert!(
         body["message"]
             .as_str()

@@ -27,6 +27,15 @@ pub fn holdfast_bin() -> PathBuf {
     bin
 }
 
+/// The repository root, read when the test runs (cargo sets `CARGO_MANIFEST_DIR`) so that a test
+/// binary reused from a build in another checkout still uses the checkout it runs in.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("..")
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -119,12 +128,21 @@ impl Response {
 
 /// Sends `GET path` over a fresh connection and reads the whole response.
 pub fn http_get(address: SocketAddr, path: &str) -> std::io::Result<Response> {
+    http_request(address, "GET", path)
+}
+
+/// Sends `method path` without a body over a fresh connection.
+pub fn http_request(address: SocketAddr, method: &str, path: &str) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\ncontent-length: 0\r\n\r\n"
     )?;
+    read_response(stream)
+}
+
+fn read_response(mut stream: TcpStream) -> std::io::Result<Response> {
     let mut raw = String::new();
     stream.read_to_string(&mut raw)?;
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
@@ -195,4 +213,72 @@ pub fn terminate(mut child: Child) -> (std::process::ExitStatus, String) {
     }
     let status = child.wait().expect("wait for holdfast");
     (status, stderr)
+}
+
+/// A Node service endpoint built with the SDK, killed when dropped.
+pub struct Endpoint {
+    child: Child,
+    /// The endpoint's base uri, e.g. `http://127.0.0.1:40123/`.
+    pub uri: String,
+}
+
+impl Endpoint {
+    /// Starts `script` (a path relative to the repository root) with `PORT` set to a free port and
+    /// waits for its "listening" line. The SDK must be built (`make test` builds it first).
+    pub fn start(script: &str) -> Self {
+        let root = repo_root();
+        let sdk = root.join("sdk-ts/dist/src/index.js");
+        assert!(
+            sdk.exists(),
+            "{} missing: build the SDK first (`cd sdk-ts && npm ci && npm run build`, done by `make test`)",
+            sdk.display()
+        );
+        let port = free_port();
+        let mut child = Command::new("node")
+            .arg(root.join(script))
+            .env("PORT", port.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn node");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        let mut reader = std::io::BufReader::new(stdout);
+        while !line.contains("listening") {
+            line.clear();
+            let read =
+                std::io::BufRead::read_line(&mut reader, &mut line).expect("read endpoint output");
+            assert!(read > 0, "{script} exited before listening");
+        }
+        Self {
+            child,
+            uri: format!("http://127.0.0.1:{port}/"),
+        }
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `method path` with a JSON body over a fresh connection and reads the whole response.
+pub fn http_json(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> std::io::Result<Response> {
+    let body = body.to_string();
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    read_response(stream)
 }

@@ -1,33 +1,28 @@
 //! [`PartitionActor`]: drives one partition's raft group and batches proposals into group commits.
 
-use crate::{GetStatus, Histogram, Network, PartitionStatus, Propose, ProposeError, Shutdown};
+use crate::{GetStatus, Histogram, PartitionStatus, Propose, ProposeError, Shutdown};
 use actix::prelude::*;
+use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt, ready};
+use holdfast_raft_group::{Membership, Network, Role};
 use holdfast_raft_store::{Batch, StateMachine, TypeConfig};
 use holdfast_types::{Command, LogIndex, NodeId, PartitionId, Term};
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, Raft, RaftMetrics, ServerState};
-use std::collections::{BTreeMap, VecDeque};
+use openraft::{BasicNode, Raft, RaftMetrics};
+use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 /// Everything a partition actor needs to (re)start its raft group.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Which partition this actor drives.
     pub partition: PartitionId,
-    /// This node's id in the cluster.
-    pub node: NodeId,
     /// The directory holding this partition's `log.redb` and `state.redb`.
     pub dir: PathBuf,
-    /// The initial voters and their node-to-node addresses.
-    pub members: BTreeMap<u64, BasicNode>,
-    /// Whether this node initializes the group when its store is empty (exactly one node does).
-    pub bootstrap: bool,
-    /// Consensus timing and snapshot policy.
-    pub raft: Arc<openraft::Config>,
+    /// This node, the initial voters and the consensus settings.
+    pub membership: Membership,
     /// Most commands in one group commit.
     pub max_batch_commands: usize,
     /// Most (approximate) encoded bytes in one group commit.
@@ -52,16 +47,6 @@ struct Group {
     state: StateMachine,
 }
 
-/// The role and positions last observed in the raft metrics.
-#[derive(Debug, Clone, Copy, Default)]
-struct Observed {
-    leader: Option<u64>,
-    is_leader: bool,
-    term: u64,
-    applied: u64,
-    last_log: u64,
-}
-
 /// A new raft metrics snapshot, delivered from the group's metrics watch.
 struct RaftObserved(RaftMetrics<u64, BasicNode>);
 
@@ -73,7 +58,7 @@ impl Message for RaftObserved {
 pub struct PartitionActor {
     settings: Settings,
     group: Option<Group>,
-    observed: Observed,
+    observed: Role,
     queue: VecDeque<Queued>,
     in_flight: bool,
     closing: bool,
@@ -92,7 +77,7 @@ impl PartitionActor {
         Self {
             settings,
             group: None,
-            observed: Observed::default(),
+            observed: Role::default(),
             queue: VecDeque::new(),
             in_flight: false,
             closing: false,
@@ -126,7 +111,7 @@ impl PartitionActor {
         // status requests and refuses proposals while its supervisor retries.
         ctx.spawn(opening.into_actor(self).map(|result, act, ctx| match result {
             Ok(group) => {
-                ctx.add_stream(metrics_stream(group.raft.metrics()));
+                ctx.add_stream(holdfast_raft_group::observe(group.raft.metrics()).map(RaftObserved));
                 act.group = Some(group);
             }
             Err(message) => {
@@ -247,57 +232,14 @@ async fn start_group(settings: &Settings) -> Result<Group, String> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let raft = Raft::new(
-        settings.node.0,
-        settings.raft.clone(),
-        Network,
-        log,
-        state.clone(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    if !raft.is_initialized().await.map_err(|e| e.to_string())? {
-        if settings.bootstrap {
-            raft.initialize(settings.members.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-    } else if sole_voter(&raft, settings.node.0) {
-        // Nobody else can win this election, so there is no reason to wait out the timeout.
-        raft.trigger().elect().await.map_err(|e| e.to_string())?;
-    }
+    let raft =
+        holdfast_raft_group::start(&settings.membership, Network, log, state.clone()).await?;
     Ok(Group { raft, state })
-}
-
-fn sole_voter(raft: &Raft<TypeConfig>, node: u64) -> bool {
-    let metrics = raft.metrics();
-    let metrics = metrics.borrow();
-    let voters: Vec<u64> = metrics.membership_config.voter_ids().collect();
-    voters == [node]
-}
-
-/// Turns the raft metrics watch into a stream of messages, starting with the current value.
-fn metrics_stream(
-    rx: watch::Receiver<RaftMetrics<u64, BasicNode>>,
-) -> impl futures::Stream<Item = RaftObserved> {
-    futures::stream::unfold((rx, true), |(mut rx, first)| async move {
-        if !first && rx.changed().await.is_err() {
-            return None;
-        }
-        let metrics = rx.borrow_and_update().clone();
-        Some((RaftObserved(metrics), (rx, false)))
-    })
 }
 
 /// Rough encoded size of a command, used to bound the bytes in one group commit.
 fn approx_size(command: &Command) -> usize {
-    let object = command.object();
-    let body = match command {
-        Command::SetState { name, value, .. } => name.len() + value.len(),
-        Command::ClearState { name, .. } => name.len(),
-        Command::ClearAllState { .. } => 0,
-    };
-    32 + object.service.len() + object.key.len() + body
+    command.approx_size()
 }
 
 impl Actor for PartitionActor {
@@ -324,7 +266,7 @@ impl Supervised for PartitionActor {
                 let _ = group.raft.shutdown().await;
             });
         }
-        self.observed = Observed::default();
+        self.observed = Role::default();
         self.in_flight = false;
     }
 }
@@ -339,21 +281,15 @@ impl StreamHandler<RaftObserved> for PartitionActor {
             return;
         }
         let was_leader = self.observed.is_leader;
-        self.observed = Observed {
-            leader: metrics.current_leader,
-            is_leader: metrics.state == ServerState::Leader,
-            term: metrics.current_term,
-            applied: metrics.last_applied.map_or(0, |id| id.index),
-            last_log: metrics.last_log_index.unwrap_or(0),
-        };
+        self.observed = Role::of(&metrics);
         if was_leader != self.observed.is_leader {
             tracing::info!(partition = %self.partition(), leader = ?metrics.current_leader,
                 term = metrics.current_term, "partition leadership changed");
         }
-        if let Some(leader) = self.observed.leader.filter(|_| !self.observed.is_leader) {
+        if let Some(leader) = self.observed.other_leader() {
             self.refuse_queued(&ProposeError::NotLeader {
                 partition: self.partition(),
-                leader: Some(NodeId(leader)),
+                leader: Some(leader),
             });
         }
         self.commit_next(ctx);
@@ -369,10 +305,10 @@ impl Handler<Propose> for PartitionActor {
     fn handle(&mut self, Propose(command): Propose, ctx: &mut Context<Self>) -> Self::Result {
         let refusal = if self.closing {
             Some(ProposeError::ShuttingDown(self.partition()))
-        } else if let Some(leader) = self.observed.leader.filter(|_| !self.observed.is_leader) {
+        } else if let Some(leader) = self.observed.other_leader() {
             Some(ProposeError::NotLeader {
                 partition: self.partition(),
-                leader: Some(NodeId(leader)),
+                leader: Some(leader),
             })
         } else if self.queue.len() >= self.settings.max_queued {
             Some(ProposeError::Overloaded(self.partition()))

@@ -14,11 +14,9 @@
 
 mod actor;
 mod metrics;
-mod network;
 
 pub use actor::{PartitionActor, Settings};
 pub use metrics::Histogram;
-pub use network::Network;
 
 use actix::Message;
 use holdfast_types::{Command, LogIndex, NodeId, PartitionId, Term};

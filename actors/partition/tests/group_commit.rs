@@ -2,6 +2,7 @@
 
 use actix::{Actor, Addr};
 use holdfast_partition::{GetStatus, PartitionActor, Propose, ProposeError, Settings, Shutdown};
+use holdfast_raft_group::Membership;
 use holdfast_raft_store::StateMachine;
 use holdfast_types::{Command, NodeId, ObjectKey, PartitionId};
 use openraft::BasicNode;
@@ -21,11 +22,13 @@ fn settings(dir: &Path) -> Settings {
     .expect("raft config");
     Settings {
         partition: PartitionId(0),
-        node: NodeId(1),
         dir: dir.to_path_buf(),
-        members: BTreeMap::from([(1, BasicNode::new("127.0.0.1:5122"))]),
-        bootstrap: true,
-        raft: Arc::new(raft),
+        membership: Membership {
+            node: NodeId(1),
+            members: BTreeMap::from([(1, BasicNode::new("127.0.0.1:5122"))]),
+            bootstrap: true,
+            raft: Arc::new(raft),
+        },
         max_batch_commands: 1024,
         max_batch_bytes: 1 << 20,
         max_queued: 1 << 16,

@@ -904,7 +904,7 @@ fn error_messages_examples() {
 // ---------------------------------------------------------------- deploy files
 
 fn deploy_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+    manifest_dir().join("../../deploy")
 }
 
 #[test]
@@ -991,4 +991,12 @@ fn cluster_deploy_file_with_documented_overrides() -> TestResult {
     binds.dedup();
     assert_eq!(binds.len(), count);
     Ok(())
+}
+
+/// This crate's directory, read when the test runs (cargo sets it) so that a test binary reused
+/// from a build in another checkout still finds the files of the checkout it runs in.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .into()
 }

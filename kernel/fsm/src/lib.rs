@@ -1,55 +1,126 @@
 //! The partition state machine: a pure, deterministic function from (state, command) to state
-//! changes. It knows no actors, network, clock or storage engine; it reads and writes only through
-//! the [`Store`] trait, which the storage layer implements over one transaction.
+//! changes and effects. It knows no actors, network, clock or storage engine; it reads and writes
+//! only through the [`Store`] trait, which the storage layer implements over one transaction, and
+//! it hands back what must happen in the world as [`Effect`] values.
 //!
 //! ```text
-//!   committed Command ──► apply(store, command) ──► writes through Store (one transaction)
+//!   committed Command ──► apply(store, config, command) ──► writes through Store (one transaction)
+//!                                                      └──► Vec<Effect> (executed by the leader only)
 //! ```
 //!
 //! Every replica applies the same committed commands in the same order and so reaches the same
-//! state; that is what lets the log alone rebuild a partition after a crash.
+//! state; that is what lets the log alone rebuild a partition after a crash. Time and randomness
+//! only enter as values inside commands.
+//!
+//! # Layout
+//! - [`store`]: the [`Store`] trait; [`memory`]: an in-memory implementation for tests and tools.
+//! - [`state`]: the per-invocation records ([`state::Invocation`], [`state::JournalItem`]).
+//! - [`effect`]: [`Effect`], what the leader must do after a command.
+//! - [`config`]: the retry policy and retention of call results.
+//! - `lifecycle`: one module per command or lifecycle step (invoke, journal, attempt_ended,
+//!   completion, run_completed, retry, resume, shuffle, outbox, cancel, kill, purge, object_state).
+//!
+//! # Invocation lifecycle
+//! ```text
+//!   Invoke ─► Inboxed ─(lock freed)─► Invoked{e} ─► Suspended{e} ─(waited completion)─► Invoked{e+1}
+//!                 └──────(free lock)────┘  │  └──► BackingOff{e} ─(Retry e)─► Invoked{e+1}
+//!                                          │            └──(retries exhausted)─► Paused ─(Resume)─► …
+//!                                          └──► Completed ─(Purge)─► gone
+//! ```
+//! Every attempt has an epoch; entries, run results and endings of any other epoch are fenced off.
 
+pub mod config;
+pub mod effect;
+mod lifecycle;
 pub mod memory;
+pub mod state;
+pub mod store;
 
-use holdfast_types::{Command, ObjectKey};
+pub use config::{Config, RetryPolicy};
+pub use effect::Effect;
+pub use store::Store;
 
-/// The state a partition keeps, seen through one storage transaction.
-pub trait Store {
-    /// The storage engine's failure; applying stops at the first one.
-    type Error;
+use holdfast_types::Command;
 
-    /// Reads one named state entry of an object.
-    fn get_state(&self, object: &ObjectKey, name: &str) -> Result<Option<Vec<u8>>, Self::Error>;
-    /// Writes one named state entry of an object, replacing any previous value.
-    fn put_state(
-        &mut self,
-        object: &ObjectKey,
-        name: &str,
-        value: &[u8],
-    ) -> Result<(), Self::Error>;
-    /// Deletes one named state entry of an object if it exists.
-    fn delete_state(&mut self, object: &ObjectKey, name: &str) -> Result<(), Self::Error>;
-    /// Deletes every state entry of an object.
-    fn delete_all_state(&mut self, object: &ObjectKey) -> Result<(), Self::Error>;
-}
-
-/// Applies one committed command to the partition state.
-pub fn apply<S: Store>(store: &mut S, command: &Command) -> Result<(), S::Error> {
+/// Applies one committed command to the partition state and returns the effects the leader must
+/// execute, in order. Fails only when the store fails; the caller then discards the transaction.
+pub fn apply<S: Store>(
+    store: &mut S,
+    config: &Config,
+    command: &Command,
+) -> Result<Vec<Effect>, S::Error> {
+    use lifecycle::*;
+    let mut cx = Ctx {
+        store,
+        config,
+        effects: Vec::new(),
+    };
     match command {
         Command::SetState {
             object,
             name,
             value,
-        } => store.put_state(object, name, value),
-        Command::ClearState { object, name } => store.delete_state(object, name),
-        Command::ClearAllState { object } => store.delete_all_state(object),
+        } => object_state::set(&mut cx, object, name, value)?,
+        Command::ClearState { object, name } => object_state::clear(&mut cx, object, name)?,
+        Command::ClearAllState { object } => object_state::clear_all(&mut cx, object)?,
+        Command::Invoke(request) => invoke::apply(&mut cx, request, request.at_ms)?,
+        Command::JournalAppend {
+            id,
+            epoch,
+            index,
+            entry,
+            ack,
+            callee_kind,
+            at_ms,
+        } => journal::apply(
+            &mut cx,
+            journal::Append {
+                id: *id,
+                epoch: *epoch,
+                index: *index,
+                entry,
+                ack: *ack,
+                callee_kind: *callee_kind,
+                at_ms: *at_ms,
+            },
+        )?,
+        Command::AttemptEnded {
+            id,
+            epoch,
+            ending,
+            at_ms,
+        } => attempt_ended::apply(&mut cx, *id, *epoch, ending, *at_ms)?,
+        Command::Completion { id, index, outcome } => {
+            completion::apply(&mut cx, *id, *index, outcome)?
+        }
+        Command::Retry { id, epoch } => retry::apply(&mut cx, *id, *epoch)?,
+        Command::ShuffleIn {
+            from,
+            seq,
+            message,
+            at_ms,
+        } => shuffle::apply(&mut cx, *from, *seq, message, *at_ms)?,
+        Command::OutboxDelivered { up_to } => outbox::apply(&mut cx, *up_to)?,
+        Command::Cancel { id, at_ms } => cancel::apply(&mut cx, *id, *at_ms)?,
+        Command::Kill { id, at_ms } => kill::apply(&mut cx, *id, *at_ms)?,
+        Command::Purge { id } => purge::apply(&mut cx, *id)?,
+        Command::Resume { id } => resume::apply(&mut cx, *id)?,
+        Command::RunCompleted {
+            id,
+            epoch,
+            index,
+            outcome,
+            ack,
+        } => run_completed::apply(&mut cx, *id, *epoch, *index, outcome, *ack)?,
     }
+    Ok(cx.effects)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::memory::MemoryStore;
+    use holdfast_types::ObjectKey;
     use proptest::prelude::*;
 
     fn object(key: &str) -> ObjectKey {
@@ -67,7 +138,7 @@ mod tests {
     fn applied(commands: &[Command]) -> MemoryStore {
         let mut store = MemoryStore::default();
         for command in commands {
-            let Ok(()) = apply(&mut store, command);
+            let Ok(_) = apply(&mut store, &Config::default(), command);
         }
         store
     }

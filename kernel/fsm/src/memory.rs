@@ -1,14 +1,32 @@
 //! An in-memory [`Store`] for tests and tools: the same contract as the redb store, no I/O.
 
 use crate::Store;
-use holdfast_types::ObjectKey;
-use std::collections::BTreeMap;
+use crate::state::{Invocation, JournalItem};
+use holdfast_protocol::EntryIndex;
+use holdfast_types::{InvocationId, ObjectKey, OutboxMessage, PartitionId, Target};
+use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 
-/// Partition state held in ordered maps; it cannot fail.
+/// Partition state held in ordered maps; it cannot fail. Equal stores hold equal state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemoryStore {
     state: BTreeMap<(ObjectKey, String), Vec<u8>>,
+    /// Status records by invocation.
+    pub invocations: BTreeMap<InvocationId, Invocation>,
+    /// Journal entries by (invocation, index).
+    pub journal: BTreeMap<(InvocationId, EntryIndex), JournalItem>,
+    /// Exclusive lock holders by object.
+    pub locks: BTreeMap<ObjectKey, InvocationId>,
+    /// Inbox queues by object (empty queues are removed).
+    pub inboxes: BTreeMap<ObjectKey, VecDeque<InvocationId>>,
+    /// Idempotency index: (target, key) to invocation.
+    pub idempotency: BTreeMap<(Target, String), InvocationId>,
+    /// Outbox messages by sequence number.
+    pub outbox: BTreeMap<u64, OutboxMessage>,
+    /// The last outbox sequence number handed out.
+    pub outbox_seq: u64,
+    /// Last applied sequence number per source partition.
+    pub dedup: BTreeMap<PartitionId, u64>,
 }
 
 impl MemoryStore {
@@ -45,6 +63,145 @@ impl Store for MemoryStore {
 
     fn delete_all_state(&mut self, object: &ObjectKey) -> Result<(), Infallible> {
         self.state.retain(|(owner, _), _| owner != object);
+        Ok(())
+    }
+
+    fn state_names(&self, object: &ObjectKey) -> Result<Vec<String>, Infallible> {
+        Ok(self
+            .state
+            .keys()
+            .filter(|(owner, _)| owner == object)
+            .map(|(_, name)| name.clone())
+            .collect())
+    }
+
+    fn get_invocation(&self, id: InvocationId) -> Result<Option<Invocation>, Infallible> {
+        Ok(self.invocations.get(&id).cloned())
+    }
+
+    fn put_invocation(&mut self, id: InvocationId, record: &Invocation) -> Result<(), Infallible> {
+        self.invocations.insert(id, record.clone());
+        Ok(())
+    }
+
+    fn delete_invocation(&mut self, id: InvocationId) -> Result<(), Infallible> {
+        self.invocations.remove(&id);
+        Ok(())
+    }
+
+    fn get_journal(
+        &self,
+        id: InvocationId,
+        index: EntryIndex,
+    ) -> Result<Option<JournalItem>, Infallible> {
+        Ok(self.journal.get(&(id, index)).cloned())
+    }
+
+    fn put_journal(
+        &mut self,
+        id: InvocationId,
+        index: EntryIndex,
+        item: &JournalItem,
+    ) -> Result<(), Infallible> {
+        self.journal.insert((id, index), item.clone());
+        Ok(())
+    }
+
+    fn delete_journal(&mut self, id: InvocationId) -> Result<(), Infallible> {
+        self.journal.retain(|(owner, _), _| *owner != id);
+        Ok(())
+    }
+
+    fn get_lock(&self, object: &ObjectKey) -> Result<Option<InvocationId>, Infallible> {
+        Ok(self.locks.get(object).copied())
+    }
+
+    fn put_lock(&mut self, object: &ObjectKey, id: InvocationId) -> Result<(), Infallible> {
+        self.locks.insert(object.clone(), id);
+        Ok(())
+    }
+
+    fn delete_lock(&mut self, object: &ObjectKey) -> Result<(), Infallible> {
+        self.locks.remove(object);
+        Ok(())
+    }
+
+    fn inbox_push(&mut self, object: &ObjectKey, id: InvocationId) -> Result<(), Infallible> {
+        self.inboxes
+            .entry(object.clone())
+            .or_default()
+            .push_back(id);
+        Ok(())
+    }
+
+    fn inbox_pop(&mut self, object: &ObjectKey) -> Result<Option<InvocationId>, Infallible> {
+        let Some(queue) = self.inboxes.get_mut(object) else {
+            return Ok(None);
+        };
+        let front = queue.pop_front();
+        if queue.is_empty() {
+            self.inboxes.remove(object);
+        }
+        Ok(front)
+    }
+
+    fn inbox_remove(&mut self, object: &ObjectKey, id: InvocationId) -> Result<bool, Infallible> {
+        let Some(queue) = self.inboxes.get_mut(object) else {
+            return Ok(false);
+        };
+        let before = queue.len();
+        queue.retain(|queued| *queued != id);
+        let removed = queue.len() != before;
+        if queue.is_empty() {
+            self.inboxes.remove(object);
+        }
+        Ok(removed)
+    }
+
+    fn get_idempotency(
+        &self,
+        target: &Target,
+        key: &str,
+    ) -> Result<Option<InvocationId>, Infallible> {
+        Ok(self
+            .idempotency
+            .get(&(target.clone(), key.to_owned()))
+            .copied())
+    }
+
+    fn put_idempotency(
+        &mut self,
+        target: &Target,
+        key: &str,
+        id: InvocationId,
+    ) -> Result<(), Infallible> {
+        self.idempotency
+            .insert((target.clone(), key.to_owned()), id);
+        Ok(())
+    }
+
+    fn delete_idempotency(&mut self, target: &Target, key: &str) -> Result<(), Infallible> {
+        self.idempotency.remove(&(target.clone(), key.to_owned()));
+        Ok(())
+    }
+
+    fn outbox_push(&mut self, message: &OutboxMessage) -> Result<u64, Infallible> {
+        self.outbox_seq += 1;
+        self.outbox.insert(self.outbox_seq, message.clone());
+        Ok(self.outbox_seq)
+    }
+
+    fn outbox_truncate(&mut self, up_to: u64) -> Result<(), Infallible> {
+        self.outbox.retain(|seq, _| *seq > up_to);
+        Ok(())
+    }
+
+    fn get_dedup(&self, from: PartitionId) -> Result<Option<u64>, Infallible> {
+        Ok(self.dedup.get(&from).copied())
+    }
+
+    fn put_dedup(&mut self, from: PartitionId, seq: u64) -> Result<(), Infallible> {
+        self.dedup.insert(from, seq);
         Ok(())
     }
 }

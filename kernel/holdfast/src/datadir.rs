@@ -3,6 +3,7 @@
 //! ```text
 //!   <data_dir>/LOCK                 held exclusively while a process uses the directory
 //!   <data_dir>/node.json            format version, node id and partition count (fixed)
+//!   <data_dir>/metadata/            log.redb + state.redb of the metadata log (deployments)
 //!   <data_dir>/partitions/<n>/      log.redb + state.redb of partition n
 //! ```
 
@@ -131,6 +132,11 @@ impl DataDir {
             root: root.to_path_buf(),
             _lock: lock,
         })
+    }
+
+    /// The directory holding the metadata log's stores.
+    pub fn metadata(&self) -> PathBuf {
+        self.root.join("metadata")
     }
 
     /// The directory holding partition `n`'s stores.

@@ -5,17 +5,21 @@
 //!   actix System (main thread) ── admin HTTP server (own worker thread)
 //!        │
 //!        └── Arbiter "partitions" ── Supervisor ─► PartitionActor 0..N ─► openraft group + redb
+//!                                  └─ Supervisor ─► MetadataActor ─► metadata raft group + redb
 //! ```
 
 use crate::datadir::{self, DataDir};
 use actix::{Addr, Arbiter, Supervisor};
 use holdfast_config::Config;
+use holdfast_metadata::MetadataActor;
 use holdfast_partition::{GetStatus, PartitionActor, PartitionStatus, Settings, Shutdown};
+use holdfast_raft_group::Membership;
+use holdfast_schema::Registry;
 use holdfast_types::{NodeId, PartitionId};
 use openraft::{BasicNode, SnapshotPolicy};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// How long shutdown waits for partitions to finish their in-flight commits.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -35,6 +39,8 @@ pub enum BootError {
 pub struct Kernel {
     node: NodeId,
     partitions: Vec<(PartitionId, Addr<PartitionActor>)>,
+    metadata: Addr<MetadataActor>,
+    registry: watch::Receiver<Arc<Registry>>,
     arbiter: Arbiter,
     _data_dir: DataDir,
 }
@@ -60,25 +66,34 @@ impl Kernel {
         }
         .validate()
         .map_err(Box::new)?;
-        let raft = Arc::new(raft);
-        let members: BTreeMap<u64, BasicNode> = config
-            .cluster
-            .nodes
-            .iter()
-            .map(|m| (m.id, BasicNode::new(m.address)))
-            .collect();
-        // The lowest node id initializes each group; the others join through it.
-        let bootstrap = members.keys().next() == Some(&config.node.id);
+        let membership = Membership {
+            node: NodeId(config.node.id),
+            members: config
+                .cluster
+                .nodes
+                .iter()
+                .map(|m| (m.id, BasicNode::new(m.address)))
+                .collect(),
+            // The lowest node id initializes each group; the others join through it.
+            bootstrap: config.cluster.nodes.iter().map(|m| m.id).min() == Some(config.node.id),
+            raft: Arc::new(raft),
+        };
         let arbiter = Arbiter::new();
+        let (published, registry) = watch::channel(Arc::new(Registry::default()));
+        let metadata = {
+            let settings = holdfast_metadata::Settings {
+                dir: data_dir.metadata(),
+                membership: membership.clone(),
+                published,
+            };
+            Supervisor::start_in_arbiter(&arbiter.handle(), move |_| MetadataActor::new(settings))
+        };
         let partitions = (0..config.cluster.partitions)
             .map(|n| {
                 let settings = Settings {
                     partition: PartitionId(n),
-                    node: NodeId(config.node.id),
                     dir: data_dir.partition(n),
-                    members: members.clone(),
-                    bootstrap,
-                    raft: raft.clone(),
+                    membership: membership.clone(),
                     max_batch_commands: config.log.max_batch_commands,
                     max_batch_bytes: config.log.max_batch_bytes,
                     max_queued: config.log.max_batch_commands.saturating_mul(64),
@@ -93,6 +108,8 @@ impl Kernel {
         Ok(Self {
             node: NodeId(config.node.id),
             partitions,
+            metadata,
+            registry,
             arbiter,
             _data_dir: data_dir,
         })
@@ -106,6 +123,16 @@ impl Kernel {
     /// The partition actors, in partition order.
     pub fn partitions(&self) -> &[(PartitionId, Addr<PartitionActor>)] {
         &self.partitions
+    }
+
+    /// The metadata log's actor, through which deployments are registered.
+    pub fn metadata(&self) -> &Addr<MetadataActor> {
+        &self.metadata
+    }
+
+    /// The newest applied registry of deployments and services, updated as the metadata log applies.
+    pub fn registry(&self) -> watch::Receiver<Arc<Registry>> {
+        self.registry.clone()
     }
 
     /// The status of every partition that answers.
@@ -152,7 +179,11 @@ impl Kernel {
     /// Finishes in-flight commits, flushes applied state and stops every raft group.
     pub async fn shutdown(self) {
         let stops = self.partitions.iter().map(|(_, addr)| addr.send(Shutdown));
-        if tokio::time::timeout(SHUTDOWN_GRACE, futures::future::join_all(stops))
+        let stopping = async {
+            futures::future::join_all(stops).await;
+            let _ = self.metadata.send(holdfast_metadata::Shutdown).await;
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, stopping)
             .await
             .is_err()
         {

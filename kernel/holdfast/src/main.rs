@@ -112,6 +112,9 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
             holdfast_admin::Kernel {
                 node: kernel.node(),
                 partitions: kernel.partitions().to_vec(),
+                metadata: kernel.metadata().clone(),
+                registry: kernel.registry(),
+                endpoints: holdfast_endpoint::EndpointClient::new(Default::default()),
             },
         ) {
             Ok(admin) => admin,

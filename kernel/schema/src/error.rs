@@ -6,7 +6,7 @@ use holdfast_protocol::manifest::{HandlerKind, ServiceType};
 use std::fmt;
 
 /// A command the registry will not apply, with the HTTP status the admin API answers it with.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum Refusal {
     /// The registration itself is malformed (400).
     #[error("invalid registration: {0}")]
@@ -54,7 +54,7 @@ impl Refusal {
 }
 
 /// What is wrong with a registration or a service change, independent of the registry's state.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum Invalid {
     /// The uri is empty.
     #[error("the deployment uri is empty")]
@@ -113,7 +113,7 @@ pub enum Invalid {
 }
 
 /// One way a registration or removal would break live services.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Conflict {
     /// The service would change type (e.g. object to service), breaking its keys and state.
     ServiceType {
@@ -182,7 +182,7 @@ impl fmt::Display for Conflict {
 }
 
 /// Every conflict a command would cause, in a deterministic order (never empty when refused).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Conflicts(pub Vec<Conflict>);
 
 impl fmt::Display for Conflicts {

@@ -95,5 +95,135 @@ mod tests {
         ));
     }
 
+    /// One value of every variant added after the first release, in declaration order.
+    fn invocation_commands() -> Vec<Command> {
+        use crate::{
+            Ending, EntryIndex, Epoch, HandlerKind, InvocationId, InvocationRequest, OutboxMessage,
+            PartitionId, Source, Target,
+        };
+        use holdfast_protocol::message::{Entry, SetState};
+        use holdfast_protocol::{Outcome, Payload};
+        let target = Target::new("C", "h", Some("k".to_owned()));
+        let id = InvocationId {
+            partition_key: 1,
+            nonce: 2,
+        };
+        let request = InvocationRequest {
+            id,
+            target,
+            kind: HandlerKind::Exclusive,
+            argument: Payload::from(&b"a"[..]),
+            headers: vec![("x".to_owned(), "y".to_owned())],
+            source: Source::Invocation {
+                id,
+                entry: EntryIndex(3),
+            },
+            idempotency_key: Some("i".to_owned()),
+            retention_ms: 9,
+            response: true,
+            at_ms: 7,
+        };
+        vec![
+            Command::Invoke(Box::new(request.clone())),
+            Command::JournalAppend {
+                id,
+                epoch: Epoch(1),
+                index: EntryIndex(1),
+                entry: Entry::SetState(SetState {
+                    key: "n".to_owned(),
+                    value: Payload::from(&b"v"[..]),
+                }),
+                ack: true,
+                callee_kind: Some(HandlerKind::Shared),
+                at_ms: 7,
+            },
+            Command::AttemptEnded {
+                id,
+                epoch: Epoch(1),
+                ending: Ending::Failed {
+                    code: 500,
+                    message: "m".to_owned(),
+                    retryable: true,
+                    retry_after_ms: Some(5),
+                },
+                at_ms: 7,
+            },
+            Command::Completion {
+                id,
+                index: EntryIndex(2),
+                outcome: Outcome::Value(Payload::from(&b"r"[..])),
+            },
+            Command::Retry {
+                id,
+                epoch: Epoch(2),
+            },
+            Command::ShuffleIn {
+                from: PartitionId(4),
+                seq: 6,
+                message: OutboxMessage::Invoke(request),
+                at_ms: 7,
+            },
+            Command::OutboxDelivered { up_to: 6 },
+            Command::Cancel { id, at_ms: 7 },
+            Command::Kill { id, at_ms: 7 },
+            Command::Purge { id },
+            Command::Resume { id },
+            Command::RunCompleted {
+                id,
+                epoch: Epoch(1),
+                index: EntryIndex(2),
+                outcome: Outcome::Void,
+                ack: true,
+            },
+        ]
+    }
+
+    #[test]
+    fn invocation_commands_round_trip() {
+        for command in invocation_commands() {
+            let bytes = encode(&command).expect("encode");
+            assert_eq!(decode::<Command>(&bytes).expect("decode"), command);
+        }
+        let suspended = Command::AttemptEnded {
+            id: crate::InvocationId {
+                partition_key: 1,
+                nonce: 2,
+            },
+            epoch: crate::Epoch(1),
+            ending: crate::Ending::Suspended {
+                waiting: vec![crate::EntryIndex(1)],
+            },
+            at_ms: 0,
+        };
+        let bytes = encode(&suspended).expect("encode");
+        assert_eq!(decode::<Command>(&bytes).expect("decode"), suspended);
+    }
+
+    /// Golden bytes of every invocation command: if one changes, existing logs can no longer be
+    /// read.
+    #[test]
+    fn invocation_command_encodings_are_pinned() {
+        let actual: Vec<String> = invocation_commands()
+            .iter()
+            .map(|command| hex(&encode(command).expect("encode")))
+            .collect();
+        assert_eq!(actual, GOLDEN_INVOCATION_COMMANDS);
+    }
+
+    const GOLDEN_INVOCATION_COMMANDS: [&str; 12] = [
+        "0181a6496e766f6b658aa26964d934696e765f303030303030303030303030303030313030303030303030303030303030303030303030303030303030303030303032a674617267657483a773657276696365a143a768616e646c6572a168a36b6579a16ba46b696e64a94578636c7573697665a8617267756d656e74c40161a7686561646572739192a178a179a6736f7572636581aa496e766f636174696f6e82a26964d934696e765f303030303030303030303030303030313030303030303030303030303030303030303030303030303030303030303032a5656e74727903af6964656d706f74656e63795f6b6579a169ac726574656e74696f6e5f6d7309a8726573706f6e7365c3a561745f6d7307",
+        "0181ad4a6f75726e616c417070656e6487a26964d934696e765f303030303030303030303030303030313030303030303030303030303030303030303030303030303030303030303032a565706f636801a5696e64657801a5656e74727992cd0104c41082a36b6579a16ea576616c7565c40176a361636bc3ab63616c6c65655f6b696e64a6536861726564a561745f6d7307",
+        "0181ac417474656d7074456e64656484a26964d934696e765f303030303030303030303030303030313030303030303030303030303030303030303030303030303030303030303032a565706f636801a6656e64696e6781a64661696c656484a4636f6465cd01f4a76d657373616765a16da9726574727961626c65c3ae72657472795f61667465725f6d7305a561745f6d7307",
+        "0181aa436f6d706c6574696f6e83a26964d934696e765f303030303030303030303030303030313030303030303030303030303030303030303030303030303030303030303032a5696e64657802a76f7574636f6d6581a576616c7565c40172",
+        "0181a5526574727982a26964d934696e765f303030303030303030303030303030313030303030303030303030303030303030303030303030303030303030303032a565706f636802",
+        "0181a953687566666c65496e84a466726f6d04a373657106a76d65737361676581a6496e766f6b658aa26964d934696e765f303030303030303030303030303030313030303030303030303030303030303030303030303030303030303030303032a674617267657483a773657276696365a143a768616e646c6572a168a36b6579a16ba46b696e64a94578636c7573697665a8617267756d656e74c40161a7686561646572739192a178a179a6736f7572636581aa496e766f636174696f6e82a26964d934696e765f303030303030303030303030303030313030303030303030303030303030303030303030303030303030303030303032a5656e74727903af6964656d706f74656e63795f6b6579a169ac726574656e74696f6e5f6d7309a8726573706f6e7365c3a561745f6d7307a561745f6d7307",
+        "0181af4f7574626f7844656c69766572656481a575705f746f06",
+        "0181a643616e63656c82a26964d934696e765f303030303030303030303030303030313030303030303030303030303030303030303030303030303030303030303032a561745f6d7307",
+        "0181a44b696c6c82a26964d934696e765f303030303030303030303030303030313030303030303030303030303030303030303030303030303030303030303032a561745f6d7307",
+        "0181a5507572676581a26964d934696e765f303030303030303030303030303030313030303030303030303030303030303030303030303030303030303030303032",
+        "0181a6526573756d6581a26964d934696e765f303030303030303030303030303030313030303030303030303030303030303030303030303030303030303030303032",
+        "0181ac52756e436f6d706c6574656485a26964d934696e765f303030303030303030303030303030313030303030303030303030303030303030303030303030303030303030303032a565706f636801a5696e64657802a76f7574636f6d6580a361636bc3",
+    ];
+
     const GOLDEN_SET_STATE: &str = "0181a8536574537461746583a66f626a65637482a773657276696365a143a36b6579a16ba46e616d65a16ea576616c7565c4020102";
 }

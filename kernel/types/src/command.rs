@@ -4,6 +4,9 @@
 //! The format is append-only: never reorder, rename or remove a variant or a field; add new
 //! variants at the end with a golden-bytes test in [`crate::codec`].
 
+use crate::{Ending, EntryIndex, Epoch, HandlerKind, InvocationId, InvocationRequest};
+use crate::{OutboxMessage, PartitionId};
+use holdfast_protocol::{Entry, Outcome};
 use serde::{Deserialize, Serialize};
 
 /// Addresses the state of one keyed service instance (a virtual object or a workflow run).
@@ -39,15 +42,134 @@ pub enum Command {
     ClearState { object: ObjectKey, name: String },
     /// Removes every state entry of an object.
     ClearAllState { object: ObjectKey },
+    /// Creates an invocation (from the ingress); duplicates of an existing id attach to it.
+    Invoke(Box<InvocationRequest>),
+    /// A new journal entry from attempt `epoch`; refused unless that attempt is the running one
+    /// and `index` is the journal's next index.
+    JournalAppend {
+        id: InvocationId,
+        epoch: Epoch,
+        index: EntryIndex,
+        entry: Entry,
+        /// The frame carried the `ACK` flag: the SDK wants an `entry_ack` once durable.
+        ack: bool,
+        /// For `call`/`send` entries: the callee handler's kind, resolved by the proposer from the
+        /// registered schema (absent: exclusive if keyed, else shared).
+        callee_kind: Option<HandlerKind>,
+        /// The proposer's clock when the entry arrived, in Unix milliseconds.
+        at_ms: u64,
+    },
+    /// Attempt `epoch` ended (suspended, failed or completed); ignored unless it is the running one.
+    AttemptEnded {
+        id: InvocationId,
+        epoch: Epoch,
+        ending: Ending,
+        /// The proposer's clock when the attempt ended, in Unix milliseconds.
+        at_ms: u64,
+    },
+    /// The result of a completable entry from outside the attempt (a callee's output).
+    Completion {
+        id: InvocationId,
+        index: EntryIndex,
+        outcome: Outcome,
+    },
+    /// Starts a new attempt if attempt `epoch` is still the current one (backoff expired, or a
+    /// new leader restarts attempts it cannot see running).
+    Retry { id: InvocationId, epoch: Epoch },
+    /// A message from another partition's outbox; applied only if `seq` is above the last one
+    /// seen from `from`.
+    ShuffleIn {
+        from: PartitionId,
+        seq: u64,
+        message: OutboxMessage,
+        /// The proposer's clock, in Unix milliseconds.
+        at_ms: u64,
+    },
+    /// Every outbox message up to and including `up_to` was committed by its target partition.
+    OutboxDelivered { up_to: u64 },
+    /// Cancels an invocation: the handler sees a 409 failure at its next await.
+    Cancel { id: InvocationId, at_ms: u64 },
+    /// Stops an invocation at once, without compensation; callers get a failure.
+    Kill { id: InvocationId, at_ms: u64 },
+    /// Forgets a completed invocation: its status, journal and idempotency key.
+    Purge { id: InvocationId },
+    /// Starts a new attempt of a paused invocation.
+    Resume { id: InvocationId },
+    /// The result of a `run` entry proposed by attempt `epoch`; the first result wins.
+    RunCompleted {
+        id: InvocationId,
+        epoch: Epoch,
+        index: EntryIndex,
+        outcome: Outcome,
+        /// The SDK waits for an `entry_ack` before releasing the result to user code.
+        ack: bool,
+    },
 }
 
 impl Command {
-    /// The object whose partition must hold this command.
-    pub fn object(&self) -> &ObjectKey {
+    /// The object this command writes state of directly, for the state commands.
+    pub fn object(&self) -> Option<&ObjectKey> {
         match self {
             Command::SetState { object, .. }
             | Command::ClearState { object, .. }
-            | Command::ClearAllState { object } => object,
+            | Command::ClearAllState { object } => Some(object),
+            _ => None,
         }
+    }
+
+    /// Rough encoded size in bytes, used to bound the bytes in one group commit.
+    pub fn approx_size(&self) -> usize {
+        fn payload(outcome: &Outcome) -> usize {
+            match outcome {
+                Outcome::Value(value) => value.0.len(),
+                Outcome::Failure(failure) => failure.message.len(),
+                Outcome::Keys(keys) => keys.iter().map(|k| k.len() + 2).sum(),
+                Outcome::Void => 0,
+            }
+        }
+        let body = match self {
+            Command::SetState {
+                object,
+                name,
+                value,
+            } => object.service.len() + object.key.len() + name.len() + value.len(),
+            Command::ClearState { object, name } => {
+                object.service.len() + object.key.len() + name.len()
+            }
+            Command::ClearAllState { object } => object.service.len() + object.key.len(),
+            Command::Invoke(request) => {
+                request.argument.0.len()
+                    + request
+                        .headers
+                        .iter()
+                        .map(|(n, v)| n.len() + v.len())
+                        .sum::<usize>()
+                    + 128
+            }
+            // Entries are stored as their canonical body; an unencodable one is refused later.
+            Command::JournalAppend { entry, .. } => {
+                entry.encode_body().map(|b| b.len()).unwrap_or(0) + 64
+            }
+            Command::AttemptEnded { ending, .. } => match ending {
+                Ending::Failed { message, .. } => message.len() + 64,
+                Ending::Suspended { waiting } => 4 * waiting.len() + 64,
+                Ending::Completed => 64,
+            },
+            Command::Completion { outcome, .. } | Command::RunCompleted { outcome, .. } => {
+                payload(outcome) + 64
+            }
+            Command::ShuffleIn { message, .. } => match message {
+                OutboxMessage::Invoke(request) => request.argument.0.len() + 192,
+                OutboxMessage::Completion { outcome, .. } => payload(outcome) + 96,
+                OutboxMessage::Cancel { .. } | OutboxMessage::Kill { .. } => 96,
+            },
+            Command::Retry { .. }
+            | Command::OutboxDelivered { .. }
+            | Command::Cancel { .. }
+            | Command::Kill { .. }
+            | Command::Purge { .. }
+            | Command::Resume { .. } => 64,
+        };
+        32 + body
     }
 }

@@ -2,7 +2,9 @@
 //! log, and the versioned encoding those commands travel in.
 //!
 //! # Layout
-//! - [`ids`]: newtypes for node, partition and log positions, so no bare integer crosses a crate.
+//! - [`ids`]: newtypes for nodes, partitions, log positions, invocations and attempts, so no bare
+//!   integer crosses a crate.
+//! - [`invocation`]: targets, handler kinds, sources and attempt endings carried by commands.
 //! - [`command`]: [`Command`], the only things ever written to a partition log.
 //! - [`codec`]: the log encoding — one format-version byte, then MessagePack.
 //! - [`routing`]: which partition owns a key; stable across processes and releases.
@@ -10,7 +12,12 @@
 pub mod codec;
 pub mod command;
 pub mod ids;
+pub mod invocation;
 pub mod routing;
 
 pub use command::{Command, ObjectKey};
-pub use ids::{LogIndex, NodeId, PartitionId, Term};
+pub use ids::{
+    DeploymentId, EntryIndex, Epoch, InvocationId, LogIndex, NodeId, ParseIdError, PartitionId,
+    Term,
+};
+pub use invocation::{Ending, HandlerKind, InvocationRequest, OutboxMessage, Source, Target};

@@ -14,13 +14,39 @@ fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
     hash
 }
 
+/// The routing hash of the object (service, key): the partition key of all its invocations.
+pub fn partition_key(service: &str, key: &str) -> u64 {
+    let hash = fnv1a(FNV_OFFSET, service.as_bytes());
+    // A separator byte keeps ("ab","c") and ("a","bc") apart.
+    fnv1a(fnv1a(hash, &[0xff]), key.as_bytes())
+}
+
+/// The partition owning `partition_key` among `partitions` partitions (at least one).
+pub fn partition_for_key(partition_key: u64, partitions: u32) -> PartitionId {
+    let count = u64::from(partitions.max(1));
+    PartitionId(u32::try_from(partition_key % count).unwrap_or(0))
+}
+
 /// The partition that owns `object` among `partitions` partitions (at least one).
 pub fn partition_of(object: &ObjectKey, partitions: u32) -> PartitionId {
-    let hash = fnv1a(FNV_OFFSET, object.service.as_bytes());
-    // A separator byte keeps ("ab","c") and ("a","bc") apart.
-    let hash = fnv1a(fnv1a(hash, &[0xff]), object.key.as_bytes());
-    let count = u64::from(partitions.max(1));
-    PartitionId(u32::try_from(hash % count).unwrap_or(0))
+    partition_for_key(partition_key(&object.service, &object.key), partitions)
+}
+
+const FNV128_OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+const FNV128_PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+
+/// A fixed 128-bit hash (FNV-1a) of length-prefixed parts, for ids that every replica must
+/// derive alike; not a cryptographic hash.
+pub fn hash128(parts: &[&[u8]]) -> u128 {
+    let mut hash = FNV128_OFFSET;
+    for part in parts {
+        let len = u64::try_from(part.len()).unwrap_or(u64::MAX);
+        for byte in len.to_be_bytes().iter().chain(part.iter()) {
+            hash ^= u128::from(*byte);
+            hash = hash.wrapping_mul(FNV128_PRIME);
+        }
+    }
+    hash
 }
 
 #[cfg(test)]

@@ -2,31 +2,45 @@
 //! answered by asking every partition actor for its status.
 //!
 //! ```text
-//!   GET /health  ──► GetStatus to each PartitionActor ──► JSON: node id, per-partition role
+//!   GET /health  ──► GetStatus to the MetadataActor and each PartitionActor ──► JSON roles
 //!   GET /metrics ──► GetStatus to each PartitionActor ──► Prometheus text exposition
+//!   POST /deployments ──► discovery (EndpointClient) ──► ChangeRegistry to the MetadataActor
+//!   GET /deployments[/{id}], /services[/{name}] ──► the published Registry
 //! ```
 
+mod deployments;
 mod prometheus;
 
 use actix::Addr;
 use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, web};
+use holdfast_endpoint::EndpointClient;
+use holdfast_metadata::{MetadataActor, MetadataStatus};
 use holdfast_partition::{GetStatus, PartitionActor, PartitionStatus};
+use holdfast_schema::Registry;
 use holdfast_types::{NodeId, PartitionId};
 use serde::Serialize;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// How long a status request waits for a busy partition before reporting it unavailable.
 const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// What the admin handlers need: this node's id and the partitions it runs.
+/// What the admin handlers need from the running node.
 #[derive(Clone)]
 pub struct Kernel {
     /// This node's id.
     pub node: NodeId,
     /// The partition actors, indexed by partition id.
     pub partitions: Vec<(PartitionId, Addr<PartitionActor>)>,
+    /// The metadata log, through which deployments are registered.
+    pub metadata: Addr<MetadataActor>,
+    /// The newest applied registry of deployments and services.
+    pub registry: watch::Receiver<Arc<Registry>>,
+    /// The client that runs discovery against service endpoints.
+    pub endpoints: EndpointClient,
 }
 
 /// A partition's entry in `/health`.
@@ -44,14 +58,25 @@ struct PartitionHealth {
 struct Health {
     node_id: NodeId,
     status: &'static str,
+    metadata: Option<MetadataStatus>,
     partitions: Vec<PartitionHealth>,
 }
 
-/// A JSON error body, `{"code": …, "message": …}`, as every API error is shaped.
+/// A JSON error body, `{"code": …, "message": …}`, as every API error is shaped; the code is a
+/// stable name a script can match on.
 #[derive(Serialize)]
 struct ApiError {
-    code: u16,
+    code: &'static str,
     message: String,
+}
+
+impl ApiError {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
 }
 
 async fn statuses(kernel: &Kernel) -> Vec<(PartitionId, Option<PartitionStatus>)> {
@@ -86,10 +111,18 @@ async fn health(kernel: web::Data<Kernel>) -> HttpResponse {
             },
         })
         .collect();
-    let all_ok = partitions.iter().all(|p| p.status == "ok");
+    let metadata = kernel
+        .metadata
+        .send(holdfast_metadata::GetStatus)
+        .timeout(STATUS_TIMEOUT)
+        .await
+        .ok();
+    let all_ok = partitions.iter().all(|p| p.status == "ok")
+        && metadata.as_ref().is_some_and(|m| m.leader.is_some());
     HttpResponse::Ok().json(Health {
         node_id: kernel.node,
         status: if all_ok { "ok" } else { "degraded" },
+        metadata,
         partitions,
     })
 }
@@ -106,10 +139,10 @@ async fn metrics(kernel: web::Data<Kernel>) -> HttpResponse {
 }
 
 async fn not_found(request: actix_web::HttpRequest) -> HttpResponse {
-    HttpResponse::NotFound().json(ApiError {
-        code: 404,
-        message: format!("no admin route for {} {}", request.method(), request.path()),
-    })
+    HttpResponse::NotFound().json(ApiError::new(
+        "not_found",
+        format!("no admin route for {} {}", request.method(), request.path()),
+    ))
 }
 
 /// Binds the admin API on `address` and returns the server to be awaited or stopped.
@@ -120,6 +153,20 @@ pub fn serve(address: SocketAddr, kernel: Kernel) -> std::io::Result<Server> {
             .app_data(data.clone())
             .route("/health", web::get().to(health))
             .route("/metrics", web::get().to(metrics))
+            .route("/deployments", web::post().to(deployments::register))
+            .route("/deployments", web::get().to(deployments::list))
+            .route("/deployments/{id}", web::get().to(deployments::get))
+            .route("/deployments/{id}", web::delete().to(deployments::remove))
+            .route("/services", web::get().to(deployments::services))
+            .route("/services/{name}", web::get().to(deployments::service))
+            .app_data(web::JsonConfig::default().error_handler(|error, _| {
+                let message = error.to_string();
+                actix_web::error::InternalError::from_response(
+                    error,
+                    HttpResponse::BadRequest().json(ApiError::new("invalid_body", message)),
+                )
+                .into()
+            }))
             .default_service(web::to(not_found))
     })
     .workers(1)

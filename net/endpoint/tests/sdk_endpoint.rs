@@ -23,7 +23,7 @@ use tokio::process::{Child, Command};
 use common::{expect_end_of_stream, input, next_frame, start};
 
 fn sdk_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk-ts")
+    manifest_dir().join("../../sdk-ts")
 }
 
 fn run(dir: &Path, program: &str, args: &[&str]) -> Result<(), String> {
@@ -86,7 +86,7 @@ impl NodeEndpoint {
             .await
             .expect("the build task finishes")
             .unwrap_or_else(|e| panic!("the TypeScript SDK in sdk-ts/ could not be built: {e}"));
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/services.mjs");
+        let fixture = manifest_dir().join("tests/fixtures/services.mjs");
         let node = std::env::var("NODE").unwrap_or_else(|_| "node".to_owned());
         let mut child = Command::new(&node)
             .arg(&fixture)
@@ -373,4 +373,12 @@ async fn fifty_concurrent_attempts_share_one_connection() {
         "TCP connections accepted by the proxy"
     );
     assert_eq!(client.connections_opened(), 1);
+}
+
+/// This crate's directory, read when the test runs (cargo sets it) so that a test binary reused
+/// from a build in another checkout still finds the files of the checkout it runs in.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .into()
 }

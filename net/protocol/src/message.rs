@@ -412,6 +412,22 @@ macro_rules! protocol_messages {
                     $( Entry::$ev(_) => MessageType::$ev, )*
                 }
             }
+
+            /// Encodes the body in canonical MessagePack, exactly as it travels in a frame.
+            pub fn encode_body(&self) -> Result<Vec<u8>, Error> {
+                match self {
+                    $( Entry::$ev(body) => encode(MessageType::$ev, body), )*
+                }
+            }
+
+            /// Decodes the body of an entry frame of type `ty`; a control type is refused as
+            /// [`Error::UnknownType`], since it names no journal entry.
+            pub fn decode_body(ty: MessageType, body: &[u8]) -> Result<Self, Error> {
+                match ty {
+                    $( MessageType::$ev => Ok(Entry::$ev(decode(ty, body)?)), )*
+                    _ => Err(Error::UnknownType(ty.code())),
+                }
+            }
         }
 
         /// Any protocol message: a control message or a journal entry.
@@ -501,6 +517,24 @@ protocol_messages! {
     }
 }
 
+/// An entry is stored (e.g. in a partition log) as the pair (type code, canonical body bytes): the
+/// bytes the SDK sent, kept verbatim, and decoded with the same codec as a frame.
+impl Serialize for Entry {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let body = self.encode_body().map_err(serde::ser::Error::custom)?;
+        (self.message_type().code(), Payload(Bytes::from(body))).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Entry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (code, body) = <(u16, Payload)>::deserialize(deserializer)?;
+        let ty = MessageType::from_code(code)
+            .ok_or_else(|| de::Error::custom(format!("unknown journal entry type {code:#06x}")))?;
+        Entry::decode_body(ty, &body.0).map_err(de::Error::custom)
+    }
+}
+
 impl MessageType {
     /// Whether this type is a journal entry (code in the 0x01xx range).
     pub fn is_entry(self) -> bool {
@@ -547,5 +581,41 @@ mod tests {
             assert_eq!(MessageType::from_code(ty.code()), Some(*ty));
         }
         assert_eq!(MessageType::from_code(0x0999), None);
+    }
+
+    fn stored(entry: &Entry) -> Vec<u8> {
+        rmp_serde::to_vec_named(entry).expect("encode")
+    }
+
+    #[test]
+    fn entry_serde_keeps_the_canonical_body_verbatim() {
+        let entry = Entry::SetState(SetState {
+            key: "k".to_owned(),
+            value: Payload::from(&b"v"[..]),
+        });
+        let bytes = stored(&entry);
+        let body = entry.encode_body().expect("body");
+        // [0x0104, bin(body)]: a two-element array, then the code, then the body as bin 8.
+        let mut expected = vec![0x92, 0xcd, 0x01, 0x04, 0xc4, body.len() as u8];
+        expected.extend_from_slice(&body);
+        assert_eq!(bytes, expected);
+        assert_eq!(
+            rmp_serde::from_slice::<Entry>(&bytes).expect("decode"),
+            entry
+        );
+    }
+
+    #[test]
+    fn entry_serde_refuses_control_types_and_bad_bodies() {
+        let control = rmp_serde::to_vec(&(0x0006u16, Payload::from(&[0x80u8][..]))).expect("enc");
+        assert!(rmp_serde::from_slice::<Entry>(&control).is_err());
+        let unknown = rmp_serde::to_vec(&(0x01ffu16, Payload::from(&[0x80u8][..]))).expect("enc");
+        assert!(rmp_serde::from_slice::<Entry>(&unknown).is_err());
+        let not_a_map = rmp_serde::to_vec(&(0x0104u16, Payload::from(&[0x90u8][..]))).expect("enc");
+        assert!(rmp_serde::from_slice::<Entry>(&not_a_map).is_err());
+        assert!(matches!(
+            Entry::decode_body(MessageType::End, &[0x80]),
+            Err(Error::UnknownType(0x0006))
+        ));
     }
 }

@@ -3,7 +3,7 @@
 //! body must describe exactly those bytes; each invalid vector must be refused with its error kind.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use holdfast_protocol::awakeable::AwakeableId;
 use holdfast_protocol::manifest::Manifest;
@@ -13,7 +13,7 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 fn vectors_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/protocol-vectors")
+    manifest_dir().join("../../tests/protocol-vectors")
 }
 
 fn read_dir(sub: &str) -> Vec<(String, Value)> {
@@ -164,4 +164,12 @@ fn manifest_vector_parses() {
     assert!(holdfast_protocol::PROTOCOL_VERSION <= manifest.max_protocol_version);
     let back: Value = serde_json::to_value(&manifest).expect("serializable");
     assert_eq!(back, serde_json::from_str::<Value>(&text).expect("JSON"));
+}
+
+/// This crate's directory, read when the test runs (cargo sets it) so that a test binary reused
+/// from a build in another checkout still finds the files of the checkout it runs in.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        .into()
 }

@@ -21,6 +21,9 @@ pub enum Error {
     /// A stored key does not have the layout this release writes.
     #[error("corrupt state key of {0} bytes")]
     CorruptKey(usize),
+    /// A stored value does not have the layout this release writes.
+    #[error("corrupt record of {len} bytes in table {table}")]
+    CorruptRecord { table: &'static str, len: usize },
     /// A blocking storage task was cancelled or panicked.
     #[error("storage task failed: {0}")]
     Task(#[from] tokio::task::JoinError),

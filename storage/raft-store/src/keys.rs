@@ -3,7 +3,7 @@
 //! and for scans.
 
 use crate::Error;
-use holdfast_types::ObjectKey;
+use holdfast_types::{EntryIndex, InvocationId, ObjectKey, Target};
 
 fn push_part(out: &mut Vec<u8>, part: &str) {
     let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
@@ -23,6 +23,38 @@ pub(crate) fn object_prefix(object: &ObjectKey) -> Vec<u8> {
 pub(crate) fn state_key(object: &ObjectKey, name: &str) -> Vec<u8> {
     let mut out = object_prefix(object);
     out.extend_from_slice(name.as_bytes());
+    out
+}
+
+/// The key of one journal entry: invocation id (24 bytes) then index (u32 big-endian), so one
+/// invocation's journal is contiguous and in index order.
+pub(crate) fn journal_key(id: InvocationId, index: EntryIndex) -> Vec<u8> {
+    let mut out = id.to_bytes().to_vec();
+    out.extend_from_slice(&index.0.to_be_bytes());
+    out
+}
+
+/// The key of one inbox slot: the object prefix then a u64 big-endian arrival number.
+pub(crate) fn inbox_key(object: &ObjectKey, seq: u64) -> Vec<u8> {
+    let mut out = object_prefix(object);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out
+}
+
+/// The key of an idempotency index entry: service, handler, optional object key (marker byte,
+/// then the part), idempotency key; every part length-prefixed so no two targets collide.
+pub(crate) fn idempotency_key(target: &Target, key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + target.service.len() + target.handler.len() + key.len());
+    push_part(&mut out, &target.service);
+    push_part(&mut out, &target.handler);
+    match &target.key {
+        Some(object_key) => {
+            out.push(1);
+            push_part(&mut out, object_key);
+        }
+        None => out.push(0),
+    }
+    push_part(&mut out, key);
     out
 }
 
@@ -63,6 +95,34 @@ mod tests {
         let a = object_prefix(&ObjectKey::new("ab", "c"));
         let b = state_key(&ObjectKey::new("a", "bc"), "");
         assert!(!b.starts_with(&a) && !a.starts_with(&b));
+    }
+
+    #[test]
+    fn journal_keys_sort_by_invocation_then_index() {
+        let target = Target::new("S", "h", None);
+        let a = InvocationId::new(&target, 1);
+        let b = InvocationId::new(&target, 2);
+        let mut keys = vec![
+            journal_key(b, EntryIndex(0)),
+            journal_key(a, EntryIndex(256)),
+            journal_key(a, EntryIndex(2)),
+        ];
+        keys.sort();
+        assert_eq!(
+            keys,
+            vec![
+                journal_key(a, EntryIndex(2)),
+                journal_key(a, EntryIndex(256)),
+                journal_key(b, EntryIndex(0)),
+            ]
+        );
+    }
+
+    #[test]
+    fn idempotency_keys_separate_keyed_from_unkeyed_targets() {
+        let keyed = idempotency_key(&Target::new("S", "h", Some(String::new())), "k");
+        let unkeyed = idempotency_key(&Target::new("S", "h", None), "k");
+        assert_ne!(keyed, unkeyed);
     }
 
     #[test]

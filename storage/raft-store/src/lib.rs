@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!   partition-<n>/log.redb    raft log entries + vote + committed pointer (fsync'd per append)
-//!   partition-<n>/state.redb  applied state: object state, applied log id, membership, snapshot
+//!   partition-<n>/state.redb  applied state: object state, invocations, journals, locks, inboxes,
+//!                             outbox, dedup; applied log id, membership, snapshot
 //! ```
 //!
 //! The log is the ground truth. Appends are durable before openraft is told they are flushed; the
@@ -14,6 +15,7 @@ mod error;
 mod keys;
 mod log;
 mod state;
+mod tables;
 
 pub use error::Error;
 pub use log::LogStore;
@@ -45,6 +47,10 @@ pub struct Batch(pub Vec<Command>);
 pub struct Applied {
     /// The log index at which the entry was applied.
     pub index: LogIndex,
+    /// The effects of the entry's commands, in order; only a leader's proposer receives them, so
+    /// only the leader executes them.
+    #[serde(default)]
+    pub effects: Vec<holdfast_fsm::Effect>,
 }
 
 /// Opens (creating if needed) the log and state stores of one partition in `dir`.

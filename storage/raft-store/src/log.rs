@@ -12,6 +12,7 @@ use openraft::{
 };
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::fmt::Debug;
+use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::Arc;
@@ -24,13 +25,32 @@ const LAST_PURGED: &str = "last_purged";
 
 type NodeId = u64;
 
-/// Handle to a partition's raft log; clones share the same database.
-#[derive(Clone)]
-pub struct LogStore {
+/// Handle to a raft log; clones share the same database. Generic over the group's type
+/// configuration so partitions and the metadata log share one implementation.
+pub struct LogStore<C = TypeConfig> {
     db: Arc<Database>,
+    config: PhantomData<fn() -> C>,
 }
 
-impl LogStore {
+impl<C> Clone for LogStore<C> {
+    fn clone(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            config: PhantomData,
+        }
+    }
+}
+
+/// The type configurations whose entries this store can keep: openraft's own entry type with
+/// `u64` node ids, serialisable so [`codec`] can encode it.
+pub trait LogTypes: openraft::RaftTypeConfig<NodeId = u64, Entry = Entry<Self>> {}
+
+impl<C: openraft::RaftTypeConfig<NodeId = u64, Entry = Entry<C>>> LogTypes for C {}
+
+impl<C: LogTypes> LogStore<C>
+where
+    Entry<C>: serde::Serialize + serde::de::DeserializeOwned,
+{
     /// Opens or creates the log database at `path`.
     pub fn open(path: &Path) -> Result<Self, Error> {
         let db = Database::create(path)?;
@@ -38,7 +58,10 @@ impl LogStore {
         txn.open_table(LOG)?;
         txn.open_table(META)?;
         txn.commit()?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            config: PhantomData,
+        })
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
@@ -68,7 +91,7 @@ impl LogStore {
         .await
     }
 
-    fn entries(&self, range: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry<TypeConfig>>, Error> {
+    fn entries(&self, range: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry<C>>, Error> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(LOG)?;
         let mut out = Vec::new();
@@ -79,12 +102,12 @@ impl LogStore {
         Ok(out)
     }
 
-    fn log_state(&self) -> Result<LogState<TypeConfig>, Error> {
+    fn log_state(&self) -> Result<LogState<C>, Error> {
         let last_purged_log_id: Option<LogId<NodeId>> = self.read_meta(LAST_PURGED)?.flatten();
         let txn = self.db.begin_read()?;
         let table = txn.open_table(LOG)?;
         let last = match table.last()? {
-            Some((_, bytes)) => Some(codec::decode::<Entry<TypeConfig>>(bytes.value())?.log_id),
+            Some((_, bytes)) => Some(codec::decode::<Entry<C>>(bytes.value())?.log_id),
             None => last_purged_log_id,
         };
         Ok(LogState {
@@ -140,20 +163,26 @@ fn write_err(e: Error) -> StorageError<NodeId> {
     StorageIOError::write_logs(&e).into()
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
+impl<C: LogTypes> RaftLogReader<C> for LogStore<C>
+where
+    Entry<C>: serde::Serialize + serde::de::DeserializeOwned,
+{
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+    ) -> Result<Vec<Entry<C>>, StorageError<NodeId>> {
         let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
         self.entries(bounds).map_err(read_err)
     }
 }
 
-impl RaftLogStorage<TypeConfig> for LogStore {
-    type LogReader = LogStore;
+impl<C: LogTypes> RaftLogStorage<C> for LogStore<C>
+where
+    Entry<C>: serde::Serialize + serde::de::DeserializeOwned,
+{
+    type LogReader = LogStore<C>;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+    async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<NodeId>> {
         self.log_state().map_err(read_err)
     }
 
@@ -190,10 +219,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn append<I>(
         &mut self,
         entries: I,
-        callback: LogFlushed<TypeConfig>,
+        callback: LogFlushed<C>,
     ) -> Result<(), StorageError<NodeId>>
     where
-        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I: IntoIterator<Item = Entry<C>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let encoded = entries

@@ -5,22 +5,25 @@
 //! loses at most the unflushed tail, which openraft re-applies from the log.
 
 use crate::error::blocking;
-use crate::keys::{object_prefix, parse_state_key, state_key};
+use crate::keys::parse_state_key;
+use crate::tables::{self, STATE, Tables};
 use crate::{Applied, Batch, Error, TypeConfig};
-use holdfast_types::{LogIndex, ObjectKey, codec};
+use holdfast_fsm::state::{Invocation, JournalItem};
+use holdfast_types::{EntryIndex, InvocationId, LogIndex, ObjectKey, OutboxMessage, codec};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
     StorageIOError, StoredMembership,
 };
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, TableHandle,
+};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 const APPLIED: &str = "applied";
@@ -54,11 +57,16 @@ pub struct PartitionSummary {
     pub commands_applied: u64,
 }
 
+type Rows = Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>;
+
 /// A snapshot's payload: the whole applied state.
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
-    state: Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>,
+    state: Rows,
     commands_applied: u64,
+    /// The invocation tables, by table name (absent in snapshots of older releases).
+    #[serde(default)]
+    tables: Vec<(String, Rows)>,
 }
 
 /// Handle to a partition's applied state; clones share the same database.
@@ -66,47 +74,7 @@ struct SnapshotBody {
 pub struct StateMachine {
     db: Arc<Database>,
     snapshots_built: Arc<AtomicU64>,
-}
-
-/// Adapts a redb state table to the pure state machine's [`holdfast_fsm::Store`].
-struct StateTable<'a, 't> {
-    table: &'a mut Table<'t, &'static [u8], &'static [u8]>,
-}
-
-impl holdfast_fsm::Store for StateTable<'_, '_> {
-    type Error = Error;
-
-    fn get_state(&self, object: &ObjectKey, name: &str) -> Result<Option<Vec<u8>>, Error> {
-        let key = state_key(object, name);
-        Ok(self.table.get(key.as_slice())?.map(|v| v.value().to_vec()))
-    }
-
-    fn put_state(&mut self, object: &ObjectKey, name: &str, value: &[u8]) -> Result<(), Error> {
-        self.table
-            .insert(state_key(object, name).as_slice(), value)?;
-        Ok(())
-    }
-
-    fn delete_state(&mut self, object: &ObjectKey, name: &str) -> Result<(), Error> {
-        self.table.remove(state_key(object, name).as_slice())?;
-        Ok(())
-    }
-
-    fn delete_all_state(&mut self, object: &ObjectKey) -> Result<(), Error> {
-        let prefix = object_prefix(object);
-        let mut doomed = Vec::new();
-        for item in self.table.range(prefix.as_slice()..)? {
-            let (key, _) = item?;
-            if !key.value().starts_with(&prefix) {
-                break;
-            }
-            doomed.push(key.value().to_vec());
-        }
-        for key in doomed {
-            self.table.remove(key.as_slice())?;
-        }
-        Ok(())
-    }
+    config: holdfast_fsm::Config,
 }
 
 fn get_meta<T: serde::de::DeserializeOwned>(
@@ -141,14 +109,72 @@ impl StateMachine {
     pub fn open(path: &Path) -> Result<Self, Error> {
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
-        txn.open_table(STATE)?;
+        for table in tables::ALL {
+            txn.open_table(table)?;
+        }
         txn.open_table(META)?;
         txn.open_table(SNAPSHOT)?;
         txn.commit()?;
         Ok(Self {
             db: Arc::new(db),
             snapshots_built: Arc::new(AtomicU64::new(0)),
+            config: holdfast_fsm::Config::default(),
         })
+    }
+
+    /// Uses `config` for every command applied from now on; every replica of the partition must
+    /// use the same one, or their states diverge.
+    pub fn with_config(mut self, config: holdfast_fsm::Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// An invocation's status record, for the leader and tools.
+    pub fn invocation(&self, id: InvocationId) -> Result<Option<Invocation>, Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(tables::INVOCATIONS)?;
+        match table.get(id.to_bytes().as_slice())? {
+            Some(bytes) => Ok(Some(codec::decode(bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// An invocation's journal in index order, for starting an attempt.
+    pub fn journal(&self, id: InvocationId) -> Result<Vec<(EntryIndex, JournalItem)>, Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(tables::JOURNAL)?;
+        let prefix = id.to_bytes();
+        let mut out = Vec::new();
+        for item in table.range(prefix.as_slice()..)? {
+            let (key, value) = item?;
+            let Some(index) = key.value().strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            let index: [u8; 4] = index
+                .try_into()
+                .map_err(|_| Error::CorruptKey(key.value().len()))?;
+            out.push((
+                EntryIndex(u32::from_be_bytes(index)),
+                codec::decode(value.value())?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The undelivered outbox, by sequence number: what the shuffle must (re)send.
+    pub fn outbox(&self) -> Result<Vec<(u64, OutboxMessage)>, Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(tables::OUTBOX)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (key, value) = item?;
+            let seq: [u8; 8] = key
+                .value()
+                .try_into()
+                .map_err(|_| Error::CorruptKey(key.value().len()))?;
+            out.push((u64::from_be_bytes(seq), codec::decode(value.value())?));
+        }
+        Ok(out)
     }
 
     /// Makes every applied change durable (one fsync). Called periodically, before a snapshot and
@@ -200,21 +226,25 @@ impl StateMachine {
         ))
     }
 
-    fn apply_entries(db: &Database, entries: &[Entry<TypeConfig>]) -> Result<Vec<Applied>, Error> {
+    fn apply_entries(
+        db: &Database,
+        config: &holdfast_fsm::Config,
+        entries: &[Entry<TypeConfig>],
+    ) -> Result<Vec<Applied>, Error> {
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::None)?;
         let mut responses = Vec::with_capacity(entries.len());
         {
-            let mut state = txn.open_table(STATE)?;
+            let mut store = Tables::open(&txn)?;
             let mut meta = txn.open_table(META)?;
             let mut commands_applied: u64 = get_meta(&meta, COMMANDS_APPLIED)?.unwrap_or(0);
-            let mut store = StateTable { table: &mut state };
             for entry in entries {
+                let mut effects = Vec::new();
                 match &entry.payload {
                     EntryPayload::Blank => {}
                     EntryPayload::Normal(Batch(commands)) => {
                         for command in commands {
-                            holdfast_fsm::apply(&mut store, command)?;
+                            effects.extend(holdfast_fsm::apply(&mut store, config, command)?);
                         }
                         commands_applied += commands.len() as u64;
                     }
@@ -225,6 +255,7 @@ impl StateMachine {
                 }
                 responses.push(Applied {
                     index: LogIndex(entry.log_id.index),
+                    effects,
                 });
             }
             if let Some(last) = entries.last() {
@@ -239,17 +270,26 @@ impl StateMachine {
     fn read_snapshot_body(db: &Database) -> Result<SnapshotParts, Error> {
         let txn = db.begin_read()?;
         let meta = txn.open_table(META)?;
-        let state = txn.open_table(STATE)?;
         let mut body = SnapshotBody {
             state: Vec::new(),
             commands_applied: get_meta(&meta, COMMANDS_APPLIED)?.unwrap_or(0),
+            tables: Vec::new(),
         };
-        for item in state.iter()? {
-            let (key, value) = item?;
-            body.state.push((
-                serde_bytes::ByteBuf::from(key.value()),
-                serde_bytes::ByteBuf::from(value.value()),
-            ));
+        for definition in tables::ALL {
+            let table = txn.open_table(definition)?;
+            let mut rows = Vec::new();
+            for item in table.iter()? {
+                let (key, value) = item?;
+                rows.push((
+                    serde_bytes::ByteBuf::from(key.value()),
+                    serde_bytes::ByteBuf::from(value.value()),
+                ));
+            }
+            if definition.name() == STATE.name() {
+                body.state = rows;
+            } else {
+                body.tables.push((definition.name().to_owned(), rows));
+            }
         }
         Ok((
             get_meta(&meta, APPLIED)?.flatten(),
@@ -322,7 +362,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         // Applying commits without fsync, so it is short CPU work: running it inline saves two
         // thread hand-offs per group commit on the acknowledgement path.
-        Self::apply_entries(&self.db, &entries).map_err(sm_write_err)
+        Self::apply_entries(&self.db, &self.config, &entries).map_err(sm_write_err)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -347,12 +387,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         blocking(move || {
             let body: SnapshotBody = codec::decode(&data)?;
             let txn = db.begin_write()?;
-            txn.delete_table(STATE)?;
-            {
-                let mut state = txn.open_table(STATE)?;
-                for (key, value) in &body.state {
-                    state.insert(key.as_slice(), value.as_slice())?;
+            for definition in tables::ALL {
+                txn.delete_table(definition)?;
+                let mut table = txn.open_table(definition)?;
+                let rows = if definition.name() == STATE.name() {
+                    Some(&body.state)
+                } else {
+                    body.tables
+                        .iter()
+                        .find(|(name, _)| name == definition.name())
+                        .map(|(_, rows)| rows)
+                };
+                for (key, value) in rows.into_iter().flatten() {
+                    table.insert(key.as_slice(), value.as_slice())?;
                 }
+            }
+            {
                 let mut table = txn.open_table(META)?;
                 put_meta(&mut table, APPLIED, &meta.last_log_id)?;
                 put_meta(&mut table, MEMBERSHIP, &meta.last_membership)?;

@@ -68,7 +68,8 @@ struct RevisionRef {
 }
 
 /// What an applied command did, for the admin API's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialisable because it is the metadata log's response to the proposer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Applied {
     /// A new deployment was created; its services are now the newest revisions (201).
     Registered(DeploymentId),

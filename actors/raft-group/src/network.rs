@@ -1,17 +1,16 @@
-//! The raft network of a partition group. Node-to-node transport is not wired yet, so every peer
+//! The raft network of a group. Node-to-node transport is not wired yet, so every peer
 //! is reported unreachable; a single-voter group never calls it. Membership and transport plug in
 //! here without touching the actor.
 
-use holdfast_raft_store::TypeConfig;
-use openraft::BasicNode;
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use openraft::{BasicNode, RaftTypeConfig};
 
-/// Creates clients for the peers of a partition group.
+/// Creates clients for the peers of a group.
 #[derive(Debug, Clone, Default)]
 pub struct Network;
 
@@ -35,7 +34,7 @@ impl PeerClient {
     }
 }
 
-impl RaftNetworkFactory<TypeConfig> for Network {
+impl<C: RaftTypeConfig<NodeId = u64, Node = BasicNode>> RaftNetworkFactory<C> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
@@ -46,10 +45,10 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerClient {
+impl<C: RaftTypeConfig<NodeId = u64, Node = BasicNode>> RaftNetwork<C> for PeerClient {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
+        _rpc: AppendEntriesRequest<C>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
         Err(self.unreachable())
@@ -57,7 +56,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
+        _rpc: InstallSnapshotRequest<C>,
         _option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<u64>,

@@ -1,0 +1,41 @@
+//! `Cancel`: an inboxed invocation completes with 409 at once. A started one gets every pending
+//! completable entry completed with a 409 failure (or, with none pending, the next one it writes),
+//! so the handler sees the cancellation at its next await and may compensate; callees of pending
+//! calls are cancelled too.
+
+use super::{Ctx, cancelled, complete, pending_callees, pending_entries, send, settle};
+use crate::Store;
+use crate::state::Status;
+use holdfast_types::{InvocationId, OutboxMessage};
+
+pub(crate) fn apply<S: Store>(
+    cx: &mut Ctx<'_, S>,
+    id: InvocationId,
+    at_ms: u64,
+) -> Result<(), S::Error> {
+    let Some(mut rec) = cx.store.get_invocation(id)? else {
+        return Ok(());
+    };
+    match rec.status {
+        Status::Completed { .. } => return Ok(()),
+        Status::Inboxed => {
+            if let Some(object) = rec.target.object() {
+                cx.store.inbox_remove(&object, id)?;
+            }
+            complete(cx, id, &mut rec, cancelled(), at_ms)?;
+        }
+        _ => {
+            for callee in pending_callees(cx, id, &rec)? {
+                send(cx, OutboxMessage::Cancel { id: callee })?;
+            }
+            let pending = pending_entries(cx, id, &rec)?;
+            if pending.is_empty() {
+                rec.cancel_pending = true;
+            } else {
+                let results = pending.into_iter().map(|i| (i, cancelled())).collect();
+                settle(cx, id, &mut rec, results)?;
+            }
+        }
+    }
+    cx.store.put_invocation(id, &rec)
+}

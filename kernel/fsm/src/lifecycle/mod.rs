@@ -1,0 +1,306 @@
+//! One module per command or lifecycle step, so "what happens on X" is found by file name. This
+//! module holds the steps several commands share: starting an attempt, completing an invocation,
+//! failing an attempt, and settling journal entries.
+
+pub(crate) mod attempt_ended;
+pub(crate) mod cancel;
+pub(crate) mod completion;
+pub(crate) mod invoke;
+pub(crate) mod journal;
+pub(crate) mod kill;
+pub(crate) mod object_state;
+pub(crate) mod outbox;
+pub(crate) mod purge;
+pub(crate) mod resume;
+pub(crate) mod retry;
+pub(crate) mod run_completed;
+pub(crate) mod shuffle;
+
+use crate::state::{Invocation, JournalItem, Status};
+use crate::{Config, Effect, Store};
+use holdfast_protocol::message::Entry;
+use holdfast_protocol::{EntryIndex, Failure, Outcome};
+use holdfast_types::{Epoch, InvocationId, OutboxMessage, Source, Target};
+
+/// The failure every cancelled entry (or cancelled inboxed invocation) completes with.
+pub(crate) fn cancelled() -> Outcome {
+    Outcome::Failure(Failure {
+        code: 409,
+        message: "cancelled".to_owned(),
+    })
+}
+
+/// The failure a killed invocation completes with, for its callers.
+pub(crate) fn killed() -> Outcome {
+    Outcome::Failure(Failure {
+        code: 409,
+        message: "killed".to_owned(),
+    })
+}
+
+/// The protocol's code for a protocol violation (retryable).
+pub(crate) const PROTOCOL_VIOLATION: u16 = 571;
+
+/// Everything one `apply` call works with: the store, the settings, and the effects so far.
+pub(crate) struct Ctx<'a, S: Store> {
+    pub store: &'a mut S,
+    pub config: &'a Config,
+    pub effects: Vec<Effect>,
+}
+
+/// How an attempt failed, before the retry policy decides what follows.
+pub(crate) struct AttemptFailure {
+    pub code: u16,
+    pub message: String,
+    pub retryable: bool,
+    pub retry_after_ms: Option<u64>,
+}
+
+impl AttemptFailure {
+    /// A protocol violation by the attempt: retried like any retryable failure.
+    pub fn violation(message: impl Into<String>) -> Self {
+        Self {
+            code: PROTOCOL_VIOLATION,
+            message: message.into(),
+            retryable: true,
+            retry_after_ms: None,
+        }
+    }
+}
+
+/// Starts attempt `epoch` of `rec` (the caller stores `rec`).
+pub(crate) fn start_attempt<S: Store>(
+    cx: &mut Ctx<'_, S>,
+    id: InvocationId,
+    rec: &mut Invocation,
+    epoch: Epoch,
+) {
+    rec.status = Status::Invoked { epoch };
+    rec.attempts = rec.attempts.saturating_add(1);
+    cx.effects.push(Effect::RunAttempt {
+        id,
+        epoch,
+        target: rec.target.clone(),
+        deployment: rec.deployment.clone(),
+    });
+}
+
+/// Appends a message to the outbox and asks the leader to ship it.
+pub(crate) fn send<S: Store>(cx: &mut Ctx<'_, S>, message: OutboxMessage) -> Result<(), S::Error> {
+    let seq = cx.store.outbox_push(&message)?;
+    cx.effects.push(Effect::ShuffleOut {
+        seq,
+        partition_key: message.partition_key(),
+        message,
+    });
+    Ok(())
+}
+
+/// Completes `rec` with `outcome`: answers the ingress and every waiting caller, then frees the
+/// object's lock for the next inboxed invocation (the caller stores `rec`).
+pub(crate) fn complete<S: Store>(
+    cx: &mut Ctx<'_, S>,
+    id: InvocationId,
+    rec: &mut Invocation,
+    outcome: Outcome,
+    at_ms: u64,
+) -> Result<(), S::Error> {
+    rec.status = Status::Completed {
+        outcome: outcome.clone(),
+        expires_at_ms: at_ms.saturating_add(rec.retention_ms),
+    };
+    rec.cancel_pending = false;
+    cx.effects.push(Effect::Respond {
+        id,
+        outcome: outcome.clone(),
+    });
+    let mut callers = Vec::new();
+    if let (Source::Invocation { id, entry }, true) = (&rec.source, rec.response) {
+        callers.push((*id, *entry));
+    }
+    callers.extend(rec.callers.iter().copied());
+    for (caller, index) in callers {
+        send(
+            cx,
+            OutboxMessage::Completion {
+                id: caller,
+                index,
+                outcome: outcome.clone(),
+            },
+        )?;
+    }
+    release_lock(cx, id, rec)
+}
+
+/// Frees the object's lock held by `id` and gives it to the first inboxed invocation, if any.
+fn release_lock<S: Store>(
+    cx: &mut Ctx<'_, S>,
+    id: InvocationId,
+    rec: &Invocation,
+) -> Result<(), S::Error> {
+    if !rec.kind.is_exclusive() {
+        return Ok(());
+    }
+    let Some(object) = rec.target.object() else {
+        return Ok(());
+    };
+    if cx.store.get_lock(&object)? != Some(id) {
+        return Ok(());
+    }
+    cx.store.delete_lock(&object)?;
+    while let Some(next) = cx.store.inbox_pop(&object)? {
+        let Some(mut waiting) = cx.store.get_invocation(next)? else {
+            continue;
+        };
+        if waiting.status != Status::Inboxed {
+            continue;
+        }
+        cx.store.put_lock(&object, next)?;
+        start_attempt(cx, next, &mut waiting, Epoch::FIRST);
+        cx.store.put_invocation(next, &waiting)?;
+        break;
+    }
+    Ok(())
+}
+
+/// Attempt `epoch` failed: completes the invocation for a terminal failure, else backs off or,
+/// with retries exhausted, pauses (the caller stores `rec`).
+pub(crate) fn fail_attempt<S: Store>(
+    cx: &mut Ctx<'_, S>,
+    id: InvocationId,
+    rec: &mut Invocation,
+    epoch: Epoch,
+    failure: AttemptFailure,
+    at_ms: u64,
+) -> Result<(), S::Error> {
+    if !failure.retryable {
+        let outcome = Outcome::Failure(Failure {
+            code: failure.code,
+            message: failure.message,
+        });
+        return complete(cx, id, rec, outcome, at_ms);
+    }
+    rec.retries = rec.retries.saturating_add(1);
+    let policy = cx.config.retry;
+    if rec.retries >= policy.max_attempts {
+        rec.status = Status::Paused { epoch };
+        return Ok(());
+    }
+    rec.status = Status::BackingOff {
+        epoch,
+        attempts: rec.retries,
+    };
+    cx.effects.push(Effect::ScheduleRetry {
+        id,
+        epoch,
+        delay_ms: failure
+            .retry_after_ms
+            .unwrap_or_else(|| policy.delay_ms(rec.retries)),
+    });
+    Ok(())
+}
+
+/// Records results of pending entries, then tells the running attempt, or resumes a suspended
+/// one waiting for any of them (the caller stores `rec`). Entries already settled are skipped.
+pub(crate) fn settle<S: Store>(
+    cx: &mut Ctx<'_, S>,
+    id: InvocationId,
+    rec: &mut Invocation,
+    results: Vec<(EntryIndex, Outcome)>,
+) -> Result<(), S::Error> {
+    let mut settled = Vec::with_capacity(results.len());
+    for (index, outcome) in results {
+        let Some(mut item) = cx.store.get_journal(id, index)? else {
+            continue;
+        };
+        if !item.is_pending() {
+            continue;
+        }
+        item.completion = Some(outcome.clone());
+        cx.store.put_journal(id, index, &item)?;
+        settled.push((index, outcome));
+    }
+    match &rec.status {
+        Status::Invoked { epoch } => {
+            let epoch = *epoch;
+            for (index, outcome) in settled {
+                cx.effects.push(Effect::SendCompletion {
+                    id,
+                    epoch,
+                    index,
+                    outcome,
+                });
+            }
+        }
+        Status::Suspended { epoch, waiting } => {
+            let epoch = *epoch;
+            if settled.iter().any(|(index, _)| waiting.contains(index)) {
+                rec.retries = 0;
+                start_attempt(cx, id, rec, epoch.next());
+            }
+        }
+        // The next attempt replays the journal with these results in it.
+        Status::BackingOff { .. } | Status::Paused { .. } => {}
+        Status::Inboxed | Status::Completed { .. } => {}
+    }
+    Ok(())
+}
+
+/// The pending `call` entries of an invocation, as the callees they started.
+pub(crate) fn pending_callees<S: Store>(
+    cx: &Ctx<'_, S>,
+    id: InvocationId,
+    rec: &Invocation,
+) -> Result<Vec<InvocationId>, S::Error> {
+    let mut callees = Vec::new();
+    for index in 1..rec.journal_len {
+        let index = EntryIndex(index);
+        let Some(item) = cx.store.get_journal(id, index)? else {
+            continue;
+        };
+        if let (Entry::Call(call), true) = (&item.entry, item.is_pending()) {
+            let target = Target::new(&call.service, &call.handler, call.key.clone());
+            callees.push(callee_id(
+                &target,
+                call.idempotency_key.as_deref(),
+                id,
+                index,
+            ));
+        }
+    }
+    Ok(callees)
+}
+
+/// The id of the invocation a `call`/`send` entry starts: by idempotency key if it has one,
+/// else derived from the caller and the entry, so every replay finds the same one.
+pub(crate) fn callee_id(
+    target: &Target,
+    idempotency_key: Option<&str>,
+    caller: InvocationId,
+    index: EntryIndex,
+) -> InvocationId {
+    match idempotency_key {
+        Some(key) => InvocationId::idempotent(target, key),
+        None => InvocationId::derived(target, caller, index),
+    }
+}
+
+/// The pending completable entries of an invocation, in index order.
+pub(crate) fn pending_entries<S: Store>(
+    cx: &Ctx<'_, S>,
+    id: InvocationId,
+    rec: &Invocation,
+) -> Result<Vec<EntryIndex>, S::Error> {
+    let mut pending = Vec::new();
+    for index in 1..rec.journal_len {
+        let index = EntryIndex(index);
+        if cx
+            .store
+            .get_journal(id, index)?
+            .is_some_and(|item: JournalItem| item.is_pending())
+        {
+            pending.push(index);
+        }
+    }
+    Ok(pending)
+}

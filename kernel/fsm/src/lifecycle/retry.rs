@@ -1,0 +1,27 @@
+//! `Retry`: start the next attempt after attempt `epoch`, if it is still the current one. From
+//! backing-off this is the expired backoff; from invoked it is a new leader replacing an attempt
+//! it cannot see (the old one is fenced). Anything else is stale and ignored.
+
+use super::{Ctx, start_attempt};
+use crate::state::Status;
+use crate::{Effect, Store};
+use holdfast_types::{Epoch, InvocationId};
+
+pub(crate) fn apply<S: Store>(
+    cx: &mut Ctx<'_, S>,
+    id: InvocationId,
+    epoch: Epoch,
+) -> Result<(), S::Error> {
+    let Some(mut rec) = cx.store.get_invocation(id)? else {
+        return Ok(());
+    };
+    match rec.status {
+        Status::BackingOff { epoch: current, .. } if current == epoch => {}
+        Status::Invoked { epoch: current } if current == epoch => {
+            cx.effects.push(Effect::Fence { id, epoch });
+        }
+        _ => return Ok(()),
+    }
+    start_attempt(cx, id, &mut rec, epoch.next());
+    cx.store.put_invocation(id, &rec)
+}

@@ -1,0 +1,27 @@
+//! `ShuffleIn`: a message from another partition's outbox. Applied once: a sequence number at or
+//! below the last one seen from that partition is a redelivery and is dropped.
+
+use super::{Ctx, cancel, completion, invoke, kill};
+use crate::Store;
+use holdfast_types::{OutboxMessage, PartitionId};
+
+pub(crate) fn apply<S: Store>(
+    cx: &mut Ctx<'_, S>,
+    from: PartitionId,
+    seq: u64,
+    message: &OutboxMessage,
+    at_ms: u64,
+) -> Result<(), S::Error> {
+    if cx.store.get_dedup(from)?.is_some_and(|last| seq <= last) {
+        return Ok(());
+    }
+    cx.store.put_dedup(from, seq)?;
+    match message {
+        OutboxMessage::Invoke(request) => invoke::apply(cx, request, at_ms),
+        OutboxMessage::Completion { id, index, outcome } => {
+            completion::apply(cx, *id, *index, outcome)
+        }
+        OutboxMessage::Cancel { id } => cancel::apply(cx, *id, at_ms),
+        OutboxMessage::Kill { id } => kill::apply(cx, *id, at_ms),
+    }
+}

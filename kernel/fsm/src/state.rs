@@ -1,0 +1,131 @@
+//! The records the state machine keeps per invocation, stored through [`crate::Store`].
+
+use holdfast_protocol::message::Headers;
+use holdfast_protocol::{Entry, EntryIndex, Outcome};
+use holdfast_types::{DeploymentId, Epoch, HandlerKind, InvocationId, Source, Target};
+use serde::{Deserialize, Serialize};
+
+/// Where an invocation is in its lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// Waiting in its object's inbox for the exclusive lock.
+    Inboxed,
+    /// Attempt `epoch` is running; only its entries are accepted.
+    Invoked { epoch: Epoch },
+    /// Attempt `epoch` suspended; a completion of any `waiting` entry starts the next one.
+    Suspended {
+        epoch: Epoch,
+        waiting: Vec<EntryIndex>,
+    },
+    /// Attempt `epoch` failed retryably; a `Retry` for `epoch` starts the next one.
+    BackingOff {
+        epoch: Epoch,
+        /// Consecutive failed attempts so far.
+        attempts: u32,
+    },
+    /// Retries are exhausted after attempt `epoch`; waits for `Resume`.
+    Paused { epoch: Epoch },
+    /// Done: the result is kept until `expires_at_ms`, then purged.
+    Completed {
+        outcome: Outcome,
+        expires_at_ms: u64,
+    },
+}
+
+/// Everything the partition knows about one invocation, apart from its journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invocation {
+    /// Lifecycle position.
+    pub status: Status,
+    /// The handler it runs.
+    pub target: Target,
+    /// Locking and state access of the handler.
+    pub kind: HandlerKind,
+    /// Who asked; receives the result if `response`.
+    pub source: Source,
+    /// Whether the source waits for the result.
+    pub response: bool,
+    /// Further callers that attached with the same idempotency key and wait for the result.
+    pub callers: Vec<(InvocationId, EntryIndex)>,
+    /// Headers of the original request, passed to every attempt.
+    pub headers: Headers,
+    /// The idempotency key it was created with, to forget it on purge.
+    pub idempotency_key: Option<String>,
+    /// How long the result is kept after completion.
+    pub retention_ms: u64,
+    /// When it was accepted (proposer's clock, Unix milliseconds).
+    pub created_at_ms: u64,
+    /// Number of journal entries; the next entry's index.
+    pub journal_len: u32,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Consecutive attempts that ended in a retryable failure (reset by progress).
+    pub retries: u32,
+    /// The deployment its attempts are pinned to; `None` until pinning is recorded (the
+    /// invoker then uses the newest deployment of the service).
+    pub deployment: Option<DeploymentId>,
+    /// Index of the output entry, once the handler wrote it.
+    pub output: Option<EntryIndex>,
+    /// A cancellation arrived while nothing was pending: deliver it to the next completable entry.
+    pub cancel_pending: bool,
+}
+
+/// One journal entry as stored: exactly what the SDK (or the kernel, for the input) wrote, and
+/// the result it received later if it is completable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalItem {
+    /// The entry as written.
+    pub entry: Entry,
+    /// Its completion, when it came after the entry.
+    pub completion: Option<Outcome>,
+}
+
+impl JournalItem {
+    /// An entry without a later completion.
+    pub fn new(entry: Entry) -> Self {
+        Self {
+            entry,
+            completion: None,
+        }
+    }
+
+    /// The entry's result: the later completion, or the result written with the entry.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        if let Some(outcome) = &self.completion {
+            return Some(outcome);
+        }
+        match &self.entry {
+            Entry::GetState(e) => e.result.as_ref(),
+            Entry::StateKeys(e) => e.result.as_ref(),
+            Entry::Call(e) => e.result.as_ref(),
+            Entry::Sleep(e) => e.result.as_ref(),
+            Entry::Run(e) => e.result.as_ref(),
+            Entry::Awakeable(e) => e.result.as_ref(),
+            Entry::GetPromise(e) => e.result.as_ref(),
+            Entry::PeekPromise(e) => e.result.as_ref(),
+            Entry::CompletePromise(e) => e.result.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the entry is completable and still waits for its result.
+    pub fn is_pending(&self) -> bool {
+        is_completable(&self.entry) && self.outcome().is_none()
+    }
+}
+
+/// Whether entries of this type receive a result after they are written.
+pub fn is_completable(entry: &Entry) -> bool {
+    matches!(
+        entry,
+        Entry::GetState(_)
+            | Entry::StateKeys(_)
+            | Entry::Call(_)
+            | Entry::Sleep(_)
+            | Entry::Run(_)
+            | Entry::Awakeable(_)
+            | Entry::GetPromise(_)
+            | Entry::PeekPromise(_)
+            | Entry::CompletePromise(_)
+    )
+}

@@ -1,0 +1,14 @@
+//! Scenario tests of the invocation lifecycle over `MemoryStore`: each applies commands and
+//! asserts the exact effects and the resulting state. One module per lifecycle step.
+
+mod attempt_ended;
+mod cancel;
+mod completion;
+mod invoke;
+mod journal;
+mod kill;
+mod properties;
+mod purge;
+mod retry;
+mod shuffle;
+mod support;

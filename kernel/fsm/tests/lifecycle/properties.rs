@@ -1,0 +1,192 @@
+//! Properties over random command sequences: replay is deterministic, and commands of stale
+//! attempts never change state.
+
+use crate::support::*;
+use holdfast_fsm::memory::MemoryStore;
+use holdfast_fsm::state::Status;
+use holdfast_fsm::{Config, Effect, apply};
+use holdfast_protocol::message::Entry;
+use holdfast_protocol::{EntryIndex, Outcome};
+use holdfast_types::{
+    Command, Ending, Epoch, HandlerKind, InvocationId, InvocationRequest, OutboxMessage,
+    PartitionId,
+};
+use proptest::prelude::*;
+
+fn requests() -> Vec<InvocationRequest> {
+    let mut shared = counter("a");
+    shared.handler = "get".to_owned();
+    vec![
+        request(counter("a"), HandlerKind::Exclusive, 1),
+        request(counter("a"), HandlerKind::Exclusive, 2),
+        request(shared, HandlerKind::Shared, 3),
+        request(greeter(), HandlerKind::Shared, 4),
+    ]
+}
+
+fn id(which: usize) -> InvocationId {
+    requests()[which % 4].id
+}
+
+fn entry_strategy() -> impl Strategy<Value = Entry> {
+    prop_oneof![
+        Just(set_state("n", "1")),
+        Just(get_state("n")),
+        Just(output("o")),
+        Just(run("r")),
+        Just(sleep(5)),
+        Just(call(&greeter(), None)),
+        Just(send(&counter("b"), None)),
+    ]
+}
+
+fn ending_strategy() -> impl Strategy<Value = Ending> {
+    prop_oneof![
+        Just(Ending::Completed),
+        Just(retryable(500)),
+        Just(Ending::Failed {
+            code: 418,
+            message: "t".to_owned(),
+            retryable: false,
+            retry_after_ms: None
+        }),
+        prop::collection::vec(0u32..5, 0..3).prop_map(|w| suspended(&w)),
+    ]
+}
+
+fn command_strategy() -> impl Strategy<Value = Command> {
+    let which = 0usize..4;
+    let epoch = (1u32..4).prop_map(Epoch);
+    let index = (0u32..5).prop_map(EntryIndex);
+    prop_oneof![
+        4 => which.clone().prop_map(|w| invoke(requests()[w].clone())),
+        6 => (which.clone(), epoch.clone(), index.clone(), entry_strategy(), any::<bool>()).prop_map(
+            |(w, epoch, index, entry, ack)| Command::JournalAppend {
+                id: id(w), epoch, index, entry, ack, callee_kind: None, at_ms: T0,
+            }
+        ),
+        3 => (which.clone(), epoch.clone(), ending_strategy())
+            .prop_map(|(w, epoch, ending)| Command::AttemptEnded { id: id(w), epoch, ending, at_ms: T0 }),
+        2 => (which.clone(), index.clone())
+            .prop_map(|(w, index)| Command::Completion { id: id(w), index, outcome: Outcome::Void }),
+        2 => (which.clone(), epoch.clone()).prop_map(|(w, epoch)| Command::Retry { id: id(w), epoch }),
+        1 => (which.clone(), epoch.clone(), index.clone()).prop_map(|(w, epoch, index)| {
+            Command::RunCompleted { id: id(w), epoch, index, outcome: Outcome::Void, ack: true }
+        }),
+        1 => (0u32..3, 0u64..4, which.clone()).prop_map(|(from, seq, w)| Command::ShuffleIn {
+            from: PartitionId(from),
+            seq,
+            message: OutboxMessage::Completion { id: id(w), index: EntryIndex(1), outcome: Outcome::Void },
+            at_ms: T0,
+        }),
+        1 => (0u64..4).prop_map(|up_to| Command::OutboxDelivered { up_to }),
+        1 => which.clone().prop_map(|w| Command::Cancel { id: id(w), at_ms: T0 }),
+        1 => which.clone().prop_map(|w| Command::Kill { id: id(w), at_ms: T0 }),
+        1 => which.clone().prop_map(|w| Command::Purge { id: id(w) }),
+        1 => which.prop_map(|w| Command::Resume { id: id(w) }),
+    ]
+}
+
+fn replay(commands: &[Command]) -> (MemoryStore, Vec<Vec<Effect>>) {
+    let mut store = MemoryStore::default();
+    let mut effects = Vec::new();
+    for command in commands {
+        let Ok(out) = apply(&mut store, &Config::default(), command);
+        effects.push(out);
+    }
+    (store, effects)
+}
+
+/// Commands that claim to come from an attempt other than the running one.
+fn stale_commands(store: &MemoryStore, which: usize, entry: Entry) -> Vec<Command> {
+    let id = id(which);
+    let running = match status(store, id) {
+        Some(Status::Invoked { epoch }) => Some(epoch),
+        _ => None,
+    };
+    let epochs: Vec<Epoch> = (0..6).map(Epoch).filter(|e| Some(*e) != running).collect();
+    let len = store
+        .invocations
+        .get(&id)
+        .map(|r| r.journal_len)
+        .unwrap_or(0);
+    let mut commands = Vec::new();
+    for epoch in epochs {
+        commands.push(Command::JournalAppend {
+            id,
+            epoch,
+            index: EntryIndex(len),
+            entry: entry.clone(),
+            ack: true,
+            callee_kind: None,
+            at_ms: T0,
+        });
+        commands.push(Command::AttemptEnded {
+            id,
+            epoch,
+            ending: Ending::Completed,
+            at_ms: T0,
+        });
+        commands.push(Command::AttemptEnded {
+            id,
+            epoch,
+            ending: retryable(500),
+            at_ms: T0,
+        });
+        commands.push(Command::RunCompleted {
+            id,
+            epoch,
+            index: EntryIndex(1),
+            outcome: Outcome::Void,
+            ack: true,
+        });
+    }
+    commands
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Replaying the same log always yields the same state and the same effects.
+    #[test]
+    fn replay_is_deterministic(commands in prop::collection::vec(command_strategy(), 0..48)) {
+        prop_assert_eq!(replay(&commands), replay(&commands));
+    }
+
+    /// Whatever happened before, a command from a stale attempt is fenced and changes nothing.
+    #[test]
+    fn stale_epoch_commands_never_change_state(
+        commands in prop::collection::vec(command_strategy(), 0..48),
+        which in 0usize..4,
+        entry in entry_strategy(),
+    ) {
+        let (store, _) = replay(&commands);
+        for stale in stale_commands(&store, which, entry) {
+            let mut after = store.clone();
+            let Ok(effects) = apply(&mut after, &Config::default(), &stale);
+            prop_assert_eq!(&after, &store, "{:?} changed state", stale);
+            prop_assert!(
+                effects.iter().all(|e| matches!(e, Effect::Fence { .. })),
+                "{:?} gave {:?}", stale, effects
+            );
+        }
+    }
+
+    /// Exclusive invocations of one object never run at the same time: at most one holds the
+    /// lock, and it is the only exclusive one not inboxed or completed.
+    #[test]
+    fn one_exclusive_invocation_per_object_runs_at_a_time(
+        commands in prop::collection::vec(command_strategy(), 0..48),
+    ) {
+        let (store, _) = replay(&commands);
+        let live: Vec<_> = [id(0), id(1)]
+            .into_iter()
+            .filter(|id| matches!(
+                status(&store, *id),
+                Some(Status::Invoked { .. } | Status::Suspended { .. } | Status::BackingOff { .. } | Status::Paused { .. })
+            ))
+            .collect();
+        prop_assert!(live.len() <= 1, "{:?}", live);
+        prop_assert_eq!(store.locks.get(&object("a")).copied(), live.first().copied());
+    }
+}

@@ -1,0 +1,201 @@
+//! Builders shared by the scenario tests.
+
+use holdfast_fsm::memory::MemoryStore;
+use holdfast_fsm::state::{Invocation, Status};
+use holdfast_fsm::{Config, Effect, Store, apply};
+use holdfast_protocol::message::{Call, Entry, GetState, Output, Run, Send, SetState, Sleep};
+use holdfast_protocol::{EntryIndex, Failure, Outcome, Payload};
+use holdfast_types::{
+    Command, Ending, Epoch, HandlerKind, InvocationId, InvocationRequest, ObjectKey, Source, Target,
+};
+
+pub const T0: u64 = 1_000;
+
+pub fn counter(key: &str) -> Target {
+    Target::new("Counter", "add", Some(key.to_owned()))
+}
+
+pub fn greeter() -> Target {
+    Target::new("Greeter", "greet", None)
+}
+
+pub fn object(key: &str) -> ObjectKey {
+    ObjectKey::new("Counter", key)
+}
+
+pub fn id_of(target: &Target, nonce: u128) -> InvocationId {
+    InvocationId::new(target, nonce)
+}
+
+pub fn bytes(text: &str) -> Payload {
+    Payload::from(text.as_bytes())
+}
+
+pub fn request(target: Target, kind: HandlerKind, nonce: u128) -> InvocationRequest {
+    InvocationRequest {
+        id: id_of(&target, nonce),
+        target,
+        kind,
+        argument: bytes("arg"),
+        headers: vec![("h".to_owned(), "v".to_owned())],
+        source: Source::Ingress,
+        idempotency_key: None,
+        retention_ms: 500,
+        response: true,
+        at_ms: T0,
+    }
+}
+
+pub fn invoke(request: InvocationRequest) -> Command {
+    Command::Invoke(Box::new(request))
+}
+
+pub fn append(id: InvocationId, epoch: u32, index: u32, entry: Entry) -> Command {
+    Command::JournalAppend {
+        id,
+        epoch: Epoch(epoch),
+        index: EntryIndex(index),
+        entry,
+        ack: false,
+        callee_kind: None,
+        at_ms: T0,
+    }
+}
+
+pub fn ended(id: InvocationId, epoch: u32, ending: Ending) -> Command {
+    Command::AttemptEnded {
+        id,
+        epoch: Epoch(epoch),
+        ending,
+        at_ms: T0 + 10,
+    }
+}
+
+pub fn retryable(code: u16) -> Ending {
+    Ending::Failed {
+        code,
+        message: "boom".to_owned(),
+        retryable: true,
+        retry_after_ms: None,
+    }
+}
+
+pub fn suspended(waiting: &[u32]) -> Ending {
+    Ending::Suspended {
+        waiting: waiting.iter().map(|i| EntryIndex(*i)).collect(),
+    }
+}
+
+pub fn set_state(key: &str, value: &str) -> Entry {
+    Entry::SetState(SetState {
+        key: key.to_owned(),
+        value: bytes(value),
+    })
+}
+
+pub fn get_state(key: &str) -> Entry {
+    Entry::GetState(GetState {
+        key: key.to_owned(),
+        result: None,
+    })
+}
+
+pub fn output(value: &str) -> Entry {
+    Entry::Output(Output {
+        result: Outcome::Value(bytes(value)),
+    })
+}
+
+pub fn run(name: &str) -> Entry {
+    Entry::Run(Run {
+        name: name.to_owned(),
+        result: None,
+    })
+}
+
+pub fn sleep(ms: u64) -> Entry {
+    Entry::Sleep(Sleep {
+        duration_ms: ms,
+        result: None,
+    })
+}
+
+pub fn call(target: &Target, idempotency_key: Option<&str>) -> Entry {
+    Entry::Call(Call {
+        handler: target.handler.clone(),
+        headers: Vec::new(),
+        idempotency_key: idempotency_key.map(str::to_owned),
+        key: target.key.clone(),
+        parameter: bytes("p"),
+        result: None,
+        service: target.service.clone(),
+    })
+}
+
+pub fn send(target: &Target, delay_ms: Option<u64>) -> Entry {
+    Entry::Send(Send {
+        delay_ms,
+        handler: target.handler.clone(),
+        headers: Vec::new(),
+        idempotency_key: None,
+        key: target.key.clone(),
+        parameter: bytes("p"),
+        service: target.service.clone(),
+    })
+}
+
+pub fn failure(code: u16, message: &str) -> Outcome {
+    Outcome::Failure(Failure {
+        code,
+        message: message.to_owned(),
+    })
+}
+
+pub fn run_attempt(id: InvocationId, target: &Target, epoch: u32) -> Effect {
+    Effect::RunAttempt {
+        id,
+        epoch: Epoch(epoch),
+        target: target.clone(),
+        deployment: None,
+    }
+}
+
+/// Applies commands in order; returns the effects of the last one.
+pub fn step(store: &mut MemoryStore, commands: &[Command]) -> Vec<Effect> {
+    let mut last = Vec::new();
+    for command in commands {
+        let Ok(effects) = apply(store, &Config::default(), command);
+        last = effects;
+    }
+    last
+}
+
+pub fn status(store: &MemoryStore, id: InvocationId) -> Option<Status> {
+    let Ok(record) = store.get_invocation(id);
+    record.map(|r| r.status)
+}
+
+pub fn record(store: &MemoryStore, id: InvocationId) -> Invocation {
+    let Ok(Some(record)) = store.get_invocation(id) else {
+        panic!("no invocation {id}");
+    };
+    record
+}
+
+pub fn completion_of(store: &MemoryStore, id: InvocationId, index: u32) -> Option<Outcome> {
+    let Ok(item) = store.get_journal(id, EntryIndex(index));
+    item.and_then(|item| item.outcome().cloned())
+}
+
+pub fn state_of(store: &MemoryStore, key: &str, name: &str) -> Option<Vec<u8>> {
+    let Ok(value) = store.get_state(&object(key), name);
+    value
+}
+
+/// An exclusive Counter invocation for `key`, started and running attempt 1.
+pub fn running(store: &mut MemoryStore, key: &str, nonce: u128) -> InvocationId {
+    let request = request(counter(key), HandlerKind::Exclusive, nonce);
+    let id = request.id;
+    step(store, &[invoke(request)]);
+    id
+}

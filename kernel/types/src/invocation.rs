@@ -1,0 +1,160 @@
+//! The vocabulary of invocations carried inside log commands: what is invoked, by whom, and how an
+//! attempt ended. Stored in the log, so append-only like [`crate::Command`].
+
+use crate::{EntryIndex, InvocationId, ObjectKey};
+use holdfast_protocol::message::Headers;
+use holdfast_protocol::{Outcome, Payload};
+use serde::{Deserialize, Serialize};
+
+/// The handler an invocation runs: a service's handler, and the object or workflow key if any.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Target {
+    /// Service, virtual object or workflow name.
+    pub service: String,
+    /// Handler name within the service.
+    pub handler: String,
+    /// Object or workflow key; absent for stateless services.
+    pub key: Option<String>,
+}
+
+impl Target {
+    /// Builds a target.
+    pub fn new(
+        service: impl Into<String>,
+        handler: impl Into<String>,
+        key: Option<String>,
+    ) -> Self {
+        Self {
+            service: service.into(),
+            handler: handler.into(),
+            key,
+        }
+    }
+
+    /// The object whose state and lock this target addresses, if it is keyed.
+    pub fn object(&self) -> Option<ObjectKey> {
+        self.key
+            .as_ref()
+            .map(|key| ObjectKey::new(self.service.clone(), key.clone()))
+    }
+}
+
+/// How a handler runs with respect to its object: decides locking and state access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum HandlerKind {
+    /// One at a time per key, in arrival order; may write state.
+    Exclusive,
+    /// Concurrent, read-only state; every handler of a stateless service.
+    Shared,
+    /// A workflow's main handler: exclusive on its key like [`HandlerKind::Exclusive`].
+    Workflow,
+}
+
+impl HandlerKind {
+    /// Whether an invocation of this kind must hold its object's lock to run.
+    pub fn is_exclusive(self) -> bool {
+        matches!(self, HandlerKind::Exclusive | HandlerKind::Workflow)
+    }
+}
+
+/// Who asked for an invocation, so its result can be routed back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Source {
+    /// An external client through the ingress.
+    Ingress,
+    /// Another invocation's `call` or `send` entry.
+    Invocation {
+        /// The calling invocation.
+        id: InvocationId,
+        /// Its journal entry that made the call.
+        entry: EntryIndex,
+    },
+}
+
+/// Everything needed to create an invocation; proposed by the ingress or produced by a caller's
+/// outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvocationRequest {
+    /// The new invocation's id (see [`InvocationId`] for how each proposer derives it).
+    pub id: InvocationId,
+    /// The handler to run.
+    pub target: Target,
+    /// Locking and state access of the handler, as resolved from the registered schema.
+    pub kind: HandlerKind,
+    /// The request body, journaled as the input entry.
+    pub argument: Payload,
+    /// Headers passed to the handler.
+    pub headers: Headers,
+    /// Who asked, so the result can be routed back.
+    pub source: Source,
+    /// Deduplicates requests for the same target; with it the id is [`InvocationId::idempotent`].
+    pub idempotency_key: Option<String>,
+    /// How long the completed result is kept for duplicates and attach, in milliseconds.
+    pub retention_ms: u64,
+    /// Whether the source waits for the result (false for one-way sends).
+    pub response: bool,
+    /// The proposer's clock when the request was accepted, in Unix milliseconds.
+    pub at_ms: u64,
+}
+
+/// How one attempt of an invocation ended, as reported by the invoker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ending {
+    /// The handler is blocked until one of these entries completes.
+    Suspended {
+        /// Entries whose completion lets the handler continue.
+        waiting: Vec<EntryIndex>,
+    },
+    /// The attempt failed without an output.
+    Failed {
+        /// 500 for a handler error, 570 journal mismatch, 571 protocol violation, or the code the
+        /// invocation must fail with when not retryable.
+        code: u16,
+        /// What went wrong.
+        message: String,
+        /// True: retry with a new attempt; false: complete the invocation with this failure.
+        retryable: bool,
+        /// Delay asked for by the handler's retry options, overriding the kernel's policy.
+        retry_after_ms: Option<u64>,
+    },
+    /// The SDK sent `end` after its output entry.
+    Completed,
+}
+
+/// A message one partition sends another through its outbox and the shuffle, exactly once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutboxMessage {
+    /// Start an invocation (a call or send from an invocation of the sending partition).
+    Invoke(InvocationRequest),
+    /// Complete a caller's journal entry with its callee's result.
+    Completion {
+        /// The caller.
+        id: InvocationId,
+        /// The caller's `call` entry.
+        index: EntryIndex,
+        /// The callee's output.
+        outcome: Outcome,
+    },
+    /// Cancel a callee, because its caller was cancelled.
+    Cancel {
+        /// The callee.
+        id: InvocationId,
+    },
+    /// Kill a callee, because its caller was killed.
+    Kill {
+        /// The callee.
+        id: InvocationId,
+    },
+}
+
+impl OutboxMessage {
+    /// The partition key of the invocation this message is for; the shuffle routes by it.
+    pub fn partition_key(&self) -> u64 {
+        match self {
+            OutboxMessage::Invoke(request) => request.id.partition_key,
+            OutboxMessage::Completion { id, .. }
+            | OutboxMessage::Cancel { id }
+            | OutboxMessage::Kill { id } => id.partition_key,
+        }
+    }
+}

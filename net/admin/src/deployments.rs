@@ -1,0 +1,233 @@
+//! `/deployments` and `/services`: registering endpoints through the metadata log and reading the
+//! registry it publishes.
+//!
+//! Registration runs discovery against the endpoint, checks the change against the current
+//! registry (so a conflict is refused before anything is written), then proposes it; the answer
+//! is what applying the committed command did.
+
+use crate::{ApiError, Kernel};
+use actix_web::{HttpResponse, web};
+use holdfast_metadata::ChangeRegistry;
+use holdfast_schema::{Applied, DeploymentId, Refusal, RegistryCommand, Timestamp, views};
+use serde::Deserialize;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The body of `POST /deployments`.
+#[derive(Deserialize)]
+pub(crate) struct RegisterRequest {
+    uri: String,
+    #[serde(default)]
+    force: bool,
+}
+
+/// The query of `DELETE /deployments/{id}`.
+#[derive(Deserialize)]
+pub(crate) struct RemoveQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+fn refused(refusal: &Refusal) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(refusal.http_status())
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(status).json(views::error(refusal))
+}
+
+fn metadata_error(error: holdfast_metadata::Error) -> HttpResponse {
+    let status = match error {
+        holdfast_metadata::Error::Failed(_) => actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+        _ => actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+    };
+    HttpResponse::build(status).json(ApiError::new("metadata_unavailable", error.to_string()))
+}
+
+/// A fresh 128-bit seed for a deployment id; ids must not repeat, they need not be secret.
+fn seed() -> u128 {
+    let mut bytes = [0u8; 16];
+    if let Ok(mut urandom) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut urandom, &mut bytes);
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    u128::from_le_bytes(bytes) ^ now
+}
+
+fn now_ms() -> Timestamp {
+    Timestamp(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    )
+}
+
+/// Normalises an endpoint uri so that the same endpoint is always written the same way.
+fn normalise(uri: &str) -> Result<(String, http::Uri), String> {
+    let parsed: http::Uri = uri
+        .trim()
+        .parse()
+        .map_err(|e| format!("`{uri}` is not a valid uri: {e}"))?;
+    if parsed.scheme_str() != Some("http") {
+        return Err(format!(
+            "`{uri}`: only http:// endpoints (HTTP/2 without TLS) are supported"
+        ));
+    }
+    let Some(authority) = parsed.authority() else {
+        return Err(format!("`{uri}` has no host"));
+    };
+    let path = parsed.path().trim_end_matches('/');
+    let text = format!("http://{authority}{path}/");
+    let parsed = text.parse().map_err(|e| format!("`{uri}`: {e}"))?;
+    Ok((text, parsed))
+}
+
+pub(crate) async fn register(
+    kernel: web::Data<Kernel>,
+    body: web::Json<RegisterRequest>,
+) -> HttpResponse {
+    let (uri, parsed) = match normalise(&body.uri) {
+        Ok(uri) => uri,
+        Err(message) => {
+            return HttpResponse::BadRequest().json(ApiError::new("invalid_uri", message));
+        }
+    };
+    let manifest = match kernel.endpoints.discover(&parsed).await {
+        Ok(manifest) => manifest,
+        Err(e) => {
+            return HttpResponse::BadRequest().json(ApiError::new(
+                "discovery_failed",
+                format!("discovery of {uri} failed: {e}"),
+            ));
+        }
+    };
+    let command = RegistryCommand::RegisterDeployment {
+        seed: seed(),
+        uri,
+        manifest,
+        force: body.force,
+        at_ms: now_ms(),
+    };
+    if let Err(refusal) = kernel.registry.borrow().check(&command) {
+        return refused(&refusal);
+    }
+    let applied = match kernel.metadata.send(ChangeRegistry(command)).await {
+        Ok(Ok(Ok(applied))) => applied,
+        Ok(Ok(Err(refusal))) => return refused(&refusal),
+        Ok(Err(e)) => return metadata_error(e),
+        Err(e) => return metadata_error(holdfast_metadata::Error::Unavailable(e.to_string())),
+    };
+    let (created, id) = match applied {
+        Applied::Registered(id) => (true, id),
+        Applied::AlreadyRegistered(id) => (false, id),
+        other => {
+            return HttpResponse::InternalServerError().json(ApiError::new(
+                "unexpected_outcome",
+                format!("registration applied as {other:?}"),
+            ));
+        }
+    };
+    let registry = kernel.registry.borrow().clone();
+    let Some(deployment) = registry.deployment(&id) else {
+        return HttpResponse::InternalServerError().json(ApiError::new(
+            "unexpected_outcome",
+            format!("{id} not in the registry"),
+        ));
+    };
+    let body = views::registration(deployment);
+    if created {
+        HttpResponse::Created()
+            .insert_header(("location", format!("deployments/{id}")))
+            .json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    }
+}
+
+fn parse_id(id: &str) -> Result<DeploymentId, ApiError> {
+    id.parse().map_err(|e| {
+        ApiError::new(
+            "invalid_deployment_id",
+            format!("bad deployment id `{id}`: {e}"),
+        )
+    })
+}
+
+pub(crate) async fn list(kernel: web::Data<Kernel>) -> HttpResponse {
+    let registry = kernel.registry.borrow().clone();
+    HttpResponse::Ok().json(views::deployment_list(&registry))
+}
+
+pub(crate) async fn get(kernel: web::Data<Kernel>, id: web::Path<String>) -> HttpResponse {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(error) => return HttpResponse::BadRequest().json(error),
+    };
+    let registry = kernel.registry.borrow().clone();
+    match registry.deployment(&id) {
+        Some(deployment) => HttpResponse::Ok().json(views::deployment_detail(deployment)),
+        None => HttpResponse::NotFound().json(ApiError::new(
+            "not_found",
+            format!("deployment {id} not found"),
+        )),
+    }
+}
+
+pub(crate) async fn remove(
+    kernel: web::Data<Kernel>,
+    id: web::Path<String>,
+    query: web::Query<RemoveQuery>,
+) -> HttpResponse {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(error) => return HttpResponse::BadRequest().json(error),
+    };
+    let command = RegistryCommand::RemoveDeployment {
+        id,
+        force: query.force,
+    };
+    if let Err(refusal) = kernel.registry.borrow().check(&command) {
+        return refused(&refusal);
+    }
+    match kernel.metadata.send(ChangeRegistry(command)).await {
+        Ok(Ok(Ok(_))) => HttpResponse::Accepted().finish(),
+        Ok(Ok(Err(refusal))) => refused(&refusal),
+        Ok(Err(e)) => metadata_error(e),
+        Err(e) => metadata_error(holdfast_metadata::Error::Unavailable(e.to_string())),
+    }
+}
+
+pub(crate) async fn services(kernel: web::Data<Kernel>) -> HttpResponse {
+    let registry = kernel.registry.borrow().clone();
+    HttpResponse::Ok().json(views::service_list(&registry))
+}
+
+pub(crate) async fn service(kernel: web::Data<Kernel>, name: web::Path<String>) -> HttpResponse {
+    let registry = kernel.registry.borrow().clone();
+    match registry.service(&name) {
+        Some(schema) => HttpResponse::Ok().json(views::service(schema)),
+        None => HttpResponse::NotFound().json(ApiError::new(
+            "not_found",
+            format!("service {name} not found"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise;
+
+    #[test]
+    fn endpoint_uris_are_normalised_and_checked() {
+        assert_eq!(
+            normalise("http://127.0.0.1:9080").map(|(t, _)| t),
+            Ok("http://127.0.0.1:9080/".to_string())
+        );
+        assert_eq!(
+            normalise(" http://127.0.0.1:9080/api/ ").map(|(t, _)| t),
+            Ok("http://127.0.0.1:9080/api/".to_string())
+        );
+        assert!(normalise("https://127.0.0.1:9080").is_err());
+        assert!(normalise("not a uri").is_err());
+        assert!(normalise("/relative").is_err());
+    }
+}

@@ -1,0 +1,346 @@
+//! The pure state machine's [`holdfast_fsm::Store`] over the redb tables of `state.redb`, inside
+//! one write transaction. Every table maps bytes to bytes:
+//!
+//! ```text
+//!   state        len service, service, len key, key, name   → value
+//!   invocations  invocation id (24 bytes)                    → Invocation record
+//!   journal      invocation id, index u32                    → JournalItem
+//!   locks        len service, service, len key, key          → holding invocation id
+//!   inbox        object prefix, arrival u64                  → waiting invocation id
+//!   idempotency  service, handler, [key], idempotency key    → invocation id
+//!   outbox       seq u64                                     → OutboxMessage
+//!   dedup        source partition u32                        → last applied seq u64
+//!   fsm_counters name                                        → u64 (outbox_seq)
+//! ```
+//! Integers are big-endian so keys sort numerically; records use the log codec.
+
+use crate::Error;
+use crate::keys::{idempotency_key, inbox_key, journal_key, object_prefix, state_key};
+use holdfast_fsm::state::{Invocation, JournalItem};
+use holdfast_types::{
+    EntryIndex, InvocationId, ObjectKey, OutboxMessage, PartitionId, Target, codec,
+};
+use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
+
+type Bytes = TableDefinition<'static, &'static [u8], &'static [u8]>;
+
+pub(crate) const STATE: Bytes = TableDefinition::new("state");
+pub(crate) const INVOCATIONS: Bytes = TableDefinition::new("invocations");
+pub(crate) const JOURNAL: Bytes = TableDefinition::new("journal");
+const LOCKS: Bytes = TableDefinition::new("locks");
+const INBOX: Bytes = TableDefinition::new("inbox");
+const IDEMPOTENCY: Bytes = TableDefinition::new("idempotency");
+pub(crate) const OUTBOX: Bytes = TableDefinition::new("outbox");
+const DEDUP: Bytes = TableDefinition::new("dedup");
+const COUNTERS: Bytes = TableDefinition::new("fsm_counters");
+const OUTBOX_SEQ: &[u8] = b"outbox_seq";
+
+/// Every table of applied state, in the order snapshots carry them.
+pub(crate) const ALL: [Bytes; 9] = [
+    STATE,
+    INVOCATIONS,
+    JOURNAL,
+    LOCKS,
+    INBOX,
+    IDEMPOTENCY,
+    OUTBOX,
+    DEDUP,
+    COUNTERS,
+];
+
+type BytesTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
+
+/// The open tables of one write transaction.
+pub(crate) struct Tables<'t> {
+    state: BytesTable<'t>,
+    invocations: BytesTable<'t>,
+    journal: BytesTable<'t>,
+    locks: BytesTable<'t>,
+    inbox: BytesTable<'t>,
+    idempotency: BytesTable<'t>,
+    outbox: BytesTable<'t>,
+    dedup: BytesTable<'t>,
+    counters: BytesTable<'t>,
+}
+
+impl<'t> Tables<'t> {
+    /// Opens (creating if needed) every state table in `txn`.
+    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, Error> {
+        Ok(Self {
+            state: txn.open_table(STATE)?,
+            invocations: txn.open_table(INVOCATIONS)?,
+            journal: txn.open_table(JOURNAL)?,
+            locks: txn.open_table(LOCKS)?,
+            inbox: txn.open_table(INBOX)?,
+            idempotency: txn.open_table(IDEMPOTENCY)?,
+            outbox: txn.open_table(OUTBOX)?,
+            dedup: txn.open_table(DEDUP)?,
+            counters: txn.open_table(COUNTERS)?,
+        })
+    }
+}
+
+/// Keys of `table` starting with `prefix`, in order.
+fn keys_with_prefix(table: &BytesTable<'_>, prefix: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
+    let mut keys = Vec::new();
+    for item in table.range(prefix..)? {
+        let (key, _) = item?;
+        if !key.value().starts_with(prefix) {
+            break;
+        }
+        keys.push(key.value().to_vec());
+    }
+    Ok(keys)
+}
+
+fn delete_prefix(table: &mut BytesTable<'_>, prefix: &[u8]) -> Result<(), Error> {
+    for key in keys_with_prefix(table, prefix)? {
+        table.remove(key.as_slice())?;
+    }
+    Ok(())
+}
+
+fn read_id(table: &'static str, bytes: &[u8]) -> Result<InvocationId, Error> {
+    InvocationId::from_bytes(bytes).ok_or(Error::CorruptRecord {
+        table,
+        len: bytes.len(),
+    })
+}
+
+fn read_u64(table: &'static str, bytes: &[u8]) -> Result<u64, Error> {
+    let array: [u8; 8] = bytes.try_into().map_err(|_| Error::CorruptRecord {
+        table,
+        len: bytes.len(),
+    })?;
+    Ok(u64::from_be_bytes(array))
+}
+
+fn get_record<T: serde::de::DeserializeOwned>(
+    table: &BytesTable<'_>,
+    key: &[u8],
+) -> Result<Option<T>, Error> {
+    match table.get(key)? {
+        Some(bytes) => Ok(Some(codec::decode(bytes.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn put_record<T: serde::Serialize>(
+    table: &mut BytesTable<'_>,
+    key: &[u8],
+    value: &T,
+) -> Result<(), Error> {
+    table.insert(key, codec::encode(value)?.as_slice())?;
+    Ok(())
+}
+
+impl holdfast_fsm::Store for Tables<'_> {
+    type Error = Error;
+
+    fn get_state(&self, object: &ObjectKey, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        let key = state_key(object, name);
+        Ok(self.state.get(key.as_slice())?.map(|v| v.value().to_vec()))
+    }
+
+    fn put_state(&mut self, object: &ObjectKey, name: &str, value: &[u8]) -> Result<(), Error> {
+        self.state
+            .insert(state_key(object, name).as_slice(), value)?;
+        Ok(())
+    }
+
+    fn delete_state(&mut self, object: &ObjectKey, name: &str) -> Result<(), Error> {
+        self.state.remove(state_key(object, name).as_slice())?;
+        Ok(())
+    }
+
+    fn delete_all_state(&mut self, object: &ObjectKey) -> Result<(), Error> {
+        delete_prefix(&mut self.state, &object_prefix(object))
+    }
+
+    fn state_names(&self, object: &ObjectKey) -> Result<Vec<String>, Error> {
+        let prefix = object_prefix(object);
+        keys_with_prefix(&self.state, &prefix)?
+            .into_iter()
+            .map(|mut key| {
+                let len = key.len();
+                String::from_utf8(key.split_off(prefix.len())).map_err(|_| Error::CorruptKey(len))
+            })
+            .collect()
+    }
+
+    fn get_invocation(&self, id: InvocationId) -> Result<Option<Invocation>, Error> {
+        get_record(&self.invocations, &id.to_bytes())
+    }
+
+    fn put_invocation(&mut self, id: InvocationId, record: &Invocation) -> Result<(), Error> {
+        put_record(&mut self.invocations, &id.to_bytes(), record)
+    }
+
+    fn delete_invocation(&mut self, id: InvocationId) -> Result<(), Error> {
+        self.invocations.remove(id.to_bytes().as_slice())?;
+        Ok(())
+    }
+
+    fn get_journal(
+        &self,
+        id: InvocationId,
+        index: EntryIndex,
+    ) -> Result<Option<JournalItem>, Error> {
+        get_record(&self.journal, &journal_key(id, index))
+    }
+
+    fn put_journal(
+        &mut self,
+        id: InvocationId,
+        index: EntryIndex,
+        item: &JournalItem,
+    ) -> Result<(), Error> {
+        put_record(&mut self.journal, &journal_key(id, index), item)
+    }
+
+    fn delete_journal(&mut self, id: InvocationId) -> Result<(), Error> {
+        delete_prefix(&mut self.journal, &id.to_bytes())
+    }
+
+    fn get_lock(&self, object: &ObjectKey) -> Result<Option<InvocationId>, Error> {
+        match self.locks.get(object_prefix(object).as_slice())? {
+            Some(bytes) => Ok(Some(read_id("locks", bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_lock(&mut self, object: &ObjectKey, id: InvocationId) -> Result<(), Error> {
+        self.locks
+            .insert(object_prefix(object).as_slice(), id.to_bytes().as_slice())?;
+        Ok(())
+    }
+
+    fn delete_lock(&mut self, object: &ObjectKey) -> Result<(), Error> {
+        self.locks.remove(object_prefix(object).as_slice())?;
+        Ok(())
+    }
+
+    fn inbox_push(&mut self, object: &ObjectKey, id: InvocationId) -> Result<(), Error> {
+        let prefix = object_prefix(object);
+        let next = match keys_with_prefix(&self.inbox, &prefix)?.last() {
+            Some(last) => read_u64("inbox", &last[prefix.len()..])?.saturating_add(1),
+            None => 0,
+        };
+        self.inbox
+            .insert(inbox_key(object, next).as_slice(), id.to_bytes().as_slice())?;
+        Ok(())
+    }
+
+    fn inbox_pop(&mut self, object: &ObjectKey) -> Result<Option<InvocationId>, Error> {
+        let prefix = object_prefix(object);
+        let first = {
+            let mut range = self.inbox.range(prefix.as_slice()..)?;
+            match range.next() {
+                Some(item) => {
+                    let (key, value) = item?;
+                    key.value()
+                        .starts_with(&prefix)
+                        .then(|| (key.value().to_vec(), value.value().to_vec()))
+                }
+                None => None,
+            }
+        };
+        let Some((key, value)) = first else {
+            return Ok(None);
+        };
+        self.inbox.remove(key.as_slice())?;
+        Ok(Some(read_id("inbox", &value)?))
+    }
+
+    fn inbox_remove(&mut self, object: &ObjectKey, id: InvocationId) -> Result<bool, Error> {
+        let prefix = object_prefix(object);
+        let wanted = id.to_bytes();
+        let mut found = None;
+        for item in self.inbox.range(prefix.as_slice()..)? {
+            let (key, value) = item?;
+            if !key.value().starts_with(&prefix) {
+                break;
+            }
+            if value.value() == wanted.as_slice() {
+                found = Some(key.value().to_vec());
+                break;
+            }
+        }
+        match found {
+            Some(key) => {
+                self.inbox.remove(key.as_slice())?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn get_idempotency(&self, target: &Target, key: &str) -> Result<Option<InvocationId>, Error> {
+        match self
+            .idempotency
+            .get(idempotency_key(target, key).as_slice())?
+        {
+            Some(bytes) => Ok(Some(read_id("idempotency", bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_idempotency(
+        &mut self,
+        target: &Target,
+        key: &str,
+        id: InvocationId,
+    ) -> Result<(), Error> {
+        self.idempotency.insert(
+            idempotency_key(target, key).as_slice(),
+            id.to_bytes().as_slice(),
+        )?;
+        Ok(())
+    }
+
+    fn delete_idempotency(&mut self, target: &Target, key: &str) -> Result<(), Error> {
+        self.idempotency
+            .remove(idempotency_key(target, key).as_slice())?;
+        Ok(())
+    }
+
+    fn outbox_push(&mut self, message: &OutboxMessage) -> Result<u64, Error> {
+        let last = match self.counters.get(OUTBOX_SEQ)? {
+            Some(bytes) => read_u64("fsm_counters", bytes.value())?,
+            None => 0,
+        };
+        let seq = last.saturating_add(1);
+        self.counters
+            .insert(OUTBOX_SEQ, seq.to_be_bytes().as_slice())?;
+        put_record(&mut self.outbox, &seq.to_be_bytes(), message)?;
+        Ok(seq)
+    }
+
+    fn outbox_truncate(&mut self, up_to: u64) -> Result<(), Error> {
+        let end = up_to.to_be_bytes();
+        let mut doomed = Vec::new();
+        for item in self.outbox.range(..=end.as_slice())? {
+            let (key, _) = item?;
+            doomed.push(key.value().to_vec());
+        }
+        for key in doomed {
+            self.outbox.remove(key.as_slice())?;
+        }
+        Ok(())
+    }
+
+    fn get_dedup(&self, from: PartitionId) -> Result<Option<u64>, Error> {
+        match self.dedup.get(from.0.to_be_bytes().as_slice())? {
+            Some(bytes) => Ok(Some(read_u64("dedup", bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_dedup(&mut self, from: PartitionId, seq: u64) -> Result<(), Error> {
+        self.dedup.insert(
+            from.0.to_be_bytes().as_slice(),
+            seq.to_be_bytes().as_slice(),
+        )?;
+        Ok(())
+    }
+}
