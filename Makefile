@@ -5,19 +5,19 @@ export CARGO_TARGET_DIR
 CARGO ?= cargo
 HOLDFAST := $(CARGO_TARGET_DIR)/debug/holdfast
 
-.PHONY: build run test test-rust test-sdk bench lint fmt clean-data
+.PHONY: build run sdk test test-rust test-sdk bench lint fmt clean-data
 
 build:
 	$(CARGO) build --workspace --all-targets
 
-## Start a single-node kernel on the embedded default configuration (data in ./holdfast-data).
-run:
+## Start a single-node kernel on the embedded default configuration (data in ./holdfast-data)
+## with the example services registered, and print how to call them.
+run: sdk
 	$(CARGO) build -p holdfast
-	@echo "holdfast: admin API on http://127.0.0.1:9070 — try:"
-	@echo "  curl -s http://127.0.0.1:9070/health"
-	@echo "  curl -s http://127.0.0.1:9070/metrics"
-	@echo "stop with Ctrl-C (in-flight commits finish, stores close cleanly)"
-	$(HOLDFAST) serve
+	examples/run.sh
+
+sdk:
+	@if [ ! -f sdk-ts/dist/src/index.js ]; then cd sdk-ts && npm ci --no-audit --no-fund && npm run build; fi
 
 ## Everything CI runs: the SDK (built first: Rust tests drive real Node endpoints), then Rust unit, storage-suite and end-to-end tests.
 test: test-sdk test-rust

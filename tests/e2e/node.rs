@@ -136,9 +136,8 @@ fn an_admin_port_in_use_fails_the_start_naming_the_key() {
 #[test]
 fn serve_without_a_config_file_runs_on_the_embedded_default() {
     let cwd = tempfile::tempdir().expect("tempdir");
-    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", holdfast_e2e::free_port())
-        .parse()
-        .expect("addr");
+    let [admin, ingress, sql] = holdfast_e2e::free_ports::<3>();
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{admin}").parse().expect("addr");
     // Only the listeners move (so the test can run beside a kernel on the default ports).
     let mut node = Command::new(holdfast_e2e::holdfast_bin())
         .arg("serve")
@@ -147,12 +146,9 @@ fn serve_without_a_config_file_runs_on_the_embedded_default() {
         .env("HOLDFAST__ADMIN__BIND_ADDRESS", admin.to_string())
         .env(
             "HOLDFAST__INGRESS__BIND_ADDRESS",
-            format!("127.0.0.1:{}", holdfast_e2e::free_port()),
+            format!("127.0.0.1:{ingress}"),
         )
-        .env(
-            "HOLDFAST__SQL__BIND_ADDRESS",
-            format!("127.0.0.1:{}", holdfast_e2e::free_port()),
-        )
+        .env("HOLDFAST__SQL__BIND_ADDRESS", format!("127.0.0.1:{sql}"))
         .env("HOLDFAST_LOG", "warn")
         .stderr(std::process::Stdio::piped())
         .spawn()

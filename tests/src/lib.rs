@@ -38,10 +38,21 @@ pub fn repo_root() -> PathBuf {
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct loopback ports that were free a moment ago (all held open while chosen, so the
+/// OS cannot hand out the same one twice).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    std::array::from_fn(|i| {
+        listeners[i]
+            .local_addr()
+            .map(|a| a.port())
+            .expect("local address")
+    })
 }
 
 /// A node's configuration file and data dir in a private temporary directory.
@@ -52,6 +63,8 @@ pub struct NodeFiles {
     pub config: PathBuf,
     /// The admin API address.
     pub admin: SocketAddr,
+    /// The ingress address.
+    pub ingress: SocketAddr,
     /// The node's data dir.
     pub data_dir: PathBuf,
 }
@@ -61,17 +74,16 @@ impl NodeFiles {
     pub fn new(partitions: u32, extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let [admin, ingress, sql, raft] = free_ports::<4>();
+        let admin: SocketAddr = format!("127.0.0.1:{admin}").parse().expect("addr");
+        let ingress: SocketAddr = format!("127.0.0.1:{ingress}").parse().expect("addr");
         let text = format!(
             "[node]\nid = 1\ndata_dir = {data:?}\n\
-             [ingress]\nbind_address = \"127.0.0.1:{}\"\n\
+             [ingress]\nbind_address = \"{ingress}\"\n\
              [admin]\nbind_address = \"{admin}\"\n\
-             [sql]\nbind_address = \"127.0.0.1:{}\"\n\
+             [sql]\nbind_address = \"127.0.0.1:{sql}\"\n\
              [cluster]\npartitions = {partitions}\nreplication_factor = 1\n\
-             [[cluster.nodes]]\nid = 1\naddress = \"127.0.0.1:{}\"\n{extra}",
-            free_port(),
-            free_port(),
-            free_port(),
+             [[cluster.nodes]]\nid = 1\naddress = \"127.0.0.1:{raft}\"\n{extra}",
             data = data_dir.display().to_string(),
         );
         let config = dir.path().join("node.toml");
@@ -80,6 +92,7 @@ impl NodeFiles {
             dir,
             config,
             admin,
+            ingress,
             data_dir,
         }
     }
@@ -133,12 +146,30 @@ pub fn http_get(address: SocketAddr, path: &str) -> std::io::Result<Response> {
 
 /// Sends `method path` without a body over a fresh connection.
 pub fn http_request(address: SocketAddr, method: &str, path: &str) -> std::io::Result<Response> {
+    http(address, method, path, &[], "")
+}
+
+/// Sends one HTTP/1.1 request with `headers` and `body` over a fresh connection and reads the
+/// whole response.
+pub fn http(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\ncontent-length: 0\r\n\r\n"
-    )?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes())?;
     read_response(stream)
 }
 
@@ -271,14 +302,11 @@ pub fn http_json(
     path: &str,
     body: &serde_json::Value,
 ) -> std::io::Result<Response> {
-    let body = body.to_string();
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    read_response(stream)
+    http(
+        address,
+        method,
+        path,
+        &[("content-type", "application/json")],
+        &body.to_string(),
+    )
 }

@@ -1,18 +1,26 @@
 //! [`PartitionActor`]: drives one partition's raft group and batches proposals into group commits.
 
-use crate::{GetStatus, Histogram, PartitionStatus, Propose, ProposeError, Shutdown};
+use crate::shuffle::ShuffleActor;
+use crate::{
+    Committed, GetStatus, Histogram, PartitionStatus, Propose, ProposeError, ProposeMany, Shutdown,
+};
 use actix::prelude::*;
 use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt, ready};
+use holdfast_endpoint::EndpointClient;
+use holdfast_invocation::{InvocationActor, Timeouts};
+use holdfast_protocol::Outcome;
 use holdfast_raft_group::{Membership, Network, Role};
 use holdfast_raft_store::{Batch, StateMachine, TypeConfig};
-use holdfast_types::{Command, LogIndex, NodeId, PartitionId, Term};
+use holdfast_schema::Registry;
+use holdfast_types::{Command, Epoch, InvocationId, LogIndex, NodeId, PartitionId, Term};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, RaftMetrics};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// Everything a partition actor needs to (re)start its raft group.
 #[derive(Debug, Clone)]
@@ -31,20 +39,26 @@ pub struct Settings {
     pub max_queued: usize,
     /// How often applied state is made durable in the background.
     pub flush_interval: Duration,
+    /// The newest registry of deployments, to find the endpoint of an attempt.
+    pub registry: watch::Receiver<Arc<Registry>>,
+    /// The client attempts reach service endpoints with (one pooled connection per endpoint).
+    pub endpoints: EndpointClient,
+    /// Inactivity and abort timeouts of attempts.
+    pub timeouts: Timeouts,
 }
 
-/// A proposal waiting to be acknowledged.
+/// Commands proposed together, waiting to be acknowledged; they always share one batch.
 struct Queued {
-    command: Command,
+    commands: Vec<Command>,
     size: usize,
-    reply: oneshot::Sender<Result<LogIndex, ProposeError>>,
+    reply: oneshot::Sender<Result<Committed, ProposeError>>,
     arrived: Instant,
 }
 
 /// The running raft group with the handle to its applied state.
-struct Group {
-    raft: Raft<TypeConfig>,
-    state: StateMachine,
+pub(crate) struct Group {
+    pub(crate) raft: Raft<TypeConfig>,
+    pub(crate) state: StateMachine,
 }
 
 /// A new raft metrics snapshot, delivered from the group's metrics watch.
@@ -56,9 +70,17 @@ impl Message for RaftObserved {
 
 /// Drives one partition: starts its raft group, batches proposals, acknowledges them after commit.
 pub struct PartitionActor {
-    settings: Settings,
-    group: Option<Group>,
-    observed: Role,
+    pub(crate) settings: Settings,
+    pub(crate) group: Option<Group>,
+    pub(crate) observed: Role,
+    /// Every partition's actor, indexed by partition id (empty until the kernel sends `Peers`).
+    pub(crate) peers: Vec<Addr<PartitionActor>>,
+    /// Delivers this partition's outbox while it leads.
+    pub(crate) shuffle: Option<Addr<ShuffleActor>>,
+    /// The attempt running for each invocation this leader started, with its epoch.
+    pub(crate) running: HashMap<InvocationId, (Epoch, Addr<InvocationActor>)>,
+    /// Ingress requests waiting for an invocation's result.
+    pub(crate) waiters: HashMap<InvocationId, Vec<oneshot::Sender<Outcome>>>,
     queue: VecDeque<Queued>,
     in_flight: bool,
     closing: bool,
@@ -78,6 +100,10 @@ impl PartitionActor {
             settings,
             group: None,
             observed: Role::default(),
+            peers: Vec::new(),
+            shuffle: None,
+            running: HashMap::new(),
+            waiters: HashMap::new(),
             queue: VecDeque::new(),
             in_flight: false,
             closing: false,
@@ -91,7 +117,7 @@ impl PartitionActor {
         }
     }
 
-    fn partition(&self) -> PartitionId {
+    pub(crate) fn partition(&self) -> PartitionId {
         self.settings.partition
     }
 
@@ -131,8 +157,9 @@ impl PartitionActor {
         let mut waiting = Vec::new();
         let mut bytes = 0;
         while let Some(next) = self.queue.front() {
-            let full = commands.len() >= self.settings.max_batch_commands
-                || (!commands.is_empty() && bytes + next.size > self.settings.max_batch_bytes);
+            let full = !commands.is_empty()
+                && (commands.len() + next.commands.len() > self.settings.max_batch_commands
+                    || bytes + next.size > self.settings.max_batch_bytes);
             if full {
                 break;
             }
@@ -140,7 +167,7 @@ impl PartitionActor {
                 break;
             };
             bytes += next.size;
-            commands.push(next.command);
+            commands.extend(next.commands);
             waiting.push((next.reply, next.arrived));
         }
         self.in_flight = true;
@@ -153,7 +180,14 @@ impl PartitionActor {
                 Ok(response) => {
                     act.batches += 1;
                     act.batch_size.observe(size as f64);
-                    Ok(LogIndex(response.log_id.index))
+                    let effects: Arc<[holdfast_fsm::Effect]> = response.data.effects.into();
+                    // Effects run before the proposers hear back, so a waiter registered with a
+                    // proposal already sees what the proposal caused.
+                    act.execute(&effects, ctx);
+                    Ok(Committed {
+                        index: LogIndex(response.log_id.index),
+                        effects,
+                    })
                 }
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                     Err(ProposeError::NotLeader {
@@ -176,6 +210,54 @@ impl PartitionActor {
             act.commit_next(ctx);
             act.finish_shutdown_when_idle(ctx);
         }));
+    }
+
+    /// Queues `commands` to be committed together without waiting for the answer: used where a
+    /// refusal needs no handling because a later leader redoes the work from the applied state.
+    pub(crate) fn submit(&mut self, commands: Vec<Command>, ctx: &mut Context<Self>) {
+        drop(self.enqueue(commands, ctx));
+    }
+
+    /// Queues `commands` to be committed together; the future answers once they are (or why not).
+    pub(crate) fn enqueue(
+        &mut self,
+        commands: Vec<Command>,
+        ctx: &mut Context<Self>,
+    ) -> BoxFuture<'static, Result<Committed, ProposeError>> {
+        let refusal = if self.closing {
+            Some(ProposeError::ShuttingDown(self.partition()))
+        } else if let Some(leader) = self.observed.other_leader() {
+            Some(ProposeError::NotLeader {
+                partition: self.partition(),
+                leader: Some(leader),
+            })
+        } else if self.queue.len() >= self.settings.max_queued {
+            Some(ProposeError::Overloaded(self.partition()))
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            return Box::pin(ready(Err(refusal)));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.queue.push_back(Queued {
+            size: commands.iter().map(Command::approx_size).sum(),
+            commands,
+            reply,
+            arrived: Instant::now(),
+        });
+        self.commit_next(ctx);
+        let partition = self.partition();
+        answer
+            .map(move |received| {
+                received.unwrap_or_else(|_| {
+                    Err(ProposeError::Storage {
+                        partition,
+                        message: "partition stopped while the command was in flight".into(),
+                    })
+                })
+            })
+            .boxed()
     }
 
     /// Refuses every queued proposal with `error`; none of them was written.
@@ -237,11 +319,6 @@ async fn start_group(settings: &Settings) -> Result<Group, String> {
     Ok(Group { raft, state })
 }
 
-/// Rough encoded size of a command, used to bound the bytes in one group commit.
-fn approx_size(command: &Command) -> usize {
-    command.approx_size()
-}
-
 impl Actor for PartitionActor {
     type Context = Context<Self>;
 
@@ -268,6 +345,7 @@ impl Supervised for PartitionActor {
         }
         self.observed = Role::default();
         self.in_flight = false;
+        self.step_down();
     }
 }
 
@@ -285,6 +363,11 @@ impl StreamHandler<RaftObserved> for PartitionActor {
         if was_leader != self.observed.is_leader {
             tracing::info!(partition = %self.partition(), leader = ?metrics.current_leader,
                 term = metrics.current_term, "partition leadership changed");
+            if self.observed.is_leader {
+                self.take_over(ctx);
+            } else {
+                self.step_down();
+            }
         }
         if let Some(leader) = self.observed.other_leader() {
             self.refuse_queued(&ProposeError::NotLeader {
@@ -300,44 +383,22 @@ impl StreamHandler<RaftObserved> for PartitionActor {
 }
 
 impl Handler<Propose> for PartitionActor {
-    type Result = ResponseFuture<Result<LogIndex, ProposeError>>;
+    type Result = ResponseFuture<Result<Committed, ProposeError>>;
 
     fn handle(&mut self, Propose(command): Propose, ctx: &mut Context<Self>) -> Self::Result {
-        let refusal = if self.closing {
-            Some(ProposeError::ShuttingDown(self.partition()))
-        } else if let Some(leader) = self.observed.other_leader() {
-            Some(ProposeError::NotLeader {
-                partition: self.partition(),
-                leader: Some(leader),
-            })
-        } else if self.queue.len() >= self.settings.max_queued {
-            Some(ProposeError::Overloaded(self.partition()))
-        } else {
-            None
-        };
-        if let Some(refusal) = refusal {
-            return Box::pin(ready(Err(refusal)));
-        }
-        let (reply, answer) = oneshot::channel();
-        self.queue.push_back(Queued {
-            size: approx_size(&command),
-            command,
-            reply,
-            arrived: Instant::now(),
-        });
-        self.commit_next(ctx);
-        let partition = self.partition();
-        let answer: BoxFuture<'static, _> = answer
-            .map(move |received| {
-                received.unwrap_or_else(|_| {
-                    Err(ProposeError::Storage {
-                        partition,
-                        message: "partition stopped while the command was in flight".into(),
-                    })
-                })
-            })
-            .boxed();
-        answer
+        self.enqueue(vec![command], ctx)
+    }
+}
+
+impl Handler<ProposeMany> for PartitionActor {
+    type Result = ResponseFuture<Result<Committed, ProposeError>>;
+
+    fn handle(
+        &mut self,
+        ProposeMany(commands): ProposeMany,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        self.enqueue(commands, ctx)
     }
 }
 

@@ -11,21 +11,104 @@
 //! At most one batch per partition is in flight; proposals that arrive meanwhile form the next
 //! batch, so under load each fsync carries many commands. Leadership is observed, never assumed:
 //! a follower refuses proposals with [`ProposeError::NotLeader`].
+//!
+//! The leader also executes what applying a batch asks for (`holdfast_fsm::Effect`): it starts an
+//! [`InvocationActor`](holdfast_invocation::InvocationActor) per attempt, forwards completions and
+//! acks to it, schedules retries, answers ingress waiters, and hands outbox messages to its
+//! [`ShuffleActor`](shuffle::ShuffleActor), which moves them to their target partition exactly once.
+//! A node that becomes leader resumes what the previous leader was doing from the applied state.
 
 mod actor;
+mod effects;
+mod invoke;
 mod metrics;
+mod shuffle;
 
 pub use actor::{PartitionActor, Settings};
 pub use metrics::Histogram;
 
-use actix::Message;
-use holdfast_types::{Command, LogIndex, NodeId, PartitionId, Term};
+use actix::{Addr, Message};
+use holdfast_fsm::Effect;
+use holdfast_protocol::Outcome;
+use holdfast_types::{
+    Command, InvocationId, InvocationRequest, LogIndex, NodeId, PartitionId, Term,
+};
 use serde::Serialize;
+use std::sync::Arc;
+
+/// A committed batch as seen by one of its proposers: where it landed and what applying the whole
+/// batch asked the leader to do.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The log index of the batch.
+    pub index: LogIndex,
+    /// Effects of every command in the batch, in order.
+    pub effects: Arc<[Effect]>,
+}
 
 /// Asks a partition to make `Command` durable; answered once it is committed and applied.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<LogIndex, ProposeError>")]
+#[rtype(result = "Result<Committed, ProposeError>")]
 pub struct Propose(pub Command);
+
+/// Asks a partition to make several commands durable in one batch, in order, all or none (the
+/// shuffle delivers a target's messages this way so they can never arrive with gaps).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Committed, ProposeError>")]
+pub struct ProposeMany(pub Vec<Command>);
+
+/// Starts (or joins, for a repeated id or idempotency key) an invocation owned by this partition.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Invoked, ProposeError>")]
+pub struct Invoke {
+    /// The request, with its id already derived by the proposer.
+    pub request: InvocationRequest,
+    /// Whether to wait for the result (a call) or answer once accepted (a send).
+    pub wait: bool,
+}
+
+/// The answer to [`Invoke`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invoked {
+    /// The invocation the request started or joined.
+    pub id: InvocationId,
+    /// True when an invocation with this id or idempotency key already existed.
+    pub previously: bool,
+    /// The result, when waited for or already known.
+    pub outcome: Option<Outcome>,
+}
+
+/// Reads an invocation's status: its result if completed.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Lookup, ProposeError>")]
+pub struct GetInvocation(pub InvocationId);
+
+/// Waits for an invocation's result (attach).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Lookup, ProposeError>")]
+pub struct AwaitInvocation(pub InvocationId);
+
+/// What a partition knows about an invocation it was asked about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// No such invocation (never existed, or purged).
+    Unknown,
+    /// It exists and has not completed.
+    Running,
+    /// It completed with this result, kept until `expires_at_ms`.
+    Completed {
+        /// The result.
+        outcome: Outcome,
+        /// When the retained result is dropped.
+        expires_at_ms: u64,
+    },
+}
+
+/// Tells a partition the addresses of every partition, indexed by partition id, so its shuffle
+/// can deliver outbox messages; sent by the kernel once all partitions are started.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Peers(pub Vec<Addr<PartitionActor>>);
 
 /// Asks a partition for its status and metrics.
 #[derive(Debug, Message)]

@@ -33,6 +33,9 @@ fn settings(dir: &Path) -> Settings {
         max_batch_bytes: 1 << 20,
         max_queued: 1 << 16,
         flush_interval: Duration::from_millis(200),
+        registry: tokio::sync::watch::channel(Default::default()).1,
+        endpoints: holdfast_endpoint::EndpointClient::new(Default::default()),
+        timeouts: holdfast_invocation::Timeouts::default(),
     }
 }
 
@@ -65,7 +68,7 @@ async fn concurrent_proposals_are_group_committed_and_all_acknowledged() {
     let indexes: Vec<_> = futures::future::join_all(proposals)
         .await
         .into_iter()
-        .map(|r| r.expect("mailbox").expect("acknowledged").0)
+        .map(|r| r.expect("mailbox").expect("acknowledged").index.0)
         .collect();
 
     let status = addr.send(GetStatus).await.expect("status");
@@ -83,7 +86,10 @@ async fn concurrent_proposals_are_group_committed_and_all_acknowledged() {
 
     addr.send(Shutdown).await.expect("shutdown");
     let refused = addr.send(Propose(set(0))).await.expect("mailbox");
-    assert_eq!(refused, Err(ProposeError::ShuttingDown(PartitionId(0))));
+    assert_eq!(
+        refused.err(),
+        Some(ProposeError::ShuttingDown(PartitionId(0)))
+    );
     drop(addr);
 
     // Shutdown flushed the applied state: it is all on disk.
@@ -101,7 +107,8 @@ async fn a_restarted_partition_resumes_its_log_and_state() {
         .send(Propose(set(1)))
         .await
         .expect("mailbox")
-        .expect("ack");
+        .expect("ack")
+        .index;
     first.send(Shutdown).await.expect("shutdown");
     drop(first);
 
@@ -111,7 +118,8 @@ async fn a_restarted_partition_resumes_its_log_and_state() {
         .send(Propose(set(2)))
         .await
         .expect("mailbox")
-        .expect("ack");
+        .expect("ack")
+        .index;
     assert!(
         next > acked,
         "the log continues after {acked:?}, got {next:?}"

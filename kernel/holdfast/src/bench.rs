@@ -153,7 +153,8 @@ fn log(args: LogArgs) -> anyhow::Result<serde_json::Value> {
                     };
                     let sent = Instant::now();
                     match addr.send(Propose(command)).await {
-                        Ok(Ok(index)) => {
+                        Ok(Ok(committed)) => {
+                            let index = committed.index;
                             latencies.push(sent.elapsed());
                             if print {
                                 let mut out = std::io::stdout().lock();

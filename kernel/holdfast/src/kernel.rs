@@ -11,8 +11,10 @@
 use crate::datadir::{self, DataDir};
 use actix::{Addr, Arbiter, Supervisor};
 use holdfast_config::Config;
+use holdfast_endpoint::{ClientConfig, EndpointClient};
+use holdfast_invocation::Timeouts;
 use holdfast_metadata::MetadataActor;
-use holdfast_partition::{GetStatus, PartitionActor, PartitionStatus, Settings, Shutdown};
+use holdfast_partition::{GetStatus, PartitionActor, PartitionStatus, Peers, Settings, Shutdown};
 use holdfast_raft_group::Membership;
 use holdfast_schema::Registry;
 use holdfast_types::{NodeId, PartitionId};
@@ -41,6 +43,7 @@ pub struct Kernel {
     partitions: Vec<(PartitionId, Addr<PartitionActor>)>,
     metadata: Addr<MetadataActor>,
     registry: watch::Receiver<Arc<Registry>>,
+    endpoints: EndpointClient,
     arbiter: Arbiter,
     _data_dir: DataDir,
 }
@@ -88,7 +91,8 @@ impl Kernel {
             };
             Supervisor::start_in_arbiter(&arbiter.handle(), move |_| MetadataActor::new(settings))
         };
-        let partitions = (0..config.cluster.partitions)
+        let endpoints = EndpointClient::new(ClientConfig::default());
+        let partitions: Vec<(PartitionId, Addr<PartitionActor>)> = (0..config.cluster.partitions)
             .map(|n| {
                 let settings = Settings {
                     partition: PartitionId(n),
@@ -98,6 +102,9 @@ impl Kernel {
                     max_batch_bytes: config.log.max_batch_bytes,
                     max_queued: config.log.max_batch_commands.saturating_mul(64),
                     flush_interval: Duration::from_secs(1),
+                    registry: registry.clone(),
+                    endpoints: endpoints.clone(),
+                    timeouts: Timeouts::default(),
                 };
                 let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
                     PartitionActor::new(settings)
@@ -105,7 +112,13 @@ impl Kernel {
                 (PartitionId(n), addr)
             })
             .collect();
+        let peers: Vec<Addr<PartitionActor>> =
+            partitions.iter().map(|(_, addr)| addr.clone()).collect();
+        for (_, partition) in &partitions {
+            partition.do_send(Peers(peers.clone()));
+        }
         Ok(Self {
+            endpoints,
             node: NodeId(config.node.id),
             partitions,
             metadata,
@@ -133,6 +146,11 @@ impl Kernel {
     /// The newest applied registry of deployments and services, updated as the metadata log applies.
     pub fn registry(&self) -> watch::Receiver<Arc<Registry>> {
         self.registry.clone()
+    }
+
+    /// The client used to reach service endpoints (discovery and attempts share its connections).
+    pub fn endpoints(&self) -> &EndpointClient {
+        &self.endpoints
     }
 
     /// The status of every partition that answers.

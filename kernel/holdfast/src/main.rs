@@ -8,6 +8,7 @@
 
 mod bench;
 mod datadir;
+mod dispatch;
 mod kernel;
 
 use anyhow::Context as _;
@@ -114,7 +115,7 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 partitions: kernel.partitions().to_vec(),
                 metadata: kernel.metadata().clone(),
                 registry: kernel.registry(),
-                endpoints: holdfast_endpoint::EndpointClient::new(Default::default()),
+                endpoints: kernel.endpoints().clone(),
             },
         ) {
             Ok(admin) => admin,
@@ -128,17 +129,48 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 });
             }
         };
+        let dispatcher = dispatch::KernelDispatcher::new(
+            kernel
+                .partitions()
+                .iter()
+                .map(|(_, addr)| addr.clone())
+                .collect(),
+            kernel.registry(),
+        );
+        let ingress = match holdfast_ingress::serve(
+            config.ingress.bind_address,
+            holdfast_ingress::IngressConfig::default(),
+            kernel.registry(),
+            std::sync::Arc::new(dispatcher),
+        ) {
+            Ok(ingress) => ingress,
+            Err(e) => {
+                admin.handle().stop(true).await;
+                kernel.shutdown().await;
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot listen on ingress address {} (key `ingress.bind_address`)",
+                        config.ingress.bind_address
+                    )
+                });
+            }
+        };
         let admin_handle = admin.handle();
         let admin_task = actix_rt::spawn(admin);
+        let ingress_handle = ingress.handle();
+        let ingress_task = actix_rt::spawn(ingress);
         tracing::info!(
             node = config.node.id,
             partitions = config.cluster.partitions,
             admin = %config.admin.bind_address,
+            ingress = %config.ingress.bind_address,
             data_dir = %config.node.data_dir.display(),
             "holdfast is running"
         );
         let signal = signals.await;
         tracing::info!(signal, "shutting down: finishing in-flight commits");
+        ingress_handle.stop(true).await;
+        let _ = ingress_task.await;
         admin_handle.stop(true).await;
         let _ = admin_task.await;
         kernel.shutdown().await;

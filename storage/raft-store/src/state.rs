@@ -5,7 +5,7 @@
 //! loses at most the unflushed tail, which openraft re-applies from the log.
 
 use crate::error::blocking;
-use crate::keys::parse_state_key;
+use crate::keys::{object_prefix, parse_state_key};
 use crate::tables::{self, STATE, Tables};
 use crate::{Applied, Batch, Error, TypeConfig};
 use holdfast_fsm::state::{Invocation, JournalItem};
@@ -157,6 +157,43 @@ impl StateMachine {
                 EntryIndex(u32::from_be_bytes(index)),
                 codec::decode(value.value())?,
             ));
+        }
+        Ok(out)
+    }
+
+    /// Every invocation that is not completed, for a new leader to resume: running attempts are
+    /// restarted, backing-off ones rescheduled.
+    pub fn live_invocations(&self) -> Result<Vec<(InvocationId, Invocation)>, Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(tables::INVOCATIONS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (key, value) = item?;
+            let record: Invocation = codec::decode(value.value())?;
+            if matches!(record.status, holdfast_fsm::state::Status::Completed { .. }) {
+                continue;
+            }
+            let id = InvocationId::from_bytes(key.value())
+                .ok_or(Error::CorruptKey(key.value().len()))?;
+            out.push((id, record));
+        }
+        Ok(out)
+    }
+
+    /// The state of one object by name, for the eager state an attempt starts with.
+    pub fn object_state(&self, object: &ObjectKey) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(tables::STATE)?;
+        let prefix = object_prefix(object);
+        let mut out = Vec::new();
+        for item in table.range(prefix.as_slice()..)? {
+            let (key, value) = item?;
+            let Some(name) = key.value().strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            let name = String::from_utf8(name.to_vec())
+                .map_err(|_| Error::CorruptKey(key.value().len()))?;
+            out.push((name, value.value().to_vec()));
         }
         Ok(out)
     }

@@ -1,0 +1,190 @@
+//! [`ShuffleActor`]: moves a leader's outbox messages to the partitions that own their targets,
+//! exactly once.
+//!
+//! Exactly once = at least once + dedup: a message stays in the source's outbox until the target
+//! has committed it, and the target applies a `ShuffleIn` only if its sequence number is above the
+//! last one it applied from this source. That dedup is only sound if a target never sees a later
+//! message before an earlier one, so each target receives its messages in sequence order, all of
+//! its pending ones in one all-or-nothing batch (`ProposeMany`), one batch in flight at a time.
+//! Once every message up to `n` is delivered, the source truncates its outbox up to `n`.
+
+use crate::ProposeMany;
+use crate::actor::PartitionActor;
+use crate::effects::now_ms;
+use actix::prelude::*;
+use holdfast_types::routing::partition_for_key;
+use holdfast_types::{Command, OutboxMessage, PartitionId};
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+/// How long a failed delivery waits before it is tried again.
+const REDELIVERY_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A new outbox message to deliver (from an `Effect::ShuffleOut`).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct ShuffleOut {
+    pub(crate) seq: u64,
+    pub(crate) partition_key: u64,
+    pub(crate) message: OutboxMessage,
+}
+
+/// The whole undelivered outbox, read by a new leader; replaces what the shuffle holds.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Reload(pub(crate) Vec<(u64, OutboxMessage)>);
+
+/// The source no longer leads: deliver nothing more.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Halt;
+
+/// Delivers one partition's outbox.
+pub(crate) struct ShuffleActor {
+    source: PartitionId,
+    owner: Addr<PartitionActor>,
+    peers: Vec<Addr<PartitionActor>>,
+    /// Undelivered messages by sequence number, with their target partition.
+    pending: BTreeMap<u64, (PartitionId, OutboxMessage)>,
+    /// Targets with a batch in flight.
+    in_flight: HashSet<PartitionId>,
+    /// Highest sequence number handed to this shuffle.
+    highest: u64,
+    /// Highest sequence number whose truncation was asked for.
+    truncated: u64,
+    halted: bool,
+}
+
+impl ShuffleActor {
+    pub(crate) fn new(
+        source: PartitionId,
+        owner: Addr<PartitionActor>,
+        peers: Vec<Addr<PartitionActor>>,
+    ) -> Self {
+        Self {
+            source,
+            owner,
+            peers,
+            pending: BTreeMap::new(),
+            in_flight: HashSet::new(),
+            highest: 0,
+            truncated: 0,
+            halted: false,
+        }
+    }
+
+    fn target(&self, partition_key: u64) -> PartitionId {
+        partition_for_key(
+            partition_key,
+            u32::try_from(self.peers.len()).unwrap_or(u32::MAX),
+        )
+    }
+
+    fn add(&mut self, seq: u64, partition_key: u64, message: OutboxMessage) {
+        let target = self.target(partition_key);
+        self.highest = self.highest.max(seq);
+        self.pending.insert(seq, (target, message));
+    }
+
+    /// Sends each idle target all of its pending messages, in order, as one batch.
+    fn deliver(&mut self, ctx: &mut Context<Self>) {
+        if self.halted {
+            return;
+        }
+        let mut batches: BTreeMap<PartitionId, Vec<(u64, Command)>> = BTreeMap::new();
+        for (seq, (target, message)) in &self.pending {
+            if self.in_flight.contains(target) {
+                continue;
+            }
+            batches.entry(*target).or_default().push((
+                *seq,
+                Command::ShuffleIn {
+                    from: self.source,
+                    seq: *seq,
+                    message: message.clone(),
+                    at_ms: now_ms(),
+                },
+            ));
+        }
+        for (target, batch) in batches {
+            let Some(peer) = self.peers.get(target.0 as usize).cloned() else {
+                tracing::error!(%target, "outbox message for a partition that does not exist");
+                continue;
+            };
+            self.in_flight.insert(target);
+            let (seqs, commands): (Vec<u64>, Vec<Command>) = batch.into_iter().unzip();
+            let sent = async move { peer.send(ProposeMany(commands)).await };
+            ctx.spawn(sent.into_actor(self).map(move |result, act, ctx| {
+                act.in_flight.remove(&target);
+                match result {
+                    Ok(Ok(_)) => {
+                        for seq in seqs {
+                            act.pending.remove(&seq);
+                        }
+                        act.truncate_delivered();
+                        act.deliver(ctx);
+                    }
+                    failed => {
+                        // Nothing of the batch was committed (or the target dedups what was):
+                        // the same messages go again, still in order.
+                        let reason = match failed {
+                            Ok(Err(e)) => e.to_string(),
+                            Err(e) => e.to_string(),
+                            Ok(Ok(_)) => String::new(),
+                        };
+                        tracing::debug!(source = %act.source, %target, %reason, "outbox delivery failed; retrying");
+                        ctx.run_later(REDELIVERY_BACKOFF, |act, ctx| act.deliver(ctx));
+                    }
+                }
+            }));
+        }
+    }
+
+    /// Asks the source to truncate its outbox up to the last message before the first undelivered.
+    fn truncate_delivered(&mut self) {
+        let up_to = match self.pending.keys().next() {
+            Some(first) => first.saturating_sub(1),
+            None => self.highest,
+        };
+        if up_to > self.truncated {
+            self.truncated = up_to;
+            self.owner
+                .do_send(crate::Propose(Command::OutboxDelivered { up_to }));
+        }
+    }
+}
+
+impl Actor for ShuffleActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<ShuffleOut> for ShuffleActor {
+    type Result = ();
+
+    fn handle(&mut self, out: ShuffleOut, ctx: &mut Context<Self>) {
+        self.add(out.seq, out.partition_key, out.message);
+        self.deliver(ctx);
+    }
+}
+
+impl Handler<Reload> for ShuffleActor {
+    type Result = ();
+
+    fn handle(&mut self, Reload(outbox): Reload, ctx: &mut Context<Self>) {
+        self.halted = false;
+        self.pending.clear();
+        for (seq, message) in outbox {
+            self.add(seq, message.partition_key(), message);
+        }
+        self.deliver(ctx);
+    }
+}
+
+impl Handler<Halt> for ShuffleActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Halt, ctx: &mut Context<Self>) {
+        self.halted = true;
+        ctx.stop();
+    }
+}

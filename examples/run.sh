@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `make run`: a single-node kernel on the embedded default configuration, with the example
+# services started and registered, and the commands to call them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${HOLDFAST_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/holdfast/target}/debug/holdfast}
+PORT=${EXAMPLES_PORT:-9080}
+
+node examples/services.mjs &
+services=$!
+"$BIN" serve &
+kernel=$!
+trap 'kill "$services" 2>/dev/null; kill -TERM "$kernel" 2>/dev/null; wait "$kernel" 2>/dev/null || true' EXIT INT TERM
+
+until curl -fs http://127.0.0.1:9070/health 2>/dev/null | grep -q '"status":"ok"'; do
+  kill -0 "$kernel" 2>/dev/null || { echo "holdfast exited" >&2; exit 1; }
+  sleep 0.1
+done
+curl -fs -o /dev/null -X POST http://127.0.0.1:9070/deployments \
+  -H 'content-type: application/json' -d "{\"uri\":\"http://127.0.0.1:$PORT\"}"
+cat <<MSG
+
+holdfast is running: ingress http://127.0.0.1:8080, admin http://127.0.0.1:9070 (data in ./holdfast-data)
+example services registered from http://127.0.0.1:$PORT. Try:
+
+  curl -s -X POST http://127.0.0.1:8080/greeter/Ada/greet
+  curl -s -X POST http://127.0.0.1:8080/greeter/Ada/greet          # counts per name
+  curl -s -X POST http://127.0.0.1:8080/UserSession/alice/addTicket -H 'content-type: application/json' -d '"seat-12A"'
+  curl -s -X POST http://127.0.0.1:8080/UserSession/bob/addTicket   -H 'content-type: application/json' -d '"seat-12A"'   # false: taken
+  curl -s -X POST http://127.0.0.1:8080/UserSession/alice/cart
+  curl -s http://127.0.0.1:9070/services
+  curl -s http://127.0.0.1:9070/health
+
+Ctrl-C stops both (in-flight commits finish, stores close cleanly).
+MSG
+wait "$kernel"

@@ -1,0 +1,295 @@
+//! The kernel's side of the ingress: turns validated HTTP requests into invocations proposed to
+//! the partition that owns them, and answers with their results.
+
+use actix::Addr;
+use futures::future::BoxFuture;
+use holdfast_ingress::{
+    DispatchError, Dispatcher, IngressRequest, InvocationRef, Mode, Outcome, Output, SendAccepted,
+    SendStatus,
+};
+use holdfast_partition::{
+    AwaitInvocation, GetInvocation, Invoke, Invoked, Lookup, PartitionActor, ProposeError,
+};
+use holdfast_protocol::Payload;
+use holdfast_schema::{Registry, Timestamp};
+use holdfast_types::{HandlerKind, InvocationId, InvocationRequest, Source, Target};
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// Routes ingress requests to partitions.
+pub struct KernelDispatcher {
+    partitions: Vec<Addr<PartitionActor>>,
+    registry: watch::Receiver<Arc<Registry>>,
+}
+
+impl KernelDispatcher {
+    /// A dispatcher over the node's partitions, in partition order.
+    pub fn new(
+        partitions: Vec<Addr<PartitionActor>>,
+        registry: watch::Receiver<Arc<Registry>>,
+    ) -> Self {
+        Self {
+            partitions,
+            registry,
+        }
+    }
+
+    fn owner(&self, id: InvocationId) -> Result<Addr<PartitionActor>, DispatchError> {
+        let count = u32::try_from(self.partitions.len()).unwrap_or(u32::MAX);
+        self.partitions
+            .get(id.partition(count).0 as usize)
+            .cloned()
+            .ok_or_else(|| DispatchError::Internal("no partition owns the invocation".into()))
+    }
+
+    fn id_of(&self, reference: &InvocationRef) -> Result<InvocationId, DispatchError> {
+        match reference {
+            InvocationRef::Id(text) => text.parse().map_err(|_| DispatchError::NotFound),
+            InvocationRef::Idempotency {
+                target,
+                idempotency_key,
+            } => Ok(InvocationId::idempotent(
+                &target_of(target),
+                idempotency_key,
+            )),
+            InvocationRef::Workflow { service, key } => {
+                let registry = self.registry.borrow();
+                let run = registry
+                    .service(service)
+                    .and_then(|s| {
+                        s.handlers
+                            .iter()
+                            .find(|h| h.kind == holdfast_protocol::manifest::HandlerKind::Workflow)
+                    })
+                    .ok_or(DispatchError::NotFound)?;
+                Ok(workflow_run_id(&Target::new(
+                    service.clone(),
+                    run.name.clone(),
+                    Some(key.clone()),
+                )))
+            }
+        }
+    }
+}
+
+/// The one invocation of a workflow's run handler per key: repeated runs join it.
+fn workflow_run_id(target: &Target) -> InvocationId {
+    InvocationId::idempotent(target, "")
+}
+
+fn target_of(target: &holdfast_ingress::Target) -> Target {
+    Target::new(
+        target.service.clone(),
+        target.handler.clone(),
+        target.key.clone(),
+    )
+}
+
+fn kind_of(kind: holdfast_protocol::manifest::HandlerKind) -> HandlerKind {
+    match kind {
+        holdfast_protocol::manifest::HandlerKind::Exclusive => HandlerKind::Exclusive,
+        holdfast_protocol::manifest::HandlerKind::Shared => HandlerKind::Shared,
+        holdfast_protocol::manifest::HandlerKind::Workflow => HandlerKind::Workflow,
+    }
+}
+
+/// 128 random bits for a new invocation id, from the process's randomly keyed hasher.
+fn nonce() -> u128 {
+    let half = || {
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u128(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        hasher.finish()
+    };
+    (u128::from(half()) << 64) | u128::from(half())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn refused(error: ProposeError) -> DispatchError {
+    match error {
+        ProposeError::Storage { message, .. } => DispatchError::Internal(message),
+        other => DispatchError::Unavailable(other.to_string()),
+    }
+}
+
+fn outcome(
+    id: InvocationId,
+    result: holdfast_protocol::Outcome,
+    expires_at: Option<u64>,
+) -> Outcome {
+    use holdfast_protocol::Outcome as Done;
+    let result = match result {
+        Done::Void => Ok(Output {
+            body: bytes::Bytes::new(),
+            content_type: None,
+        }),
+        Done::Value(Payload(body)) => Ok(Output {
+            content_type: (!body.is_empty()).then(|| "application/json".to_string()),
+            body,
+        }),
+        Done::Keys(keys) => Ok(Output {
+            body: serde_json::to_vec(&keys).unwrap_or_default().into(),
+            content_type: Some("application/json".to_string()),
+        }),
+        Done::Failure(failure) => Err(holdfast_ingress::Failure {
+            code: failure.code,
+            message: failure.message,
+        }),
+    };
+    Outcome {
+        invocation_id: id.to_string(),
+        result,
+        expires_at: expires_at.filter(|at| *at > 0).map(Timestamp),
+    }
+}
+
+impl Dispatcher for KernelDispatcher {
+    fn call(&self, request: IngressRequest) -> BoxFuture<'static, Result<Outcome, DispatchError>> {
+        let invoked = self.invoke(request, true);
+        Box::pin(async move {
+            let invoked = invoked.await?;
+            let done = invoked.outcome.ok_or_else(|| {
+                DispatchError::Internal("the invocation ended without a result".into())
+            })?;
+            Ok(outcome(invoked.id, done, None))
+        })
+    }
+
+    fn send(
+        &self,
+        request: IngressRequest,
+    ) -> BoxFuture<'static, Result<SendAccepted, DispatchError>> {
+        if let Mode::Send { delay: Some(_) } = request.mode {
+            return Box::pin(std::future::ready(Err(DispatchError::Conflict(
+                "delayed sends (?delay=) need durable timers, which this kernel does not run yet"
+                    .into(),
+            ))));
+        }
+        let invoked = self.invoke(request, false);
+        Box::pin(async move {
+            let invoked = invoked.await?;
+            Ok(SendAccepted {
+                invocation_id: invoked.id.to_string(),
+                status: if invoked.previously {
+                    SendStatus::PreviouslyAccepted
+                } else {
+                    SendStatus::Accepted
+                },
+                execution_time: None,
+            })
+        })
+    }
+
+    fn attach(
+        &self,
+        reference: InvocationRef,
+    ) -> BoxFuture<'static, Result<Outcome, DispatchError>> {
+        let found = self
+            .id_of(&reference)
+            .and_then(|id| Ok((id, self.owner(id)?)));
+        Box::pin(async move {
+            let (id, owner) = found?;
+            match owner
+                .send(AwaitInvocation(id))
+                .await
+                .map_err(|e| DispatchError::Unavailable(e.to_string()))?
+                .map_err(refused)?
+            {
+                Lookup::Unknown => Err(DispatchError::NotFound),
+                Lookup::Running => Err(DispatchError::NotReady),
+                Lookup::Completed {
+                    outcome: done,
+                    expires_at_ms,
+                } => Ok(outcome(id, done, Some(expires_at_ms))),
+            }
+        })
+    }
+
+    fn output(
+        &self,
+        reference: InvocationRef,
+    ) -> BoxFuture<'static, Result<Option<Outcome>, DispatchError>> {
+        let found = self
+            .id_of(&reference)
+            .and_then(|id| Ok((id, self.owner(id)?)));
+        Box::pin(async move {
+            let (id, owner) = found?;
+            match owner
+                .send(GetInvocation(id))
+                .await
+                .map_err(|e| DispatchError::Unavailable(e.to_string()))?
+                .map_err(refused)?
+            {
+                Lookup::Unknown => Err(DispatchError::NotFound),
+                Lookup::Running => Ok(None),
+                Lookup::Completed {
+                    outcome: done,
+                    expires_at_ms,
+                } => Ok(Some(outcome(id, done, Some(expires_at_ms)))),
+            }
+        })
+    }
+
+    fn health_services(&self) -> Vec<String> {
+        self.registry
+            .borrow()
+            .services()
+            .into_iter()
+            .map(|s| s.name.clone())
+            .collect()
+    }
+}
+
+impl KernelDispatcher {
+    /// Proposes the invocation to the partition that owns it; with `wait`, until it completes.
+    fn invoke(
+        &self,
+        request: IngressRequest,
+        wait: bool,
+    ) -> BoxFuture<'static, Result<Invoked, DispatchError>> {
+        let target = target_of(&request.target);
+        let kind = kind_of(request.handler_kind);
+        let id = match (&request.idempotency_key, kind) {
+            (Some(key), _) => InvocationId::idempotent(&target, key),
+            (None, HandlerKind::Workflow) => workflow_run_id(&target),
+            (None, _) => InvocationId::new(&target, nonce()),
+        };
+        let retention = request
+            .workflow_retention
+            .unwrap_or(request.idempotency_retention);
+        let invocation = InvocationRequest {
+            id,
+            target,
+            kind,
+            argument: Payload(request.argument),
+            headers: request.headers,
+            source: Source::Ingress,
+            idempotency_key: request.idempotency_key,
+            retention_ms: retention.0,
+            response: wait,
+            at_ms: now_ms(),
+        };
+        let owner = self.owner(id);
+        Box::pin(async move {
+            owner?
+                .send(Invoke {
+                    request: invocation,
+                    wait,
+                })
+                .await
+                .map_err(|e| DispatchError::Unavailable(e.to_string()))?
+                .map_err(refused)
+        })
+    }
+}

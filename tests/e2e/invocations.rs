@@ -1,0 +1,198 @@
+//! Durable invocations end to end: the real binary, real Node endpoints built with the SDK, real
+//! HTTP through the ingress.
+
+use holdfast_e2e::{
+    Endpoint, NodeFiles, Response, http, http_get, http_json, terminate, wait_healthy,
+};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::process::Child;
+
+const EXAMPLES: &str = "examples/services.mjs";
+const ANCHOR: &str = "sdk-ts/test/fixtures/anchor-services.mjs";
+
+/// A node with `script`'s services registered.
+fn node_with(script: &str) -> (NodeFiles, Child, Endpoint) {
+    let endpoint = Endpoint::start(script);
+    let files = NodeFiles::new(4, "");
+    let mut node = files.serve();
+    wait_healthy(files.admin, &mut node);
+    let registered = http_json(
+        files.admin,
+        "POST",
+        "/deployments",
+        &json!({"uri": endpoint.uri}),
+    )
+    .expect("register");
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    (files, node, endpoint)
+}
+
+fn post(ingress: SocketAddr, path: &str, body: &str) -> Response {
+    http(
+        ingress,
+        "POST",
+        path,
+        &[("content-type", "application/json")],
+        body,
+    )
+    .expect("POST")
+}
+
+#[test]
+fn the_founding_hello_world_counts_per_name() {
+    let (files, node, _endpoint) = node_with(EXAMPLES);
+    for n in 1..=5 {
+        let response = post(files.ingress, "/greeter/Restate/greet", "");
+        assert_eq!(response.status, 200, "{}", response.body);
+        assert_eq!(
+            response.json(),
+            json!(format!("Hello Restate for the {n}-th time!"))
+        );
+        assert!(
+            response
+                .headers
+                .to_lowercase()
+                .contains("x-restate-id: inv_"),
+            "{}",
+            response.headers
+        );
+    }
+    let other = post(files.ingress, "/greeter/Ada/greet", "");
+    assert_eq!(other.json(), json!("Hello Ada for the 1-th time!"));
+    terminate(node);
+}
+
+#[test]
+fn a_session_reserves_a_ticket_through_a_durable_call() {
+    let (files, node, _endpoint) = node_with(EXAMPLES);
+    let alice = post(
+        files.ingress,
+        "/UserSession/alice/addTicket",
+        "\"seat-12A\"",
+    );
+    assert_eq!(alice.status, 200, "{}", alice.body);
+    assert_eq!(alice.json(), json!(true));
+    let bob = post(files.ingress, "/UserSession/bob/addTicket", "\"seat-12A\"");
+    assert_eq!(bob.json(), json!(false), "the ticket is taken");
+    let cart = post(files.ingress, "/UserSession/alice/cart", "");
+    assert_eq!(cart.json(), json!(["seat-12A"]));
+    let holder = post(files.ingress, "/TicketService/seat-12A/holder", "");
+    assert_eq!(holder.json(), json!("alice"));
+    terminate(node);
+}
+
+#[test]
+fn concurrent_exclusive_calls_on_one_key_are_serialized() {
+    let (files, node, _endpoint) = node_with(ANCHOR);
+    let ingress = files.ingress;
+    let calls: Vec<_> = (0..200)
+        .map(|_| std::thread::spawn(move || post(ingress, "/Counter/hot/add", "1")))
+        .collect();
+    let mut seen: Vec<i64> = calls
+        .into_iter()
+        .map(|c| {
+            let response = c.join().expect("client thread");
+            assert_eq!(response.status, 200, "{}", response.body);
+            response.json().as_i64().expect("a number")
+        })
+        .collect();
+    seen.sort_unstable();
+    // Strict serialization: every call saw a distinct count, 1..=200, and the state is exact.
+    assert_eq!(seen, (1..=200).collect::<Vec<_>>());
+    let total = post(files.ingress, "/Counter/hot/get", "");
+    assert_eq!(total.json(), json!(200));
+    terminate(node);
+}
+
+#[test]
+fn services_call_each_other_across_partitions() {
+    let (files, node, _endpoint) = node_with(ANCHOR);
+    for name in ["a", "b", "c", "d", "e", "f"] {
+        let response = post(files.ingress, "/Chain/call", &format!("\"{name}\""));
+        assert_eq!(response.status, 200, "{}", response.body);
+        assert_eq!(response.json(), json!(format!("Hello {name}")));
+    }
+    terminate(node);
+}
+
+#[test]
+fn a_send_is_accepted_at_once_and_runs_to_completion() {
+    let (files, node, _endpoint) = node_with(ANCHOR);
+    let accepted = post(files.ingress, "/Counter/sent/add/send", "5");
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let body = accepted.json();
+    assert_eq!(body["status"], "Accepted");
+    let id = body["invocationId"].as_str().expect("id").to_string();
+    let attached =
+        http_get(files.ingress, &format!("/restate/invocation/{id}/attach")).expect("attach");
+    assert_eq!(attached.status, 200, "{}", attached.body);
+    assert_eq!(attached.json(), json!(5));
+    let output =
+        http_get(files.ingress, &format!("/restate/invocation/{id}/output")).expect("output");
+    assert_eq!(output.json(), json!(5));
+    terminate(node);
+}
+
+#[test]
+fn an_idempotency_key_runs_the_handler_once() {
+    let (files, node, _endpoint) = node_with(ANCHOR);
+    let headers = [
+        ("content-type", "application/json"),
+        ("idempotency-key", "once"),
+    ];
+    let first = http(files.ingress, "POST", "/Counter/idem/add", &headers, "10").expect("POST");
+    let second = http(files.ingress, "POST", "/Counter/idem/add", &headers, "10").expect("POST");
+    assert_eq!(first.json(), json!(10));
+    assert_eq!(
+        second.json(),
+        json!(10),
+        "the first result, not a second run"
+    );
+    let id = |r: &Response| {
+        r.headers.lines().find_map(|l| {
+            l.to_lowercase()
+                .strip_prefix("x-restate-id: ")
+                .map(str::to_string)
+        })
+    };
+    assert_eq!(id(&first), id(&second));
+    let total = post(files.ingress, "/Counter/idem/get", "");
+    assert_eq!(total.json(), json!(10));
+    let by_key = http_get(
+        files.ingress,
+        "/restate/invocation/Counter/idem/add/once/output",
+    )
+    .expect("output");
+    assert_eq!(by_key.json(), json!(10));
+    terminate(node);
+}
+
+#[test]
+fn terminal_errors_reach_the_caller_with_their_code() {
+    let (files, node, _endpoint) = node_with(ANCHOR);
+    let failed = post(files.ingress, "/Failer/fail", "\"boom\"");
+    assert!(failed.status >= 400, "{} {}", failed.status, failed.body);
+    let body = failed.json();
+    assert_eq!(body["code"], failed.status);
+    assert!(
+        body["message"].as_str().unwrap_or("").contains("boom"),
+        "{body}"
+    );
+    terminate(node);
+}
+
+#[test]
+fn bad_requests_are_refused_before_anything_is_written() {
+    let (files, node, _endpoint) = node_with(ANCHOR);
+    let unknown = post(files.ingress, "/Nope/greet", "");
+    assert_eq!(unknown.status, 404);
+    let no_key = post(files.ingress, "/Counter/add", "1");
+    assert_eq!(no_key.status, 400);
+    let not_json = post(files.ingress, "/Greeter/greet", "not json");
+    assert_eq!(not_json.status, 400);
+    for response in [&unknown, &no_key, &not_json] {
+        assert!(response.json()["message"].is_string(), "{}", response.body);
+    }
+    terminate(node);
+}
