@@ -310,3 +310,392 @@ pub fn http_json(
         &body.to_string(),
     )
 }
+
+/// Lines a child process printed, shared with the thread that reads them; waiters are woken on
+/// every new line and when the output ends.
+#[derive(Clone, Default)]
+pub struct ProcessLog {
+    inner: std::sync::Arc<(std::sync::Mutex<Vec<String>>, std::sync::Condvar)>,
+}
+
+impl ProcessLog {
+    /// Reads `source` line by line into this output until it ends, on a thread of its own.
+    pub fn collect(&self, source: impl Read + Send + 'static) {
+        let output = self.clone();
+        std::thread::spawn(move || {
+            let reader = std::io::BufReader::new(source);
+            for line in std::io::BufRead::lines(reader) {
+                let Ok(line) = line else { break };
+                let (lines, changed) = &*output.inner;
+                lines.lock().expect("output lock").push(line);
+                changed.notify_all();
+            }
+        });
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.inner.0.lock().expect("output lock").clone()
+    }
+
+    /// Every line so far, joined with newlines.
+    pub fn text(&self) -> String {
+        self.lines().join("\n")
+    }
+
+    /// Waits until `done` holds for the lines printed so far, or panics after `timeout` naming
+    /// `what` and showing the last lines.
+    pub fn wait_until(&self, what: &str, timeout: Duration, done: impl Fn(&[String]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        let (lines, changed) = &*self.inner;
+        let mut guard = lines.lock().expect("output lock");
+        while !done(&guard) {
+            let now = Instant::now();
+            assert!(
+                now < deadline,
+                "timed out after {timeout:?} waiting for {what}; last lines:\n{}",
+                guard[guard.len().saturating_sub(30)..].join("\n")
+            );
+            // Bounded waits: a condition may also depend on state outside the lines.
+            let wait = (deadline - now).min(Duration::from_millis(100));
+            guard = changed.wait_timeout(guard, wait).expect("output lock").0;
+        }
+    }
+
+    /// Number of lines containing `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines().iter().filter(|l| l.contains(needle)).count()
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics after `timeout` naming `what`.
+pub fn poll<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends `signal` (e.g. "STOP", "CONT", "KILL") to process `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status();
+    assert!(
+        sent.map(|s| s.success()).unwrap_or(false),
+        "kill -{signal} {pid}"
+    );
+}
+
+/// A `holdfast serve` process that can be killed with SIGKILL and restarted on the same config
+/// and data dir; its stderr (the kernel's log) is collected across restarts.
+pub struct Kernel {
+    config: PathBuf,
+    admin: SocketAddr,
+    log_filter: String,
+    child: Option<Child>,
+    /// Everything every incarnation wrote to stderr.
+    pub log: ProcessLog,
+}
+
+impl Kernel {
+    /// Starts `holdfast serve` on `files` with `HOLDFAST_LOG=log_filter` and waits until healthy.
+    pub fn start(files: &NodeFiles, log_filter: &str) -> Self {
+        let mut kernel = Kernel {
+            config: files.config.clone(),
+            admin: files.admin,
+            log_filter: log_filter.to_string(),
+            child: None,
+            log: ProcessLog::default(),
+        };
+        kernel.restart();
+        kernel
+    }
+
+    /// Starts a new incarnation (after [`Kernel::kill9`]) and waits until every partition has
+    /// a leader.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the kernel is still running");
+        let mut child = Command::new(holdfast_bin())
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("HOLDFAST_LOG", &self.log_filter)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn holdfast serve");
+        self.log.collect(child.stderr.take().expect("stderr"));
+        wait_healthy(self.admin, &mut child);
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("the kernel is running");
+        child.kill().expect("kill -9 holdfast");
+        child.wait().expect("reap holdfast");
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the kernel is running");
+        signal(child.id(), "TERM");
+        child.wait().expect("wait for holdfast")
+    }
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A Node service endpoint on a fixed port that can be killed (SIGKILL), paused (SIGSTOP) and
+/// restarted on the same port; the stdout of every incarnation is collected, so a fixture can
+/// report what its handlers did.
+pub struct ServiceProcess {
+    script: PathBuf,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    /// Its port.
+    pub port: u16,
+    /// Its base uri, e.g. `http://127.0.0.1:40123/`.
+    pub uri: String,
+    /// Everything every incarnation printed.
+    pub log: ProcessLog,
+}
+
+impl ServiceProcess {
+    /// Starts `script` (relative to the repository root) with `PORT=port` and `env`, and waits
+    /// for its "listening" line.
+    pub fn start(script: &str, port: u16, env: &[(&str, &str)]) -> Self {
+        let sdk = repo_root().join("sdk-ts/dist/src/index.js");
+        assert!(
+            sdk.exists(),
+            "{} missing: build the SDK first (`cd sdk-ts && npm ci && npm run build`, done by `make test`)",
+            sdk.display()
+        );
+        let mut service = ServiceProcess {
+            script: repo_root().join(script),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            child: None,
+            port,
+            uri: format!("http://127.0.0.1:{port}/"),
+            log: ProcessLog::default(),
+        };
+        service.restart();
+        service
+    }
+
+    /// Starts a new incarnation on the same port and waits for its "listening" line.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the endpoint is still running");
+        let before = self.log.count("listening");
+        let mut child = Command::new("node")
+            .arg(&self.script)
+            .env("PORT", self.port.to_string())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn node");
+        self.log.collect(child.stdout.take().expect("stdout"));
+        let what = format!("{} to listen on port {}", self.script.display(), self.port);
+        poll(&what, Duration::from_secs(30), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "{} exited with {status} before listening",
+                    self.script.display()
+                );
+            }
+            (self.log.count("listening") > before).then_some(())
+        });
+        self.child = Some(child);
+    }
+
+    /// The running incarnation's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the endpoint is running").id()
+    }
+
+    /// SIGKILL the running incarnation and reap it.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("the endpoint is running");
+        child.kill().expect("kill -9 node");
+        child.wait().expect("reap node");
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A TCP relay between the kernel and a service endpoint, so the endpoint behind a registered
+/// uri can change and the kernel's connections can be cut while the endpoint keeps its side.
+pub struct TcpProxy {
+    /// The port the kernel connects to.
+    pub port: u16,
+    backend: std::sync::Arc<std::sync::Mutex<u16>>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<Link>>>,
+    late_bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// One relayed connection: the kernel's side and whether it was cut.
+struct Link {
+    front: TcpStream,
+    severed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TcpProxy {
+    /// Relays connections on a free loopback port to `backend` (a loopback port).
+    pub fn start(backend: u16) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let proxy = TcpProxy {
+            port,
+            backend: Arc::new(Mutex::new(backend)),
+            links: Arc::new(Mutex::new(Vec::new())),
+            late_bytes: Arc::new(AtomicU64::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (backend, links, late, stop) = (
+            proxy.backend.clone(),
+            proxy.links.clone(),
+            proxy.late_bytes.clone(),
+            proxy.stop.clone(),
+        );
+        std::thread::spawn(move || {
+            for front in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(front) = front else { continue };
+                let target = *backend.lock().expect("backend lock");
+                // An unreachable backend closes the kernel's connection at once.
+                let Ok(back) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let severed = Arc::new(AtomicBool::new(false));
+                let (Ok(front_read), Ok(front_write), Ok(back_read), Ok(back_write)) = (
+                    front.try_clone(),
+                    front.try_clone(),
+                    back.try_clone(),
+                    back.try_clone(),
+                ) else {
+                    continue;
+                };
+                links.lock().expect("links lock").push(Link {
+                    front,
+                    severed: severed.clone(),
+                });
+                let cut = severed.clone();
+                std::thread::spawn(move || pump_forward(front_read, back_write, &cut));
+                let late = late.clone();
+                std::thread::spawn(move || pump_back(back_read, front_write, &severed, &late));
+            }
+        });
+        proxy
+    }
+
+    /// The proxy's uri, to register as the deployment.
+    pub fn uri(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// New connections go to `backend` from now on.
+    pub fn set_backend(&self, backend: u16) {
+        *self.backend.lock().expect("backend lock") = backend;
+    }
+
+    /// Cuts every current connection on the kernel's side only: the endpoint behind it keeps its
+    /// connection open, and whatever it writes later is counted and dropped.
+    pub fn sever(&self) {
+        use std::sync::atomic::Ordering;
+        for link in self.links.lock().expect("links lock").drain(..) {
+            link.severed.store(true, Ordering::SeqCst);
+            let _ = link.front.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Bytes endpoints wrote on connections after they were severed.
+    pub fn late_bytes(&self) -> u64 {
+        self.late_bytes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accept loop so it sees the stop.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        self.sever();
+    }
+}
+
+/// Kernel → endpoint. After a cut the endpoint's side stays open, as a paused process would see it.
+fn pump_forward(mut from: TcpStream, mut to: TcpStream, severed: &std::sync::atomic::AtomicBool) {
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if severed.load(std::sync::atomic::Ordering::SeqCst)
+                    || to.write_all(&buffer[..n]).is_err()
+                {
+                    break;
+                }
+            }
+        }
+    }
+    if !severed.load(std::sync::atomic::Ordering::SeqCst) {
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// Endpoint → kernel; after a cut, the endpoint's bytes are counted and dropped.
+fn pump_back(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    severed: &std::sync::atomic::AtomicBool,
+    late: &std::sync::atomic::AtomicU64,
+) {
+    use std::sync::atomic::Ordering;
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) if severed.load(Ordering::SeqCst) => {
+                late.fetch_add(n as u64, Ordering::SeqCst);
+            }
+            Ok(n) => {
+                if to.write_all(&buffer[..n]).is_err() && !severed.load(Ordering::SeqCst) {
+                    break;
+                }
+            }
+        }
+    }
+    if !severed.load(Ordering::SeqCst) {
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    }
+}

@@ -17,14 +17,20 @@
 //! acks to it, schedules retries, answers ingress waiters, and hands outbox messages to its
 //! [`ShuffleActor`](shuffle::ShuffleActor), which moves them to their target partition exactly once.
 //! A node that becomes leader resumes what the previous leader was doing from the applied state.
+//!
+//! Operators cancel, kill, purge, pause and resume invocations through [`Control`], which the
+//! partition checks against the applied state before proposing the matching command.
 
 mod actor;
+mod control;
 mod effects;
 mod invoke;
 mod metrics;
 mod shuffle;
 
 pub use actor::{PartitionActor, Settings};
+pub use control::{Control, ControlError, ControlRequest, Controlled, DeploymentChoice};
+pub use holdfast_fsm::control::Refusal;
 pub use metrics::Histogram;
 
 use actix::{Addr, Message};

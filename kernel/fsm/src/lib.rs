@@ -17,8 +17,11 @@
 //! - [`state`]: the per-invocation records ([`state::Invocation`], [`state::JournalItem`]).
 //! - [`effect`]: [`Effect`], what the leader must do after a command.
 //! - [`config`]: the retry policy and retention of call results.
+//! - [`control`]: which operator requests (cancel, kill, purge, pause, resume) the state of an
+//!   invocation allows; the admin asks it before proposing, the lifecycle steps obey it.
 //! - `lifecycle`: one module per command or lifecycle step (invoke, journal, attempt_ended,
-//!   completion, run_completed, retry, resume, shuffle, outbox, cancel, kill, purge, object_state).
+//!   completion, run_completed, retry, resume, resume_on, pause, shuffle, outbox, cancel, kill,
+//!   purge, object_state).
 //!
 //! # Invocation lifecycle
 //! ```text
@@ -26,10 +29,13 @@
 //!                 └──────(free lock)────┘  │  └──► BackingOff{e} ─(Retry e)─► Invoked{e+1}
 //!                                          │            └──(retries exhausted)─► Paused ─(Resume)─► …
 //!                                          └──► Completed ─(Purge)─► gone
+//!   Invoked / Suspended / BackingOff ─(Pause)─► Paused{e} ─(ResumeOn)─► Invoked{e+1}
+//!   Suspended / BackingOff ─(ResumeOn)─► Invoked{e+1}
 //! ```
 //! Every attempt has an epoch; entries, run results and endings of any other epoch are fenced off.
 
 pub mod config;
+pub mod control;
 pub mod effect;
 mod lifecycle;
 pub mod memory;
@@ -112,6 +118,10 @@ pub fn apply<S: Store>(
             outcome,
             ack,
         } => run_completed::apply(&mut cx, *id, *epoch, *index, outcome, *ack)?,
+        Command::Pause { id } => pause::apply(&mut cx, *id)?,
+        Command::ResumeOn { id, deployment } => {
+            resume_on::apply(&mut cx, *id, deployment.as_ref())?
+        }
     }
     Ok(cx.effects)
 }

@@ -23,7 +23,8 @@ pub enum Status {
         /// Consecutive failed attempts so far.
         attempts: u32,
     },
-    /// Retries are exhausted after attempt `epoch`; waits for `Resume`.
+    /// Retries are exhausted after attempt `epoch`, or an operator paused it then; waits for
+    /// `Resume` or `ResumeOn`.
     Paused { epoch: Epoch },
     /// Done: the result is kept until `expires_at_ms`, then purged.
     Completed {

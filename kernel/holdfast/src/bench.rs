@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 pub enum Bench {
     /// Proposals per second and acknowledgement latency through the partition log.
     Log(LogArgs),
+    /// Requests per second and latency of an HTTP endpoint under closed-loop load (any engine).
+    Http(crate::loadgen::HttpArgs),
     /// Synchronous 4 KiB writes + fdatasync per second on the disk holding DIR.
     Fsync {
         /// A directory on the disk to measure.
@@ -88,7 +90,7 @@ fn percentile(sorted: &[Duration], q: f64) -> f64 {
     sorted[rank - 1].as_secs_f64() * 1000.0
 }
 
-fn summary(latencies: &mut [Duration], elapsed: Duration) -> serde_json::Value {
+pub(crate) fn summary(latencies: &mut [Duration], elapsed: Duration) -> serde_json::Value {
     latencies.sort_unstable();
     serde_json::json!({
         "ops": latencies.len(),
@@ -104,6 +106,7 @@ fn summary(latencies: &mut [Duration], elapsed: Duration) -> serde_json::Value {
 pub fn run(which: Bench) -> anyhow::Result<()> {
     let result = match which {
         Bench::Log(args) => log(args)?,
+        Bench::Http(args) => crate::loadgen::run(args)?,
         Bench::Fsync { dir, seconds } => fsync(&dir, seconds)?,
     };
     println!("{result}");

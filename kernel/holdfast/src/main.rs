@@ -10,6 +10,7 @@ mod bench;
 mod datadir;
 mod dispatch;
 mod kernel;
+mod loadgen;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};

@@ -4,7 +4,9 @@
 //! The format is append-only: never reorder, rename or remove a variant or a field; add new
 //! variants at the end with a golden-bytes test in [`crate::codec`].
 
-use crate::{Ending, EntryIndex, Epoch, HandlerKind, InvocationId, InvocationRequest};
+use crate::{
+    DeploymentId, Ending, EntryIndex, Epoch, HandlerKind, InvocationId, InvocationRequest,
+};
 use crate::{OutboxMessage, PartitionId};
 use holdfast_protocol::{Entry, Outcome};
 use serde::{Deserialize, Serialize};
@@ -104,6 +106,16 @@ pub enum Command {
         /// The SDK waits for an `entry_ack` before releasing the result to user code.
         ack: bool,
     },
+    /// Pauses a started invocation (an operator's request): a running attempt is fenced, a
+    /// backoff or a suspension is abandoned, and nothing runs until [`Command::ResumeOn`].
+    Pause { id: InvocationId },
+    /// Resumes a paused, suspended or backing-off invocation with a new attempt at once; with
+    /// `deployment`, its attempts are first pinned to that deployment (the proposer resolves
+    /// "the latest deployment" to an id, so every replica pins the same one).
+    ResumeOn {
+        id: InvocationId,
+        deployment: Option<DeploymentId>,
+    },
 }
 
 impl Command {
@@ -168,7 +180,11 @@ impl Command {
             | Command::Cancel { .. }
             | Command::Kill { .. }
             | Command::Purge { .. }
-            | Command::Resume { .. } => 64,
+            | Command::Resume { .. }
+            | Command::Pause { .. } => 64,
+            Command::ResumeOn { deployment, .. } => {
+                64 + deployment.as_ref().map_or(0, |d| d.0.len())
+            }
         };
         32 + body
     }

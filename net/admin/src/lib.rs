@@ -6,9 +6,11 @@
 //!   GET /metrics ──► GetStatus to each PartitionActor ──► Prometheus text exposition
 //!   POST /deployments ──► discovery (EndpointClient) ──► ChangeRegistry to the MetadataActor
 //!   GET /deployments[/{id}], /services[/{name}] ──► the published Registry
+//!   PATCH /invocations/{id}/cancel|kill|purge|pause|resume ──► Control to the owning partition
 //! ```
 
 mod deployments;
+mod invocations;
 mod prometheus;
 
 use actix::Addr;
@@ -159,6 +161,10 @@ pub fn serve(address: SocketAddr, kernel: Kernel) -> std::io::Result<Server> {
             .route("/deployments/{id}", web::delete().to(deployments::remove))
             .route("/services", web::get().to(deployments::services))
             .route("/services/{name}", web::get().to(deployments::service))
+            .route(
+                "/invocations/{id}/{action}",
+                web::patch().to(invocations::control),
+            )
             .app_data(web::JsonConfig::default().error_handler(|error, _| {
                 let message = error.to_string();
                 actix_web::error::InternalError::from_response(

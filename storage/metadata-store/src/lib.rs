@@ -139,7 +139,7 @@ fn write_err(e: Error) -> StorageError<NodeId> {
 impl MetadataStore {
     /// Opens or creates the state database at `path` and publishes the registry it holds.
     pub fn open(path: &Path, published: watch::Sender<Arc<Registry>>) -> Result<Self, Error> {
-        let db = Database::create(path)?;
+        let db = Database::builder().set_cache_size(1 << 20).create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(META)?;
         txn.commit()?;

@@ -18,6 +18,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+/// Page cache of one log: appends and reads of the recent tail need little.
+const LOG_CACHE_BYTES: usize = 2 << 20;
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
@@ -53,7 +55,9 @@ where
 {
     /// Opens or creates the log database at `path`.
     pub fn open(path: &Path) -> Result<Self, Error> {
-        let db = Database::create(path)?;
+        let db = Database::builder()
+            .set_cache_size(LOG_CACHE_BYTES)
+            .create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(LOG)?;
         txn.open_table(META)?;

@@ -33,6 +33,8 @@ const SNAPSHOT_META: &str = "meta";
 const SNAPSHOT_DATA: &str = "data";
 
 type NodeId = u64;
+/// Page cache of one partition's state: hot objects, live invocations and their journals.
+const STATE_CACHE_BYTES: usize = 6 << 20;
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
 type SnapshotParts = (Option<LogId<NodeId>>, Membership, Vec<u8>);
 
@@ -107,7 +109,9 @@ fn sm_write_err(e: Error) -> StorageError<NodeId> {
 impl StateMachine {
     /// Opens or creates the state database at `path`.
     pub fn open(path: &Path) -> Result<Self, Error> {
-        let db = Database::create(path)?;
+        let db = Database::builder()
+            .set_cache_size(STATE_CACHE_BYTES)
+            .create(path)?;
         let txn = db.begin_write()?;
         for table in tables::ALL {
             txn.open_table(table)?;

@@ -7,6 +7,7 @@ mod completion;
 mod invoke;
 mod journal;
 mod kill;
+mod pause;
 mod properties;
 mod purge;
 mod retry;

@@ -83,7 +83,12 @@ fn command_strategy() -> impl Strategy<Value = Command> {
         1 => which.clone().prop_map(|w| Command::Cancel { id: id(w), at_ms: T0 }),
         1 => which.clone().prop_map(|w| Command::Kill { id: id(w), at_ms: T0 }),
         1 => which.clone().prop_map(|w| Command::Purge { id: id(w) }),
-        1 => which.prop_map(|w| Command::Resume { id: id(w) }),
+        1 => which.clone().prop_map(|w| Command::Resume { id: id(w) }),
+        1 => which.clone().prop_map(|w| Command::Pause { id: id(w) }),
+        1 => (which, any::<bool>()).prop_map(|(w, repin)| Command::ResumeOn {
+            id: id(w),
+            deployment: repin.then(|| holdfast_types::DeploymentId("dp_p".to_owned())),
+        }),
     ]
 }
 
