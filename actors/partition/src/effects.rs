@@ -30,9 +30,12 @@ impl PartitionActor {
         for effect in effects {
             match effect {
                 Effect::RunAttempt {
-                    id, epoch, target, ..
+                    id,
+                    epoch,
+                    target,
+                    deployment,
                 } => {
-                    self.run_attempt(*id, *epoch, target, ctx);
+                    self.run_attempt(*id, *epoch, target, deployment.as_ref(), ctx);
                 }
                 Effect::SendCompletion {
                     id,
@@ -108,18 +111,20 @@ impl PartitionActor {
             .map(|(_, attempt)| attempt)
     }
 
-    /// Starts attempt `epoch` of `id` against the newest deployment serving its target.
+    /// Starts attempt `epoch` of `id` against its pinned deployment (or the newest one serving
+    /// its target when it is not pinned).
     fn run_attempt(
         &mut self,
         id: InvocationId,
         epoch: Epoch,
         target: &Target,
+        pinned: Option<&holdfast_types::DeploymentId>,
         ctx: &mut Context<Self>,
     ) {
         if let Some((_, stale)) = self.running.remove(&id) {
             stale.do_send(Stop);
         }
-        match self.attempt_spec(id, epoch, target) {
+        match self.attempt_spec(id, epoch, target, pinned) {
             Ok(spec) => {
                 let attempt = InvocationActor::new(
                     spec,
@@ -157,17 +162,34 @@ impl PartitionActor {
         id: InvocationId,
         epoch: Epoch,
         target: &Target,
+        pinned: Option<&holdfast_types::DeploymentId>,
     ) -> Result<AttemptSpec, String> {
         let group = self.group.as_ref().ok_or("the partition is not started")?;
         let registry = self.settings.registry.borrow().clone();
-        let resolved = registry
-            .resolve(&target.service, &target.handler)
-            .ok_or_else(|| {
-                format!(
-                    "no registered deployment serves {}/{}",
-                    target.service, target.handler
-                )
-            })?;
+        let resolved = match pinned {
+            Some(pinned) => {
+                let deployment: holdfast_schema::DeploymentId = pinned
+                    .0
+                    .parse()
+                    .map_err(|e| format!("pinned deployment {}: {e}", pinned.0))?;
+                registry
+                    .resolve_pinned(&deployment, &target.service, &target.handler)
+                    .ok_or_else(|| {
+                        format!(
+                            "pinned deployment {} no longer serves {}/{}",
+                            pinned.0, target.service, target.handler
+                        )
+                    })?
+            }
+            None => registry
+                .resolve(&target.service, &target.handler)
+                .ok_or_else(|| {
+                    format!(
+                        "no registered deployment serves {}/{}",
+                        target.service, target.handler
+                    )
+                })?,
+        };
         let endpoint = resolved
             .deployment
             .uri
@@ -331,6 +353,16 @@ impl Handler<AttemptEvent> for PartitionActor {
             AttemptEvent::Ended { id, epoch, ending } => {
                 if self.attempt(id, epoch).is_some() {
                     self.running.remove(&id);
+                }
+                if let Ending::Failed {
+                    code,
+                    message,
+                    retryable,
+                    ..
+                } = &ending
+                {
+                    tracing::warn!(partition = %self.partition(), invocation = %id, attempt = epoch.0,
+                        code, retryable, %message, "attempt failed");
                 }
                 Command::AttemptEnded {
                     id,

@@ -12,7 +12,7 @@ use holdfast_partition::{
 };
 use holdfast_protocol::Payload;
 use holdfast_schema::{Registry, Timestamp};
-use holdfast_types::{HandlerKind, InvocationId, InvocationRequest, Source, Target};
+use holdfast_types::{DeploymentId, HandlerKind, InvocationId, InvocationRequest, Source, Target};
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -279,6 +279,7 @@ impl KernelDispatcher {
             retention_ms: retention.0,
             response: wait,
             at_ms: now_ms(),
+            deployment: Some(DeploymentId(request.deployment.to_string())),
         };
         let owner = self.owner(id);
         Box::pin(async move {

@@ -32,6 +32,9 @@ pub enum BootError {
     /// The data directory is unusable or was created with other fixed settings.
     #[error(transparent)]
     DataDir(#[from] Box<datadir::Error>),
+    /// The metadata log's stored registry cannot be read.
+    #[error("cannot recover the registry of deployments: {0}")]
+    Metadata(String),
     /// The consensus settings derived from the configuration are invalid.
     #[error("invalid raft settings (keys under `log`): {0}")]
     Raft(#[from] Box<openraft::ConfigError>),
@@ -82,7 +85,11 @@ impl Kernel {
             raft: Arc::new(raft),
         };
         let arbiter = Arbiter::new();
-        let (published, registry) = watch::channel(Arc::new(Registry::default()));
+        // The registry is recovered before anything serves requests: an empty one would refuse
+        // calls to registered services until the metadata log caught up.
+        let recovered = holdfast_metadata_store::recover(&data_dir.metadata())
+            .map_err(|e| BootError::Metadata(e.to_string()))?;
+        let (published, registry) = watch::channel(Arc::new(recovered));
         let metadata = {
             let settings = holdfast_metadata::Settings {
                 dir: data_dir.metadata(),

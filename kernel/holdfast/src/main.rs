@@ -61,6 +61,7 @@ fn load_config(file: Option<&std::path::Path>) -> Result<Config, Refused> {
 fn boot(config: &Config) -> anyhow::Result<Kernel> {
     Kernel::boot(config).map_err(|e| match e {
         BootError::DataDir(_) | BootError::Raft(_) => Refused(e.to_string()).into(),
+        BootError::Metadata(_) => anyhow::Error::new(e),
     })
 }
 

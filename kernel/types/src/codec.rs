@@ -122,6 +122,7 @@ mod tests {
             retention_ms: 9,
             response: true,
             at_ms: 7,
+            deployment: None,
         };
         vec![
             Command::Invoke(Box::new(request.clone())),
@@ -160,7 +161,7 @@ mod tests {
             Command::ShuffleIn {
                 from: PartitionId(4),
                 seq: 6,
-                message: OutboxMessage::Invoke(request),
+                message: OutboxMessage::Invoke(Box::new(request)),
                 at_ms: 7,
             },
             Command::OutboxDelivered { up_to: 6 },

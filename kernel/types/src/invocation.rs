@@ -1,7 +1,7 @@
 //! The vocabulary of invocations carried inside log commands: what is invoked, by whom, and how an
 //! attempt ended. Stored in the log, so append-only like [`crate::Command`].
 
-use crate::{EntryIndex, InvocationId, ObjectKey};
+use crate::{DeploymentId, EntryIndex, InvocationId, ObjectKey};
 use holdfast_protocol::message::Headers;
 use holdfast_protocol::{Outcome, Payload};
 use serde::{Deserialize, Serialize};
@@ -95,6 +95,11 @@ pub struct InvocationRequest {
     pub response: bool,
     /// The proposer's clock when the request was accepted, in Unix milliseconds.
     pub at_ms: u64,
+    /// The deployment serving the target when the request was accepted: every attempt runs there,
+    /// so a new registration never changes code under an invocation in flight. `None` pins the
+    /// newest deployment at each attempt (calls from other invocations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<DeploymentId>,
 }
 
 /// How one attempt of an invocation ended, as reported by the invoker.
@@ -125,7 +130,7 @@ pub enum Ending {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OutboxMessage {
     /// Start an invocation (a call or send from an invocation of the sending partition).
-    Invoke(InvocationRequest),
+    Invoke(Box<InvocationRequest>),
     /// Complete a caller's journal entry with its callee's result.
     Completion {
         /// The caller.

@@ -109,6 +109,18 @@ pub fn open(
     Ok((log, state))
 }
 
+/// The registry as last applied in `dir`, read before the metadata log starts so that a node
+/// never serves requests against an empty registry after a restart.
+pub fn recover(dir: &Path) -> Result<Registry, Error> {
+    let path = dir.join("state.redb");
+    if !path.exists() {
+        return Ok(Registry::default());
+    }
+    let db = Database::builder().set_cache_size(1 << 20).create(&path)?;
+    let txn = db.begin_read()?;
+    Ok(get(&txn.open_table(META)?, REGISTRY)?.unwrap_or_default())
+}
+
 fn get<T: serde::de::DeserializeOwned>(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     key: &str,

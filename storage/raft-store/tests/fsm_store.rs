@@ -29,6 +29,7 @@ fn request(target: Target, nonce: u128) -> InvocationRequest {
         retention_ms: 100,
         response: true,
         at_ms: 5,
+        deployment: None,
     }
 }
 

@@ -40,7 +40,7 @@ pub(crate) fn apply<S: Store>(
         journal_len: 1,
         attempts: 0,
         retries: 0,
-        deployment: None,
+        deployment: request.deployment.clone(),
         output: None,
         cancel_pending: false,
     };

@@ -67,13 +67,13 @@ pub(crate) fn apply<S: Store>(cx: &mut Ctx<'_, S>, append: Append<'_>) -> Result
         (Entry::Call(call), _) if call.result.is_none() => {
             let mut request = call_request(&append, call);
             request.retention_ms = cx.config.call_retention_ms;
-            send(cx, OutboxMessage::Invoke(request))?;
+            send(cx, OutboxMessage::Invoke(Box::new(request)))?;
         }
         // A delayed send waits for the timer table (durations count from this entry's `at_ms`).
         (Entry::Send(one_way), _) if one_way.delay_ms.unwrap_or(0) == 0 => {
             let mut request = send_request(&append, one_way);
             request.retention_ms = cx.config.call_retention_ms;
-            send(cx, OutboxMessage::Invoke(request))?;
+            send(cx, OutboxMessage::Invoke(Box::new(request)))?;
         }
         (Entry::Output(_), _) => rec.output = Some(index),
         _ => {}
@@ -158,6 +158,7 @@ fn call_request(append: &Append<'_>, call: &Call) -> InvocationRequest {
         retention_ms: 0,
         response: true,
         at_ms: append.at_ms,
+        deployment: None,
     }
 }
 
@@ -182,5 +183,6 @@ fn send_request(append: &Append<'_>, one_way: &Send) -> InvocationRequest {
         retention_ms: 0,
         response: false,
         at_ms: append.at_ms,
+        deployment: None,
     }
 }

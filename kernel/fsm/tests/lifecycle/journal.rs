@@ -201,7 +201,7 @@ fn call_entry_goes_to_the_outbox_with_this_invocation_as_source() {
     let id = running(&mut store, "a", 1);
     let effects = step(&mut store, &[append(id, 1, 1, call(&greeter(), None))]);
     let callee = InvocationId::derived(&greeter(), id, EntryIndex(1));
-    let expected = OutboxMessage::Invoke(InvocationRequest {
+    let expected = OutboxMessage::Invoke(Box::new(InvocationRequest {
         id: callee,
         target: greeter(),
         kind: HandlerKind::Shared,
@@ -215,7 +215,8 @@ fn call_entry_goes_to_the_outbox_with_this_invocation_as_source() {
         retention_ms: 24 * 60 * 60 * 1000,
         response: true,
         at_ms: T0,
-    });
+        deployment: None,
+    }));
     assert_eq!(
         effects,
         vec![Effect::ShuffleOut {

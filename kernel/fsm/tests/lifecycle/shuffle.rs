@@ -24,7 +24,11 @@ fn shuffled_invoke_is_applied_once_per_sequence_number() {
     };
     let effects = step(
         &mut store,
-        &[shuffle_in(2, 7, OutboxMessage::Invoke(req.clone()))],
+        &[shuffle_in(
+            2,
+            7,
+            OutboxMessage::Invoke(Box::new(req.clone())),
+        )],
     );
     assert_eq!(effects, vec![run_attempt(req.id, &greeter(), 1)]);
     assert_eq!(record(&store, req.id).created_at_ms, T0 + 5);
@@ -33,7 +37,11 @@ fn shuffled_invoke_is_applied_once_per_sequence_number() {
     for seq in [7, 3] {
         let effects = step(
             &mut store,
-            &[shuffle_in(2, seq, OutboxMessage::Invoke(req.clone()))],
+            &[shuffle_in(
+                2,
+                seq,
+                OutboxMessage::Invoke(Box::new(req.clone())),
+            )],
         );
         assert_eq!(effects, vec![]);
         assert_eq!(store, before);
@@ -47,11 +55,11 @@ fn shuffled_messages_from_different_partitions_are_deduplicated_apart() {
     let b = request(greeter(), HandlerKind::Shared, 4);
     step(
         &mut store,
-        &[shuffle_in(1, 5, OutboxMessage::Invoke(a.clone()))],
+        &[shuffle_in(1, 5, OutboxMessage::Invoke(Box::new(a.clone())))],
     );
     let effects = step(
         &mut store,
-        &[shuffle_in(2, 5, OutboxMessage::Invoke(b.clone()))],
+        &[shuffle_in(2, 5, OutboxMessage::Invoke(Box::new(b.clone())))],
     );
     assert_eq!(effects, vec![run_attempt(b.id, &greeter(), 1)]);
 }
@@ -91,7 +99,7 @@ fn idempotent_call_attaches_a_second_caller_and_answers_both() {
             id: id_of(&counter("c"), caller),
             entry: EntryIndex(1),
         };
-        OutboxMessage::Invoke(req)
+        OutboxMessage::Invoke(Box::new(req))
     };
     step(&mut store, &[shuffle_in(1, 1, from(1))]);
     assert_eq!(step(&mut store, &[shuffle_in(1, 2, from(2))]), vec![]);

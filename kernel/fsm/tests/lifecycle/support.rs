@@ -43,6 +43,7 @@ pub fn request(target: Target, kind: HandlerKind, nonce: u128) -> InvocationRequ
         retention_ms: 500,
         response: true,
         at_ms: T0,
+        deployment: None,
     }
 }
 
