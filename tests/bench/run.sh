@@ -70,18 +70,20 @@ sorted=$(printf '%s\n' "${startups[@]}" | sort -n | tr '\n' ' ')
 startup_median=$(printf '%s\n' "${startups[@]}" | sort -n | sed -n 3p)
 
 restate_line="not measured (no Restate anchor at $ANCHOR)|not measured"
+restate_dir=""
 if [ -d "$ANCHOR" ]; then
-  echo "== Restate 1.7.12 start-up and idle memory (same run)" >&2
-  cache=$HOME/.cache/holdfast/restate-anchor
-  if [ ! -x "$cache/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server" ]; then
-    mkdir -p "$cache" && cp "$ANCHOR"/package.json "$ANCHOR"/package-lock.json "$ANCHOR"/restate.toml "$cache"/
-    (cd "$cache" && npm ci --no-audit --no-fund >&2)
+  restate_dir=$HOME/.cache/holdfast/restate-anchor
+  if [ ! -x "$restate_dir/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server" ]; then
+    mkdir -p "$restate_dir"
+    (cd "$restate_dir" && cp "$ANCHOR"/package.json "$ANCHOR"/package-lock.json . && npm ci --no-audit --no-fund >&2)
   fi
-  rbin=$cache/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server
+  cp "$ANCHOR"/restate.toml "$ANCHOR"/services.mjs "$restate_dir"/
+  echo "== Restate 1.7.12 start-up and idle memory (same run)" >&2
+  rbin=$restate_dir/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server
   rdata=$WORK/restate
   rm -rf "$rdata"; mkdir -p "$rdata"
   t0=$(now_ms)
-  "$rbin" --config-file "$cache/restate.toml" --base-dir "$rdata" --bind-ip 127.0.0.1 --no-logo >"$WORK/restate.log" 2>&1 &
+  "$rbin" --config-file "$restate_dir/restate.toml" --base-dir "$rdata" --bind-ip 127.0.0.1 --no-logo >"$WORK/restate.log" 2>&1 &
   rpid=$!
   until curl -fs -o /dev/null http://127.0.0.1:9070/health 2>/dev/null; do sleep 0.002; done
   r_startup=$(( $(now_ms) - t0 ))
@@ -89,6 +91,12 @@ if [ -d "$ANCHOR" ]; then
   r_rss=$(rss_mib "$rpid"); r_threads=$(awk '/^Threads/{print $2}' "/proc/$rpid/status")
   kill -TERM "$rpid"; wait "$rpid" || true
   restate_line="${r_startup} ms|${r_rss} MiB, ${r_threads} threads"
+fi
+
+if [ -f sdk-ts/dist/src/index.js ]; then
+  tests/bench/invocations.sh "$BIN" "$RESULTS" "$WORK" "$RUN_SECONDS" "$restate_dir"
+else
+  echo "== invocations: skipped, build the SDK first (make sdk)" >&2
 fi
 
 python3 - "$RESULTS" "$OUT" "$RUN_SECONDS" "$sorted" "$startup_median" "$idle_rss" "$threads" "$restate_line" "$fsync_line" <<'PY'
@@ -129,6 +137,45 @@ for r in logs:
     where = "1 partition" if r["spread"] == "one" else f"{r['partitions']} partitions"
     per_batch = r["ops"] / max(r["batches"], 1)
     lines.append(f"| {r['proposers']} proposer(s), {where} | {r['per_second']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {per_batch:.1f} | {r['per_second']/fsync['per_second']:.2f}× |")
+inv = [r for r in rows if r["bench"] == "http"]
+servers = {r["engine"]: r for r in rows if r["bench"] == "server"}
+if inv:
+    def cell(engine, name, conc):
+        return next((r for r in inv if r["engine"] == engine and r["workload"] == name and r["concurrency"] == conc), None)
+    lines += [
+    "",
+    "## Invocations, beside Restate 1.7.12 in the same run",
+    "",
+    "Same machine, same handler code (the anchor's `services.mjs`; Holdfast's copy differs only in its import), "
+    f"same load generator: `holdfast bench http --concurrency C --seconds {secs}` (closed loop, one keep-alive "
+    "HTTP/1.1 connection per client) against each engine's ingress, one engine after the other on fresh data dirs, "
+    "durability on (Holdfast fsyncs every acknowledged step). Workloads: `greet` = `POST /Greeter/greet` (no durable "
+    "step); `counter_hot` = `POST /Counter/hot/add` (one key); `counter_1k` = `/Counter/k<0..999>/add`; `steps` = "
+    "`/Steps/run3` (three `ctx.run`); `chain` = `/Chain/call` (a durable call to Greeter).",
+    "",
+    "| workload | clients | Holdfast req/s | p50 / p99 ms | Restate req/s | p50 / p99 ms | throughput × | p50 ratio |",
+    "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ["greet", "counter_hot", "counter_1k", "steps", "chain"]:
+        for conc in [1, 64]:
+            h, r = cell("holdfast", name, conc), cell("restate", name, conc)
+            if not h:
+                continue
+            hs = f"{h['per_second']:.0f} | {h['p50_ms']:.1f} / {h['p99_ms']:.1f}"
+            if r:
+                rs = f"{r['per_second']:.0f} | {r['p50_ms']:.1f} / {r['p99_ms']:.1f}"
+                ratio = f"{h['per_second']/max(r['per_second'],1e-9):.2f}× | {h['p50_ms']/max(r['p50_ms'],1e-9):.2f}"
+            else:
+                rs, ratio = "— | —", "— | —"
+            fails = h.get("failures", 0) + (r.get("failures", 0) if r else 0)
+            lines.append(f"| {name} | {conc} | {hs} | {rs} | {ratio} |" + (f" ({fails} failed requests)" if fails else ""))
+    h, r = servers.get("holdfast"), servers.get("restate")
+    if h:
+        rr = f"{r['peak_rss_mib']} MiB" if r else "—"
+        ratio = f"{h['peak_rss_mib']/r['peak_rss_mib']:.2f}×" if r else "—"
+        lines += ["", f"Peak resident memory of the server over all invocation workloads (VmHWM): Holdfast {h['peak_rss_mib']} MiB, "
+                  f"Restate {rr} (ratio {ratio}). Server CPU over the workloads: Holdfast {h['cpu_s']} s"
+                  + (f", Restate {r['cpu_s']} s." if r else ".")]
 lines += [
 "",
 f"Fsyncs on the acknowledgement path, counted with `strace -f -c` around `holdfast bench log --proposers 64 "
