@@ -2,13 +2,84 @@
  * Service definitions: `service`, `object` and `workflow`, and the `handlers` helpers that attach a
  * handler's kind and serdes. A definition is plain data the endpoint binds and clients are typed by.
  */
-import type { HandlerKind, ServiceType } from "./protocol/index.js";
+import type { AttemptSettingsManifest, HandlerKind, RetryPolicyManifest, ServiceType } from "./protocol/index.js";
+import { millis, type Duration } from "./duration.js";
 import { serde, type Serde } from "./serde.js";
 
-/** Per-handler options: serdes of input and output (JSON by default). */
-export interface HandlerOptions {
+/**
+ * How the kernel retries failed attempts (Restate's `RetryPolicy` shape). Unset fields keep the
+ * service's value, then the kernel node's configuration (50 ms doubling up to 60 s, 70 attempts,
+ * then pause).
+ */
+export interface RetryPolicy {
+  /** Attempts, the first included, before `onMaxAttempts` applies (at least 1). */
+  maxAttempts?: number;
+  /** Once the attempts are used up: keep the invocation paused until resumed, or fail it. */
+  onMaxAttempts?: "pause" | "kill";
+  /** Delay before the first retry. */
+  initialInterval?: Duration;
+  /** Upper bound of any delay. */
+  maxInterval?: Duration;
+  /** Each further delay is the previous one times this factor (at least 1). */
+  exponentiationFactor?: number;
+}
+
+/** Retry and timeout options of a service (every handler) or of one handler. */
+export interface AttemptOptions {
+  /** Backoff between failed attempts and what happens once they are used up. */
+  retryPolicy?: RetryPolicy;
+  /** Silence after which the kernel asks an attempt to suspend. */
+  inactivityTimeout?: Duration;
+  /** Time after that request at which the kernel aborts a still running attempt. */
+  abortTimeout?: Duration;
+}
+
+/** Per-service options: retry policy and attempt timeouts of all its handlers. */
+export type ServiceOptions = AttemptOptions;
+
+/** Per-handler options: serdes of input and output (JSON by default), retries and timeouts. */
+export interface HandlerOptions extends AttemptOptions {
   input?: Serde<any>;
   output?: Serde<any>;
+}
+
+/** A positive whole number of milliseconds, or a TypeError naming the option. */
+function positiveMillis(value: Duration, option: string): number {
+  const ms = millis(value);
+  if (!Number.isFinite(ms) || ms < 1) throw new TypeError(`${option} must be at least 1 ms`);
+  return ms;
+}
+
+/** The manifest's retry and timeout fields for `options`; only the options that are set appear. */
+export function attemptSettings(options: AttemptOptions | undefined, owner: string): AttemptSettingsManifest {
+  const out: AttemptSettingsManifest = {};
+  if (!options) return out;
+  const policy = options.retryPolicy;
+  if (policy) {
+    const retry: RetryPolicyManifest = {};
+    if (policy.initialInterval !== undefined) retry.initial_interval_ms = positiveMillis(policy.initialInterval, `${owner}: retryPolicy.initialInterval`);
+    if (policy.exponentiationFactor !== undefined) {
+      const factor = policy.exponentiationFactor;
+      if (!Number.isFinite(factor) || factor < 1) throw new TypeError(`${owner}: retryPolicy.exponentiationFactor must be a number >= 1`);
+      retry.factor = factor;
+    }
+    if (policy.maxInterval !== undefined) retry.max_interval_ms = positiveMillis(policy.maxInterval, `${owner}: retryPolicy.maxInterval`);
+    if (policy.maxAttempts !== undefined) {
+      const attempts = policy.maxAttempts;
+      if (!Number.isInteger(attempts) || attempts < 1) throw new TypeError(`${owner}: retryPolicy.maxAttempts must be an integer >= 1`);
+      retry.max_attempts = attempts;
+    }
+    if (policy.onMaxAttempts !== undefined) {
+      if (policy.onMaxAttempts !== "pause" && policy.onMaxAttempts !== "kill") {
+        throw new TypeError(`${owner}: retryPolicy.onMaxAttempts must be "pause" or "kill"`);
+      }
+      retry.on_max_attempts = policy.onMaxAttempts;
+    }
+    out.retry_policy = retry;
+  }
+  if (options.inactivityTimeout !== undefined) out.inactivity_timeout_ms = positiveMillis(options.inactivityTimeout, `${owner}: inactivityTimeout`);
+  if (options.abortTimeout !== undefined) out.abort_timeout_ms = positiveMillis(options.abortTimeout, `${owner}: abortTimeout`);
+  return out;
 }
 
 /** Any handler function: `(ctx, input) => Promise<output>`. */
@@ -19,6 +90,8 @@ export interface HandlerMeta {
   kind?: HandlerKind;
   input: Serde<any>;
   output: Serde<any>;
+  /** Retry and timeout options declared with the handler. */
+  attempts?: AttemptOptions;
 }
 
 const META = Symbol.for("holdfast.handler");
@@ -29,7 +102,13 @@ function tag<F extends AnyHandler>(kind: HandlerKind | undefined, optsOrFn: Hand
   const [options, handler] = typeof optsOrFn === "function" ? [{}, optsOrFn] : [optsOrFn, fn];
   if (typeof handler !== "function") throw new TypeError("a handler function is required");
   const wrapped = ((ctx: unknown, input: unknown) => handler(ctx, input)) as Tagged;
-  wrapped[META] = { kind, input: options.input ?? serde.json, output: options.output ?? serde.json };
+  const { retryPolicy, inactivityTimeout, abortTimeout } = options;
+  wrapped[META] = {
+    kind,
+    input: options.input ?? serde.json,
+    output: options.output ?? serde.json,
+    attempts: { retryPolicy, inactivityTimeout, abortTimeout },
+  };
   return wrapped as F;
 }
 
@@ -52,13 +131,14 @@ export const handlers = {
 };
 
 /** The handler metadata of a definition's handler, with the defaults of its service type. */
-export function handlerMeta(type: ServiceType, name: string, handler: AnyHandler): Required<HandlerMeta> {
+export function handlerMeta(type: ServiceType, name: string, handler: AnyHandler): Required<Omit<HandlerMeta, "attempts">> & Pick<HandlerMeta, "attempts"> {
   const meta = (handler as Tagged)[META];
   const fallback: HandlerKind = type === "object" ? "exclusive" : type === "workflow" && name === "run" ? "workflow" : "shared";
   return {
     kind: type === "service" ? "shared" : (meta?.kind ?? fallback),
     input: meta?.input ?? serde.json,
     output: meta?.output ?? serde.json,
+    attempts: meta?.attempts,
   };
 }
 
@@ -67,6 +147,8 @@ export interface Definition<P extends string = string, M = Record<string, AnyHan
   readonly name: P;
   readonly type: ServiceType;
   readonly handlers: M;
+  /** Retry and timeout options of all its handlers. */
+  readonly options?: ServiceOptions;
 }
 
 /** A stateless service. */
@@ -90,19 +172,22 @@ function check(name: string, handlerMap: Record<string, unknown>): void {
 }
 
 /** Defines a stateless service. */
-export function service<P extends string, M extends Record<string, AnyHandler>>(def: { name: P; handlers: M }): ServiceDefinition<P, M> {
+export function service<P extends string, M extends Record<string, AnyHandler>>(def: { name: P; handlers: M; options?: ServiceOptions }): ServiceDefinition<P, M> {
   check(def.name, def.handlers);
-  return { name: def.name, type: "service", handlers: def.handlers };
+  attemptSettings(def.options, def.name);
+  return def.options ? { name: def.name, type: "service", handlers: def.handlers, options: def.options } : { name: def.name, type: "service", handlers: def.handlers };
 }
 
 /** Defines a virtual object. */
-export function object<P extends string, M extends Record<string, AnyHandler>>(def: { name: P; handlers: M }): ObjectDefinition<P, M> {
+export function object<P extends string, M extends Record<string, AnyHandler>>(def: { name: P; handlers: M; options?: ServiceOptions }): ObjectDefinition<P, M> {
   check(def.name, def.handlers);
-  return { name: def.name, type: "object", handlers: def.handlers };
+  attemptSettings(def.options, def.name);
+  return def.options ? { name: def.name, type: "object", handlers: def.handlers, options: def.options } : { name: def.name, type: "object", handlers: def.handlers };
 }
 
 /** Defines a workflow; its `run` handler is the workflow, the others are shared. */
-export function workflow<P extends string, M extends Record<string, AnyHandler>>(def: { name: P; handlers: M }): WorkflowDefinition<P, M> {
+export function workflow<P extends string, M extends Record<string, AnyHandler>>(def: { name: P; handlers: M; options?: ServiceOptions }): WorkflowDefinition<P, M> {
   check(def.name, def.handlers);
-  return { name: def.name, type: "workflow", handlers: def.handlers };
+  attemptSettings(def.options, def.name);
+  return def.options ? { name: def.name, type: "workflow", handlers: def.handlers, options: def.options } : { name: def.name, type: "workflow", handlers: def.handlers };
 }

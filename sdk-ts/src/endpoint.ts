@@ -21,7 +21,7 @@ import {
 import { ErrorCodes, TerminalError, messageOf } from "./errors.js";
 import { ContextImpl } from "./context.js";
 import { Invocation, type HandlerBody, type Transport } from "./invocation.js";
-import { handlerMeta, type AnyHandler, type Definition } from "./definitions.js";
+import { attemptSettings, handlerMeta, type AnyHandler, type Definition } from "./definitions.js";
 
 /** Endpoint settings. */
 export interface EndpointOptions {
@@ -80,8 +80,10 @@ export class Endpoint {
             kind: meta.kind,
             input: meta.input.contentType ?? "application/octet-stream",
             output: meta.output.contentType ?? "application/octet-stream",
+            ...attemptSettings(meta.attempts, `${def.name}/${name}`),
           };
         }),
+        ...attemptSettings(def.options, def.name),
       })),
     };
   }

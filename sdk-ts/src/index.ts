@@ -5,8 +5,11 @@
 export { service, object, workflow, handlers } from "./definitions.js";
 export type {
   AnyHandler,
+  AttemptOptions,
   Definition,
   HandlerOptions,
+  RetryPolicy,
+  ServiceOptions,
   ObjectDefinition,
   ServiceDefinition,
   WorkflowDefinition,

@@ -113,3 +113,48 @@ test("the manifest vector is what an endpoint with the anchor's shapes announces
   }
   assert.deepEqual(ep.manifest(), expected);
 });
+
+test("the manifest-overrides vector is what an endpoint with Restate-shaped retry and timeout options announces", () => {
+  const expected = JSON.parse(readFileSync(dir + "manifest-overrides.json", "utf8"));
+  const fn = async () => undefined;
+  const payments = service({
+    name: "Payments",
+    handlers: {
+      charge: handlers.handler(
+        {
+          retryPolicy: { initialInterval: { milliseconds: 250 }, maxAttempts: 10, onMaxAttempts: "kill" },
+          abortTimeout: { seconds: 90 },
+        },
+        fn,
+      ),
+      refund: fn,
+    },
+    options: {
+      retryPolicy: {
+        initialInterval: 100,
+        exponentiationFactor: 1.5,
+        maxInterval: { seconds: 30 },
+        maxAttempts: 3,
+        onMaxAttempts: "pause",
+      },
+      inactivityTimeout: { seconds: 5 },
+      abortTimeout: { minutes: 2 },
+    },
+  });
+  const cart = object({
+    name: "Cart",
+    handlers: { add: handlers.object.exclusive({ inactivityTimeout: 2000 }, fn), get: handlers.object.shared(fn) },
+  });
+  const ep = endpoint().bind(payments).bind(cart);
+  assert.deepEqual(ep.manifest(), expected);
+});
+
+test("invalid retry and timeout options are refused when defined", () => {
+  const fn = async () => undefined;
+  assert.throws(() => service({ name: "A", handlers: { h: fn }, options: { retryPolicy: { maxAttempts: 0 } } }), /maxAttempts/);
+  assert.throws(() => service({ name: "A", handlers: { h: fn }, options: { retryPolicy: { exponentiationFactor: 0.5 } } }), /exponentiationFactor/);
+  assert.throws(() => service({ name: "A", handlers: { h: fn }, options: { inactivityTimeout: 0 } }), /inactivityTimeout/);
+  const bad = service({ name: "B", handlers: { h: handlers.handler({ abortTimeout: { seconds: 0 } }, fn) } });
+  assert.throws(() => endpoint().bind(bad).manifest(), /B\/h: abortTimeout/);
+});
+

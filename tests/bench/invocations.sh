@@ -29,9 +29,9 @@ run_engine() {
   local engine=$1 services_cmd=$2 server_cmd=$3
   echo "== $engine: invocations" >&2
   PORT=$SERVICES_PORT RESTATE_LOGGING=WARN ${services_cmd} >"$WORK/$engine-services.log" 2>&1 &
-  local services=$!
+  services=$!
   bash -c "exec $server_cmd" >"$WORK/$engine-server.log" 2>&1 &
-  local server=$!
+  server=$!
   until curl -fs -o /dev/null "http://$ADMIN/health"; do
     kill -0 "$server" 2>/dev/null || { echo "$engine exited; see $WORK/$engine-server.log" >&2; return 1; }
     sleep 0.05
@@ -52,8 +52,12 @@ run_engine() {
   local cpu1; cpu1=$(cpu_s "$server")
   echo "{\"bench\":\"server\",\"engine\":\"$engine\",\"peak_rss_mib\":$(rss_peak_mib "$server"),\"cpu_s\":$(python3 -c "print(round($cpu1-$cpu0,2))")}" | tee -a "$RESULTS" >&2
   kill -TERM "$server"; wait "$server" || true
-  kill "$services" 2>/dev/null; wait "$services" 2>/dev/null || true
+  kill "$services" 2>/dev/null || true; wait "$services" 2>/dev/null || true
 }
+
+services="" server=""
+# Whatever happens, leave no engine or endpoint running (the next engine needs the same ports).
+trap 'kill $services $server 2>/dev/null || true' EXIT
 
 rm -rf "$WORK/holdfast-data"
 run_engine holdfast "node $ROOT/sdk-ts/test/fixtures/anchor-services.mjs" \

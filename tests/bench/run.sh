@@ -99,102 +99,11 @@ else
   echo "== invocations: skipped, build the SDK first (make sdk)" >&2
 fi
 
-python3 - "$RESULTS" "$OUT" "$RUN_SECONDS" "$sorted" "$startup_median" "$idle_rss" "$threads" "$restate_line" "$fsync_line" <<'PY'
-import json, sys, platform, datetime, os
-results, out, secs, startups, median, rss, threads, restate, fsyncs = sys.argv[1:]
-rows = [json.loads(l) for l in open(results) if l.strip()]
-
-def ratio(ours, theirs):
-    """ours / theirs from the leading numbers of two cells, or a dash when one is missing."""
-    try:
-        return f"{float(str(ours).split()[0]) / float(theirs.split()[0]):.3f}×"
-    except (ValueError, IndexError, ZeroDivisionError):
-        return "—"
-fsync = next(r for r in rows if r["bench"] == "fsync")
-logs = [r for r in rows if r["bench"] == "log"]
-cpu = next((l.split(":",1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-lines = [
-"# Benchmarks",
-"",
-"Produced by `make bench` (`tests/bench/run.sh`), release build, on "
-f"{datetime.date.today()}: {os.cpu_count()} cores ({cpu}), Linux {platform.release()}. "
-"Load generator and kernel share the machine; figures are percentiles of one run, compare ratios, "
-"not absolute values, across machines.",
-"",
-"## Group commit through the partition log",
-"",
-f"`holdfast bench log --proposers N --spread one|all --seconds {secs}` on a fresh data dir: "
-"N proposers each propose a 100-byte `SetState` and wait for its acknowledgement, which is sent "
-"only after the batch holding it is fsync'd in the raft log and applied. Beside it, "
-f"`holdfast bench fsync --seconds {secs}`: 4 KiB append + fdatasync in a loop on the same disk, the "
-"physical limit of one fsync'd log.",
-"",
-"| workload | proposals/s | p50 ms | p99 ms | commands per fsync | vs raw fsync rate |",
-"|---|---|---|---|---|---|",
-f"| raw fsync (4 KiB + fdatasync) | {fsync['per_second']:.0f} fsync/s | {fsync['p50_ms']:.3f} | {fsync['p99_ms']:.3f} | 1 | 1.00× |",
-]
-for r in logs:
-    where = "1 partition" if r["spread"] == "one" else f"{r['partitions']} partitions"
-    per_batch = r["ops"] / max(r["batches"], 1)
-    lines.append(f"| {r['proposers']} proposer(s), {where} | {r['per_second']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {per_batch:.1f} | {r['per_second']/fsync['per_second']:.2f}× |")
-inv = [r for r in rows if r["bench"] == "http"]
-servers = {r["engine"]: r for r in rows if r["bench"] == "server"}
-if inv:
-    def cell(engine, name, conc):
-        return next((r for r in inv if r["engine"] == engine and r["workload"] == name and r["concurrency"] == conc), None)
-    lines += [
-    "",
-    "## Invocations, beside Restate 1.7.12 in the same run",
-    "",
-    "Same machine, same handler code (the anchor's `services.mjs`; Holdfast's copy differs only in its import), "
-    f"same load generator: `holdfast bench http --concurrency C --seconds {secs}` (closed loop, one keep-alive "
-    "HTTP/1.1 connection per client) against each engine's ingress, one engine after the other on fresh data dirs, "
-    "durability on (Holdfast fsyncs every acknowledged step). Workloads: `greet` = `POST /Greeter/greet` (no durable "
-    "step); `counter_hot` = `POST /Counter/hot/add` (one key); `counter_1k` = `/Counter/k<0..999>/add`; `steps` = "
-    "`/Steps/run3` (three `ctx.run`); `chain` = `/Chain/call` (a durable call to Greeter).",
-    "",
-    "| workload | clients | Holdfast req/s | p50 / p99 ms | Restate req/s | p50 / p99 ms | throughput × | p50 ratio |",
-    "|---|---|---|---|---|---|---|---|",
-    ]
-    for name in ["greet", "counter_hot", "counter_1k", "steps", "chain"]:
-        for conc in [1, 64]:
-            h, r = cell("holdfast", name, conc), cell("restate", name, conc)
-            if not h:
-                continue
-            hs = f"{h['per_second']:.0f} | {h['p50_ms']:.1f} / {h['p99_ms']:.1f}"
-            if r:
-                rs = f"{r['per_second']:.0f} | {r['p50_ms']:.1f} / {r['p99_ms']:.1f}"
-                ratio = f"{h['per_second']/max(r['per_second'],1e-9):.2f}× | {h['p50_ms']/max(r['p50_ms'],1e-9):.2f}"
-            else:
-                rs, ratio = "— | —", "— | —"
-            fails = h.get("failures", 0) + (r.get("failures", 0) if r else 0)
-            lines.append(f"| {name} | {conc} | {hs} | {rs} | {ratio} |" + (f" ({fails} failed requests)" if fails else ""))
-    h, r = servers.get("holdfast"), servers.get("restate")
-    if h:
-        rr = f"{r['peak_rss_mib']} MiB" if r else "—"
-        ratio = f"{h['peak_rss_mib']/r['peak_rss_mib']:.2f}×" if r else "—"
-        lines += ["", f"Peak resident memory of the server over all invocation workloads (VmHWM): Holdfast {h['peak_rss_mib']} MiB, "
-                  f"Restate {rr} (ratio {ratio}). Server CPU over the workloads: Holdfast {h['cpu_s']} s"
-                  + (f", Restate {r['cpu_s']} s." if r else ".")]
-lines += [
-"",
-f"Fsyncs on the acknowledgement path, counted with `strace -f -c` around `holdfast bench log --proposers 64 "
-f"--seconds 3` on one partition: {fsyncs}. Each group commit costs one fdatasync of the raft log; applied "
-"state is flushed in the background.",
-"",
-"## Start-up and memory",
-"",
-"`holdfast serve` on a fresh data dir with the default 8 partitions: time from exec until `GET /health` "
-"reports every partition led, five starts; then resident memory after 3 s idle.",
-"",
-"| metric | Holdfast | Restate 1.7.12 (same run) | Holdfast / Restate |",
-"|---|---|---|---|",
-f"| start-up to healthy, median (all runs, ms) | {median} ms ({startups.strip()}) | {restate.split('|')[0]} | {ratio(median, restate.split('|')[0])} |",
-f"| idle resident memory | {rss} MiB, {threads} threads | {restate.split('|')[1]} | {ratio(rss, restate.split('|')[1])} |",
-"",
-"Command: `make bench` (`SECONDS_PER_RUN` sets the run length). Raw results of the last run are JSON lines "
-"printed by each `holdfast bench` command.",
-]
-open(out, "w").write("\n".join(lines) + "\n")
+echo "{\"bench\":\"startup\",\"all_ms\":\"${sorted% }\",\"median_ms\":$startup_median,\"idle_rss_mib\":$idle_rss,\"threads\":$threads}" >>"$RESULTS"
+python3 - "$restate_line" "$fsync_line" "$RUN_SECONDS" >>"$RESULTS" <<'PY'
+import json, sys
+restate, fsyncs, secs = sys.argv[1:]
+print(json.dumps({"bench": "context", "restate": restate, "fsyncs": fsyncs, "seconds": secs}))
 PY
+python3 tests/bench/report.py "$RESULTS" "$OUT"
 echo "wrote $OUT" >&2

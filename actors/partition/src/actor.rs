@@ -43,8 +43,12 @@ pub struct Settings {
     pub registry: watch::Receiver<Arc<Registry>>,
     /// The client attempts reach service endpoints with (one pooled connection per endpoint).
     pub endpoints: EndpointClient,
-    /// Inactivity and abort timeouts of attempts.
+    /// The node's inactivity and abort timeouts of attempts (`[invocation]`), for handlers whose
+    /// manifest declares none.
     pub timeouts: Timeouts,
+    /// The state machine's settings; their retry policy is also the node's default for handlers
+    /// whose manifest declares none. Must be identical on every replica (cluster configuration).
+    pub fsm: holdfast_fsm::Config,
 }
 
 /// Commands proposed together, waiting to be acknowledged; they always share one batch.
@@ -314,6 +318,7 @@ async fn start_group(settings: &Settings) -> Result<Group, String> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
+    let state = state.with_config(settings.fsm);
     let raft =
         holdfast_raft_group::start(&settings.membership, Network, log, state.clone()).await?;
     Ok(Group { raft, state })

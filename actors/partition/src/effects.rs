@@ -130,7 +130,7 @@ impl PartitionActor {
                     spec,
                     self.settings.endpoints.clone(),
                     ctx.address().recipient(),
-                    self.settings.timeouts,
+                    self.attempt_timeouts(target, pinned),
                 )
                 .start();
                 self.running.insert(id, (epoch, attempt));
@@ -333,6 +333,7 @@ impl Handler<AttemptEvent> for PartitionActor {
                 epoch,
                 index,
                 callee_kind: self.callee_kind(&entry),
+                callee_retry: self.callee_retry(&entry),
                 entry,
                 ack,
                 at_ms: now_ms(),

@@ -5,7 +5,11 @@ use crate::{AwaitInvocation, GetInvocation, Invoke, Invoked, Lookup, Peers, Prop
 use actix::prelude::*;
 use holdfast_fsm::Effect;
 use holdfast_fsm::state::Status;
-use holdfast_types::{Command, InvocationId};
+use holdfast_invocation::Timeouts;
+use holdfast_protocol::Entry;
+use holdfast_schema::AttemptPolicy;
+use holdfast_types::{Command, DeploymentId, InvocationId, RetryPolicy, Target};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 impl PartitionActor {
@@ -40,6 +44,65 @@ impl PartitionActor {
         })
     }
 
+    /// What this node's configuration gives attempts of handlers that declare nothing.
+    fn node_policy(&self) -> AttemptPolicy {
+        let timeouts = self.settings.timeouts;
+        AttemptPolicy {
+            retry: self.settings.fsm.retry,
+            inactivity_timeout: millis(timeouts.inactivity),
+            abort_timeout: millis(timeouts.abort),
+        }
+    }
+
+    /// The policy attempts of `service/handler` run with, as served by the `pinned` deployment
+    /// (else the newest one): handler > service > node configuration; the node's alone when no
+    /// registered deployment serves it.
+    fn attempt_policy(
+        &self,
+        service: &str,
+        handler: &str,
+        pinned: Option<&DeploymentId>,
+    ) -> AttemptPolicy {
+        let node = self.node_policy();
+        let registry = self.settings.registry.borrow();
+        let pinned = pinned.and_then(|p| p.0.parse::<holdfast_schema::DeploymentId>().ok());
+        let resolved = match &pinned {
+            Some(deployment) => registry.resolve_pinned(deployment, service, handler),
+            None => registry.resolve(service, handler),
+        };
+        resolved.map_or(node, |r| r.service.attempt_policy(r.handler, &node))
+    }
+
+    /// Inactivity and abort timeouts of an attempt of `target`.
+    pub(crate) fn attempt_timeouts(
+        &self,
+        target: &Target,
+        pinned: Option<&DeploymentId>,
+    ) -> Timeouts {
+        let policy = self.attempt_policy(&target.service, &target.handler, pinned);
+        Timeouts {
+            inactivity: Duration::from_millis(policy.inactivity_timeout.0),
+            abort: Duration::from_millis(policy.abort_timeout.0),
+        }
+    }
+
+    /// The retry policy of a `call`/`send` entry's callee, resolved like its handler kind from
+    /// the newest deployment serving it; it travels in the log with the entry.
+    pub(crate) fn callee_retry(&self, entry: &Entry) -> Option<RetryPolicy> {
+        let (service, handler) = match entry {
+            Entry::Call(call) => (&call.service, &call.handler),
+            Entry::Send(send) => (&send.service, &send.handler),
+            _ => return None,
+        };
+        let registry = self.settings.registry.borrow();
+        let resolved = registry.resolve(service, handler)?;
+        Some(
+            resolved
+                .service
+                .retry_policy_for(resolved.handler, self.settings.fsm.retry),
+        )
+    }
+
     fn wait_for(&mut self, id: InvocationId) -> oneshot::Receiver<holdfast_protocol::Outcome> {
         let (waiter, result) = oneshot::channel();
         self.waiters.entry(id).or_default().push(waiter);
@@ -52,10 +115,21 @@ impl Handler<Invoke> for PartitionActor {
 
     fn handle(
         &mut self,
-        Invoke { request, wait }: Invoke,
+        Invoke { mut request, wait }: Invoke,
         ctx: &mut Context<Self>,
     ) -> Self::Result {
         let id = request.id;
+        // The retry policy is fixed when the request is accepted and travels in the log, so every
+        // replica backs off alike however the registry or a node's configuration changes later.
+        if request.retry.is_none() {
+            let target = &request.target;
+            let policy = self.attempt_policy(
+                &target.service,
+                &target.handler,
+                request.deployment.as_ref(),
+            );
+            request.retry = Some(policy.retry);
+        }
         // Registered before proposing, so a result produced by this very batch finds it.
         let result = wait.then(|| self.wait_for(id));
         let committed = self.enqueue(vec![Command::Invoke(Box::new(request))], ctx);
@@ -141,4 +215,9 @@ impl Handler<Peers> for PartitionActor {
         self.peers = peers;
         self.start_shuffle(ctx);
     }
+}
+
+/// A duration in whole milliseconds (saturating).
+fn millis(duration: Duration) -> holdfast_schema::Millis {
+    holdfast_schema::Millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
 }

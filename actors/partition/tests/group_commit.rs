@@ -36,6 +36,7 @@ fn settings(dir: &Path) -> Settings {
         registry: tokio::sync::watch::channel(Default::default()).1,
         endpoints: holdfast_endpoint::EndpointClient::new(Default::default()),
         timeouts: holdfast_invocation::Timeouts::default(),
+        fsm: holdfast_fsm::Config::default(),
     }
 }
 

@@ -42,6 +42,12 @@ pub(crate) struct Partial {
     pub max_batch_bytes: Option<Sourced<usize>>,
     pub snapshot_interval: Option<Sourced<u64>>,
     pub election_timeout_ms: Option<Sourced<u64>>,
+    pub inactivity_timeout_ms: Option<Sourced<u64>>,
+    pub abort_timeout_ms: Option<Sourced<u64>>,
+    pub retry_initial_interval_ms: Option<Sourced<u64>>,
+    pub retry_factor: Option<Sourced<f64>>,
+    pub retry_max_interval_ms: Option<Sourced<u64>>,
+    pub retry_max_attempts: Option<Sourced<u32>>,
 }
 
 impl Partial {
@@ -60,6 +66,14 @@ impl Partial {
             max_batch_bytes: upper.max_batch_bytes.or(self.max_batch_bytes),
             snapshot_interval: upper.snapshot_interval.or(self.snapshot_interval),
             election_timeout_ms: upper.election_timeout_ms.or(self.election_timeout_ms),
+            inactivity_timeout_ms: upper.inactivity_timeout_ms.or(self.inactivity_timeout_ms),
+            abort_timeout_ms: upper.abort_timeout_ms.or(self.abort_timeout_ms),
+            retry_initial_interval_ms: upper
+                .retry_initial_interval_ms
+                .or(self.retry_initial_interval_ms),
+            retry_factor: upper.retry_factor.or(self.retry_factor),
+            retry_max_interval_ms: upper.retry_max_interval_ms.or(self.retry_max_interval_ms),
+            retry_max_attempts: upper.retry_max_attempts.or(self.retry_max_attempts),
         }
     }
 }
@@ -102,6 +116,9 @@ pub(crate) const MAX_BATCH_COMMANDS: Range = Range::between(1, 65536);
 pub(crate) const MAX_BATCH_BYTES: Range = Range::at_least(1024);
 pub(crate) const SNAPSHOT_INTERVAL: Range = Range::at_least(100);
 pub(crate) const ELECTION_TIMEOUT_MS: Range = Range::between(50, 60_000);
+/// Timeouts and retry intervals: at least 1 ms, at most 2^53 ms so every tool reads them exactly.
+pub(crate) const MILLIS: Range = Range::between(1, 1 << 53);
+pub(crate) const RETRY_MAX_ATTEMPTS: Range = Range::between(1, u32::MAX as i128);
 
 /// Which layer is being read; decides how origins are named and whether strings may hold numbers.
 pub(crate) enum Layer<'a> {
@@ -312,10 +329,64 @@ pub(crate) fn read_layer(tree: Map<String, Value>, layer: &Layer<'_>) -> Result<
                     }
                 }
             }
+            "invocation" => {
+                for (name, value) in sorted(fields) {
+                    let key = format!("invocation.{name}");
+                    match name.as_str() {
+                        "inactivity_timeout_ms" => {
+                            partial.inactivity_timeout_ms = Some(int(&value, &key, MILLIS, layer)?);
+                        }
+                        "abort_timeout_ms" => {
+                            partial.abort_timeout_ms = Some(int(&value, &key, MILLIS, layer)?);
+                        }
+                        "retry_initial_interval_ms" => {
+                            partial.retry_initial_interval_ms =
+                                Some(int(&value, &key, MILLIS, layer)?);
+                        }
+                        "retry_factor" => partial.retry_factor = Some(factor(&value, &key, layer)?),
+                        "retry_max_interval_ms" => {
+                            partial.retry_max_interval_ms = Some(int(&value, &key, MILLIS, layer)?);
+                        }
+                        "retry_max_attempts" => {
+                            partial.retry_max_attempts =
+                                Some(int(&value, &key, RETRY_MAX_ATTEMPTS, layer)?);
+                        }
+                        _ => return Err(unknown(&key, layer)),
+                    }
+                }
+            }
             _ => return Err(unknown(&section, layer)),
         }
     }
     Ok(partial)
+}
+
+/// A retry factor: a finite number >= 1 (integers accepted; strings only from the environment).
+fn factor(value: &Value, key: &str, layer: &Layer<'_>) -> Result<Sourced<f64>, Error> {
+    let expected = "a number >= 1.0";
+    #[allow(clippy::cast_precision_loss)]
+    let x = match &value.kind {
+        ValueKind::Float(x) => *x,
+        ValueKind::I64(n) => *n as f64,
+        ValueKind::U64(n) => *n as f64,
+        ValueKind::String(s) if layer.is_env() => match s.trim().parse::<f64>() {
+            Ok(x) => x,
+            Err(_) => return Err(invalid_type(&value.kind, key, expected, layer)),
+        },
+        other => return Err(invalid_type(other, key, expected, layer)),
+    };
+    if !(x.is_finite() && x >= 1.0) {
+        return Err(Error::InvalidValue {
+            origin: layer.origin(key),
+            key: key.to_owned(),
+            value: x.to_string(),
+            expected: "a finite number >= 1.0".to_owned(),
+        });
+    }
+    Ok(Sourced {
+        value: x,
+        origin: layer.origin(key),
+    })
 }
 
 /// Reads the `[[cluster.nodes]]` array; each entry must be complete since arrays never merge.

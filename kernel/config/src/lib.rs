@@ -47,6 +47,9 @@ pub struct Config {
     pub cluster: Cluster,
     /// Replicated-log tuning.
     pub log: Log,
+    /// Retry policy and attempt timeouts of invocations, unless a service or handler declares
+    /// its own in its discovery manifest.
+    pub invocation: Invocation,
 }
 
 /// This node's identity; the id selects its own entry in [`Cluster::nodes`].
@@ -101,6 +104,29 @@ pub struct Log {
     pub snapshot_interval: u64,
     /// Lower bound of the raft election timeout in ms (50..=60000); heartbeat is a third of it.
     pub election_timeout_ms: u64,
+}
+
+/// How invocations are retried and how long a silent attempt may run: the node-wide defaults
+/// under the per-service and per-handler values of discovery manifests.
+///
+/// The retry fields feed the partition state machine's configuration, which must be identical on
+/// every replica: like `[cluster]`, set them alike on every node of a cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Invocation {
+    /// Silence (ms) after which an attempt is asked to suspend (>= 1; default 60000).
+    pub inactivity_timeout_ms: u64,
+    /// Time (ms) after that request at which a still running attempt is aborted (>= 1; default
+    /// 600000).
+    pub abort_timeout_ms: u64,
+    /// Delay (ms) before the first retry of a failed attempt (>= 1; default 50).
+    pub retry_initial_interval_ms: u64,
+    /// Factor between consecutive retry delays (finite, >= 1.0; default 2.0).
+    pub retry_factor: f64,
+    /// Upper bound (ms) of a retry delay (>= `retry_initial_interval_ms`; default 60000).
+    pub retry_max_interval_ms: u64,
+    /// Attempts before a failing invocation is paused until resumed (>= 1; default 70).
+    pub retry_max_attempts: u32,
 }
 
 /// Returned by [`Config::member`] only for hand-built configs that lack this node's entry.

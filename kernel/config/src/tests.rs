@@ -2,7 +2,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::{Cluster, Config, DEFAULT_TOML, Error, Listener, Log, Member, Node, Origin};
+use crate::{
+    Cluster, Config, DEFAULT_TOML, Error, Invocation, Listener, Log, Member, Node, Origin,
+};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -111,6 +113,14 @@ fn default_config() -> Config {
             max_batch_bytes: 4_194_304,
             snapshot_interval: 20_000,
             election_timeout_ms: 300,
+        },
+        invocation: Invocation {
+            inactivity_timeout_ms: 60_000,
+            abort_timeout_ms: 600_000,
+            retry_initial_interval_ms: 50,
+            retry_factor: 2.0,
+            retry_max_interval_ms: 60_000,
+            retry_max_attempts: 70,
         },
     }
 }
@@ -334,7 +344,15 @@ fn unknown_section() {
 
 #[test]
 fn unknown_key_in_every_section() {
-    for section in ["node", "ingress", "admin", "sql", "cluster", "log"] {
+    for section in [
+        "node",
+        "ingress",
+        "admin",
+        "sql",
+        "cluster",
+        "log",
+        "invocation",
+    ] {
         let (err, _) = fail(Some(&format!("[{section}]\ntypo = 1\n")), &[]);
         assert!(matches!(err, Error::UnknownKey { .. }), "{err}");
         assert_eq!(err.key(), Some(format!("{section}.typo").as_str()));
@@ -999,4 +1017,116 @@ fn manifest_dir() -> std::path::PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR")
         .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
         .into()
+}
+
+// ---------------------------------------------------------------- [invocation]
+
+#[test]
+fn invocation_keys_layer_like_the_others() {
+    let config = ok(
+        Some(
+            "[invocation]
+retry_max_attempts = 3
+retry_factor = 1.5
+inactivity_timeout_ms = 200
+",
+        ),
+        &[
+            ("HOLDFAST__INVOCATION__ABORT_TIMEOUT_MS", "900"),
+            ("HOLDFAST__INVOCATION__RETRY_FACTOR", "3"),
+        ],
+    );
+    assert_eq!(
+        config.invocation,
+        Invocation {
+            inactivity_timeout_ms: 200,
+            abort_timeout_ms: 900,
+            retry_initial_interval_ms: 50,
+            retry_factor: 3.0,
+            retry_max_interval_ms: 60_000,
+            retry_max_attempts: 3,
+        }
+    );
+    // An integer factor is a number too.
+    let config = ok(
+        Some(
+            "[invocation]
+retry_factor = 2
+",
+        ),
+        &[],
+    );
+    assert_eq!(config.invocation.retry_factor, 2.0);
+}
+
+#[test]
+fn invocation_ranges_are_enforced() {
+    for key in [
+        "inactivity_timeout_ms",
+        "abort_timeout_ms",
+        "retry_initial_interval_ms",
+        "retry_max_interval_ms",
+        "retry_max_attempts",
+    ] {
+        assert_out_of_range(
+            &format!("[invocation]\n{key} = 0\n"),
+            &format!("invocation.{key}"),
+            "0",
+            if key == "retry_max_attempts" {
+                "1..=4294967295"
+            } else {
+                "1..=9007199254740992"
+            },
+        );
+    }
+    assert_out_of_range(
+        "[invocation]\nretry_factor = 0.5\n",
+        "invocation.retry_factor",
+        "0.5",
+        "a finite number >= 1.0",
+    );
+    assert_out_of_range(
+        "[invocation]\nretry_factor = nan\n",
+        "invocation.retry_factor",
+        "NaN",
+        "a finite number >= 1.0",
+    );
+}
+
+#[test]
+fn invocation_wrong_types_name_key_and_origin() {
+    let (err, path) = fail(Some("[invocation]\nretry_factor = \"fast\"\n"), &[]);
+    assert!(matches!(err, Error::InvalidType { .. }), "{err}");
+    assert_eq!(err.key(), Some("invocation.retry_factor"));
+    assert_eq!(err.origin(), file_origin(&path).as_ref());
+    let (err, _) = fail(
+        None,
+        &[("HOLDFAST__INVOCATION__RETRY_MAX_ATTEMPTS", "many")],
+    );
+    assert!(matches!(err, Error::InvalidType { .. }), "{err}");
+    assert_eq!(
+        err.origin(),
+        env_origin("HOLDFAST__INVOCATION__RETRY_MAX_ATTEMPTS").as_ref()
+    );
+}
+
+#[test]
+fn initial_retry_interval_may_not_exceed_the_maximum() {
+    let (err, path) = fail(
+        Some("[invocation]\nretry_initial_interval_ms = 70000\n"),
+        &[],
+    );
+    assert!(matches!(err, Error::InvalidValue { .. }), "{err}");
+    assert_eq!(err.key(), Some("invocation.retry_initial_interval_ms"));
+    assert_eq!(err.origin(), file_origin(&path).as_ref());
+    // The environment lowered the maximum below the file's initial interval: it takes the blame.
+    let (err, _) = fail(
+        Some("[invocation]\nretry_initial_interval_ms = 500\n"),
+        &[("HOLDFAST__INVOCATION__RETRY_MAX_INTERVAL_MS", "100")],
+    );
+    assert_eq!(err.key(), Some("invocation.retry_max_interval_ms"));
+    assert_eq!(
+        err.origin(),
+        env_origin("HOLDFAST__INVOCATION__RETRY_MAX_INTERVAL_MS").as_ref()
+    );
 }

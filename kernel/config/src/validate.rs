@@ -8,10 +8,11 @@ use std::net::SocketAddr;
 
 use crate::error::{Error, Origin};
 use crate::layer::{Partial, Sourced};
-use crate::{Cluster, Config, Listener, Log, Member, Node};
+use crate::{Cluster, Config, Invocation, Listener, Log, Member, Node};
 
 /// Fills every key from the merged layers and applies the cross-key rules.
-pub(crate) fn finish(merged: Partial) -> Result<Config, Error> {
+pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
+    let invocation = invocation(&mut merged)?;
     let node_id = required(merged.node_id, "node.id")?;
     let data_dir = required(merged.data_dir, "node.data_dir")?;
     let ingress = required(merged.ingress, "ingress.bind_address")?;
@@ -55,6 +56,64 @@ pub(crate) fn finish(merged: Partial) -> Result<Config, Error> {
             snapshot_interval: snapshot_interval.value,
             election_timeout_ms: election_timeout_ms.value,
         },
+        invocation,
+    })
+}
+
+/// The `[invocation]` section; the initial retry interval may not exceed the maximum one.
+fn invocation(merged: &mut Partial) -> Result<Invocation, Error> {
+    let initial = required(
+        merged.retry_initial_interval_ms.take(),
+        "invocation.retry_initial_interval_ms",
+    )?;
+    let max = required(
+        merged.retry_max_interval_ms.take(),
+        "invocation.retry_max_interval_ms",
+    )?;
+    if initial.value > max.value {
+        // Blame the key from the stronger layer: it broke a consistent pair.
+        let (origin, key, value, expected) = if outranks(&max.origin, &initial.origin) {
+            (
+                &max.origin,
+                "invocation.retry_max_interval_ms",
+                max.value,
+                format!(
+                    ">= {} (`invocation.retry_initial_interval_ms` from {})",
+                    initial.value, initial.origin
+                ),
+            )
+        } else {
+            (
+                &initial.origin,
+                "invocation.retry_initial_interval_ms",
+                initial.value,
+                format!(
+                    "<= {} (`invocation.retry_max_interval_ms` from {})",
+                    max.value, max.origin
+                ),
+            )
+        };
+        return Err(invalid(origin, key.to_owned(), value.to_string(), expected));
+    }
+    Ok(Invocation {
+        inactivity_timeout_ms: required(
+            merged.inactivity_timeout_ms.take(),
+            "invocation.inactivity_timeout_ms",
+        )?
+        .value,
+        abort_timeout_ms: required(
+            merged.abort_timeout_ms.take(),
+            "invocation.abort_timeout_ms",
+        )?
+        .value,
+        retry_initial_interval_ms: initial.value,
+        retry_factor: required(merged.retry_factor.take(), "invocation.retry_factor")?.value,
+        retry_max_interval_ms: max.value,
+        retry_max_attempts: required(
+            merged.retry_max_attempts.take(),
+            "invocation.retry_max_attempts",
+        )?
+        .value,
     })
 }
 

@@ -16,7 +16,7 @@
 //! - [`store`]: the [`Store`] trait; [`memory`]: an in-memory implementation for tests and tools.
 //! - [`state`]: the per-invocation records ([`state::Invocation`], [`state::JournalItem`]).
 //! - [`effect`]: [`Effect`], what the leader must do after a command.
-//! - [`config`]: the retry policy and retention of call results.
+//! - [`config`]: the retry policy of invocations that carry none, and retention of call results.
 //! - [`control`]: which operator requests (cancel, kill, purge, pause, resume) the state of an
 //!   invocation allows; the admin asks it before proposing, the lifecycle steps obey it.
 //! - `lifecycle`: one module per command or lifecycle step (invoke, journal, attempt_ended,
@@ -28,6 +28,7 @@
 //!   Invoke ─► Inboxed ─(lock freed)─► Invoked{e} ─► Suspended{e} ─(waited completion)─► Invoked{e+1}
 //!                 └──────(free lock)────┘  │  └──► BackingOff{e} ─(Retry e)─► Invoked{e+1}
 //!                                          │            └──(retries exhausted)─► Paused ─(Resume)─► …
+//!                                          │                      (or Completed with the last error: kill)
 //!                                          └──► Completed ─(Purge)─► gone
 //!   Invoked / Suspended / BackingOff ─(Pause)─► Paused{e} ─(ResumeOn)─► Invoked{e+1}
 //!   Suspended / BackingOff ─(ResumeOn)─► Invoked{e+1}
@@ -42,7 +43,7 @@ pub mod memory;
 pub mod state;
 pub mod store;
 
-pub use config::{Config, RetryPolicy};
+pub use config::{Config, OnMaxAttempts, RetryPolicy};
 pub use effect::Effect;
 pub use store::Store;
 
@@ -78,6 +79,7 @@ pub fn apply<S: Store>(
             ack,
             callee_kind,
             at_ms,
+            callee_retry,
         } => journal::apply(
             &mut cx,
             journal::Append {
@@ -87,6 +89,7 @@ pub fn apply<S: Store>(
                 entry,
                 ack: *ack,
                 callee_kind: *callee_kind,
+                callee_retry: *callee_retry,
                 at_ms: *at_ms,
             },
         )?,

@@ -2,7 +2,7 @@
 
 use holdfast_protocol::message::Headers;
 use holdfast_protocol::{Entry, EntryIndex, Outcome};
-use holdfast_types::{DeploymentId, Epoch, HandlerKind, InvocationId, Source, Target};
+use holdfast_types::{DeploymentId, Epoch, HandlerKind, InvocationId, RetryPolicy, Source, Target};
 use serde::{Deserialize, Serialize};
 
 /// Where an invocation is in its lifecycle.
@@ -69,6 +69,9 @@ pub struct Invocation {
     pub output: Option<EntryIndex>,
     /// A cancellation arrived while nothing was pending: deliver it to the next completable entry.
     pub cancel_pending: bool,
+    /// The retry policy it was accepted with; `None` uses the state machine's configured one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
 }
 
 /// One journal entry as stored: exactly what the SDK (or the kernel, for the input) wrote, and

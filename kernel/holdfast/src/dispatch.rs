@@ -280,6 +280,8 @@ impl KernelDispatcher {
             response: wait,
             at_ms: now_ms(),
             deployment: Some(DeploymentId(request.deployment.to_string())),
+            // Resolved by the owning partition from the registry and its configuration.
+            retry: None,
         };
         let owner = self.owner(id);
         Box::pin(async move {

@@ -40,6 +40,45 @@ pub enum BootError {
     Raft(#[from] Box<openraft::ConfigError>),
 }
 
+/// The attempt timeouts and the state machine's settings from the `[invocation]` section. The
+/// state machine's part must be the same on every replica, which holds because it comes from the
+/// cluster configuration that every node is given alike (like `[cluster]`).
+pub fn invocation_settings(
+    invocation: &holdfast_config::Invocation,
+) -> (Timeouts, holdfast_fsm::Config) {
+    let timeouts = Timeouts {
+        inactivity: Duration::from_millis(invocation.inactivity_timeout_ms),
+        abort: Duration::from_millis(invocation.abort_timeout_ms),
+    };
+    let fsm = holdfast_fsm::Config {
+        retry: retry_policy(invocation),
+        ..holdfast_fsm::Config::default()
+    };
+    (timeouts, fsm)
+}
+
+/// The node's retry policy: the `[invocation]` retry keys; exhausted invocations are paused.
+pub fn retry_policy(invocation: &holdfast_config::Invocation) -> holdfast_types::RetryPolicy {
+    holdfast_types::RetryPolicy {
+        initial_interval_ms: invocation.retry_initial_interval_ms,
+        factor: invocation.retry_factor,
+        max_interval_ms: invocation.retry_max_interval_ms,
+        max_attempts: invocation.retry_max_attempts,
+        on_max_attempts: holdfast_types::OnMaxAttempts::Pause,
+    }
+}
+
+/// What the node's configuration gives attempts of handlers that declare nothing (for views).
+pub fn attempt_defaults(
+    invocation: &holdfast_config::Invocation,
+) -> holdfast_schema::AttemptPolicy {
+    holdfast_schema::AttemptPolicy {
+        retry: retry_policy(invocation),
+        inactivity_timeout: holdfast_schema::Millis(invocation.inactivity_timeout_ms),
+        abort_timeout: holdfast_schema::Millis(invocation.abort_timeout_ms),
+    }
+}
+
 /// A running node's partitions.
 pub struct Kernel {
     node: NodeId,
@@ -99,6 +138,7 @@ impl Kernel {
             Supervisor::start_in_arbiter(&arbiter.handle(), move |_| MetadataActor::new(settings))
         };
         let endpoints = EndpointClient::new(ClientConfig::default());
+        let (timeouts, fsm) = invocation_settings(&config.invocation);
         let partitions: Vec<(PartitionId, Addr<PartitionActor>)> = (0..config.cluster.partitions)
             .map(|n| {
                 let settings = Settings {
@@ -111,7 +151,8 @@ impl Kernel {
                     flush_interval: Duration::from_secs(1),
                     registry: registry.clone(),
                     endpoints: endpoints.clone(),
-                    timeouts: Timeouts::default(),
+                    timeouts,
+                    fsm,
                 };
                 let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
                     PartitionActor::new(settings)

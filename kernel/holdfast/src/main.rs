@@ -65,7 +65,20 @@ fn boot(config: &Config) -> anyhow::Result<Kernel> {
     })
 }
 
+/// Caps glibc's malloc arenas. Group commits hand work to short-lived blocking threads, and with
+/// one arena per thread freed memory stays spread over many arenas: resident memory grew to twice
+/// what the kernel uses. Two arenas keep it close to the live heap at no measurable speed cost.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: called first thing in main, before any other thread exists; mallopt only adjusts
+    // allocator parameters.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -118,6 +131,7 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 metadata: kernel.metadata().clone(),
                 registry: kernel.registry(),
                 endpoints: kernel.endpoints().clone(),
+                attempt_defaults: kernel::attempt_defaults(&config.invocation),
             },
         ) {
             Ok(admin) => admin,

@@ -107,6 +107,18 @@ pub enum Invalid {
         /// How many `workflow` handlers it declares.
         count: usize,
     },
+    /// A retry policy or timeout field of the manifest with a value the kernel cannot use.
+    #[error("'{target}' declares {field} = {value}, expected {expected}")]
+    Setting {
+        /// The service, or `service/handler`.
+        target: String,
+        /// The manifest field, e.g. `retry_policy.factor`.
+        field: String,
+        /// The declared value.
+        value: String,
+        /// What would be accepted.
+        expected: String,
+    },
     /// A workflow completion retention set on a service that is not a workflow.
     #[error("service '{0}' is not a workflow, so it has no workflow completion retention")]
     NotAWorkflow(String),

@@ -23,10 +23,12 @@ pub mod views;
 
 pub use command::RegistryCommand;
 pub use error::{Conflict, Conflicts, Invalid, Refusal};
+pub use holdfast_types::RetryPolicy;
 pub use id::{DeploymentId, ParseIdError};
 pub use registry::{Applied, Registry, Resolved};
 pub use schema::{
-    DEFAULT_ABORT_TIMEOUT, DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_INACTIVITY_TIMEOUT,
-    DEFAULT_JOURNAL_RETENTION, DEFAULT_WORKFLOW_COMPLETION_RETENTION, Deployment, HandlerSchema,
-    Millis, OnMaxAttempts, RetryOverrides, RetryPolicy, ServicePatch, ServiceSchema, Timestamp,
+    AttemptPolicy, DEFAULT_ABORT_TIMEOUT, DEFAULT_IDEMPOTENCY_RETENTION,
+    DEFAULT_INACTIVITY_TIMEOUT, DEFAULT_JOURNAL_RETENTION, DEFAULT_WORKFLOW_COMPLETION_RETENTION,
+    Deployment, HandlerSchema, Millis, OnMaxAttempts, RetryOverrides, ServicePatch, ServiceSchema,
+    Timestamp,
 };

@@ -3,6 +3,7 @@
 
 use crate::DeploymentId;
 use holdfast_protocol::manifest::{HandlerKind, ProtocolMode, ServiceType};
+use holdfast_types::RetryPolicy;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -71,69 +72,65 @@ pub const DEFAULT_INACTIVITY_TIMEOUT: Millis = Millis::MINUTE;
 /// An attempt that ignored the suspension request is aborted after this long (600 s).
 pub const DEFAULT_ABORT_TIMEOUT: Millis = Millis(600_000);
 
-/// What happens to an invocation whose retries are exhausted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OnMaxAttempts {
-    /// Keep the invocation and its journal; an operator resumes it.
-    Pause,
-    /// Fail the invocation; its caller gets the last error.
-    Kill,
-}
+pub use holdfast_types::OnMaxAttempts;
 
-/// Exponential backoff between attempts of a failing invocation.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct RetryPolicy {
-    /// Delay before the first retry.
-    pub initial_interval: Millis,
-    /// Each further delay is the previous one times this factor.
-    pub exponentiation_factor: f64,
-    /// Upper bound of any single delay.
-    pub max_interval: Millis,
-    /// Attempts before `on_max_attempts` applies; `None` retries forever.
-    pub max_attempts: Option<u32>,
-    /// What to do once the attempts are used up.
-    pub on_max_attempts: OnMaxAttempts,
-}
-
-impl Default for RetryPolicy {
-    /// 50 ms doubling up to 60 s, 70 attempts, then pause.
-    fn default() -> Self {
-        Self {
-            initial_interval: Millis(50),
-            exponentiation_factor: 2.0,
-            max_interval: Millis::MINUTE,
-            max_attempts: Some(70),
-            on_max_attempts: OnMaxAttempts::Pause,
-        }
-    }
-}
-
-/// Per-handler replacements for fields of the service's [`RetryPolicy`]; `None` keeps the service's.
+/// Retry policy fields declared by a service or a handler in its manifest; `None` keeps the value
+/// of the next level (handler > service > the node's `[invocation]` configuration).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct RetryOverrides {
-    /// Replaces [`RetryPolicy::initial_interval`].
+    /// Replaces the delay before the first retry.
+    #[serde(default)]
     pub initial_interval: Option<Millis>,
-    /// Replaces [`RetryPolicy::exponentiation_factor`].
+    /// Replaces the factor between consecutive delays.
+    #[serde(default)]
     pub exponentiation_factor: Option<f64>,
-    /// Replaces [`RetryPolicy::max_interval`].
+    /// Replaces the upper bound of a delay.
+    #[serde(default)]
     pub max_interval: Option<Millis>,
-    /// Replaces [`RetryPolicy::max_attempts`].
+    /// Replaces the number of attempts before `on_max_attempts` applies.
+    #[serde(default)]
     pub max_attempts: Option<u32>,
-    /// Replaces [`RetryPolicy::on_max_attempts`].
+    /// Replaces what happens once the attempts are used up.
+    #[serde(default)]
     pub on_max_attempts: Option<OnMaxAttempts>,
 }
 
 impl RetryOverrides {
-    /// The policy the invoker uses for this handler: the service's, with these fields replaced.
+    /// `policy` with the fields these overrides set replaced.
     pub fn apply_to(&self, policy: RetryPolicy) -> RetryPolicy {
         RetryPolicy {
-            initial_interval: self.initial_interval.unwrap_or(policy.initial_interval),
-            exponentiation_factor: self
-                .exponentiation_factor
-                .unwrap_or(policy.exponentiation_factor),
-            max_interval: self.max_interval.unwrap_or(policy.max_interval),
-            max_attempts: self.max_attempts.or(policy.max_attempts),
+            initial_interval_ms: self
+                .initial_interval
+                .map_or(policy.initial_interval_ms, |m| m.0),
+            factor: self.exponentiation_factor.unwrap_or(policy.factor),
+            max_interval_ms: self.max_interval.map_or(policy.max_interval_ms, |m| m.0),
+            max_attempts: self.max_attempts.unwrap_or(policy.max_attempts),
             on_max_attempts: self.on_max_attempts.unwrap_or(policy.on_max_attempts),
+        }
+    }
+}
+
+/// What an attempt of a handler runs with: its retry policy and its timeouts. The node's
+/// configuration gives one for everything; [`ServiceSchema::attempt_policy`] refines it for a
+/// handler with what its manifest declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptPolicy {
+    /// Backoff between failed attempts, then pause or kill.
+    pub retry: RetryPolicy,
+    /// Silence after which an attempt is asked to suspend.
+    pub inactivity_timeout: Millis,
+    /// Time after the suspension request at which the attempt is aborted.
+    pub abort_timeout: Millis,
+}
+
+impl Default for AttemptPolicy {
+    /// The documented defaults: 50 ms doubling up to 60 s, 70 attempts then pause; 60 s
+    /// inactivity, 600 s abort.
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            inactivity_timeout: DEFAULT_INACTIVITY_TIMEOUT,
+            abort_timeout: DEFAULT_ABORT_TIMEOUT,
         }
     }
 }
@@ -153,6 +150,12 @@ pub struct HandlerSchema {
     pub public: bool,
     /// Retry settings this handler overrides, if its manifest declares any.
     pub retry: Option<RetryOverrides>,
+    /// Inactivity timeout this handler's manifest declares, over the service's.
+    #[serde(default)]
+    pub inactivity_timeout: Option<Millis>,
+    /// Abort timeout this handler's manifest declares, over the service's.
+    #[serde(default)]
+    pub abort_timeout: Option<Millis>,
 }
 
 /// One revision of a service, as served by one deployment.
@@ -176,12 +179,18 @@ pub struct ServiceSchema {
     pub journal_retention: Millis,
     /// How long a completed workflow's result is kept; `None` for other service types.
     pub workflow_completion_retention: Option<Millis>,
-    /// Silence after which an attempt is asked to suspend.
-    pub inactivity_timeout: Millis,
-    /// Time after the suspension request at which the attempt is aborted.
-    pub abort_timeout: Millis,
-    /// Backoff between attempts, unless a handler overrides it.
-    pub retry_policy: RetryPolicy,
+    /// Silence after which an attempt is asked to suspend, as the manifest or an operator set
+    /// it; `None`: the node's configured value.
+    #[serde(default)]
+    pub inactivity_timeout: Option<Millis>,
+    /// Time after the suspension request at which the attempt is aborted, as the manifest or an
+    /// operator set it; `None`: the node's configured value.
+    #[serde(default)]
+    pub abort_timeout: Option<Millis>,
+    /// Retry policy fields the manifest declares for the whole service (handlers may override
+    /// them); unset fields keep the node's configured values.
+    #[serde(default)]
+    pub retry_policy: RetryOverrides,
 }
 
 impl ServiceSchema {
@@ -190,11 +199,27 @@ impl ServiceSchema {
         self.handlers.iter().find(|h| h.name == name)
     }
 
-    /// The retry policy the invoker applies to `handler`: the service's with its overrides.
-    pub fn retry_policy_for(&self, handler: &HandlerSchema) -> RetryPolicy {
-        handler
-            .retry
-            .map_or(self.retry_policy, |o| o.apply_to(self.retry_policy))
+    /// The retry policy of `handler`'s invocations: `node`'s, with the fields this service
+    /// declares replaced, then those the handler declares.
+    pub fn retry_policy_for(&self, handler: &HandlerSchema, node: RetryPolicy) -> RetryPolicy {
+        let service = self.retry_policy.apply_to(node);
+        handler.retry.map_or(service, |o| o.apply_to(service))
+    }
+
+    /// What an attempt of `handler` runs with: handler declarations over service declarations
+    /// (or operator settings) over the node's configuration `node`.
+    pub fn attempt_policy(&self, handler: &HandlerSchema, node: &AttemptPolicy) -> AttemptPolicy {
+        AttemptPolicy {
+            retry: self.retry_policy_for(handler, node.retry),
+            inactivity_timeout: handler
+                .inactivity_timeout
+                .or(self.inactivity_timeout)
+                .unwrap_or(node.inactivity_timeout),
+            abort_timeout: handler
+                .abort_timeout
+                .or(self.abort_timeout)
+                .unwrap_or(node.abort_timeout),
+        }
     }
 }
 
@@ -288,10 +313,10 @@ impl ServicePatch {
             *slot = value;
         }
         if let Some(value) = self.inactivity_timeout {
-            schema.inactivity_timeout = value;
+            schema.inactivity_timeout = Some(value);
         }
         if let Some(value) = self.abort_timeout {
-            schema.abort_timeout = value;
+            schema.abort_timeout = Some(value);
         }
     }
 
@@ -331,19 +356,95 @@ mod tests {
             ..RetryOverrides::default()
         };
         let policy = overrides.apply_to(RetryPolicy::default());
-        assert_eq!(policy.max_attempts, Some(3));
+        assert_eq!(policy.max_attempts, 3);
         assert_eq!(policy.on_max_attempts, OnMaxAttempts::Kill);
-        assert_eq!(policy.initial_interval, Millis(50));
-        assert_eq!(policy.max_interval, Millis(60_000));
+        assert_eq!(policy.initial_interval_ms, 50);
+        assert_eq!(policy.max_interval_ms, 60_000);
     }
 
     #[test]
-    fn default_retry_policy_matches_the_documented_defaults() {
-        let policy = RetryPolicy::default();
-        assert_eq!(policy.initial_interval, Millis(50));
-        assert_eq!(policy.exponentiation_factor, 2.0);
-        assert_eq!(policy.max_interval, Millis(60_000));
-        assert_eq!(policy.max_attempts, Some(70));
-        assert_eq!(policy.on_max_attempts, OnMaxAttempts::Pause);
+    fn default_attempt_policy_matches_the_documented_defaults() {
+        let policy = AttemptPolicy::default();
+        assert_eq!(policy.retry.initial_interval_ms, 50);
+        assert_eq!(policy.retry.factor, 2.0);
+        assert_eq!(policy.retry.max_interval_ms, 60_000);
+        assert_eq!(policy.retry.max_attempts, 70);
+        assert_eq!(policy.retry.on_max_attempts, OnMaxAttempts::Pause);
+        assert_eq!(policy.inactivity_timeout, Millis(60_000));
+        assert_eq!(policy.abort_timeout, Millis(600_000));
+    }
+
+    fn handler(retry: Option<RetryOverrides>, inactivity: Option<Millis>) -> HandlerSchema {
+        HandlerSchema {
+            name: "h".into(),
+            kind: HandlerKind::Shared,
+            input: "application/json".into(),
+            output: "application/json".into(),
+            public: true,
+            retry,
+            inactivity_timeout: inactivity,
+            abort_timeout: None,
+        }
+    }
+
+    fn service(retry: RetryOverrides, inactivity: Option<Millis>) -> ServiceSchema {
+        ServiceSchema {
+            name: "S".into(),
+            ty: ServiceType::Service,
+            revision: 1,
+            deployment_id: DeploymentId::from_seed(1),
+            handlers: vec![handler(None, None)],
+            public: true,
+            idempotency_retention: Millis::DAY,
+            journal_retention: Millis::DAY,
+            workflow_completion_retention: None,
+            inactivity_timeout: inactivity,
+            abort_timeout: None,
+            retry_policy: retry,
+        }
+    }
+
+    #[test]
+    fn attempt_policy_is_handler_over_service_over_node() {
+        let node = AttemptPolicy {
+            retry: RetryPolicy {
+                initial_interval_ms: 7,
+                max_attempts: 9,
+                ..RetryPolicy::default()
+            },
+            inactivity_timeout: Millis(1_000),
+            abort_timeout: Millis(2_000),
+        };
+        let bare = service(RetryOverrides::default(), None);
+        assert_eq!(bare.attempt_policy(&handler(None, None), &node), node);
+
+        let svc = service(
+            RetryOverrides {
+                max_attempts: Some(3),
+                exponentiation_factor: Some(1.5),
+                ..RetryOverrides::default()
+            },
+            Some(Millis(500)),
+        );
+        let plain = svc.attempt_policy(&handler(None, None), &node);
+        assert_eq!(plain.retry.max_attempts, 3);
+        assert_eq!(plain.retry.factor, 1.5);
+        assert_eq!(plain.retry.initial_interval_ms, 7);
+        assert_eq!(plain.inactivity_timeout, Millis(500));
+        assert_eq!(plain.abort_timeout, Millis(2_000));
+
+        let specific = handler(
+            Some(RetryOverrides {
+                max_attempts: Some(1),
+                on_max_attempts: Some(OnMaxAttempts::Kill),
+                ..RetryOverrides::default()
+            }),
+            Some(Millis(50)),
+        );
+        let own = svc.attempt_policy(&specific, &node);
+        assert_eq!(own.retry.max_attempts, 1);
+        assert_eq!(own.retry.on_max_attempts, OnMaxAttempts::Kill);
+        assert_eq!(own.retry.factor, 1.5);
+        assert_eq!(own.inactivity_timeout, Millis(50));
     }
 }

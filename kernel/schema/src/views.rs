@@ -13,8 +13,8 @@
 //! | any refusal | [`ErrorView`] via [`error`] |
 
 use crate::{
-    Deployment, DeploymentId, HandlerSchema, OnMaxAttempts, Refusal, Registry, RetryPolicy,
-    ServiceSchema, Timestamp,
+    AttemptPolicy, Deployment, DeploymentId, HandlerSchema, Millis, OnMaxAttempts, Refusal,
+    Registry, RetryPolicy, ServiceSchema, Timestamp,
 };
 use holdfast_protocol::manifest::{HandlerKind, ProtocolMode, ServiceType};
 use serde::Serialize;
@@ -132,7 +132,7 @@ pub struct RetryPolicyView {
     pub initial_interval: String,
     /// E.g. `2.0`.
     pub exponentiation_factor: f64,
-    /// `null` retries forever.
+    /// Attempts before `on_max_attempts` applies (always set; `null` is Restate's "forever").
     pub max_attempts: Option<u32>,
     /// E.g. `1m`.
     pub max_interval: String,
@@ -182,11 +182,16 @@ pub struct ErrorView {
     pub code: &'static str,
 }
 
-/// The answer to `POST /deployments` for `deployment`.
-pub fn registration(deployment: &Deployment) -> Registration {
+/// The answer to `POST /deployments` for `deployment`; `defaults` (the node's configuration)
+/// fills in what services do not declare.
+pub fn registration(deployment: &Deployment, defaults: &AttemptPolicy) -> Registration {
     Registration {
         id: deployment.id,
-        services: deployment.services.iter().map(service).collect(),
+        services: deployment
+            .services
+            .iter()
+            .map(|s| service(s, defaults))
+            .collect(),
         min_protocol_version: deployment.min_protocol_version,
         max_protocol_version: deployment.max_protocol_version,
     }
@@ -224,7 +229,7 @@ pub fn deployment_summary(deployment: &Deployment) -> DeploymentSummary {
 }
 
 /// The answer to `GET /deployments/{id}`.
-pub fn deployment_detail(deployment: &Deployment) -> DeploymentDetail {
+pub fn deployment_detail(deployment: &Deployment, defaults: &AttemptPolicy) -> DeploymentDetail {
     DeploymentDetail {
         id: deployment.id,
         uri: deployment.uri.clone(),
@@ -232,19 +237,28 @@ pub fn deployment_detail(deployment: &Deployment) -> DeploymentDetail {
         created_at: rfc3339(deployment.created_at),
         min_protocol_version: deployment.min_protocol_version,
         max_protocol_version: deployment.max_protocol_version,
-        services: deployment.services.iter().map(service).collect(),
+        services: deployment
+            .services
+            .iter()
+            .map(|s| service(s, defaults))
+            .collect(),
     }
 }
 
 /// The answer to `GET /services`.
-pub fn service_list(registry: &Registry) -> ServiceList {
+pub fn service_list(registry: &Registry, defaults: &AttemptPolicy) -> ServiceList {
     ServiceList {
-        services: registry.services().into_iter().map(service).collect(),
+        services: registry
+            .services()
+            .into_iter()
+            .map(|s| service(s, defaults))
+            .collect(),
     }
 }
 
-/// The answer to `GET /services/{name}`.
-pub fn service(schema: &ServiceSchema) -> ServiceView {
+/// The answer to `GET /services/{name}`: the effective service-level settings, the node's
+/// configuration `defaults` filling in what the service does not declare.
+pub fn service(schema: &ServiceSchema, defaults: &AttemptPolicy) -> ServiceView {
     ServiceView {
         name: schema.name.clone(),
         ty: service_type(schema.ty),
@@ -255,9 +269,15 @@ pub fn service(schema: &ServiceSchema) -> ServiceView {
         idempotency_retention: schema.idempotency_retention.to_string(),
         journal_retention: schema.journal_retention.to_string(),
         workflow_completion_retention: schema.workflow_completion_retention.map(|m| m.to_string()),
-        inactivity_timeout: schema.inactivity_timeout.to_string(),
-        abort_timeout: schema.abort_timeout.to_string(),
-        retry_policy: retry_policy(&schema.retry_policy),
+        inactivity_timeout: schema
+            .inactivity_timeout
+            .unwrap_or(defaults.inactivity_timeout)
+            .to_string(),
+        abort_timeout: schema
+            .abort_timeout
+            .unwrap_or(defaults.abort_timeout)
+            .to_string(),
+        retry_policy: retry_policy(&schema.retry_policy.apply_to(defaults.retry)),
     }
 }
 
@@ -290,10 +310,10 @@ pub fn error(refusal: &Refusal) -> ErrorView {
 
 fn retry_policy(policy: &RetryPolicy) -> RetryPolicyView {
     RetryPolicyView {
-        initial_interval: policy.initial_interval.to_string(),
-        exponentiation_factor: policy.exponentiation_factor,
-        max_attempts: policy.max_attempts,
-        max_interval: policy.max_interval.to_string(),
+        initial_interval: Millis(policy.initial_interval_ms).to_string(),
+        exponentiation_factor: policy.factor,
+        max_attempts: Some(policy.max_attempts),
+        max_interval: Millis(policy.max_interval_ms).to_string(),
         on_max_attempts: on_max_attempts(policy.on_max_attempts),
     }
 }

@@ -123,6 +123,7 @@ mod tests {
             response: true,
             at_ms: 7,
             deployment: None,
+            retry: None,
         };
         vec![
             Command::Invoke(Box::new(request.clone())),
@@ -137,6 +138,7 @@ mod tests {
                 ack: true,
                 callee_kind: Some(HandlerKind::Shared),
                 at_ms: 7,
+                callee_retry: None,
             },
             Command::AttemptEnded {
                 id,
@@ -207,6 +209,64 @@ mod tests {
         };
         let bytes = encode(&suspended).expect("encode");
         assert_eq!(decode::<Command>(&bytes).expect("decode"), suspended);
+    }
+
+    /// Retry policies ride along as optional fields: they round-trip, and commands written
+    /// without them (the golden bytes) still decode, with no policy.
+    #[test]
+    fn retry_policies_round_trip_and_stay_optional() {
+        let policy = crate::RetryPolicy {
+            initial_interval_ms: 10,
+            factor: 1.5,
+            max_interval_ms: 900,
+            max_attempts: 3,
+            on_max_attempts: crate::OnMaxAttempts::Kill,
+        };
+        for command in invocation_commands() {
+            let with_policy = match command {
+                Command::Invoke(mut request) => {
+                    request.retry = Some(policy);
+                    Command::Invoke(request)
+                }
+                Command::JournalAppend {
+                    id,
+                    epoch,
+                    index,
+                    entry,
+                    ack,
+                    callee_kind,
+                    at_ms,
+                    ..
+                } => Command::JournalAppend {
+                    id,
+                    epoch,
+                    index,
+                    entry,
+                    ack,
+                    callee_kind,
+                    at_ms,
+                    callee_retry: Some(policy),
+                },
+                _ => continue,
+            };
+            let bytes = encode(&with_policy).expect("encode");
+            assert_eq!(decode::<Command>(&bytes).expect("decode"), with_policy);
+        }
+        for golden in &GOLDEN_INVOCATION_COMMANDS[..2] {
+            let bytes = unhex(golden);
+            match decode::<Command>(&bytes).expect("decode") {
+                Command::Invoke(request) => assert_eq!(request.retry, None),
+                Command::JournalAppend { callee_retry, .. } => assert_eq!(callee_retry, None),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    fn unhex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+            .collect()
     }
 
     /// Golden bytes of every invocation command: if one changes, existing logs can no longer be

@@ -7,7 +7,7 @@
 use crate::{
     DeploymentId, Ending, EntryIndex, Epoch, HandlerKind, InvocationId, InvocationRequest,
 };
-use crate::{OutboxMessage, PartitionId};
+use crate::{OutboxMessage, PartitionId, RetryPolicy};
 use holdfast_protocol::{Entry, Outcome};
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +60,10 @@ pub enum Command {
         callee_kind: Option<HandlerKind>,
         /// The proposer's clock when the entry arrived, in Unix milliseconds.
         at_ms: u64,
+        /// For `call`/`send` entries: the callee's retry policy, resolved by the proposer like
+        /// `callee_kind` (absent: the callee's partition uses its configured policy).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        callee_retry: Option<RetryPolicy>,
     },
     /// Attempt `epoch` ended (suspended, failed or completed); ignored unless it is the running one.
     AttemptEnded {

@@ -1,7 +1,7 @@
 //! The vocabulary of invocations carried inside log commands: what is invoked, by whom, and how an
 //! attempt ended. Stored in the log, so append-only like [`crate::Command`].
 
-use crate::{DeploymentId, EntryIndex, InvocationId, ObjectKey};
+use crate::{DeploymentId, EntryIndex, InvocationId, ObjectKey, RetryPolicy};
 use holdfast_protocol::message::Headers;
 use holdfast_protocol::{Outcome, Payload};
 use serde::{Deserialize, Serialize};
@@ -100,6 +100,11 @@ pub struct InvocationRequest {
     /// newest deployment at each attempt (calls from other invocations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<DeploymentId>,
+    /// The retry policy of every attempt, resolved by the proposer from the registered schema
+    /// and its node's configuration when the request was accepted (handler > service > node).
+    /// `None` (requests written before it existed) uses the state machine's configured policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
 }
 
 /// How one attempt of an invocation ended, as reported by the invoker.

@@ -5,6 +5,7 @@
 //! - [`ids`]: newtypes for nodes, partitions, log positions, invocations and attempts, so no bare
 //!   integer crosses a crate.
 //! - [`invocation`]: targets, handler kinds, sources and attempt endings carried by commands.
+//! - [`retry`]: the retry policy an invocation is accepted with.
 //! - [`command`]: [`Command`], the only things ever written to a partition log.
 //! - [`codec`]: the log encoding — one format-version byte, then MessagePack.
 //! - [`routing`]: which partition owns a key; stable across processes and releases.
@@ -13,6 +14,7 @@ pub mod codec;
 pub mod command;
 pub mod ids;
 pub mod invocation;
+pub mod retry;
 pub mod routing;
 
 pub use command::{Command, ObjectKey};
@@ -21,3 +23,4 @@ pub use ids::{
     Term,
 };
 pub use invocation::{Ending, HandlerKind, InvocationRequest, OutboxMessage, Source, Target};
+pub use retry::{OnMaxAttempts, RetryPolicy};

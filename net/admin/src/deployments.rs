@@ -133,7 +133,7 @@ pub(crate) async fn register(
             format!("{id} not in the registry"),
         ));
     };
-    let body = views::registration(deployment);
+    let body = views::registration(deployment, &kernel.attempt_defaults);
     if created {
         HttpResponse::Created()
             .insert_header(("location", format!("deployments/{id}")))
@@ -164,7 +164,10 @@ pub(crate) async fn get(kernel: web::Data<Kernel>, id: web::Path<String>) -> Htt
     };
     let registry = kernel.registry.borrow().clone();
     match registry.deployment(&id) {
-        Some(deployment) => HttpResponse::Ok().json(views::deployment_detail(deployment)),
+        Some(deployment) => HttpResponse::Ok().json(views::deployment_detail(
+            deployment,
+            &kernel.attempt_defaults,
+        )),
         None => HttpResponse::NotFound().json(ApiError::new(
             "not_found",
             format!("deployment {id} not found"),
@@ -198,13 +201,13 @@ pub(crate) async fn remove(
 
 pub(crate) async fn services(kernel: web::Data<Kernel>) -> HttpResponse {
     let registry = kernel.registry.borrow().clone();
-    HttpResponse::Ok().json(views::service_list(&registry))
+    HttpResponse::Ok().json(views::service_list(&registry, &kernel.attempt_defaults))
 }
 
 pub(crate) async fn service(kernel: web::Data<Kernel>, name: web::Path<String>) -> HttpResponse {
     let registry = kernel.registry.borrow().clone();
     match registry.service(&name) {
-        Some(schema) => HttpResponse::Ok().json(views::service(schema)),
+        Some(schema) => HttpResponse::Ok().json(views::service(schema, &kernel.attempt_defaults)),
         None => HttpResponse::NotFound().json(ApiError::new(
             "not_found",
             format!("service {name} not found"),

@@ -43,6 +43,8 @@ pub struct Kernel {
     pub registry: watch::Receiver<Arc<Registry>>,
     /// The client that runs discovery against service endpoints.
     pub endpoints: EndpointClient,
+    /// The node's `[invocation]` settings, shown where a service declares none of its own.
+    pub attempt_defaults: holdfast_schema::AttemptPolicy,
 }
 
 /// A partition's entry in `/health`.

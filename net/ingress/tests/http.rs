@@ -29,6 +29,9 @@ fn handler(name: &str, kind: HandlerKind, input: &str) -> Handler {
         kind,
         input: input.into(),
         output: "application/json".into(),
+        retry_policy: None,
+        inactivity_timeout_ms: None,
+        abort_timeout_ms: None,
     }
 }
 
@@ -48,6 +51,9 @@ fn manifest() -> Manifest {
                     handler("greet", HandlerKind::Shared, JSON),
                     handler("blob", HandlerKind::Shared, BINARY),
                 ],
+                retry_policy: None,
+                inactivity_timeout_ms: None,
+                abort_timeout_ms: None,
             },
             Service {
                 name: "Counter".into(),
@@ -57,6 +63,9 @@ fn manifest() -> Manifest {
                     handler("get", HandlerKind::Shared, JSON),
                     handler("reset", HandlerKind::Exclusive, JSON),
                 ],
+                retry_policy: None,
+                inactivity_timeout_ms: None,
+                abort_timeout_ms: None,
             },
             Service {
                 name: "Signup".into(),
@@ -65,11 +74,17 @@ fn manifest() -> Manifest {
                     handler("run", HandlerKind::Workflow, JSON),
                     handler("status", HandlerKind::Shared, JSON),
                 ],
+                retry_policy: None,
+                inactivity_timeout_ms: None,
+                abort_timeout_ms: None,
             },
             Service {
                 name: "Internal".into(),
                 ty: ServiceType::Service,
                 handlers: vec![handler("ping", HandlerKind::Shared, JSON)],
+                retry_policy: None,
+                inactivity_timeout_ms: None,
+                abort_timeout_ms: None,
             },
         ],
     }
@@ -832,6 +847,9 @@ async fn registry_versions_published_later_are_used_by_the_next_request() {
                 name: "Later".into(),
                 ty: ServiceType::Service,
                 handlers: vec![handler("go", HandlerKind::Shared, JSON)],
+                retry_policy: None,
+                inactivity_timeout_ms: None,
+                abort_timeout_ms: None,
             }],
         },
         force: false,

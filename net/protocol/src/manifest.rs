@@ -39,6 +39,15 @@ pub struct Service {
     pub ty: ServiceType,
     /// Its handlers.
     pub handlers: Vec<Handler>,
+    /// Retry policy of its handlers' invocations, field by field over the node's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_policy: Option<RetryPolicy>,
+    /// Silence (ms) after which an attempt of its handlers is asked to suspend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inactivity_timeout_ms: Option<u64>,
+    /// Time (ms) after that request at which a still running attempt is aborted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_timeout_ms: Option<u64>,
 }
 
 /// The kind of a service.
@@ -64,6 +73,60 @@ pub struct Handler {
     pub input: String,
     /// Content type of its output.
     pub output: String,
+    /// Retry policy fields overriding the service's (and the node's) for this handler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_policy: Option<RetryPolicy>,
+    /// Overrides the service's inactivity timeout (ms) for this handler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inactivity_timeout_ms: Option<u64>,
+    /// Overrides the service's abort timeout (ms) for this handler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_timeout_ms: Option<u64>,
+}
+
+/// Retry policy fields a service or handler declares; an absent field keeps the value of the
+/// next level (handler > service > the node's configuration).
+///
+/// Equality compares `factor` bit for bit, so manifests stay `Eq`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Delay before the first retry, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_interval_ms: Option<u64>,
+    /// Each further delay is the previous one times this factor (>= 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
+    /// Upper bound of any single delay, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_interval_ms: Option<u64>,
+    /// Attempts (the first included) before `on_max_attempts` applies (>= 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// What happens once the attempts are used up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_max_attempts: Option<OnMaxAttempts>,
+}
+
+impl PartialEq for RetryPolicy {
+    fn eq(&self, other: &Self) -> bool {
+        self.initial_interval_ms == other.initial_interval_ms
+            && self.factor.map(f64::to_bits) == other.factor.map(f64::to_bits)
+            && self.max_interval_ms == other.max_interval_ms
+            && self.max_attempts == other.max_attempts
+            && self.on_max_attempts == other.on_max_attempts
+    }
+}
+
+impl Eq for RetryPolicy {}
+
+/// What happens to an invocation whose attempts are used up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnMaxAttempts {
+    /// Keep it and its journal until an operator resumes it.
+    Pause,
+    /// Fail it with the last error.
+    Kill,
 }
 
 /// How invocations of a handler are scheduled against their key.

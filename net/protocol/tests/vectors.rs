@@ -166,6 +166,43 @@ fn manifest_vector_parses() {
     assert_eq!(back, serde_json::from_str::<Value>(&text).expect("JSON"));
 }
 
+#[test]
+fn manifest_overrides_vector_round_trips() {
+    use holdfast_protocol::manifest::{OnMaxAttempts, RetryPolicy};
+    let text = fs::read_to_string(vectors_dir().join("manifest-overrides.json"))
+        .expect("manifest-overrides vector");
+    let manifest: Manifest = serde_json::from_str(&text).expect("valid manifest");
+    let back: Value = serde_json::to_value(&manifest).expect("serializable");
+    assert_eq!(back, serde_json::from_str::<Value>(&text).expect("JSON"));
+    let payments = &manifest.services[0];
+    assert_eq!(
+        payments.retry_policy,
+        Some(RetryPolicy {
+            initial_interval_ms: Some(100),
+            factor: Some(1.5),
+            max_interval_ms: Some(30_000),
+            max_attempts: Some(3),
+            on_max_attempts: Some(OnMaxAttempts::Pause),
+        })
+    );
+    assert_eq!(payments.inactivity_timeout_ms, Some(5_000));
+    let charge = &payments.handlers[0];
+    assert_eq!(
+        charge.retry_policy.and_then(|r| r.on_max_attempts),
+        Some(OnMaxAttempts::Kill)
+    );
+    assert_eq!(charge.abort_timeout_ms, Some(90_000));
+    assert_eq!(payments.handlers[1].retry_policy, None);
+    // Every override is optional: the plain vector has none.
+    let plain: Manifest = serde_json::from_str(
+        &fs::read_to_string(vectors_dir().join("manifest.json")).expect("manifest vector"),
+    )
+    .expect("valid manifest");
+    assert!(plain.services.iter().all(|s| s.retry_policy.is_none()
+        && s.inactivity_timeout_ms.is_none()
+        && s.handlers.iter().all(|h| h.retry_policy.is_none())));
+}
+
 /// This crate's directory, read when the test runs (cargo sets it) so that a test binary reused
 /// from a build in another checkout still finds the files of the checkout it runs in.
 fn manifest_dir() -> std::path::PathBuf {

@@ -21,8 +21,27 @@ export type ServiceType = "service" | "object" | "workflow";
 /** Concurrency of a handler: one at a time per key, concurrent read-only, or the workflow's run. */
 export type HandlerKind = "exclusive" | "shared" | "workflow";
 
+/**
+ * Retry policy fields a service or handler declares (protocol §1); an absent field keeps the value
+ * of the next level: handler > service > the kernel node's configuration.
+ */
+export interface RetryPolicyManifest {
+  initial_interval_ms?: number;
+  factor?: number;
+  max_interval_ms?: number;
+  max_attempts?: number;
+  on_max_attempts?: "pause" | "kill";
+}
+
+/** Optional retry and timeout settings of a service or a handler; absent ones are omitted. */
+export interface AttemptSettingsManifest {
+  retry_policy?: RetryPolicyManifest;
+  inactivity_timeout_ms?: number;
+  abort_timeout_ms?: number;
+}
+
 /** One handler of a service as announced by discovery. */
-export interface HandlerManifest {
+export interface HandlerManifest extends AttemptSettingsManifest {
   name: string;
   kind: HandlerKind;
   input: string;
@@ -30,7 +49,7 @@ export interface HandlerManifest {
 }
 
 /** One service as announced by discovery. */
-export interface ServiceManifest {
+export interface ServiceManifest extends AttemptSettingsManifest {
   name: string;
   type: ServiceType;
   handlers: HandlerManifest[];

@@ -30,6 +30,7 @@ fn request(target: Target, nonce: u128) -> InvocationRequest {
         response: true,
         at_ms: 5,
         deployment: None,
+        retry: None,
     }
 }
 
@@ -42,6 +43,7 @@ fn append(id: InvocationId, epoch: u32, index: u32, entry: Entry) -> Command {
         ack: false,
         callee_kind: None,
         at_ms: 6,
+        callee_retry: None,
     }
 }
 

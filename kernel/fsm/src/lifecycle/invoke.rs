@@ -43,6 +43,7 @@ pub(crate) fn apply<S: Store>(
         deployment: request.deployment.clone(),
         output: None,
         cancel_pending: false,
+        retry: request.retry,
     };
     let input = Entry::Input(Input {
         value: request.argument.clone(),

@@ -13,7 +13,7 @@ use crate::{Effect, Store};
 use holdfast_protocol::message::{Call, Entry, Send};
 use holdfast_protocol::{EntryIndex, Outcome, Payload};
 use holdfast_types::{
-    Epoch, HandlerKind, InvocationId, InvocationRequest, OutboxMessage, Source, Target,
+    Epoch, HandlerKind, InvocationId, InvocationRequest, OutboxMessage, RetryPolicy, Source, Target,
 };
 
 /// The command's fields, as one value.
@@ -24,6 +24,7 @@ pub(crate) struct Append<'a> {
     pub entry: &'a Entry,
     pub ack: bool,
     pub callee_kind: Option<HandlerKind>,
+    pub callee_retry: Option<RetryPolicy>,
     pub at_ms: u64,
 }
 
@@ -159,6 +160,7 @@ fn call_request(append: &Append<'_>, call: &Call) -> InvocationRequest {
         response: true,
         at_ms: append.at_ms,
         deployment: None,
+        retry: append.callee_retry,
     }
 }
 
@@ -184,5 +186,6 @@ fn send_request(append: &Append<'_>, one_way: &Send) -> InvocationRequest {
         response: false,
         at_ms: append.at_ms,
         deployment: None,
+        retry: append.callee_retry,
     }
 }

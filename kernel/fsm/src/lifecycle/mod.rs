@@ -22,7 +22,7 @@ use crate::state::{Invocation, JournalItem, Status};
 use crate::{Config, Effect, Store};
 use holdfast_protocol::message::Entry;
 use holdfast_protocol::{EntryIndex, Failure, Outcome};
-use holdfast_types::{Epoch, InvocationId, OutboxMessage, Source, Target};
+use holdfast_types::{Epoch, InvocationId, OnMaxAttempts, OutboxMessage, Source, Target};
 
 /// The failure every cancelled entry (or cancelled inboxed invocation) completes with.
 pub(crate) fn cancelled() -> Outcome {
@@ -166,7 +166,7 @@ fn release_lock<S: Store>(
 }
 
 /// Attempt `epoch` failed: completes the invocation for a terminal failure, else backs off or,
-/// with retries exhausted, pauses (the caller stores `rec`).
+/// with retries exhausted, pauses or fails it as its policy says (the caller stores `rec`).
 pub(crate) fn fail_attempt<S: Store>(
     cx: &mut Ctx<'_, S>,
     id: InvocationId,
@@ -183,10 +183,26 @@ pub(crate) fn fail_attempt<S: Store>(
         return complete(cx, id, rec, outcome, at_ms);
     }
     rec.retries = rec.retries.saturating_add(1);
-    let policy = cx.config.retry;
-    if rec.retries >= policy.max_attempts {
-        rec.status = Status::Paused { epoch };
-        return Ok(());
+    // The invocation's own policy (from the log), else the configured one: the same on every
+    // replica either way.
+    let policy = rec.retry.unwrap_or(cx.config.retry);
+    if policy.exhausted(rec.retries) {
+        return match policy.on_max_attempts {
+            OnMaxAttempts::Pause => {
+                rec.status = Status::Paused { epoch };
+                Ok(())
+            }
+            OnMaxAttempts::Kill => {
+                let outcome = Outcome::Failure(Failure {
+                    code: failure.code,
+                    message: format!(
+                        "{} (gave up after {} attempts)",
+                        failure.message, rec.retries
+                    ),
+                });
+                complete(cx, id, rec, outcome, at_ms)
+            }
+        };
     }
     rec.status = Status::BackingOff {
         epoch,

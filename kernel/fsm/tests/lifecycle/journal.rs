@@ -216,6 +216,7 @@ fn call_entry_goes_to_the_outbox_with_this_invocation_as_source() {
         response: true,
         at_ms: T0,
         deployment: None,
+        retry: None,
     }));
     assert_eq!(
         effects,
@@ -285,6 +286,7 @@ fn acked_entry_gets_an_ack_effect() {
             ack: true,
             callee_kind,
             at_ms,
+            callee_retry: None,
         }],
     );
     assert_eq!(effects, vec![Effect::Ack { id, epoch, index }]);

@@ -8,6 +8,7 @@ mod invoke;
 mod journal;
 mod kill;
 mod pause;
+mod policy;
 mod properties;
 mod purge;
 mod retry;

@@ -62,7 +62,7 @@ fn command_strategy() -> impl Strategy<Value = Command> {
         4 => which.clone().prop_map(|w| invoke(requests()[w].clone())),
         6 => (which.clone(), epoch.clone(), index.clone(), entry_strategy(), any::<bool>()).prop_map(
             |(w, epoch, index, entry, ack)| Command::JournalAppend {
-                id: id(w), epoch, index, entry, ack, callee_kind: None, at_ms: T0,
+                id: id(w), epoch, index, entry, ack, callee_kind: None, at_ms: T0, callee_retry: None,
             }
         ),
         3 => (which.clone(), epoch.clone(), ending_strategy())
@@ -125,6 +125,7 @@ fn stale_commands(store: &MemoryStore, which: usize, entry: Entry) -> Vec<Comman
             ack: true,
             callee_kind: None,
             at_ms: T0,
+            callee_retry: None,
         });
         commands.push(Command::AttemptEnded {
             id,

@@ -44,6 +44,7 @@ pub fn request(target: Target, kind: HandlerKind, nonce: u128) -> InvocationRequ
         response: true,
         at_ms: T0,
         deployment: None,
+        retry: None,
     }
 }
 
@@ -60,6 +61,7 @@ pub fn append(id: InvocationId, epoch: u32, index: u32, entry: Entry) -> Command
         ack: false,
         callee_kind: None,
         at_ms: T0,
+        callee_retry: None,
     }
 }
 

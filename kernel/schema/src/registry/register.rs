@@ -13,10 +13,9 @@
 
 use super::{Applied, Registry, RevisionRef};
 use crate::{
-    Conflict, Conflicts, DEFAULT_ABORT_TIMEOUT, DEFAULT_IDEMPOTENCY_RETENTION,
-    DEFAULT_INACTIVITY_TIMEOUT, DEFAULT_JOURNAL_RETENTION, DEFAULT_WORKFLOW_COMPLETION_RETENTION,
-    Deployment, DeploymentId, HandlerSchema, Invalid, Refusal, RetryPolicy, ServiceSchema,
-    Timestamp,
+    Conflict, Conflicts, DEFAULT_IDEMPOTENCY_RETENTION, DEFAULT_JOURNAL_RETENTION,
+    DEFAULT_WORKFLOW_COMPLETION_RETENTION, Deployment, DeploymentId, HandlerSchema, Invalid,
+    Millis, OnMaxAttempts, Refusal, RetryOverrides, ServiceSchema, Timestamp,
 };
 use holdfast_protocol::manifest::{self, HandlerKind, Manifest, ServiceType};
 use std::collections::BTreeSet;
@@ -190,13 +189,45 @@ fn serves_the_same(deployment: &Deployment, manifest: &Manifest) -> bool {
         && deployment.services.len() == manifest.services.len()
         && manifest.services.iter().all(|declared| {
             deployment.service(&declared.name).is_some_and(|served| {
-                served.ty == declared.ty && served.handlers == new_handlers(declared)
+                served.ty == declared.ty
+                    && served.handlers == new_handlers(declared)
+                    && served.retry_policy == service_retry(declared)
+                    && declared
+                        .inactivity_timeout_ms
+                        .is_none_or(|ms| served.inactivity_timeout == Some(Millis(ms)))
+                    && declared
+                        .abort_timeout_ms
+                        .is_none_or(|ms| served.abort_timeout == Some(Millis(ms)))
             })
         })
 }
 
+/// The service-level retry fields a manifest declares.
+fn service_retry(service: &manifest::Service) -> RetryOverrides {
+    service
+        .retry_policy
+        .as_ref()
+        .map(overrides)
+        .unwrap_or_default()
+}
+
+/// A manifest's retry policy fields as registry overrides (validated by [`validate`]).
+fn overrides(policy: &manifest::RetryPolicy) -> RetryOverrides {
+    RetryOverrides {
+        initial_interval: policy.initial_interval_ms.map(Millis),
+        exponentiation_factor: policy.factor,
+        max_interval: policy.max_interval_ms.map(Millis),
+        max_attempts: policy.max_attempts,
+        on_max_attempts: policy.on_max_attempts.map(|on| match on {
+            manifest::OnMaxAttempts::Pause => OnMaxAttempts::Pause,
+            manifest::OnMaxAttempts::Kill => OnMaxAttempts::Kill,
+        }),
+    }
+}
+
 /// The schema of a newly registered service revision: the manifest's declarations, defaults for
-/// everything the manifest does not declare.
+/// the retentions it does not declare. Undeclared timeouts and retry fields stay unset: the
+/// invoking node's configuration fills them in.
 fn new_schema(
     service: &manifest::Service,
     deployment_id: DeploymentId,
@@ -213,14 +244,14 @@ fn new_schema(
         journal_retention: DEFAULT_JOURNAL_RETENTION,
         workflow_completion_retention: (service.ty == ServiceType::Workflow)
             .then_some(DEFAULT_WORKFLOW_COMPLETION_RETENTION),
-        inactivity_timeout: DEFAULT_INACTIVITY_TIMEOUT,
-        abort_timeout: DEFAULT_ABORT_TIMEOUT,
-        retry_policy: RetryPolicy::default(),
+        inactivity_timeout: service.inactivity_timeout_ms.map(Millis),
+        abort_timeout: service.abort_timeout_ms.map(Millis),
+        retry_policy: service_retry(service),
     }
 }
 
-/// The handlers of a declared service, sorted by name. The manifest has no per-handler
-/// visibility or retry fields, so every handler is public and keeps the service's retry policy.
+/// The handlers of a declared service, sorted by name, with the retry and timeout fields each
+/// declares. The manifest has no per-handler visibility, so every handler is public.
 fn new_handlers(service: &manifest::Service) -> Vec<HandlerSchema> {
     let mut handlers: Vec<HandlerSchema> = service
         .handlers
@@ -231,7 +262,9 @@ fn new_handlers(service: &manifest::Service) -> Vec<HandlerSchema> {
             input: h.input.clone(),
             output: h.output.clone(),
             public: true,
-            retry: None,
+            retry: h.retry_policy.as_ref().map(overrides),
+            inactivity_timeout: h.inactivity_timeout_ms.map(Millis),
+            abort_timeout: h.abort_timeout_ms.map(Millis),
         })
         .collect();
     handlers.sort_by(|a, b| a.name.cmp(&b.name));
@@ -258,9 +291,21 @@ fn validate(manifest: &Manifest) -> Result<(), Invalid> {
         if !service_names.insert(service.name.as_str()) {
             return Err(Invalid::DuplicateService(service.name.clone()));
         }
+        check_settings(
+            &service.name,
+            service.retry_policy.as_ref(),
+            service.inactivity_timeout_ms,
+            service.abort_timeout_ms,
+        )?;
         let mut handler_names = BTreeSet::new();
         for handler in &service.handlers {
             check_name(&handler.name)?;
+            check_settings(
+                &format!("{}/{}", service.name, handler.name),
+                handler.retry_policy.as_ref(),
+                handler.inactivity_timeout_ms,
+                handler.abort_timeout_ms,
+            )?;
             if !handler_names.insert(handler.name.as_str()) {
                 return Err(Invalid::DuplicateHandler {
                     service: service.name.clone(),
@@ -309,4 +354,62 @@ fn check_name(name: &str) -> Result<(), Invalid> {
     } else {
         Ok(())
     }
+}
+
+/// Refuses retry and timeout declarations no invocation could run with: a factor below 1 or not
+/// finite, no attempt at all, a zero interval or timeout, or an initial interval above the maximum
+/// declared next to it.
+fn check_settings(
+    target: &str,
+    retry: Option<&manifest::RetryPolicy>,
+    inactivity_timeout_ms: Option<u64>,
+    abort_timeout_ms: Option<u64>,
+) -> Result<(), Invalid> {
+    let invalid = |field: &str, value: String, expected: &str| Invalid::Setting {
+        target: target.to_owned(),
+        field: field.to_owned(),
+        value,
+        expected: expected.to_owned(),
+    };
+    let positive = [
+        ("inactivity_timeout_ms", inactivity_timeout_ms),
+        ("abort_timeout_ms", abort_timeout_ms),
+        (
+            "retry_policy.initial_interval_ms",
+            retry.and_then(|r| r.initial_interval_ms),
+        ),
+        (
+            "retry_policy.max_interval_ms",
+            retry.and_then(|r| r.max_interval_ms),
+        ),
+        (
+            "retry_policy.max_attempts",
+            retry.and_then(|r| r.max_attempts).map(u64::from),
+        ),
+    ];
+    for (field, value) in positive {
+        if value == Some(0) {
+            return Err(invalid(field, "0".to_owned(), "at least 1"));
+        }
+    }
+    let Some(retry) = retry else { return Ok(()) };
+    if let Some(factor) = retry.factor
+        && !(factor.is_finite() && factor >= 1.0)
+    {
+        return Err(invalid(
+            "retry_policy.factor",
+            factor.to_string(),
+            "a finite number >= 1",
+        ));
+    }
+    if let (Some(initial), Some(max)) = (retry.initial_interval_ms, retry.max_interval_ms)
+        && initial > max
+    {
+        return Err(invalid(
+            "retry_policy.initial_interval_ms",
+            initial.to_string(),
+            &format!("at most retry_policy.max_interval_ms ({max})"),
+        ));
+    }
+    Ok(())
 }

@@ -3,7 +3,7 @@
 use super::*;
 use crate::{Conflict, Conflicts, Invalid, Millis, Timestamp, views};
 use holdfast_protocol::manifest::{
-    Handler, HandlerKind, Manifest, ProtocolMode, Service, ServiceType,
+    self, Handler, HandlerKind, Manifest, ProtocolMode, Service, ServiceType,
 };
 use holdfast_types::codec;
 
@@ -13,6 +13,9 @@ fn handler(name: &str, kind: HandlerKind) -> Handler {
         kind,
         input: "application/json".into(),
         output: "application/json".into(),
+        retry_policy: None,
+        inactivity_timeout_ms: None,
+        abort_timeout_ms: None,
     }
 }
 
@@ -21,6 +24,9 @@ fn service(name: &str, ty: ServiceType, handlers: &[(&str, HandlerKind)]) -> Ser
         name: name.into(),
         ty,
         handlers: handlers.iter().map(|(n, k)| handler(n, *k)).collect(),
+        retry_policy: None,
+        inactivity_timeout_ms: None,
+        abort_timeout_ms: None,
     }
 }
 
@@ -157,15 +163,16 @@ fn new_services_get_the_documented_defaults() {
     assert_eq!(greeter.idempotency_retention, Millis(86_400_000));
     assert_eq!(greeter.journal_retention, Millis(86_400_000));
     assert_eq!(greeter.workflow_completion_retention, None);
-    assert_eq!(greeter.inactivity_timeout, Millis(60_000));
-    assert_eq!(greeter.abort_timeout, Millis(600_000));
-    assert_eq!(greeter.retry_policy, crate::RetryPolicy::default());
+    // Undeclared timeouts and retry fields stay unset: the node's configuration decides.
+    assert_eq!(greeter.inactivity_timeout, None);
+    assert_eq!(greeter.abort_timeout, None);
+    assert_eq!(greeter.retry_policy, crate::RetryOverrides::default());
     let greet = greeter.handler("greet").expect("handler");
     assert!(greet.public);
     assert_eq!(greet.retry, None);
     assert_eq!(
-        greeter.retry_policy_for(greet),
-        crate::RetryPolicy::default()
+        greeter.attempt_policy(greet, &crate::AttemptPolicy::default()),
+        crate::AttemptPolicy::default()
     );
     let signup = registry.service("Signup").expect("signup");
     assert_eq!(
@@ -762,8 +769,8 @@ fn operator_settings_apply_to_the_service_and_its_later_revisions() {
     );
     let resolved = registry.resolve("Greeter", "greet").expect("resolves");
     assert!(!resolved.is_public());
-    assert_eq!(resolved.service.inactivity_timeout, Millis(5_000));
-    assert_eq!(resolved.service.abort_timeout, Millis(600_000));
+    assert_eq!(resolved.service.inactivity_timeout, Some(Millis(5_000)));
+    assert_eq!(resolved.service.abort_timeout, None);
 
     // A later revision inherits the settings...
     ok(
@@ -773,7 +780,7 @@ fn operator_settings_apply_to_the_service_and_its_later_revisions() {
     let live = registry.service("Greeter").expect("live");
     assert_eq!(
         (live.revision, live.public, live.inactivity_timeout),
-        (3, false, Millis(5_000))
+        (3, false, Some(Millis(5_000)))
     );
     // ...and so does a fallback revision.
     ok(&mut registry, &remove(3, true));
@@ -888,7 +895,8 @@ fn views_have_the_admin_api_shapes() {
         &register(1, A, manifest(vec![counter(), greeter()]), false),
     );
     let greeter = registry.service("Greeter").expect("greeter");
-    let json = serde_json::to_value(views::service(greeter)).expect("json");
+    let json = serde_json::to_value(views::service(greeter, &crate::AttemptPolicy::default()))
+        .expect("json");
     assert_eq!(
         json,
         serde_json::json!({
@@ -923,7 +931,11 @@ fn views_have_the_admin_api_shapes() {
             }
         })
     );
-    let counter = serde_json::to_value(views::service_list(&registry)).expect("json");
+    let counter = serde_json::to_value(views::service_list(
+        &registry,
+        &crate::AttemptPolicy::default(),
+    ))
+    .expect("json");
     assert_eq!(counter["services"][0]["ty"], "VirtualObject");
     assert_eq!(counter["services"][0]["handlers"][0]["ty"], "Exclusive");
     assert_eq!(counter["services"][1]["name"], "Greeter");
@@ -947,9 +959,17 @@ fn views_have_the_admin_api_shapes() {
         })
     );
     let deployment = registry.deployment(&id(1)).expect("deployment");
-    let detail = serde_json::to_value(views::deployment_detail(deployment)).expect("json");
+    let detail = serde_json::to_value(views::deployment_detail(
+        deployment,
+        &crate::AttemptPolicy::default(),
+    ))
+    .expect("json");
     assert_eq!(detail["services"][1]["handlers"][0]["name"], "greet");
-    let registered = serde_json::to_value(views::registration(deployment)).expect("json");
+    let registered = serde_json::to_value(views::registration(
+        deployment,
+        &crate::AttemptPolicy::default(),
+    ))
+    .expect("json");
     assert_eq!(registered["id"], "dp_0000000000000000000001");
     assert_eq!(registered["services"].as_array().map(Vec::len), Some(2));
     assert_eq!(registered["max_protocol_version"], 1);
@@ -963,7 +983,8 @@ fn workflow_views_carry_their_completion_retention() {
         &register(1, A, manifest(vec![signup()]), false),
     );
     let signup = registry.service("Signup").expect("signup");
-    let json = serde_json::to_value(views::service(signup)).expect("json");
+    let json = serde_json::to_value(views::service(signup, &crate::AttemptPolicy::default()))
+        .expect("json");
     assert_eq!(json["ty"], "Workflow");
     assert_eq!(json["workflow_completion_retention"], "1d");
     assert_eq!(json["handlers"][0]["ty"], "Workflow");
@@ -984,5 +1005,192 @@ fn refusals_render_as_error_bodies() {
         body.message,
         "deployment dp_0000000000000000000001 serves the newest revision of Greeter; \
          set force to apply it anyway"
+    );
+}
+
+/// A counter whose manifest declares retry and timeout settings for the service and for `add`.
+fn counter_with_overrides(service_attempts: u32) -> Service {
+    let mut service = counter();
+    service.retry_policy = Some(manifest::RetryPolicy {
+        max_attempts: Some(service_attempts),
+        factor: Some(1.5),
+        ..manifest::RetryPolicy::default()
+    });
+    service.inactivity_timeout_ms = Some(2_000);
+    if let Some(add) = service.handlers.iter_mut().find(|h| h.name == "add") {
+        add.retry_policy = Some(manifest::RetryPolicy {
+            initial_interval_ms: Some(10),
+            on_max_attempts: Some(manifest::OnMaxAttempts::Kill),
+            ..manifest::RetryPolicy::default()
+        });
+        add.abort_timeout_ms = Some(3_000);
+    }
+    service
+}
+
+#[test]
+fn manifest_overrides_are_stored_and_resolved_over_the_node_configuration() {
+    let mut registry = Registry::new();
+    ok(
+        &mut registry,
+        &register(1, A, manifest(vec![counter_with_overrides(3)]), false),
+    );
+    let counter = registry.service("Counter").expect("counter");
+    assert_eq!(counter.retry_policy.max_attempts, Some(3));
+    assert_eq!(counter.retry_policy.exponentiation_factor, Some(1.5));
+    assert_eq!(counter.retry_policy.initial_interval, None);
+    assert_eq!(counter.inactivity_timeout, Some(Millis(2_000)));
+    assert_eq!(counter.abort_timeout, None);
+
+    let node = crate::AttemptPolicy {
+        retry: crate::RetryPolicy {
+            initial_interval_ms: 100,
+            max_interval_ms: 5_000,
+            ..crate::RetryPolicy::default()
+        },
+        inactivity_timeout: Millis(9_000),
+        abort_timeout: Millis(9_500),
+    };
+    let add = registry.resolve("Counter", "add").expect("add");
+    let policy = add.service.attempt_policy(add.handler, &node);
+    assert_eq!(
+        policy.retry,
+        crate::RetryPolicy {
+            initial_interval_ms: 10,
+            factor: 1.5,
+            max_interval_ms: 5_000,
+            max_attempts: 3,
+            on_max_attempts: crate::OnMaxAttempts::Kill,
+        }
+    );
+    assert_eq!(policy.inactivity_timeout, Millis(2_000));
+    assert_eq!(policy.abort_timeout, Millis(3_000));
+
+    let get = registry.resolve("Counter", "get").expect("get");
+    let policy = get.service.attempt_policy(get.handler, &node);
+    assert_eq!(policy.retry.initial_interval_ms, 100);
+    assert_eq!(policy.retry.max_attempts, 3);
+    assert_eq!(policy.retry.on_max_attempts, crate::OnMaxAttempts::Pause);
+    assert_eq!(policy.abort_timeout, Millis(9_500));
+
+    // The service view shows the effective service-level values.
+    let view = serde_json::to_value(views::service(counter, &node)).expect("json");
+    assert_eq!(view["inactivity_timeout"], "2s");
+    assert_eq!(view["abort_timeout"], "9s 500ms");
+    assert_eq!(view["retry_policy"]["max_attempts"], 3);
+    assert_eq!(view["retry_policy"]["initial_interval"], "100ms");
+    assert_eq!(
+        view["handlers"][0]["retry_policy"]["on_max_attempts"],
+        "Kill"
+    );
+}
+
+#[test]
+fn changed_overrides_make_a_new_revision_and_unchanged_ones_do_not() {
+    let mut registry = Registry::new();
+    ok(
+        &mut registry,
+        &register(1, A, manifest(vec![counter_with_overrides(3)]), false),
+    );
+    ok(
+        &mut registry,
+        &register(2, A, manifest(vec![counter_with_overrides(3)]), false),
+    );
+    assert_eq!(registry.service("Counter").map(|s| s.revision), Some(1));
+    ok(
+        &mut registry,
+        &register(3, A, manifest(vec![counter_with_overrides(4)]), false),
+    );
+    let counter = registry.service("Counter").expect("counter");
+    assert_eq!(
+        (counter.revision, counter.retry_policy.max_attempts),
+        (2, Some(4))
+    );
+}
+
+/// Changes a service's declarations for one refusal case.
+type Change = Box<dyn Fn(&mut Service)>;
+
+#[test]
+fn unusable_overrides_are_refused() {
+    let cases: Vec<(Change, &str)> = vec![
+        (
+            Box::new(|s| {
+                s.retry_policy = Some(manifest::RetryPolicy {
+                    factor: Some(0.5),
+                    ..manifest::RetryPolicy::default()
+                })
+            }),
+            "retry_policy.factor",
+        ),
+        (
+            Box::new(|s| {
+                s.retry_policy = Some(manifest::RetryPolicy {
+                    max_attempts: Some(0),
+                    ..manifest::RetryPolicy::default()
+                })
+            }),
+            "retry_policy.max_attempts",
+        ),
+        (
+            Box::new(|s| {
+                s.retry_policy = Some(manifest::RetryPolicy {
+                    initial_interval_ms: Some(10),
+                    max_interval_ms: Some(5),
+                    ..manifest::RetryPolicy::default()
+                })
+            }),
+            "retry_policy.initial_interval_ms",
+        ),
+        (
+            Box::new(|s| {
+                if let Some(h) = s.handlers.first_mut() {
+                    h.inactivity_timeout_ms = Some(0);
+                }
+            }),
+            "inactivity_timeout_ms",
+        ),
+    ];
+    for (change, field) in cases {
+        let mut service = counter();
+        change(&mut service);
+        let mut registry = Registry::new();
+        let refusal = refused(
+            &mut registry,
+            &register(1, A, manifest(vec![service]), false),
+        );
+        match refusal {
+            Refusal::Invalid(Invalid::Setting { field: got, .. }) => assert_eq!(got, field),
+            other => panic!("{field}: unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn registries_stored_before_overrides_existed_still_decode() {
+    // A service schema as stored before: concrete timeouts and a full retry policy.
+    let old = serde_json::json!({
+        "inactivity_timeout": 60_000,
+        "abort_timeout": 600_000,
+        "retry_policy": {
+            "initial_interval": 50,
+            "exponentiation_factor": 2.0,
+            "max_interval": 60_000,
+            "max_attempts": 70,
+            "on_max_attempts": "Pause"
+        }
+    });
+    #[derive(serde::Deserialize)]
+    struct Part {
+        inactivity_timeout: Option<Millis>,
+        retry_policy: crate::RetryOverrides,
+    }
+    let bytes = codec::encode(&old).expect("encode");
+    let part: Part = codec::decode(&bytes).expect("decode");
+    assert_eq!(part.inactivity_timeout, Some(Millis(60_000)));
+    assert_eq!(part.retry_policy.max_attempts, Some(70));
+    assert_eq!(
+        part.retry_policy.on_max_attempts,
+        Some(crate::OnMaxAttempts::Pause)
     );
 }
