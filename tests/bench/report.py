@@ -85,6 +85,16 @@ if inv:
         lines += ["", f"Peak resident memory of the server over all invocation workloads (VmHWM): Holdfast {h['peak_rss_mib']} MiB, "
                   f"Restate {rr} (ratio {memory}). Server CPU over the workloads: Holdfast {h['cpu_s']} s"
                   + (f", Restate {r['cpu_s']} s." if r else ".")]
+        pairs = [(cell("holdfast", n, c), cell("restate", n, c)) for n in ["greet", "counter_hot", "counter_1k", "steps", "chain"] for c in [1, 64]]
+        pairs = [(a, b) for a, b in pairs if a and b]
+        if pairs and r:
+            tput = [a["per_second"] / b["per_second"] for a, b in pairs]
+            p50 = [a["p50_ms"] / b["p50_ms"] for a, b in pairs]
+            verdict = lambda ok: "met" if ok else "not met"
+            lines += ["", "Against the project's bar (at least 3× Restate's throughput, half its latency, a quarter of its memory): "
+                      f"throughput {min(tput):.2f}×–{max(tput):.2f}× ({verdict(min(tput) >= 3)}), "
+                      f"p50 latency {min(p50):.2f}–{max(p50):.2f} of Restate's ({verdict(max(p50) <= 0.5)}), "
+                      f"peak memory {h['peak_rss_mib']/r['peak_rss_mib']:.2f}× ({verdict(h['peak_rss_mib'] <= r['peak_rss_mib'] / 4)})."]
 lines += [
 "",
 f"Fsyncs on the acknowledgement path, counted with `strace -f -c` around `holdfast bench log --proposers 64 "
