@@ -16,8 +16,17 @@ until curl -fs http://127.0.0.1:9070/health 2>/dev/null | grep -q '"status":"ok"
   kill -0 "$kernel" 2>/dev/null || { echo "holdfast exited" >&2; exit 1; }
   sleep 0.1
 done
-curl -fs -o /dev/null -X POST http://127.0.0.1:9070/deployments \
-  -H 'content-type: application/json' -d "{\"uri\":\"http://127.0.0.1:$PORT\"}"
+# The services may still be starting: retry registration for a while, then show why it failed.
+for attempt in $(seq 1 50); do
+  status=$(curl -s -o /tmp/holdfast-register.$$ -w '%{http_code}' -X POST http://127.0.0.1:9070/deployments \
+    -H 'content-type: application/json' -d "{\"uri\":\"http://127.0.0.1:$PORT\"}")
+  case $status in 200|201) break ;; esac
+  kill -0 "$services" 2>/dev/null || { echo "the example services exited" >&2; exit 1; }
+  sleep 0.2
+done
+case $status in 200|201) rm -f /tmp/holdfast-register.$$ ;;
+  *) echo "registering the examples failed (HTTP $status): $(cat /tmp/holdfast-register.$$)" >&2; exit 1 ;;
+esac
 cat <<MSG
 
 holdfast is running: ingress http://127.0.0.1:8080, admin http://127.0.0.1:9070 (data in ./holdfast-data)
