@@ -27,7 +27,7 @@ pub use holdfast_types::RetryPolicy;
 pub use id::{DeploymentId, ParseIdError};
 pub use registry::{Applied, Registry, Resolved};
 pub use schema::{
-    AttemptPolicy, DEFAULT_ABORT_TIMEOUT, DEFAULT_IDEMPOTENCY_RETENTION,
+    AttemptPolicy, Civil, DEFAULT_ABORT_TIMEOUT, DEFAULT_IDEMPOTENCY_RETENTION,
     DEFAULT_INACTIVITY_TIMEOUT, DEFAULT_JOURNAL_RETENTION, DEFAULT_WORKFLOW_COMPLETION_RETENTION,
     Deployment, HandlerSchema, Millis, OnMaxAttempts, RetryOverrides, ServicePatch, ServiceSchema,
     Timestamp,

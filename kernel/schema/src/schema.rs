@@ -61,6 +61,56 @@ impl fmt::Display for Millis {
 )]
 pub struct Timestamp(pub u64);
 
+/// The UTC calendar parts of a [`Timestamp`], for rendering it in the forms clients expect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Civil {
+    /// Proleptic Gregorian year.
+    pub year: u64,
+    /// Month, 1..=12.
+    pub month: u64,
+    /// Day of the month, 1..=31.
+    pub day: u64,
+    /// Hour, 0..=23.
+    pub hour: u64,
+    /// Minute, 0..=59.
+    pub minute: u64,
+    /// Second, 0..=59.
+    pub second: u64,
+    /// Millisecond, 0..=999.
+    pub millis: u64,
+}
+
+impl Timestamp {
+    /// Splits the timestamp into its UTC calendar parts.
+    pub fn civil(self) -> Civil {
+        const DAY_MS: u64 = 86_400_000;
+        let (days, in_day) = (self.0 / DAY_MS, self.0 % DAY_MS);
+        // Count from 0000-03-01 so that the leap day ends each 4/100/400-year cycle.
+        let shifted = days + 719_468;
+        let era = shifted / 146_097;
+        let day_of_era = shifted % 146_097;
+        let year_of_era =
+            (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+        let month_from_march = (5 * day_of_year + 2) / 153;
+        let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+        let month = if month_from_march < 10 {
+            month_from_march + 3
+        } else {
+            month_from_march - 9
+        };
+        Civil {
+            year: year_of_era + era * 400 + u64::from(month <= 2),
+            month,
+            day,
+            hour: in_day / 3_600_000,
+            minute: in_day / 60_000 % 60,
+            second: in_day / 1_000 % 60,
+            millis: in_day % 1_000,
+        }
+    }
+}
+
 /// How long a completed invocation's result stays retrievable by idempotency key (24 h).
 pub const DEFAULT_IDEMPOTENCY_RETENTION: Millis = Millis::DAY;
 /// How long a completed invocation's journal is kept (24 h).

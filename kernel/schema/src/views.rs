@@ -348,33 +348,12 @@ fn protocol_type(deployment: &Deployment) -> Option<&'static str> {
     })
 }
 
-/// Renders a timestamp as RFC 3339 in UTC with milliseconds, e.g. `2026-11-26T17:39:05.860Z`.
 fn rfc3339(at: Timestamp) -> String {
-    let ms = at.0 % 1_000;
-    let secs = at.0 / 1_000;
-    let (hour, minute, second) = ((secs / 3_600) % 24, (secs / 60) % 60, secs % 60);
-    let (year, month, day) = civil_date(secs / 86_400);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{ms:03}Z")
-}
-
-/// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01.
-fn civil_date(days: u64) -> (u64, u64, u64) {
-    // Count from 0000-03-01 so that the leap day ends each 4/100/400-year cycle.
-    let shifted = days + 719_468;
-    let era = shifted / 146_097;
-    let day_of_era = shifted % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    let c = at.civil();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        c.year, c.month, c.day, c.hour, c.minute, c.second, c.millis
+    )
 }
 
 #[cfg(test)]
