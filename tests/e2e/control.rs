@@ -8,7 +8,7 @@ use holdfast_e2e::{
 };
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::process::Child;
+
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ const UNKNOWN_ID: &str = "inv_00000000000000010000000000000000000000000000002a";
 /// A node with the control fixture's services registered.
 struct Node {
     files: NodeFiles,
-    child: Child,
+    child: holdfast_e2e::Served,
     _endpoint: Endpoint,
 }
 

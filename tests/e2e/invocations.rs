@@ -2,17 +2,16 @@
 //! HTTP through the ingress.
 
 use holdfast_e2e::{
-    Endpoint, NodeFiles, Response, http, http_get, http_json, terminate, wait_healthy,
+    Endpoint, NodeFiles, Response, Served, http, http_get, http_json, terminate, wait_healthy,
 };
 use serde_json::json;
 use std::net::SocketAddr;
-use std::process::Child;
 
 const EXAMPLES: &str = "examples/services.mjs";
 const ANCHOR: &str = "sdk-ts/test/fixtures/anchor-services.mjs";
 
 /// A node with `script`'s services registered.
-fn node_with(script: &str) -> (NodeFiles, Child, Endpoint) {
+fn node_with(script: &str) -> (NodeFiles, Served, Endpoint) {
     let endpoint = Endpoint::start(script);
     let files = NodeFiles::new(4, "");
     let mut node = files.serve();

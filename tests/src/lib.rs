@@ -109,15 +109,49 @@ impl NodeFiles {
     }
 
     /// Starts `holdfast serve` in the background.
-    pub fn serve(&self) -> Child {
-        Command::new(holdfast_bin())
-            .args(["serve", "--config"])
-            .arg(&self.config)
-            .env("HOLDFAST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn holdfast serve")
+    pub fn serve(&self) -> Served {
+        Served(Some(
+            Command::new(holdfast_bin())
+                .args(["serve", "--config"])
+                .arg(&self.config)
+                .env("HOLDFAST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn holdfast serve"),
+        ))
+    }
+}
+
+/// A `holdfast serve` process that is killed if the test ends without stopping it (a failed
+/// assertion must not leave a kernel running).
+pub struct Served(Option<Child>);
+
+impl std::ops::Deref for Served {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("the process is held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Served {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("the process is held until dropped")
+    }
+}
+
+impl From<Served> for Child {
+    fn from(mut served: Served) -> Child {
+        served.0.take().expect("the process is held until dropped")
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -231,7 +265,8 @@ pub fn wait_healthy(admin: SocketAddr, child: &mut Child) -> serde_json::Value {
 }
 
 /// Sends SIGTERM and waits for the process, returning its exit status and stderr.
-pub fn terminate(mut child: Child) -> (std::process::ExitStatus, String) {
+pub fn terminate(child: impl Into<Child>) -> (std::process::ExitStatus, String) {
+    let mut child: Child = child.into();
     let pid = child.id().to_string();
     let sent = Command::new("kill").args(["-TERM", &pid]).status();
     assert!(
