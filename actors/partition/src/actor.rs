@@ -65,6 +65,22 @@ pub(crate) struct Group {
     pub(crate) state: StateMachine,
 }
 
+/// Commits what is queued; sent to itself so that messages already waiting join the batch.
+struct CommitQueued;
+
+impl Message for CommitQueued {
+    type Result = ();
+}
+
+impl Handler<CommitQueued> for PartitionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: CommitQueued, ctx: &mut Context<Self>) {
+        self.commit_scheduled = false;
+        self.commit_next(ctx);
+    }
+}
+
 /// A new raft metrics snapshot, delivered from the group's metrics watch.
 struct RaftObserved(RaftMetrics<u64, BasicNode>);
 
@@ -87,6 +103,8 @@ pub struct PartitionActor {
     pub(crate) waiters: HashMap<InvocationId, Vec<oneshot::Sender<Outcome>>>,
     queue: VecDeque<Queued>,
     in_flight: bool,
+    /// A `CommitQueued` is on its way to this actor.
+    commit_scheduled: bool,
     closing: bool,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
     restarts: u32,
@@ -110,6 +128,7 @@ impl PartitionActor {
             waiters: HashMap::new(),
             queue: VecDeque::new(),
             in_flight: false,
+            commit_scheduled: false,
             closing: false,
             shutdown_waiters: Vec::new(),
             restarts: 0,
@@ -250,7 +269,12 @@ impl PartitionActor {
             reply,
             arrived: Instant::now(),
         });
-        self.commit_next(ctx);
+        // Commit once the messages already in the mailbox are queued too: an attempt's entries
+        // and its ending, or a burst of requests, then share one batch and one fsync.
+        if !self.commit_scheduled && !self.in_flight {
+            self.commit_scheduled = true;
+            ctx.notify(CommitQueued);
+        }
         let partition = self.partition();
         answer
             .map(move |received| {
@@ -350,6 +374,7 @@ impl Supervised for PartitionActor {
         }
         self.observed = Role::default();
         self.in_flight = false;
+        self.commit_scheduled = false;
         self.step_down();
     }
 }
