@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 BIN=${HOLDFAST_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/holdfast/target}/debug/holdfast}
 PORT=${EXAMPLES_PORT:-9080}
 
-node examples/services.mjs &
+# Reservations expire after a minute here (15 minutes by default), so the timer can be watched.
+TICKET_EXPIRY_MS=${TICKET_EXPIRY_MS:-60000} node examples/services.mjs &
 services=$!
 "$BIN" serve &
 kernel=$!
@@ -36,7 +37,9 @@ example services registered from http://127.0.0.1:$PORT. Try:
   curl -s -X POST http://127.0.0.1:8080/greeter/Ada/greet          # counts per name
   curl -s -X POST http://127.0.0.1:8080/UserSession/alice/addTicket -H 'content-type: application/json' -d '"seat-12A"'
   curl -s -X POST http://127.0.0.1:8080/UserSession/bob/addTicket   -H 'content-type: application/json' -d '"seat-12A"'   # false: taken
-  curl -s -X POST http://127.0.0.1:8080/UserSession/alice/cart
+  curl -s -X POST http://127.0.0.1:8080/UserSession/alice/cart      # ["seat-12A"]; empty again after 1 minute
+  curl -s -X POST http://127.0.0.1:8080/UserSession/alice/checkout  # within the minute: the ticket is sold
+  curl -s -X POST http://127.0.0.1:8080/TicketService/seat-12A/status
   curl -s http://127.0.0.1:9070/services
   curl -s http://127.0.0.1:9070/health
 

@@ -4,9 +4,9 @@
  * and complete awakeables. Failures arrive as `TerminalError` with the invocation's code and message.
  */
 import { TerminalError } from "./errors.js";
-import { millis } from "./duration.js";
+import { entryMillis } from "./duration.js";
 import { serde as serdes, type Serde } from "./serde.js";
-import { CallOptions, SendOptions, methodProxy, rpc } from "./context.js";
+import { CallOptions, SendOptions, checkAwakeableId, methodProxy, rpc } from "./context.js";
 import type { Definition } from "./definitions.js";
 
 export { rpc };
@@ -60,13 +60,15 @@ export class Ingress {
     return output.deserialize(await this.request("GET", `/restate/invocation/${encodeURIComponent(id)}/attach`));
   }
 
-  /** Resolves an awakeable from outside. */
+  /** Resolves an awakeable from outside; a malformed id is refused (400) without a request. */
   async resolveAwakeable<T>(id: string, payload?: T, serde: Serde<T> = serdes.json): Promise<void> {
+    checkAwakeableId(id);
     await this.request("POST", `/restate/awakeables/${encodeURIComponent(id)}/resolve`, serde.serialize(payload as T));
   }
 
-  /** Rejects an awakeable from outside. */
+  /** Rejects an awakeable from outside: its handler gets a `TerminalError` with `reason` (code 500). */
   async rejectAwakeable(id: string, reason: string): Promise<void> {
+    checkAwakeableId(id);
     await this.request("POST", `/restate/awakeables/${encodeURIComponent(id)}/reject`, new TextEncoder().encode(reason), "text/plain");
   }
 
@@ -91,7 +93,8 @@ export class Ingress {
     return methodProxy(async (method, args) => {
       const opts = args.at(-1) instanceof SendOptions ? (args.pop() as SendOptions).options : {};
       const input = opts.input ?? serdes.json;
-      const query = opts.delay === undefined ? "" : `?delay=${millis(opts.delay)}ms`;
+      // The ingress reads Restate's duration syntax (`10s`, `1h30m`, `500ms`); whole milliseconds always fit.
+      const query = opts.delay === undefined ? "" : `?delay=${entryMillis(opts.delay, "a send delay")}ms`;
       const body = await this.request("POST", `${this.path(service, key, method)}/send${query}`, input.serialize(args[0]), input.contentType, {
         ...opts.headers,
         ...(opts.idempotencyKey ? { "idempotency-key": opts.idempotencyKey } : {}),

@@ -2,9 +2,9 @@
  * The context handed to handlers: every durable step (state, run, sleep, calls, awakeables, workflow
  * promises, deterministic random and time) goes through it and becomes a journal entry.
  */
-import { awakeableId, type HandlerKind, type Outcome } from "./protocol/index.js";
-import { TerminalError } from "./errors.js";
-import { millis, type Duration } from "./duration.js";
+import { awakeableId, isAwakeableId, type Failure, type HandlerKind, type Outcome } from "./protocol/index.js";
+import { ErrorCodes, TerminalError, errorFromFailure } from "./errors.js";
+import { entryMillis, type Duration } from "./duration.js";
 import { serde as serdes, type Serde } from "./serde.js";
 import { DurablePromise } from "./promise.js";
 import { handlerMeta, type AnyHandler, type Definition } from "./definitions.js";
@@ -26,6 +26,10 @@ export class CallOptions {
 export class SendOptions {
   constructor(
     readonly options: {
+      /**
+       * Start the callee this long after the send entry is durable (milliseconds or a unit
+       * object); the caller does not wait for it.
+       */
       delay?: Duration;
       idempotencyKey?: string;
       headers?: Record<string, string>;
@@ -62,8 +66,12 @@ export interface GenericCall<I, O> {
 
 /** A send by name. */
 export interface GenericSend<I> extends Omit<GenericCall<I, unknown>, "outputSerde"> {
+  /** Start the callee this long after the send entry is durable. */
   delay?: Duration;
 }
+
+/** Options of a whole send client (Restate's older form); a per-call `rpc.sendOpts` wins over them. */
+export type ClientSendOptions = { delay?: Duration } | SendOptions;
 
 /** What `ctx.request()` tells about the invocation. */
 export interface Request {
@@ -91,12 +99,21 @@ export interface ContextDate {
   toJSON(): Promise<string>;
 }
 
-/** A workflow durable promise: await it, or get/peek/resolve/reject it. */
-export interface WorkflowPromise<T> extends PromiseLike<T> {
+/**
+ * A workflow durable promise, shared by the workflow's handlers under one key. Await it (or its
+ * `get()`) to wait for its value; `peek()` looks without waiting (undefined while not completed);
+ * `resolve(v)` and `reject(reason)` complete it, once: a second completion fails with a
+ * `TerminalError` with code 409 ("promise was already completed").
+ */
+export interface WorkflowPromise<T> extends Promise<T> {
   get(): DurablePromise<T>;
   peek(): DurablePromise<T | undefined>;
   resolve(value?: T): DurablePromise<void>;
-  reject(message: string): DurablePromise<void>;
+  reject(reason: string): DurablePromise<void>;
+  /** `get()` raced against a durable timer (see `DurablePromise.orTimeout`). */
+  orTimeout(duration: Duration): DurablePromise<T>;
+  /** `get()` transformed (see `DurablePromise.map`). */
+  map<U>(mapper: (value?: T, failure?: TerminalError) => U): DurablePromise<U>;
 }
 
 /** The context of a service handler. */
@@ -104,17 +121,25 @@ export interface Context {
   request(): Request;
   run<T>(action: () => T | Promise<T>): DurablePromise<T>;
   run<T>(name: string, action: () => T | Promise<T>, options?: RunOptions<T>): DurablePromise<T>;
-  sleep(duration: Duration): DurablePromise<void>;
+  /**
+   * A durable timer: completes once `duration` (milliseconds or a unit object) has passed, counted
+   * from when the sleep entry is durable. `name` is accepted for compatibility with Restate's
+   * signature; the protocol's sleep entry does not carry it.
+   */
+  sleep(duration: Duration, name?: string): DurablePromise<void>;
   serviceClient<M>(def: Definition<string, M>): Client<M>;
   objectClient<M>(def: Definition<string, M>, key: string): Client<M>;
   workflowClient<M>(def: Definition<string, M>, key: string): Client<M>;
-  serviceSendClient<M>(def: Definition<string, M>): SendClient<M>;
-  objectSendClient<M>(def: Definition<string, M>, key: string): SendClient<M>;
-  workflowSendClient<M>(def: Definition<string, M>, key: string): SendClient<M>;
+  serviceSendClient<M>(def: Definition<string, M>, opts?: ClientSendOptions): SendClient<M>;
+  objectSendClient<M>(def: Definition<string, M>, key: string, opts?: ClientSendOptions): SendClient<M>;
+  workflowSendClient<M>(def: Definition<string, M>, key: string, opts?: ClientSendOptions): SendClient<M>;
   genericCall<I = Uint8Array, O = Uint8Array>(call: GenericCall<I, O>): DurablePromise<O>;
   genericSend<I = Uint8Array>(send: GenericSend<I>): void;
+  /** A promise completed from outside through `id`, which only this invocation can make. */
   awakeable<T>(serde?: Serde<T>): { id: string; promise: DurablePromise<T> };
+  /** Resolves an awakeable; a malformed id throws a `TerminalError` with code 400. */
   resolveAwakeable<T>(id: string, payload?: T, serde?: Serde<T>): void;
+  /** Rejects an awakeable: its handler gets a `TerminalError` with `reason` and code 500. */
   rejectAwakeable(id: string, reason: string): void;
   readonly rand: Rand;
   readonly date: ContextDate;
@@ -187,7 +212,7 @@ export class ContextImpl implements WorkflowContext {
     return this.inv.run(name, fn, options?.serde ?? serdes.json, options);
   }
 
-  sleep(duration: Duration): DurablePromise<void> {
+  sleep(duration: Duration, _name?: string): DurablePromise<void> {
     return this.inv.sleep(duration);
   }
 
@@ -243,14 +268,14 @@ export class ContextImpl implements WorkflowContext {
   workflowClient<M>(def: Definition<string, M>, key: string): Client<M> {
     return this.client(def, key) as Client<M>;
   }
-  serviceSendClient<M>(def: Definition<string, M>): SendClient<M> {
-    return this.sendClient(def, undefined) as SendClient<M>;
+  serviceSendClient<M>(def: Definition<string, M>, opts?: ClientSendOptions): SendClient<M> {
+    return this.sendClient(def, undefined, opts) as SendClient<M>;
   }
-  objectSendClient<M>(def: Definition<string, M>, key: string): SendClient<M> {
-    return this.sendClient(def, key) as SendClient<M>;
+  objectSendClient<M>(def: Definition<string, M>, key: string, opts?: ClientSendOptions): SendClient<M> {
+    return this.sendClient(def, key, opts) as SendClient<M>;
   }
-  workflowSendClient<M>(def: Definition<string, M>, key: string): SendClient<M> {
-    return this.sendClient(def, key) as SendClient<M>;
+  workflowSendClient<M>(def: Definition<string, M>, key: string, opts?: ClientSendOptions): SendClient<M> {
+    return this.sendClient(def, key, opts) as SendClient<M>;
   }
 
   genericCall<I = Uint8Array, O = Uint8Array>(call: GenericCall<I, O>): DurablePromise<O> {
@@ -276,7 +301,7 @@ export class ContextImpl implements WorkflowContext {
       headers: Object.entries(send.headers ?? {}),
       idempotency_key: send.idempotencyKey,
       parameter: input.serialize(send.parameter),
-      delay_ms: send.delay === undefined ? undefined : millis(send.delay),
+      delay_ms: send.delay === undefined ? undefined : entryMillis(send.delay, "a send delay"),
     });
   }
 
@@ -297,9 +322,10 @@ export class ContextImpl implements WorkflowContext {
     });
   }
 
-  private sendClient(def: Definition<string, unknown>, key: string | undefined): Record<string, unknown> {
+  private sendClient(def: Definition<string, unknown>, key: string | undefined, clientOpts?: ClientSendOptions): Record<string, unknown> {
+    const defaults: SendOptions["options"] = clientOpts instanceof SendOptions ? clientOpts.options : { delay: clientOpts?.delay };
     return methodProxy((method, args) => {
-      const opts = args.at(-1) instanceof SendOptions ? (args.pop() as SendOptions).options : {};
+      const opts = args.at(-1) instanceof SendOptions ? { ...defaults, ...(args.pop() as SendOptions).options } : defaults;
       this.genericSend({
         service: def.name,
         method,
@@ -316,31 +342,64 @@ export class ContextImpl implements WorkflowContext {
   // ---- awakeables and workflow promises ----
 
   awakeable<T>(serde: Serde<T> = serdes.json): { id: string; promise: DurablePromise<T> } {
+    // The id of the entry about to be written; made first, so that a start without a usable id or
+    // secret writes nothing.
+    const id = awakeableId(this.start.id, this.inv.lastIndex + 1, this.start.secret);
     const promise = this.inv.completable("awakeable", {}, (o) => serde.deserialize(o.value ?? EMPTY));
-    return { id: awakeableId(this.start.id, this.inv.lastIndex), promise };
+    return { id, promise };
   }
 
   resolveAwakeable<T>(id: string, payload?: T, serde: Serde<T> = serdes.json): void {
+    checkAwakeableId(id);
     this.inv.oneWay("complete_awakeable", { id, result: { value: serde.serialize(payload as T) } });
   }
 
   rejectAwakeable(id: string, reason: string): void {
-    this.inv.oneWay("complete_awakeable", { id, result: { failure: { code: 500, message: reason } } });
+    checkAwakeableId(id);
+    this.inv.oneWay("complete_awakeable", { id, result: { failure: { code: ErrorCodes.INTERNAL, message: String(reason) } } });
   }
 
   promise<T>(name: string, serde: Serde<T> = serdes.json): WorkflowPromise<T> {
     let got: DurablePromise<T> | undefined;
     const get = () => (got ??= this.inv.completable("get_promise", { name }, (o) => serde.deserialize(o.value ?? EMPTY)));
     const complete = (completion: Outcome) =>
-      this.inv.completable<"complete_promise", void>("complete_promise", { name, completion }, () => undefined);
+      this.inv.completable<"complete_promise", void>("complete_promise", { name, completion }, () => undefined, completionFailure);
     return {
+      [Symbol.toStringTag]: "WorkflowPromise",
       get,
       peek: () => this.inv.completable("peek_promise", { name }, (o) => (o.value ? serde.deserialize(o.value) : undefined)),
       resolve: (value?: T) => complete({ value: serde.serialize(value as T) }),
-      reject: (message: string) => complete({ failure: { code: 500, message } }),
+      reject: (reason: string) => complete({ failure: { code: ErrorCodes.INTERNAL, message: String(reason) } }),
+      orTimeout: (duration: Duration) => get().orTimeout(duration),
+      map: <U>(mapper: (value?: T, failure?: TerminalError) => U) => get().map(mapper),
       then: (onfulfilled, onrejected) => get().then(onfulfilled, onrejected),
+      catch: (onrejected) => get().catch(onrejected),
+      finally: (onfinally) => get().finally(onfinally),
     };
   }
+}
+
+/** Throws a `TerminalError` (400) if `id` is not an awakeable id, before anything is journaled. */
+export function checkAwakeableId(id: unknown): void {
+  if (isAwakeableId(id)) return;
+  const shown = typeof id === "string" ? JSON.stringify(id.length > 120 ? `${id.slice(0, 120)}...` : id) : String(id);
+  throw new TerminalError(`malformed awakeable id ${shown}: expected awk_ followed by 88 lower-case hex digits`, {
+    errorCode: ErrorCodes.BAD_REQUEST,
+  });
+}
+
+/** The message of the failure with which the kernel cancels pending entries (protocol, section 5). */
+const CANCELLED_MESSAGE = "cancelled";
+
+/**
+ * The error of a refused promise completion: 409 means the promise was already completed, not a
+ * cancellation, unless it is the cancellation failure itself.
+ */
+function completionFailure(failure: Failure): unknown {
+  if (failure.code === ErrorCodes.CANCELLED && failure.message !== CANCELLED_MESSAGE) {
+    return new TerminalError(failure.message, { errorCode: failure.code });
+  }
+  return errorFromFailure(failure);
 }
 
 /** The metadata of `method` on `def`, with JSON defaults when the handler is not declared. */

@@ -15,3 +15,13 @@ export function millis(duration: Duration): number {
         (duration.milliseconds ?? 0);
   return Math.max(0, Math.round(ms));
 }
+
+/**
+ * The duration in whole milliseconds for a journal entry (`sleep.duration_ms`, `send.delay_ms`):
+ * like `millis`, but a TypeError naming `what` if it is not finite or not below 2^53.
+ */
+export function entryMillis(duration: Duration, what: string): number {
+  const ms = millis(duration);
+  if (!Number.isSafeInteger(ms)) throw new TypeError(`${what} must be a finite duration below 2^53 ms, got ${String(ms)}`);
+  return ms;
+}

@@ -19,6 +19,7 @@ export type { EndpointOptions, NodeHandler } from "./endpoint.js";
 export { rpc, CallOptions, SendOptions } from "./context.js";
 export type {
   Client,
+  ClientSendOptions,
   Context,
   ContextDate,
   GenericCall,

@@ -13,11 +13,12 @@ import {
   type Message,
   type MessageName,
   type MessageOf,
+  type Failure,
   type Outcome,
 } from "./protocol/index.js";
 import { ErrorCodes, TerminalError, errorFromFailure, messageOf } from "./errors.js";
 import { DurablePromise, decide, type CombinatorKind, type PromiseHost, type Settled } from "./promise.js";
-import { millis, type Duration } from "./duration.js";
+import { entryMillis, millis, type Duration } from "./duration.js";
 import type { Serde } from "./serde.js";
 
 /** Names of journal entries the handler creates. */
@@ -81,6 +82,8 @@ export class Invocation implements PromiseHost {
   private started = false;
   private checkScheduled = false;
   private suspendTimer?: NodeJS.Timeout;
+  /** Roughly when each sleep entry of this attempt ends (the kernel's deadline is authoritative). */
+  private readonly wakeAt = new Map<number, number>();
   private readonly attemptStartedAt = Date.now();
   /** Resolves when the attempt has ended (output, suspension or error written and closed). */
   readonly done: Promise<void>;
@@ -147,11 +150,19 @@ export class Invocation implements PromiseHost {
     return this.nextIndex - 1;
   }
 
-  /** Journals an entry whose result comes later (or now, from `eager`); `decode` maps the outcome. */
-  completable<N extends EntryName, T>(type: N, body: Body<N>, decode: (outcome: Outcome) => T): DurablePromise<T> {
+  /**
+   * Journals an entry whose result comes later (or now, from `eager`); `decode` maps a successful
+   * outcome, `failure` a failed one (by default to the `TerminalError` its code stands for).
+   */
+  completable<N extends EntryName, T>(
+    type: N,
+    body: Body<N>,
+    decode: (outcome: Outcome) => T,
+    failure: (failure: Failure) => unknown = errorFromFailure,
+  ): DurablePromise<T> {
     const { index, replayed, recorded } = this.command(type, body);
     const promise = this.leaf<T>(index);
-    const settleWith = (outcome: Outcome) => promise.settle(this.settledFrom(outcome, decode));
+    const settleWith = (outcome: Outcome) => promise.settle(this.settledFrom(outcome, decode, failure));
     const eager = replayed ? undefined : (body as { result?: Outcome }).result;
     const known = recorded ?? eager ?? this.completions.get(index);
     if (known) settleWith(known);
@@ -225,7 +236,10 @@ export class Invocation implements PromiseHost {
   }
 
   sleep(duration: Duration): DurablePromise<void> {
-    return this.completable<"sleep", void>("sleep", { duration_ms: millis(duration) }, () => undefined);
+    const ms = entryMillis(duration, "a sleep");
+    const promise = this.completable<"sleep", void>("sleep", { duration_ms: ms }, () => undefined);
+    this.wakeAt.set(this.lastIndex, Date.now() + ms);
+    return promise;
   }
 
   combine(kind: CombinatorKind, promises: readonly DurablePromise<unknown>[]): DurablePromise<unknown> {
@@ -355,8 +369,8 @@ export class Invocation implements PromiseHost {
     }
   }
 
-  private settledFrom<T>(outcome: Outcome, decode: (outcome: Outcome) => T): Settled<T> {
-    if (outcome.failure) return { ok: false, error: errorFromFailure(outcome.failure) };
+  private settledFrom<T>(outcome: Outcome, decode: (outcome: Outcome) => T, failure: (failure: Failure) => unknown = errorFromFailure): Settled<T> {
+    if (outcome.failure) return { ok: false, error: failure(outcome.failure) };
     try {
       return { ok: true, value: decode(outcome) };
     } catch (error) {
@@ -406,12 +420,21 @@ export class Invocation implements PromiseHost {
       this.suspendTimer = undefined;
       return;
     }
-    if (this.inputClosed) return this.suspend(blocked);
+    if (this.inputClosed || this.sleepsPastSuspension(blocked)) return this.suspend(blocked);
     this.suspendTimer ??= setTimeout(() => {
       this.suspendTimer = undefined;
       const still = this.blockedOn();
       if (still) this.suspend(still);
     }, this.suspendAfterMs);
+  }
+
+  /**
+   * Blocked only on sleeps that end after the suspension delay: waiting would only hold the
+   * stream and the endpoint's resources until the suspension anyway, so suspend at once.
+   */
+  private sleepsPastSuspension(blocked: number[]): boolean {
+    const horizon = Date.now() + this.suspendAfterMs;
+    return blocked.every((index) => (this.wakeAt.get(index) ?? 0) > horizon);
   }
 
   private suspend(waitingOn: number[]): void {

@@ -57,11 +57,32 @@ test("sends with a delay to a keyed target and attaches to the invocation", asyn
   assert.equal(seen.at(-1)!.url, "/restate/invocation/inv_1/attach");
 });
 
+const AWAKEABLE = "awk_0123456789abcdeffedcba9876543210001122334455667700000001fe07257934eb38a9dca6b3f8c1c0b701";
+
 test("completes awakeables from outside", async () => {
-  await ingress.resolveAwakeable("awk_x_1", { ok: true });
-  assert.deepEqual([seen.at(-1)!.url, seen.at(-1)!.body], ["/restate/awakeables/awk_x_1/resolve", '{"ok":true}']);
-  await ingress.rejectAwakeable("awk_x_1", "nope");
-  assert.deepEqual([seen.at(-1)!.url, seen.at(-1)!.body], ["/restate/awakeables/awk_x_1/reject", "nope"]);
+  await ingress.resolveAwakeable(AWAKEABLE, { ok: true });
+  assert.deepEqual([seen.at(-1)!.url, seen.at(-1)!.body], [`/restate/awakeables/${AWAKEABLE}/resolve`, '{"ok":true}']);
+  await ingress.rejectAwakeable(AWAKEABLE, "nope");
+  assert.deepEqual([seen.at(-1)!.url, seen.at(-1)!.body, seen.at(-1)!.headers["content-type"]], [`/restate/awakeables/${AWAKEABLE}/reject`, "nope", "text/plain"]);
+});
+
+test("a malformed awakeable id is refused with 400 before any request", async () => {
+  const before = seen.length;
+  for (const bad of ["awk_x_1", "", AWAKEABLE.slice(0, -1), AWAKEABLE.toUpperCase()]) {
+    await assert.rejects(ingress.resolveAwakeable(bad, 1), (e: unknown) => e instanceof TerminalError && e.code === 400 && /malformed awakeable id/.test(e.message));
+    await assert.rejects(ingress.rejectAwakeable(bad, "no"), (e: unknown) => e instanceof TerminalError && e.code === 400);
+  }
+  assert.equal(seen.length, before);
+});
+
+test("send delays travel as whole milliseconds in the ingress duration syntax", async () => {
+  await ingress.serviceSendClient(Greeter).greet("Ada", clients.rpc.sendOpts({ delay: 500 }));
+  assert.equal(seen.at(-1)!.url, "/Greeter/greet/send?delay=500ms");
+  await ingress.workflowSendClient(Greeter, "w").greet("Ada", clients.rpc.sendOpts({ delay: { hours: 1, minutes: 30 } }));
+  assert.equal(seen.at(-1)!.url, "/Greeter/w/greet/send?delay=5400000ms");
+  await ingress.serviceSendClient(Greeter).greet("Ada");
+  assert.equal(seen.at(-1)!.url, "/Greeter/greet/send");
+  await assert.rejects(ingress.serviceSendClient(Greeter).greet("Ada", clients.rpc.sendOpts({ delay: Number.POSITIVE_INFINITY })), TypeError);
 });
 
 test("a failed invocation reaches the caller as a TerminalError with its code", async () => {

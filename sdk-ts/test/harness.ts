@@ -32,12 +32,26 @@ export const ok = (value: unknown): Outcome => ({ value: json(value) });
 /** A failed outcome. */
 export const failed = (code: number, message: string): Outcome => ({ failure: { code, message } });
 
+/** The invocation id `start` uses unless told otherwise. */
+export const INVOCATION_ID = "inv_0123456789abcdeffedcba98765432100011223344556677";
+/** The invocation secret `start` uses unless told otherwise. */
+export const SECRET = new Uint8Array(Buffer.from("000102030405060708090a0b0c0d0e0f", "hex"));
+
 /** A start message; `known` counts the entries that follow, the input included. */
 export function start(known: number, extra: Partial<Body<"start">> = {}): Message {
-  return {
-    type: "start",
-    body: { id: "inv_test", attempt: 1, known_entries: known, state: [], state_complete: true, headers: [], retry_count: 0, retry_elapsed_ms: 0, ...extra },
+  const body: Body<"start"> = {
+    id: INVOCATION_ID,
+    attempt: 1,
+    known_entries: known,
+    state: [],
+    state_complete: true,
+    headers: [],
+    retry_count: 0,
+    retry_elapsed_ms: 0,
+    secret: SECRET,
+    ...extra,
   };
+  return { type: "start", body };
 }
 
 /** The input entry with a JSON value. */

@@ -9,8 +9,24 @@ import http2 from "node:http2";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { ChildProcess } from "node:child_process";
-import { FLAG_ACK, MANIFEST_CONTENT_TYPE, parseAwakeableId } from "@holdfast/sdk/protocol";
-import { ack, completion, exchangeHttp, failed, freePort, getJson, input, ok, openHttp2Stream, SOURCE_FIXTURES, start, startProcess, view } from "./harness.js";
+import { FLAG_ACK, MANIFEST_CONTENT_TYPE, awakeableId } from "@holdfast/sdk/protocol";
+import {
+  INVOCATION_ID,
+  SECRET,
+  ack,
+  completion,
+  exchangeHttp,
+  failed,
+  freePort,
+  getJson,
+  input,
+  ok,
+  openHttp2Stream,
+  SOURCE_FIXTURES,
+  start,
+  startProcess,
+  view,
+} from "./harness.js";
 
 const manifestVector = JSON.parse(readFileSync(fileURLToPath(new URL("../../../tests/protocol-vectors/manifest.json", import.meta.url)), "utf8"));
 
@@ -113,11 +129,11 @@ describe("the Restate anchor services over HTTP/2", () => {
   });
 
   test("Waiter.wait publishes an awakeable id and resumes when it is resolved", async () => {
-    const s = openHttp2Stream(session, "/invoke/Waiter/wait", start(1, { id: "inv_waiter" }), input("t1"));
+    const s = openHttp2Stream(session, "/invoke/Waiter/wait", start(1), input("t1"));
     assert.deepEqual(view(await s.next()), { type: "awakeable" });
     const send = view(await s.next()) as { type: string; service: string; handler: string; key: string; parameter: string };
     assert.deepEqual([send.type, send.service, send.handler, send.key], ["send", "AwakeableRegistry", "put", "t1"]);
-    assert.deepEqual(parseAwakeableId(send.parameter), { invocationId: "inv_waiter", index: 1 });
+    assert.equal(send.parameter, awakeableId(INVOCATION_ID, 1, SECRET));
     s.send(completion(1, ok({ ok: true })));
     assert.deepEqual(view(await s.next()), { type: "output", result: { value: 'awakeable t1 resolved with {"ok":true}' } });
     s.closeInput();

@@ -8,8 +8,10 @@ import {
   MESSAGE_TYPES,
   ProtocolError,
   awakeableId,
+  awakeableToken,
   decodeMessages,
   encodeMessage,
+  isAwakeableId,
   parseAwakeableId,
   type Message,
 } from "@holdfast/sdk/protocol";
@@ -83,15 +85,53 @@ test("vectors decode the same when fed one byte at a time", () => {
   }
 });
 
-test("awakeable id vectors format and parse", () => {
-  const cases = JSON.parse(readFileSync(dir + "awakeable-ids.json", "utf8")) as { invocation_id: string; entry: number; id: string }[];
+test("awakeable id vectors: made from invocation id, entry and secret, and parsed back", () => {
+  const cases = JSON.parse(readFileSync(dir + "awakeable-ids.json", "utf8")) as { invocation_id: string; entry: number; secret: string; id: string }[];
+  assert.ok(cases.length >= 3);
   for (const c of cases) {
-    assert.equal(awakeableId(c.invocation_id, c.entry), c.id);
-    assert.deepEqual(parseAwakeableId(c.id), { invocationId: c.invocation_id, index: c.entry });
+    const secret = new Uint8Array(Buffer.from(c.secret, "hex"));
+    assert.equal(awakeableId(c.invocation_id, c.entry, secret), c.id, JSON.stringify(c));
+    assert.equal(c.id.length, 92);
+    assert.ok(isAwakeableId(c.id));
+    assert.deepEqual(parseAwakeableId(c.id), { invocationId: c.invocation_id, index: c.entry, token: awakeableToken(secret, c.entry) });
   }
-  for (const bad of ["awk_", "sign_abc_1", "awk_aW52_", "awk_aW52_01", "awk_aW52_x", "awk_!!_1", "awk_aW52_99999999999"]) {
+});
+
+test("an awakeable id depends on every byte of the secret and on the entry", () => {
+  const [first] = JSON.parse(readFileSync(dir + "awakeable-ids.json", "utf8")) as { invocation_id: string; entry: number; secret: string; id: string }[];
+  const secret = new Uint8Array(Buffer.from(first!.secret, "hex"));
+  const seen = new Set([first!.id]);
+  for (let i = 0; i < secret.length; i++) {
+    const other = secret.slice();
+    other[i] = (other[i] as number) ^ 1;
+    seen.add(awakeableId(first!.invocation_id, first!.entry, other));
+  }
+  seen.add(awakeableId(first!.invocation_id, first!.entry + 1, secret));
+  assert.equal(seen.size, secret.length + 2);
+});
+
+test("malformed awakeable ids are refused, and no id is made from a malformed invocation id or secret", () => {
+  const good = "awk_0123456789abcdeffedcba9876543210001122334455667700000001fe07257934eb38a9dca6b3f8c1c0b701";
+  assert.ok(isAwakeableId(good));
+  for (const bad of [
+    "",
+    "awk_",
+    "awk_aW52XzFhMmIzYw_3",
+    good.slice(0, -1),
+    `${good}0`,
+    good.toUpperCase(),
+    good.replace("awk_", "awk-"),
+    good.replace("awk_", "sign_"),
+    `${good.slice(0, -1)}g`,
+  ]) {
     assert.equal(parseAwakeableId(bad), undefined, bad);
+    assert.equal(isAwakeableId(bad), false, bad);
   }
+  const secret = new Uint8Array(16);
+  assert.throws(() => awakeableId("inv_test", 1, secret), TypeError);
+  assert.throws(() => awakeableId("inv_0123456789abcdeffedcba98765432100011223344556677", 1, new Uint8Array(15)), TypeError);
+  assert.throws(() => awakeableId("inv_0123456789abcdeffedcba98765432100011223344556677", -1, secret), TypeError);
+  assert.throws(() => awakeableId("inv_0123456789abcdeffedcba98765432100011223344556677", 2 ** 32, secret), TypeError);
 });
 
 test("the manifest vector is what an endpoint with the anchor's shapes announces", () => {

@@ -7,6 +7,8 @@
 #   - start-up: process exec until /health reports every partition led
 #   - resident memory of an idle node
 #   - Restate 1.7.12's start-up and idle memory in the same run, when its anchor is available
+#   - invocations beside Restate (tests/bench/invocations.sh) and durable timers
+#     (tests/bench/timers.sh: TIMERS_PENDING pending, a burst of TIMERS_BURST due at once)
 #
 # Env: SECONDS_PER_RUN (default 10), BENCH_DIR (default a fresh dir under $TMPDIR),
 #      RESTATE_ANCHOR (default ../shared/bench/restate-anchor), OUT (default docs/benchmarks.md)
@@ -95,6 +97,7 @@ fi
 
 if [ -f sdk-ts/dist/src/index.js ]; then
   tests/bench/invocations.sh "$BIN" "$RESULTS" "$WORK" "$RUN_SECONDS" "$restate_dir"
+  tests/bench/timers.sh "$BIN" "$RESULTS" "$WORK" "${TIMERS_PENDING:-100000}" "${TIMERS_BURST:-20000}"
 else
   echo "== invocations: skipped, build the SDK first (make sdk)" >&2
 fi

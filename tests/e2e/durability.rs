@@ -5,7 +5,7 @@
 
 use holdfast_e2e::{
     Kernel, NodeFiles, Response, ServiceProcess, TcpProxy, free_port, free_ports, http, http_get,
-    http_json, poll, signal,
+    poll, register, signal,
 };
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,12 +19,6 @@ const FIXTURE: &str = "tests/e2e/fixtures/durability-services.mjs";
 const JSON: (&str, &str) = ("content-type", "application/json");
 /// Upper bound of every wait; far above what a loaded 2-core machine needs.
 const PATIENCE: Duration = Duration::from_secs(45);
-
-fn register(admin: SocketAddr, uri: &str) {
-    let registered =
-        http_json(admin, "POST", "/deployments", &json!({ "uri": uri })).expect("register");
-    assert_eq!(registered.status, 201, "{}", registered.body);
-}
 
 fn call(ingress: SocketAddr, path: &str, body: &Value) -> Response {
     http(ingress, "POST", path, &[JSON], &body.to_string())
@@ -47,18 +41,6 @@ fn ok_text(ingress: SocketAddr, path: &str, body: &Value) -> String {
         response.status, response.body
     );
     response.body.trim().to_string()
-}
-
-fn invocation_id(response: &Response) -> String {
-    response
-        .headers
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("x-restate-id: ")
-                .map(|id| id.trim().to_string())
-        })
-        .unwrap_or_else(|| panic!("no x-restate-id in {}", response.headers))
 }
 
 /// The value in a fixture line `<verb> draw <key> <value> pid=<pid>`.
@@ -419,7 +401,7 @@ fn a_paused_attempt_is_fenced_and_the_result_is_the_retrys() {
         (
             response.status,
             response.body.clone(),
-            invocation_id(&response),
+            response.invocation_id(),
         )
     });
     let drawn_by = |service: &ServiceProcess| {
@@ -513,7 +495,7 @@ fn a_handler_awaiting_a_slow_callee_suspends_and_resumes() {
     let response = caller.join().expect("caller");
     assert_eq!(response.status, 200, "{}", response.body);
     assert_eq!(response.json(), json!("relayed slow opened"));
-    let id = invocation_id(&response);
+    let id = response.invocation_id();
     let lines = endpoint.log.lines();
     let position = |wanted: &str| lines.iter().position(|l| l.starts_with(wanted));
     let closed = position("stream closed Relay.call").expect("closed");
@@ -567,7 +549,7 @@ fn garbage_frames_fail_the_attempt_over_to_a_retry_and_the_kernel_keeps_serving(
     );
     assert_eq!(endpoint.log.count("exec Flaky.echo"), 1);
     // Each failed attempt is on record with its reason, findable by the invocation id.
-    let id = invocation_id(&response);
+    let id = response.invocation_id();
     let log = kernel.log.lines();
     let recorded = log
         .iter()

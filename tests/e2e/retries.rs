@@ -5,9 +5,9 @@
 //! own log lines show every attempt.
 
 use holdfast_e2e::{
-    Kernel, NodeFiles, Response, ServiceProcess, free_port, http, http_get, http_json,
+    Kernel, NodeFiles, Response, ServiceProcess, free_port, http, http_get, register,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -16,12 +16,6 @@ const FIXTURE: &str = "tests/e2e/fixtures/retry-services.mjs";
 const PATIENCE: Duration = Duration::from_secs(45);
 /// How long nothing more may happen once an invocation is paused or suspended.
 const QUIET: Duration = Duration::from_millis(1_500);
-
-fn register(admin: SocketAddr, uri: &str) {
-    let registered =
-        http_json(admin, "POST", "/deployments", &json!({ "uri": uri })).expect("register");
-    assert_eq!(registered.status, 201, "{}", registered.body);
-}
 
 /// Starts `path` as a one-way send and returns the invocation id.
 fn send(ingress: SocketAddr, path: &str) -> String {

@@ -5,7 +5,9 @@
 //! that started on them. The fixtures (`fixtures/scenario-services.mjs`,
 //! `fixtures/release-services.mjs`) return or print what their handlers measured.
 
-use holdfast_e2e::{Kernel, NodeFiles, Response, ServiceProcess, free_port, http, http_get, poll};
+use holdfast_e2e::{
+    Kernel, NodeFiles, Response, ServiceProcess, free_port, http, http_get, poll, register,
+};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -28,21 +30,6 @@ fn node_with(fixture: &str) -> (NodeFiles, Kernel, ServiceProcess) {
     (files, kernel, endpoint)
 }
 
-/// Registers the endpoint at `uri` as a new deployment and returns its id.
-fn register(admin: SocketAddr, uri: &str) -> String {
-    let body = json!({ "uri": uri }).to_string();
-    let registered = http(admin, "POST", "/deployments", &[JSON], &body).expect("register");
-    assert_eq!(
-        registered.status, 201,
-        "register {uri}: {}",
-        registered.body
-    );
-    registered.json()["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no deployment id in {}", registered.body))
-        .to_string()
-}
-
 fn call(ingress: SocketAddr, path: &str, body: &Value) -> Response {
     http(ingress, "POST", path, &[JSON], &body.to_string())
         .unwrap_or_else(|e| panic!("POST {path}: {e}"))
@@ -63,19 +50,6 @@ fn ok(ingress: SocketAddr, path: &str, body: &Value) -> Value {
 fn call_in_background(ingress: SocketAddr, path: &str, body: Value) -> JoinHandle<Response> {
     let path = path.to_string();
     std::thread::spawn(move || call(ingress, &path, &body))
-}
-
-/// The invocation id the ingress answered with, in the `x-restate-id` header.
-fn invocation_id(response: &Response) -> String {
-    response
-        .headers
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("x-restate-id: ")
-                .map(|id| id.trim().to_string())
-        })
-        .unwrap_or_else(|| panic!("no x-restate-id in {}", response.headers))
 }
 
 /// The partition of an invocation id: `inv_` + 16 hex digits of its partition key + the nonce.
@@ -234,7 +208,7 @@ fn a_call_chain_of_three_services_answers_across_partitions() {
         assert_eq!(ids.len(), 3, "one id per hop: {answer}");
         assert_eq!(
             ids[0],
-            invocation_id(&response),
+            response.invocation_id(),
             "the first hop is the call"
         );
         assert_eq!(
@@ -271,7 +245,7 @@ fn one_way_sends_across_partitions_are_delivered_exactly_once() {
         &json!({ "direct": direct, "n": DIRECT, "via": "east", "forwarded": FORWARDED }),
     );
     assert_eq!(response.status, 200, "{}", response.body);
-    let sender = invocation_id(&response);
+    let sender = response.invocation_id();
     assert_eq!(response.json(), json!(sender));
 
     let expected = [("north", DIRECT), ("south", DIRECT), ("east", FORWARDED)];
@@ -288,7 +262,7 @@ fn one_way_sends_across_partitions_are_delivered_exactly_once() {
             );
             (count == n as u64).then_some(call(ingress, &path, &json!(null)))
         });
-        targets.insert(partition_of(&invocation_id(&last)));
+        targets.insert(partition_of(&last.invocation_id()));
         let tags = ok(ingress, &format!("/Tally/{key}/tags"), &json!(null));
         let mut tags: Vec<u64> = tags
             .as_array()
@@ -409,7 +383,7 @@ fn shared_handlers_read_state_while_an_exclusive_one_holds_the_key() {
     let held = holder.join().expect("client thread");
     assert_eq!(held.status, 200, "{}", held.body);
     assert_eq!(held.json(), json!(6));
-    assert_eq!(invocation_id(&held), holding);
+    assert_eq!(held.invocation_id(), holding);
     let attached =
         http_get(ingress, &format!("/restate/invocation/{queued}/attach")).expect("attach");
     assert_eq!(attached.status, 200, "{}", attached.body);
@@ -484,7 +458,7 @@ fn an_in_flight_invocation_stays_on_its_deployment_revision() {
     std::fs::write(&gate, "open").expect("open the gate");
     let response = pinned.join().expect("client thread");
     assert_eq!(response.status, 200, "{}", response.body);
-    assert_eq!(invocation_id(&response), id);
+    assert_eq!(response.invocation_id(), id);
     assert_eq!(
         response.json(),
         json!("v1"),

@@ -166,6 +166,22 @@ pub struct Response {
 }
 
 impl Response {
+    /// The value of header `name` (case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_string())
+        })
+    }
+
+    /// The invocation id the ingress answered with (`x-restate-id`).
+    pub fn invocation_id(&self) -> String {
+        self.header("x-restate-id")
+            .unwrap_or_else(|| panic!("no x-restate-id in {}", self.headers))
+    }
+
     /// The body parsed as JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body)
@@ -429,6 +445,39 @@ pub fn signal(pid: u32, signal: &str) {
     );
 }
 
+/// Registers the endpoint at `uri` through the admin API (asserting 201) and returns the new
+/// deployment's id.
+pub fn register(admin: SocketAddr, uri: &str) -> String {
+    let body = serde_json::json!({ "uri": uri }).to_string();
+    let registered = http(
+        admin,
+        "POST",
+        "/deployments",
+        &[("content-type", "application/json")],
+        &body,
+    )
+    .expect("register");
+    assert_eq!(
+        registered.status, 201,
+        "register {uri}: {}",
+        registered.body
+    );
+    registered.json()["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no deployment id in {}", registered.body))
+        .to_string()
+}
+
+/// The kernel's resident memory in KiB, from `/proc/<pid>/status`.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc status")
+}
+
 /// A `holdfast serve` process that can be killed with SIGKILL and restarted on the same config
 /// and data dir; its stderr (the kernel's log) is collected across restarts.
 pub struct Kernel {
@@ -469,6 +518,11 @@ impl Kernel {
         self.log.collect(child.stderr.take().expect("stderr"));
         wait_healthy(self.admin, &mut child);
         self.child = Some(child);
+    }
+
+    /// The running incarnation's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the kernel is running").id()
     }
 
     /// SIGKILL: no shutdown, no flush.

@@ -65,8 +65,8 @@ mod tests {
 
     fn completed(entry: Entry, outcome: Outcome) -> JournalItem {
         JournalItem {
-            entry,
             completion: Some(outcome),
+            ..JournalItem::new(entry)
         }
     }
 

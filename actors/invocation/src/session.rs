@@ -317,6 +317,7 @@ mod tests {
             retry_count: 0,
             retry_elapsed_ms: 0,
             retry_entry: None,
+            secret: holdfast_protocol::Payload::from(&[0u8; 16][..]),
             state: Vec::new(),
             state_complete: true,
         });
@@ -440,8 +441,8 @@ mod tests {
     #[test]
     fn completions_already_known_are_admitted_once() {
         let completed = JournalItem {
-            entry: call(),
             completion: Some(Outcome::Void),
+            ..JournalItem::new(call())
         };
         let mut session = Session::new(&[input(), completed, JournalItem::new(call())]);
         assert!(!session.admit_completion(EntryIndex(1)));

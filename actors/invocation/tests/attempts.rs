@@ -184,6 +184,7 @@ fn start_message(id: InvocationId, key: Option<&str>, known: usize) -> Start {
         retry_count: 0,
         retry_elapsed_ms: 0,
         retry_entry: None,
+        secret: holdfast_protocol::Payload::from(&[7u8; 16][..]),
         state: Vec::new(),
         state_complete: true,
     }
@@ -415,8 +416,8 @@ async fn a_replayed_completed_call_is_skipped() {
     let node = NodeEndpoint::start();
     let target = Target::new("Chain", "call", None);
     let call = JournalItem {
-        entry: Entry::Call(hello_call("Bob")),
         completion: Some(value(json!("Hello Bob"))),
+        ..JournalItem::new(Entry::Call(hello_call("Bob")))
     };
     let mut run = launch(&node.base, target, vec![input(json!("Bob")), call], PATIENT);
     // No second call entry: the first new entry is the output, at index 2.
@@ -508,7 +509,8 @@ async fn an_attempt_that_does_not_end_after_the_close_is_aborted() {
 async fn stop_drops_the_attempt_without_an_ending() {
     let node = NodeEndpoint::start();
     let target = Target::new("Sleeper", "nap", None);
-    let mut run = launch(&node.base, target, vec![input(json!(60_000))], PATIENT);
+    // Shorter than the SDK's suspension delay (30 s), so the handler keeps its stream open.
+    let mut run = launch(&node.base, target, vec![input(json!(20_000))], PATIENT);
     let (entry, _) = run.entry(1).await;
     assert!(matches!(entry, Entry::Sleep(_)), "{entry:?}");
     run.actor.do_send(Stop);

@@ -1,6 +1,7 @@
 //! [`PartitionActor`]: drives one partition's raft group and batches proposals into group commits.
 
 use crate::shuffle::ShuffleActor;
+use crate::timers::TimerWheelActor;
 use crate::{
     Committed, GetStatus, Histogram, PartitionStatus, Propose, ProposeError, ProposeMany, Shutdown,
 };
@@ -97,6 +98,8 @@ pub struct PartitionActor {
     pub(crate) peers: Vec<Addr<PartitionActor>>,
     /// Delivers this partition's outbox while it leads.
     pub(crate) shuffle: Option<Addr<ShuffleActor>>,
+    /// Proposes `FireTimer` as timers come due while it leads.
+    pub(crate) timers: Option<Addr<TimerWheelActor>>,
     /// The attempt running for each invocation this leader started, with its epoch.
     pub(crate) running: HashMap<InvocationId, (Epoch, Addr<InvocationActor>)>,
     /// Ingress requests waiting for an invocation's result.
@@ -124,6 +127,7 @@ impl PartitionActor {
             observed: Role::default(),
             peers: Vec::new(),
             shuffle: None,
+            timers: None,
             running: HashMap::new(),
             waiters: HashMap::new(),
             queue: VecDeque::new(),
@@ -446,6 +450,11 @@ impl Handler<GetStatus> for PartitionActor {
             batches: self.batches,
             batch_size: self.batch_size.clone(),
             commit_latency: self.commit_latency.clone(),
+            pending_timers: self
+                .group
+                .as_ref()
+                .and_then(|group| group.state.pending_timers().ok())
+                .unwrap_or(0),
         })
     }
 }
@@ -455,6 +464,7 @@ impl Handler<Shutdown> for PartitionActor {
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
         self.closing = true;
+        self.stop_timer_wheel();
         let (done, finished) = oneshot::channel();
         self.shutdown_waiters.push(done);
         self.finish_shutdown_when_idle(ctx);

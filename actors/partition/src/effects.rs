@@ -92,6 +92,7 @@ impl PartitionActor {
                         let _ = waiter.send(outcome.clone());
                     }
                 }
+                Effect::RegisterTimer { timer } => self.register_timer(*timer, ctx),
                 Effect::Attach { id, outcome } => {
                     if let Some(outcome) = outcome {
                         for waiter in self.waiters.remove(id).into_iter().flatten() {
@@ -226,6 +227,7 @@ impl PartitionActor {
             retry_count: record.retries,
             retry_elapsed_ms: 0,
             retry_entry: None,
+            secret: Payload::from(&record.secret.to_be_bytes()[..]),
             state,
             state_complete: true,
         };
@@ -242,6 +244,7 @@ impl PartitionActor {
     /// This node just became leader: resume what the applied state says is in progress.
     pub(crate) fn take_over(&mut self, ctx: &mut Context<Self>) {
         self.start_shuffle(ctx);
+        self.start_timer_wheel(ctx);
         let Some(group) = &self.group else { return };
         let live = match group.state.live_invocations() {
             Ok(live) => live,
@@ -296,6 +299,7 @@ impl PartitionActor {
         if let Some(shuffle) = self.shuffle.take() {
             shuffle.do_send(crate::shuffle::Halt);
         }
+        self.stop_timer_wheel();
         // Dropping the senders answers each waiting request with "the partition lost track".
         self.waiters.clear();
     }

@@ -22,11 +22,13 @@
 //! partition checks against the applied state before proposing the matching command.
 
 mod actor;
+mod awakeable;
 mod control;
 mod effects;
 mod invoke;
 mod metrics;
 mod shuffle;
+mod timers;
 
 pub use actor::{PartitionActor, Settings};
 pub use control::{Control, ControlError, ControlRequest, Controlled, DeploymentChoice};
@@ -110,6 +112,19 @@ pub enum Lookup {
     },
 }
 
+/// Completes an awakeable of an invocation owned by this partition from outside (the ingress).
+/// Answers `false` without proposing anything when no live invocation has an awakeable with
+/// this id (unknown, forged, or its invocation completed); `true` once the completion is durable,
+/// whether or not it was the first.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<bool, ProposeError>")]
+pub struct CompleteAwakeable {
+    /// The awakeable, with its token.
+    pub id: holdfast_types::AwakeableId,
+    /// Value (resolve) or failure (reject).
+    pub outcome: Outcome,
+}
+
 /// Tells a partition the addresses of every partition, indexed by partition id, so its shuffle
 /// can deliver outbox messages; sent by the kernel once all partitions are started.
 #[derive(Debug, Message)]
@@ -172,4 +187,6 @@ pub struct PartitionStatus {
     pub batch_size: Histogram,
     /// Seconds from a proposal's arrival to its acknowledgement.
     pub commit_latency: Histogram,
+    /// Timers registered and not fired yet (from the applied state; 0 before the group opens).
+    pub pending_timers: u64,
 }

@@ -50,8 +50,10 @@ pub enum Refusal {
     /// Purge applies only to completed invocations.
     #[error("the invocation has not completed yet, so it cannot be purged")]
     NotCompleted,
-    /// The invocation waits in its object's inbox and has never run.
-    #[error("the invocation has not started yet: it waits in its object's inbox")]
+    /// The invocation has never run: it waits in its object's inbox or for its scheduled start.
+    #[error(
+        "the invocation has not started yet: it waits in its object's inbox or for its scheduled start"
+    )]
     NotStarted,
     /// A running attempt cannot move to another deployment; pause it first.
     #[error("the invocation is running: pause it before resuming it on another deployment")]
@@ -71,7 +73,7 @@ pub fn check(status: Option<&Status>, action: Action) -> Result<Verdict, Refusal
         Action::Purge => Err(Refusal::NotCompleted),
         Action::Pause | Action::Resume { .. } => match status {
             Status::Completed { .. } => Err(Refusal::Completed),
-            Status::Inboxed => Err(Refusal::NotStarted),
+            Status::Inboxed | Status::Scheduled { .. } => Err(Refusal::NotStarted),
             Status::Paused { .. } => Ok(match action {
                 Action::Pause => Verdict::Unchanged,
                 _ => Verdict::Apply,
@@ -92,9 +94,10 @@ mod tests {
     use holdfast_protocol::{EntryIndex, Outcome};
     use holdfast_types::Epoch;
 
-    fn statuses() -> [Status; 6] {
+    fn statuses() -> [Status; 7] {
         [
             Status::Inboxed,
+            Status::Scheduled { start_at_ms: 9 },
             Status::Invoked { epoch: Epoch(1) },
             Status::Suspended {
                 epoch: Epoch(1),
@@ -130,11 +133,13 @@ mod tests {
     fn the_matrix_of_actions_and_states_is_as_documented() {
         use Refusal::*;
         use Verdict::*;
-        let [inboxed, invoked, suspended, backing_off, paused, completed] = statuses();
-        let rows: [(Action, [Result<Verdict, Refusal>; 6]); 6] = [
+        let states = statuses();
+        // Columns: inboxed, scheduled, invoked, suspended, backing off, paused, completed.
+        let rows: [(Action, [Result<Verdict, Refusal>; 7]); 6] = [
             (
                 Action::Cancel,
                 [
+                    Ok(Apply),
                     Ok(Apply),
                     Ok(Apply),
                     Ok(Apply),
@@ -151,12 +156,14 @@ mod tests {
                     Ok(Apply),
                     Ok(Apply),
                     Ok(Apply),
+                    Ok(Apply),
                     Err(Completed),
                 ],
             ),
             (
                 Action::Purge,
                 [
+                    Err(NotCompleted),
                     Err(NotCompleted),
                     Err(NotCompleted),
                     Err(NotCompleted),
@@ -169,6 +176,7 @@ mod tests {
                 Action::Pause,
                 [
                     Err(NotStarted),
+                    Err(NotStarted),
                     Ok(Apply),
                     Ok(Apply),
                     Ok(Apply),
@@ -179,6 +187,7 @@ mod tests {
             (
                 Action::Resume { repin: false },
                 [
+                    Err(NotStarted),
                     Err(NotStarted),
                     Ok(Unchanged),
                     Ok(Apply),
@@ -191,6 +200,7 @@ mod tests {
                 Action::Resume { repin: true },
                 [
                     Err(NotStarted),
+                    Err(NotStarted),
                     Err(Running),
                     Ok(Apply),
                     Ok(Apply),
@@ -199,7 +209,6 @@ mod tests {
                 ],
             ),
         ];
-        let states = [inboxed, invoked, suspended, backing_off, paused, completed];
         for (action, expected) in rows {
             for (status, expected) in states.iter().zip(expected) {
                 assert_eq!(

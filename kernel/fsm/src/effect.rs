@@ -2,7 +2,7 @@
 //! executes them; followers and replays drop them.
 
 use holdfast_protocol::{EntryIndex, Outcome};
-use holdfast_types::{DeploymentId, Epoch, InvocationId, OutboxMessage, Target};
+use holdfast_types::{DeploymentId, Epoch, InvocationId, OutboxMessage, Target, TimerKey};
 use serde::{Deserialize, Serialize};
 
 /// One thing the leader must do after a command is applied.
@@ -51,4 +51,7 @@ pub enum Effect {
         id: InvocationId,
         outcome: Option<Outcome>,
     },
+    /// A timer was registered: the leader's timer wheel must propose `FireTimer` for it when it
+    /// comes due (the wheel also finds it in the store after a restart or a leader change).
+    RegisterTimer { timer: TimerKey },
 }

@@ -14,14 +14,15 @@
 //!
 //! # Layout
 //! - [`store`]: the [`Store`] trait; [`memory`]: an in-memory implementation for tests and tools.
-//! - [`state`]: the per-invocation records ([`state::Invocation`], [`state::JournalItem`]).
+//! - [`state`]: the per-invocation records ([`state::Invocation`], [`state::JournalItem`]) and
+//!   workflow promises ([`state::Promise`]).
 //! - [`effect`]: [`Effect`], what the leader must do after a command.
 //! - [`config`]: the retry policy of invocations that carry none, and retention of call results.
 //! - [`control`]: which operator requests (cancel, kill, purge, pause, resume) the state of an
 //!   invocation allows; the admin asks it before proposing, the lifecycle steps obey it.
 //! - `lifecycle`: one module per command or lifecycle step (invoke, journal, attempt_ended,
 //!   completion, run_completed, retry, resume, resume_on, pause, shuffle, outbox, cancel, kill,
-//!   purge, object_state).
+//!   purge, object_state, timer, awakeable, promise).
 //!
 //! # Invocation lifecycle
 //! ```text
@@ -29,11 +30,22 @@
 //!                 └──────(free lock)────┘  │  └──► BackingOff{e} ─(Retry e)─► Invoked{e+1}
 //!                                          │            └──(retries exhausted)─► Paused ─(Resume)─► …
 //!                                          │                      (or Completed with the last error: kill)
-//!                                          └──► Completed ─(Purge)─► gone
+//!                                          └──► Completed ─(Purge, or its Purge timer)─► gone
+//!   Invoke with execute_at_ms ─► Scheduled ─(Start timer)─► Inboxed or Invoked{1}, like Invoke
 //!   Invoked / Suspended / BackingOff ─(Pause)─► Paused{e} ─(ResumeOn)─► Invoked{e+1}
 //!   Suspended / BackingOff ─(ResumeOn)─► Invoked{e+1}
+//!   Inboxed / Scheduled ─(Cancel or Kill)─► Completed
 //! ```
 //! Every attempt has an epoch; entries, run results and endings of any other epoch are fenced off.
+//!
+//! Pending entries are completed from inside the partition too: a `sleep` by its timer
+//! (`FireTimer`), an `awakeable` by `CompleteAwakeable` (signed with the invocation's secret),
+//! a `get_promise` by the workflow's first `complete_promise`. Timers are rows in the store
+//! registered with [`Effect::RegisterTimer`]; firing deletes the row, so each fires once.
+//!
+//! A workflow's run handler runs once per key: a call or send to it gets the one id of the run
+//! (`InvocationId::workflow`), and submitting it again after it completed is answered with 409.
+//! Purging the run forgets the workflow's state and promises too.
 
 pub mod config;
 pub mod control;
@@ -125,6 +137,13 @@ pub fn apply<S: Store>(
         Command::ResumeOn { id, deployment } => {
             resume_on::apply(&mut cx, *id, deployment.as_ref())?
         }
+        Command::FireTimer { timer, at_ms } => timer::apply(&mut cx, timer, *at_ms)?,
+        Command::CompleteAwakeable {
+            id,
+            index,
+            token,
+            outcome,
+        } => awakeable::apply(&mut cx, *id, *index, token, outcome)?,
     }
     Ok(cx.effects)
 }

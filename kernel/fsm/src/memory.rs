@@ -1,10 +1,10 @@
 //! An in-memory [`Store`] for tests and tools: the same contract as the redb store, no I/O.
 
 use crate::Store;
-use crate::state::{Invocation, JournalItem};
+use crate::state::{Invocation, JournalItem, Promise};
 use holdfast_protocol::EntryIndex;
-use holdfast_types::{InvocationId, ObjectKey, OutboxMessage, PartitionId, Target};
-use std::collections::{BTreeMap, VecDeque};
+use holdfast_types::{InvocationId, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
 
 /// Partition state held in ordered maps; it cannot fail. Equal stores hold equal state.
@@ -27,6 +27,10 @@ pub struct MemoryStore {
     pub outbox_seq: u64,
     /// Last applied sequence number per source partition.
     pub dedup: BTreeMap<PartitionId, u64>,
+    /// Pending timers, ordered by fire time like the redb timer table.
+    pub timers: BTreeSet<TimerKey>,
+    /// Workflow promises by (workflow object, name).
+    pub promises: BTreeMap<(ObjectKey, String), Promise>,
 }
 
 impl MemoryStore {
@@ -202,6 +206,43 @@ impl Store for MemoryStore {
 
     fn put_dedup(&mut self, from: PartitionId, seq: u64) -> Result<(), Infallible> {
         self.dedup.insert(from, seq);
+        Ok(())
+    }
+
+    fn has_timer(&self, timer: &TimerKey) -> Result<bool, Infallible> {
+        Ok(self.timers.contains(timer))
+    }
+
+    fn put_timer(&mut self, timer: &TimerKey) -> Result<(), Infallible> {
+        self.timers.insert(*timer);
+        Ok(())
+    }
+
+    fn delete_timer(&mut self, timer: &TimerKey) -> Result<(), Infallible> {
+        self.timers.remove(timer);
+        Ok(())
+    }
+
+    fn get_promise(&self, workflow: &ObjectKey, name: &str) -> Result<Option<Promise>, Infallible> {
+        Ok(self
+            .promises
+            .get(&(workflow.clone(), name.to_owned()))
+            .cloned())
+    }
+
+    fn put_promise(
+        &mut self,
+        workflow: &ObjectKey,
+        name: &str,
+        promise: &Promise,
+    ) -> Result<(), Infallible> {
+        self.promises
+            .insert((workflow.clone(), name.to_owned()), promise.clone());
+        Ok(())
+    }
+
+    fn delete_promises(&mut self, workflow: &ObjectKey) -> Result<(), Infallible> {
+        self.promises.retain(|(owner, _), _| owner != workflow);
         Ok(())
     }
 }

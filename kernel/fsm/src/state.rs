@@ -31,6 +31,9 @@ pub enum Status {
         outcome: Outcome,
         expires_at_ms: u64,
     },
+    /// A delayed invocation: its `Start` timer fires at `start_at_ms`, then it starts (or queues
+    /// for its object's lock) like a new one.
+    Scheduled { start_at_ms: u64 },
 }
 
 /// Everything the partition knows about one invocation, apart from its journal.
@@ -72,6 +75,22 @@ pub struct Invocation {
     /// The retry policy it was accepted with; `None` uses the state machine's configured one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
+    /// Signs the ids of its awakeables (see [`holdfast_types::awakeable`]); sent to the SDK in
+    /// `start`.
+    #[serde(default)]
+    pub secret: u128,
+}
+
+/// A workflow's durable promise, addressed by (workflow service, key, name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Promise {
+    /// Completed by a `complete_promise` entry: the first completion is final.
+    Completed(Outcome),
+    /// Not completed yet; these `get_promise` entries wait for it.
+    Pending {
+        /// (invocation, `get_promise` entry) pairs, in the order they started waiting.
+        waiters: Vec<(InvocationId, EntryIndex)>,
+    },
 }
 
 /// One journal entry as stored: exactly what the SDK (or the kernel, for the input) wrote, and
@@ -82,6 +101,14 @@ pub struct JournalItem {
     pub entry: Entry,
     /// Its completion, when it came after the entry.
     pub completion: Option<Outcome>,
+    /// The invocation a `call` or `send` entry started: cancel and kill reach it by this id,
+    /// which the entry alone cannot tell (a workflow callee's id depends on its handler kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callee: Option<InvocationId>,
+    /// When the timer of a `sleep` entry fires: a timer left over from an earlier invocation
+    /// with the same id (purged, then created again) must not complete this entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fire_at_ms: Option<u64>,
 }
 
 impl JournalItem {
@@ -90,6 +117,8 @@ impl JournalItem {
         Self {
             entry,
             completion: None,
+            callee: None,
+            fire_at_ms: None,
         }
     }
 

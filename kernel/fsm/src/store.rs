@@ -2,8 +2,10 @@
 //! through one transaction. The redb store and [`crate::memory::MemoryStore`] implement it and
 //! must give identical results for identical calls.
 
-use crate::state::{Invocation, JournalItem};
-use holdfast_types::{EntryIndex, InvocationId, ObjectKey, OutboxMessage, PartitionId, Target};
+use crate::state::{Invocation, JournalItem, Promise};
+use holdfast_types::{
+    EntryIndex, InvocationId, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey,
+};
 
 /// The state a partition keeps, seen through one storage transaction.
 ///
@@ -92,4 +94,24 @@ pub trait Store {
     fn get_dedup(&self, from: PartitionId) -> Result<Option<u64>, Self::Error>;
     /// Records the last sequence number applied from partition `from`'s outbox.
     fn put_dedup(&mut self, from: PartitionId, seq: u64) -> Result<(), Self::Error>;
+
+    /// Whether timer `timer` is pending.
+    fn has_timer(&self, timer: &TimerKey) -> Result<bool, Self::Error>;
+    /// Registers timer `timer` (registering a pending one again changes nothing).
+    fn put_timer(&mut self, timer: &TimerKey) -> Result<(), Self::Error>;
+    /// Removes timer `timer` if it is pending.
+    fn delete_timer(&mut self, timer: &TimerKey) -> Result<(), Self::Error>;
+
+    /// Reads one durable promise of a workflow (service and key) by name.
+    fn get_promise(&self, workflow: &ObjectKey, name: &str)
+    -> Result<Option<Promise>, Self::Error>;
+    /// Writes one durable promise, replacing any previous state.
+    fn put_promise(
+        &mut self,
+        workflow: &ObjectKey,
+        name: &str,
+        promise: &Promise,
+    ) -> Result<(), Self::Error>;
+    /// Deletes every durable promise of a workflow.
+    fn delete_promises(&mut self, workflow: &ObjectKey) -> Result<(), Self::Error>;
 }

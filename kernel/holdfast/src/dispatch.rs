@@ -4,15 +4,18 @@
 use actix::Addr;
 use futures::future::BoxFuture;
 use holdfast_ingress::{
-    DispatchError, Dispatcher, IngressRequest, InvocationRef, Mode, Outcome, Output, SendAccepted,
-    SendStatus,
+    AwakeableCompletion, DispatchError, Dispatcher, IngressRequest, InvocationRef, Mode, Outcome,
+    Output, SendAccepted, SendStatus,
 };
 use holdfast_partition::{
-    AwaitInvocation, GetInvocation, Invoke, Invoked, Lookup, PartitionActor, ProposeError,
+    AwaitInvocation, CompleteAwakeable, GetInvocation, Invoke, Invoked, Lookup, PartitionActor,
+    ProposeError,
 };
 use holdfast_protocol::Payload;
 use holdfast_schema::{Registry, Timestamp};
-use holdfast_types::{DeploymentId, HandlerKind, InvocationId, InvocationRequest, Source, Target};
+use holdfast_types::{
+    AwakeableId, DeploymentId, HandlerKind, InvocationId, InvocationRequest, Source, Target,
+};
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -65,7 +68,7 @@ impl KernelDispatcher {
                             .find(|h| h.kind == holdfast_protocol::manifest::HandlerKind::Workflow)
                     })
                     .ok_or(DispatchError::NotFound)?;
-                Ok(workflow_run_id(&Target::new(
+                Ok(InvocationId::workflow(&Target::new(
                     service.clone(),
                     run.name.clone(),
                     Some(key.clone()),
@@ -73,11 +76,6 @@ impl KernelDispatcher {
             }
         }
     }
-}
-
-/// The one invocation of a workflow's run handler per key: repeated runs join it.
-fn workflow_run_id(target: &Target) -> InvocationId {
-    InvocationId::idempotent(target, "")
 }
 
 fn target_of(target: &holdfast_ingress::Target) -> Target {
@@ -96,8 +94,13 @@ fn kind_of(kind: holdfast_protocol::manifest::HandlerKind) -> HandlerKind {
     }
 }
 
-/// 128 random bits for a new invocation id, from the process's randomly keyed hasher.
+/// 128 random bits from the operating system, for invocation ids and secrets; should the OS
+/// source fail, from the process's randomly keyed hasher.
 fn nonce() -> u128 {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_ok() {
+        return u128::from_be_bytes(bytes);
+    }
     let half = || {
         let mut hasher = RandomState::new().build_hasher();
         hasher.write_u128(
@@ -158,7 +161,7 @@ impl Dispatcher for KernelDispatcher {
     fn call(&self, request: IngressRequest) -> BoxFuture<'static, Result<Outcome, DispatchError>> {
         let invoked = self.invoke(request, true);
         Box::pin(async move {
-            let invoked = invoked.await?;
+            let (invoked, _) = invoked.await?;
             let done = invoked.outcome.ok_or_else(|| {
                 DispatchError::Internal("the invocation ended without a result".into())
             })?;
@@ -170,15 +173,17 @@ impl Dispatcher for KernelDispatcher {
         &self,
         request: IngressRequest,
     ) -> BoxFuture<'static, Result<SendAccepted, DispatchError>> {
-        if let Mode::Send { delay: Some(_) } = request.mode {
-            return Box::pin(std::future::ready(Err(DispatchError::Conflict(
-                "delayed sends (?delay=) need durable timers, which this kernel does not run yet"
-                    .into(),
-            ))));
-        }
         let invoked = self.invoke(request, false);
         Box::pin(async move {
-            let invoked = invoked.await?;
+            let (invoked, execute_at_ms) = invoked.await?;
+            // A workflow runs once per key: a finished run is not joined, it is refused.
+            if let Some(holdfast_protocol::Outcome::Failure(failure)) = &invoked.outcome
+                && invoked.previously
+                && failure.code == 409
+                && failure.message == WORKFLOW_DONE
+            {
+                return Err(DispatchError::Conflict(WORKFLOW_DONE.into()));
+            }
             Ok(SendAccepted {
                 invocation_id: invoked.id.to_string(),
                 status: if invoked.previously {
@@ -186,7 +191,7 @@ impl Dispatcher for KernelDispatcher {
                 } else {
                     SendStatus::Accepted
                 },
-                execution_time: None,
+                execution_time: execute_at_ms.map(Timestamp),
             })
         })
     }
@@ -241,6 +246,37 @@ impl Dispatcher for KernelDispatcher {
         })
     }
 
+    fn complete_awakeable(
+        &self,
+        id: AwakeableId,
+        completion: AwakeableCompletion,
+    ) -> BoxFuture<'static, Result<(), DispatchError>> {
+        let outcome = match completion {
+            AwakeableCompletion::Resolve(value) => {
+                holdfast_protocol::Outcome::Value(Payload(value))
+            }
+            AwakeableCompletion::Reject(reason) => {
+                holdfast_protocol::Outcome::Failure(holdfast_protocol::Failure {
+                    code: 500,
+                    message: reason,
+                })
+            }
+        };
+        let owner = self.owner(id.invocation);
+        Box::pin(async move {
+            let known = owner?
+                .send(CompleteAwakeable { id, outcome })
+                .await
+                .map_err(|e| DispatchError::Unavailable(e.to_string()))?
+                .map_err(refused)?;
+            if known {
+                Ok(())
+            } else {
+                Err(DispatchError::AwakeableNotFound)
+            }
+        })
+    }
+
     fn health_services(&self) -> Vec<String> {
         self.registry
             .borrow()
@@ -253,17 +289,25 @@ impl Dispatcher for KernelDispatcher {
 
 impl KernelDispatcher {
     /// Proposes the invocation to the partition that owns it; with `wait`, until it completes.
+    /// Also answers when a delayed one starts (Unix milliseconds).
     fn invoke(
         &self,
         request: IngressRequest,
         wait: bool,
-    ) -> BoxFuture<'static, Result<Invoked, DispatchError>> {
+    ) -> BoxFuture<'static, Result<(Invoked, Option<u64>), DispatchError>> {
         let target = target_of(&request.target);
         let kind = kind_of(request.handler_kind);
         let id = match (&request.idempotency_key, kind) {
+            (_, HandlerKind::Workflow) => InvocationId::workflow(&target),
             (Some(key), _) => InvocationId::idempotent(&target, key),
-            (None, HandlerKind::Workflow) => workflow_run_id(&target),
             (None, _) => InvocationId::new(&target, nonce()),
+        };
+        let at_ms = now_ms();
+        let execute_at_ms = match request.mode {
+            Mode::Send { delay: Some(delay) } => {
+                Some(at_ms.saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)))
+            }
+            _ => None,
         };
         let retention = request
             .workflow_retention
@@ -278,10 +322,12 @@ impl KernelDispatcher {
             idempotency_key: request.idempotency_key,
             retention_ms: retention.0,
             response: wait,
-            at_ms: now_ms(),
+            at_ms,
             deployment: Some(DeploymentId(request.deployment.to_string())),
             // Resolved by the owning partition from the registry and its configuration.
             retry: None,
+            secret: nonce(),
+            execute_at_ms,
         };
         let owner = self.owner(id);
         Box::pin(async move {
@@ -293,6 +339,10 @@ impl KernelDispatcher {
                 .await
                 .map_err(|e| DispatchError::Unavailable(e.to_string()))?
                 .map_err(refused)
+                .map(|invoked| (invoked, execute_at_ms))
         })
     }
 }
+
+/// Restate's answer to a second run of a finished workflow.
+const WORKFLOW_DONE: &str = "the workflow method was already invoked";

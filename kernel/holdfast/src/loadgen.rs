@@ -25,6 +25,13 @@ pub struct HttpArgs {
     /// Spread `{key}` over this many keys.
     #[arg(long, default_value_t = 1000)]
     keys: u64,
+    /// Stop after this many requests in total (successful or not), even before `--seconds`.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// A Unix time in milliseconds: `{until}` in the URL is replaced per request by the
+    /// milliseconds left until it, so delayed sends made over a while all come due together.
+    #[arg(long, default_value_t = 0)]
+    until_ms: u64,
 }
 
 /// Why a load run could not be done.
@@ -107,8 +114,14 @@ async fn exchange(stream: &mut BufReader<TcpStream>, request: &[u8]) -> std::io:
     Ok(status)
 }
 
-fn request(target: &Target, key: u64, body: &str) -> Vec<u8> {
-    let path = target.path.replace("{key}", &key.to_string());
+fn request(target: &Target, key: u64, body: &str, until_ms: u64) -> Vec<u8> {
+    let mut path = target.path.replace("{key}", &key.to_string());
+    if path.contains("{until}") {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        path = path.replace("{until}", &format!("{}ms", until_ms.saturating_sub(now)));
+    }
     format!(
         "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         target.address,
@@ -129,21 +142,35 @@ pub fn run(args: HttpArgs) -> Result<serde_json::Value, Error> {
     runtime.block_on(async move {
         let started = Instant::now();
         let deadline = started + Duration::from_secs_f64(args.seconds);
+        let budget = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(
+            args.requests.unwrap_or(u64::MAX),
+        ));
+        let until_ms = args.until_ms;
         let clients = (0..args.concurrency).map(|client| {
             let target = target.clone();
             let body = args.body.clone();
             let keys = args.keys.max(1);
+            let budget = budget.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut failures = 0u64;
                 let mut stream = BufReader::new(TcpStream::connect(&target.address).await?);
                 let mut n = client as u64;
-                while Instant::now() < deadline {
+                let take = || {
+                    budget
+                        .fetch_update(
+                            std::sync::atomic::Ordering::Relaxed,
+                            std::sync::atomic::Ordering::Relaxed,
+                            |left| left.checked_sub(1),
+                        )
+                        .is_ok()
+                };
+                while Instant::now() < deadline && take() {
                     // A cheap spread of keys that differs per client.
                     n = n
                         .wrapping_mul(6364136223846793005)
                         .wrapping_add(1442695040888963407);
-                    let payload = request(&target, (n >> 33) % keys, &body);
+                    let payload = request(&target, (n >> 33) % keys, &body, until_ms);
                     let sent = Instant::now();
                     match exchange(&mut stream, &payload).await {
                         Ok(status) if (200..300).contains(&status) => {

@@ -9,12 +9,14 @@
 //! - [`id`]: [`DeploymentId`], rendered `dp_` + 22 base62 digits, derived from a seed.
 //! - [`schema`]: [`Deployment`], [`ServiceSchema`], [`HandlerSchema`], durations and the defaults.
 //! - [`command`]: [`RegistryCommand`], the only things written to the metadata log.
+//! - [`duration`]: durations as users write them (`1h30m`, `500ms`, `PT1S`).
 //! - [`registry`]: [`Registry`] — `apply`, `check` and the lookups for ingress and the invoker;
 //!   one file per command states its rules.
 //! - [`error`]: [`Refusal`], why a command is not applied, with its HTTP status.
 //! - [`views`]: the admin API's JSON bodies.
 
 pub mod command;
+pub mod duration;
 pub mod error;
 pub mod id;
 pub mod registry;

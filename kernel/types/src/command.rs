@@ -7,7 +7,7 @@
 use crate::{
     DeploymentId, Ending, EntryIndex, Epoch, HandlerKind, InvocationId, InvocationRequest,
 };
-use crate::{OutboxMessage, PartitionId, RetryPolicy};
+use crate::{OutboxMessage, PartitionId, RetryPolicy, TimerKey};
 use holdfast_protocol::{Entry, Outcome};
 use serde::{Deserialize, Serialize};
 
@@ -120,6 +120,22 @@ pub enum Command {
         id: InvocationId,
         deployment: Option<DeploymentId>,
     },
+    /// Timer `timer` came due (proposed by the leader's timer wheel); applied only if the timer
+    /// is still pending, so it fires exactly once however often it is proposed.
+    FireTimer {
+        timer: TimerKey,
+        /// The proposer's clock, in Unix milliseconds.
+        at_ms: u64,
+    },
+    /// Completes awakeable entry `index` of invocation `id` from outside (the ingress); applied
+    /// only if `token` proves the id was issued for that entry and the awakeable is still pending.
+    CompleteAwakeable {
+        id: InvocationId,
+        index: EntryIndex,
+        #[serde(with = "serde_bytes")]
+        token: [u8; crate::awakeable::TOKEN_BYTES],
+        outcome: Outcome,
+    },
 }
 
 impl Command {
@@ -178,6 +194,7 @@ impl Command {
                 OutboxMessage::Invoke(request) => request.argument.0.len() + 192,
                 OutboxMessage::Completion { outcome, .. } => payload(outcome) + 96,
                 OutboxMessage::Cancel { .. } | OutboxMessage::Kill { .. } => 96,
+                OutboxMessage::CompleteAwakeable { outcome, .. } => payload(outcome) + 128,
             },
             Command::Retry { .. }
             | Command::OutboxDelivered { .. }
@@ -189,6 +206,8 @@ impl Command {
             Command::ResumeOn { deployment, .. } => {
                 64 + deployment.as_ref().map_or(0, |d| d.0.len())
             }
+            Command::FireTimer { .. } => 64,
+            Command::CompleteAwakeable { outcome, .. } => payload(outcome) + 96,
         };
         32 + body
     }

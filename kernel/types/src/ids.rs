@@ -105,6 +105,16 @@ impl InvocationId {
         Self::new(target, routing::hash128(&parts))
     }
 
+    /// The one run of workflow `target` for its key: every submission of the workflow's run
+    /// handler for the same key, from the ingress or from a handler, gets this id.
+    pub fn workflow(target: &Target) -> Self {
+        let key = target.key.as_deref().unwrap_or_default();
+        Self::new(
+            target,
+            routing::hash128(&[b"workflow", target.service.as_bytes(), key.as_bytes()]),
+        )
+    }
+
     /// The callee invoked by journal entry `entry` of invocation `caller`: deterministic, so that
     /// every replica and every replay derives the same id.
     pub fn derived(target: &Target, caller: InvocationId, entry: EntryIndex) -> Self {

@@ -105,6 +105,14 @@ pub struct InvocationRequest {
     /// `None` (requests written before it existed) uses the state machine's configured policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
+    /// The invocation's secret, from which its awakeable ids are signed (see
+    /// [`crate::awakeable`]): random from the ingress, derived from the caller's for calls.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub secret: u128,
+    /// When the invocation may start, in Unix milliseconds (a delayed send); until then it is
+    /// scheduled. `None` starts it at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execute_at_ms: Option<u64>,
 }
 
 /// How one attempt of an invocation ended, as reported by the invoker.
@@ -155,6 +163,19 @@ pub enum OutboxMessage {
         /// The callee.
         id: InvocationId,
     },
+    /// Complete an awakeable of another invocation (a `complete_awakeable` entry); applied like
+    /// [`crate::Command::CompleteAwakeable`].
+    CompleteAwakeable {
+        /// The invocation that created the awakeable.
+        id: InvocationId,
+        /// Its `awakeable` entry.
+        index: EntryIndex,
+        /// Proof that the id was issued for that entry.
+        #[serde(with = "serde_bytes")]
+        token: [u8; crate::awakeable::TOKEN_BYTES],
+        /// Resolution (value) or rejection (failure).
+        outcome: Outcome,
+    },
 }
 
 impl OutboxMessage {
@@ -164,7 +185,12 @@ impl OutboxMessage {
             OutboxMessage::Invoke(request) => request.id.partition_key,
             OutboxMessage::Completion { id, .. }
             | OutboxMessage::Cancel { id }
-            | OutboxMessage::Kill { id } => id.partition_key,
+            | OutboxMessage::Kill { id }
+            | OutboxMessage::CompleteAwakeable { id, .. } => id.partition_key,
         }
     }
+}
+
+fn is_zero(value: &u128) -> bool {
+    *value == 0
 }

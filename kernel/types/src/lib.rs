@@ -9,14 +9,19 @@
 //! - [`command`]: [`Command`], the only things ever written to a partition log.
 //! - [`codec`]: the log encoding — one format-version byte, then MessagePack.
 //! - [`routing`]: which partition owns a key; stable across processes and releases.
+//! - [`timer`]: durable timers and their storage keys, ordered by fire time.
+//! - [`awakeable`]: awakeable ids, signed with their invocation's secret.
 
+pub mod awakeable;
 pub mod codec;
 pub mod command;
 pub mod ids;
 pub mod invocation;
 pub mod retry;
 pub mod routing;
+pub mod timer;
 
+pub use awakeable::AwakeableId;
 pub use command::{Command, ObjectKey};
 pub use ids::{
     DeploymentId, EntryIndex, Epoch, InvocationId, LogIndex, NodeId, ParseIdError, PartitionId,
@@ -24,3 +29,4 @@ pub use ids::{
 };
 pub use invocation::{Ending, HandlerKind, InvocationRequest, OutboxMessage, Source, Target};
 pub use retry::{OnMaxAttempts, RetryPolicy};
+pub use timer::{Timer, TimerKey};

@@ -8,7 +8,9 @@
 use crate::{ApiError, Kernel};
 use actix_web::{HttpResponse, web};
 use holdfast_metadata::ChangeRegistry;
-use holdfast_schema::{Applied, DeploymentId, Refusal, RegistryCommand, Timestamp, views};
+use holdfast_schema::{
+    Applied, DeploymentId, Millis, Refusal, RegistryCommand, ServicePatch, Timestamp, views,
+};
 use serde::Deserialize;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -212,6 +214,73 @@ pub(crate) async fn service(kernel: web::Data<Kernel>, name: web::Path<String>) 
             "not_found",
             format!("service {name} not found"),
         )),
+    }
+}
+
+/// The body of `PATCH /services/{name}`: the operator settings to change, durations written as
+/// `1d`, `10m`, `500ms` or ISO 8601 (`PT1H`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ModifyRequest {
+    public: Option<bool>,
+    idempotency_retention: Option<String>,
+    journal_retention: Option<String>,
+    workflow_completion_retention: Option<String>,
+    inactivity_timeout: Option<String>,
+    abort_timeout: Option<String>,
+}
+
+impl ModifyRequest {
+    fn patch(&self) -> Result<ServicePatch, ApiError> {
+        let duration = |field: &str, value: &Option<String>| -> Result<Option<Millis>, ApiError> {
+            let Some(text) = value else { return Ok(None) };
+            let parsed = holdfast_schema::duration::parse(text).map_err(|e| {
+                ApiError::new(
+                    "invalid_body",
+                    format!("{field}: bad duration '{text}': {e}"),
+                )
+            })?;
+            Ok(Some(Millis(
+                u64::try_from(parsed.as_millis()).unwrap_or(u64::MAX),
+            )))
+        };
+        Ok(ServicePatch {
+            public: self.public,
+            idempotency_retention: duration("idempotency_retention", &self.idempotency_retention)?,
+            journal_retention: duration("journal_retention", &self.journal_retention)?,
+            workflow_completion_retention: duration(
+                "workflow_completion_retention",
+                &self.workflow_completion_retention,
+            )?,
+            inactivity_timeout: duration("inactivity_timeout", &self.inactivity_timeout)?,
+            abort_timeout: duration("abort_timeout", &self.abort_timeout)?,
+        })
+    }
+}
+
+/// `PATCH /services/{name}`: changes a live service's settings through the metadata log and
+/// answers with the service as it is now; new invocations use them.
+pub(crate) async fn modify(
+    kernel: web::Data<Kernel>,
+    name: web::Path<String>,
+    body: web::Json<ModifyRequest>,
+) -> HttpResponse {
+    let patch = match body.patch() {
+        Ok(patch) => patch,
+        Err(error) => return HttpResponse::BadRequest().json(error),
+    };
+    let command = RegistryCommand::ModifyService {
+        service: name.clone(),
+        patch,
+    };
+    if let Err(refusal) = kernel.registry.borrow().check(&command) {
+        return refused(&refusal);
+    }
+    match kernel.metadata.send(ChangeRegistry(command)).await {
+        Ok(Ok(Ok(_))) => service(kernel, name).await,
+        Ok(Ok(Err(refusal))) => refused(&refusal),
+        Ok(Err(e)) => metadata_error(e),
+        Err(e) => metadata_error(holdfast_metadata::Error::Unavailable(e.to_string())),
     }
 }
 

@@ -6,6 +6,7 @@
 //!   GET /metrics ──► GetStatus to each PartitionActor ──► Prometheus text exposition
 //!   POST /deployments ──► discovery (EndpointClient) ──► ChangeRegistry to the MetadataActor
 //!   GET /deployments[/{id}], /services[/{name}] ──► the published Registry
+//!   PATCH /services/{name} ──► ChangeRegistry (ModifyService) to the MetadataActor
 //!   PATCH /invocations/{id}/cancel|kill|purge|pause|resume ──► Control to the owning partition
 //! ```
 
@@ -163,6 +164,7 @@ pub fn serve(address: SocketAddr, kernel: Kernel) -> std::io::Result<Server> {
             .route("/deployments/{id}", web::delete().to(deployments::remove))
             .route("/services", web::get().to(deployments::services))
             .route("/services/{name}", web::get().to(deployments::service))
+            .route("/services/{name}", web::patch().to(deployments::modify))
             .route(
                 "/invocations/{id}/{action}",
                 web::patch().to(invocations::control),

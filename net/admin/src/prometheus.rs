@@ -112,6 +112,14 @@ pub(crate) fn render(node: NodeId, statuses: &[PartitionStatus]) -> String {
         statuses,
         |s| if s.leader == Some(node) { 1.0 } else { 0.0 },
     );
+    series(
+        &mut out,
+        "holdfast_partition_pending_timers",
+        "gauge",
+        "Timers registered and not fired yet.",
+        statuses,
+        |s| s.pending_timers as f64,
+    );
     histogram(
         &mut out,
         "holdfast_partition_batch_size",

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use holdfast_protocol::manifest::{HandlerKind, ServiceType};
 use holdfast_schema::{DeploymentId, Millis, Timestamp};
+use holdfast_types::AwakeableId;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -134,6 +135,15 @@ pub struct SendAccepted {
     pub execution_time: Option<Timestamp>,
 }
 
+/// How an awakeable is completed from outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AwakeableCompletion {
+    /// Resolved with this value (the request body; empty means no value).
+    Resolve(Bytes),
+    /// Rejected: the waiting handler sees a terminal error with this message.
+    Reject(String),
+}
+
 /// Why the kernel did not answer a request with an outcome. Each maps to one HTTP status with
 /// `x-restate-error-source: ingress`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -141,6 +151,9 @@ pub enum DispatchError {
     /// No invocation matches the reference (404).
     #[error("invocation not found")]
     NotFound,
+    /// No invocation has a pending or completed awakeable with this id (404).
+    #[error("awakeable not found")]
+    AwakeableNotFound,
     /// The invocation exists but has not completed (470, as Restate answers `output`).
     #[error("the invocation exists but has not completed yet")]
     NotReady,
@@ -159,7 +172,7 @@ impl DispatchError {
     /// The HTTP status ingress answers with.
     pub fn status(&self) -> u16 {
         match self {
-            Self::NotFound => 404,
+            Self::NotFound | Self::AwakeableNotFound => 404,
             Self::NotReady => 470,
             Self::Conflict(_) => 409,
             Self::Unavailable(_) => 503,
@@ -187,6 +200,15 @@ pub trait Dispatcher: Send + Sync {
         &self,
         invocation: InvocationRef,
     ) -> BoxFuture<'_, Result<Option<Outcome>, DispatchError>>;
+
+    /// Completes an awakeable from outside: with its value, or rejected with a reason. `Ok` once
+    /// the completion is durable (a later completion of the same awakeable is accepted and
+    /// ignored); `AwakeableNotFound` if no pending or completed awakeable has this id.
+    fn complete_awakeable(
+        &self,
+        id: AwakeableId,
+        completion: AwakeableCompletion,
+    ) -> BoxFuture<'_, Result<(), DispatchError>>;
 
     /// Names of the services this node can invoke, for `GET /restate/health`.
     fn health_services(&self) -> Vec<String>;

@@ -92,6 +92,12 @@ pub enum Rejection {
     /// The invocation id in the path is malformed (400); holds the parser's explanation.
     #[error("{0}")]
     BadInvocationId(String),
+    /// The awakeable id in the path is malformed (400); holds the parser's explanation.
+    #[error("{0}")]
+    BadAwakeableId(String),
+    /// A rejection's reason is not UTF-8 text (400).
+    #[error("the reason of an awakeable rejection must be UTF-8 text")]
+    BadReason,
     /// The `idempotency-key` header is empty or not UTF-8 (400).
     #[error("the idempotency-key header must be a non-empty UTF-8 string")]
     BadIdempotencyKey,
@@ -118,6 +124,8 @@ impl Rejection {
             | Self::DelayWithCall
             | Self::BadDelay { .. }
             | Self::BadInvocationId(_)
+            | Self::BadAwakeableId(_)
+            | Self::BadReason
             | Self::BadIdempotencyKey => 400,
             Self::Dispatch(error) => error.status(),
         }

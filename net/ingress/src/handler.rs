@@ -3,17 +3,18 @@
 //! answer. Every rejection happens before the dispatcher is called.
 
 use crate::dispatch::{
-    DispatchError, Dispatcher, IngressRequest, InvocationRef, Mode, Outcome, SendAccepted,
-    SendStatus, Target,
+    AwakeableCompletion, DispatchError, Dispatcher, IngressRequest, InvocationRef, Mode, Outcome,
+    SendAccepted, SendStatus, Target,
 };
 use crate::error::Rejection;
-use crate::route::{self, Action, Explicit, Route};
-use crate::{IngressConfig, RegistryView, delay, input, time};
+use crate::route::{self, Action, Completion, Explicit, Route};
+use crate::{IngressConfig, RegistryView, input, time};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use holdfast_protocol::manifest::{HandlerKind, ServiceType};
-use holdfast_types::InvocationId;
+use holdfast_schema::duration as delay;
+use holdfast_types::{AwakeableId, InvocationId};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -109,7 +110,54 @@ async fn serve(
             workflow_exists(state, &service)?;
             lookup(state, InvocationRef::Workflow { service, key }, action).await
         }
+        Route::Awakeable { id, completion } => {
+            complete_awakeable(request, payload, state, &id, completion).await
+        }
     }
+}
+
+/// `POST /restate/awakeables/{id}/resolve|reject`: 202 with an empty body once the completion is
+/// durable, whether or not it was the first.
+async fn complete_awakeable(
+    request: &HttpRequest,
+    payload: web::Payload,
+    state: &State,
+    id: &str,
+    completion: Completion,
+) -> Result<HttpResponse, Rejection> {
+    if request.method() != Method::POST {
+        return Err(Rejection::MethodNotAllowed {
+            method: request.method().to_string(),
+            allowed: "POST",
+        });
+    }
+    let id: AwakeableId =
+        id.parse()
+            .map_err(|e: holdfast_types::awakeable::ParseAwakeableIdError| {
+                Rejection::BadAwakeableId(e.to_string())
+            })?;
+    let headers = request.headers();
+    let body = input::read_body(headers, payload, state.config.max_body_bytes).await?;
+    let completion = match completion {
+        Completion::Resolve => {
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            // A body declared as JSON must be JSON; other bodies are passed on as they are.
+            if content_type
+                .as_deref()
+                .is_some_and(|t| t.starts_with("application/json"))
+            {
+                input::validate_body("application/json", content_type.as_deref(), &body)?;
+            }
+            AwakeableCompletion::Resolve(body)
+        }
+        Completion::Reject => AwakeableCompletion::Reject(
+            String::from_utf8(body.to_vec()).map_err(|_| Rejection::BadReason)?,
+        ),
+    };
+    state.dispatcher.complete_awakeable(id, completion).await?;
+    Ok(HttpResponse::Accepted().finish())
 }
 
 fn only_get(request: &HttpRequest) -> Result<(), Rejection> {

@@ -8,6 +8,7 @@
 //!                                                 ──► Dispatcher::call | send ──► kernel (log)
 //!        ◄── output bytes + x-restate-id | {"code","message","source"} | 202 {"invocationId","status"}
 //!  client ── GET /restate/invocation/…/attach|output, /restate/workflow/…  ──► Dispatcher::attach | output
+//!  client ── POST /restate/awakeables/{id}/resolve|reject ──► Dispatcher::complete_awakeable ──► 202
 //!  client ── GET /restate/health ──► Dispatcher::health_services
 //! ```
 //!
@@ -18,25 +19,25 @@
 //! # Layout
 //! - [`dispatch`]: the seam — [`Dispatcher`], [`IngressRequest`], [`Outcome`], [`DispatchError`].
 //! - [`error`]: [`Rejection`], each refusal with its status and message.
-//! - `route`: the path grammar; `input`: body and header checks; `delay`: `?delay=` parsing;
-//!   `time`: timestamps as Restate renders them; `handler`: the actix handler tying them together.
+//! - `route`: the path grammar; `input`: body and header checks; `time`: timestamps as Restate
+//!   renders them; `handler`: the actix handler tying them together. `?delay=` is parsed by
+//!   [`holdfast_schema::duration`].
 
 pub mod dispatch;
 pub mod error;
 
-mod delay;
 mod handler;
 mod input;
 mod route;
 mod time;
 
-pub use delay::DelayError;
 pub use dispatch::{
-    DispatchError, Dispatcher, Failure, IngressRequest, InvocationRef, Mode, Outcome, Output,
-    SendAccepted, SendStatus, Target,
+    AwakeableCompletion, DispatchError, Dispatcher, Failure, IngressRequest, InvocationRef, Mode,
+    Outcome, Output, SendAccepted, SendStatus, Target,
 };
 pub use error::{BAD_PATH, Rejection};
 pub use handler::{ERROR_SOURCE, IDEMPOTENCY_EXPIRES, IDEMPOTENCY_KEY, INVOCATION_ID};
+pub use holdfast_schema::duration::DelayError;
 
 use actix_web::dev::{Server, Service};
 use actix_web::http::header::{self, HeaderValue};

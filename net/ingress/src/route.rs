@@ -7,6 +7,7 @@
 //!  /restate/invocation/{id}/attach|output                 Lookup by id
 //!  /restate/invocation/{svc}/[{key}/]{handler}/{ik}/...   Lookup by idempotency key
 //!  /restate/workflow/{svc}/{key}/attach|output            Lookup of a workflow run
+//!  /restate/awakeables/{id}/resolve|reject                Completion of an awakeable
 //!  /restate/call/{svc}/[{key}/]{handler}                  Invoke, call
 //!  /restate/send/{svc}/[{key}/]{handler}                  Invoke, send
 //!  /{svc}/[{key}/]{handler}[/send]                        Invoke, call or send
@@ -33,6 +34,15 @@ pub enum Explicit {
     Call,
     /// `/restate/send/{…}`.
     Send,
+}
+
+/// How an awakeable is completed from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// `resolve`: the body is the value.
+    Resolve,
+    /// `reject`: the body is the reason; the waiting handler sees a terminal error.
+    Reject,
 }
 
 /// A request path, classified without the registry.
@@ -63,7 +73,17 @@ pub enum Route {
         /// Attach or output.
         action: Action,
     },
+    /// `/restate/awakeables/{id}/resolve|reject`.
+    Awakeable {
+        /// The awakeable id as sent (parsed by the handler).
+        id: String,
+        /// Resolve or reject.
+        completion: Completion,
+    },
 }
+
+/// The shape `/restate/awakeables/` accepts, for error messages.
+pub const AWAKEABLE_PATHS: &str = "/restate/awakeables/:id/(resolve|reject)";
 
 /// The shapes `/restate/invocation/` accepts, for error messages.
 pub const INVOCATION_PATHS: &str = "/restate/invocation/:id/(attach|output) or /restate/invocation/:service/[:key/]:handler/:idempotency-key/(attach|output)";
@@ -113,6 +133,20 @@ pub fn classify(path: &str) -> Result<Route, Rejection> {
                 action,
             }),
             _ => Err(lookup_error(WORKFLOW_PATHS)),
+        },
+        Some("awakeables") => match &rest[1..] {
+            [id, action] if !id.is_empty() => {
+                let completion = match action.as_str() {
+                    "resolve" => Completion::Resolve,
+                    "reject" => Completion::Reject,
+                    _ => return Err(lookup_error(AWAKEABLE_PATHS)),
+                };
+                Ok(Route::Awakeable {
+                    id: id.clone(),
+                    completion,
+                })
+            }
+            _ => Err(lookup_error(AWAKEABLE_PATHS)),
         },
         _ => Err(Rejection::NoRoute(path.to_owned())),
     }
@@ -284,6 +318,30 @@ mod tests {
                 action: Action::Attach
             })
         );
+        assert_eq!(
+            classify("/restate/awakeables/awk_1/resolve"),
+            Ok(Route::Awakeable {
+                id: "awk_1".into(),
+                completion: Completion::Resolve
+            })
+        );
+        assert_eq!(
+            classify("/restate/awakeables/awk_1/reject"),
+            Ok(Route::Awakeable {
+                id: "awk_1".into(),
+                completion: Completion::Reject
+            })
+        );
+        for bad in [
+            "/restate/awakeables/awk_1",
+            "/restate/awakeables//resolve",
+            "/restate/awakeables/awk_1/complete",
+        ] {
+            assert!(
+                matches!(classify(bad), Err(Rejection::BadLookupPath { .. })),
+                "{bad}"
+            );
+        }
         assert_eq!(
             classify("/restate/workflow/Signup/w1/output"),
             Ok(Route::Workflow {

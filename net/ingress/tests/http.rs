@@ -4,13 +4,15 @@
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use holdfast_ingress::{
-    BAD_PATH, DispatchError, Dispatcher, Failure, IngressConfig, IngressRequest, InvocationRef,
-    Mode, Outcome, Output, RegistryView, SendAccepted, SendStatus, Target,
+    AwakeableCompletion, BAD_PATH, DispatchError, Dispatcher, Failure, IngressConfig,
+    IngressRequest, InvocationRef, Mode, Outcome, Output, RegistryView, SendAccepted, SendStatus,
+    Target,
 };
 use holdfast_protocol::manifest::{
     Handler, HandlerKind, Manifest, ProtocolMode, Service, ServiceType,
 };
 use holdfast_schema::{DeploymentId, Millis, Registry, RegistryCommand, ServicePatch, Timestamp};
+use holdfast_types::{AwakeableId, EntryIndex, InvocationId};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener};
@@ -144,12 +146,14 @@ enum Seen {
     Send(IngressRequest),
     Attach(InvocationRef),
     Output(InvocationRef),
+    Awakeable(AwakeableId, AwakeableCompletion),
 }
 
 enum Reply {
     Call(Result<Outcome, DispatchError>),
     Send(Result<SendAccepted, DispatchError>),
     Output(Result<Option<Outcome>, DispatchError>),
+    Awakeable(Result<(), DispatchError>),
 }
 
 const ID: &str = "inv_0123456789abcdeffedcba98765432100011223344556677";
@@ -247,6 +251,21 @@ impl Dispatcher for Recorder {
                 _ => Err(DispatchError::NotFound),
             };
             self.record(Seen::Output(invocation));
+            answer
+        })
+    }
+
+    fn complete_awakeable(
+        &self,
+        id: AwakeableId,
+        completion: AwakeableCompletion,
+    ) -> BoxFuture<'_, Result<(), DispatchError>> {
+        Box::pin(async move {
+            let answer = match self.next() {
+                Some(Reply::Awakeable(answer)) => answer,
+                _ => Ok(()),
+            };
+            self.record(Seen::Awakeable(id, completion));
             answer
         })
     }
@@ -1313,4 +1332,99 @@ async fn serve_binds_the_given_address() {
         "127.0.0.1:8080"
     );
     handle.stop(false).await;
+}
+
+fn awakeable_id() -> AwakeableId {
+    let invocation: InvocationId = ID.parse().expect("test id");
+    AwakeableId::new(invocation, EntryIndex(3), 99)
+}
+
+#[actix_rt::test]
+async fn awakeables_are_resolved_and_rejected_from_outside() {
+    let h = Harness::default().await;
+    let id = awakeable_id();
+    let resolve = format!("/restate/awakeables/{id}/resolve");
+    let reply = h.post_json(&resolve, r#"{"ok":true}"#).await;
+    assert_eq!(reply.status, 202, "{reply:?}");
+    assert!(reply.body.is_empty());
+    let reject = format!("/restate/awakeables/{id}/reject");
+    let reply = h
+        .send("POST", &reject, &[("content-type", "text/plain")], b"nope")
+        .await;
+    assert_eq!(reply.status, 202, "{reply:?}");
+    // A resolution without a content type is passed on as it is.
+    let reply = h.send("POST", &resolve, &[], b"raw").await;
+    assert_eq!(reply.status, 202, "{reply:?}");
+    let seen = h.recorder.take();
+    let completions: Vec<_> = seen
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Awakeable(seen_id, completion) => Some((*seen_id, completion.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        completions,
+        vec![
+            (
+                id,
+                AwakeableCompletion::Resolve(Bytes::from_static(br#"{"ok":true}"#))
+            ),
+            (id, AwakeableCompletion::Reject("nope".into())),
+            (id, AwakeableCompletion::Resolve(Bytes::from_static(b"raw"))),
+        ]
+    );
+
+    h.recorder
+        .reply(Reply::Awakeable(Err(DispatchError::AwakeableNotFound)));
+    h.post_json(&resolve, "1")
+        .await
+        .assert_rejected(404, "awakeable not found");
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn bad_awakeable_completions_are_refused_before_dispatch() {
+    let h = Harness::default().await;
+    let id = awakeable_id();
+    let reply = h
+        .post_json("/restate/awakeables/sign_1notreal/resolve", "1")
+        .await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert!(
+        reply.json()["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("bad awakeable id 'sign_1notreal'")),
+        "{reply:?}"
+    );
+    h.post_json(&format!("/restate/awakeables/{id}/resolve"), "not json")
+        .await
+        .assert_rejected(
+            400,
+            "input validation error: the body is not valid JSON: expected ident at line 1 column 2",
+        );
+    h.send(
+        "POST",
+        &format!("/restate/awakeables/{id}/reject"),
+        &[("content-type", "text/plain")],
+        &[0xff, 0xfe],
+    )
+    .await
+    .assert_rejected(
+        400,
+        "the reason of an awakeable rejection must be UTF-8 text",
+    );
+    h.get(&format!("/restate/awakeables/{id}/resolve"))
+        .await
+        .assert_rejected(405, "method GET is not allowed here, use POST");
+    h.post_json(&format!("/restate/awakeables/{id}/complete"), "1")
+        .await
+        .assert_rejected(
+            400,
+            &format!(
+                "bad path '/restate/awakeables/{id}/complete', expected /restate/awakeables/:id/(resolve|reject)"
+            ),
+        );
+    assert!(h.recorder.take().is_empty());
+    h.stop().await;
 }

@@ -16,11 +16,9 @@
 //! # Layout
 //! - [`message`]: the message and journal entry types, with their wire encoding.
 //! - [`frame`]: the frame header, the encoder and the bounded incremental decoder.
-//! - [`awakeable`]: awakeable ids, which name an invocation's awakeable entry from outside.
 //! - [`manifest`]: the discovery manifest an endpoint serves at `GET /discover`.
 //! - [`Error`]: everything that can be wrong with bytes received from a peer.
 
-pub mod awakeable;
 pub mod frame;
 pub mod manifest;
 pub mod message;

@@ -130,7 +130,8 @@ pub struct Start {
     pub attempt: u32,
     /// Headers of the original request, visible to the handler.
     pub headers: Headers,
-    /// Invocation id, opaque to the SDK apart from seeding its deterministic random source.
+    /// Invocation id (`inv_` + 48 hex digits): seeds the SDK's deterministic random source and
+    /// is embedded in the ids of the invocation's awakeables.
     pub id: String,
     /// Object or workflow key; absent for stateless services.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,6 +145,9 @@ pub struct Start {
     /// The entry those failures were related to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_entry: Option<EntryIndex>,
+    /// The invocation's secret, 16 bytes known only to the kernel and the SDK: the SDK derives the
+    /// tokens of the invocation's awakeable ids from it, so that those ids cannot be forged.
+    pub secret: Payload,
     /// Eager snapshot of the object's state, sorted by key.
     pub state: Vec<(String, Payload)>,
     /// Whether `state` holds every key (a missing key is then known to be absent).
@@ -321,7 +325,9 @@ pub struct Awakeable {
 /// Resolve or reject an awakeable by id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompleteAwakeable {
-    /// Awakeable id (see [`crate::awakeable`]).
+    /// Awakeable id, as handed out by the SDK that created the awakeable (`docs/protocol.md`,
+    /// section 4; parsed and verified by `holdfast_types::AwakeableId`). The kernel ignores an id
+    /// that is malformed or whose token was not made with its invocation's secret.
     pub id: String,
     /// `Value` to resolve, `Failure` to reject.
     pub result: Outcome,

@@ -14,6 +14,11 @@ fn payload() -> impl Strategy<Value = Payload> {
     proptest::collection::vec(any::<u8>(), 0..24).prop_map(|v| Payload(Bytes::from(v)))
 }
 
+/// An invocation secret: always 16 bytes on the wire.
+fn secret() -> impl Strategy<Value = Payload> {
+    any::<[u8; 16]>().prop_map(|b| Payload::from(&b[..]))
+}
+
 fn index() -> impl Strategy<Value = EntryIndex> {
     any::<u32>().prop_map(EntryIndex)
 }
@@ -112,6 +117,7 @@ fn message() -> impl Strategy<Value = Message> {
             any::<u32>(),
             any::<u64>(),
             proptest::option::of(index()),
+            secret(),
             proptest::collection::vec((text(), payload()), 0..3),
             any::<bool>()
         )
@@ -125,6 +131,7 @@ fn message() -> impl Strategy<Value = Message> {
                     retry_count,
                     retry_elapsed_ms,
                     retry_entry,
+                    secret,
                     state,
                     state_complete,
                 )| {
@@ -137,6 +144,7 @@ fn message() -> impl Strategy<Value = Message> {
                         retry_count,
                         retry_elapsed_ms,
                         retry_entry,
+                        secret,
                         state,
                         state_complete,
                     })

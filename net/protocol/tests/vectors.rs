@@ -5,9 +5,8 @@
 use std::fs;
 use std::path::PathBuf;
 
-use holdfast_protocol::awakeable::AwakeableId;
 use holdfast_protocol::manifest::Manifest;
-use holdfast_protocol::{Decoder, EntryIndex, HEADER_LEN};
+use holdfast_protocol::{Decoder, HEADER_LEN};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
@@ -132,27 +131,6 @@ fn invalid_vectors_are_refused_with_their_error_kind() {
         };
         let err = decoder.decode_all(&bytes).expect_err(&path);
         assert_eq!(err.kind(), v["error"], "{path}: {err}");
-    }
-}
-
-#[test]
-fn awakeable_id_vectors_format_and_parse() {
-    let text =
-        fs::read_to_string(vectors_dir().join("awakeable-ids.json")).expect("awakeable vectors");
-    let cases: Vec<Value> = serde_json::from_str(&text).expect("JSON");
-    for case in cases {
-        let id = AwakeableId {
-            invocation_id: case["invocation_id"]
-                .as_str()
-                .expect("invocation id")
-                .to_owned(),
-            entry: EntryIndex(u32::try_from(case["entry"].as_u64().expect("entry")).expect("u32")),
-        };
-        assert_eq!(id.to_string(), case["id"]);
-        assert_eq!(
-            AwakeableId::parse(case["id"].as_str().expect("id")),
-            Some(id)
-        );
     }
 }
 

@@ -79,6 +79,7 @@ export const SCHEMAS = {
     retry_count: "u32",
     retry_entry: "u32?",
     retry_elapsed_ms: "u64",
+    secret: "bin",
   },
   completion: { entry: "u32", result: "outcome" },
   entry_ack: { entry: "u32" },

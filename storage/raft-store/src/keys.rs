@@ -26,6 +26,12 @@ pub(crate) fn state_key(object: &ObjectKey, name: &str) -> Vec<u8> {
     out
 }
 
+/// The key of one durable promise of a workflow: the workflow's object prefix then the promise
+/// name, so `delete_promises` clears a workflow's promises with one prefix scan.
+pub(crate) fn promise_key(workflow: &ObjectKey, name: &str) -> Vec<u8> {
+    state_key(workflow, name)
+}
+
 /// The key of one journal entry: invocation id (24 bytes) then index (u32 big-endian), so one
 /// invocation's journal is contiguous and in index order.
 pub(crate) fn journal_key(id: InvocationId, index: EntryIndex) -> Vec<u8> {

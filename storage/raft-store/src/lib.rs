@@ -3,7 +3,8 @@
 //! ```text
 //!   partition-<n>/log.redb    raft log entries + vote + committed pointer (fsync'd per append)
 //!   partition-<n>/state.redb  applied state: object state, invocations, journals, locks, inboxes,
-//!                             outbox, dedup; applied log id, membership, snapshot
+//!                             outbox, dedup, timers, promises; applied log id, membership,
+//!                             snapshot
 //! ```
 //!
 //! The log is the ground truth. Appends are durable before openraft is told they are flushed; the
@@ -19,7 +20,7 @@ mod tables;
 
 pub use error::Error;
 pub use log::LogStore;
-pub use state::{PartitionSummary, StateEntry, StateMachine};
+pub use state::{PartitionSummary, StateEntry, StateMachine, WeakStateMachine};
 
 use holdfast_types::{Command, LogIndex};
 use serde::{Deserialize, Serialize};

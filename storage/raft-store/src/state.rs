@@ -9,20 +9,24 @@ use crate::keys::{object_prefix, parse_state_key};
 use crate::tables::{self, STATE, Tables};
 use crate::{Applied, Batch, Error, TypeConfig};
 use holdfast_fsm::state::{Invocation, JournalItem};
-use holdfast_types::{EntryIndex, InvocationId, LogIndex, ObjectKey, OutboxMessage, codec};
+use holdfast_types::{
+    EntryIndex, InvocationId, LogIndex, ObjectKey, OutboxMessage, TimerKey, codec,
+};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
     StorageIOError, StoredMembership,
 };
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, TableHandle,
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
+    TableDefinition, TableHandle,
 };
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
+use std::ops::Bound;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
@@ -79,6 +83,26 @@ pub struct StateMachine {
     config: holdfast_fsm::Config,
 }
 
+/// A handle to a partition's applied state that does not keep `state.redb` open: helpers that
+/// outlive a raft group (the timer wheel) must not stop the partition from reopening its files.
+#[derive(Clone)]
+pub struct WeakStateMachine {
+    db: Weak<Database>,
+    snapshots_built: Arc<AtomicU64>,
+    config: holdfast_fsm::Config,
+}
+
+impl WeakStateMachine {
+    /// The state machine, if the database is still open somewhere else.
+    pub fn upgrade(&self) -> Option<StateMachine> {
+        Some(StateMachine {
+            db: self.db.upgrade()?,
+            snapshots_built: self.snapshots_built.clone(),
+            config: self.config,
+        })
+    }
+}
+
 fn get_meta<T: serde::de::DeserializeOwned>(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     key: &str,
@@ -131,6 +155,15 @@ impl StateMachine {
     pub fn with_config(mut self, config: holdfast_fsm::Config) -> Self {
         self.config = config;
         self
+    }
+
+    /// A handle that reads this state only while something else keeps the database open.
+    pub fn downgrade(&self) -> WeakStateMachine {
+        WeakStateMachine {
+            db: Arc::downgrade(&self.db),
+            snapshots_built: self.snapshots_built.clone(),
+            config: self.config,
+        }
     }
 
     /// An invocation's status record, for the leader and tools.
@@ -216,6 +249,43 @@ impl StateMachine {
             out.push((u64::from_be_bytes(seq), codec::decode(value.value())?));
         }
         Ok(out)
+    }
+
+    /// The first `limit` pending timers strictly after `after` (from the earliest when `None`), in
+    /// fire order: the leader's timer wheel pages through them so only a window sits in memory.
+    pub fn timers_after(
+        &self,
+        after: Option<&TimerKey>,
+        limit: usize,
+    ) -> Result<Vec<TimerKey>, Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(tables::TIMERS)?;
+        let start = after.map(TimerKey::to_bytes);
+        let lower = match &start {
+            Some(bytes) => Bound::Excluded(bytes.as_slice()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::with_capacity(limit.min(4096));
+        if limit == 0 {
+            return Ok(out);
+        }
+        for item in table.range::<&[u8]>((lower, Bound::Unbounded))? {
+            let (key, _) = item?;
+            let timer =
+                TimerKey::from_bytes(key.value()).ok_or(Error::CorruptKey(key.value().len()))?;
+            out.push(timer);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many timers are pending, for metrics (the table's length: no scan).
+    pub fn pending_timers(&self) -> Result<u64, Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(tables::TIMERS)?;
+        Ok(table.len()?)
     }
 
     /// Makes every applied change durable (one fsync). Called periodically, before a snapshot and
@@ -471,5 +541,200 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }))
         };
         read().map_err(|e| StorageIOError::read_snapshot(None, &e).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use holdfast_fsm::Store;
+    use holdfast_fsm::state::Promise;
+    use holdfast_types::Timer;
+
+    fn open(dir: &tempfile::TempDir, name: &str) -> StateMachine {
+        StateMachine::open(&dir.path().join(name)).expect("open")
+    }
+
+    fn id(nonce: u128) -> InvocationId {
+        InvocationId {
+            partition_key: 3,
+            nonce,
+        }
+    }
+
+    fn sleep(at: u64, nonce: u128) -> TimerKey {
+        TimerKey::new(
+            at,
+            Timer::Sleep {
+                id: id(nonce),
+                index: EntryIndex(2),
+            },
+        )
+    }
+
+    /// Runs `work` against the store tables in one committed write transaction.
+    fn write<T>(sm: &StateMachine, work: impl FnOnce(&mut Tables<'_>) -> T) -> T {
+        let txn = sm.db.begin_write().expect("begin");
+        let out = {
+            let mut tables = Tables::open(&txn).expect("tables");
+            work(&mut tables)
+        };
+        txn.commit().expect("commit");
+        out
+    }
+
+    #[test]
+    fn timers_come_back_in_fire_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sm = open(&dir, "state.redb");
+        let timers = [
+            sleep(300, 1),
+            TimerKey::new(100, Timer::Purge { id: id(9) }),
+            TimerKey::new(200, Timer::Start { id: id(4) }),
+            sleep(100, 2),
+        ];
+        write(&sm, |t| {
+            for timer in &timers {
+                t.put_timer(timer).expect("put");
+            }
+        });
+        let mut expected = timers.to_vec();
+        expected.sort();
+        assert_eq!(sm.timers_after(None, 100).expect("read"), expected);
+        assert_eq!(
+            expected.iter().map(|t| t.fire_at_ms).collect::<Vec<_>>(),
+            [100, 100, 200, 300]
+        );
+        assert_eq!(sm.pending_timers().expect("count"), 4);
+    }
+
+    #[test]
+    fn paging_with_after_visits_every_timer_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sm = open(&dir, "state.redb");
+        let timers: Vec<TimerKey> = (0..10u64)
+            .map(|n| sleep(1_000 + n * 10, u128::from(n)))
+            .collect();
+        write(&sm, |t| {
+            for timer in timers.iter().rev() {
+                t.put_timer(timer).expect("put");
+            }
+        });
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = sm.timers_after(after.as_ref(), 3).expect("page");
+            assert!(page.len() <= 3);
+            let Some(last) = page.last().copied() else {
+                break;
+            };
+            seen.extend(page);
+            after = Some(last);
+        }
+        assert_eq!(seen, timers);
+        assert!(sm.timers_after(None, 0).expect("empty").is_empty());
+        // `after` need not be stored: paging resumes at the next later key.
+        let between = TimerKey::new(1_045, Timer::Start { id: id(0) });
+        assert_eq!(
+            sm.timers_after(Some(&between), 2).expect("page"),
+            timers[5..7]
+        );
+    }
+
+    #[test]
+    fn timers_put_has_delete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sm = open(&dir, "state.redb");
+        let timer = sleep(50, 1);
+        let other = sleep(50, 2);
+        write(&sm, |t| {
+            assert!(!t.has_timer(&timer).expect("has"));
+            t.put_timer(&timer).expect("put");
+            t.put_timer(&timer).expect("put again");
+            assert!(t.has_timer(&timer).expect("has"));
+            assert!(!t.has_timer(&other).expect("has"));
+        });
+        assert_eq!(sm.pending_timers().expect("count"), 1);
+        write(&sm, |t| {
+            t.delete_timer(&other).expect("delete absent");
+            t.delete_timer(&timer).expect("delete");
+            assert!(!t.has_timer(&timer).expect("has"));
+        });
+        assert_eq!(sm.pending_timers().expect("count"), 0);
+        assert!(sm.timers_after(None, 10).expect("read").is_empty());
+    }
+
+    #[test]
+    fn promises_are_kept_per_workflow() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sm = open(&dir, "state.redb");
+        let run = ObjectKey::new("Signup", "alice");
+        let other = ObjectKey::new("Signup", "alicia");
+        let pending = Promise::Pending {
+            waiters: vec![(id(1), EntryIndex(4))],
+        };
+        write(&sm, |t| {
+            t.put_promise(&run, "email", &pending).expect("put");
+            t.put_promise(&run, "sms", &pending).expect("put");
+            t.put_promise(&other, "email", &pending).expect("put");
+            assert_eq!(
+                t.get_promise(&run, "email").expect("get"),
+                Some(pending.clone())
+            );
+            assert_eq!(t.get_promise(&run, "fax").expect("get"), None);
+            t.delete_promises(&run).expect("delete");
+            assert_eq!(t.get_promise(&run, "email").expect("get"), None);
+            assert_eq!(t.get_promise(&run, "sms").expect("get"), None);
+            assert_eq!(
+                t.get_promise(&other, "email").expect("get"),
+                Some(pending.clone())
+            );
+        });
+    }
+
+    #[test]
+    fn a_weak_handle_does_not_keep_the_database_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sm = open(&dir, "state.redb");
+        let weak = sm.downgrade();
+        write(&sm, |t| t.put_timer(&sleep(1, 1)).expect("put"));
+        let upgraded = weak.upgrade().expect("still open");
+        assert_eq!(upgraded.pending_timers().expect("count"), 1);
+        drop((sm, upgraded));
+        assert!(weak.upgrade().is_none());
+        let reopened = open(&dir, "state.redb");
+        assert_eq!(reopened.pending_timers().expect("count"), 1);
+    }
+
+    #[tokio::test]
+    async fn snapshots_carry_timers_and_promises() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut source = open(&dir, "source.redb");
+        let target = open(&dir, "target.redb");
+        let run = ObjectKey::new("Signup", "bob");
+        let promise = Promise::Pending {
+            waiters: vec![(id(7), EntryIndex(1))],
+        };
+        let timers = [sleep(10, 1), TimerKey::new(20, Timer::Purge { id: id(2) })];
+        write(&source, |t| {
+            for timer in &timers {
+                t.put_timer(timer).expect("put");
+            }
+            t.put_promise(&run, "done", &promise).expect("put");
+        });
+        let stale = sleep(5, 99);
+        write(&target, |t| t.put_timer(&stale).expect("put"));
+
+        let snapshot = source.build_snapshot().await.expect("snapshot");
+        let mut installing = target.clone();
+        installing
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .expect("install");
+
+        assert_eq!(target.timers_after(None, 10).expect("read"), timers);
+        assert_eq!(target.pending_timers().expect("count"), 2);
+        let read = write(&target, |t| t.get_promise(&run, "done").expect("get"));
+        assert_eq!(read, Some(promise));
     }
 }

@@ -11,14 +11,16 @@
 //!   outbox       seq u64                                     → OutboxMessage
 //!   dedup        source partition u32                        → last applied seq u64
 //!   fsm_counters name                                        → u64 (outbox_seq)
+//!   timers       fire time u64, kind, invocation id, index   → (empty)
+//!   promises     len service, service, len key, key, name   → Promise record
 //! ```
 //! Integers are big-endian so keys sort numerically; records use the log codec.
 
 use crate::Error;
-use crate::keys::{idempotency_key, inbox_key, journal_key, object_prefix, state_key};
-use holdfast_fsm::state::{Invocation, JournalItem};
+use crate::keys::{idempotency_key, inbox_key, journal_key, object_prefix, promise_key, state_key};
+use holdfast_fsm::state::{Invocation, JournalItem, Promise};
 use holdfast_types::{
-    EntryIndex, InvocationId, ObjectKey, OutboxMessage, PartitionId, Target, codec,
+    EntryIndex, InvocationId, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey, codec,
 };
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
@@ -33,10 +35,12 @@ const IDEMPOTENCY: Bytes = TableDefinition::new("idempotency");
 pub(crate) const OUTBOX: Bytes = TableDefinition::new("outbox");
 const DEDUP: Bytes = TableDefinition::new("dedup");
 const COUNTERS: Bytes = TableDefinition::new("fsm_counters");
+pub(crate) const TIMERS: Bytes = TableDefinition::new("timers");
+const PROMISES: Bytes = TableDefinition::new("promises");
 const OUTBOX_SEQ: &[u8] = b"outbox_seq";
 
 /// Every table of applied state, in the order snapshots carry them.
-pub(crate) const ALL: [Bytes; 9] = [
+pub(crate) const ALL: [Bytes; 11] = [
     STATE,
     INVOCATIONS,
     JOURNAL,
@@ -46,6 +50,8 @@ pub(crate) const ALL: [Bytes; 9] = [
     OUTBOX,
     DEDUP,
     COUNTERS,
+    TIMERS,
+    PROMISES,
 ];
 
 type BytesTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
@@ -61,6 +67,8 @@ pub(crate) struct Tables<'t> {
     outbox: BytesTable<'t>,
     dedup: BytesTable<'t>,
     counters: BytesTable<'t>,
+    timers: BytesTable<'t>,
+    promises: BytesTable<'t>,
 }
 
 impl<'t> Tables<'t> {
@@ -76,6 +84,8 @@ impl<'t> Tables<'t> {
             outbox: txn.open_table(OUTBOX)?,
             dedup: txn.open_table(DEDUP)?,
             counters: txn.open_table(COUNTERS)?,
+            timers: txn.open_table(TIMERS)?,
+            promises: txn.open_table(PROMISES)?,
         })
     }
 }
@@ -342,5 +352,36 @@ impl holdfast_fsm::Store for Tables<'_> {
             seq.to_be_bytes().as_slice(),
         )?;
         Ok(())
+    }
+
+    fn has_timer(&self, timer: &TimerKey) -> Result<bool, Error> {
+        Ok(self.timers.get(timer.to_bytes().as_slice())?.is_some())
+    }
+
+    fn put_timer(&mut self, timer: &TimerKey) -> Result<(), Error> {
+        self.timers.insert(timer.to_bytes().as_slice(), &[][..])?;
+        Ok(())
+    }
+
+    fn delete_timer(&mut self, timer: &TimerKey) -> Result<(), Error> {
+        self.timers.remove(timer.to_bytes().as_slice())?;
+        Ok(())
+    }
+
+    fn get_promise(&self, workflow: &ObjectKey, name: &str) -> Result<Option<Promise>, Error> {
+        get_record(&self.promises, &promise_key(workflow, name))
+    }
+
+    fn put_promise(
+        &mut self,
+        workflow: &ObjectKey,
+        name: &str,
+        promise: &Promise,
+    ) -> Result<(), Error> {
+        put_record(&mut self.promises, &promise_key(workflow, name), promise)
+    }
+
+    fn delete_promises(&mut self, workflow: &ObjectKey) -> Result<(), Error> {
+        delete_prefix(&mut self.promises, &object_prefix(workflow))
     }
 }

@@ -31,6 +31,8 @@ fn request(target: Target, nonce: u128) -> InvocationRequest {
         at_ms: 5,
         deployment: None,
         retry: None,
+        secret: 0,
+        execute_at_ms: None,
     }
 }
 

@@ -1,12 +1,12 @@
-//! `Cancel`: an inboxed invocation completes with 409 at once. A started one gets every pending
-//! completable entry completed with a 409 failure (or, with none pending, the next one it writes),
-//! so the handler sees the cancellation at its next await and may compensate; callees of pending
-//! calls are cancelled too.
+//! `Cancel`: an inboxed or scheduled invocation completes with 409 at once (a scheduled one's
+//! start timer is dropped). A started one gets every pending completable entry completed with a
+//! 409 failure (or, with none pending, the next one it writes), so the handler sees the
+//! cancellation at its next await and may compensate; callees of pending calls are cancelled too.
 
 use super::{Ctx, cancelled, complete, pending_callees, pending_entries, send, settle};
 use crate::Store;
 use crate::state::Status;
-use holdfast_types::{InvocationId, OutboxMessage};
+use holdfast_types::{InvocationId, OutboxMessage, Timer, TimerKey};
 
 pub(crate) fn apply<S: Store>(
     cx: &mut Ctx<'_, S>,
@@ -22,6 +22,11 @@ pub(crate) fn apply<S: Store>(
             if let Some(object) = rec.target.object() {
                 cx.store.inbox_remove(&object, id)?;
             }
+            complete(cx, id, &mut rec, cancelled(), at_ms)?;
+        }
+        Status::Scheduled { start_at_ms } => {
+            let start = TimerKey::new(start_at_ms, Timer::Start { id });
+            cx.store.delete_timer(&start)?;
             complete(cx, id, &mut rec, cancelled(), at_ms)?;
         }
         _ => {

@@ -1,6 +1,6 @@
 //! `Completion`: the result of a completable entry from outside the attempt (a callee's output).
-//! The first result of an entry wins; results for unknown, inboxed or completed invocations, or
-//! for entries that are not pending, are ignored.
+//! The first result of an entry wins; results for unknown, inboxed, scheduled or completed
+//! invocations, or for entries that are not pending, are ignored.
 
 use super::{Ctx, settle};
 use crate::Store;
@@ -17,7 +17,10 @@ pub(crate) fn apply<S: Store>(
     let Some(mut rec) = cx.store.get_invocation(id)? else {
         return Ok(());
     };
-    if matches!(rec.status, Status::Inboxed | Status::Completed { .. }) {
+    if matches!(
+        rec.status,
+        Status::Inboxed | Status::Scheduled { .. } | Status::Completed { .. }
+    ) {
         return Ok(());
     }
     let pending = cx.store.get_journal(id, index)?;

@@ -1,15 +1,18 @@
 //! `Invoke`: create an invocation, or attach a repeated request to the existing one.
 //!
-//! A new invocation journals its input as entry 0. Exclusive and workflow handlers take their
-//! object's lock or queue in its inbox (strict arrival order); shared handlers and stateless
-//! services start at once.
+//! A new invocation journals its input as entry 0. A delayed one (`execute_at_ms`) is scheduled
+//! and waits for its `Start` timer; otherwise it is admitted at once: exclusive and workflow
+//! handlers take their object's lock or queue in its inbox (strict arrival order), shared
+//! handlers and stateless services start at once.
 
-use super::{Ctx, complete, send, start_attempt};
+use super::{Ctx, admit, register_timer, send};
 use crate::state::{Invocation, JournalItem, Status};
 use crate::{Effect, Store};
 use holdfast_protocol::message::{Entry, Input};
 use holdfast_protocol::{EntryIndex, Failure, Outcome};
-use holdfast_types::{Epoch, InvocationRequest, OutboxMessage, Source};
+use holdfast_types::{
+    HandlerKind, InvocationId, InvocationRequest, OutboxMessage, Source, Timer, TimerKey,
+};
 
 pub(crate) fn apply<S: Store>(
     cx: &mut Ctx<'_, S>,
@@ -26,6 +29,7 @@ pub(crate) fn apply<S: Store>(
         }
     }
 
+    let id = request.id;
     let mut rec = Invocation {
         status: Status::Inboxed,
         target: request.target.clone(),
@@ -44,47 +48,43 @@ pub(crate) fn apply<S: Store>(
         output: None,
         cancel_pending: false,
         retry: request.retry,
+        secret: request.secret,
     };
     let input = Entry::Input(Input {
         value: request.argument.clone(),
     });
     cx.store
-        .put_journal(request.id, EntryIndex(0), &JournalItem::new(input))?;
+        .put_journal(id, EntryIndex(0), &JournalItem::new(input))?;
     if let Some(key) = &request.idempotency_key {
-        cx.store.put_idempotency(&request.target, key, request.id)?;
+        cx.store.put_idempotency(&request.target, key, id)?;
     }
 
-    if request.kind.is_exclusive() {
-        let Some(object) = request.target.object() else {
-            let outcome = Outcome::Failure(Failure {
-                code: 400,
-                message: format!(
-                    "{}/{} is exclusive and needs a key",
-                    request.target.service, request.target.handler
-                ),
-            });
-            complete(cx, request.id, &mut rec, outcome, at_ms)?;
-            return cx.store.put_invocation(request.id, &rec);
-        };
-        if cx.store.get_lock(&object)?.is_some() {
-            cx.store.inbox_push(&object, request.id)?;
-            return cx.store.put_invocation(request.id, &rec);
+    match request.execute_at_ms {
+        Some(start_at_ms) => {
+            rec.status = Status::Scheduled { start_at_ms };
+            register_timer(cx, TimerKey::new(start_at_ms, Timer::Start { id }))?;
         }
-        cx.store.put_lock(&object, request.id)?;
+        None => admit(cx, id, &mut rec, at_ms)?,
     }
-    start_attempt(cx, request.id, &mut rec, Epoch::FIRST);
-    cx.store.put_invocation(request.id, &rec)
+    cx.store.put_invocation(id, &rec)
 }
 
 /// A request for an invocation that already exists: nothing new starts. The ingress is told to
 /// attach; a calling invocation gets the result now if known, else when it completes.
+///
+/// A workflow runs once per key: a new submission of a completed run gets a 409 failure instead
+/// of its result (a repeat of the very request, by its idempotency key, still gets the result).
 fn attach<S: Store>(
     cx: &mut Ctx<'_, S>,
-    existing: holdfast_types::InvocationId,
+    existing: InvocationId,
     mut rec: Invocation,
     request: &InvocationRequest,
 ) -> Result<(), S::Error> {
     let result = match &rec.status {
+        Status::Completed { .. } if is_rerun(&rec, request) => Some(Outcome::Failure(Failure {
+            code: 409,
+            message: "the workflow method was already invoked".to_owned(),
+        })),
         Status::Completed { outcome, .. } => Some(outcome.clone()),
         _ => None,
     };
@@ -120,4 +120,12 @@ fn attach<S: Store>(
         Source::Invocation { .. } => {}
     }
     Ok(())
+}
+
+/// Whether `request` submits workflow run `rec` again, rather than repeating the request that
+/// created it (same idempotency key).
+fn is_rerun(rec: &Invocation, request: &InvocationRequest) -> bool {
+    let repeat =
+        request.idempotency_key.is_some() && request.idempotency_key == rec.idempotency_key;
+    rec.kind == HandlerKind::Workflow && request.kind == HandlerKind::Workflow && !repeat
 }

@@ -2,18 +2,20 @@
 //!
 //! Fenced: only the running attempt's entries, at exactly the next index, change anything; any
 //! other is answered with `Fence` and leaves the state untouched, even though it is in the log.
-//! Accepted entries take effect here (state writes, kernel-completed reads, calls and sends into
-//! the outbox). Sleep, awakeable and promise entries are journaled only: their timers, awakeable
-//! and promise tables belong to the timer and workflow state, which complete them through
-//! `Completion`.
+//! Accepted entries take effect here: state writes, kernel-completed reads, calls and sends
+//! (delayed ones too, scheduled by the callee's partition) into the outbox, sleep timers,
+//! awakeable completions into the outbox, and workflow promises. An `awakeable` entry is only
+//! journaled: it waits for a `CompleteAwakeable` addressed to it.
 
-use super::{AttemptFailure, Ctx, callee_id, fail_attempt, send, settle};
+use super::{AttemptFailure, Ctx, callee_id, fail_attempt, promise, register_timer, send, settle};
 use crate::state::{Invocation, JournalItem, Status, is_completable};
 use crate::{Effect, Store};
 use holdfast_protocol::message::{Call, Entry, Send};
 use holdfast_protocol::{EntryIndex, Outcome, Payload};
+use holdfast_types::awakeable::derive_secret;
 use holdfast_types::{
-    Epoch, HandlerKind, InvocationId, InvocationRequest, OutboxMessage, RetryPolicy, Source, Target,
+    AwakeableId, Epoch, HandlerKind, InvocationId, InvocationRequest, OutboxMessage, RetryPolicy,
+    Source, Target, Timer, TimerKey,
 };
 
 /// The command's fields, as one value.
@@ -46,9 +48,39 @@ pub(crate) fn apply<S: Store>(cx: &mut Ctx<'_, S>, append: Append<'_>) -> Result
         return cx.store.put_invocation(id, &rec);
     }
 
-    cx.store
-        .put_journal(id, index, &JournalItem::new(append.entry.clone()))?;
+    let mut item = JournalItem::new(append.entry.clone());
+    let mut callee = None;
+    match append.entry {
+        Entry::Call(call) if call.result.is_none() => {
+            callee = Some(call_request(
+                &append,
+                rec.secret,
+                call,
+                cx.config.call_retention_ms,
+            ));
+        }
+        Entry::Send(one_way) => {
+            callee = Some(send_request(
+                &append,
+                rec.secret,
+                one_way,
+                cx.config.call_retention_ms,
+            ));
+        }
+        Entry::Sleep(sleep) if sleep.result.is_none() => {
+            item.fire_at_ms = Some(append.at_ms.saturating_add(sleep.duration_ms));
+        }
+        _ => {}
+    }
+    item.callee = callee.as_ref().map(|request| request.id);
+    cx.store.put_journal(id, index, &item)?;
     rec.journal_len = rec.journal_len.saturating_add(1);
+    if let Some(request) = callee {
+        send(cx, OutboxMessage::Invoke(Box::new(request)))?;
+    }
+    if let Some(fire_at_ms) = item.fire_at_ms {
+        register_timer(cx, TimerKey::new(fire_at_ms, Timer::Sleep { id, index }))?;
+    }
     let object = rec.target.object();
     match (append.entry, &object) {
         (Entry::SetState(e), Some(object)) => cx.store.put_state(object, &e.key, &e.value.0)?,
@@ -65,16 +97,27 @@ pub(crate) fn apply<S: Store>(cx: &mut Ctx<'_, S>, append: Append<'_>) -> Result
             let keys = cx.store.state_names(object)?;
             settle(cx, id, &mut rec, vec![(index, Outcome::Keys(keys))])?;
         }
-        (Entry::Call(call), _) if call.result.is_none() => {
-            let mut request = call_request(&append, call);
-            request.retention_ms = cx.config.call_retention_ms;
-            send(cx, OutboxMessage::Invoke(Box::new(request)))?;
+        // Through the outbox even when the awakeable is on this partition, or is this very
+        // invocation's: one path, applied in log order. A malformed id is only journaled.
+        (Entry::CompleteAwakeable(e), _) => {
+            if let Ok(awakeable) = e.id.parse::<AwakeableId>() {
+                let message = OutboxMessage::CompleteAwakeable {
+                    id: awakeable.invocation,
+                    index: awakeable.index,
+                    token: awakeable.token,
+                    outcome: e.result.clone(),
+                };
+                send(cx, message)?;
+            }
         }
-        // A delayed send waits for the timer table (durations count from this entry's `at_ms`).
-        (Entry::Send(one_way), _) if one_way.delay_ms.unwrap_or(0) == 0 => {
-            let mut request = send_request(&append, one_way);
-            request.retention_ms = cx.config.call_retention_ms;
-            send(cx, OutboxMessage::Invoke(Box::new(request)))?;
+        (Entry::GetPromise(e), Some(object)) if e.result.is_none() => {
+            promise::get(cx, id, &mut rec, index, object, &e.name)?;
+        }
+        (Entry::PeekPromise(e), Some(object)) if e.result.is_none() => {
+            promise::peek(cx, id, &mut rec, index, object, &e.name)?;
+        }
+        (Entry::CompletePromise(e), Some(object)) if e.result.is_none() => {
+            promise::complete(cx, id, &mut rec, index, object, &e.name, &e.completion)?;
         }
         (Entry::Output(_), _) => rec.output = Some(index),
         _ => {}
@@ -112,6 +155,12 @@ fn refusal(rec: &Invocation, entry: &Entry) -> Option<AttemptFailure> {
                 rec.target.service
             )))
         }
+        Entry::GetPromise(_) | Entry::PeekPromise(_) | Entry::CompletePromise(_) if !keyed => {
+            Some(AttemptFailure::violation(format!(
+                "{} has no key, so it has no workflow promises",
+                rec.target.service
+            )))
+        }
         _ => None,
     }
 }
@@ -138,16 +187,19 @@ fn callee_kind(kind: Option<HandlerKind>, key: &Option<String>) -> HandlerKind {
     })
 }
 
-fn call_request(append: &Append<'_>, call: &Call) -> InvocationRequest {
+/// The callee of a `call` entry; its secret derives from the caller's and the entry.
+fn call_request(
+    append: &Append<'_>,
+    secret: u128,
+    call: &Call,
+    retention_ms: u64,
+) -> InvocationRequest {
     let target = Target::new(&call.service, &call.handler, call.key.clone());
+    let kind = callee_kind(append.callee_kind, &call.key);
+    let key = call.idempotency_key.as_deref();
     InvocationRequest {
-        id: callee_id(
-            &target,
-            call.idempotency_key.as_deref(),
-            append.id,
-            append.index,
-        ),
-        kind: callee_kind(append.callee_kind, &call.key),
+        id: callee_id(&target, key, kind, append.id, append.index),
+        kind,
         target,
         argument: call.parameter.clone(),
         headers: call.headers.clone(),
@@ -156,24 +208,34 @@ fn call_request(append: &Append<'_>, call: &Call) -> InvocationRequest {
             entry: append.index,
         },
         idempotency_key: call.idempotency_key.clone(),
-        retention_ms: 0,
+        retention_ms,
         response: true,
         at_ms: append.at_ms,
         deployment: None,
         retry: append.callee_retry,
+        secret: derive_secret(secret, append.index),
+        execute_at_ms: None,
     }
 }
 
-fn send_request(append: &Append<'_>, one_way: &Send) -> InvocationRequest {
+/// The callee of a `send` entry; a delay (counted from this entry's `at_ms`) makes it scheduled
+/// on the callee's partition.
+fn send_request(
+    append: &Append<'_>,
+    secret: u128,
+    one_way: &Send,
+    retention_ms: u64,
+) -> InvocationRequest {
     let target = Target::new(&one_way.service, &one_way.handler, one_way.key.clone());
+    let kind = callee_kind(append.callee_kind, &one_way.key);
+    let key = one_way.idempotency_key.as_deref();
+    let execute_at_ms = match one_way.delay_ms {
+        Some(delay_ms) if delay_ms > 0 => Some(append.at_ms.saturating_add(delay_ms)),
+        _ => None,
+    };
     InvocationRequest {
-        id: callee_id(
-            &target,
-            one_way.idempotency_key.as_deref(),
-            append.id,
-            append.index,
-        ),
-        kind: callee_kind(append.callee_kind, &one_way.key),
+        id: callee_id(&target, key, kind, append.id, append.index),
+        kind,
         target,
         argument: one_way.parameter.clone(),
         headers: one_way.headers.clone(),
@@ -182,10 +244,12 @@ fn send_request(append: &Append<'_>, one_way: &Send) -> InvocationRequest {
             entry: append.index,
         },
         idempotency_key: one_way.idempotency_key.clone(),
-        retention_ms: 0,
+        retention_ms,
         response: false,
         at_ms: append.at_ms,
         deployment: None,
         retry: append.callee_retry,
+        secret: derive_secret(secret, append.index),
+        execute_at_ms,
     }
 }

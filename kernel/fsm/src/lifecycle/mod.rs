@@ -1,8 +1,10 @@
 //! One module per command or lifecycle step, so "what happens on X" is found by file name. This
-//! module holds the steps several commands share: starting an attempt, completing an invocation,
-//! failing an attempt, and settling journal entries.
+//! module holds the steps several commands share: admitting an invocation (lock, inbox or start),
+//! starting an attempt, completing an invocation, failing an attempt, settling journal entries and
+//! registering timers.
 
 pub(crate) mod attempt_ended;
+pub(crate) mod awakeable;
 pub(crate) mod cancel;
 pub(crate) mod completion;
 pub(crate) mod invoke;
@@ -11,18 +13,22 @@ pub(crate) mod kill;
 pub(crate) mod object_state;
 pub(crate) mod outbox;
 pub(crate) mod pause;
+pub(crate) mod promise;
 pub(crate) mod purge;
 pub(crate) mod resume;
 pub(crate) mod resume_on;
 pub(crate) mod retry;
 pub(crate) mod run_completed;
 pub(crate) mod shuffle;
+pub(crate) mod timer;
 
 use crate::state::{Invocation, JournalItem, Status};
 use crate::{Config, Effect, Store};
 use holdfast_protocol::message::Entry;
 use holdfast_protocol::{EntryIndex, Failure, Outcome};
-use holdfast_types::{Epoch, InvocationId, OnMaxAttempts, OutboxMessage, Source, Target};
+use holdfast_types::{
+    Epoch, HandlerKind, InvocationId, OnMaxAttempts, OutboxMessage, Source, Target, Timer, TimerKey,
+};
 
 /// The failure every cancelled entry (or cancelled inboxed invocation) completes with.
 pub(crate) fn cancelled() -> Outcome {
@@ -70,6 +76,45 @@ impl AttemptFailure {
     }
 }
 
+/// Lets a new (or just due) invocation run: an exclusive one takes its object's lock or queues
+/// in the object's inbox, others start at once (the caller stores `rec`).
+pub(crate) fn admit<S: Store>(
+    cx: &mut Ctx<'_, S>,
+    id: InvocationId,
+    rec: &mut Invocation,
+    at_ms: u64,
+) -> Result<(), S::Error> {
+    if rec.kind.is_exclusive() {
+        let Some(object) = rec.target.object() else {
+            let outcome = Outcome::Failure(Failure {
+                code: 400,
+                message: format!(
+                    "{}/{} is exclusive and needs a key",
+                    rec.target.service, rec.target.handler
+                ),
+            });
+            return complete(cx, id, rec, outcome, at_ms);
+        };
+        if cx.store.get_lock(&object)?.is_some() {
+            rec.status = Status::Inboxed;
+            return cx.store.inbox_push(&object, id);
+        }
+        cx.store.put_lock(&object, id)?;
+    }
+    start_attempt(cx, id, rec, Epoch::FIRST);
+    Ok(())
+}
+
+/// Registers a durable timer and asks the leader's timer wheel to fire it when due.
+pub(crate) fn register_timer<S: Store>(
+    cx: &mut Ctx<'_, S>,
+    timer: TimerKey,
+) -> Result<(), S::Error> {
+    cx.store.put_timer(&timer)?;
+    cx.effects.push(Effect::RegisterTimer { timer });
+    Ok(())
+}
+
 /// Starts attempt `epoch` of `rec` (the caller stores `rec`).
 pub(crate) fn start_attempt<S: Store>(
     cx: &mut Ctx<'_, S>,
@@ -98,8 +143,9 @@ pub(crate) fn send<S: Store>(cx: &mut Ctx<'_, S>, message: OutboxMessage) -> Res
     Ok(())
 }
 
-/// Completes `rec` with `outcome`: answers the ingress and every waiting caller, then frees the
-/// object's lock for the next inboxed invocation (the caller stores `rec`).
+/// Completes `rec` with `outcome`: answers the ingress and every waiting caller, registers the
+/// timer that purges it when its retention ends, then frees the object's lock for the next
+/// inboxed invocation (the caller stores `rec`).
 pub(crate) fn complete<S: Store>(
     cx: &mut Ctx<'_, S>,
     id: InvocationId,
@@ -107,9 +153,10 @@ pub(crate) fn complete<S: Store>(
     outcome: Outcome,
     at_ms: u64,
 ) -> Result<(), S::Error> {
+    let expires_at_ms = at_ms.saturating_add(rec.retention_ms);
     rec.status = Status::Completed {
         outcome: outcome.clone(),
-        expires_at_ms: at_ms.saturating_add(rec.retention_ms),
+        expires_at_ms,
     };
     rec.cancel_pending = false;
     cx.effects.push(Effect::Respond {
@@ -131,6 +178,7 @@ pub(crate) fn complete<S: Store>(
             },
         )?;
     }
+    register_timer(cx, TimerKey::new(expires_at_ms, Timer::Purge { id }))?;
     release_lock(cx, id, rec)
 }
 
@@ -259,7 +307,7 @@ pub(crate) fn settle<S: Store>(
         }
         // The next attempt replays the journal with these results in it.
         Status::BackingOff { .. } | Status::Paused { .. } => {}
-        Status::Inboxed | Status::Completed { .. } => {}
+        Status::Inboxed | Status::Scheduled { .. } | Status::Completed { .. } => {}
     }
     Ok(())
 }
@@ -277,29 +325,33 @@ pub(crate) fn pending_callees<S: Store>(
             continue;
         };
         if let (Entry::Call(call), true) = (&item.entry, item.is_pending()) {
-            let target = Target::new(&call.service, &call.handler, call.key.clone());
-            callees.push(callee_id(
-                &target,
-                call.idempotency_key.as_deref(),
-                id,
-                index,
-            ));
+            // Entries journaled before the callee was recorded cannot start workflow runs.
+            let callee = item.callee.unwrap_or_else(|| {
+                let target = Target::new(&call.service, &call.handler, call.key.clone());
+                let key = call.idempotency_key.as_deref();
+                callee_id(&target, key, HandlerKind::Exclusive, id, index)
+            });
+            callees.push(callee);
         }
     }
     Ok(callees)
 }
 
-/// The id of the invocation a `call`/`send` entry starts: by idempotency key if it has one,
-/// else derived from the caller and the entry, so every replay finds the same one.
+/// The id of the invocation a `call`/`send` entry starts: by idempotency key if it has one, else
+/// the one run of a workflow's key, else derived from the caller and the entry, so every replay
+/// finds the same one.
 pub(crate) fn callee_id(
     target: &Target,
     idempotency_key: Option<&str>,
+    kind: HandlerKind,
     caller: InvocationId,
     index: EntryIndex,
 ) -> InvocationId {
-    match idempotency_key {
-        Some(key) => InvocationId::idempotent(target, key),
-        None => InvocationId::derived(target, caller, index),
+    // A workflow runs once per key, whatever idempotency key a submission carries.
+    match (idempotency_key, kind) {
+        (_, HandlerKind::Workflow) => InvocationId::workflow(target),
+        (Some(key), _) => InvocationId::idempotent(target, key),
+        (None, _) => InvocationId::derived(target, caller, index),
     }
 }
 

@@ -1,7 +1,7 @@
 //! `Pause`: an operator stops a started invocation without ending it. A running attempt is
 //! fenced; a backoff or a suspension is abandoned (a later `Retry` of it is stale, a completion
 //! is only journaled). The invocation keeps its journal and lock and waits for `ResumeOn` (or
-//! `Resume`). Inboxed, paused, completed and unknown invocations are left alone, as
+//! `Resume`). Inboxed, scheduled, paused, completed and unknown invocations are left alone, as
 //! [`crate::control::check`] reports to the admin.
 
 use super::Ctx;
@@ -19,7 +19,10 @@ pub(crate) fn apply<S: Store>(cx: &mut Ctx<'_, S>, id: InvocationId) -> Result<(
             epoch
         }
         Status::Suspended { epoch, .. } | Status::BackingOff { epoch, .. } => epoch,
-        Status::Inboxed | Status::Paused { .. } | Status::Completed { .. } => return Ok(()),
+        Status::Inboxed
+        | Status::Scheduled { .. }
+        | Status::Paused { .. }
+        | Status::Completed { .. } => return Ok(()),
     };
     rec.status = Status::Paused { epoch };
     cx.store.put_invocation(id, &rec)

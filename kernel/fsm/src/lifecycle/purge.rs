@@ -1,22 +1,40 @@
-//! `Purge`: forget a completed invocation — status, journal and idempotency key. Anything not
-//! completed is left alone.
+//! `Purge` (an operator's) and the `Purge` timer (retention ended): forget a completed
+//! invocation — status, journal, idempotency key and pending purge timer; for a workflow run also
+//! the workflow's state and promises. Anything not completed is left alone.
 
 use super::Ctx;
 use crate::Store;
-use crate::state::Status;
-use holdfast_types::InvocationId;
+use crate::state::{Invocation, Status};
+use holdfast_types::{HandlerKind, InvocationId, Timer, TimerKey};
 
 pub(crate) fn apply<S: Store>(cx: &mut Ctx<'_, S>, id: InvocationId) -> Result<(), S::Error> {
     let Some(rec) = cx.store.get_invocation(id)? else {
         return Ok(());
     };
-    if !matches!(rec.status, Status::Completed { .. }) {
+    let Status::Completed { expires_at_ms, .. } = rec.status else {
         return Ok(());
-    }
+    };
+    cx.store
+        .delete_timer(&TimerKey::new(expires_at_ms, Timer::Purge { id }))?;
+    forget(cx, id, &rec)
+}
+
+/// Deletes everything kept about completed invocation `id` (its purge timer aside).
+pub(crate) fn forget<S: Store>(
+    cx: &mut Ctx<'_, S>,
+    id: InvocationId,
+    rec: &Invocation,
+) -> Result<(), S::Error> {
     if let Some(key) = &rec.idempotency_key
         && cx.store.get_idempotency(&rec.target, key)? == Some(id)
     {
         cx.store.delete_idempotency(&rec.target, key)?;
+    }
+    if rec.kind == HandlerKind::Workflow
+        && let Some(workflow) = rec.target.object()
+    {
+        cx.store.delete_all_state(&workflow)?;
+        cx.store.delete_promises(&workflow)?;
     }
     cx.store.delete_journal(id)?;
     cx.store.delete_invocation(id)

@@ -1,6 +1,6 @@
 //! `ResumeOn`: an operator resumes a paused, suspended or backing-off invocation. The next
 //! attempt starts at once with a fresh retry budget, first pinned to the given deployment if
-//! one is named. A running, inboxed, completed or unknown invocation is left alone, as
+//! one is named. A running, inboxed, scheduled, completed or unknown invocation is left alone, as
 //! [`crate::control::check`] reports to the admin.
 
 use super::{Ctx, start_attempt};
@@ -20,7 +20,10 @@ pub(crate) fn apply<S: Store>(
         Status::Paused { epoch }
         | Status::Suspended { epoch, .. }
         | Status::BackingOff { epoch, .. } => epoch,
-        Status::Inboxed | Status::Invoked { .. } | Status::Completed { .. } => return Ok(()),
+        Status::Inboxed
+        | Status::Scheduled { .. }
+        | Status::Invoked { .. }
+        | Status::Completed { .. } => return Ok(()),
     };
     if let Some(deployment) = deployment {
         rec.deployment = Some(deployment.clone());

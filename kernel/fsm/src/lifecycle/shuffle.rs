@@ -1,7 +1,7 @@
 //! `ShuffleIn`: a message from another partition's outbox. Applied once: a sequence number at or
 //! below the last one seen from that partition is a redelivery and is dropped.
 
-use super::{Ctx, cancel, completion, invoke, kill};
+use super::{Ctx, awakeable, cancel, completion, invoke, kill};
 use crate::Store;
 use holdfast_types::{OutboxMessage, PartitionId};
 
@@ -23,5 +23,11 @@ pub(crate) fn apply<S: Store>(
         }
         OutboxMessage::Cancel { id } => cancel::apply(cx, *id, at_ms),
         OutboxMessage::Kill { id } => kill::apply(cx, *id, at_ms),
+        OutboxMessage::CompleteAwakeable {
+            id,
+            index,
+            token,
+            outcome,
+        } => awakeable::apply(cx, *id, *index, token, outcome),
     }
 }

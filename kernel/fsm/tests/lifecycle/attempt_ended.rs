@@ -23,6 +23,7 @@ fn completed_attempt_completes_responds_and_starts_the_next_inboxed() {
                 id: first,
                 outcome: ok.clone()
             },
+            purge_timer(first, T0 + 10 + 500),
             run_attempt(second.id, &counter("a"), 1),
         ]
     );
@@ -82,6 +83,7 @@ fn completed_attempt_sends_the_result_to_a_calling_invocation() {
                 partition_key: caller.partition_key,
                 message
             },
+            purge_timer(req.id, T0 + 10 + 500),
         ]
     );
 }
@@ -114,10 +116,13 @@ fn terminal_failure_completes_with_the_failure_and_frees_the_lock() {
     let effects = step(&mut store, &[ended(id, 1, ending)]);
     assert_eq!(
         effects,
-        vec![Effect::Respond {
-            id,
-            outcome: failure(418, "teapot")
-        }]
+        vec![
+            Effect::Respond {
+                id,
+                outcome: failure(418, "teapot")
+            },
+            purge_timer(id, T0 + 10 + 500),
+        ]
     );
     assert!(store.locks.is_empty());
 }

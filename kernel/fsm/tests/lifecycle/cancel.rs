@@ -19,10 +19,13 @@ fn cancel_of_an_inboxed_invocation_completes_it_with_409() {
     let cancelled = failure(409, "cancelled");
     assert_eq!(
         effects,
-        vec![Effect::Respond {
-            id: queued.id,
-            outcome: cancelled.clone()
-        }]
+        vec![
+            Effect::Respond {
+                id: queued.id,
+                outcome: cancelled.clone()
+            },
+            purge_timer(queued.id, T0 + 20 + 500),
+        ]
     );
     assert_eq!(
         status(&store, queued.id),

@@ -74,10 +74,13 @@ fn invoke_fails_an_exclusive_handler_without_a_key() {
     let outcome = failure(400, "Greeter/greet is exclusive and needs a key");
     assert_eq!(
         effects,
-        vec![Effect::Respond {
-            id: req.id,
-            outcome: outcome.clone()
-        }]
+        vec![
+            Effect::Respond {
+                id: req.id,
+                outcome: outcome.clone()
+            },
+            purge_timer(req.id, T0 + 500),
+        ]
     );
     assert_eq!(
         status(&store, req.id),

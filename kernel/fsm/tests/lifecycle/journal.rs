@@ -217,6 +217,8 @@ fn call_entry_goes_to_the_outbox_with_this_invocation_as_source() {
         at_ms: T0,
         deployment: None,
         retry: None,
+        secret: holdfast_types::awakeable::derive_secret(0, EntryIndex(1)),
+        execute_at_ms: None,
     }));
     assert_eq!(
         effects,
@@ -245,19 +247,6 @@ fn send_entry_goes_to_the_outbox_without_response() {
     };
     assert!(!request.response);
     assert_eq!(request.kind, HandlerKind::Exclusive);
-}
-
-#[test]
-fn delayed_send_entry_is_journaled_only() {
-    let mut store = MemoryStore::default();
-    let id = running(&mut store, "a", 1);
-    let effects = step(
-        &mut store,
-        &[append(id, 1, 1, send(&counter("b"), Some(1000)))],
-    );
-    assert_eq!(effects, vec![]);
-    assert!(store.outbox.is_empty());
-    assert_eq!(record(&store, id).journal_len, 2);
 }
 
 #[test]

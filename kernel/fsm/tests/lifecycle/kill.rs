@@ -36,6 +36,7 @@ fn kill_of_a_running_invocation_fences_completes_and_starts_the_next() {
                 id,
                 outcome: killed.clone()
             },
+            purge_timer(id, T0 + 500),
             run_attempt(next.id, &counter("a"), 1),
         ]
     );
@@ -64,10 +65,13 @@ fn kill_of_an_inboxed_invocation_removes_it_from_the_inbox() {
     );
     assert_eq!(
         effects,
-        vec![Effect::Respond {
-            id: queued.id,
-            outcome: failure(409, "killed")
-        }]
+        vec![
+            Effect::Respond {
+                id: queued.id,
+                outcome: failure(409, "killed")
+            },
+            purge_timer(queued.id, T0 + 500),
+        ]
     );
     assert!(store.inboxes.is_empty());
 }

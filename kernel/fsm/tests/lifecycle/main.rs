@@ -2,6 +2,7 @@
 //! asserts the exact effects and the resulting state. One module per lifecycle step.
 
 mod attempt_ended;
+mod awakeables;
 mod cancel;
 mod completion;
 mod invoke;
@@ -9,8 +10,12 @@ mod journal;
 mod kill;
 mod pause;
 mod policy;
+mod promises;
 mod properties;
 mod purge;
 mod retry;
+mod scheduled;
 mod shuffle;
 mod support;
+mod timers;
+mod workflows;

@@ -108,10 +108,13 @@ fn kill_on_max_attempts_fails_the_invocation_with_the_last_error() {
     });
     assert_eq!(
         effects,
-        vec![Effect::Respond {
-            id,
-            outcome: expected.clone()
-        }]
+        vec![
+            Effect::Respond {
+                id,
+                outcome: expected.clone()
+            },
+            purge_timer(id, T0 + 10 + 500),
+        ]
     );
     assert!(matches!(
         status(&store, id),

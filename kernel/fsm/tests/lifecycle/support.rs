@@ -3,10 +3,14 @@
 use holdfast_fsm::memory::MemoryStore;
 use holdfast_fsm::state::{Invocation, Status};
 use holdfast_fsm::{Config, Effect, Store, apply};
-use holdfast_protocol::message::{Call, Entry, GetState, Output, Run, Send, SetState, Sleep};
+use holdfast_protocol::message::{
+    Awakeable, Call, CompleteAwakeable, CompletePromise, Entry, GetPromise, GetState, Output,
+    PeekPromise, Run, Send, SetState, Sleep,
+};
 use holdfast_protocol::{EntryIndex, Failure, Outcome, Payload};
 use holdfast_types::{
-    Command, Ending, Epoch, HandlerKind, InvocationId, InvocationRequest, ObjectKey, Source, Target,
+    Command, Ending, Epoch, HandlerKind, InvocationId, InvocationRequest, ObjectKey, OutboxMessage,
+    Source, Target, Timer, TimerKey,
 };
 
 pub const T0: u64 = 1_000;
@@ -45,6 +49,8 @@ pub fn request(target: Target, kind: HandlerKind, nonce: u128) -> InvocationRequ
         at_ms: T0,
         deployment: None,
         retry: None,
+        secret: 0,
+        execute_at_ms: None,
     }
 }
 
@@ -147,11 +153,124 @@ pub fn send(target: &Target, delay_ms: Option<u64>) -> Entry {
     })
 }
 
+pub fn awakeable() -> Entry {
+    Entry::Awakeable(Awakeable { result: None })
+}
+
+pub fn complete_awakeable(id: &str, result: Outcome) -> Entry {
+    Entry::CompleteAwakeable(CompleteAwakeable {
+        id: id.to_owned(),
+        result,
+    })
+}
+
+pub fn get_promise(name: &str) -> Entry {
+    Entry::GetPromise(GetPromise {
+        name: name.to_owned(),
+        result: None,
+    })
+}
+
+pub fn peek_promise(name: &str) -> Entry {
+    Entry::PeekPromise(PeekPromise {
+        name: name.to_owned(),
+        result: None,
+    })
+}
+
+pub fn complete_promise(name: &str, completion: Outcome) -> Entry {
+    Entry::CompletePromise(CompletePromise {
+        completion,
+        name: name.to_owned(),
+        result: None,
+    })
+}
+
+/// A `JournalAppend` whose callee is of `kind`, as the invoker resolves it from the schema.
+pub fn append_to(
+    id: InvocationId,
+    epoch: u32,
+    index: u32,
+    entry: Entry,
+    kind: HandlerKind,
+) -> Command {
+    let Command::JournalAppend {
+        id,
+        epoch,
+        index,
+        entry,
+        ack,
+        at_ms,
+        callee_retry,
+        ..
+    } = append(id, epoch, index, entry)
+    else {
+        unreachable!()
+    };
+    Command::JournalAppend {
+        id,
+        epoch,
+        index,
+        entry,
+        ack,
+        callee_kind: Some(kind),
+        at_ms,
+        callee_retry,
+    }
+}
+
+/// The timer wheel proposing `timer` at `at_ms`.
+pub fn fire(timer: TimerKey, at_ms: u64) -> Command {
+    Command::FireTimer { timer, at_ms }
+}
+
+pub fn sleep_timer(id: InvocationId, index: u32, fire_at_ms: u64) -> TimerKey {
+    TimerKey::new(
+        fire_at_ms,
+        Timer::Sleep {
+            id,
+            index: EntryIndex(index),
+        },
+    )
+}
+
+pub fn start_timer(id: InvocationId, fire_at_ms: u64) -> TimerKey {
+    TimerKey::new(fire_at_ms, Timer::Start { id })
+}
+
+pub fn purge_key(id: InvocationId, fire_at_ms: u64) -> TimerKey {
+    TimerKey::new(fire_at_ms, Timer::Purge { id })
+}
+
+/// Completes running attempt `epoch` of `id` at `T0 + 10` with output `value`.
+pub fn finish(store: &mut MemoryStore, id: InvocationId, epoch: u32, value: &str) -> Vec<Effect> {
+    let index = record(store, id).journal_len;
+    step(
+        store,
+        &[
+            append(id, epoch, index, output(value)),
+            ended(id, epoch, Ending::Completed),
+        ],
+    )
+}
+
+/// The messages in the outbox, in sequence order.
+pub fn outbox(store: &MemoryStore) -> Vec<OutboxMessage> {
+    store.outbox.values().cloned().collect()
+}
+
 pub fn failure(code: u16, message: &str) -> Outcome {
     Outcome::Failure(Failure {
         code,
         message: message.to_owned(),
     })
+}
+
+/// The registration of the timer that purges `id` at `expires_at_ms`.
+pub fn purge_timer(id: InvocationId, expires_at_ms: u64) -> Effect {
+    Effect::RegisterTimer {
+        timer: purge_key(id, expires_at_ms),
+    }
 }
 
 pub fn run_attempt(id: InvocationId, target: &Target, epoch: u32) -> Effect {

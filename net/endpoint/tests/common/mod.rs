@@ -22,6 +22,7 @@ pub fn start(known: u32) -> Start {
         retry_count: 0,
         retry_elapsed_ms: 0,
         retry_entry: None,
+        secret: Payload::from(&[7u8; 16][..]),
         state: Vec::new(),
         state_complete: true,
     }

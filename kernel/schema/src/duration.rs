@@ -1,5 +1,6 @@
-//! Parsing `?delay=`: the human forms (`1s`, `500ms`, `1h 30m`, `2days`) and ISO 8601 durations
-//! (`PT1S`, `P1DT2H`, `PT0.5S`), the two notations Restate's ingress takes.
+//! Parsing durations as users write them — the ingress's `?delay=` and the admin API's retention
+//! and timeout settings: the human forms (`1s`, `500ms`, `1h 30m`, `2days`) and ISO 8601
+//! durations (`PT1S`, `P1DT2H`, `PT0.5S`), the two notations Restate takes.
 
 use std::time::Duration;
 
