@@ -307,3 +307,53 @@ fn a_finished_workflow_is_purged_after_its_retention() {
     assert_eq!(rerun.status, 202, "{}", rerun.body);
     assert_eq!(rerun.json()["status"], "Accepted");
 }
+
+#[test]
+fn idempotent_results_are_purged_after_their_retention() {
+    let (files, _kernel, _endpoint) = node();
+    let ingress = files.ingress;
+    let patched = http(
+        files.admin,
+        "PATCH",
+        "/services/Notes",
+        &[JSON],
+        r#"{"idempotency_retention": "1s"}"#,
+    )
+    .expect("patch service");
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let add = || {
+        http(
+            ingress,
+            "POST",
+            "/Notes/r1/add",
+            &[JSON, ("idempotency-key", "once")],
+            r#""note""#,
+        )
+        .expect("add")
+    };
+
+    // Within the retention a repeat gets the stored result; the handler ran once.
+    let first = add();
+    assert_eq!(
+        (first.status, first.json()),
+        (200, json!(1)),
+        "{}",
+        first.body
+    );
+    let repeat = add();
+    assert_eq!(repeat.json(), json!(1));
+    assert_eq!(repeat.invocation_id(), first.invocation_id());
+    let stored = "/restate/invocation/Notes/r1/add/once/output";
+    assert_eq!(get(ingress, stored).status, 200);
+
+    // Afterwards the result and the key are gone from the store: the key runs the handler again.
+    poll("the idempotent result to be purged", PATIENCE, || {
+        (get(ingress, stored).status == 404).then_some(())
+    });
+    let by_id = get(
+        ingress,
+        &format!("/restate/invocation/{}/output", first.invocation_id()),
+    );
+    assert_eq!(by_id.status, 404, "{}", by_id.body);
+    assert_eq!(add().json(), json!(2));
+}

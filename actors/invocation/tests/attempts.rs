@@ -455,12 +455,13 @@ async fn a_blocked_handler_suspends_after_the_inactivity_timeout() {
         inactivity: Duration::from_millis(300),
         abort: Duration::from_secs(30),
     };
-    let mut run = launch(&node.base, target, vec![input(json!(60_000))], timeouts);
+    // Shorter than the SDK's own suspension delay (30 s): only the kernel's close suspends it.
+    let mut run = launch(&node.base, target, vec![input(json!(20_000))], timeouts);
     assert_eq!(
         run.entry(1).await,
         (
             Entry::Sleep(Sleep {
-                duration_ms: 60_000,
+                duration_ms: 20_000,
                 result: None,
             }),
             false

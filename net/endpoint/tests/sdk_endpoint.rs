@@ -281,12 +281,13 @@ async fn closing_the_request_makes_a_blocked_handler_suspend() {
             "Sleeper",
             "nap",
             start(1),
-            vec![input(json!(60_000))],
+            // Shorter than the SDK's suspension delay (30 s): it stays blocked on the stream.
+            vec![input(json!(20_000))],
         )
         .await
         .expect("the attempt starts");
     match next_frame(&mut attempt).await.message {
-        Message::Entry(Entry::Sleep(sleep)) => assert_eq!(sleep.duration_ms, 60_000),
+        Message::Entry(Entry::Sleep(sleep)) => assert_eq!(sleep.duration_ms, 20_000),
         other => panic!("expected a sleep entry, got {other:?}"),
     }
     let sender = attempt.sender();
