@@ -102,3 +102,18 @@ fn purge_timer_of_an_earlier_invocation_with_the_same_id_leaves_the_new_one_alon
     assert_eq!(step(&mut store, &[fire(old, T0 + 600)]), vec![]);
     assert_eq!(status(&store, id), before);
 }
+
+#[test]
+fn purge_deletes_the_timers_of_sleeps_that_never_fired() {
+    let mut store = MemoryStore::default();
+    let id = running(&mut store, "a", 1);
+    // A year-long sleep, then the invocation is killed: its timer would linger for a year.
+    step(&mut store, &[append(id, 1, 1, sleep(31_536_000_000))]);
+    let sleeping = sleep_timer(id, 1, T0 + 31_536_000_000);
+    assert!(store.timers.contains(&sleeping));
+    step(&mut store, &[Command::Kill { id, at_ms: T0 }]);
+    assert!(store.timers.contains(&sleeping));
+    step(&mut store, &[Command::Purge { id }]);
+    assert!(store.timers.is_empty(), "{:?}", store.timers);
+    assert!(store.invocations.is_empty());
+}
