@@ -103,19 +103,25 @@ if timers:
     "## Durable timers",
     "",
     f"`tests/bench/timers.sh` (run by `make bench`): every timer is a delayed one-way send through the ingress "
-    f"(`POST /Tick/at/send?delay=…`, `holdfast bench http --concurrency 64`), so registering one is an fsync'd "
-    f"group commit and firing one starts an invocation of a no-op Node handler that prints when it started. First "
-    f"{t['pending']:,} timers due in a day are registered; then {t['burst']:,} more, all due at one instant 25 s "
-    f"later (`--until-ms`). Lateness = the handler's start minus the deadline, so it includes dispatching the "
+    f"(`POST /Tick/at/send?delay=…` with `holdfast bench http`), so registering one is an fsync'd group commit and "
+    f"firing one starts an invocation of a no-op Node handler that prints when it started. First {t['pending']:,} "
+    f"timers due in a day are registered (64 clients) and stay pending; then a burst of {t['burst']:,} due at one "
+    f"instant 25 s later (`--until-ms`) measures firing throughput; then {t['steady']:,} more, sent by 4 clients with "
+    f"`?delay=3s`, measure lateness = the handler's start minus (send time + 3 s), which includes dispatching the "
     f"invocation to the endpoint.",
     "",
     "| metric | value |",
     "|---|---|",
-    f"| registration, {t['pending']:,} timers (64 clients) | {t['register_per_s']:.0f} timers/s, p50 {t['register_p50_ms']:.1f} ms, p99 {t['register_p99_ms']:.1f} ms |",
-    f"| registration of the burst, {t['pending']:,} already pending | {t['burst_register_per_s']:.0f} timers/s |",
-    f"| firing of the burst, {t['pending']:,} still pending | {t['fire_per_s']:.0f} timers/s ({t['fired']:,} fired) |",
-    f"| lateness p50 / p99 / max | {t['lateness_p50_ms']} / {t['lateness_p99_ms']} / {t['lateness_max_ms']} ms |",
-    f"| kernel resident memory with {t['pending']:,} pending / after the burst | {t['rss_pending_mib']} MiB / {t['rss_after_burst_mib']} MiB |",
+    f"| registration with up to {t['pending']:,} pending (64 clients) | {t['register_per_s']:.0f} timers/s, p50 {t['register_p50_ms']:.1f} ms, p99 {t['register_p99_ms']:.1f} ms |",
+    f"| registration of the burst, {t['pending']:,} pending | {t['burst_register_per_s']:.0f} timers/s |",
+    f"| firing of the burst ({t['burst']:,} due at once, invocations included) | {t['fire_per_s']:.0f} timers/s; the last started {t['burst_last_ms']} ms after the deadline |",
+    f"| lateness at a steady pace ({t['steady_register_per_s']:.0f} timers/s), p50 / p99 / max | {t['lateness_p50_ms']} / {t['lateness_p99_ms']} / {t['lateness_max_ms']} ms |",
+    f"| kernel resident memory: {t['pending']:,} pending / after the burst / after the steady run | {t['rss_pending_mib']} / {t['rss_after_burst_mib']} / {t['rss_after_steady_mib']} MiB |",
+    "",
+    "Memory with pending timers is bounded by the store's page caches (8 MiB per partition), not by the number of "
+    "timers: the timer wheel keeps at most 1,024 per partition in memory. The end-to-end test "
+    "`cargo test -p holdfast-e2e --test timers ten_thousand -- --nocapture` prints the kernel's RSS with 100 and with "
+    "10,100 pending sleeps on 4 partitions.",
     ]
     if not t["burst_registered_before_due"]:
         lines += ["", "(The burst took longer to register than its 25 s lead: the last timers were registered after their deadline.)"]

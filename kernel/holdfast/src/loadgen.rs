@@ -13,7 +13,7 @@ pub struct HttpArgs {
     /// number below `--keys`.
     #[arg(long)]
     url: String,
-    /// JSON request body.
+    /// JSON request body; `{now}` in it is replaced per request by the Unix time in milliseconds.
     #[arg(long, default_value = "")]
     body: String,
     /// Concurrent clients, each with its own connection, each waiting for its answer.
@@ -115,13 +115,14 @@ async fn exchange(stream: &mut BufReader<TcpStream>, request: &[u8]) -> std::io:
 }
 
 fn request(target: &Target, key: u64, body: &str, until_ms: u64) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let mut path = target.path.replace("{key}", &key.to_string());
     if path.contains("{until}") {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         path = path.replace("{until}", &format!("{}ms", until_ms.saturating_sub(now)));
     }
+    let body = body.replace("{now}", &now.to_string());
     format!(
         "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         target.address,
