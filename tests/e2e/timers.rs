@@ -1,5 +1,6 @@
 //! Durable time end to end: the real `holdfast` binary, real Node endpoints built with the SDK,
-//! real HTTP. A sleep survives a kill -9 of the kernel and fires once, at its deadline; ten
+//! real HTTP. A sleep survives a kill -9 of the kernel and fires once, at its deadline; timers
+//! that came due while the kernel was down fire promptly after its restart; ten
 //! thousand concurrent sleeps each fire exactly once and no earlier than asked while the kernel's
 //! memory stays flat; delayed sends (from a handler and from the ingress) start at their
 //! deadline; and the founding post's ticket reservation expires a reservation unless a checkout
@@ -98,6 +99,42 @@ fn a_sleep_survives_a_kernel_crash_and_fires_once_at_its_deadline() {
         1,
         "resumed twice"
     );
+}
+
+#[test]
+fn timers_that_came_due_while_the_kernel_was_down_fire_promptly_after_restart() {
+    let (files, mut kernel, endpoint) = node(2, TIMERS, &[]);
+    let ingress = files.ingress;
+    let sleeper = send(ingress, "/Sleeper/nap/send", &json!({ "ms": 1000 }));
+    let delayed = post(
+        ingress,
+        "/Notes/down/add/send?delay=1s",
+        &json!("while down"),
+    );
+    assert_eq!(delayed.status, 202, "{}", delayed.body);
+    endpoint
+        .log
+        .wait_until("the sleep to start", PATIENCE, |lines| {
+            lines.iter().any(|l| l == &format!("started {sleeper}"))
+        });
+    kernel.kill9();
+    // Both deadlines pass while no kernel runs.
+    std::thread::sleep(Duration::from_millis(2500));
+    let restarted = now_ms();
+    kernel.restart();
+
+    let result = attach(ingress, &sleeper);
+    let woke = result["woke"].as_u64().expect("woke");
+    assert!(woke - result["started"].as_u64().expect("started") >= 1000);
+    assert!(
+        woke < restarted + 5000,
+        "the overdue sleep fired {} ms after the restart began",
+        woke - restarted
+    );
+    assert_eq!(attach(ingress, &delayed.invocation_id()), json!(1));
+    let notes = ok(ingress, "/Notes/down/list", &json!(null));
+    assert_eq!(notes[0]["note"], "while down");
+    assert_eq!(endpoint.log.count(&format!("woke {sleeper}")), 1);
 }
 
 #[test]
