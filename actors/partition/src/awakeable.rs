@@ -27,11 +27,9 @@ impl PartitionActor {
         }
         let entry = group
             .state
-            .journal(id.invocation)
-            .map_err(storage)?
-            .into_iter()
-            .find(|(index, _)| *index == id.index);
-        Ok(matches!(entry, Some((_, item)) if matches!(item.entry, Entry::Awakeable(_))))
+            .journal_entry(id.invocation, id.index)
+            .map_err(storage)?;
+        Ok(entry.is_some_and(|item| matches!(item.entry, Entry::Awakeable(_))))
     }
 }
 

@@ -198,6 +198,21 @@ impl StateMachine {
         Ok(out)
     }
 
+    /// One journal entry of an invocation, read on its own (the ingress checks an awakeable's
+    /// entry without reading the whole journal).
+    pub fn journal_entry(
+        &self,
+        id: InvocationId,
+        index: EntryIndex,
+    ) -> Result<Option<JournalItem>, Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(tables::JOURNAL)?;
+        match table.get(crate::keys::journal_key(id, index).as_slice())? {
+            Some(value) => Ok(Some(codec::decode(value.value())?)),
+            None => Ok(None),
+        }
+    }
+
     /// Every invocation that is not completed, for a new leader to resume: running attempts are
     /// restarted, backing-off ones rescheduled.
     pub fn live_invocations(&self) -> Result<Vec<(InvocationId, Invocation)>, Error> {
@@ -581,6 +596,22 @@ mod tests {
         };
         txn.commit().expect("commit");
         out
+    }
+
+    #[test]
+    fn journal_entries_are_read_one_at_a_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sm = open(&dir, "state.redb");
+        let awakeable = JournalItem::new(holdfast_protocol::Entry::Awakeable(
+            holdfast_protocol::message::Awakeable { result: None },
+        ));
+        write(&sm, |t| t.put_journal(id(1), EntryIndex(2), &awakeable)).expect("put");
+        assert_eq!(
+            sm.journal_entry(id(1), EntryIndex(2)).expect("read"),
+            Some(awakeable)
+        );
+        assert_eq!(sm.journal_entry(id(1), EntryIndex(3)).expect("read"), None);
+        assert_eq!(sm.journal_entry(id(2), EntryIndex(2)).expect("read"), None);
     }
 
     #[test]
