@@ -12,7 +12,7 @@ use holdfast_endpoint::EndpointClient;
 use holdfast_invocation::{InvocationActor, Timeouts};
 use holdfast_protocol::Outcome;
 use holdfast_raft_group::{Membership, Network, Role};
-use holdfast_raft_store::{Batch, StateMachine, TypeConfig};
+use holdfast_raft_store::{Batch, StateMachine, TypeConfig, WeakStateMachine};
 use holdfast_schema::Registry;
 use holdfast_types::{Command, Epoch, InvocationId, LogIndex, NodeId, PartitionId, Term};
 use openraft::error::{ClientWriteError, RaftError};
@@ -50,6 +50,9 @@ pub struct Settings {
     /// The state machine's settings; their retry policy is also the node's default for handlers
     /// whose manifest declares none. Must be identical on every replica (cluster configuration).
     pub fsm: holdfast_fsm::Config,
+    /// Where the partition publishes a read handle to its applied state while its stores are
+    /// open (SQL introspection reads through it); weak, so it never keeps a closed store open.
+    pub published: Arc<watch::Sender<Option<WeakStateMachine>>>,
 }
 
 /// Commands proposed together, waiting to be acknowledged; they always share one batch.
@@ -165,6 +168,7 @@ impl PartitionActor {
         ctx.spawn(opening.into_actor(self).map(|result, act, ctx| match result {
             Ok(group) => {
                 ctx.add_stream(holdfast_raft_group::observe(group.raft.metrics()).map(RaftObserved));
+                act.settings.published.send_replace(Some(group.state.downgrade()));
                 act.group = Some(group);
             }
             Err(message) => {
@@ -320,6 +324,7 @@ impl PartitionActor {
         }
         self.refuse_queued(&ProposeError::ShuttingDown(self.partition()));
         let group = self.group.take();
+        self.settings.published.send_replace(None);
         let waiters = std::mem::take(&mut self.shutdown_waiters);
         let partition = self.partition();
         let close = async move {
@@ -371,6 +376,7 @@ impl Supervised for PartitionActor {
             partition: self.partition(),
             message: "partition restarted before the command was proposed".into(),
         });
+        self.settings.published.send_replace(None);
         if let Some(group) = self.group.take() {
             actix::spawn(async move {
                 let _ = group.raft.shutdown().await;

@@ -37,6 +37,7 @@ fn settings(dir: &Path) -> Settings {
         endpoints: holdfast_endpoint::EndpointClient::new(Default::default()),
         timeouts: holdfast_invocation::Timeouts::default(),
         fsm: holdfast_fsm::Config::default(),
+        published: Arc::new(tokio::sync::watch::channel(None).0),
     }
 }
 

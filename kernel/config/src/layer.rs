@@ -35,6 +35,8 @@ pub(crate) struct Partial {
     pub ingress: Option<Sourced<SocketAddr>>,
     pub admin: Option<Sourced<SocketAddr>>,
     pub sql: Option<Sourced<SocketAddr>>,
+    pub statement_timeout_ms: Option<Sourced<u64>>,
+    pub max_rows: Option<Sourced<u64>>,
     pub partitions: Option<Sourced<u32>>,
     pub replication_factor: Option<Sourced<u32>>,
     pub nodes: Option<Sourced<Vec<Member>>>,
@@ -59,6 +61,8 @@ impl Partial {
             ingress: upper.ingress.or(self.ingress),
             admin: upper.admin.or(self.admin),
             sql: upper.sql.or(self.sql),
+            statement_timeout_ms: upper.statement_timeout_ms.or(self.statement_timeout_ms),
+            max_rows: upper.max_rows.or(self.max_rows),
             partitions: upper.partitions.or(self.partitions),
             replication_factor: upper.replication_factor.or(self.replication_factor),
             nodes: upper.nodes.or(self.nodes),
@@ -118,6 +122,7 @@ pub(crate) const SNAPSHOT_INTERVAL: Range = Range::at_least(100);
 pub(crate) const ELECTION_TIMEOUT_MS: Range = Range::between(50, 60_000);
 /// Timeouts and retry intervals: at least 1 ms, at most 2^53 ms so every tool reads them exactly.
 pub(crate) const MILLIS: Range = Range::between(1, 1 << 53);
+pub(crate) const MAX_ROWS: Range = Range::between(1, 1 << 53);
 pub(crate) const RETRY_MAX_ATTEMPTS: Range = Range::between(1, u32::MAX as i128);
 
 /// Which layer is being read; decides how origins are named and whether strings may hold numbers.
@@ -278,8 +283,17 @@ pub(crate) fn read_layer(tree: Map<String, Value>, layer: &Layer<'_>) -> Result<
             "ingress" | "admin" | "sql" => {
                 for (name, value) in sorted(fields) {
                     let key = format!("{section}.{name}");
-                    if name != "bind_address" {
-                        return Err(unknown(&key, layer));
+                    match (section.as_str(), name.as_str()) {
+                        (_, "bind_address") => {}
+                        ("sql", "statement_timeout_ms") => {
+                            partial.statement_timeout_ms = Some(int(&value, &key, MILLIS, layer)?);
+                            continue;
+                        }
+                        ("sql", "max_rows") => {
+                            partial.max_rows = Some(int(&value, &key, MAX_ROWS, layer)?);
+                            continue;
+                        }
+                        _ => return Err(unknown(&key, layer)),
                     }
                     let address = Some(socket_address(&value, &key, layer)?);
                     match section.as_str() {

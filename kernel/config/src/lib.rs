@@ -41,8 +41,8 @@ pub struct Config {
     pub ingress: Listener,
     /// The HTTP listener for operators.
     pub admin: Listener,
-    /// The PostgreSQL-wire listener for `psql` introspection.
-    pub sql: Listener,
+    /// The PostgreSQL-wire listener for `psql` introspection, with its query limits.
+    pub sql: Sql,
     /// Cluster membership and partitioning, identical on every node.
     pub cluster: Cluster,
     /// Replicated-log tuning.
@@ -68,6 +68,18 @@ pub struct Node {
 pub struct Listener {
     /// Address to bind; port 0 asks the OS for an ephemeral port.
     pub bind_address: SocketAddr,
+}
+
+/// The SQL introspection endpoint: where it listens and how much one statement may cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sql {
+    /// Address of the PostgreSQL-wire listener; port 0 asks the OS for an ephemeral port.
+    pub bind_address: SocketAddr,
+    /// A statement running longer is cancelled (SQLSTATE 57014 on the wire).
+    pub statement_timeout_ms: u64,
+    /// Most rows one statement returns; the rest is cut off with a notice.
+    pub max_rows: u64,
 }
 
 /// Cluster shape shared by all nodes; every node should load the same values.

@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::{
-    Cluster, Config, DEFAULT_TOML, Error, Invocation, Listener, Log, Member, Node, Origin,
+    Cluster, Config, DEFAULT_TOML, Error, Invocation, Listener, Log, Member, Node, Origin, Sql,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -97,8 +97,10 @@ fn default_config() -> Config {
         admin: Listener {
             bind_address: addr("127.0.0.1:9070"),
         },
-        sql: Listener {
+        sql: Sql {
             bind_address: addr("127.0.0.1:9071"),
+            statement_timeout_ms: 30_000,
+            max_rows: 100_000,
         },
         cluster: Cluster {
             partitions: 8,
@@ -998,8 +1000,12 @@ fn cluster_deploy_file_with_documented_overrides() -> TestResult {
             PathBuf::from(format!("./holdfast-data/node-{id}"))
         );
         assert_eq!(config.member().address.ip().to_string(), ip);
-        for listener in [&config.ingress, &config.admin, &config.sql] {
-            binds.push(listener.bind_address);
+        for address in [
+            config.ingress.bind_address,
+            config.admin.bind_address,
+            config.sql.bind_address,
+        ] {
+            binds.push(address);
         }
         binds.push(config.member().address);
     }
@@ -1129,4 +1135,21 @@ fn initial_retry_interval_may_not_exceed_the_maximum() {
         err.origin(),
         env_origin("HOLDFAST__INVOCATION__RETRY_MAX_INTERVAL_MS").as_ref()
     );
+}
+
+#[test]
+fn sql_limits_are_read_and_checked() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, "[sql]\nstatement_timeout_ms = 500\nmax_rows = 10\n")?;
+    let config = Config::load_from(Some(&path), &HashMap::new())?;
+    assert_eq!(config.sql.statement_timeout_ms, 500);
+    assert_eq!(config.sql.max_rows, 10);
+    std::fs::write(&path, "[sql]\nmax_rows = 0\n")?;
+    let err = Config::load_from(Some(&path), &HashMap::new()).err().ok_or("accepted 0")?;
+    assert!(err.to_string().contains("sql.max_rows"), "{err}");
+    std::fs::write(&path, "[sql]\nrows = 5\n")?;
+    let err = Config::load_from(Some(&path), &HashMap::new()).err().ok_or("accepted rows")?;
+    assert!(err.to_string().contains("sql.rows"), "{err}");
+    Ok(())
 }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use crate::error::{Error, Origin};
 use crate::layer::{Partial, Sourced};
-use crate::{Cluster, Config, Invocation, Listener, Log, Member, Node};
+use crate::{Cluster, Config, Invocation, Listener, Log, Member, Node, Sql};
 
 /// Fills every key from the merged layers and applies the cross-key rules.
 pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
@@ -18,6 +18,8 @@ pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
     let ingress = required(merged.ingress, "ingress.bind_address")?;
     let admin = required(merged.admin, "admin.bind_address")?;
     let sql = required(merged.sql, "sql.bind_address")?;
+    let statement_timeout_ms = required(merged.statement_timeout_ms, "sql.statement_timeout_ms")?;
+    let max_rows = required(merged.max_rows, "sql.max_rows")?;
     let partitions = required(merged.partitions, "cluster.partitions")?;
     let replication_factor = required(merged.replication_factor, "cluster.replication_factor")?;
     let nodes = required(merged.nodes, "cluster.nodes")?;
@@ -42,8 +44,10 @@ pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
         admin: Listener {
             bind_address: admin.value,
         },
-        sql: Listener {
+        sql: Sql {
             bind_address: sql.value,
+            statement_timeout_ms: statement_timeout_ms.value,
+            max_rows: max_rows.value,
         },
         cluster: Cluster {
             partitions: partitions.value,

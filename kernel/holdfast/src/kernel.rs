@@ -16,6 +16,7 @@ use holdfast_invocation::Timeouts;
 use holdfast_metadata::MetadataActor;
 use holdfast_partition::{GetStatus, PartitionActor, PartitionStatus, Peers, Settings, Shutdown};
 use holdfast_raft_group::Membership;
+use holdfast_raft_store::{StateMachine, WeakStateMachine};
 use holdfast_schema::Registry;
 use holdfast_types::{NodeId, PartitionId};
 use openraft::{BasicNode, SnapshotPolicy};
@@ -80,7 +81,29 @@ pub fn attempt_defaults(
 }
 
 /// A running node's partitions.
+/// The partition stores this node has open, as each partition actor publishes them.
+#[derive(Debug)]
+pub struct NodeStores {
+    partitions: Vec<(PartitionId, watch::Receiver<Option<WeakStateMachine>>)>,
+    count: u32,
+}
+
+impl holdfast_introspection::PartitionStores for NodeStores {
+    /// The open stores, upgraded for the duration of a query.
+    fn stores(&self) -> Vec<(PartitionId, StateMachine)> {
+        self.partitions
+            .iter()
+            .filter_map(|(id, store)| Some((*id, store.borrow().as_ref()?.upgrade()?)))
+            .collect()
+    }
+
+    fn partition_count(&self) -> u32 {
+        self.count
+    }
+}
+
 pub struct Kernel {
+    stores: Arc<NodeStores>,
     node: NodeId,
     partitions: Vec<(PartitionId, Addr<PartitionActor>)>,
     metadata: Addr<MetadataActor>,
@@ -139,8 +162,11 @@ impl Kernel {
         };
         let endpoints = EndpointClient::new(ClientConfig::default());
         let (timeouts, fsm) = invocation_settings(&config.invocation);
+        let mut stores = Vec::new();
         let partitions: Vec<(PartitionId, Addr<PartitionActor>)> = (0..config.cluster.partitions)
             .map(|n| {
+                let (published, store) = watch::channel(None);
+                stores.push((PartitionId(n), store));
                 let settings = Settings {
                     partition: PartitionId(n),
                     dir: data_dir.partition(n),
@@ -153,6 +179,7 @@ impl Kernel {
                     endpoints: endpoints.clone(),
                     timeouts,
                     fsm,
+                    published: Arc::new(published),
                 };
                 let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
                     PartitionActor::new(settings)
@@ -166,6 +193,10 @@ impl Kernel {
             partition.do_send(Peers(peers.clone()));
         }
         Ok(Self {
+            stores: Arc::new(NodeStores {
+                partitions: stores,
+                count: config.cluster.partitions,
+            }),
             endpoints,
             node: NodeId(config.node.id),
             partitions,
@@ -174,6 +205,11 @@ impl Kernel {
             arbiter,
             _data_dir: data_dir,
         })
+    }
+
+    /// Read handles of this node's partition stores, for SQL introspection.
+    pub fn stores(&self) -> Arc<NodeStores> {
+        self.stores.clone()
     }
 
     /// This node's id.

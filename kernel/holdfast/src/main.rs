@@ -3,6 +3,8 @@
 //! - `holdfast serve [--config FILE] [--check]` runs a node (or only validates its configuration).
 //! - `holdfast bench log|fsync …` measures group commit and the disk's raw fsync rate.
 //! - `holdfast dump [--config FILE]` recovers every partition and prints its applied state.
+//! - `holdfast sql [--config FILE | --admin ADDR] "QUERY"` queries a running node's state and
+//!   invocations and prints an aligned table.
 //!
 //! Exit status: 0 on success, 2 when the configuration or data dir is refused, 1 on other failures.
 
@@ -11,6 +13,7 @@ mod datadir;
 mod dispatch;
 mod kernel;
 mod loadgen;
+mod sql;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -43,6 +46,17 @@ enum Command {
     Bench(bench::Bench),
     /// Recover every partition from its data dir and print its applied state as JSON.
     Dump {
+        /// TOML configuration layered over the embedded single-node default.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Run a SQL query against a running node (its admin API) and print the rows as a table.
+    Sql {
+        /// The query, e.g. `SELECT id, status FROM sys_invocation`.
+        query: String,
+        /// The node's admin address; defaults to `admin.bind_address` of the configuration.
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<std::net::SocketAddr>,
         /// TOML configuration layered over the embedded single-node default.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
@@ -92,6 +106,11 @@ fn main() -> ExitCode {
         Command::Serve { config, check } => serve(config, check),
         Command::Bench(which) => bench::run(which),
         Command::Dump { config } => dump(config),
+        Command::Sql {
+            query,
+            admin,
+            config,
+        } => sql_command(&query, admin, config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -104,6 +123,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn sql_command(
+    query: &str,
+    admin: Option<std::net::SocketAddr>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let admin = match admin {
+        Some(admin) => admin,
+        None => load_config(config.as_deref())?.admin.bind_address,
+    };
+    print!("{}", sql::run(admin, query)?);
+    Ok(())
 }
 
 fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
@@ -123,6 +155,14 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     actix_rt::System::new().block_on(async move {
         let signals = wait_for_signal().await?;
         let kernel = boot(&config)?;
+        let query = holdfast_introspection::QueryEngine::new(
+            kernel.stores(),
+            kernel.registry(),
+            holdfast_introspection::QueryLimits {
+                statement_timeout: Duration::from_millis(config.sql.statement_timeout_ms),
+                max_rows: usize::try_from(config.sql.max_rows).unwrap_or(usize::MAX),
+            },
+        );
         let admin = match holdfast_admin::serve(
             config.admin.bind_address,
             holdfast_admin::Kernel {
@@ -132,6 +172,7 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 registry: kernel.registry(),
                 endpoints: kernel.endpoints().clone(),
                 attempt_defaults: kernel::attempt_defaults(&config.invocation),
+                query: query.clone(),
             },
         ) {
             Ok(admin) => admin,

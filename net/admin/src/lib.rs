@@ -7,12 +7,14 @@
 //!   POST /deployments ──► discovery (EndpointClient) ──► ChangeRegistry to the MetadataActor
 //!   GET /deployments[/{id}], /services[/{name}] ──► the published Registry
 //!   PATCH /services/{name} ──► ChangeRegistry (ModifyService) to the MetadataActor
+//!   POST /query ──► QueryEngine (DataFusion over the partition stores) ──► JSON rows or a table
 //!   PATCH /invocations/{id}/cancel|kill|purge|pause|resume ──► Control to the owning partition
 //! ```
 
 mod deployments;
 mod invocations;
 mod prometheus;
+mod query;
 
 use actix::Addr;
 use actix_web::dev::Server;
@@ -46,6 +48,8 @@ pub struct Kernel {
     pub endpoints: EndpointClient,
     /// The node's `[invocation]` settings, shown where a service declares none of its own.
     pub attempt_defaults: holdfast_schema::AttemptPolicy,
+    /// SQL over the partition stores and the registry, for `POST /query`.
+    pub query: holdfast_introspection::QueryEngine,
 }
 
 /// A partition's entry in `/health`.
@@ -165,6 +169,7 @@ pub fn serve(address: SocketAddr, kernel: Kernel) -> std::io::Result<Server> {
             .route("/services", web::get().to(deployments::services))
             .route("/services/{name}", web::get().to(deployments::service))
             .route("/services/{name}", web::patch().to(deployments::modify))
+            .route("/query", web::post().to(query::query))
             .route(
                 "/invocations/{id}/{action}",
                 web::patch().to(invocations::control),

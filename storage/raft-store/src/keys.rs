@@ -64,7 +64,8 @@ pub(crate) fn idempotency_key(target: &Target, key: &str) -> Vec<u8> {
     out
 }
 
-fn take_part(bytes: &[u8]) -> Option<(String, &[u8])> {
+/// Splits one length-prefixed part off the front of a key.
+pub(crate) fn take_part(bytes: &[u8]) -> Option<(String, &[u8])> {
     let (len, rest) = bytes.split_first_chunk::<4>()?;
     let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
     if rest.len() < len {

@@ -20,7 +20,10 @@ mod tables;
 
 pub use error::Error;
 pub use log::LogStore;
-pub use state::{PartitionSummary, StateEntry, StateMachine, WeakStateMachine};
+pub use state::{
+    InvocationScope, ObjectScope, PartitionSummary, StateEntry, StateMachine, StateSnapshot,
+    WeakStateMachine,
+};
 
 use holdfast_types::{Command, LogIndex};
 use serde::{Deserialize, Serialize};

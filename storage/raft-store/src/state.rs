@@ -5,12 +5,12 @@
 //! loses at most the unflushed tail, which openraft re-applies from the log.
 
 use crate::error::blocking;
-use crate::keys::{object_prefix, parse_state_key};
+use crate::keys::{object_prefix, parse_state_key, take_part};
 use crate::tables::{self, STATE, Tables};
 use crate::{Applied, Batch, Error, TypeConfig};
-use holdfast_fsm::state::{Invocation, JournalItem};
+use holdfast_fsm::state::{Invocation, JournalItem, Promise};
 use holdfast_types::{
-    EntryIndex, InvocationId, LogIndex, ObjectKey, OutboxMessage, TimerKey, codec,
+    EntryIndex, InvocationId, LogIndex, ObjectKey, OutboxMessage, Target, TimerKey, codec,
 };
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -23,7 +23,7 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
-use std::ops::Bound;
+use std::ops::{Bound, ControlFlow};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -90,6 +90,14 @@ pub struct WeakStateMachine {
     db: Weak<Database>,
     snapshots_built: Arc<AtomicU64>,
     config: holdfast_fsm::Config,
+}
+
+impl std::fmt::Debug for WeakStateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakStateMachine")
+            .field("open", &(self.db.strong_count() > 0))
+            .finish()
+    }
 }
 
 impl WeakStateMachine {
@@ -559,6 +567,256 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+/// Which objects a scan of an object-keyed table (state, inbox, locks, promises) visits; the
+/// narrower scopes read one contiguous key range instead of the whole table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectScope<'a> {
+    /// Every object of the partition.
+    All,
+    /// Every object of one service.
+    Service(&'a str),
+    /// One object.
+    Object(&'a ObjectKey),
+}
+
+impl ObjectScope<'_> {
+    /// The key prefix shared by every row in scope.
+    fn prefix(&self) -> Vec<u8> {
+        match self {
+            ObjectScope::All => Vec::new(),
+            ObjectScope::Service(service) => service_prefix(service),
+            ObjectScope::Object(object) => object_prefix(object),
+        }
+    }
+}
+
+/// Which invocations a scan of an invocation-keyed table (invocations, journal) visits: ids
+/// start with their partition key, so each scope is one contiguous key range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvocationScope {
+    /// Every invocation of the partition.
+    All,
+    /// The invocations routed by one partition key (all invocations of one object).
+    PartitionKey(u64),
+    /// One invocation.
+    Invocation(InvocationId),
+}
+
+impl InvocationScope {
+    fn prefix(&self) -> Vec<u8> {
+        match self {
+            InvocationScope::All => Vec::new(),
+            InvocationScope::PartitionKey(key) => key.to_be_bytes().to_vec(),
+            InvocationScope::Invocation(id) => id.to_bytes().to_vec(),
+        }
+    }
+}
+
+/// The key prefix of every object of `service` (the first part of an object prefix).
+fn service_prefix(service: &str) -> Vec<u8> {
+    let len = u32::try_from(service.len()).unwrap_or(u32::MAX);
+    let mut out = len.to_be_bytes().to_vec();
+    out.extend_from_slice(service.as_bytes());
+    out
+}
+
+/// Splits an object-keyed row key into its object and the bytes after the object prefix.
+fn split_object(key: &[u8]) -> Result<(ObjectKey, &[u8]), Error> {
+    let corrupt = || Error::CorruptKey(key.len());
+    let (service, rest) = take_part(key).ok_or_else(corrupt)?;
+    let (object_key, rest) = take_part(rest).ok_or_else(corrupt)?;
+    Ok((ObjectKey::new(service, object_key), rest))
+}
+
+/// Reads the key layout of `keys::idempotency_key` back into its target and idempotency key.
+fn parse_idempotency(key: &[u8]) -> Result<(Target, String), Error> {
+    let corrupt = || Error::CorruptKey(key.len());
+    let (service, rest) = take_part(key).ok_or_else(corrupt)?;
+    let (handler, rest) = take_part(rest).ok_or_else(corrupt)?;
+    let (object_key, rest) = match rest.split_first() {
+        Some((0, rest)) => (None, rest),
+        Some((1, rest)) => {
+            let (object_key, rest) = take_part(rest).ok_or_else(corrupt)?;
+            (Some(object_key), rest)
+        }
+        _ => return Err(corrupt()),
+    };
+    let (idempotency_key, rest) = take_part(rest).ok_or_else(corrupt)?;
+    if !rest.is_empty() {
+        return Err(corrupt());
+    }
+    Ok((Target::new(service, handler, object_key), idempotency_key))
+}
+
+fn read_invocation_id(table: &'static str, bytes: &[u8]) -> Result<InvocationId, Error> {
+    InvocationId::from_bytes(bytes).ok_or(Error::CorruptRecord {
+        table,
+        len: bytes.len(),
+    })
+}
+
+type ReadTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+/// Visits the rows of `table` whose key starts with `prefix` (every row for an empty prefix), in
+/// key order, until `visit` breaks.
+fn scan_prefix(
+    table: &ReadTable,
+    prefix: &[u8],
+    mut visit: impl FnMut(&[u8], &[u8]) -> Result<ControlFlow<()>, Error>,
+) -> Result<(), Error> {
+    for item in table.range(prefix..)? {
+        let (key, value) = item?;
+        if !key.value().starts_with(prefix) {
+            break;
+        }
+        if visit(key.value(), value.value())?.is_break() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A consistent, read-only view of one partition's applied state: one redb read transaction, so
+/// every scan through it sees the same applied command, however long it runs and whatever is
+/// applied meanwhile. Blocking; use it from a blocking thread. Every `scan_*` visits rows in key
+/// order and stops early when the visitor returns [`ControlFlow::Break`].
+pub struct StateSnapshot {
+    txn: redb::ReadTransaction,
+}
+
+impl StateMachine {
+    /// Opens a consistent read view of the applied state, for introspection scans.
+    pub fn read_snapshot(&self) -> Result<StateSnapshot, Error> {
+        Ok(StateSnapshot {
+            txn: self.db.begin_read()?,
+        })
+    }
+}
+
+impl StateSnapshot {
+    fn table(
+        &self,
+        definition: TableDefinition<'static, &'static [u8], &'static [u8]>,
+    ) -> Result<ReadTable, Error> {
+        Ok(self.txn.open_table(definition)?)
+    }
+
+    /// One invocation's status record.
+    pub fn invocation(&self, id: InvocationId) -> Result<Option<Invocation>, Error> {
+        let table = self.table(tables::INVOCATIONS)?;
+        match table.get(id.to_bytes().as_slice())? {
+            Some(bytes) => Ok(Some(codec::decode(bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The invocation records in `scope`, by id.
+    pub fn scan_invocations(
+        &self,
+        scope: InvocationScope,
+        mut visit: impl FnMut(InvocationId, Invocation) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let table = self.table(tables::INVOCATIONS)?;
+        scan_prefix(&table, &scope.prefix(), |key, value| {
+            let id = InvocationId::from_bytes(key).ok_or(Error::CorruptKey(key.len()))?;
+            Ok(visit(id, codec::decode(value)?))
+        })
+    }
+
+    /// The journal entries of the invocations in `scope`, by invocation then index.
+    pub fn scan_journal(
+        &self,
+        scope: InvocationScope,
+        mut visit: impl FnMut(InvocationId, EntryIndex, JournalItem) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let table = self.table(tables::JOURNAL)?;
+        scan_prefix(&table, &scope.prefix(), |key, value| {
+            let corrupt = || Error::CorruptKey(key.len());
+            let (id, index) = key
+                .split_at_checked(InvocationId::BYTES)
+                .ok_or_else(corrupt)?;
+            let id = InvocationId::from_bytes(id).ok_or_else(corrupt)?;
+            let index: [u8; 4] = index.try_into().map_err(|_| corrupt())?;
+            let index = EntryIndex(u32::from_be_bytes(index));
+            Ok(visit(id, index, codec::decode(value)?))
+        })
+    }
+
+    /// The state entries in `scope` as (object, name, value), by object then name.
+    pub fn scan_state(
+        &self,
+        scope: ObjectScope<'_>,
+        mut visit: impl FnMut(&ObjectKey, &str, &[u8]) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let table = self.table(tables::STATE)?;
+        scan_prefix(&table, &scope.prefix(), |key, value| {
+            let (object, name) = parse_state_key(key)?;
+            Ok(visit(&object, &name, value))
+        })
+    }
+
+    /// The inboxes in `scope` as (object, arrival number, waiting invocation), in arrival order
+    /// per object.
+    pub fn scan_inbox(
+        &self,
+        scope: ObjectScope<'_>,
+        mut visit: impl FnMut(&ObjectKey, u64, InvocationId) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let table = self.table(tables::INBOX)?;
+        scan_prefix(&table, &scope.prefix(), |key, value| {
+            let (object, seq) = split_object(key)?;
+            let seq: [u8; 8] = seq.try_into().map_err(|_| Error::CorruptKey(key.len()))?;
+            let id = read_invocation_id("inbox", value)?;
+            Ok(visit(&object, u64::from_be_bytes(seq), id))
+        })
+    }
+
+    /// The object locks in `scope` as (object, holding invocation).
+    pub fn scan_locks(
+        &self,
+        scope: ObjectScope<'_>,
+        mut visit: impl FnMut(&ObjectKey, InvocationId) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let table = self.table(tables::LOCKS)?;
+        scan_prefix(&table, &scope.prefix(), |key, value| {
+            let (object, rest) = split_object(key)?;
+            if !rest.is_empty() {
+                return Err(Error::CorruptKey(key.len()));
+            }
+            Ok(visit(&object, read_invocation_id("locks", value)?))
+        })
+    }
+
+    /// The idempotency index as (target, idempotency key, invocation), all of it or only the
+    /// targets of one service.
+    pub fn scan_idempotency(
+        &self,
+        service: Option<&str>,
+        mut visit: impl FnMut(&Target, &str, InvocationId) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let table = self.table(tables::IDEMPOTENCY)?;
+        let prefix = service.map(service_prefix).unwrap_or_default();
+        scan_prefix(&table, &prefix, |key, value| {
+            let (target, idempotency_key) = parse_idempotency(key)?;
+            let id = read_invocation_id("idempotency", value)?;
+            Ok(visit(&target, &idempotency_key, id))
+        })
+    }
+
+    /// The workflow promises in `scope` as (workflow, promise name, promise).
+    pub fn scan_promises(
+        &self,
+        scope: ObjectScope<'_>,
+        mut visit: impl FnMut(&ObjectKey, &str, Promise) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let table = self.table(tables::PROMISES)?;
+        scan_prefix(&table, &scope.prefix(), |key, value| {
+            let (object, name) = parse_state_key(key)?;
+            Ok(visit(&object, &name, codec::decode(value)?))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -721,6 +979,147 @@ mod tests {
                 Some(pending.clone())
             );
         });
+    }
+
+    #[test]
+    fn snapshot_scans_read_each_scope_as_one_key_range() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sm = open(&dir, "state.redb");
+        let cart = |key: &str| ObjectKey::new("Cart", key);
+        let target = Target::new("Cart", "add", Some("a".to_owned()));
+        write(&sm, |t| {
+            t.put_state(&cart("a"), "x", b"1").expect("put");
+            t.put_state(&cart("a"), "y", b"2").expect("put");
+            t.put_state(&cart("ab"), "x", b"3").expect("put");
+            t.put_state(&ObjectKey::new("Carts", "a"), "x", b"4")
+                .expect("put");
+            t.inbox_push(&cart("a"), id(1)).expect("push");
+            t.inbox_push(&cart("a"), id(2)).expect("push");
+            t.put_lock(&cart("a"), id(3)).expect("lock");
+            t.put_idempotency(&target, "k1", id(4)).expect("idem");
+            t.put_idempotency(&Target::new("Greeter", "hi", None), "k2", id(5))
+                .expect("idem");
+            t.put_promise(&cart("a"), "p", &Promise::Pending { waiters: vec![] })
+                .expect("promise");
+        });
+        let snapshot = sm.read_snapshot().expect("snapshot");
+        let state = |scope| {
+            let mut out = Vec::new();
+            snapshot
+                .scan_state(scope, |object, name, value| {
+                    out.push((object.key.clone(), name.to_owned(), value.to_vec()));
+                    ControlFlow::Continue(())
+                })
+                .expect("scan");
+            out
+        };
+        assert_eq!(state(ObjectScope::All).len(), 4);
+        assert_eq!(state(ObjectScope::Service("Cart")).len(), 3);
+        assert_eq!(
+            state(ObjectScope::Object(&cart("a"))),
+            [
+                ("a".to_owned(), "x".to_owned(), b"1".to_vec()),
+                ("a".to_owned(), "y".to_owned(), b"2".to_vec())
+            ]
+        );
+        let mut inbox = Vec::new();
+        snapshot
+            .scan_inbox(ObjectScope::Object(&cart("a")), |object, seq, waiting| {
+                inbox.push((object.clone(), seq, waiting));
+                ControlFlow::Continue(())
+            })
+            .expect("inbox");
+        assert_eq!(inbox, [(cart("a"), 0, id(1)), (cart("a"), 1, id(2))]);
+        let mut locks = Vec::new();
+        snapshot
+            .scan_locks(ObjectScope::All, |object, holder| {
+                locks.push((object.clone(), holder));
+                ControlFlow::Continue(())
+            })
+            .expect("locks");
+        assert_eq!(locks, [(cart("a"), id(3))]);
+        let mut keys = Vec::new();
+        snapshot
+            .scan_idempotency(None, |target, key, owner| {
+                keys.push((target.clone(), key.to_owned(), owner));
+                ControlFlow::Continue(())
+            })
+            .expect("idempotency");
+        assert_eq!(keys.len(), 2);
+        assert!(keys.contains(&(target.clone(), "k1".to_owned(), id(4))));
+        let mut only_cart = 0;
+        snapshot
+            .scan_idempotency(Some("Cart"), |_, _, _| {
+                only_cart += 1;
+                ControlFlow::Continue(())
+            })
+            .expect("idempotency");
+        assert_eq!(only_cart, 1);
+        let mut promises = Vec::new();
+        snapshot
+            .scan_promises(ObjectScope::Service("Cart"), |object, name, promise| {
+                promises.push((object.clone(), name.to_owned(), promise));
+                ControlFlow::Continue(())
+            })
+            .expect("promises");
+        assert_eq!(promises.len(), 1);
+        // A visitor that breaks stops the scan.
+        let mut visited = 0;
+        snapshot
+            .scan_state(ObjectScope::All, |_, _, _| {
+                visited += 1;
+                ControlFlow::Break(())
+            })
+            .expect("scan");
+        assert_eq!(visited, 1);
+    }
+
+    #[test]
+    fn a_snapshot_does_not_see_later_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sm = open(&dir, "state.redb");
+        let item = JournalItem::new(holdfast_protocol::Entry::Awakeable(
+            holdfast_protocol::message::Awakeable { result: None },
+        ));
+        let other = InvocationId {
+            partition_key: 4,
+            nonce: 1,
+        };
+        write(&sm, |t| {
+            t.put_journal(id(1), EntryIndex(0), &item).expect("put");
+            t.put_journal(id(1), EntryIndex(1), &item).expect("put");
+            t.put_journal(other, EntryIndex(0), &item).expect("put");
+        });
+        let snapshot = sm.read_snapshot().expect("snapshot");
+        write(&sm, |t| {
+            t.put_journal(id(2), EntryIndex(0), &item).expect("put")
+        });
+        let journal = |scope| {
+            let mut out = Vec::new();
+            snapshot
+                .scan_journal(scope, |owner, index, _| {
+                    out.push((owner, index.0));
+                    ControlFlow::Continue(())
+                })
+                .expect("scan");
+            out
+        };
+        assert_eq!(journal(InvocationScope::All).len(), 3);
+        assert_eq!(
+            journal(InvocationScope::Invocation(id(1))),
+            [(id(1), 0), (id(1), 1)]
+        );
+        assert_eq!(journal(InvocationScope::PartitionKey(4)), [(other, 0)]);
+        assert_eq!(journal(InvocationScope::PartitionKey(3)).len(), 2);
+        let mut fresh = 0;
+        sm.read_snapshot()
+            .expect("snapshot")
+            .scan_journal(InvocationScope::PartitionKey(3), |_, _, _| {
+                fresh += 1;
+                ControlFlow::Continue(())
+            })
+            .expect("scan");
+        assert_eq!(fresh, 3);
     }
 
     #[test]

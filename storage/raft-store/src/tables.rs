@@ -29,14 +29,14 @@ type Bytes = TableDefinition<'static, &'static [u8], &'static [u8]>;
 pub(crate) const STATE: Bytes = TableDefinition::new("state");
 pub(crate) const INVOCATIONS: Bytes = TableDefinition::new("invocations");
 pub(crate) const JOURNAL: Bytes = TableDefinition::new("journal");
-const LOCKS: Bytes = TableDefinition::new("locks");
-const INBOX: Bytes = TableDefinition::new("inbox");
-const IDEMPOTENCY: Bytes = TableDefinition::new("idempotency");
+pub(crate) const LOCKS: Bytes = TableDefinition::new("locks");
+pub(crate) const INBOX: Bytes = TableDefinition::new("inbox");
+pub(crate) const IDEMPOTENCY: Bytes = TableDefinition::new("idempotency");
 pub(crate) const OUTBOX: Bytes = TableDefinition::new("outbox");
 const DEDUP: Bytes = TableDefinition::new("dedup");
 const COUNTERS: Bytes = TableDefinition::new("fsm_counters");
 pub(crate) const TIMERS: Bytes = TableDefinition::new("timers");
-const PROMISES: Bytes = TableDefinition::new("promises");
+pub(crate) const PROMISES: Bytes = TableDefinition::new("promises");
 const OUTBOX_SEQ: &[u8] = b"outbox_seq";
 
 /// Every table of applied state, in the order snapshots carry them.
