@@ -30,7 +30,8 @@ case $status in 200|201) rm -f /tmp/holdfast-register.$$ ;;
 esac
 cat <<MSG
 
-holdfast is running: ingress http://127.0.0.1:8080, admin http://127.0.0.1:9070 (data in ./holdfast-data)
+holdfast is running: ingress http://127.0.0.1:8080, admin http://127.0.0.1:9070, psql 127.0.0.1:9071
+(data in ./holdfast-data)
 example services registered from http://127.0.0.1:$PORT. Try:
 
   curl -s -X POST http://127.0.0.1:8080/greeter/Ada/greet
@@ -41,6 +42,7 @@ example services registered from http://127.0.0.1:$PORT. Try:
   curl -s -X POST http://127.0.0.1:8080/UserSession/alice/checkout  # within the minute: the ticket is sold
   curl -s -X POST http://127.0.0.1:8080/TicketService/seat-12A/status
   curl -s http://127.0.0.1:9070/services
+  psql -h 127.0.0.1 -p 9071 -c 'SELECT service, method, id, status FROM sys_status;'
   curl -s http://127.0.0.1:9070/health
 
 Ctrl-C stops both (in-flight commits finish, stores close cleanly).

@@ -9,6 +9,7 @@
 #   - Restate 1.7.12's start-up and idle memory in the same run, when its anchor is available
 #   - invocations beside Restate (tests/bench/invocations.sh) and durable timers
 #     (tests/bench/timers.sh: TIMERS_PENDING pending, a burst of TIMERS_BURST due at once)
+#   - SQL introspection over 100,000 invocations and 1,000,000 state rows (`holdfast bench sql`)
 #
 # Env: SECONDS_PER_RUN (default 10), BENCH_DIR (default a fresh dir under $TMPDIR),
 #      RESTATE_ANCHOR (default ../shared/bench/restate-anchor), OUT (default docs/benchmarks.md)
@@ -101,6 +102,11 @@ if [ -f sdk-ts/dist/src/index.js ]; then
 else
   echo "== invocations: skipped, build the SDK first (make sdk)" >&2
 fi
+
+echo "== sql: 100,000 invocations and 1,000,000 state rows" >&2
+rm -rf "$WORK/sql"
+"$BIN" bench sql --dir "$WORK/sql" --invocations 100000 --state-rows 1000000 | tee -a "$RESULTS" >&2
+rm -rf "$WORK/sql"
 
 echo "{\"bench\":\"startup\",\"all_ms\":\"${sorted% }\",\"median_ms\":$startup_median,\"idle_rss_mib\":$idle_rss,\"threads\":$threads}" >>"$RESULTS"
 python3 - "$restate_line" "$fsync_line" "$RUN_SECONDS" >>"$RESULTS" <<'PY'

@@ -53,7 +53,10 @@ fn node() -> Node {
     };
     let sleeping = node.sleeping.clone();
     poll("the sleeper to suspend", PATIENCE, || {
-        let rows = rows(&node, &format!("SELECT status FROM sys_invocation WHERE id = '{sleeping}'"));
+        let rows = rows(
+            &node,
+            &format!("SELECT status FROM sys_invocation WHERE id = '{sleeping}'"),
+        );
         (rows.first()?["status"] == "suspended").then_some(())
     });
     node
@@ -63,7 +66,10 @@ fn node() -> Node {
 fn rows(node: &Node, query: &str) -> Vec<Value> {
     let response = post(node.files.admin, "/query", &json!({ "query": query }));
     assert_eq!(response.status, 200, "{query}: {}", response.body);
-    response.json()["rows"].as_array().cloned().unwrap_or_default()
+    response.json()["rows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[test]
@@ -81,18 +87,37 @@ fn the_admin_api_answers_sql_over_live_partition_stores() {
     assert_eq!(completed["method"], "add");
     assert_eq!(completed["status"], "completed");
     assert_eq!(completed["invoked_by_service"], Value::Null);
-    assert_eq!(find(&node.sleeping).expect("sleeper")["status"], "suspended");
-    assert_eq!(find(&node.scheduled).expect("scheduled")["status"], "scheduled");
-    let keys: Vec<&str> = completed.as_object().expect("row").keys().map(String::as_str).collect();
+    assert_eq!(
+        find(&node.sleeping).expect("sleeper")["status"],
+        "suspended"
+    );
+    assert_eq!(
+        find(&node.scheduled).expect("scheduled")["status"],
+        "scheduled"
+    );
+    let keys: Vec<&str> = completed
+        .as_object()
+        .expect("row")
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(keys.len(), 6, "{keys:?}");
 
-    let state = rows(&node, "SELECT service, service_key_utf8, key, value_utf8 FROM state;");
+    let state = rows(
+        &node,
+        "SELECT service, service_key_utf8, key, value_utf8 FROM state;",
+    );
     let n1 = state
         .iter()
         .find(|r| r["service"] == "Notes" && r["service_key_utf8"] == "n1")
         .expect("Notes/n1 state");
     assert_eq!(n1["key"], "notes");
-    assert!(n1["value_utf8"].as_str().is_some_and(|v| v.contains("first")), "{n1}");
+    assert!(
+        n1["value_utf8"]
+            .as_str()
+            .is_some_and(|v| v.contains("first")),
+        "{n1}"
+    );
 
     // A join of invocations with their journals.
     let joined = rows(
@@ -103,13 +128,19 @@ fn the_admin_api_answers_sql_over_live_partition_stores() {
             node.sleeping
         ),
     );
-    let types: Vec<&str> = joined.iter().filter_map(|r| r["entry_type"].as_str()).collect();
+    let types: Vec<&str> = joined
+        .iter()
+        .filter_map(|r| r["entry_type"].as_str())
+        .collect();
     assert_eq!(types, ["Input", "Run", "Sleep"], "{joined:?}");
 
     // A point lookup by id reads only the partition that owns the id.
     let plan = rows(
         &node,
-        &format!("EXPLAIN SELECT * FROM sys_invocation WHERE id = '{}'", node.sleeping),
+        &format!(
+            "EXPLAIN SELECT * FROM sys_invocation WHERE id = '{}'",
+            node.sleeping
+        ),
     );
     let text = plan
         .iter()
@@ -148,18 +179,198 @@ fn holdfast_sql_prints_an_aligned_table() {
         .output()
         .expect("run holdfast sql");
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].contains("service_name") && lines[0].contains("service_key"), "{text}");
-    assert!(lines[1].starts_with('-') && lines[1].contains("-+-"), "{text}");
-    assert!(lines.iter().any(|l| l.contains("n1") && l.contains("notes")), "{text}");
+    assert!(
+        lines[0].contains("service_name") && lines[0].contains("service_key"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with('-') && lines[1].contains("-+-"),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("n1") && l.contains("notes")),
+        "{text}"
+    );
     assert_eq!(lines.last().map(|l| l.trim()), Some("(2 rows)"), "{text}");
 
     let failed = Command::new(holdfast_bin())
-        .args(["sql", "--admin", &node.files.admin.to_string(), "SELECT * FROM nope"])
+        .args([
+            "sql",
+            "--admin",
+            &node.files.admin.to_string(),
+            "SELECT * FROM nope",
+        ])
         .output()
         .expect("run holdfast sql");
     assert!(!failed.status.success());
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(stderr.contains("nope"), "{stderr}");
+}
+
+/// Runs psql (Debian's postgresql-client) with one `-c` per command in one session, errors not
+/// stopping it; returns stdout and stderr.
+fn psql(node: &Node, commands: &[&str], extra: &[&str]) -> (String, String) {
+    let mut command = Command::new("psql");
+    command
+        .args(["-h", "127.0.0.1", "-p", &node.files.sql.port().to_string()])
+        .args([
+            "-U",
+            "operator",
+            "-d",
+            "holdfast",
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=0",
+        ])
+        .args(extra)
+        .env("PGCONNECT_TIMEOUT", "10");
+    for c in commands {
+        command.args(["-c", c]);
+    }
+    let output = command
+        .output()
+        .expect("run psql (install postgresql-client)");
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn psql_lists_describes_and_queries_the_tables() {
+    let node = node();
+    let (out, err) = psql(&node, &["\\dt"], &[]);
+    for table in [
+        "sys_invocation",
+        "sys_journal",
+        "state",
+        "sys_inbox",
+        "sys_keyed_service_status",
+        "sys_idempotency",
+        "sys_promise",
+        "sys_service",
+        "sys_deployment",
+    ] {
+        assert!(out.contains(table), "\\dt lacks {table}:\n{out}{err}");
+    }
+    let (out, err) = psql(&node, &["\\d sys_invocation"], &[]);
+    assert!(
+        out.contains("Table \"public.sys_invocation\""),
+        "{out}{err}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains(" status ") && l.contains("text") && l.contains("not null")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains(" created_at ") && l.contains("timestamp")),
+        "{out}"
+    );
+
+    // The founding post's queries, a join, then bad SQL, an unknown table and a type error, each
+    // followed by a query on the same session that still works.
+    let (out, err) = psql(
+        &node,
+        &[
+            "SELECT service, method, id, status, invoked_by_service, invoked_by_id FROM sys_status;",
+            "SELECT service, service_key_utf8, key, value_utf8 FROM state;",
+            &format!(
+                "SELECT i.status, count(j.index) AS entries FROM sys_invocation i JOIN sys_journal j \
+                 ON i.id = j.id WHERE i.id = '{}' GROUP BY i.status",
+                node.sleeping
+            ),
+            "SELEC 1",
+            "SELECT 'after syntax error' AS ok",
+            "SELECT * FROM no_such_table",
+            "SELECT 'after unknown table' AS ok",
+            "SELECT id + 1 FROM sys_invocation",
+            "SELECT 'after type error' AS ok",
+        ],
+        &[],
+    );
+    assert!(
+        out.contains(&node.completed) && out.contains("completed"),
+        "{out}{err}"
+    );
+    assert!(
+        out.contains("suspended") && out.contains("scheduled"),
+        "{out}"
+    );
+    assert!(out.contains("invoked_by_service"), "{out}");
+    assert!(out.contains("value_utf8") && out.contains("first"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("suspended") && l.contains('3')),
+        "{out}"
+    );
+    for after in [
+        "after syntax error",
+        "after unknown table",
+        "after type error",
+    ] {
+        assert!(out.contains(after), "{after} missing:\n{out}\n{err}");
+    }
+    assert_eq!(err.matches("ERROR:").count(), 3, "{err}");
+}
+
+#[test]
+fn a_driver_runs_a_parameterized_prepared_statement() {
+    let node = node();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let config = format!(
+            "host=127.0.0.1 port={} user=operator dbname=holdfast connect_timeout=10",
+            node.files.sql.port()
+        );
+        let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        let statement = client
+            .prepare("SELECT id, status, target_service_name FROM sys_invocation WHERE id = $1")
+            .await
+            .expect("prepare");
+        for (id, status) in [
+            (&node.completed, "completed"),
+            (&node.scheduled, "scheduled"),
+        ] {
+            let rows = client.query(&statement, &[id]).await.expect("query");
+            assert_eq!(rows.len(), 1);
+            let got: String = rows[0].get("status");
+            let service: String = rows[0].get("target_service_name");
+            assert_eq!((got.as_str(), service.as_str()), (status, "Notes"));
+        }
+        let by_key = client
+            .query(
+                "SELECT key FROM state WHERE service_name = $1 AND service_key = $2",
+                &[&"Notes", &"n2"],
+            )
+            .await
+            .expect("query by key");
+        assert_eq!(by_key.len(), 1);
+        let failed = client.query("SELECT * FROM no_such_table", &[]).await;
+        let code = failed
+            .err()
+            .and_then(|e| e.code().cloned())
+            .expect("an error with a SQLSTATE");
+        assert_eq!(code.code(), "42P01");
+        let rows = client
+            .query("SELECT 1::bigint AS one", &[])
+            .await
+            .expect("after error");
+        assert_eq!(rows[0].get::<_, i64>("one"), 1);
+    });
 }

@@ -65,6 +65,8 @@ pub struct NodeFiles {
     pub admin: SocketAddr,
     /// The ingress address.
     pub ingress: SocketAddr,
+    /// The PostgreSQL-wire (psql) address.
+    pub sql: SocketAddr,
     /// The node's data dir.
     pub data_dir: PathBuf,
 }
@@ -77,11 +79,12 @@ impl NodeFiles {
         let [admin, ingress, sql, raft] = free_ports::<4>();
         let admin: SocketAddr = format!("127.0.0.1:{admin}").parse().expect("addr");
         let ingress: SocketAddr = format!("127.0.0.1:{ingress}").parse().expect("addr");
+        let sql: SocketAddr = format!("127.0.0.1:{sql}").parse().expect("addr");
         let text = format!(
             "[node]\nid = 1\ndata_dir = {data:?}\n\
              [ingress]\nbind_address = \"{ingress}\"\n\
              [admin]\nbind_address = \"{admin}\"\n\
-             [sql]\nbind_address = \"127.0.0.1:{sql}\"\n\
+             [sql]\nbind_address = \"{sql}\"\n\
              [cluster]\npartitions = {partitions}\nreplication_factor = 1\n\
              [[cluster.nodes]]\nid = 1\naddress = \"127.0.0.1:{raft}\"\n{extra}",
             data = data_dir.display().to_string(),
@@ -93,6 +96,7 @@ impl NodeFiles {
             config,
             admin,
             ingress,
+            sql,
             data_dir,
         }
     }

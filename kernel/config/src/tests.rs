@@ -1146,10 +1146,14 @@ fn sql_limits_are_read_and_checked() -> TestResult {
     assert_eq!(config.sql.statement_timeout_ms, 500);
     assert_eq!(config.sql.max_rows, 10);
     std::fs::write(&path, "[sql]\nmax_rows = 0\n")?;
-    let err = Config::load_from(Some(&path), &HashMap::new()).err().ok_or("accepted 0")?;
+    let err = Config::load_from(Some(&path), &HashMap::new())
+        .err()
+        .ok_or("accepted 0")?;
     assert!(err.to_string().contains("sql.max_rows"), "{err}");
     std::fs::write(&path, "[sql]\nrows = 5\n")?;
-    let err = Config::load_from(Some(&path), &HashMap::new()).err().ok_or("accepted rows")?;
+    let err = Config::load_from(Some(&path), &HashMap::new())
+        .err()
+        .ok_or("accepted rows")?;
     assert!(err.to_string().contains("sql.rows"), "{err}");
     Ok(())
 }

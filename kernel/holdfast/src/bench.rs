@@ -20,6 +20,8 @@ pub enum Bench {
     Log(LogArgs),
     /// Requests per second and latency of an HTTP endpoint under closed-loop load (any engine).
     Http(crate::loadgen::HttpArgs),
+    /// SQL introspection over many invocations and state rows: lookups, scans, memory.
+    Sql(crate::sqlbench::SqlArgs),
     /// Synchronous 4 KiB writes + fdatasync per second on the disk holding DIR.
     Fsync {
         /// A directory on the disk to measure.
@@ -107,6 +109,7 @@ pub fn run(which: Bench) -> anyhow::Result<()> {
     let result = match which {
         Bench::Log(args) => log(args)?,
         Bench::Http(args) => crate::loadgen::run(args)?,
+        Bench::Sql(args) => crate::sqlbench::run(args)?,
         Bench::Fsync { dir, seconds } => fsync(&dir, seconds)?,
     };
     println!("{result}");

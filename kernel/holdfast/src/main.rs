@@ -14,6 +14,7 @@ mod dispatch;
 mod kernel;
 mod loadgen;
 mod sql;
+mod sqlbench;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -212,6 +213,30 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 });
             }
         };
+        let engine = query.clone();
+        let pg = match holdfast_pgwire::PgServer::bind(
+            config.sql.bind_address,
+            std::sync::Arc::new(move || engine.context()),
+            holdfast_pgwire::PgLimits {
+                statement_timeout: Duration::from_millis(config.sql.statement_timeout_ms),
+                max_rows: usize::try_from(config.sql.max_rows).unwrap_or(usize::MAX),
+            },
+        )
+        .await
+        {
+            Ok(pg) => pg,
+            Err(e) => {
+                ingress.handle().stop(true).await;
+                admin.handle().stop(true).await;
+                kernel.shutdown().await;
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot listen on sql address {} (key `sql.bind_address`)",
+                        config.sql.bind_address
+                    )
+                });
+            }
+        };
         let admin_handle = admin.handle();
         let admin_task = actix_rt::spawn(admin);
         let ingress_handle = ingress.handle();
@@ -221,6 +246,7 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
             partitions = config.cluster.partitions,
             admin = %config.admin.bind_address,
             ingress = %config.ingress.bind_address,
+            sql = %pg.local_addr(),
             data_dir = %config.node.data_dir.display(),
             "holdfast is running"
         );
@@ -228,6 +254,9 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         tracing::info!(signal, "shutting down: finishing in-flight commits");
         ingress_handle.stop(true).await;
         let _ = ingress_task.await;
+        if let Err(e) = pg.shutdown().await {
+            tracing::warn!(error = %e, "the sql endpoint did not stop cleanly");
+        }
         admin_handle.stop(true).await;
         let _ = admin_task.await;
         kernel.shutdown().await;

@@ -32,7 +32,11 @@ pub fn run(admin: SocketAddr, query: &str) -> anyhow::Result<String> {
     let chunked = head
         .lines()
         .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.contains("chunked"));
-    let body = if chunked { dechunk(rest) } else { rest.to_owned() };
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
     if status != 200 {
         let message = serde_json::from_str::<serde_json::Value>(&body)
             .ok()

@@ -93,7 +93,12 @@ const TABLES: &[TableDef] = &[
     TableDef {
         name: "pg_namespace",
         oid: 2615,
-        columns: &[("oid", Oid), ("nspname", Text), ("nspowner", Oid), ("nspacl", Text)],
+        columns: &[
+            ("oid", Oid),
+            ("nspname", Text),
+            ("nspowner", Oid),
+            ("nspacl", Text),
+        ],
     },
     TableDef {
         name: "pg_class",
@@ -346,7 +351,12 @@ const TABLES: &[TableDef] = &[
     TableDef {
         name: "pg_am",
         oid: 2601,
-        columns: &[("oid", Oid), ("amname", Text), ("amhandler", Text), ("amtype", Text)],
+        columns: &[
+            ("oid", Oid),
+            ("amname", Text),
+            ("amhandler", Text),
+            ("amtype", Text),
+        ],
     },
     TableDef {
         name: "pg_tablespace",
@@ -372,7 +382,12 @@ const TABLES: &[TableDef] = &[
     TableDef {
         name: "pg_attrdef",
         oid: 2604,
-        columns: &[("oid", Oid), ("adrelid", Oid), ("adnum", I16), ("adbin", Text)],
+        columns: &[
+            ("oid", Oid),
+            ("adrelid", Oid),
+            ("adnum", I16),
+            ("adbin", Text),
+        ],
     },
     TableDef {
         name: "pg_index",
@@ -715,8 +730,22 @@ fn builtin_types() -> Vec<PgTypeRow> {
         t(Type::VARCHAR, -1, false, 'S', 1015, "character varying"),
         t(Type::DATE, 4, true, 'D', 1182, "date"),
         t(Type::TIME, 8, true, 'D', 1183, "time without time zone"),
-        t(Type::TIMESTAMP, 8, true, 'D', 1115, "timestamp without time zone"),
-        t(Type::TIMESTAMPTZ, 8, true, 'D', 1185, "timestamp with time zone"),
+        t(
+            Type::TIMESTAMP,
+            8,
+            true,
+            'D',
+            1115,
+            "timestamp without time zone",
+        ),
+        t(
+            Type::TIMESTAMPTZ,
+            8,
+            true,
+            'D',
+            1185,
+            "timestamp with time zone",
+        ),
         t(Type::INTERVAL, 16, false, 'T', 1187, "interval"),
         t(Type::NUMERIC, -1, false, 'N', 1231, "numeric"),
         t(Type::REGCLASS, 4, true, 'N', 2210, "regclass"),
@@ -877,7 +906,9 @@ impl CatalogSnapshot {
             } else {
                 hashed_oid(&format!("namespace:{schema_name}"), &mut used)
             };
-            snapshot.namespaces.push((namespace_oid, schema_name.clone()));
+            snapshot
+                .namespaces
+                .push((namespace_oid, schema_name.clone()));
             let mut table_names = schema.table_names();
             table_names.sort();
             for table_name in table_names {
@@ -919,10 +950,6 @@ impl CatalogSnapshot {
     /// User-visible (non-system) tables.
     pub fn user_tables(&self) -> impl Iterator<Item = &TableInfo> {
         self.tables.iter().filter(|t| t.schema != PG_CATALOG)
-    }
-
-    pub fn table_by_oid(&self, oid: i64) -> Option<&TableInfo> {
-        self.tables.iter().find(|t| i64::from(t.oid) == oid)
     }
 
     pub fn namespace_oid(&self, name: &str) -> Option<i32> {
@@ -1082,13 +1109,7 @@ fn rows_for(def: &TableDef, snap: &CatalogSnapshot) -> Vec<Vec<ScalarValue>> {
                 let type_oid = i32::try_from(t.ty.oid()).unwrap_or(0);
                 let array_oid = i32::try_from(t.array).unwrap_or(0);
                 rows.push(type_row(
-                    type_oid,
-                    name,
-                    t.len,
-                    t.byval,
-                    t.category,
-                    0,
-                    array_oid,
+                    type_oid, name, t.len, t.byval, t.category, 0, array_oid,
                 ));
                 if t.array != 0 {
                     rows.push(type_row(
@@ -1195,7 +1216,12 @@ fn rows_for(def: &TableDef, snap: &CatalogSnapshot) -> Vec<Vec<ScalarValue>> {
             .filter(|t| t.kind == 'v')
             .map(|t| vec![text(&t.schema), text(&t.name), text(&snap.user), n(3)])
             .collect(),
-        "pg_am" => vec![vec![oid(2), text("heap"), text("heap_tableam_handler"), text("t")]],
+        "pg_am" => vec![vec![
+            oid(2),
+            text("heap"),
+            text("heap_tableam_handler"),
+            text("t"),
+        ]],
         "pg_tablespace" => vec![
             vec![oid(1663), text("pg_default"), oid(OWNER_OID), n(3), n(4)],
             vec![oid(1664), text("pg_global"), oid(OWNER_OID), n(3), n(4)],
@@ -1227,7 +1253,11 @@ fn type_row(
         boolean(true),
         text(","),
         oid(0),
-        text(if category == 'A' { "array_subscript_handler" } else { "-" }),
+        text(if category == 'A' {
+            "array_subscript_handler"
+        } else {
+            "-"
+        }),
         oid(elem),
         oid(array),
         text(&format!("{base}_in")),
@@ -1263,7 +1293,10 @@ pub(crate) fn build_table(name: &str, snap: &CatalogSnapshot) -> Option<DfResult
             if rows.is_empty() {
                 Ok(new_empty_array(&col.data_type()))
             } else {
-                ScalarValue::iter_to_array(rows.iter().map(|r| r[idx].clone()))
+                ScalarValue::iter_to_array(
+                    rows.iter()
+                        .map(|r| r.get(idx).cloned().unwrap_or_else(|| null(*col))),
+                )
             }
         })
         .collect();
@@ -1401,8 +1434,55 @@ mod tests {
         let snap = CatalogSnapshot::default();
         for name in PG_CATALOG_TABLES {
             let batch = build_table(name, &snap).expect("known").expect("builds");
-            assert_eq!(batch.num_columns(), table_def(name).expect("def").columns.len());
+            assert_eq!(
+                batch.num_columns(),
+                table_def(name).expect("def").columns.len()
+            );
         }
+    }
+
+    #[test]
+    fn populated_snapshot_builds_every_table() {
+        let mut snap = CatalogSnapshot {
+            user: "u".to_owned(),
+            database: "db".to_owned(),
+            settings: [("a".to_owned(), "b".to_owned())].into_iter().collect(),
+            ..Default::default()
+        };
+        snap.namespaces.push((PUBLIC_OID, "public".to_owned()));
+        snap.tables.push(TableInfo {
+            oid: FIRST_USER_OID,
+            namespace_oid: PUBLIC_OID,
+            schema: "public".to_owned(),
+            name: "t".to_owned(),
+            kind: 'r',
+            columns: vec![
+                ColumnInfo {
+                    name: "a".to_owned(),
+                    data_type: DataType::Int64,
+                    nullable: false,
+                },
+                ColumnInfo {
+                    name: "b".to_owned(),
+                    data_type: DataType::Utf8,
+                    nullable: true,
+                },
+            ],
+        });
+        for name in PG_CATALOG_TABLES {
+            let def = table_def(name).expect("def");
+            for row in rows_for(def, &snap) {
+                assert_eq!(row.len(), def.columns.len(), "{name}");
+            }
+            build_table(name, &snap).expect("known").expect("builds");
+        }
+        let attributes = build_table("pg_attribute", &snap)
+            .expect("known")
+            .expect("builds");
+        assert_eq!(attributes.num_rows(), 2);
+        assert_eq!(snap.table_oid_by_name("public.t"), Some(FIRST_USER_OID));
+        assert_eq!(snap.table_oid_by_name("T"), Some(FIRST_USER_OID));
+        assert_eq!(snap.table_oid_by_name("\"T\""), None);
     }
 
     #[test]
@@ -1410,7 +1490,10 @@ mod tests {
         assert_eq!(type_oid_by_name("integer"), Some(23));
         assert_eq!(type_oid_by_name("pg_catalog.int8"), Some(20));
         assert_eq!(type_oid_by_name("text[]"), Some(1009));
-        assert_eq!(format_type(1184).as_deref(), Some("timestamp with time zone"));
+        assert_eq!(
+            format_type(1184).as_deref(),
+            Some("timestamp with time zone")
+        );
         assert_eq!(format_type(1007).as_deref(), Some("integer[]"));
         assert_eq!(format_type(424_242), None);
     }

@@ -30,10 +30,9 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, DurationMicrosecondType, DurationMillisecondType,
-    DurationNanosecondType, DurationSecondType, Float32Type, Float64Type, Int16Type, Int32Type,
-    Int64Type, IntervalMonthDayNano, IntervalUnit, Time64MicrosecondType, TimeUnit,
-    TimestampMicrosecondType,
+    DataType, Date32Type, DurationMicrosecondType, DurationMillisecondType, DurationNanosecondType,
+    DurationSecondType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
+    IntervalMonthDayNano, IntervalUnit, Time64MicrosecondType, TimeUnit, TimestampMicrosecondType,
 };
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -319,7 +318,7 @@ struct Column {
 
 impl Column {
     fn encode(&self, row: usize, buf: &mut BytesMut) -> Result<(), SqlError> {
-        if self.array.is_null(row) {
+        if is_null_at(&self.array, row) {
             buf.put_i32(-1);
             return Ok(());
         }
@@ -331,7 +330,10 @@ impl Column {
         }
         let len = buf.len() - len_at - 4;
         let len = i32::try_from(len).map_err(|_| {
-            SqlError::new(sqlstate::OUT_OF_MEMORY, "value too large for the wire protocol")
+            SqlError::new(
+                sqlstate::OUT_OF_MEMORY,
+                "value too large for the wire protocol",
+            )
         })?;
         buf[len_at..len_at + 4].copy_from_slice(&len.to_be_bytes());
         Ok(())
@@ -401,7 +403,11 @@ impl Column {
                 let micros = prim::<TimestampMicrosecondType>(a)?.value(row);
                 buf.put_i64(micros.saturating_sub(PG_EPOCH_MICROS));
             }
-            Kind::Date => buf.put_i32(prim::<Date32Type>(a)?.value(row).saturating_sub(PG_EPOCH_DAYS)),
+            Kind::Date => buf.put_i32(
+                prim::<Date32Type>(a)?
+                    .value(row)
+                    .saturating_sub(PG_EPOCH_DAYS),
+            ),
             Kind::Time => buf.put_i64(prim::<Time64MicrosecondType>(a)?.value(row)),
             Kind::Interval => {
                 let v = a
@@ -417,6 +423,14 @@ impl Column {
     }
 }
 
+/// Nullness including arrays without a validity buffer (`Null`, dictionaries,
+/// run-end encoded).
+fn is_null_at(array: &ArrayRef, row: usize) -> bool {
+    array
+        .logical_nulls()
+        .is_some_and(|nulls| nulls.is_null(row))
+}
+
 fn write_display(s: &mut String, v: impl std::fmt::Display) {
     let _ = write!(s, "{v}");
 }
@@ -424,7 +438,8 @@ fn write_display(s: &mut String, v: impl std::fmt::Display) {
 fn prim<T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
     a: &ArrayRef,
 ) -> Result<&datafusion::arrow::array::PrimitiveArray<T>, SqlError> {
-    a.as_primitive_opt::<T>().ok_or_else(|| internal("a number"))
+    a.as_primitive_opt::<T>()
+        .ok_or_else(|| internal("a number"))
 }
 
 fn bools(a: &ArrayRef) -> Result<&BooleanArray, SqlError> {
@@ -432,8 +447,8 @@ fn bools(a: &ArrayRef) -> Result<&BooleanArray, SqlError> {
 }
 
 fn decimal_string(a: &ArrayRef, row: usize) -> Result<String, SqlError> {
-    let formatter = ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default())
-        .map_err(SqlError::from)?;
+    let formatter =
+        ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default()).map_err(SqlError::from)?;
     Ok(formatter.value(row).to_string())
 }
 
@@ -486,7 +501,7 @@ pub(crate) fn encode_batch(
 /// The PostgreSQL text form of any Arrow value; `None` for NULL. Lists are
 /// rendered as PostgreSQL array literals (`{1,2,NULL}`).
 pub(crate) fn text_value(array: &ArrayRef, row: usize) -> Result<Option<String>, SqlError> {
-    if array.is_null(row) {
+    if is_null_at(array, row) {
         return Ok(None);
     }
     let dt = array.data_type();
@@ -513,11 +528,7 @@ pub(crate) fn text_value(array: &ArrayRef, row: usize) -> Result<Option<String>,
         return Ok(Some(s));
     }
     let kind = Kind::of(dt);
-    let simple = !matches!(
-        dt,
-        DataType::Struct(_) | DataType::Map(..) | DataType::Union(..) | DataType::Null
-    );
-    if kind == Kind::Text && !simple || kind == Kind::Text && !is_string(dt) {
+    if kind == Kind::Text && !is_string(dt) {
         let formatter = ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())
             .map_err(SqlError::from)?;
         return Ok(Some(formatter.value(row).to_string()));
@@ -694,9 +705,8 @@ pub(crate) fn format_interval(v: IntervalMonthDayNano) -> String {
     let mut parts: Vec<String> = Vec::new();
     let years = v.months / 12;
     let months = v.months % 12;
-    let plural = |n: i32, one: &str, many: &str| {
-        format!("{n} {}", if n.abs() == 1 { one } else { many })
-    };
+    let plural =
+        |n: i32, one: &str, many: &str| format!("{n} {}", if n.abs() == 1 { one } else { many });
     if years != 0 {
         parts.push(plural(years, "year", "years"));
     }
@@ -715,7 +725,13 @@ pub(crate) fn format_interval(v: IntervalMonthDayNano) -> String {
         let abs = micros.unsigned_abs();
         let secs = abs / 1_000_000;
         let frac = abs % 1_000_000;
-        let _ = write!(t, "{:02}:{:02}:{:02}", secs / 3600, (secs / 60) % 60, secs % 60);
+        let _ = write!(
+            t,
+            "{:02}:{:02}:{:02}",
+            secs / 3600,
+            (secs / 60) % 60,
+            secs % 60
+        );
         if frac != 0 {
             let digits = format!("{frac:06}");
             t.push('.');
@@ -755,10 +771,7 @@ pub(crate) fn write_numeric_binary(text: &str, buf: &mut BytesMut) -> Result<(),
     let group = |s: &str| -> Vec<i16> {
         s.as_bytes()
             .chunks(4)
-            .map(|c| {
-                c.iter()
-                    .fold(0i16, |acc, d| acc * 10 + i16::from(d - b'0'))
-            })
+            .map(|c| c.iter().fold(0i16, |acc, d| acc * 10 + i16::from(d - b'0')))
             .collect()
     };
     let int_groups = group(&int_digits);
@@ -819,7 +832,10 @@ mod tests {
             format_interval(IntervalMonthDayNano::new(14, 3, 3_723_000_000_000)),
             "1 year 2 mons 3 days 01:02:03"
         );
-        assert_eq!(format_interval(IntervalMonthDayNano::new(0, 0, 0)), "00:00:00");
+        assert_eq!(
+            format_interval(IntervalMonthDayNano::new(0, 0, 0)),
+            "00:00:00"
+        );
     }
 
     #[test]

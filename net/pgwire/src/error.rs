@@ -34,13 +34,13 @@ pub(crate) mod sqlstate {
     pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
     pub const INVALID_PARAMETER_VALUE: &str = "22023";
     pub const PROTOCOL_VIOLATION: &str = "08P01";
+    pub const UNDEFINED_PARAMETER: &str = "42P02";
     pub const QUERY_CANCELED: &str = "57014";
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
     pub const UNDEFINED_OBJECT: &str = "42704";
     pub const OUT_OF_MEMORY: &str = "53200";
     pub const INTERNAL_ERROR: &str = "XX000";
-    pub const SUCCESSFUL_COMPLETION: &str = "00000";
 }
 
 /// A query error as the client sees it: a SQLSTATE plus a message.
@@ -79,7 +79,11 @@ impl SqlError {
 
     /// The `ErrorInfo` pgwire turns into an `ErrorResponse`.
     pub fn into_error_info(self) -> ErrorInfo {
-        ErrorInfo::new(SEVERITY_ERROR.to_owned(), self.code.to_owned(), self.message)
+        ErrorInfo::new(
+            SEVERITY_ERROR.to_owned(),
+            self.code.to_owned(),
+            self.message,
+        )
     }
 
     pub fn into_pgwire(self) -> PgWireError {
@@ -156,12 +160,10 @@ fn innermost(mut e: &DataFusionError) -> &DataFusionError {
                 Some(first) => first,
                 None => return e,
             },
-            DataFusionError::External(inner) => {
-                match inner.downcast_ref::<DataFusionError>() {
-                    Some(inner) => inner,
-                    None => return e,
-                }
-            }
+            DataFusionError::External(inner) => match inner.downcast_ref::<DataFusionError>() {
+                Some(inner) => inner,
+                None => return e,
+            },
             DataFusionError::ArrowError(arrow_error, _) => match arrow_error.as_ref() {
                 ArrowError::ExternalError(inner) => match inner.downcast_ref::<DataFusionError>() {
                     Some(inner) => inner,

@@ -150,12 +150,17 @@ fn format_at(format: &Format, idx: usize) -> Result<FieldFormat, SqlError> {
     match format {
         Format::UnifiedText => Ok(FieldFormat::Text),
         Format::UnifiedBinary => Ok(FieldFormat::Binary),
-        Format::Individual(codes) => codes.get(idx).map(|c| FieldFormat::from(*c)).ok_or_else(|| {
-            SqlError::new(
-                sqlstate::PROTOCOL_VIOLATION,
-                format!("no format code given for column or parameter {}", idx + 1),
-            )
-        }),
+        Format::Individual(codes) => {
+            codes
+                .get(idx)
+                .map(|c| FieldFormat::from(*c))
+                .ok_or_else(|| {
+                    SqlError::new(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        format!("no format code given for column or parameter {}", idx + 1),
+                    )
+                })
+        }
     }
 }
 
@@ -274,6 +279,12 @@ impl QueryHandler {
         session
             .with_timeout(async {
                 let prepared = session.prepare(sql).await?;
+                if !prepared.param_types().is_empty() {
+                    return Err(SqlError::new(
+                        sqlstate::UNDEFINED_PARAMETER,
+                        "there is no parameter $1",
+                    ));
+                }
                 let fields = prepared.fields(|_| FieldFormat::Text);
                 let outcome = session.execute(&prepared, Vec::new(), &fields).await?;
                 Ok((fields, outcome))
@@ -344,23 +355,39 @@ impl SimpleQueryHandler for QueryHandler {
         client.set_state(PgWireConnectionState::QueryInProgress);
         let mut status = client.transaction_status();
         let statements = split_statements(&query.query);
-        let syntax = statements
-            .iter()
-            .try_for_each(|s| self.session.check_syntax(s));
+        // A syntax error anywhere fails the whole string before anything runs.
+        let syntax = if statements.len() > 1 {
+            statements
+                .iter()
+                .try_for_each(|s| self.session.check_syntax(s))
+        } else {
+            Ok(())
+        };
         if statements.is_empty() {
             client
-                .feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new()))
+                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ))
                 .await?;
         } else if let Err(e) = syntax {
             client
-                .feed(PgWireBackendMessage::ErrorResponse(e.into_error_info().into()))
+                .feed(PgWireBackendMessage::ErrorResponse(
+                    e.into_error_info().into(),
+                ))
                 .await?;
             status = status.to_error_state();
         } else {
             for statement in &statements {
                 let cancel = cancel_receiver(client).await;
                 match cancellable(self.run_simple(statement), cancel).await {
-                    Ok((fields, Outcome::Rows { rows, tag, truncated })) => {
+                    Ok((
+                        fields,
+                        Outcome::Rows {
+                            rows,
+                            tag,
+                            truncated,
+                        },
+                    )) => {
                         let description =
                             RowDescription::new(fields.iter().map(Into::into).collect());
                         client
@@ -476,7 +503,14 @@ impl ExtendedQueryHandler for QueryHandler {
             Ok::<_, SqlError>((fields, outcome))
         };
         match run.await.map_err(SqlError::into_pgwire)? {
-            (fields, Outcome::Rows { rows, tag, truncated }) => {
+            (
+                fields,
+                Outcome::Rows {
+                    rows,
+                    tag,
+                    truncated,
+                },
+            ) => {
                 if let Some(limit) = truncated {
                     client.feed(truncation_notice(limit)).await?;
                 }

@@ -7,8 +7,18 @@
 //! * Read-only: only queries (`SELECT`, `WITH`, `VALUES`, `EXPLAIN`) run;
 //!   `SET`, `SHOW`, `BEGIN`/`COMMIT`/`ROLLBACK` and similar session commands
 //!   are accepted; writes fail with SQLSTATE 25006.
-//! * A `pg_catalog` subset and PostgreSQL system functions derived from the
-//!   session's catalog, plus direct answers to psql's `\d` family queries.
+//! * A `pg_catalog` subset (`pg_namespace`, `pg_class`, `pg_attribute`,
+//!   `pg_type`, `pg_database`, `pg_settings`, `pg_proc`, `pg_roles`,
+//!   `pg_tables`, … and empty `pg_index`, `pg_constraint`, …) built from the
+//!   session's catalog, DataFusion's `information_schema`, and the PostgreSQL
+//!   functions clients call (`version()`, `current_schema()`, `format_type`,
+//!   `pg_table_is_visible`, `pg_get_userbyid`, `current_setting`, …).
+//! * Client catalog queries are rewritten into something DataFusion plans
+//!   (`OPERATOR(pg_catalog.~)`, `COLLATE`, `::regclass`, `pg_catalog.f()`,
+//!   correlated scalar subqueries, …); psql's `\d name` column query is
+//!   answered directly. psql 15's `\dt`, `\d`, `\d name`, `\d+ name`,
+//!   `\l`, `\dn`, `\du`, `\dv`, `\di`, `\df`, `\dT` work, as do JDBC's
+//!   `DatabaseMetaData` table, column, schema and key lookups.
 //! * One DataFusion session per connection, a statement timeout (57014) and
 //!   a row limit (a NOTICE tells the client the result was truncated).
 //! * No authentication (every user is accepted) and no TLS: bind to a

@@ -40,7 +40,11 @@ pub(crate) fn decode_param(
             };
             SqlError::new(
                 code,
-                format!("invalid value for parameter ${} of type {}: {msg}", index + 1, ty.name()),
+                format!(
+                    "invalid value for parameter ${} of type {}: {msg}",
+                    index + 1,
+                    ty.name()
+                ),
             )
         })?,
     };
@@ -168,14 +172,25 @@ fn parse_numeric(t: &str) -> Result<ScalarValue, String> {
     let mut value: i128 = if trimmed.is_empty() {
         0
     } else {
-        trimmed.parse().map_err(|_| format!("\"{t}\" is out of range"))?
+        trimmed
+            .parse()
+            .map_err(|_| format!("\"{t}\" is out of range"))?
     };
     if negative {
         value = -value;
     }
-    let precision = u8::try_from(trimmed.len().max(usize::try_from(scale).unwrap_or(0)).max(1))
-        .map_err(|_| "precision")?;
-    Ok(ScalarValue::Decimal128(Some(value), precision.min(38), scale))
+    let precision = u8::try_from(
+        trimmed
+            .len()
+            .max(usize::try_from(scale).unwrap_or(0))
+            .max(1),
+    )
+    .map_err(|_| "precision")?;
+    Ok(ScalarValue::Decimal128(
+        Some(value),
+        precision.min(38),
+        scale,
+    ))
 }
 
 /// Binary `numeric` → its decimal string.
@@ -189,7 +204,9 @@ fn numeric_from_binary(bytes: &[u8]) -> Result<String, String> {
     if sign == 0xC000 {
         return Err("NaN is not supported".to_owned());
     }
-    let body = bytes.get(8..8 + 2 * ndigits).ok_or("numeric value truncated")?;
+    let body = bytes
+        .get(8..8 + 2 * ndigits)
+        .ok_or("numeric value truncated")?;
     let digits: Vec<i16> = body.chunks(2).map(read_i16).collect();
     let mut int_part = String::new();
     for i in 0..=weight.max(-1) {
@@ -236,7 +253,7 @@ fn numeric_from_binary(bytes: &[u8]) -> Result<String, String> {
 fn parse_bytea(s: &str) -> Result<Vec<u8>, String> {
     if let Some(hex) = s.strip_prefix("\\x") {
         let hex: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-        if hex.len() % 2 != 0 {
+        if !hex.len().is_multiple_of(2) {
             return Err("odd number of hex digits".to_owned());
         }
         return hex
@@ -293,7 +310,10 @@ fn parse_time(t: &str) -> Result<i64, String> {
         Some(v) => v.parse().map_err(|_| bad())?,
         None => 0,
     };
-    if it.next().is_some() || !(0..=24).contains(&h) || !(0..60).contains(&m) || !(0..=60).contains(&s)
+    if it.next().is_some()
+        || !(0..=24).contains(&h)
+        || !(0..60).contains(&m)
+        || !(0..=60).contains(&s)
     {
         return Err(bad());
     }
@@ -328,7 +348,7 @@ fn parse_timestamp(t: &str) -> Result<(i64, bool), String> {
         let off = &off[1..];
         let (hh, mm) = match off.split_once(':') {
             Some((h, m)) => (h, m),
-            None if off.len() == 4 => off.split_at(2),
+            None if off.len() == 4 => off.split_at_checked(2).ok_or_else(bad)?,
             None => (off, "0"),
         };
         let hh: i64 = hh.parse().map_err(|_| bad())?;
@@ -356,8 +376,14 @@ mod tests {
     #[test]
     fn text_params() {
         assert_eq!(
-            decode_param(0, Some(b"42"), FieldFormat::Text, &Type::INT4, Some(&DataType::Int64))
-                .expect("int"),
+            decode_param(
+                0,
+                Some(b"42"),
+                FieldFormat::Text,
+                &Type::INT4,
+                Some(&DataType::Int64)
+            )
+            .expect("int"),
             ScalarValue::Int64(Some(42))
         );
         assert_eq!(
@@ -376,8 +402,14 @@ mod tests {
     #[test]
     fn binary_params() {
         assert_eq!(
-            decode_param(0, Some(&7i64.to_be_bytes()), FieldFormat::Binary, &Type::INT8, None)
-                .expect("int8"),
+            decode_param(
+                0,
+                Some(&7i64.to_be_bytes()),
+                FieldFormat::Binary,
+                &Type::INT8,
+                None
+            )
+            .expect("int8"),
             ScalarValue::Int64(Some(7))
         );
         let err = decode_param(0, Some(&[1, 2]), FieldFormat::Binary, &Type::INT4, None)
@@ -387,13 +419,19 @@ mod tests {
 
     #[test]
     fn timestamps_and_bytea() {
-        assert_eq!(parse_timestamp("1970-01-01 00:00:01").expect("ts").0, 1_000_000);
+        assert_eq!(
+            parse_timestamp("1970-01-01 00:00:01").expect("ts").0,
+            1_000_000
+        );
         assert_eq!(
             parse_timestamp("2000-01-01T01:00:00+01:00").expect("ts").0,
             PG_EPOCH_MICROS
         );
         assert_eq!(parse_bytea("\\x0aff").expect("hex"), vec![0x0a, 0xff]);
-        assert_eq!(parse_bytea("a\\\\b\\001").expect("escape"), b"a\\b\x01".to_vec());
+        assert_eq!(
+            parse_bytea("a\\\\b\\001").expect("escape"),
+            b"a\\b\x01".to_vec()
+        );
     }
 
     #[test]

@@ -71,7 +71,10 @@ pub(crate) async fn recognize(session: &Session, sql: &str) -> Result<Option<Pre
     }
     let normalized = normalize_whitespace(sql);
     if normalized.starts_with("SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)")
-        && let Some(oid) = quoted_number_after(&normalized, "FROM pg_catalog.pg_attribute a WHERE a.attrelid = ")
+        && let Some(oid) = quoted_number_after(
+            &normalized,
+            "FROM pg_catalog.pg_attribute a WHERE a.attrelid = ",
+        )
     {
         return attribute_query(session, &normalized, oid).await.map(Some);
     }
@@ -91,12 +94,32 @@ pub(crate) fn empty_catalog_answer(sql: &str) -> Option<Prepared> {
         .next()?
         .trim_start_matches('(');
     let driving = driving.strip_prefix("pg_catalog.").unwrap_or(driving);
-    if !EMPTY_TABLES.contains(&driving) || AGGREGATES.iter().any(|a| lower.contains(a)) {
+    let empty = EMPTY_TABLES.contains(&driving) || inner_joins_empty_table(&normalized);
+    if !empty || AGGREGATES.iter().any(|a| lower.contains(a)) {
         return None;
     }
     let names: Vec<String> = items.iter().map(|item| column_name(item)).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     text_rows(&names, Vec::new(), "SELECT").ok()
+}
+
+/// Whether the query inner-joins an always-empty catalog table (so has no
+/// rows), as JDBC's primary key and index lookups join `pg_index`.
+fn inner_joins_empty_table(normalized: &str) -> bool {
+    let lower = normalized.to_ascii_lowercase();
+    let words: Vec<&str> = lower.split([' ', '(']).filter(|w| !w.is_empty()).collect();
+    words.windows(2).enumerate().any(|(i, pair)| {
+        let table = pair[1].trim_end_matches(',');
+        let table = table.strip_prefix("pg_catalog.").unwrap_or(table);
+        let joined = pair[0] == "join"
+            && !matches!(
+                i.checked_sub(1).and_then(|p| words.get(p)).copied(),
+                Some("left" | "right" | "full" | "outer")
+            );
+        // `FROM a, pg_catalog.pg_constraint con, …`
+        let listed = pair[0].ends_with(',') && !lower.contains(" union ");
+        EMPTY_TABLES.contains(&table) && (joined || listed)
+    })
 }
 
 /// `'12345'` (or a bare number) right after `prefix`.
@@ -167,7 +190,11 @@ fn column_name(item: &str) -> String {
 }
 
 /// psql's column query of `\d name`: one row per column of the table.
-async fn attribute_query(session: &Session, normalized: &str, oid: i64) -> Result<Prepared, SqlError> {
+async fn attribute_query(
+    session: &Session,
+    normalized: &str,
+    oid: i64,
+) -> Result<Prepared, SqlError> {
     let Some((items, _)) = select_items(normalized) else {
         return text_rows(&["attname"], Vec::new(), "SELECT");
     };
@@ -204,7 +231,14 @@ fn attribute_item(item: &str, column: &crate::catalog::ColumnInfo) -> Option<Str
     } else if item.contains("attidentity") || item.contains("attgenerated") {
         Some(String::new())
     } else if item == "a.attstorage" {
-        Some(if crate::encode::type_size(&ty) > 0 { "p" } else { "x" }.to_owned())
+        Some(
+            if crate::encode::type_size(&ty) > 0 {
+                "p"
+            } else {
+                "x"
+            }
+            .to_owned(),
+        )
     } else if item.contains("attcompression") {
         Some(String::new())
     } else {
@@ -236,18 +270,35 @@ mod tests {
     fn empty_catalog_tables() {
         let policy = "SELECT pol.polname, pol.polpermissive, CASE WHEN pol.polroles = '{0}' THEN NULL ELSE pg_catalog.array_to_string(array(select rolname from pg_catalog.pg_roles where oid = any (pol.polroles) order by 1),',') END, pg_catalog.pg_get_expr(pol.polqual, pol.polrelid) FROM pg_catalog.pg_policy pol WHERE pol.polrelid = '1' ORDER BY 1;";
         match empty_catalog_answer(policy) {
-            Some(Prepared::Rows { schema, batches, .. }) => {
+            Some(Prepared::Rows {
+                schema, batches, ..
+            }) => {
                 assert_eq!(schema.fields().len(), 4);
                 assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
             }
             other => panic!("expected an empty answer, got {other:?}"),
         }
         assert!(empty_catalog_answer("SELECT count(*) FROM pg_catalog.pg_index").is_none());
+        assert!(
+            empty_catalog_answer(
+                "SELECT ct.relname AS t, a.attname FROM pg_catalog.pg_class ct JOIN pg_catalog.pg_index i ON (ct.oid = i.indrelid)"
+            )
+            .is_some()
+        );
+        assert!(
+            empty_catalog_answer(
+                "SELECT ct.relname FROM pg_catalog.pg_class ct LEFT JOIN pg_catalog.pg_index i ON (ct.oid = i.indrelid)"
+            )
+            .is_none()
+        );
         assert!(empty_catalog_answer("SELECT relname FROM pg_catalog.pg_class").is_none());
     }
 
     #[test]
     fn numbers_after_prefix() {
-        assert_eq!(quoted_number_after("WHERE a.attrelid = '42' AND", "a.attrelid = "), Some(42));
+        assert_eq!(
+            quoted_number_after("WHERE a.attrelid = '42' AND", "a.attrelid = "),
+            Some(42)
+        );
     }
 }

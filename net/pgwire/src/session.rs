@@ -6,13 +6,16 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::array::StringArray;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::CatalogProviderList;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
@@ -165,6 +168,8 @@ fn default_settings(limits: &PgLimits) -> BTreeMap<String, String> {
         ("transaction_read_only", "on".to_owned()),
         ("default_transaction_read_only", "on".to_owned()),
         ("max_identifier_length", "63".to_owned()),
+        ("max_index_keys", "32".to_owned()),
+        ("block_size", "8192".to_owned()),
         ("extra_float_digits", "1".to_owned()),
         ("lc_messages", "C".to_owned()),
         ("lc_collate", "C".to_owned()),
@@ -176,10 +181,7 @@ fn default_settings(limits: &PgLimits) -> BTreeMap<String, String> {
         ),
         ("max_rows", limits.max_rows.to_string()),
     ];
-    pairs
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
 /// `statement_timeout` values: plain milliseconds or with a unit.
@@ -264,13 +266,10 @@ impl Session {
         udf::register_identity(&self.ctx, user, database, pid);
     }
 
-    pub fn user(&self) -> String {
-        self.info.user()
-    }
-
     /// The effective statement timeout (`None`: no timeout).
     pub fn statement_timeout(&self) -> Option<Duration> {
-        let server = (!self.limits.statement_timeout.is_zero()).then_some(self.limits.statement_timeout);
+        let server =
+            (!self.limits.statement_timeout.is_zero()).then_some(self.limits.statement_timeout);
         let session = self
             .session_timeout
             .lock()
@@ -318,7 +317,9 @@ impl Session {
             StatementKind::Begin => Ok(Prepared::Command(Command::Begin)),
             StatementKind::Commit => Ok(Prepared::Command(Command::Commit)),
             StatementKind::Rollback => Ok(Prepared::Command(Command::Rollback)),
-            StatementKind::Set { name, value } => Ok(Prepared::Command(Command::Set { name, value })),
+            StatementKind::Set { name, value } => {
+                Ok(Prepared::Command(Command::Set { name, value }))
+            }
             StatementKind::Reset(name) => Ok(Prepared::Command(Command::Reset(name))),
             StatementKind::Show(name) => self.show(&name),
             StatementKind::NoOp(tag) => Ok(Prepared::Command(Command::Tag(tag))),
@@ -330,8 +331,10 @@ impl Session {
     /// statement anywhere in a multi-statement string fails the whole string
     /// before anything runs (as in PostgreSQL).
     pub fn check_syntax(&self, sql: &str) -> Result<(), SqlError> {
-        if !matches!(classify(sql), StatementKind::Query | StatementKind::Unsupported(_))
-            || psql::is_client_catalog_query(sql)
+        if !matches!(
+            classify(sql),
+            StatementKind::Query | StatementKind::Unsupported(_)
+        ) || psql::is_client_catalog_query(sql)
         {
             return Ok(());
         }
@@ -387,7 +390,12 @@ impl Session {
         let user_tables = self.default_schema_tables();
         let options = RewriteOptions {
             catalog_query: lower.contains("pg_catalog") || lower.contains("information_schema"),
-            arrays_supported: self.ctx.state().scalar_functions().contains_key("make_array"),
+            arrays_supported: self
+                .ctx
+                .state()
+                .scalar_functions()
+                .contains_key("make_array"),
+            default_schema: &self.info.default_schema,
         };
         let mut statement = statement;
         rewrite_df_statement(&mut statement, snapshot.as_ref(), &user_tables, options)?;
@@ -406,7 +414,11 @@ impl Session {
         if name.to_ascii_lowercase().starts_with("datafusion.") {
             let entries = self.ctx.state().config().options().entries();
             if let Some(entry) = entries.iter().find(|e| e.key.eq_ignore_ascii_case(name)) {
-                return text_rows(&[entry.key.as_str()], vec![vec![entry.value.clone()]], "SHOW");
+                return text_rows(
+                    &[entry.key.as_str()],
+                    vec![vec![entry.value.clone()]],
+                    "SHOW",
+                );
             }
         }
         match settings.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
@@ -481,7 +493,11 @@ impl Session {
         fields: &[FieldInfo],
     ) -> Result<Outcome, SqlError> {
         match prepared {
-            Prepared::Query { plan, params: expected, .. } => {
+            Prepared::Query {
+                plan,
+                params: expected,
+                ..
+            } => {
                 if params.len() != expected.len() {
                     return Err(SqlError::new(
                         sqlstate::PROTOCOL_VIOLATION,
@@ -500,7 +516,9 @@ impl Session {
                         .map_err(SqlError::from)?
                 };
                 let frame = self.ctx.execute_logical_plan(plan).await?;
-                let stream = frame.execute_stream().await?;
+                let task_ctx = Arc::new(frame.task_ctx());
+                let physical = cooperative(frame.create_physical_plan().await?)?;
+                let stream = execute_stream(physical, task_ctx)?;
                 self.collect(stream, fields, "SELECT").await
             }
             Prepared::Rows { batches, tag, .. } => {
@@ -536,7 +554,12 @@ impl Session {
         }
     }
 
-    async fn collect<S>(&self, stream: S, fields: &[FieldInfo], tag: &str) -> Result<Outcome, SqlError>
+    async fn collect<S>(
+        &self,
+        stream: S,
+        fields: &[FieldInfo],
+        tag: &str,
+    ) -> Result<Outcome, SqlError>
     where
         S: futures::Stream<Item = datafusion::error::Result<RecordBatch>>,
     {
@@ -565,6 +588,24 @@ impl Session {
             truncated,
         })
     }
+}
+
+/// Makes every operator yield to the runtime periodically, not only the
+/// leaves. Operators that emit many batches per input batch (joins, unnest)
+/// would otherwise keep a worker thread busy without ever returning `Pending`,
+/// so the statement timeout, cancel requests and other sessions could not
+/// run on that thread.
+fn cooperative(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>, SqlError> {
+    plan.transform_up(|node| {
+        if node.is::<CooperativeExec>() {
+            return Ok(Transformed::no(node));
+        }
+        Ok(Transformed::yes(
+            Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>
+        ))
+    })
+    .map(|t| t.data)
+    .map_err(SqlError::from)
 }
 
 /// Parses exactly one statement with the PostgreSQL dialect.
@@ -617,16 +658,17 @@ fn first_words(s: &str) -> String {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct RewriteOptions {
+struct RewriteOptions<'a> {
     catalog_query: bool,
     arrays_supported: bool,
+    default_schema: &'a str,
 }
 
 fn rewrite_df_statement(
     statement: &mut DfStatement,
     snapshot: Option<&CatalogSnapshot>,
     user_tables: &HashSet<String>,
-    options: RewriteOptions,
+    options: RewriteOptions<'_>,
 ) -> Result<(), SqlError> {
     match statement {
         DfStatement::Statement(s) => crate::sql::rewrite(
@@ -635,6 +677,7 @@ fn rewrite_df_statement(
             user_tables,
             options.catalog_query,
             options.arrays_supported,
+            options.default_schema,
         ),
         DfStatement::Explain(explain) => {
             rewrite_df_statement(&mut explain.statement, snapshot, user_tables, options)

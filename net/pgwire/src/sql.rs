@@ -112,8 +112,7 @@ fn skip_dollar_quoted(bytes: &[u8], open: usize) -> usize {
     while j < bytes.len() && is_ident_byte(bytes[j]) {
         j += 1;
     }
-    if j >= bytes.len() || bytes[j] != b'$' || bytes.get(open + 1).is_some_and(u8::is_ascii_digit)
-    {
+    if j >= bytes.len() || bytes[j] != b'$' || bytes.get(open + 1).is_some_and(u8::is_ascii_digit) {
         return open + 1;
     }
     let tag = &bytes[open..=j];
@@ -251,7 +250,12 @@ fn parse_set(body: &str) -> StatementKind {
     let rest = body[3..].trim().trim_end_matches(';').trim();
     let lower = rest.to_ascii_lowercase();
     // SET SESSION CHARACTERISTICS / SET TRANSACTION / SET CONSTRAINTS / SET ROLE …
-    for prefix in ["transaction", "session characteristics", "constraints", "role"] {
+    for prefix in [
+        "transaction",
+        "session characteristics",
+        "constraints",
+        "role",
+    ] {
         if lower.starts_with(prefix) {
             return StatementKind::NoOp("SET".to_owned());
         }
@@ -283,7 +287,7 @@ fn parse_set(body: &str) -> StatementKind {
             let mut value = rest[pos..].trim_start();
             if let Some(v) = value.strip_prefix('=') {
                 value = v;
-            } else if value.len() >= 2 && value[..2].eq_ignore_ascii_case("to") {
+            } else if value.get(..2).is_some_and(|w| w.eq_ignore_ascii_case("to")) {
                 value = &value[2..];
             }
             (name, value.trim())
@@ -326,6 +330,8 @@ pub(crate) struct Rewriter<'a> {
     pub catalog_query: bool,
     /// Array literals can be planned (DataFusion's nested functions exist).
     pub arrays_supported: bool,
+    /// The session's default schema (what `current_schemas()` lists).
+    pub default_schema: &'a str,
     pub error: Option<SqlError>,
 }
 
@@ -339,6 +345,7 @@ fn last_ident(name: &ObjectName) -> Option<String> {
 fn custom_type_name(dt: &SqlType) -> Option<String> {
     match dt {
         SqlType::Custom(name, _) => last_ident(name),
+        SqlType::Regclass => Some("regclass".to_owned()),
         _ => None,
     }
 }
@@ -350,6 +357,27 @@ fn string_literal(e: &Expr) -> Option<&str> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+fn int_literal(e: &Expr) -> Option<i64> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn first_arg_is_true(f: &Function) -> bool {
+    match &f.args {
+        FunctionArguments::List(list) => matches!(
+            list.args.first(),
+            Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))))
+                if v.value == Value::Boolean(true)
+        ),
+        _ => false,
     }
 }
 
@@ -476,10 +504,60 @@ impl VisitorMut for Rewriter<'_> {
             && PG_CATALOG_TABLES.contains(&name.as_str())
             && !self.user_tables.contains(&name)
         {
-            relation.0.insert(
-                0,
-                ObjectNamePart::Identifier(Ident::new("pg_catalog")),
-            );
+            relation
+                .0
+                .insert(0, ObjectNamePart::Identifier(Ident::new("pg_catalog")));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_select(&mut self, select: &mut ast::Select) -> ControlFlow<()> {
+        // `SELECT n.oid, n.* …` (common in GUI tools) repeats a column, which
+        // DataFusion rejects; the wildcard already returns it.
+        if !self.catalog_query {
+            return ControlFlow::Continue(());
+        }
+        let wildcards: Vec<Option<String>> = select
+            .projection
+            .iter()
+            .filter_map(|item| match item {
+                ast::SelectItem::Wildcard(_) => Some(None),
+                ast::SelectItem::QualifiedWildcard(
+                    ast::SelectItemQualifiedWildcardKind::ObjectName(name),
+                    _,
+                ) => Some(last_ident(name)),
+                _ => None,
+            })
+            .collect();
+        if !wildcards.is_empty() {
+            select.projection.retain(|item| match item {
+                ast::SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts))
+                    if parts.len() == 2 =>
+                {
+                    let qualifier = parts[0].value.to_ascii_lowercase();
+                    !wildcards
+                        .iter()
+                        .any(|w| w.is_none() || w.as_deref() == Some(qualifier.as_str()))
+                }
+                _ => true,
+            });
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &mut ast::TableFactor) -> ControlFlow<()> {
+        // pg_catalog.generate_series(…) and other qualified table functions.
+        if let ast::TableFactor::Table {
+            name,
+            args: Some(_),
+            ..
+        } = factor
+            && name.0.len() == 2
+            && name.0[0]
+                .as_ident()
+                .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_catalog"))
+        {
+            name.0.remove(0);
         }
         ControlFlow::Continue(())
     }
@@ -499,6 +577,37 @@ impl VisitorMut for Rewriter<'_> {
                     *expr = Expr::Value(Value::Null.with_empty_span());
                     return ControlFlow::Continue(());
                 }
+                // (current_schemas(b))[n]: the n-th schema of the search path.
+                Expr::CompoundFieldAccess { root, access_chain } if access_chain.len() == 1 => {
+                    let mut base = root.as_ref();
+                    while let Expr::Nested(inner) = base {
+                        base = inner;
+                    }
+                    if let Expr::Function(f) = base
+                        && last_ident(&f.name).as_deref() == Some("current_schemas")
+                        && let ast::AccessExpr::Subscript(ast::Subscript::Index { index }) =
+                            &access_chain[0]
+                        && let Some(n) = int_literal(index)
+                    {
+                        let implicit = first_arg_is_true(f);
+                        let mut schemas = Vec::new();
+                        if implicit {
+                            schemas.push("pg_catalog");
+                        }
+                        schemas.push(self.default_schema);
+                        *expr = usize::try_from(n)
+                            .ok()
+                            .and_then(|n| n.checked_sub(1))
+                            .and_then(|i| schemas.get(i))
+                            .map(|s| {
+                                Expr::Value(
+                                    Value::SingleQuotedString((*s).to_owned()).with_empty_span(),
+                                )
+                            })
+                            .unwrap_or_else(|| Expr::Value(Value::Null.with_empty_span()));
+                        return ControlFlow::Continue(());
+                    }
+                }
                 // A correlated scalar subquery returns at most one row in
                 // catalog queries; DataFusion wants that spelt as an aggregate.
                 Expr::Subquery(query) => wrap_scalar_subquery(query),
@@ -514,7 +623,10 @@ impl VisitorMut for Rewriter<'_> {
             && (matches!(
                 data_type,
                 SqlType::Text | SqlType::Varchar(_) | SqlType::String(_)
-            ) || matches!(custom_type_name(data_type).as_deref(), Some("text" | "varchar")))
+            ) || matches!(
+                custom_type_name(data_type).as_deref(),
+                Some("text" | "varchar")
+            ))
             && let Expr::Cast {
                 expr: innermost,
                 data_type: inner_type,
@@ -534,15 +646,14 @@ impl VisitorMut for Rewriter<'_> {
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         match expr {
-            Expr::Function(f) => {
+            Expr::Function(f)
                 if f.name.0.len() > 1
                     && f.name.0[0]
                         .as_ident()
-                        .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_catalog"))
-                {
-                    let last = f.name.0.split_off(f.name.0.len() - 1);
-                    f.name = ObjectName(last);
-                }
+                        .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_catalog")) =>
+            {
+                let last = f.name.0.split_off(f.name.0.len() - 1);
+                f.name = ObjectName(last);
             }
             Expr::BinaryOp { op, .. } => {
                 if let BinaryOperator::PGCustomBinaryOperator(parts) = op
@@ -552,7 +663,8 @@ impl VisitorMut for Rewriter<'_> {
                 }
             }
             Expr::Collate { expr: inner, .. } => {
-                let inner = std::mem::replace(inner.as_mut(), Expr::Value(Value::Null.with_empty_span()));
+                let inner =
+                    std::mem::replace(inner.as_mut(), Expr::Value(Value::Null.with_empty_span()));
                 *expr = inner;
             }
             Expr::Cast {
@@ -563,7 +675,30 @@ impl VisitorMut for Rewriter<'_> {
             } => {
                 if let Some(type_name) = custom_type_name(data_type) {
                     if OID_LIKE.contains(&type_name.as_str()) {
-                        if let Some(literal) = string_literal(inner).map(str::to_owned)
+                        let literal = string_literal(inner).map(str::to_owned);
+                        if matches!(type_name.as_str(), "regproc" | "regprocedure") {
+                            // Functions are named, not numbered, in this catalog.
+                            *expr = match literal {
+                                Some(name) => Expr::Value(
+                                    Value::SingleQuotedString(
+                                        name.strip_prefix("pg_catalog.")
+                                            .unwrap_or(&name)
+                                            .to_owned(),
+                                    )
+                                    .with_empty_span(),
+                                ),
+                                None => Expr::Cast {
+                                    kind: CastKind::Cast,
+                                    expr: Box::new(std::mem::replace(
+                                        inner.as_mut(),
+                                        Expr::Value(Value::Null.with_empty_span()),
+                                    )),
+                                    data_type: SqlType::Text,
+                                    array: false,
+                                    format: None,
+                                },
+                            };
+                        } else if let Some(literal) = literal
                             && type_name != "oid"
                             && let Some(oid) = self.lookup_oid(&type_name, &literal)
                         {
@@ -584,7 +719,15 @@ impl VisitorMut for Rewriter<'_> {
 }
 
 const AGGREGATE_NAMES: &[&str] = &[
-    "count", "sum", "min", "max", "avg", "bool_and", "bool_or", "every", "array_agg",
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "array_agg",
     "string_agg",
 ];
 
@@ -608,7 +751,10 @@ fn wrap_scalar_subquery(query: &mut ast::Query) {
         ast::GroupByExpr::All(_) => true,
         ast::GroupByExpr::Expressions(exprs, _) => !exprs.is_empty(),
     };
-    if grouped || select.distinct.is_some() || select.having.is_some() || select.projection.len() != 1
+    if grouped
+        || select.distinct.is_some()
+        || select.having.is_some()
+        || select.projection.len() != 1
     {
         return;
     }
@@ -648,6 +794,7 @@ fn name_function_columns(statement: &mut ast::Statement) {
             _ => None,
         })
         .collect();
+    let mut literals = 0;
     for (idx, item) in select.projection.iter_mut().enumerate() {
         let ast::SelectItem::UnnamedExpr(expr @ (Expr::Function(_) | Expr::Value(_))) = item else {
             continue;
@@ -655,13 +802,27 @@ fn name_function_columns(statement: &mut ast::Statement) {
         let Some(name) = &names[idx] else {
             continue;
         };
-        if names.iter().filter(|n| n.as_ref() == Some(name)).count() != 1 {
-            continue;
+        let mut name = name.clone();
+        if names
+            .iter()
+            .filter(|n| n.as_deref() == Some(name.as_str()))
+            .count()
+            != 1
+        {
+            if !matches!(expr, Expr::Value(_)) {
+                continue;
+            }
+            // Repeated literals (`SELECT NULL, NULL`) need distinct names in
+            // DataFusion.
+            literals += 1;
+            if literals > 1 {
+                name = format!("?column?{literals}");
+            }
         }
         let expr = std::mem::replace(expr, Expr::Value(Value::Null.with_empty_span()));
         *item = ast::SelectItem::ExprWithAlias {
             expr,
-            alias: Ident::with_quote('"', name.clone()),
+            alias: Ident::with_quote('"', name),
         };
     }
 }
@@ -673,6 +834,7 @@ pub(crate) fn rewrite(
     user_tables: &HashSet<String>,
     catalog_query: bool,
     arrays_supported: bool,
+    default_schema: &str,
 ) -> Result<(), SqlError> {
     use datafusion::sql::sqlparser::ast::VisitMut;
     let mut rewriter = Rewriter {
@@ -680,6 +842,7 @@ pub(crate) fn rewrite(
         user_tables,
         catalog_query,
         arrays_supported,
+        default_schema,
         error: None,
     };
     let _ = statement.visit(&mut rewriter);
@@ -715,9 +878,15 @@ mod tests {
     #[test]
     fn classifies_commands() {
         assert_eq!(classify("select 1"), StatementKind::Query);
-        assert_eq!(classify("/* x */ WITH a AS (SELECT 1) SELECT * FROM a"), StatementKind::Query);
+        assert_eq!(
+            classify("/* x */ WITH a AS (SELECT 1) SELECT * FROM a"),
+            StatementKind::Query
+        );
         assert_eq!(classify("BEGIN"), StatementKind::Begin);
-        assert_eq!(classify("start transaction read only"), StatementKind::Begin);
+        assert_eq!(
+            classify("start transaction read only"),
+            StatementKind::Begin
+        );
         assert_eq!(classify("COMMIT"), StatementKind::Commit);
         assert_eq!(classify("rollback"), StatementKind::Rollback);
         assert_eq!(
@@ -752,8 +921,57 @@ mod tests {
             classify("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"),
             StatementKind::NoOp("SET".to_owned())
         );
-        assert_eq!(classify("SHOW TIME ZONE"), StatementKind::Show("timezone".to_owned()));
-        assert_eq!(classify("show server_version"), StatementKind::Show("server_version".to_owned()));
-        assert_eq!(classify("insert into t values (1)"), StatementKind::Write("INSERT".to_owned()));
+        assert_eq!(
+            classify("SHOW TIME ZONE"),
+            StatementKind::Show("timezone".to_owned())
+        );
+        assert_eq!(
+            classify("show server_version"),
+            StatementKind::Show("server_version".to_owned())
+        );
+        assert_eq!(
+            classify("insert into t values (1)"),
+            StatementKind::Write("INSERT".to_owned())
+        );
+    }
+}
+
+#[cfg(test)]
+mod rewrite_tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn rewritten(sql: &str) -> String {
+        let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("parse");
+        let mut statement = statements.remove(0);
+        rewrite(&mut statement, None, &HashSet::new(), true, false, "public").expect("rewrite");
+        statement.to_string()
+    }
+
+    #[test]
+    fn catalog_rewrites() {
+        assert_eq!(
+            rewritten("SELECT n.oid, n.*, d.description FROM pg_namespace n, pg_description d"),
+            "SELECT n.*, d.description FROM pg_catalog.pg_namespace n, pg_catalog.pg_description d"
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.~) '^(x)$' COLLATE pg_catalog.default AND pg_catalog.pg_table_is_visible(c.oid)"
+            ),
+            "SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relname ~ '^(x)$' AND pg_table_is_visible(c.oid)"
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT x::pg_catalog.regtype::pg_catalog.text, 'int4'::regtype, (current_schemas(true))[1], NULL, NULL FROM t"
+            ),
+            "SELECT format_type(x, NULL) AS \"format_type\", 23 AS \"?column?\", 'pg_catalog' AS \"?column?2\", NULL AS \"?column?3\", NULL AS \"?column?4\" FROM t"
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT (SELECT c.relkind = 'c' FROM pg_class c WHERE c.oid = t.typrelid) FROM pg_type t"
+            ),
+            "SELECT (SELECT max(c.relkind = 'c') FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) FROM pg_catalog.pg_type t"
+        );
     }
 }

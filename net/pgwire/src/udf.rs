@@ -95,8 +95,10 @@ impl ScalarUDFImpl for FormatType {
             .map(|oid| oid.map(|oid| catalog::format_type(oid).unwrap_or_else(|| "???".to_owned())))
             .collect();
         let names: ArrayRef = Arc::new(names);
-        if matches!(first, ColumnarValue::Scalar(_)) && names.len() > 0 {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&names, 0)?));
+        if matches!(first, ColumnarValue::Scalar(_)) && !names.is_empty() {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &names, 0,
+            )?));
         }
         Ok(ColumnarValue::Array(names))
     }
@@ -135,7 +137,10 @@ pub(crate) fn register_static(ctx: &SessionContext, default_schema: &str) {
         ("pg_get_function_arguments", null_text.clone()),
         ("pg_get_statisticsobjdef_columns", null_text.clone()),
         ("pg_get_serial_sequence", null_text),
-        ("pg_relation_is_publishable", ScalarValue::Boolean(Some(false))),
+        (
+            "pg_relation_is_publishable",
+            ScalarValue::Boolean(Some(false)),
+        ),
         ("has_table_privilege", ScalarValue::Boolean(Some(true))),
         ("has_schema_privilege", ScalarValue::Boolean(Some(true))),
         ("has_database_privilege", ScalarValue::Boolean(Some(true))),
@@ -174,7 +179,10 @@ pub(crate) fn register_identity(ctx: &SessionContext, user: &str, database: &str
     ctx.register_udf(ConstFn::udf("pg_get_userbyid", text(user)));
     ctx.register_udf(ConstFn::udf("current_database", text(database)));
     ctx.register_udf(ConstFn::udf("current_catalog", text(database)));
-    ctx.register_udf(ConstFn::udf("pg_backend_pid", ScalarValue::Int32(Some(pid))));
+    ctx.register_udf(ConstFn::udf(
+        "pg_backend_pid",
+        ScalarValue::Int32(Some(pid)),
+    ));
 }
 
 /// `current_setting(name)`: the session's value of a setting.
@@ -245,7 +253,9 @@ impl ScalarUDFImpl for CurrentSetting {
         }
         let values: ArrayRef = Arc::new(values.into_iter().collect::<StringArray>());
         if matches!(first, ColumnarValue::Scalar(_)) && !values.is_empty() {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&values, 0)?));
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &values, 0,
+            )?));
         }
         Ok(ColumnarValue::Array(values))
     }
@@ -257,6 +267,23 @@ pub(crate) fn register_settings(ctx: &SessionContext, info: Arc<SessionInfo>) {
         info,
         signature: Signature::user_defined(Volatility::Stable),
     }));
+}
+
+/// `quote_ident(name)`: double-quotes a name unless it is a plain lower-case
+/// identifier.
+pub(crate) fn quote_ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+    if plain {
+        name.to_owned()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
 }
 
 /// `pg_size_pretty(bytes)` with PostgreSQL's rounding and units.
@@ -312,9 +339,8 @@ impl ScalarUDFImpl for RowFn {
             .iter()
             .map(|a| a.to_array(rows))
             .collect::<DfResult<Vec<_>>>()?;
-        let internal = |e: crate::error::SqlError| {
-            datafusion::error::DataFusionError::Execution(e.message)
-        };
+        let internal =
+            |e: crate::error::SqlError| datafusion::error::DataFusionError::Execution(e.message);
         let mut out: Vec<Option<String>> = Vec::with_capacity(rows);
         for row in 0..rows {
             let value = |i: usize| -> DfResult<Option<String>> {
@@ -327,14 +353,16 @@ impl ScalarUDFImpl for RowFn {
                 "pg_size_pretty" => value(0)?
                     .and_then(|v| v.parse::<i64>().ok())
                     .map(size_pretty),
+                "quote_ident" => value(0)?.map(|v| quote_ident(&v)),
                 _ => {
                     // array_to_string(array, separator[, null_string])
                     let separator = value(1)?.unwrap_or_default();
                     let null_string = value(2)?;
                     match arrays.first() {
-                        Some(a) if !a.is_null(row) => {
-                            Some(join_array(a, row, &separator, null_string.as_deref()).map_err(internal)?)
-                        }
+                        Some(a) if !a.is_null(row) => Some(
+                            join_array(a, row, &separator, null_string.as_deref())
+                                .map_err(internal)?,
+                        ),
                         _ => None,
                     }
                 }
@@ -393,8 +421,12 @@ fn join_array(
 /// Registers functions DataFusion lacks in this build (`array_to_string`
 /// only when DataFusion's own is not registered).
 pub(crate) fn register_row_functions(ctx: &SessionContext) {
-    let mut names = vec!["pg_size_pretty"];
-    if !ctx.state().scalar_functions().contains_key("array_to_string") {
+    let mut names = vec!["pg_size_pretty", "quote_ident"];
+    if !ctx
+        .state()
+        .scalar_functions()
+        .contains_key("array_to_string")
+    {
         names.push("array_to_string");
     }
     for name in names {

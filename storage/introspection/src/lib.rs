@@ -32,10 +32,10 @@ pub mod render;
 mod scan;
 mod tables;
 
-pub use engine::{QueryEngine, QueryError, QueryLimits, QueryResult};
-pub use render::render_table;
 /// The arrow version the tables produce, for callers that encode results.
 pub use datafusion::arrow;
+pub use engine::{QueryEngine, QueryError, QueryLimits, QueryResult};
+pub use render::render_table;
 
 use holdfast_raft_store::StateMachine;
 use holdfast_types::PartitionId;

@@ -53,13 +53,21 @@ fn invocations() -> RecordBatch {
     tags.append(true);
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(vec!["inv_1", "inv_2", "inv_3"])),
-        Arc::new(StringArray::from(vec![Some("Greeter/greet"), None, Some("Cart/add")])),
+        Arc::new(StringArray::from(vec![
+            Some("Greeter/greet"),
+            None,
+            Some("Cart/add"),
+        ])),
         Arc::new(StringArray::from(vec!["completed", "running", "suspended"])),
         Arc::new(Int32Array::from(vec![0, 3, 1])),
         Arc::new(Int16Array::from(vec![Some(1), Some(4), None])),
         Arc::new(Int8Array::from(vec![Some(-1), Some(0), Some(7)])),
         Arc::new(Int64Array::from(vec![Some(10), Some(20_000_000_000), None])),
-        Arc::new(UInt32Array::from(vec![Some(1), Some(4_000_000_000), Some(2)])),
+        Arc::new(UInt32Array::from(vec![
+            Some(1),
+            Some(4_000_000_000),
+            Some(2),
+        ])),
         Arc::new(UInt64Array::from(vec![Some(5), Some(6), None])),
         Arc::new(Float64Array::from(vec![Some(1.5), Some(-0.25), None])),
         Arc::new(Float32Array::from(vec![Some(0.5), None, Some(2.0)])),
