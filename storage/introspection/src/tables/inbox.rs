@@ -44,9 +44,37 @@ impl Row for InboxRow<'_> {
     }
 }
 
+/// Scans a table keyed by object whose rows name an invocation (`sys_inbox`,
+/// `sys_keyed_service_status`): for an id lookup only the objects of those ids, each keeping
+/// only its id's rows; otherwise the object scope the lookup allows. `scan_scope` reads one scope.
+pub(crate) fn scan_by_object(
+    part: &PartitionRead<'_>,
+    lookup: &Lookup,
+    sink: &mut Sink,
+    scan_scope: impl Fn(
+        &PartitionRead<'_>,
+        ObjectScope<'_>,
+        Option<InvocationId>,
+        &mut Sink,
+    ) -> Result<ControlFlow<()>, ScanError>,
+) -> Result<ControlFlow<()>, ScanError> {
+    if let Lookup::Ids(ids) = lookup {
+        for (id, object) in objects_of(part, ids, sink)? {
+            if scan_scope(part, ObjectScope::Object(&object), Some(id), sink)?.is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
+        }
+        return Ok(ControlFlow::Continue(()));
+    }
+    match object_scope(lookup) {
+        Some(scope) => scan_scope(part, scope, None, sink),
+        None => Ok(ControlFlow::Continue(())),
+    }
+}
+
 /// The objects whose rows can name one of `ids`: each id's own object, read from its record
 /// (an invocation waits in, or holds the lock of, its target's object only).
-pub(crate) fn objects_of(
+fn objects_of(
     part: &PartitionRead<'_>,
     ids: &[InvocationId],
     sink: &mut Sink,
@@ -135,18 +163,6 @@ impl SysTable for InboxTable {
         lookup: &Lookup,
         sink: &mut Sink,
     ) -> Result<ControlFlow<()>, ScanError> {
-        if let Lookup::Ids(ids) = lookup {
-            for (id, object) in objects_of(part, ids, sink)? {
-                let scope = ObjectScope::Object(&object);
-                if Self::scan_scope(part, scope, Some(id), sink)?.is_break() {
-                    return Ok(ControlFlow::Break(()));
-                }
-            }
-            return Ok(ControlFlow::Continue(()));
-        }
-        match object_scope(lookup) {
-            Some(scope) => Self::scan_scope(part, scope, None, sink),
-            None => Ok(ControlFlow::Continue(())),
-        }
+        scan_by_object(part, lookup, sink, Self::scan_scope)
     }
 }

@@ -1,8 +1,7 @@
 //! `sys_keyed_service_status`: which invocation holds each virtual object's or workflow's lock.
 
 use super::columns;
-use super::inbox::objects_of;
-use super::state::object_scope;
+use super::inbox::scan_by_object;
 use crate::pushdown::{Lookup, Routing};
 use crate::scan::{Cell, Flow, PartitionRead, Row, ScanError, Sink, SysTable};
 use datafusion::arrow::datatypes::SchemaRef;
@@ -95,18 +94,6 @@ impl SysTable for KeyedStatusTable {
         lookup: &Lookup,
         sink: &mut Sink,
     ) -> Result<ControlFlow<()>, ScanError> {
-        if let Lookup::Ids(ids) = lookup {
-            for (id, object) in objects_of(part, ids, sink)? {
-                let scope = ObjectScope::Object(&object);
-                if Self::scan_scope(part, scope, Some(id), sink)?.is_break() {
-                    return Ok(ControlFlow::Break(()));
-                }
-            }
-            return Ok(ControlFlow::Continue(()));
-        }
-        match object_scope(lookup) {
-            Some(scope) => Self::scan_scope(part, scope, None, sink),
-            None => Ok(ControlFlow::Continue(())),
-        }
+        scan_by_object(part, lookup, sink, Self::scan_scope)
     }
 }
