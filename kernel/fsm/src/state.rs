@@ -79,6 +79,9 @@ pub struct Invocation {
     /// `start`.
     #[serde(default)]
     pub secret: u128,
+    /// How its latest failed attempt failed, for operators (`sys_invocation.last_failure`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<holdfast_protocol::Failure>,
 }
 
 /// A workflow's durable promise, addressed by (workflow service, key, name).

@@ -266,6 +266,15 @@ async fn invocations_show_every_status_and_their_origin() {
     assert_eq!(failed[3], s("completed"));
     assert_eq!(failed[10], s("failure"));
     assert_eq!(failed[11], s("[418] failed: x"));
+    let last = query(
+        &engine,
+        &format!(
+            "SELECT last_failure, last_failure_error_code FROM sys_invocation WHERE id = '{}'",
+            ids.failed
+        ),
+    )
+    .await;
+    assert_eq!(rows(&last), vec![vec![s("failed: x"), s("418")]]);
 
     let scheduled = row(ids.scheduled);
     assert_eq!(scheduled[3], s("scheduled"));

@@ -49,6 +49,7 @@ pub(crate) fn apply<S: Store>(
         cancel_pending: false,
         retry: request.retry,
         secret: request.secret,
+        last_failure: None,
     };
     let input = Entry::Input(Input {
         value: request.argument.clone(),

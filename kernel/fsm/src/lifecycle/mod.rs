@@ -223,6 +223,10 @@ pub(crate) fn fail_attempt<S: Store>(
     failure: AttemptFailure,
     at_ms: u64,
 ) -> Result<(), S::Error> {
+    rec.last_failure = Some(Failure {
+        code: failure.code,
+        message: failure.message.clone(),
+    });
     if !failure.retryable {
         let outcome = Outcome::Failure(Failure {
             code: failure.code,

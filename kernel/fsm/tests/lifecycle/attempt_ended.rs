@@ -312,3 +312,17 @@ fn attempt_ended_with_a_stale_epoch_is_fenced_and_changes_nothing() {
         assert_eq!(store, before);
     }
 }
+
+#[test]
+fn a_failed_attempt_is_remembered_as_the_last_failure() {
+    let mut store = MemoryStore::default();
+    let id = running(&mut store, "a", 1);
+    assert_eq!(record(&store, id).last_failure, None);
+    step(&mut store, &[ended(id, 1, retryable(500))]);
+    let failure = record(&store, id).last_failure.expect("a last failure");
+    assert_eq!(failure.code, 500);
+    assert!(matches!(
+        status(&store, id),
+        Some(Status::BackingOff { .. })
+    ));
+}

@@ -97,10 +97,15 @@ impl Row for InvocationRow<'_> {
             Col::PinnedDeploymentId => Cell::opt_str(rec.deployment.as_ref().map(|d| d.0.as_str())),
             // Attempts started so far: like Restate's, 1 after a first attempt without failure.
             Col::RetryCount => Cell::U64(u64::from(rec.attempts)),
-            // The record keeps neither the last failure nor tracing or modification times.
-            Col::LastFailure | Col::LastFailureErrorCode | Col::TraceId | Col::ModifiedAt => {
-                Cell::Null
+            Col::LastFailure => {
+                Cell::opt_str(rec.last_failure.as_ref().map(|f| f.message.as_str()))
             }
+            Col::LastFailureErrorCode => match &rec.last_failure {
+                Some(failure) => Cell::Text(failure.code.to_string()),
+                None => Cell::Null,
+            },
+            // The record keeps neither tracing nor modification times.
+            Col::TraceId | Col::ModifiedAt => Cell::Null,
             Col::IdempotencyKey => Cell::opt_str(rec.idempotency_key.as_deref()),
             Col::JournalSize => Cell::U32(rec.journal_len),
             Col::CreatedAt => Cell::Time(rec.created_at_ms),
