@@ -266,20 +266,33 @@ fn dechunk(mut body: &str) -> String {
 
 /// Polls `/health` until every partition reports a leader, returning the last health document.
 pub fn wait_healthy(admin: SocketAddr, child: &mut Child) -> serde_json::Value {
+    try_wait_healthy(admin, child).unwrap_or_else(|why| panic!("{why}"))
+}
+
+/// Like [`wait_healthy`], but says why it gave up (early exit, or the last `/health` answer).
+pub fn try_wait_healthy(admin: SocketAddr, child: &mut Child) -> Result<serde_json::Value, String> {
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("holdfast exited early with {status}");
+            return Err(format!("holdfast exited early with {status}"));
         }
-        if let Ok(response) = http_get(admin, "/health")
-            && response.status == 200
-        {
-            let health = response.json();
-            if health["status"] == "ok" {
-                return health;
+        match http_get(admin, "/health") {
+            Ok(response) if response.status == 200 => {
+                let health = response.json();
+                if health["status"] == "ok" {
+                    return Ok(health);
+                }
+                last = response.body;
             }
+            Ok(response) => last = format!("{} {}", response.status, response.body),
+            Err(e) => last = e.to_string(),
         }
-        assert!(Instant::now() < deadline, "holdfast did not become healthy");
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "holdfast did not become healthy; last /health: {last}"
+            ));
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -520,7 +533,11 @@ impl Kernel {
             .spawn()
             .expect("spawn holdfast serve");
         self.log.collect(child.stderr.take().expect("stderr"));
-        wait_healthy(self.admin, &mut child);
+        if let Err(why) = try_wait_healthy(self.admin, &mut child) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{why}\nkernel log:\n{}", self.log.text());
+        }
         self.child = Some(child);
     }
 
