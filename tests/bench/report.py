@@ -95,6 +95,30 @@ if inv:
                       f"throughput {min(tput):.2f}×–{max(tput):.2f}× ({verdict(min(tput) >= 3)}), "
                       f"p50 latency {min(p50):.2f}–{max(p50):.2f} of Restate's ({verdict(max(p50) <= 0.5)}), "
                       f"peak memory {h['peak_rss_mib']/r['peak_rss_mib']:.2f}× ({verdict(h['peak_rss_mib'] <= r['peak_rss_mib'] / 4)})."]
+tracing = [r for r in rows if r["bench"] == "tracing"]
+if tracing:
+    def traced(mode, conc):
+        return next((r for r in tracing if r["mode"] == mode and r["concurrency"] == conc), None)
+    lines += [
+    "",
+    "## Tracing overhead",
+    "",
+    f"`tests/bench/tracing.sh` (run by `make bench`): the no-op invocation `POST /Greeter/greet` with "
+    f"`holdfast bench http --concurrency C --seconds {secs}`, span export off, then on (every span sent over "
+    "OTLP/HTTP protobuf to `otlp-sink`, a receiver that decodes and counts them), fresh data dir each.",
+    "",
+    "| clients | off: req/s | p50 / p99 ms | on: req/s | p50 / p99 ms | throughput on/off | p50 on/off | p99 on/off | spans received (dropped) |",
+    "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for conc in [1, 64]:
+        off, on = traced("off", conc), traced("on", conc)
+        if not (off and on):
+            continue
+        lines.append(
+            f"| {conc} | {off['per_second']:.0f} | {off['p50_ms']:.2f} / {off['p99_ms']:.2f} | "
+            f"{on['per_second']:.0f} | {on['p50_ms']:.2f} / {on['p99_ms']:.2f} | "
+            f"{on['per_second']/max(off['per_second'],1e-9):.2f}× | {on['p50_ms']/max(off['p50_ms'],1e-9):.2f} | "
+            f"{on['p99_ms']/max(off['p99_ms'],1e-9):.2f} | {on['spans_received']:,} ({on['spans_dropped_total']:.0f}) |")
 timers = next((r for r in rows if r["bench"] == "timers"), None)
 if timers:
     t = timers

@@ -9,6 +9,7 @@
 #   - Restate 1.7.12's start-up and idle memory in the same run, when its anchor is available
 #   - invocations beside Restate (tests/bench/invocations.sh) and durable timers
 #     (tests/bench/timers.sh: TIMERS_PENDING pending, a burst of TIMERS_BURST due at once)
+#   - tracing overhead: the no-op invocation with span export off and on (tests/bench/tracing.sh)
 #   - SQL introspection over 100,000 invocations and 1,000,000 state rows (`holdfast bench sql`)
 #
 # Env: SECONDS_PER_RUN (default 10), BENCH_DIR (default a fresh dir under $TMPDIR),
@@ -99,6 +100,7 @@ fi
 if [ -f sdk-ts/dist/src/index.js ]; then
   tests/bench/invocations.sh "$BIN" "$RESULTS" "$WORK" "$RUN_SECONDS" "$restate_dir"
   tests/bench/timers.sh "$BIN" "$RESULTS" "$WORK" "${TIMERS_PENDING:-100000}" "${TIMERS_BURST:-20000}"
+  tests/bench/tracing.sh "$BIN" "$RESULTS" "$WORK" "$RUN_SECONDS"
 else
   echo "== invocations: skipped, build the SDK first (make sdk)" >&2
 fi

@@ -1,6 +1,9 @@
 //! Harness for end-to-end tests: runs the real `holdfast` binary on free loopback ports and its
 //! own data dir, talks to it over real HTTP, and kills it for real.
 
+pub mod otlp;
+pub mod prometheus;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

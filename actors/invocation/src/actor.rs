@@ -17,7 +17,9 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use crate::session::{Session, Step, Violation};
+use crate::span::AttemptSpan;
 use crate::{AttemptEvent, AttemptSpec, DeliverAck, DeliverCompletion, Stop, Timeouts, replay};
+use holdfast_otlp::SpanSink;
 
 /// Code of a retryable failure caused by the endpoint being unreachable or the stream breaking.
 pub const UNAVAILABLE: u16 = 503;
@@ -70,6 +72,9 @@ pub struct InvocationActor {
     /// The inactivity, abort or drain timer, whichever runs.
     timer: Option<SpawnHandle>,
     phase: Phase,
+    /// The invocation's trace context, for `traceparent` and the attempt's span.
+    trace: Option<holdfast_types::TraceContext>,
+    span: AttemptSpan,
 }
 
 impl std::fmt::Debug for InvocationActor {
@@ -109,7 +114,15 @@ impl InvocationActor {
             outbound_queue: Some(queue),
             timer: None,
             phase: Phase::Running,
+            trace: spec.trace,
+            span: AttemptSpan::start(SpanSink::disabled(), None),
         }
+    }
+
+    /// Exports the attempt's span to `sink` when the invocation's trace is sampled.
+    pub fn with_spans(mut self, sink: SpanSink) -> Self {
+        self.span = AttemptSpan::start(sink, self.trace);
+        self
     }
 
     /// The attempt is open (or could not be opened).
@@ -207,6 +220,7 @@ impl InvocationActor {
             return;
         }
         self.phase = Phase::Over;
+        self.span.ended(&ending);
         self.emit(AttemptEvent::Ended {
             id: self.id,
             epoch: self.epoch,
@@ -238,9 +252,10 @@ impl Actor for InvocationActor {
         let base = self.endpoint.clone();
         let service = self.target.service.clone();
         let handler = self.target.handler.clone();
+        let traceparent = AttemptSpan::traceparent(self.trace.as_ref(), self.id, self.epoch);
         let open = async move {
             client
-                .start_attempt(&base, &service, &handler, start, journal)
+                .start_attempt_traced(&base, &service, &handler, start, journal, traceparent)
                 .await
         };
         ctx.spawn(
@@ -248,6 +263,12 @@ impl Actor for InvocationActor {
                 .map(|result, act, ctx| act.opened(result, ctx)),
         );
         self.arm_inactivity(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        let endpoint = self.endpoint.to_string();
+        self.span
+            .finish(self.id, self.epoch, &self.target, &endpoint);
     }
 }
 
@@ -343,6 +364,7 @@ impl Handler<Stop> for InvocationActor {
     fn handle(&mut self, _msg: Stop, ctx: &mut Context<Self>) {
         // Fenced or killed: the partition already decided how this attempt ends.
         self.phase = Phase::Over;
+        self.span.stopped();
         ctx.stop();
     }
 }

@@ -20,6 +20,7 @@
 //! # Layout
 //! - [`actor`]: [`InvocationActor`] and the failure codes it reports.
 //! - [`replay`](mod@replay): a stored journal item as the message replayed to the SDK.
+//! - `span`: the attempt's span, exported when the actor stops if its trace is sampled.
 //! - `session`: the I/O-free bookkeeping of one attempt (entry indices, what each frame means),
 //!   with [`Violation`] naming each way the SDK can break the protocol.
 
@@ -29,6 +30,7 @@ pub mod actor;
 pub mod replay;
 
 mod session;
+mod span;
 
 use std::time::Duration;
 
@@ -36,7 +38,7 @@ use actix::Message;
 use holdfast_fsm::state::JournalItem;
 use holdfast_protocol::message::Start;
 use holdfast_protocol::{Entry, EntryIndex, Outcome};
-use holdfast_types::{Ending, Epoch, InvocationId, Target};
+use holdfast_types::{Ending, Epoch, InvocationId, Target, TraceContext};
 
 pub use actor::InvocationActor;
 pub use replay::{replay, replay_entry};
@@ -58,6 +60,9 @@ pub struct AttemptSpec {
     pub start: Start,
     /// The journal so far, input first, replayed to the SDK with its results.
     pub journal: Vec<JournalItem>,
+    /// The invocation's trace: the attempt's span is a child of the invocation's span and is
+    /// sent to the endpoint as `traceparent`.
+    pub trace: Option<TraceContext>,
 }
 
 /// How long an attempt may stay silent before it is asked to suspend, and then before it is

@@ -213,6 +213,7 @@ fn launch_with(
         endpoint: base.clone(),
         start,
         journal,
+        trace: None,
     };
     let actor = InvocationActor::new(
         spec,

@@ -1,5 +1,6 @@
 //! [`PartitionActor`]: drives one partition's raft group and batches proposals into group commits.
 
+use crate::metrics::HandlerMetrics;
 use crate::shuffle::ShuffleActor;
 use crate::timers::TimerWheelActor;
 use crate::{
@@ -53,6 +54,9 @@ pub struct Settings {
     /// Where the partition publishes a read handle to its applied state while its stores are
     /// open (SQL introspection reads through it); weak, so it never keeps a closed store open.
     pub published: Arc<watch::Sender<Option<WeakStateMachine>>>,
+    /// Where spans go: the attempts' and those derived from applied commands (a disabled sink
+    /// when tracing is off).
+    pub spans: holdfast_otlp::SpanSink,
 }
 
 /// Commands proposed together, waiting to be acknowledged; they always share one batch.
@@ -119,6 +123,9 @@ pub struct PartitionActor {
     batches: u64,
     batch_size: Histogram,
     commit_latency: Histogram,
+    /// Invocation metrics while leading, by service then handler.
+    pub(crate) handlers: HashMap<String, HashMap<String, HandlerMetrics>>,
+    pub(crate) journal_entries: u64,
 }
 
 impl PartitionActor {
@@ -142,6 +149,8 @@ impl PartitionActor {
             flushed_applied: 0,
             proposals: 0,
             batches: 0,
+            handlers: HashMap::new(),
+            journal_entries: 0,
             batch_size: Histogram::batch_sizes(),
             commit_latency: Histogram::latency_seconds(),
         }
@@ -461,6 +470,22 @@ impl Handler<GetStatus> for PartitionActor {
                 .as_ref()
                 .and_then(|group| group.state.pending_timers().ok())
                 .unwrap_or(0),
+            suspended: self
+                .group
+                .as_ref()
+                .and_then(|group| group.state.suspended_invocations().ok())
+                .unwrap_or(0),
+            inbox_depth: self
+                .group
+                .as_ref()
+                .and_then(|group| group.state.inbox_depth().ok())
+                .unwrap_or(0),
+            journal_entries: self.journal_entries,
+            handlers: self
+                .handlers
+                .values()
+                .flat_map(|handlers| handlers.values().cloned())
+                .collect(),
         })
     }
 }

@@ -35,8 +35,10 @@ impl PartitionActor {
                     target,
                     deployment,
                 } => {
+                    self.observe_attempt(target);
                     self.run_attempt(*id, *epoch, target, deployment.as_ref(), ctx);
                 }
+                Effect::Observe(observation) => self.observe(observation),
                 Effect::SendCompletion {
                     id,
                     epoch,
@@ -133,6 +135,7 @@ impl PartitionActor {
                     ctx.address().recipient(),
                     self.attempt_timeouts(target, pinned),
                 )
+                .with_spans(self.settings.spans.clone())
                 .start();
                 self.running.insert(id, (epoch, attempt));
             }
@@ -238,6 +241,7 @@ impl PartitionActor {
             endpoint,
             start,
             journal,
+            trace: record.trace,
         })
     }
 

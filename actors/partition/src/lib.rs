@@ -18,6 +18,9 @@
 //! [`ShuffleActor`](shuffle::ShuffleActor), which moves them to their target partition exactly once.
 //! A node that becomes leader resumes what the previous leader was doing from the applied state.
 //!
+//! Observations (`Effect::Observe`) feed the leader's per-handler metrics and hand spans derived
+//! from the log to the span sink.
+//!
 //! Operators cancel, kill, purge, pause and resume invocations through [`Control`], which the
 //! partition checks against the applied state before proposing the matching command.
 
@@ -28,12 +31,13 @@ mod effects;
 mod invoke;
 mod metrics;
 mod shuffle;
+mod telemetry;
 mod timers;
 
 pub use actor::{PartitionActor, Settings};
 pub use control::{Control, ControlError, ControlRequest, Controlled, DeploymentChoice};
 pub use holdfast_fsm::control::Refusal;
-pub use metrics::Histogram;
+pub use metrics::{HandlerMetrics, Histogram};
 
 use actix::{Addr, Message};
 use holdfast_fsm::Effect;
@@ -189,4 +193,12 @@ pub struct PartitionStatus {
     pub commit_latency: Histogram,
     /// Timers registered and not fired yet (from the applied state; 0 before the group opens).
     pub pending_timers: u64,
+    /// Invocations suspended, waiting for a completion (from the applied state).
+    pub suspended: u64,
+    /// Invocations queued in object inboxes behind a lock holder (from the applied state).
+    pub inbox_depth: u64,
+    /// Journal entries appended while this node led the partition.
+    pub journal_entries: u64,
+    /// Per-handler invocation counters while this node led the partition.
+    pub handlers: Vec<HandlerMetrics>,
 }

@@ -36,6 +36,14 @@ impl Histogram {
         ])
     }
 
+    /// Buckets for invocation durations in seconds, 1 ms to 1 h.
+    pub fn invocation_seconds() -> Self {
+        Self::new(vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            60.0, 300.0, 3600.0,
+        ])
+    }
+
     /// Buckets for batch sizes, 1 to 4096 commands.
     pub fn batch_sizes() -> Self {
         Self::new((0..13).map(|i| f64::from(1u32 << i)).collect())
@@ -66,6 +74,44 @@ impl Histogram {
                 (bound, running)
             })
             .collect()
+    }
+}
+
+/// What one handler's invocations did on a partition while this node led it (since the process
+/// started): rendered by service and handler, summed over partitions.
+#[derive(Debug, Clone, Serialize)]
+pub struct HandlerMetrics {
+    /// The service.
+    pub service: String,
+    /// The handler.
+    pub handler: String,
+    /// Invocations accepted (created, including scheduled ones).
+    pub started: u64,
+    /// Invocations completed, successfully or not.
+    pub completed: u64,
+    /// Invocations completed with a failure (a subset of `completed`).
+    pub failed: u64,
+    /// Attempts started (the first included).
+    pub attempts: u64,
+    /// Retries scheduled after a failed attempt.
+    pub retries: u64,
+    /// Seconds from acceptance to completion.
+    pub duration: Histogram,
+}
+
+impl HandlerMetrics {
+    /// Zeroed counters for `service/handler`.
+    pub fn new(service: &str, handler: &str) -> Self {
+        HandlerMetrics {
+            service: service.to_owned(),
+            handler: handler.to_owned(),
+            started: 0,
+            completed: 0,
+            failed: 0,
+            attempts: 0,
+            retries: 0,
+            duration: Histogram::invocation_seconds(),
+        }
     }
 }
 

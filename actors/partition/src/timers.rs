@@ -670,6 +670,7 @@ mod tests {
                 timeouts: holdfast_invocation::Timeouts::default(),
                 fsm: holdfast_fsm::Config::default(),
                 published: Arc::new(tokio::sync::watch::channel(None).0),
+                spans: holdfast_otlp::SpanSink::disabled(),
             }
         }
 
@@ -691,6 +692,7 @@ mod tests {
                 retry: None,
                 secret: 0,
                 execute_at_ms: Some(execute_at_ms),
+                trace: None,
             }))
         }
 

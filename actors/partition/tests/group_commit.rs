@@ -38,6 +38,7 @@ fn settings(dir: &Path) -> Settings {
         timeouts: holdfast_invocation::Timeouts::default(),
         fsm: holdfast_fsm::Config::default(),
         published: Arc::new(tokio::sync::watch::channel(None).0),
+        spans: holdfast_otlp::SpanSink::disabled(),
     }
 }
 

@@ -50,6 +50,13 @@ pub(crate) struct Partial {
     pub retry_factor: Option<Sourced<f64>>,
     pub retry_max_interval_ms: Option<Sourced<u64>>,
     pub retry_max_attempts: Option<Sourced<u32>>,
+    /// `tracing.endpoint`; `""` (or never set) means tracing is off.
+    pub tracing_endpoint: Option<Sourced<String>>,
+    pub tracing_service_name: Option<Sourced<String>>,
+    pub tracing_queue_capacity: Option<Sourced<usize>>,
+    pub tracing_batch_size: Option<Sourced<usize>>,
+    pub tracing_flush_interval_ms: Option<Sourced<u64>>,
+    pub tracing_export_timeout_ms: Option<Sourced<u64>>,
 }
 
 impl Partial {
@@ -78,6 +85,16 @@ impl Partial {
             retry_factor: upper.retry_factor.or(self.retry_factor),
             retry_max_interval_ms: upper.retry_max_interval_ms.or(self.retry_max_interval_ms),
             retry_max_attempts: upper.retry_max_attempts.or(self.retry_max_attempts),
+            tracing_endpoint: upper.tracing_endpoint.or(self.tracing_endpoint),
+            tracing_service_name: upper.tracing_service_name.or(self.tracing_service_name),
+            tracing_queue_capacity: upper.tracing_queue_capacity.or(self.tracing_queue_capacity),
+            tracing_batch_size: upper.tracing_batch_size.or(self.tracing_batch_size),
+            tracing_flush_interval_ms: upper
+                .tracing_flush_interval_ms
+                .or(self.tracing_flush_interval_ms),
+            tracing_export_timeout_ms: upper
+                .tracing_export_timeout_ms
+                .or(self.tracing_export_timeout_ms),
         }
     }
 }
@@ -124,6 +141,8 @@ pub(crate) const ELECTION_TIMEOUT_MS: Range = Range::between(50, 60_000);
 pub(crate) const MILLIS: Range = Range::between(1, 1 << 53);
 pub(crate) const MAX_ROWS: Range = Range::between(1, 1 << 53);
 pub(crate) const RETRY_MAX_ATTEMPTS: Range = Range::between(1, u32::MAX as i128);
+/// Spans queued for export at most (and so per batch): 2^24, a few GiB of spans at worst.
+pub(crate) const TRACING_QUEUE: Range = Range::between(1, 16_777_216);
 
 /// Which layer is being read; decides how origins are named and whether strings may hold numbers.
 pub(crate) enum Layer<'a> {
@@ -369,6 +388,35 @@ pub(crate) fn read_layer(tree: Map<String, Value>, layer: &Layer<'_>) -> Result<
                     }
                 }
             }
+            "tracing" => {
+                for (name, value) in sorted(fields) {
+                    let key = format!("tracing.{name}");
+                    match name.as_str() {
+                        "endpoint" => partial.tracing_endpoint = Some(url(&value, &key, layer)?),
+                        "service_name" => {
+                            partial.tracing_service_name =
+                                Some(non_empty(&value, &key, "a service name string", layer)?);
+                        }
+                        "queue_capacity" => {
+                            partial.tracing_queue_capacity =
+                                Some(int(&value, &key, TRACING_QUEUE, layer)?);
+                        }
+                        "batch_size" => {
+                            partial.tracing_batch_size =
+                                Some(int(&value, &key, TRACING_QUEUE, layer)?);
+                        }
+                        "flush_interval_ms" => {
+                            partial.tracing_flush_interval_ms =
+                                Some(int(&value, &key, MILLIS, layer)?);
+                        }
+                        "export_timeout_ms" => {
+                            partial.tracing_export_timeout_ms =
+                                Some(int(&value, &key, MILLIS, layer)?);
+                        }
+                        _ => return Err(unknown(&key, layer)),
+                    }
+                }
+            }
             _ => return Err(unknown(&section, layer)),
         }
     }
@@ -565,6 +613,88 @@ fn path(value: &Value, key: &str, layer: &Layer<'_>) -> Result<Sourced<PathBuf>,
         value: PathBuf::from(text),
         origin: layer.origin(key),
     })
+}
+
+/// A string that may not be empty (trimmed when it comes from the environment).
+fn non_empty(
+    value: &Value,
+    key: &str,
+    expected: &'static str,
+    layer: &Layer<'_>,
+) -> Result<Sourced<String>, Error> {
+    let text = string(value, key, expected, layer)?;
+    let text = if layer.is_env() { text.trim() } else { text };
+    if text.trim().is_empty() {
+        return Err(Error::InvalidValue {
+            origin: layer.origin(key),
+            key: key.to_owned(),
+            value: format!("{text:?}"),
+            expected: "a non-empty string".to_owned(),
+        });
+    }
+    Ok(Sourced {
+        value: text.to_owned(),
+        origin: layer.origin(key),
+    })
+}
+
+/// An `http://` or `https://` URL with a host (and, if given, a valid port), or `""` for "none".
+fn url(value: &Value, key: &str, layer: &Layer<'_>) -> Result<Sourced<String>, Error> {
+    let text = string(
+        value,
+        key,
+        "a URL string like \"http://127.0.0.1:4318\"",
+        layer,
+    )?;
+    let text = if layer.is_env() { text.trim() } else { text };
+    if !text.is_empty() && !is_http_url(text) {
+        return Err(Error::InvalidValue {
+            origin: layer.origin(key),
+            key: key.to_owned(),
+            value: format!("{text:?}"),
+            expected: "an http:// or https:// URL with a host, like \"http://127.0.0.1:4318\", \
+                       or \"\" for none"
+                .to_owned(),
+        });
+    }
+    Ok(Sourced {
+        value: text.to_owned(),
+        origin: layer.origin(key),
+    })
+}
+
+/// Checks the shape of an HTTP(S) URL: scheme, a non-empty host, an optional numeric port, and
+/// no whitespace. Deliberately small: the HTTP client parses it for real when it starts.
+fn is_http_url(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return false;
+    };
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return false;
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return false;
+    }
+    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        match bracketed.split_once(']') {
+            Some((ip, "")) => (ip, None),
+            Some((ip, after)) => match after.strip_prefix(':') {
+                Some(port) => (ip, Some(port)),
+                None => return false,
+            },
+            None => return false,
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    !host.is_empty() && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p != 0))
 }
 
 fn socket_address(

@@ -50,6 +50,8 @@ pub struct Config {
     /// Retry policy and attempt timeouts of invocations, unless a service or handler declares
     /// its own in its discovery manifest.
     pub invocation: Invocation,
+    /// Span export over OTLP/HTTP; off unless an endpoint is set.
+    pub tracing: Tracing,
 }
 
 /// This node's identity; the id selects its own entry in [`Cluster::nodes`].
@@ -139,6 +141,35 @@ pub struct Invocation {
     pub retry_max_interval_ms: u64,
     /// Attempts before a failing invocation is paused until resumed (>= 1; default 70).
     pub retry_max_attempts: u32,
+}
+
+/// Where and how spans are exported (OTLP over HTTP/protobuf, e.g. to Jaeger). Purely local to
+/// this node: nodes of one cluster may trace to different collectors or not at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tracing {
+    /// The collector's OTLP/HTTP base URL (`http://jaeger:4318`; `/v1/traces` is appended) or its
+    /// full traces URL; `None` (absent or `""`): tracing is off.
+    pub endpoint: Option<String>,
+    /// `service.name` the spans are reported under (non-empty; default `holdfast`).
+    pub service_name: String,
+    /// Spans waiting for export at most; more are dropped and counted, never waited for
+    /// (1..=16777216; default 65536).
+    pub queue_capacity: usize,
+    /// Spans per export request at most (1..=`queue_capacity`; default 512).
+    pub batch_size: usize,
+    /// A partial batch is sent at the latest this many ms after its first span (>= 1; default
+    /// 500).
+    pub flush_interval_ms: u64,
+    /// Deadline in ms of one export request, retries included (>= 1; default 5000).
+    pub export_timeout_ms: u64,
+}
+
+impl Tracing {
+    /// Whether spans are recorded and exported at all.
+    pub fn enabled(&self) -> bool {
+        self.endpoint.is_some()
+    }
 }
 
 /// Returned by [`Config::member`] only for hand-built configs that lack this node's entry.

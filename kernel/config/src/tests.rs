@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::{
     Cluster, Config, DEFAULT_TOML, Error, Invocation, Listener, Log, Member, Node, Origin, Sql,
+    Tracing,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -123,6 +124,14 @@ fn default_config() -> Config {
             retry_factor: 2.0,
             retry_max_interval_ms: 60_000,
             retry_max_attempts: 70,
+        },
+        tracing: Tracing {
+            endpoint: None,
+            service_name: "holdfast".to_owned(),
+            queue_capacity: 65_536,
+            batch_size: 512,
+            flush_interval_ms: 500,
+            export_timeout_ms: 5000,
         },
     }
 }
@@ -354,6 +363,7 @@ fn unknown_key_in_every_section() {
         "cluster",
         "log",
         "invocation",
+        "tracing",
     ] {
         let (err, _) = fail(Some(&format!("[{section}]\ntypo = 1\n")), &[]);
         assert!(matches!(err, Error::UnknownKey { .. }), "{err}");
@@ -1156,4 +1166,230 @@ fn sql_limits_are_read_and_checked() -> TestResult {
         .ok_or("accepted rows")?;
     assert!(err.to_string().contains("sql.rows"), "{err}");
     Ok(())
+}
+
+// ---------------------------------------------------------------- [tracing]
+
+#[test]
+fn tracing_is_off_by_default() {
+    let config = ok(None, &[]);
+    assert_eq!(config.tracing, default_config().tracing);
+    assert!(!config.tracing.enabled());
+    // A file may declare the section without an endpoint, or with an empty one.
+    for toml in [
+        "[tracing]\nbatch_size = 8\n",
+        "[tracing]\nendpoint = \"\"\n",
+    ] {
+        let config = ok(Some(toml), &[]);
+        assert!(!config.tracing.enabled(), "{toml}");
+    }
+}
+
+#[test]
+fn tracing_keys_layer_like_the_others() {
+    let config = ok(
+        Some(
+            "[tracing]
+endpoint = \"http://jaeger:4318\"
+service_name = \"holdfast-eu\"
+queue_capacity = 1000
+flush_interval_ms = 50
+",
+        ),
+        &[
+            ("HOLDFAST__TRACING__BATCH_SIZE", "100"),
+            ("HOLDFAST__TRACING__EXPORT_TIMEOUT_MS", "250"),
+        ],
+    );
+    assert_eq!(
+        config.tracing,
+        Tracing {
+            endpoint: Some("http://jaeger:4318".to_owned()),
+            service_name: "holdfast-eu".to_owned(),
+            queue_capacity: 1000,
+            batch_size: 100,
+            flush_interval_ms: 50,
+            export_timeout_ms: 250,
+        }
+    );
+    assert!(config.tracing.enabled());
+}
+
+#[test]
+fn tracing_endpoint_from_the_environment_turns_tracing_on_and_off() {
+    let on = ok(
+        None,
+        &[(
+            "HOLDFAST__TRACING__ENDPOINT",
+            " http://127.0.0.1:4318/v1/traces ",
+        )],
+    );
+    assert_eq!(
+        on.tracing.endpoint.as_deref(),
+        Some("http://127.0.0.1:4318/v1/traces")
+    );
+    // An empty variable overrides a file's endpoint: tracing off without editing the file.
+    let off = ok(
+        Some("[tracing]\nendpoint = \"https://otel.example:4318\"\n"),
+        &[("HOLDFAST__TRACING__ENDPOINT", "")],
+    );
+    assert_eq!(off.tracing.endpoint, None);
+}
+
+#[test]
+fn tracing_endpoint_accepts_http_and_https_urls() {
+    for endpoint in [
+        "http://127.0.0.1:4318",
+        "http://jaeger:4318/",
+        "HTTPS://otel.example",
+        "http://[::1]:4318/v1/traces",
+        "http://[::1]",
+        "https://collector.example/prefix/v1/traces",
+    ] {
+        let config = ok(
+            Some(&format!("[tracing]\nendpoint = \"{endpoint}\"\n")),
+            &[],
+        );
+        assert_eq!(config.tracing.endpoint.as_deref(), Some(endpoint));
+    }
+}
+
+#[test]
+fn bad_tracing_endpoint_names_key_and_file() {
+    let (err, path) = fail(Some("[tracing]\nendpoint = \"jaeger:4318\"\n"), &[]);
+    assert!(matches!(err, Error::InvalidValue { .. }), "{err}");
+    assert_eq!(err.key(), Some("tracing.endpoint"));
+    assert_eq!(err.origin(), file_origin(&path).as_ref());
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "config file {}: key `tracing.endpoint`: invalid value \"jaeger:4318\", expected an \
+             http:// or https:// URL with a host, like \"http://127.0.0.1:4318\", or \"\" for none",
+            path.display()
+        )
+    );
+    for endpoint in [
+        "grpc://jaeger:4317",
+        "http://",
+        "http:///v1/traces",
+        "http://jaeger:port",
+        "http://jaeger:0",
+        "http://jaeger:99999",
+        "http://user@jaeger:4318",
+        "http://jae ger:4318",
+        "http://[::1:4318",
+        "http://[::1]x",
+    ] {
+        let (err, _) = fail(
+            Some(&format!("[tracing]\nendpoint = \"{endpoint}\"\n")),
+            &[],
+        );
+        assert_eq!(err.key(), Some("tracing.endpoint"), "{endpoint}");
+        assert!(
+            matches!(err, Error::InvalidValue { .. }),
+            "{endpoint}: {err}"
+        );
+    }
+    let (err, path) = fail(Some("[tracing]\nendpoint = 4318\n"), &[]);
+    assert!(matches!(err, Error::InvalidType { .. }), "{err}");
+    assert_eq!(err.key(), Some("tracing.endpoint"));
+    assert_eq!(err.origin(), file_origin(&path).as_ref());
+}
+
+#[test]
+fn bad_tracing_endpoint_from_the_environment_names_the_variable() {
+    let (err, _) = fail(None, &[("HOLDFAST__TRACING__ENDPOINT", "localhost:4318")]);
+    assert_eq!(err.key(), Some("tracing.endpoint"));
+    assert_eq!(
+        err.origin(),
+        env_origin("HOLDFAST__TRACING__ENDPOINT").as_ref()
+    );
+    assert!(
+        err.to_string().starts_with(
+            "environment variable HOLDFAST__TRACING__ENDPOINT: key `tracing.endpoint`"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn tracing_ranges_are_enforced() {
+    for (toml, key, value, expected) in [
+        (
+            "queue_capacity = 0",
+            "tracing.queue_capacity",
+            "0",
+            "1..=16777216",
+        ),
+        (
+            "queue_capacity = 16777217",
+            "tracing.queue_capacity",
+            "16777217",
+            "1..=16777216",
+        ),
+        ("batch_size = 0", "tracing.batch_size", "0", "1..=16777216"),
+        (
+            "flush_interval_ms = 0",
+            "tracing.flush_interval_ms",
+            "0",
+            "1..=9007199254740992",
+        ),
+        (
+            "export_timeout_ms = 0",
+            "tracing.export_timeout_ms",
+            "0",
+            "1..=9007199254740992",
+        ),
+        (
+            "service_name = \"\"",
+            "tracing.service_name",
+            "\"\"",
+            "a non-empty string",
+        ),
+    ] {
+        assert_out_of_range(&format!("[tracing]\n{toml}\n"), key, value, expected);
+    }
+    let config = ok(
+        Some("[tracing]\nqueue_capacity = 16777216\nbatch_size = 16777216\n"),
+        &[],
+    );
+    assert_eq!(config.tracing.batch_size, 16_777_216);
+}
+
+#[test]
+fn tracing_batch_may_not_exceed_the_queue() {
+    let (err, path) = fail(Some("[tracing]\nbatch_size = 100000\n"), &[]);
+    assert!(matches!(err, Error::InvalidValue { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "config file {}: key `tracing.batch_size`: invalid value 100000, expected <= 65536 \
+             (`tracing.queue_capacity` from embedded default configuration)",
+            path.display()
+        )
+    );
+    // The environment shrank the queue below the file's batch size: it takes the blame.
+    let (err, _) = fail(
+        Some("[tracing]\nbatch_size = 64\n"),
+        &[("HOLDFAST__TRACING__QUEUE_CAPACITY", "10")],
+    );
+    assert_eq!(err.key(), Some("tracing.queue_capacity"));
+    assert_eq!(
+        err.origin(),
+        env_origin("HOLDFAST__TRACING__QUEUE_CAPACITY").as_ref()
+    );
+}
+
+#[test]
+fn tracing_wrong_types_name_key_and_origin() {
+    let (err, path) = fail(Some("[tracing]\nbatch_size = \"many\"\n"), &[]);
+    assert!(matches!(err, Error::InvalidType { .. }), "{err}");
+    assert_eq!(err.key(), Some("tracing.batch_size"));
+    assert_eq!(err.origin(), file_origin(&path).as_ref());
+    let (err, _) = fail(None, &[("HOLDFAST__TRACING__FLUSH_INTERVAL_MS", "soon")]);
+    assert!(matches!(err, Error::InvalidType { .. }), "{err}");
+    assert_eq!(
+        err.origin(),
+        env_origin("HOLDFAST__TRACING__FLUSH_INTERVAL_MS").as_ref()
+    );
 }

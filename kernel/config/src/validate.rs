@@ -8,11 +8,12 @@ use std::net::SocketAddr;
 
 use crate::error::{Error, Origin};
 use crate::layer::{Partial, Sourced};
-use crate::{Cluster, Config, Invocation, Listener, Log, Member, Node, Sql};
+use crate::{Cluster, Config, Invocation, Listener, Log, Member, Node, Sql, Tracing};
 
 /// Fills every key from the merged layers and applies the cross-key rules.
 pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
     let invocation = invocation(&mut merged)?;
+    let tracing = tracing(&mut merged)?;
     let node_id = required(merged.node_id, "node.id")?;
     let data_dir = required(merged.data_dir, "node.data_dir")?;
     let ingress = required(merged.ingress, "ingress.bind_address")?;
@@ -61,6 +62,63 @@ pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
             election_timeout_ms: election_timeout_ms.value,
         },
         invocation,
+        tracing,
+    })
+}
+
+/// The `[tracing]` section; an empty or absent endpoint turns tracing off, and a batch may not
+/// be larger than the queue it is taken from.
+fn tracing(merged: &mut Partial) -> Result<Tracing, Error> {
+    let endpoint = merged
+        .tracing_endpoint
+        .take()
+        .map(|endpoint| endpoint.value)
+        .filter(|endpoint| !endpoint.is_empty());
+    let queue = required(
+        merged.tracing_queue_capacity.take(),
+        "tracing.queue_capacity",
+    )?;
+    let batch = required(merged.tracing_batch_size.take(), "tracing.batch_size")?;
+    if batch.value > queue.value {
+        // Blame the key from the stronger layer: it broke a consistent pair.
+        let (origin, key, value, expected) = if outranks(&queue.origin, &batch.origin) {
+            (
+                &queue.origin,
+                "tracing.queue_capacity",
+                queue.value,
+                format!(
+                    ">= {} (`tracing.batch_size` from {})",
+                    batch.value, batch.origin
+                ),
+            )
+        } else {
+            (
+                &batch.origin,
+                "tracing.batch_size",
+                batch.value,
+                format!(
+                    "<= {} (`tracing.queue_capacity` from {})",
+                    queue.value, queue.origin
+                ),
+            )
+        };
+        return Err(invalid(origin, key.to_owned(), value.to_string(), expected));
+    }
+    Ok(Tracing {
+        endpoint,
+        service_name: required(merged.tracing_service_name.take(), "tracing.service_name")?.value,
+        queue_capacity: queue.value,
+        batch_size: batch.value,
+        flush_interval_ms: required(
+            merged.tracing_flush_interval_ms.take(),
+            "tracing.flush_interval_ms",
+        )?
+        .value,
+        export_timeout_ms: required(
+            merged.tracing_export_timeout_ms.take(),
+            "tracing.export_timeout_ms",
+        )?
+        .value,
     })
 }
 

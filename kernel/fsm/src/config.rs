@@ -16,6 +16,9 @@ pub struct Config {
     /// How long results of invocations started by `call`/`send` entries are kept (they carry no
     /// retention of their own): what a repeated idempotent call can still attach to.
     pub call_retention_ms: u64,
+    /// Whether applying commands also yields the spans of sampled invocations
+    /// ([`crate::Observation::Span`]). Spans are effects, not state, so nodes may differ here.
+    pub tracing: bool,
 }
 
 impl Default for Config {
@@ -23,6 +26,7 @@ impl Default for Config {
         Self {
             retry: RetryPolicy::default(),
             call_retention_ms: 24 * 60 * 60 * 1000,
+            tracing: false,
         }
     }
 }

@@ -1,8 +1,10 @@
 //! What applying a command asks the world to do. Effects are data: only the partition's leader
 //! executes them; followers and replays drop them.
 
-use holdfast_protocol::{EntryIndex, Outcome};
-use holdfast_types::{DeploymentId, Epoch, InvocationId, OutboxMessage, Target, TimerKey};
+use holdfast_protocol::{EntryIndex, Failure, Outcome};
+use holdfast_types::{
+    DeploymentId, Epoch, InvocationId, OutboxMessage, SpanRecord, Target, TimerKey,
+};
 use serde::{Deserialize, Serialize};
 
 /// One thing the leader must do after a command is applied.
@@ -54,4 +56,35 @@ pub enum Effect {
     /// A timer was registered: the leader's timer wheel must propose `FireTimer` for it when it
     /// comes due (the wheel also finds it in the store after a restart or a leader change).
     RegisterTimer { timer: TimerKey },
+    /// A fact for metrics and traces; changes nothing in the world.
+    Observe(Observation),
+}
+
+/// What happened to invocations, for the leader's metrics and span export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Observation {
+    /// A new invocation was accepted (created, possibly scheduled or inboxed).
+    Accepted { target: Target },
+    /// A failed attempt will be retried after a backoff.
+    Retrying { target: Target },
+    /// An entry was appended to a journal.
+    Appended,
+    /// An invocation completed.
+    Completed(Box<Completion>),
+    /// A span derived from the log ended: an invocation's, or a journal action's. Only with
+    /// [`crate::Config::tracing`] and for sampled traces.
+    Span(Box<SpanRecord>),
+}
+
+/// How an invocation completed, for its metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completion {
+    /// The handler it ran.
+    pub target: Target,
+    /// When it was accepted (Unix milliseconds).
+    pub created_at_ms: u64,
+    /// When it completed (Unix milliseconds).
+    pub completed_at_ms: u64,
+    /// Its failure, if it failed.
+    pub failure: Option<Failure>,
 }

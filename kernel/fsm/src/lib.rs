@@ -56,7 +56,7 @@ pub mod state;
 pub mod store;
 
 pub use config::{Config, OnMaxAttempts, RetryPolicy};
-pub use effect::Effect;
+pub use effect::{Completion, Effect, Observation};
 pub use store::Store;
 
 use holdfast_types::Command;

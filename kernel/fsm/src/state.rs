@@ -2,7 +2,9 @@
 
 use holdfast_protocol::message::Headers;
 use holdfast_protocol::{Entry, EntryIndex, Outcome};
-use holdfast_types::{DeploymentId, Epoch, HandlerKind, InvocationId, RetryPolicy, Source, Target};
+use holdfast_types::{
+    DeploymentId, Epoch, HandlerKind, InvocationId, RetryPolicy, Source, Target, TraceContext,
+};
 use serde::{Deserialize, Serialize};
 
 /// Where an invocation is in its lifecycle.
@@ -82,6 +84,9 @@ pub struct Invocation {
     /// How its latest failed attempt failed, for operators (`sys_invocation.last_failure`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<holdfast_protocol::Failure>,
+    /// The trace it belongs to and its parent span, from the request that created it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceContext>,
 }
 
 /// A workflow's durable promise, addressed by (workflow service, key, name).
@@ -112,6 +117,19 @@ pub struct JournalItem {
     /// with the same id (purged, then created again) must not complete this entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fire_at_ms: Option<u64>,
+    /// For entries that wait for a result (call, run, sleep, awakeable, promise): the attempt
+    /// that wrote it and when, so the span of the wait starts there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appended: Option<Appended>,
+}
+
+/// Who appended a journal entry, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appended {
+    /// The attempt that wrote it.
+    pub epoch: Epoch,
+    /// The proposer's clock when it arrived, in Unix milliseconds.
+    pub at_ms: u64,
 }
 
 impl JournalItem {
@@ -122,6 +140,7 @@ impl JournalItem {
             completion: None,
             callee: None,
             fire_at_ms: None,
+            appended: None,
         }
     }
 

@@ -123,7 +123,7 @@ fn log(args: LogArgs) -> anyhow::Result<serde_json::Value> {
     let config = load_config(args.config.as_deref())?;
     let partitions = config.cluster.partitions;
     actix_rt::System::new().block_on(async move {
-        let kernel = boot(&config)?;
+        let kernel = boot(&config, holdfast_otlp::SpanSink::disabled())?;
         kernel
             .caught_up(Duration::from_secs(30))
             .await

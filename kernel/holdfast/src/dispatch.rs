@@ -328,6 +328,7 @@ impl KernelDispatcher {
             retry: None,
             secret: nonce(),
             execute_at_ms,
+            trace: request.trace,
         };
         let owner = self.owner(id);
         Box::pin(async move {

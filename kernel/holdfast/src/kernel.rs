@@ -115,7 +115,7 @@ pub struct Kernel {
 
 impl Kernel {
     /// Opens the data dir and starts every partition actor. Must run inside an actix System.
-    pub fn boot(config: &Config) -> Result<Self, BootError> {
+    pub fn boot(config: &Config, spans: holdfast_otlp::SpanSink) -> Result<Self, BootError> {
         let data_dir = DataDir::open(
             &config.node.data_dir,
             config.node.id,
@@ -161,7 +161,8 @@ impl Kernel {
             Supervisor::start_in_arbiter(&arbiter.handle(), move |_| MetadataActor::new(settings))
         };
         let endpoints = EndpointClient::new(ClientConfig::default());
-        let (timeouts, fsm) = invocation_settings(&config.invocation);
+        let (timeouts, mut fsm) = invocation_settings(&config.invocation);
+        fsm.tracing = spans.enabled();
         let mut stores = Vec::new();
         let partitions: Vec<(PartitionId, Addr<PartitionActor>)> = (0..config.cluster.partitions)
             .map(|n| {
@@ -180,6 +181,7 @@ impl Kernel {
                     timeouts,
                     fsm,
                     published: Arc::new(published),
+                    spans: spans.clone(),
                 };
                 let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
                     PartitionActor::new(settings)

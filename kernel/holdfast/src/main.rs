@@ -73,8 +73,8 @@ fn load_config(file: Option<&std::path::Path>) -> Result<Config, Refused> {
     Config::load(file).map_err(|e| Refused(e.to_string()))
 }
 
-fn boot(config: &Config) -> anyhow::Result<Kernel> {
-    Kernel::boot(config).map_err(|e| match e {
+fn boot(config: &Config, spans: holdfast_otlp::SpanSink) -> anyhow::Result<Kernel> {
+    Kernel::boot(config, spans).map_err(|e| match e {
         BootError::DataDir(_) | BootError::Raft(_) => Refused(e.to_string()).into(),
         BootError::Metadata(_) => anyhow::Error::new(e),
     })
@@ -153,9 +153,15 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    actix_rt::System::new().block_on(async move {
+    let exporter = start_exporter(&config)?;
+    let spans = exporter
+        .as_ref()
+        .map_or_else(holdfast_otlp::SpanSink::disabled, |exporter| {
+            exporter.sink()
+        });
+    let served = actix_rt::System::new().block_on(async move {
         let signals = wait_for_signal().await?;
-        let kernel = boot(&config)?;
+        let kernel = boot(&config, spans.clone())?;
         let query = holdfast_introspection::QueryEngine::new(
             kernel.stores(),
             kernel.registry(),
@@ -164,6 +170,11 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 max_rows: usize::try_from(config.sql.max_rows).unwrap_or(usize::MAX),
             },
         );
+        // Ingress counts responses into this handle; the admin API renders it at /metrics.
+        let ingress_config = holdfast_ingress::IngressConfig {
+            spans: spans.clone(),
+            ..holdfast_ingress::IngressConfig::default()
+        };
         let admin = match holdfast_admin::serve(
             config.admin.bind_address,
             holdfast_admin::Kernel {
@@ -174,6 +185,8 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 endpoints: kernel.endpoints().clone(),
                 attempt_defaults: kernel::attempt_defaults(&config.invocation),
                 query: query.clone(),
+                ingress_metrics: ingress_config.metrics.clone(),
+                spans: spans.clone(),
             },
         ) {
             Ok(admin) => admin,
@@ -197,7 +210,7 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         );
         let ingress = match holdfast_ingress::serve(
             config.ingress.bind_address,
-            holdfast_ingress::IngressConfig::default(),
+            ingress_config,
             kernel.registry(),
             std::sync::Arc::new(dispatcher),
         ) {
@@ -262,7 +275,40 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         kernel.shutdown().await;
         tracing::info!("stopped cleanly");
         Ok(())
-    })
+    });
+    if let Some(exporter) = exporter
+        && !exporter.shutdown(EXPORT_SHUTDOWN)
+    {
+        tracing::warn!(
+            "span export did not finish within {EXPORT_SHUTDOWN:?}; remaining spans dropped"
+        );
+    }
+    served
+}
+
+/// How long shutdown waits for queued spans to reach the collector.
+const EXPORT_SHUTDOWN: Duration = Duration::from_secs(5);
+
+/// Starts span export when `[tracing] endpoint` is set.
+fn start_exporter(config: &Config) -> anyhow::Result<Option<holdfast_otlp::Exporter>> {
+    let Some(endpoint) = &config.tracing.endpoint else {
+        return Ok(None);
+    };
+    let section = &config.tracing;
+    let settings = holdfast_otlp::ExportSettings {
+        endpoint: endpoint.clone(),
+        service_name: section.service_name.clone(),
+        node_id: config.node.id,
+        queue_capacity: section.queue_capacity,
+        batch_size: section.batch_size,
+        flush_interval: Duration::from_millis(section.flush_interval_ms),
+        export_timeout: Duration::from_millis(section.export_timeout_ms),
+    };
+    let exporter = holdfast_otlp::start(settings).with_context(|| {
+        format!("cannot start span export to {endpoint} (key `tracing.endpoint`)")
+    })?;
+    tracing::info!(url = exporter.url(), "exporting spans over OTLP/HTTP");
+    Ok(Some(exporter))
 }
 
 /// Installs SIGTERM and SIGINT handlers now and returns a future that resolves with the name of
@@ -282,7 +328,7 @@ async fn wait_for_signal() -> anyhow::Result<impl Future<Output = &'static str>>
 fn dump(file: Option<PathBuf>) -> anyhow::Result<()> {
     let config = load_config(file.as_deref())?;
     actix_rt::System::new().block_on(async {
-        let kernel = boot(&config)?;
+        let kernel = boot(&config, holdfast_otlp::SpanSink::disabled())?;
         let recovered = kernel.caught_up(Duration::from_secs(60)).await;
         kernel.shutdown().await;
         recovered.map_err(anyhow::Error::msg)?;

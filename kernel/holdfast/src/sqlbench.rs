@@ -116,6 +116,7 @@ pub fn run(args: SqlArgs) -> anyhow::Result<serde_json::Value> {
                 retry: None,
                 secret: 0,
                 execute_at_ms: None,
+                trace: None,
             })));
             if pending[partition].len() >= LOAD_BATCH {
                 flush(partition, std::mem::take(&mut pending[partition])).await?;

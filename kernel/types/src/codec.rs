@@ -126,6 +126,7 @@ mod tests {
             retry: None,
             secret: 0,
             execute_at_ms: None,
+            trace: None,
         };
         let timer = crate::TimerKey::new(
             11,
@@ -215,6 +216,24 @@ mod tests {
                 at_ms: 7,
             },
         ]
+    }
+
+    /// A trace context rides along in the log with the request that created the invocation.
+    #[test]
+    fn trace_contexts_round_trip() {
+        for command in invocation_commands() {
+            let Command::Invoke(mut request) = command else {
+                continue;
+            };
+            request.trace = Some(crate::TraceContext {
+                trace_id: crate::TraceId(u128::MAX - 1),
+                parent: crate::SpanId(0x0102_0304_0506_0708),
+                sampled: true,
+            });
+            let command = Command::Invoke(request);
+            let bytes = encode(&command).expect("encode");
+            assert_eq!(decode::<Command>(&bytes).expect("decode"), command);
+        }
     }
 
     /// A secret and a start time ride along as optional fields of an invocation request.

@@ -113,6 +113,10 @@ pub struct InvocationRequest {
     /// scheduled. `None` starts it at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execute_at_ms: Option<u64>,
+    /// The trace the invocation joins and the span it is a child of (the ingress request or the
+    /// caller's entry); stored with the invocation so every partition and node continues it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<crate::TraceContext>,
 }
 
 /// How one attempt of an invocation ended, as reported by the invoker.

@@ -11,6 +11,7 @@
 //! - [`routing`]: which partition owns a key; stable across processes and releases.
 //! - [`timer`]: durable timers and their storage keys, ordered by fire time.
 //! - [`awakeable`]: awakeable ids, signed with their invocation's secret.
+//! - [`trace`]: trace contexts stored with invocations, derived span ids, finished spans.
 
 pub mod awakeable;
 pub mod codec;
@@ -20,6 +21,7 @@ pub mod invocation;
 pub mod retry;
 pub mod routing;
 pub mod timer;
+pub mod trace;
 
 pub use awakeable::AwakeableId;
 pub use command::{Command, ObjectKey};
@@ -30,3 +32,4 @@ pub use ids::{
 pub use invocation::{Ending, HandlerKind, InvocationRequest, OutboxMessage, Source, Target};
 pub use retry::{OnMaxAttempts, RetryPolicy};
 pub use timer::{Timer, TimerKey};
+pub use trace::{SpanId, SpanRecord, TraceContext, TraceId};

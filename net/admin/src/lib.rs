@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!   GET /health  ──► GetStatus to the MetadataActor and each PartitionActor ──► JSON roles
-//!   GET /metrics ──► GetStatus to each PartitionActor ──► Prometheus text exposition
+//!   GET /metrics ──► GetStatus to each PartitionActor, ingress counters, span pipeline counters
+//!                ──► Prometheus text exposition (docs/metrics.md lists every metric)
 //!   POST /deployments ──► discovery (EndpointClient) ──► ChangeRegistry to the MetadataActor
 //!   GET /deployments[/{id}], /services[/{name}] ──► the published Registry
 //!   PATCH /services/{name} ──► ChangeRegistry (ModifyService) to the MetadataActor
@@ -50,6 +51,10 @@ pub struct Kernel {
     pub attempt_defaults: holdfast_schema::AttemptPolicy,
     /// SQL over the partition stores and the registry, for `POST /query`.
     pub query: holdfast_introspection::QueryEngine,
+    /// Ingress responses by status code, shared with the ingress server, for `/metrics`.
+    pub ingress_metrics: holdfast_ingress::IngressMetrics,
+    /// The span sink the node emits into; `/metrics` shows its pipeline counters.
+    pub spans: holdfast_otlp::SpanSink,
 }
 
 /// A partition's entry in `/health`.
@@ -142,9 +147,16 @@ async fn metrics(kernel: web::Data<Kernel>) -> HttpResponse {
         .into_iter()
         .filter_map(|(_, status)| status)
         .collect();
+    let ingress = kernel.ingress_metrics.snapshot();
+    let page = prometheus::render(&prometheus::Scrape {
+        node: kernel.node,
+        statuses: &known,
+        ingress: &ingress,
+        traces: kernel.spans.stats(),
+    });
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(prometheus::render(kernel.node, &known))
+        .body(page)
 }
 
 async fn not_found(request: actix_web::HttpRequest) -> HttpResponse {

@@ -117,6 +117,21 @@ impl EndpointClient {
         start: Start,
         journal: Vec<Message>,
     ) -> Result<Attempt, Error> {
+        self.start_attempt_traced(base, service, handler, start, journal, None)
+            .await
+    }
+
+    /// Like [`EndpointClient::start_attempt`], with a W3C `traceparent` request header naming the
+    /// attempt's span, so spans the handler records join the invocation's trace.
+    pub async fn start_attempt_traced(
+        &self,
+        base: &Uri,
+        service: &str,
+        handler: &str,
+        start: Start,
+        journal: Vec<Message>,
+        traceparent: Option<String>,
+    ) -> Result<Attempt, Error> {
         let target = Target::parse(base)?;
         check_segment("service", service)?;
         check_segment("handler", handler)?;
@@ -135,16 +150,18 @@ impl EndpointClient {
         }
 
         let path = target.path(&format!("/invoke/{service}/{handler}"));
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(Method::POST)
             .uri(target.uri(&path)?)
             .header(CONTENT_TYPE, INVOCATION_CONTENT_TYPE)
-            .header(MODE_HEADER, "stream")
-            .body(())
-            .map_err(|e| Error::InvalidUri {
-                uri: target.name().to_owned(),
-                reason: e.to_string(),
-            })?;
+            .header(MODE_HEADER, "stream");
+        if let Some(traceparent) = traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        let request = request.body(()).map_err(|e| Error::InvalidUri {
+            uri: target.name().to_owned(),
+            reason: e.to_string(),
+        })?;
         let (response, body) = self.inner.pool.send(&target, request, false).await?;
         Ok(Attempt::spawn(Opened {
             response,

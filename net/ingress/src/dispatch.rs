@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use holdfast_protocol::manifest::{HandlerKind, ServiceType};
 use holdfast_schema::{DeploymentId, Millis, Timestamp};
-use holdfast_types::AwakeableId;
+use holdfast_types::{AwakeableId, TraceContext};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -62,6 +62,9 @@ pub struct IngressRequest {
     pub idempotency_key: Option<String>,
     /// Call or one-way send.
     pub mode: Mode,
+    /// The trace the invocation joins, parented to the ingress request's span: the client's
+    /// `traceparent` trace, or a new one.
+    pub trace: Option<TraceContext>,
 }
 
 /// Names an existing invocation for `attach` and `output`.

@@ -8,6 +8,7 @@ use crate::dispatch::{
 };
 use crate::error::Rejection;
 use crate::route::{self, Action, Completion, Explicit, Route};
+use crate::trace::{IngressSpan, Placement};
 use crate::{IngressConfig, RegistryView, input, time};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
@@ -75,16 +76,35 @@ pub async fn handle(
     {
         return response;
     }
-    match serve(&request, payload, &state).await {
+    let start_ns = holdfast_otlp::now_ns();
+    // Set by `invoke` once the request is known to invoke a handler, if spans are recorded.
+    let mut span = None;
+    let response = match serve(&request, payload, &state, &mut span).await {
         Ok(response) => response,
-        Err(rejection) => reject(&rejection),
+        Err(rejection) => {
+            if let Some(span) = span.as_mut() {
+                span.error = Some(rejection.to_string());
+            }
+            reject(&rejection)
+        }
+    };
+    if let Some(span) = span {
+        state.config.spans.emit(span.finish(
+            request.method().as_str(),
+            request.path(),
+            response.status().as_u16(),
+            start_ns,
+            holdfast_otlp::now_ns(),
+        ));
     }
+    response
 }
 
 async fn serve(
     request: &HttpRequest,
     payload: web::Payload,
     state: &State,
+    span: &mut Option<IngressSpan>,
 ) -> Result<HttpResponse, Rejection> {
     match route::classify(request.path())? {
         Route::Health => {
@@ -94,7 +114,7 @@ async fn serve(
             }))
         }
         Route::Invoke { segments, explicit } => {
-            invoke(request, payload, state, &segments, explicit).await
+            invoke(request, payload, state, &segments, explicit, span).await
         }
         Route::Invocation { segments, action } => {
             only_get(request)?;
@@ -171,13 +191,15 @@ fn only_get(request: &HttpRequest) -> Result<(), Rejection> {
     }
 }
 
-/// Validates an invocation request completely, then calls or sends it.
+/// Validates an invocation request completely, then calls or sends it. Once the path names a
+/// handler, the request gets its place in a trace and, if spans are recorded, its `span`.
 async fn invoke(
     request: &HttpRequest,
     payload: web::Payload,
     state: &State,
     segments: &[String],
     explicit: Explicit,
+    span: &mut Option<IngressSpan>,
 ) -> Result<HttpResponse, Rejection> {
     let method = request.method();
     if ![
@@ -203,6 +225,16 @@ async fn invoke(
         .service(service_name)
         .ok_or_else(|| Rejection::ServiceNotFound(service_name.clone()))?;
     let shape = route::invocation_shape(service.ty, after_service, explicit)?;
+    let placement = Placement::from_headers(request.headers());
+    if state.config.spans.enabled() && placement.incoming.sampled {
+        *span = Some(IngressSpan::new(
+            placement,
+            service_name,
+            &shape.handler,
+            shape.key.as_deref(),
+            shape.send,
+        ));
+    }
     let resolved = registry
         .resolve(service_name, &shape.handler)
         .ok_or_else(|| Rejection::HandlerNotFound {
@@ -261,6 +293,7 @@ async fn invoke(
         } else {
             Mode::Call
         },
+        trace: Some(placement.child()),
     };
     drop(registry);
 
@@ -272,9 +305,18 @@ async fn invoke(
     };
     if shape.send {
         let accepted = state.dispatcher.send(request).await?;
+        if let Some(span) = span.as_mut() {
+            span.invocation_id = Some(accepted.invocation_id.clone());
+        }
         Ok(accepted_response(accepted))
     } else {
         let outcome = state.dispatcher.call(request).await?;
+        if let Some(span) = span.as_mut() {
+            span.invocation_id = Some(outcome.invocation_id.clone());
+            if let Err(failure) = &outcome.result {
+                span.error = Some(failure.message.clone());
+            }
+        }
         Ok(outcome_response(outcome))
     }
 }

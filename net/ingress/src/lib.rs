@@ -19,17 +19,27 @@
 //! # Layout
 //! - [`dispatch`]: the seam — [`Dispatcher`], [`IngressRequest`], [`Outcome`], [`DispatchError`].
 //! - [`error`]: [`Rejection`], each refusal with its status and message.
+//! - [`metrics`]: [`IngressMetrics`], every response counted by status code.
 //! - `route`: the path grammar; `input`: body and header checks; `time`: timestamps as Restate
-//!   renders them; `handler`: the actix handler tying them together. `?delay=` is parsed by
-//!   [`holdfast_schema::duration`].
+//!   renders them; `trace`: the ingress span and the `traceparent` it continues; `handler`: the
+//!   actix handler tying them together. `?delay=` is parsed by [`holdfast_schema::duration`].
+//!
+//! # Telemetry
+//! Every response is counted by status code in [`IngressConfig::metrics`], in a middleware, so
+//! rejections and errors count too. Each invocation request (call or send) joins the trace of
+//! its `traceparent` header (a malformed one is ignored) or starts a new one; its ingress span is
+//! emitted to [`IngressConfig::spans`] when the response is produced, and the invocation is
+//! handed the span's child context ([`IngressRequest::trace`]).
 
 pub mod dispatch;
 pub mod error;
+pub mod metrics;
 
 mod handler;
 mod input;
 mod route;
 mod time;
+mod trace;
 
 pub use dispatch::{
     AwakeableCompletion, DispatchError, Dispatcher, Failure, IngressRequest, InvocationRef, Mode,
@@ -38,6 +48,8 @@ pub use dispatch::{
 pub use error::{BAD_PATH, Rejection};
 pub use handler::{ERROR_SOURCE, IDEMPOTENCY_EXPIRES, IDEMPOTENCY_KEY, INVOCATION_ID};
 pub use holdfast_schema::duration::DelayError;
+pub use metrics::IngressMetrics;
+pub use trace::TRACEPARENT;
 
 use actix_web::dev::{Server, Service};
 use actix_web::http::header::{self, HeaderValue};
@@ -54,13 +66,17 @@ pub const DEFAULT_ADDRESS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOC
 /// once per request, so a registration is visible to the next request.
 pub type RegistryView = watch::Receiver<Arc<Registry>>;
 
-/// Ingress settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Ingress settings, and where it reports what it served.
+#[derive(Debug, Clone)]
 pub struct IngressConfig {
     /// Largest request body accepted; larger ones are answered 413 without being read.
     pub max_body_bytes: usize,
     /// actix worker threads serving ingress.
     pub workers: usize,
+    /// Counts every response by status code; share a clone with whoever renders `/metrics`.
+    pub metrics: IngressMetrics,
+    /// Receives the ingress span of each invocation request; disabled by default.
+    pub spans: holdfast_otlp::SpanSink,
 }
 
 impl IngressConfig {
@@ -69,11 +85,13 @@ impl IngressConfig {
 }
 
 impl Default for IngressConfig {
-    /// 32 MiB bodies, one worker.
+    /// 32 MiB bodies, one worker, fresh counters, no tracing.
     fn default() -> Self {
         Self {
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
             workers: 1,
+            metrics: IngressMetrics::new(),
+            spans: holdfast_otlp::SpanSink::disabled(),
         }
     }
 }
@@ -111,19 +129,30 @@ fn build(
     dispatcher: Arc<dyn Dispatcher>,
 ) -> std::io::Result<Server> {
     let workers = config.workers.max(1);
+    let metrics = config.metrics.clone();
     let state = web::Data::new(handler::State {
         config,
         registry,
         dispatcher,
     });
     let server = HttpServer::new(move || {
+        let metrics = metrics.clone();
         App::new()
             .app_data(state.clone())
-            .wrap_fn(|request, service| {
+            .wrap_fn(move |request, service| {
                 let origin = request.headers().get(header::ORIGIN).cloned();
                 let response = service.call(request);
+                let metrics = metrics.clone();
                 async move {
-                    let mut response = response.await?;
+                    let mut response = match response.await {
+                        Ok(response) => response,
+                        Err(error) => {
+                            // actix answers an error with its status; count that answer too.
+                            metrics.record(error.as_response_error().status_code().as_u16());
+                            return Err(error);
+                        }
+                    };
+                    metrics.record(response.status().as_u16());
                     add_cors_headers(response.headers_mut(), origin);
                     Ok(response)
                 }

@@ -5,14 +5,18 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use holdfast_ingress::{
     AwakeableCompletion, BAD_PATH, DispatchError, Dispatcher, Failure, IngressConfig,
-    IngressRequest, InvocationRef, Mode, Outcome, Output, RegistryView, SendAccepted, SendStatus,
-    Target,
+    IngressMetrics, IngressRequest, InvocationRef, Mode, Outcome, Output, RegistryView,
+    SendAccepted, SendStatus, Target,
 };
+use holdfast_otlp::{SpanSink, TraceStats};
 use holdfast_protocol::manifest::{
     Handler, HandlerKind, Manifest, ProtocolMode, Service, ServiceType,
 };
 use holdfast_schema::{DeploymentId, Millis, Registry, RegistryCommand, ServicePatch, Timestamp};
-use holdfast_types::{AwakeableId, EntryIndex, InvocationId};
+use holdfast_types::trace::{AttributeValue, SpanKind};
+use holdfast_types::{
+    AwakeableId, EntryIndex, InvocationId, SpanId, SpanRecord, TraceContext, TraceId,
+};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener};
@@ -476,6 +480,9 @@ async fn call_to_a_service_returns_the_output_with_its_invocation_id() {
     );
 
     let seen = h.recorder.take();
+    // A new trace each request, checked on its own in the trace tests.
+    let trace = calls(&seen).first().and_then(|r| r.trace);
+    assert!(trace.is_some_and(|t| t.sampled));
     assert_eq!(
         seen,
         vec![Seen::Call(IngressRequest {
@@ -494,6 +501,7 @@ async fn call_to_a_service_returns_the_output_with_its_invocation_id() {
             headers: vec![("origin".into(), "http://app.example".into())],
             idempotency_key: None,
             mode: Mode::Call,
+            trace,
         })]
     );
     h.stop().await;
@@ -1426,5 +1434,277 @@ async fn bad_awakeable_completions_are_refused_before_dispatch() {
             ),
         );
     assert!(h.recorder.take().is_empty());
+    h.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Telemetry: responses counted by status code, traces continued, ingress spans emitted.
+
+/// A config whose spans land in the returned queue.
+fn traced() -> (IngressConfig, std::sync::mpsc::Receiver<SpanRecord>) {
+    let (queue, spans) = std::sync::mpsc::sync_channel(64);
+    let config = IngressConfig {
+        spans: SpanSink::new(queue, Arc::new(TraceStats::default())),
+        ..IngressConfig::default()
+    };
+    (config, spans)
+}
+
+fn attribute<'a>(span: &'a SpanRecord, key: &str) -> Option<&'a AttributeValue> {
+    span.attributes
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
+
+fn text(value: &str) -> Option<AttributeValue> {
+    Some(AttributeValue::Text(value.to_owned()))
+}
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// The trace context of the only request the dispatcher saw.
+fn only_trace(h: &Harness) -> TraceContext {
+    let seen = h.recorder.take();
+    let requests = calls(&seen);
+    assert_eq!(requests.len(), 1, "{seen:?}");
+    requests[0].trace.expect("a trace context")
+}
+
+#[actix_rt::test]
+async fn every_response_is_counted_by_its_status_code() {
+    let metrics = IngressMetrics::new();
+    let h = Harness::start(IngressConfig {
+        metrics: metrics.clone(),
+        max_body_bytes: 8,
+        ..IngressConfig::default()
+    })
+    .await;
+    assert_eq!(h.post_json("/Greeter/greet", "1").await.status, 200);
+    assert_eq!(h.post_json("/Greeter/greet", "2").await.status, 200);
+    assert_eq!(h.post_json("/Greeter/greet/send", "1").await.status, 202);
+    assert_eq!(h.post_json("/Nope/greet", "1").await.status, 404);
+    assert_eq!(h.post_json("/restate/nothing", "").await.status, 404);
+    assert_eq!(h.post_json("/Counter/add", "1").await.status, 400);
+    assert_eq!(h.post_json("/Greeter/greet", "{").await.status, 400);
+    assert_eq!(h.post_json("/restate/health", "").await.status, 405);
+    assert_eq!(
+        h.post_json("/Greeter/greet", "1234567890").await.status,
+        413
+    );
+    assert_eq!(h.post_json("/Internal/ping", "1").await.status, 403);
+    h.recorder.reply(Reply::Call(Err(DispatchError::Unavailable(
+        "no leader".into(),
+    ))));
+    assert_eq!(h.post_json("/Greeter/greet", "1").await.status, 503);
+    h.recorder.reply(Reply::Output(Ok(None)));
+    assert_eq!(
+        h.get(&format!("/restate/invocation/{ID}/output"))
+            .await
+            .status,
+        470
+    );
+    h.recorder.reply(Reply::Call(Ok(Outcome {
+        invocation_id: ID.into(),
+        result: Err(Failure {
+            code: 599,
+            message: "custom".into(),
+        }),
+        expires_at: None,
+    })));
+    assert_eq!(h.post_json("/Greeter/greet", "1").await.status, 599);
+    let preflight = h
+        .send(
+            "OPTIONS",
+            "/Greeter/greet",
+            &[
+                ("origin", "http://app.example"),
+                ("access-control-request-method", "POST"),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(preflight.status, 200);
+    assert_eq!(
+        metrics.snapshot(),
+        [
+            (200, 3),
+            (202, 1),
+            (400, 2),
+            (403, 1),
+            (404, 2),
+            (405, 1),
+            (413, 1),
+            (470, 1),
+            (503, 1),
+            (599, 1)
+        ]
+    );
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn an_incoming_traceparent_is_continued_through_the_ingress_span() {
+    let (config, spans) = traced();
+    let h = Harness::start(config).await;
+    let reply = h
+        .send(
+            "POST",
+            "/Counter/k1/add",
+            &[("content-type", JSON), ("traceparent", TRACEPARENT)],
+            b"5",
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let trace = only_trace(&h);
+    let span = spans.try_recv().expect("the ingress span");
+    assert_eq!(trace.trace_id, TraceId(0x4bf92f3577b34da6a3ce929d0e0e4736));
+    assert!(trace.sampled);
+    assert_eq!(span.trace_id, trace.trace_id);
+    assert_eq!(span.parent, Some(SpanId(0x00f067aa0ba902b7)));
+    assert_eq!(
+        trace.parent, span.span_id,
+        "the invocation is the span's child"
+    );
+    assert_eq!(span.name, "ingress Counter/add");
+    assert_eq!(span.kind, SpanKind::Server);
+    assert!(span.end_ns.is_some_and(|end| end >= span.start_ns));
+    assert_eq!(span.error, None);
+    assert_eq!(
+        attribute(&span, "http.request.method"),
+        text("POST").as_ref()
+    );
+    assert_eq!(
+        attribute(&span, "url.path"),
+        text("/Counter/k1/add").as_ref()
+    );
+    assert_eq!(
+        attribute(&span, "http.response.status_code"),
+        Some(&AttributeValue::Int(200))
+    );
+    assert_eq!(attribute(&span, "rpc.service"), text("Counter").as_ref());
+    assert_eq!(attribute(&span, "rpc.method"), text("add").as_ref());
+    assert_eq!(attribute(&span, "holdfast.object.key"), text("k1").as_ref());
+    assert_eq!(
+        attribute(&span, "holdfast.invocation.id"),
+        text(ID).as_ref()
+    );
+    assert!(spans.try_recv().is_err(), "one span per request");
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_missing_or_malformed_traceparent_starts_a_new_trace_and_is_never_refused() {
+    let (config, spans) = traced();
+    let h = Harness::start(config).await;
+    let mut traces = Vec::new();
+    for header in [None, Some("00-xyz-01"), Some(&TRACEPARENT[..40])] {
+        let headers: Vec<(&str, &str)> = [("content-type", JSON)]
+            .into_iter()
+            .chain(header.map(|value| ("traceparent", value)))
+            .collect();
+        let reply = h.send("POST", "/Greeter/greet", &headers, b"1").await;
+        assert_eq!(reply.status, 200, "{header:?}");
+        let trace = only_trace(&h);
+        let span = spans.try_recv().expect("the ingress span");
+        assert_eq!(span.parent, None, "a new trace's root: {header:?}");
+        assert_eq!(span.trace_id, trace.trace_id);
+        assert_eq!(trace.parent, span.span_id);
+        assert!(trace.sampled);
+        assert_ne!(trace.trace_id, TraceId(0x4bf92f3577b34da6a3ce929d0e0e4736));
+        assert_eq!(attribute(&span, "holdfast.object.key"), None);
+        traces.push(trace.trace_id);
+    }
+    traces.sort();
+    traces.dedup();
+    assert_eq!(traces.len(), 3, "every new trace has its own id");
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn sends_and_server_errors_are_named_in_their_spans() {
+    let (config, spans) = traced();
+    let h = Harness::start(config).await;
+    assert_eq!(h.post_json("/Greeter/greet/send", "1").await.status, 202);
+    let span = spans.try_recv().expect("send span");
+    assert_eq!(span.name, "ingress send Greeter/greet");
+    assert_eq!(
+        attribute(&span, "holdfast.invocation.id"),
+        text(ID).as_ref()
+    );
+
+    h.recorder.reply(Reply::Call(Err(DispatchError::Unavailable(
+        "no leader".into(),
+    ))));
+    assert_eq!(h.post_json("/Greeter/greet", "1").await.status, 503);
+    let span = spans.try_recv().expect("error span");
+    assert_eq!(span.error.as_deref(), Some("unavailable: no leader"));
+    assert_eq!(
+        attribute(&span, "http.response.status_code"),
+        Some(&AttributeValue::Int(503))
+    );
+    assert_eq!(attribute(&span, "holdfast.invocation.id"), None);
+
+    h.recorder.reply(Reply::Call(Ok(Outcome {
+        invocation_id: ID.into(),
+        result: Err(Failure {
+            code: 500,
+            message: "handler blew up".into(),
+        }),
+        expires_at: None,
+    })));
+    assert_eq!(h.post_json("/Greeter/greet", "1").await.status, 500);
+    let span = spans.try_recv().expect("failure span");
+    assert_eq!(span.error.as_deref(), Some("handler blew up"));
+    assert_eq!(
+        attribute(&span, "holdfast.invocation.id"),
+        text(ID).as_ref()
+    );
+
+    // A 4xx answer is not an error of the span.
+    assert_eq!(h.post_json("/Greeter/greet", "{").await.status, 400);
+    let span = spans.try_recv().expect("rejected span");
+    assert_eq!(span.error, None);
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn unsampled_traces_and_non_invocation_routes_emit_no_span() {
+    let (config, spans) = traced();
+    let h = Harness::start(config).await;
+    let unsampled = TRACEPARENT.replace("-01", "-00");
+    let reply = h
+        .send(
+            "POST",
+            "/Greeter/greet",
+            &[("content-type", JSON), ("traceparent", &unsampled)],
+            b"1",
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let trace = only_trace(&h);
+    assert!(!trace.sampled, "the caller's decision travels on");
+    assert_eq!(trace.trace_id, TraceId(0x4bf92f3577b34da6a3ce929d0e0e4736));
+    assert_eq!(h.get("/restate/health").await.status, 200);
+    assert_eq!(h.post_json("/restate/nothing", "").await.status, 404);
+    assert!(spans.try_recv().is_err());
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn without_a_sink_requests_still_carry_a_trace_context() {
+    let h = Harness::default().await;
+    let reply = h
+        .send(
+            "POST",
+            "/Greeter/greet",
+            &[("content-type", JSON), ("traceparent", TRACEPARENT)],
+            b"1",
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let trace = only_trace(&h);
+    assert_eq!(trace.trace_id, TraceId(0x4bf92f3577b34da6a3ce929d0e0e4736));
+    assert_ne!(trace.parent, SpanId(0x00f067aa0ba902b7));
     h.stop().await;
 }

@@ -3,8 +3,8 @@
 //! ```text
 //!   partition-<n>/log.redb    raft log entries + vote + committed pointer (fsync'd per append)
 //!   partition-<n>/state.redb  applied state: object state, invocations, journals, locks, inboxes,
-//!                             outbox, dedup, timers, promises; applied log id, membership,
-//!                             snapshot
+//!                             outbox, dedup, timers, promises, suspended index; applied log
+//!                             id, membership, snapshot
 //! ```
 //!
 //! The log is the ground truth. Appends are durable before openraft is told they are flushed; the

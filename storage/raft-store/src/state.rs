@@ -145,8 +145,15 @@ impl StateMachine {
             .set_cache_size(STATE_CACHE_BYTES)
             .create(path)?;
         let txn = db.begin_write()?;
+        // A database written before the suspended index existed gets it built once, here.
+        let index_missing = !txn
+            .list_tables()?
+            .any(|table| table.name() == tables::SUSPENDED.name());
         for table in tables::ALL {
             txn.open_table(table)?;
+        }
+        if index_missing {
+            tables::rebuild_suspended(&txn)?;
         }
         txn.open_table(META)?;
         txn.open_table(SNAPSHOT)?;
@@ -308,6 +315,22 @@ impl StateMachine {
     pub fn pending_timers(&self) -> Result<u64, Error> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(tables::TIMERS)?;
+        Ok(table.len()?)
+    }
+
+    /// How many invocations are suspended waiting for a completion, for metrics (the length of
+    /// the suspended index: no scan).
+    pub fn suspended_invocations(&self) -> Result<u64, Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(tables::SUSPENDED)?;
+        Ok(table.len()?)
+    }
+
+    /// How many invocations wait in object inboxes behind a lock holder, for metrics (every
+    /// inbox row is one queued invocation, so this is the table's length: no scan).
+    pub fn inbox_depth(&self) -> Result<u64, Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(tables::INBOX)?;
         Ok(table.len()?)
     }
 
@@ -535,6 +558,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 for (key, value) in rows.into_iter().flatten() {
                     table.insert(key.as_slice(), value.as_slice())?;
                 }
+            }
+            // Snapshots of older releases carry no suspended index: derive it from the records.
+            if !body
+                .tables
+                .iter()
+                .any(|(name, _)| name == tables::SUSPENDED.name())
+            {
+                tables::rebuild_suspended(&txn)?;
             }
             {
                 let mut table = txn.open_table(META)?;
@@ -1134,6 +1165,105 @@ mod tests {
         assert!(weak.upgrade().is_none());
         let reopened = open(&dir, "state.redb");
         assert_eq!(reopened.pending_timers().expect("count"), 1);
+    }
+
+    /// Applies an invocation of `Counter/add` on `key` that calls out and suspends on the call.
+    async fn suspended_invocation(sm: &mut StateMachine, key: &str, first_index: u64) {
+        let target = Target::new("Counter", "add", Some(key.to_owned()));
+        let id = InvocationId::new(&target, 1);
+        let request = holdfast_types::InvocationRequest {
+            id,
+            target,
+            kind: holdfast_types::HandlerKind::Exclusive,
+            argument: holdfast_protocol::Payload::from(&b"1"[..]),
+            headers: Vec::new(),
+            source: holdfast_types::Source::Ingress,
+            idempotency_key: None,
+            retention_ms: 100,
+            response: true,
+            at_ms: 5,
+            deployment: None,
+            retry: None,
+            secret: 0,
+            execute_at_ms: None,
+            trace: None,
+        };
+        let call = holdfast_protocol::Entry::Call(holdfast_protocol::message::Call {
+            handler: "greet".into(),
+            headers: Vec::new(),
+            idempotency_key: None,
+            key: None,
+            parameter: holdfast_protocol::Payload::from(&b"p"[..]),
+            result: None,
+            service: "Greeter".into(),
+        });
+        let commands = [
+            holdfast_types::Command::Invoke(Box::new(request)),
+            holdfast_types::Command::JournalAppend {
+                id,
+                epoch: holdfast_types::Epoch(1),
+                index: EntryIndex(1),
+                entry: call,
+                ack: false,
+                callee_kind: None,
+                at_ms: 6,
+                callee_retry: None,
+            },
+            holdfast_types::Command::AttemptEnded {
+                id,
+                epoch: holdfast_types::Epoch(1),
+                ending: holdfast_types::Ending::Suspended {
+                    waiting: vec![EntryIndex(1)],
+                },
+                at_ms: 7,
+            },
+        ];
+        let entries: Vec<_> = commands
+            .into_iter()
+            .zip(first_index..)
+            .map(|(command, index)| Entry {
+                log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+                payload: EntryPayload::Normal(Batch(vec![command])),
+            })
+            .collect();
+        sm.apply(entries).await.expect("apply");
+    }
+
+    #[tokio::test]
+    async fn a_database_without_the_suspended_index_gets_it_built_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = open(&dir, "state.redb");
+        suspended_invocation(&mut sm, "a", 1).await;
+        suspended_invocation(&mut sm, "b", 4).await;
+        assert_eq!(sm.suspended_invocations().expect("count"), 2);
+        // What a release before the index wrote: the same state, no index table.
+        let txn = sm.db.begin_write().expect("begin");
+        assert!(txn.delete_table(tables::SUSPENDED).expect("delete"));
+        txn.commit().expect("commit");
+        drop(sm);
+        let reopened = open(&dir, "state.redb");
+        assert_eq!(reopened.suspended_invocations().expect("count"), 2);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_without_the_suspended_index_gets_it_built_on_install() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut source = open(&dir, "source.redb");
+        suspended_invocation(&mut source, "a", 1).await;
+        let snapshot = source.build_snapshot().await.expect("snapshot");
+        let mut body: SnapshotBody = codec::decode(snapshot.snapshot.get_ref()).expect("decode");
+        body.tables
+            .retain(|(name, _)| name != tables::SUSPENDED.name());
+        let old = codec::encode(&body).expect("encode");
+
+        let mut target = open(&dir, "target.redb");
+        suspended_invocation(&mut target, "z", 1).await;
+        suspended_invocation(&mut target, "y", 4).await;
+        target
+            .install_snapshot(&snapshot.meta, Box::new(Cursor::new(old)))
+            .await
+            .expect("install");
+        assert_eq!(target.suspended_invocations().expect("count"), 1);
     }
 
     #[tokio::test]

@@ -13,12 +13,15 @@
 //!   fsm_counters name                                        → u64 (outbox_seq)
 //!   timers       fire time u64, kind, invocation id, index   → (empty)
 //!   promises     len service, service, len key, key, name   → Promise record
+//!   suspended    invocation id (24 bytes)                    → (empty)
 //! ```
+//! `suspended` is an index of the `invocations` rows whose status is `Suspended`, kept in step by
+//! `put_invocation`/`delete_invocation`, so the suspended count is the table's length.
 //! Integers are big-endian so keys sort numerically; records use the log codec.
 
 use crate::Error;
 use crate::keys::{idempotency_key, inbox_key, journal_key, object_prefix, promise_key, state_key};
-use holdfast_fsm::state::{Invocation, JournalItem, Promise};
+use holdfast_fsm::state::{Invocation, JournalItem, Promise, Status};
 use holdfast_types::{
     EntryIndex, InvocationId, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey, codec,
 };
@@ -37,10 +40,11 @@ const DEDUP: Bytes = TableDefinition::new("dedup");
 const COUNTERS: Bytes = TableDefinition::new("fsm_counters");
 pub(crate) const TIMERS: Bytes = TableDefinition::new("timers");
 pub(crate) const PROMISES: Bytes = TableDefinition::new("promises");
+pub(crate) const SUSPENDED: Bytes = TableDefinition::new("suspended");
 const OUTBOX_SEQ: &[u8] = b"outbox_seq";
 
 /// Every table of applied state, in the order snapshots carry them.
-pub(crate) const ALL: [Bytes; 11] = [
+pub(crate) const ALL: [Bytes; 12] = [
     STATE,
     INVOCATIONS,
     JOURNAL,
@@ -52,6 +56,7 @@ pub(crate) const ALL: [Bytes; 11] = [
     COUNTERS,
     TIMERS,
     PROMISES,
+    SUSPENDED,
 ];
 
 type BytesTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
@@ -69,6 +74,7 @@ pub(crate) struct Tables<'t> {
     counters: BytesTable<'t>,
     timers: BytesTable<'t>,
     promises: BytesTable<'t>,
+    suspended: BytesTable<'t>,
 }
 
 impl<'t> Tables<'t> {
@@ -86,8 +92,25 @@ impl<'t> Tables<'t> {
             counters: txn.open_table(COUNTERS)?,
             timers: txn.open_table(TIMERS)?,
             promises: txn.open_table(PROMISES)?,
+            suspended: txn.open_table(SUSPENDED)?,
         })
     }
+}
+
+/// Rebuilds the `suspended` index from the `invocations` table in `txn`, for state written
+/// before the index existed (an older database or snapshot).
+pub(crate) fn rebuild_suspended(txn: &WriteTransaction) -> Result<(), Error> {
+    let invocations = txn.open_table(INVOCATIONS)?;
+    let mut suspended = txn.open_table(SUSPENDED)?;
+    suspended.retain(|_, _| false)?;
+    for item in invocations.iter()? {
+        let (key, value) = item?;
+        let record: Invocation = codec::decode(value.value())?;
+        if matches!(record.status, Status::Suspended { .. }) {
+            suspended.insert(key.value(), &[][..])?;
+        }
+    }
+    Ok(())
 }
 
 /// Keys of `table` starting with `prefix`, in order.
@@ -183,11 +206,20 @@ impl holdfast_fsm::Store for Tables<'_> {
     }
 
     fn put_invocation(&mut self, id: InvocationId, record: &Invocation) -> Result<(), Error> {
-        put_record(&mut self.invocations, &id.to_bytes(), record)
+        let key = id.to_bytes();
+        put_record(&mut self.invocations, &key, record)?;
+        if matches!(record.status, Status::Suspended { .. }) {
+            self.suspended.insert(key.as_slice(), &[][..])?;
+        } else {
+            self.suspended.remove(key.as_slice())?;
+        }
+        Ok(())
     }
 
     fn delete_invocation(&mut self, id: InvocationId) -> Result<(), Error> {
-        self.invocations.remove(id.to_bytes().as_slice())?;
+        let key = id.to_bytes();
+        self.invocations.remove(key.as_slice())?;
+        self.suspended.remove(key.as_slice())?;
         Ok(())
     }
 

@@ -33,6 +33,7 @@ fn request(target: Target, nonce: u128) -> InvocationRequest {
         retry: None,
         secret: 0,
         execute_at_ms: None,
+        trace: None,
     }
 }
 

@@ -50,7 +50,14 @@ pub(crate) fn apply<S: Store>(
         retry: request.retry,
         secret: request.secret,
         last_failure: None,
+        trace: request.trace,
     };
+    super::observe::observe(
+        cx,
+        crate::Observation::Accepted {
+            target: request.target.clone(),
+        },
+    );
     let input = Entry::Input(Input {
         value: request.argument.clone(),
     });

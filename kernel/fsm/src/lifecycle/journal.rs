@@ -7,15 +7,18 @@
 //! awakeable completions into the outbox, and workflow promises. An `awakeable` entry is only
 //! journaled: it waits for a `CompleteAwakeable` addressed to it.
 
-use super::{AttemptFailure, Ctx, callee_id, fail_attempt, promise, register_timer, send, settle};
-use crate::state::{Invocation, JournalItem, Status, is_completable};
+use super::{
+    AttemptFailure, Ctx, callee_id, fail_attempt, observe, promise, register_timer, send, settle,
+};
+use crate::state::{Appended, Invocation, JournalItem, Status, is_completable};
 use crate::{Effect, Store};
 use holdfast_protocol::message::{Call, Entry, Send};
 use holdfast_protocol::{EntryIndex, Outcome, Payload};
 use holdfast_types::awakeable::derive_secret;
+use holdfast_types::trace::entry_span;
 use holdfast_types::{
     AwakeableId, Epoch, HandlerKind, InvocationId, InvocationRequest, OutboxMessage, RetryPolicy,
-    Source, Target, Timer, TimerKey,
+    Source, Target, Timer, TimerKey, TraceContext,
 };
 
 /// The command's fields, as one value.
@@ -49,12 +52,18 @@ pub(crate) fn apply<S: Store>(cx: &mut Ctx<'_, S>, append: Append<'_>) -> Result
     }
 
     let mut item = JournalItem::new(append.entry.clone());
+    if observe::is_timed(append.entry) {
+        item.appended = Some(Appended {
+            epoch,
+            at_ms: append.at_ms,
+        });
+    }
     let mut callee = None;
     match append.entry {
         Entry::Call(call) if call.result.is_none() => {
             callee = Some(call_request(
                 &append,
-                rec.secret,
+                &rec,
                 call,
                 cx.config.call_retention_ms,
             ));
@@ -62,7 +71,7 @@ pub(crate) fn apply<S: Store>(cx: &mut Ctx<'_, S>, append: Append<'_>) -> Result
         Entry::Send(one_way) => {
             callee = Some(send_request(
                 &append,
-                rec.secret,
+                &rec,
                 one_way,
                 cx.config.call_retention_ms,
             ));
@@ -75,6 +84,7 @@ pub(crate) fn apply<S: Store>(cx: &mut Ctx<'_, S>, append: Append<'_>) -> Result
     item.callee = callee.as_ref().map(|request| request.id);
     cx.store.put_journal(id, index, &item)?;
     rec.journal_len = rec.journal_len.saturating_add(1);
+    observe::appended(cx, id, &rec, epoch, index, append.entry, append.at_ms);
     if let Some(request) = callee {
         send(cx, OutboxMessage::Invoke(Box::new(request)))?;
     }
@@ -187,10 +197,17 @@ fn callee_kind(kind: Option<HandlerKind>, key: &Option<String>) -> HandlerKind {
     })
 }
 
+/// The trace a callee of entry `index` continues: the caller's, as a child of the entry's span.
+fn callee_trace(caller: &Invocation, id: InvocationId, index: EntryIndex) -> Option<TraceContext> {
+    caller
+        .trace
+        .map(|trace| trace.child_of(entry_span(id, index)))
+}
+
 /// The callee of a `call` entry; its secret derives from the caller's and the entry.
 fn call_request(
     append: &Append<'_>,
-    secret: u128,
+    caller: &Invocation,
     call: &Call,
     retention_ms: u64,
 ) -> InvocationRequest {
@@ -213,8 +230,9 @@ fn call_request(
         at_ms: append.at_ms,
         deployment: None,
         retry: append.callee_retry,
-        secret: derive_secret(secret, append.index),
+        secret: derive_secret(caller.secret, append.index),
         execute_at_ms: None,
+        trace: callee_trace(caller, append.id, append.index),
     }
 }
 
@@ -222,7 +240,7 @@ fn call_request(
 /// on the callee's partition.
 fn send_request(
     append: &Append<'_>,
-    secret: u128,
+    caller: &Invocation,
     one_way: &Send,
     retention_ms: u64,
 ) -> InvocationRequest {
@@ -249,7 +267,8 @@ fn send_request(
         at_ms: append.at_ms,
         deployment: None,
         retry: append.callee_retry,
-        secret: derive_secret(secret, append.index),
+        secret: derive_secret(caller.secret, append.index),
         execute_at_ms,
+        trace: callee_trace(caller, append.id, append.index),
     }
 }

@@ -11,6 +11,7 @@ pub(crate) mod invoke;
 pub(crate) mod journal;
 pub(crate) mod kill;
 pub(crate) mod object_state;
+pub(crate) mod observe;
 pub(crate) mod outbox;
 pub(crate) mod pause;
 pub(crate) mod promise;
@@ -159,6 +160,7 @@ pub(crate) fn complete<S: Store>(
         expires_at_ms,
     };
     rec.cancel_pending = false;
+    observe::completed(cx, id, rec, &outcome, at_ms);
     cx.effects.push(Effect::Respond {
         id,
         outcome: outcome.clone(),
@@ -260,6 +262,12 @@ pub(crate) fn fail_attempt<S: Store>(
         epoch,
         attempts: rec.retries,
     };
+    observe::observe(
+        cx,
+        crate::Observation::Retrying {
+            target: rec.target.clone(),
+        },
+    );
     cx.effects.push(Effect::ScheduleRetry {
         id,
         epoch,
@@ -288,6 +296,7 @@ pub(crate) fn settle<S: Store>(
         }
         item.completion = Some(outcome.clone());
         cx.store.put_journal(id, index, &item)?;
+        observe::settled(cx, id, rec, index, &item, &outcome);
         settled.push((index, outcome));
     }
     match &rec.status {

@@ -17,14 +17,11 @@ pub(crate) fn apply<S: Store>(
     outcome: &Outcome,
     ack: bool,
 ) -> Result<(), S::Error> {
-    let running = cx
-        .store
-        .get_invocation(id)?
-        .is_some_and(|rec| rec.status == Status::Invoked { epoch });
-    if !running {
+    let rec = cx.store.get_invocation(id)?;
+    let Some(rec) = rec.filter(|rec| rec.status == Status::Invoked { epoch }) else {
         cx.effects.push(Effect::Fence { id, epoch });
         return Ok(());
-    }
+    };
     let Some(mut item) = cx.store.get_journal(id, index)? else {
         return Ok(());
     };
@@ -33,6 +30,7 @@ pub(crate) fn apply<S: Store>(
     }
     item.completion = Some(outcome.clone());
     cx.store.put_journal(id, index, &item)?;
+    super::observe::settled(cx, id, &rec, index, &item, outcome);
     if ack {
         cx.effects.push(Effect::Ack { id, epoch, index });
     }

@@ -219,6 +219,7 @@ fn call_entry_goes_to_the_outbox_with_this_invocation_as_source() {
         retry: None,
         secret: holdfast_types::awakeable::derive_secret(0, EntryIndex(1)),
         execute_at_ms: None,
+        trace: None,
     }));
     assert_eq!(
         effects,

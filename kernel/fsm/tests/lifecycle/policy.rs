@@ -130,10 +130,10 @@ fn without_a_request_policy_the_configured_policy_applies() {
         retry: policy(2, OnMaxAttempts::Pause),
         ..Config::default()
     };
-    let Ok(effects) = apply(&mut store, &config, &ended(id, 1, retryable(500)));
+    let effects = step_quietly(&mut store, &config, &[ended(id, 1, retryable(500))]);
     assert_eq!(effects, vec![scheduled(id, 1, 10)]);
     let Ok(_) = apply(&mut store, &config, &retry(id, 1));
-    let Ok(effects) = apply(&mut store, &config, &ended(id, 2, retryable(500)));
+    let effects = step_quietly(&mut store, &config, &[ended(id, 2, retryable(500))]);
     assert_eq!(effects, vec![]);
     assert_eq!(status(&store, id), Some(Status::Paused { epoch: Epoch(2) }));
 }
@@ -149,7 +149,7 @@ fn the_request_policy_wins_over_the_configured_one() {
         },
         ..Config::default()
     };
-    let Ok(effects) = apply(&mut store, &config, &ended(id, 1, retryable(500)));
+    let effects = step_quietly(&mut store, &config, &[ended(id, 1, retryable(500))]);
     assert_eq!(effects, vec![scheduled(id, 1, 10)]);
 }
 

@@ -51,6 +51,7 @@ pub fn request(target: Target, kind: HandlerKind, nonce: u128) -> InvocationRequ
         retry: None,
         secret: 0,
         execute_at_ms: None,
+        trace: None,
     }
 }
 
@@ -282,11 +283,24 @@ pub fn run_attempt(id: InvocationId, target: &Target, epoch: u32) -> Effect {
     }
 }
 
-/// Applies commands in order; returns the effects of the last one.
+/// Applies commands in order; returns the effects of the last one, without observations (they
+/// are tested on their own, in `observations`).
 pub fn step(store: &mut MemoryStore, commands: &[Command]) -> Vec<Effect> {
+    step_quietly(store, &Config::default(), commands)
+}
+
+/// Like [`step`] with `config`.
+pub fn step_quietly(store: &mut MemoryStore, config: &Config, commands: &[Command]) -> Vec<Effect> {
+    let mut last = step_with(store, config, commands);
+    last.retain(|effect| !matches!(effect, Effect::Observe(_)));
+    last
+}
+
+/// Applies commands in order with `config`; returns every effect of the last one.
+pub fn step_with(store: &mut MemoryStore, config: &Config, commands: &[Command]) -> Vec<Effect> {
     let mut last = Vec::new();
     for command in commands {
-        let Ok(effects) = apply(store, &Config::default(), command);
+        let Ok(effects) = apply(store, config, command);
         last = effects;
     }
     last

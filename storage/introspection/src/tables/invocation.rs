@@ -104,8 +104,12 @@ impl Row for InvocationRow<'_> {
                 Some(failure) => Cell::Text(failure.code.to_string()),
                 None => Cell::Null,
             },
-            // The record keeps neither tracing nor modification times.
-            Col::TraceId | Col::ModifiedAt => Cell::Null,
+            Col::TraceId => match &rec.trace {
+                Some(trace) => Cell::Text(trace.trace_id.to_string()),
+                None => Cell::Null,
+            },
+            // The record keeps no modification time.
+            Col::ModifiedAt => Cell::Null,
             Col::IdempotencyKey => Cell::opt_str(rec.idempotency_key.as_deref()),
             Col::JournalSize => Cell::U32(rec.journal_len),
             Col::CreatedAt => Cell::Time(rec.created_at_ms),

@@ -236,6 +236,7 @@ pub fn request(target: Target, id: InvocationId, kind: HandlerKind) -> Invocatio
         retry: None,
         secret: 0,
         execute_at_ms: None,
+        trace: None,
     }
 }
 
