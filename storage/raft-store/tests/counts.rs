@@ -1,49 +1,15 @@
 //! The metric counts read from the applied state without a scan: suspended invocations (an index
 //! kept by the store) and inbox depth move with every command, and a snapshot carries both.
 
+mod common;
+
+use common::{append, counter, request};
 use holdfast_protocol::message::{Call, Entry, Output};
 use holdfast_protocol::{EntryIndex, Outcome, Payload};
 use holdfast_raft_store::{Batch, StateMachine};
-use holdfast_types::{
-    Command, Ending, Epoch, HandlerKind, InvocationId, InvocationRequest, OutboxMessage,
-    PartitionId, Source, Target,
-};
+use holdfast_types::{Command, Ending, Epoch, InvocationId, OutboxMessage, PartitionId};
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry as RaftEntry, EntryPayload, LogId, RaftSnapshotBuilder};
-
-fn request(key: &str, nonce: u128) -> InvocationRequest {
-    let target = Target::new("Counter", "add", Some(key.to_owned()));
-    InvocationRequest {
-        id: InvocationId::new(&target, nonce),
-        target,
-        kind: HandlerKind::Exclusive,
-        argument: Payload::from(&b"1"[..]),
-        headers: Vec::new(),
-        source: Source::Ingress,
-        idempotency_key: None,
-        retention_ms: 100,
-        response: true,
-        at_ms: 5,
-        deployment: None,
-        retry: None,
-        secret: 0,
-        execute_at_ms: None,
-        trace: None,
-    }
-}
-
-fn append(id: InvocationId, epoch: u32, index: u32, entry: Entry) -> Command {
-    Command::JournalAppend {
-        id,
-        epoch: Epoch(epoch),
-        index: EntryIndex(index),
-        entry,
-        ack: false,
-        callee_kind: None,
-        at_ms: 6,
-        callee_retry: None,
-    }
-}
 
 fn call_entry() -> Entry {
     Entry::Call(Call {
@@ -123,10 +89,10 @@ async fn counts_follow_suspension_resumption_completion_and_the_inbox() {
 
     // One holder of object `a`, two queued behind it; `b` runs on its own object.
     let (first, second, third, other) = (
-        request("a", 1),
-        request("a", 2),
-        request("a", 3),
-        request("b", 4),
+        request(counter("a"), 1),
+        request(counter("a"), 2),
+        request(counter("a"), 3),
+        request(counter("b"), 4),
     );
     let (a1, a2, a3, b) = (first.id, second.id, third.id, other.id);
     log.apply(
@@ -199,7 +165,7 @@ async fn purging_a_suspended_invocation_drops_it_from_the_count() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut sm = open(&dir);
     let mut log = Log { next: 0 };
-    let first = request("a", 1);
+    let first = request(counter("a"), 1);
     let id = first.id;
     log.apply(
         &mut sm,
@@ -226,7 +192,7 @@ async fn counts_survive_a_snapshot_install_and_keep_moving_afterwards() {
     let source_dir = tempfile::tempdir().expect("tempdir");
     let mut source = open(&source_dir);
     let mut log = Log { next: 0 };
-    let (first, second) = (request("a", 1), request("a", 2));
+    let (first, second) = (request(counter("a"), 1), request(counter("a"), 2));
     let a1 = first.id;
     log.apply(
         &mut source,
@@ -244,15 +210,15 @@ async fn counts_survive_a_snapshot_install_and_keep_moving_afterwards() {
     // The target had different state: the install replaces its counts, not adds to them.
     let target_dir = tempfile::tempdir().expect("tempdir");
     let mut target = open(&target_dir);
-    let stale = request("z", 9);
+    let stale = request(counter("z"), 9);
     let stale_id = stale.id;
     Log { next: 0 }
         .apply(
             &mut target,
             vec![
                 Command::Invoke(Box::new(stale)),
-                Command::Invoke(Box::new(request("z", 10))),
-                Command::Invoke(Box::new(request("z", 11))),
+                Command::Invoke(Box::new(request(counter("z"), 10))),
+                Command::Invoke(Box::new(request(counter("z"), 11))),
                 append(stale_id, 1, 1, call_entry()),
                 suspend(stale_id, 1, 1),
             ],

@@ -1,54 +1,17 @@
 //! The redb `Store` against `MemoryStore`: the same commands give the same effects and the same
 //! invocation state, and snapshots carry the invocation tables.
 
+mod common;
+
+use common::{append, counter, request};
 use holdfast_fsm::memory::MemoryStore;
 use holdfast_fsm::{Config, Effect, Store};
 use holdfast_protocol::message::{Call, Entry, GetState, Output, SetState, StateKeys};
 use holdfast_protocol::{EntryIndex, Outcome, Payload};
 use holdfast_raft_store::{Batch, StateMachine, TypeConfig};
-use holdfast_types::{
-    Command, Ending, Epoch, HandlerKind, InvocationId, InvocationRequest, OutboxMessage,
-    PartitionId, Source, Target,
-};
+use holdfast_types::{Command, Ending, Epoch, InvocationId, OutboxMessage, PartitionId};
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry as RaftEntry, EntryPayload, LogId, RaftSnapshotBuilder};
-
-fn counter(key: &str) -> Target {
-    Target::new("Counter", "add", Some(key.to_owned()))
-}
-
-fn request(target: Target, nonce: u128) -> InvocationRequest {
-    InvocationRequest {
-        id: InvocationId::new(&target, nonce),
-        target,
-        kind: HandlerKind::Exclusive,
-        argument: Payload::from(&b"1"[..]),
-        headers: Vec::new(),
-        source: Source::Ingress,
-        idempotency_key: None,
-        retention_ms: 100,
-        response: true,
-        at_ms: 5,
-        deployment: None,
-        retry: None,
-        secret: 0,
-        execute_at_ms: None,
-        trace: None,
-    }
-}
-
-fn append(id: InvocationId, epoch: u32, index: u32, entry: Entry) -> Command {
-    Command::JournalAppend {
-        id,
-        epoch: Epoch(epoch),
-        index: EntryIndex(index),
-        entry,
-        ack: false,
-        callee_kind: None,
-        at_ms: 6,
-        callee_retry: None,
-    }
-}
 
 /// Two exclusive invocations of one object (the second inboxed), state reads and writes, a
 /// call, a retry, a suspension and its completion, completion, a shuffled message and purge.

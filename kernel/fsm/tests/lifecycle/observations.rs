@@ -64,6 +64,14 @@ fn attribute<'a>(
         .map(|(_, value)| value)
 }
 
+/// The invocation request of the first call or send in the outbox.
+fn first_callee(store: &MemoryStore) -> holdfast_types::InvocationRequest {
+    match outbox(store).into_iter().next() {
+        Some(OutboxMessage::Invoke(callee)) => *callee,
+        other => panic!("no callee in the outbox: {other:?}"),
+    }
+}
+
 #[test]
 fn a_new_invocation_is_accepted_once_and_keeps_its_trace() {
     let mut store = MemoryStore::default();
@@ -168,9 +176,7 @@ fn a_call_span_runs_from_append_to_completion_and_the_callee_is_its_child() {
     // Nothing ends at the append of a call...
     assert_eq!(spans(&effects), vec![]);
     // ...but the callee continues the trace under the call entry's span.
-    let Some(OutboxMessage::Invoke(callee)) = outbox(&store).into_iter().next() else {
-        panic!("no callee in the outbox");
-    };
+    let callee = first_callee(&store);
     assert_eq!(
         callee.trace,
         Some(TRACE.child_of(entry_span(id, EntryIndex(1))))
@@ -268,9 +274,7 @@ fn a_one_way_send_is_an_instant_span_and_its_callee_is_its_child() {
         attribute(&span, "holdfast.send.delay_ms"),
         Some(&"5000".into())
     );
-    let Some(OutboxMessage::Invoke(callee)) = outbox(&store).into_iter().next() else {
-        panic!("no callee in the outbox");
-    };
+    let callee = first_callee(&store);
     assert_eq!(callee.trace, Some(TRACE.child_of(span.span_id)));
 }
 
@@ -307,9 +311,7 @@ fn an_unsampled_trace_or_tracing_off_yields_no_spans_but_keeps_the_context() {
             ],
         ));
         assert_eq!(spans(&effects), vec![]);
-        let Some(OutboxMessage::Invoke(callee)) = outbox(&store).into_iter().next() else {
-            panic!("no callee in the outbox");
-        };
+        let callee = first_callee(&store);
         assert_eq!(callee.trace.map(|t| t.trace_id), Some(trace.trace_id));
         assert_eq!(callee.trace.map(|t| t.sampled), Some(trace.sampled));
     }
