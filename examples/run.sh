@@ -44,6 +44,10 @@ example services registered from http://127.0.0.1:$PORT. Try:
   curl -s http://127.0.0.1:9070/services
   psql -h 127.0.0.1 -p 9071 -c 'SELECT service, method, id, status FROM sys_status;'
   curl -s http://127.0.0.1:9070/health
+  curl -s http://127.0.0.1:9070/metrics | grep holdfast_invocations_completed_total
+
+Traces: \`HOLDFAST__TRACING__ENDPOINT=http://127.0.0.1:4318 make run\` exports every invocation's
+trace to an OTLP collector listening there, such as Jaeger (deploy/jaeger/README.md).
 
 Ctrl-C stops both (in-flight commits finish, stores close cleanly).
 MSG

@@ -7,36 +7,52 @@ use holdfast_fsm::Observation;
 use holdfast_types::Target;
 
 impl PartitionActor {
-    /// The counters of `target`'s handler, created on first use.
-    fn handler_metrics(&mut self, target: &Target) -> &mut HandlerMetrics {
-        self.handlers
-            .entry(target.service.clone())
-            .or_default()
-            .entry(target.handler.clone())
-            .or_insert_with(|| HandlerMetrics::new(&target.service, &target.handler))
+    /// Updates the counters of `target`'s handler, created on first use (names are cloned only
+    /// then: this runs several times per invocation).
+    fn count(&mut self, target: &Target, update: impl FnOnce(&mut HandlerMetrics)) {
+        let known = self
+            .handlers
+            .get(&target.service)
+            .is_some_and(|handlers| handlers.contains_key(&target.handler));
+        if !known {
+            self.handlers
+                .entry(target.service.clone())
+                .or_default()
+                .insert(
+                    target.handler.clone(),
+                    HandlerMetrics::new(&target.service, &target.handler),
+                );
+        }
+        if let Some(metrics) = self
+            .handlers
+            .get_mut(&target.service)
+            .and_then(|handlers| handlers.get_mut(&target.handler))
+        {
+            update(metrics);
+        }
     }
 
     /// An attempt of `target` starts.
     pub(crate) fn observe_attempt(&mut self, target: &Target) {
-        self.handler_metrics(target).attempts += 1;
+        self.count(target, |metrics| metrics.attempts += 1);
     }
 
     /// Applies one observation of a committed command.
     pub(crate) fn observe(&mut self, observation: &Observation) {
         match observation {
-            Observation::Accepted { target } => self.handler_metrics(target).started += 1,
-            Observation::Retrying { target } => self.handler_metrics(target).retries += 1,
+            Observation::Accepted { target } => self.count(target, |m| m.started += 1),
+            Observation::Retrying { target } => self.count(target, |m| m.retries += 1),
             Observation::Appended => self.journal_entries += 1,
             Observation::Completed(completion) => {
-                let metrics = self.handler_metrics(&completion.target);
-                metrics.completed += 1;
-                if completion.failure.is_some() {
-                    metrics.failed += 1;
-                }
                 let elapsed_ms = completion
                     .completed_at_ms
                     .saturating_sub(completion.created_at_ms);
-                metrics.duration.observe(elapsed_ms as f64 / 1000.0);
+                let failed = completion.failure.is_some();
+                self.count(&completion.target, |metrics| {
+                    metrics.completed += 1;
+                    metrics.failed += u64::from(failed);
+                    metrics.duration.observe(elapsed_ms as f64 / 1000.0);
+                });
             }
             Observation::Span(span) => self.settings.spans.emit(span.as_ref().clone()),
         }
