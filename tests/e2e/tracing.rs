@@ -1,6 +1,7 @@
 //! Traces and metrics end to end: the real binary exports spans over OTLP/HTTP to a real receiver
 //! that decodes them with the opentelemetry-proto definitions, for a three-service call chain
-//! (`tests/e2e/fixtures/trace-services.mjs`) with a retried attempt and a sleep; with the
+//! (`tests/e2e/fixtures/trace-services.mjs`) with a retried attempt and a sleep; a kill -9 of the
+//! kernel mid-chain does not break the trace (its context travels in the log); with the
 //! collector gone, invocations still complete and the dropped spans are counted; `/metrics`
 //! parses as Prometheus text and counts the invocations made.
 
@@ -265,4 +266,87 @@ fn with_the_collector_gone_invocations_complete_and_dropped_spans_are_counted() 
         page.sum("holdfast_ingress_requests_total", &[("status_code", "422")]),
         1.0
     );
+}
+
+#[test]
+fn the_trace_context_survives_a_kill_9_of_the_kernel_mid_invocation() {
+    let receiver = OtlpReceiver::start();
+    let files = NodeFiles::new(2, &tracing_toml(&receiver.endpoint()));
+    let mut kernel = Kernel::start(&files, "warn");
+    let endpoint = ServiceProcess::start(FIXTURE, free_port(), &[]);
+    register(files.admin, &endpoint.uri);
+
+    let traceparent = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
+    let accepted = http(
+        files.ingress,
+        "POST",
+        "/Front/handle/send",
+        &[
+            ("content-type", "application/json"),
+            ("traceparent", &traceparent),
+        ],
+        &json!({"value": 5, "sleepMs": 2_000}).to_string(),
+    )
+    .expect("send");
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let id = accepted.json()["invocationId"]
+        .as_str()
+        .expect("invocation id")
+        .to_owned();
+    // Back's second attempt is sleeping: the whole chain is in flight when the kernel dies.
+    endpoint
+        .log
+        .wait_until("Back's second attempt", PATIENCE, |lines| {
+            lines
+                .iter()
+                .any(|line| line.starts_with("attempt Back.work ") && line.ends_with(" 2"))
+        });
+    std::thread::sleep(Duration::from_millis(300));
+    kernel.kill9();
+    kernel.restart();
+
+    let output = poll("the chain to complete after the restart", PATIENCE, || {
+        let response = http_get(files.ingress, &format!("/restate/invocation/{id}/output")).ok()?;
+        (response.status == 200).then(|| response.json())
+    });
+    assert_eq!(output["value"], 10, "{output}");
+    // The attempt that finished after the restart still belongs to the client's trace.
+    let received = output["traceparent"].as_str().unwrap_or_default();
+    assert!(received.starts_with(&format!("00-{TRACE_ID}-")), "{output}");
+
+    let spans = receiver.wait_for("the chain's spans after the restart", PATIENCE, |spans| {
+        spans.iter().any(|span| span.name == "invoke Front/handle")
+    });
+    let spans: Vec<ReceivedSpan> = spans
+        .into_iter()
+        .filter(|span| span.trace_id == TRACE_ID)
+        .collect();
+    // Spans recorded before and after the crash form one tree: the ids the new incarnation
+    // derives from the log are the ones the old one used.
+    let ingress = one(&spans, "ingress send Front/handle");
+    let front = one(&spans, "invoke Front/handle");
+    child_of(front, ingress);
+    let call_middle = one(&spans, "call Middle/relay");
+    let middle = one(&spans, "invoke Middle/relay");
+    child_of(middle, call_middle);
+    let call_back = one(&spans, "call Back/work");
+    let back = one(&spans, "invoke Back/work");
+    child_of(back, call_back);
+    assert_eq!(attribute(front, "holdfast.invocation.id"), id);
+    let sleep = one(&spans, "sleep");
+    assert!(
+        sleep.end_ns - sleep.start_ns >= 1_900_000_000,
+        "the 2 s sleep lasted {} ns",
+        sleep.end_ns - sleep.start_ns
+    );
+    // The attempt that resumed after the restart is a child of Back's invocation span.
+    let resumed = named(&spans, "attempt Back/work");
+    assert!(
+        !resumed.is_empty(),
+        "{}",
+        holdfast_e2e::otlp::describe(&spans)
+    );
+    for attempt in resumed {
+        child_of(attempt, back);
+    }
 }
