@@ -140,14 +140,17 @@ impl IngressSpan {
     }
 }
 
-/// A random non-zero trace id and span id, from the OS; if it has no randomness to give, from a
-/// randomly keyed hash of the clock and a counter, which still never repeats within a process.
+/// A random non-zero trace id and span id, from the OS in one call; if it has no randomness to
+/// give, from a randomly keyed hash of the clock and a counter, which never repeats in a process.
 fn random_ids() -> (TraceId, SpanId) {
-    let mut trace = [0u8; 16];
-    let mut span = [0u8; 8];
-    let (trace, span) = match getrandom::fill(&mut trace).and_then(|()| getrandom::fill(&mut span))
-    {
-        Ok(()) => (u128::from_be_bytes(trace), u64::from_be_bytes(span)),
+    let mut bytes = [0u8; 24];
+    let (trace, span) = match getrandom::fill(&mut bytes) {
+        Ok(()) => {
+            let (trace, span) = bytes.split_at(16);
+            let trace: [u8; 16] = trace.try_into().unwrap_or_default();
+            let span: [u8; 8] = span.try_into().unwrap_or_default();
+            (u128::from_be_bytes(trace), u64::from_be_bytes(span))
+        }
         Err(_) => {
             static COUNTER: AtomicU64 = AtomicU64::new(0);
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
