@@ -72,8 +72,7 @@ pub struct InvocationActor {
     /// The inactivity, abort or drain timer, whichever runs.
     timer: Option<SpawnHandle>,
     phase: Phase,
-    /// The invocation's trace context, for `traceparent` and the attempt's span.
-    trace: Option<holdfast_types::TraceContext>,
+    /// The attempt's span, and the trace context sent as `traceparent`.
     span: AttemptSpan,
 }
 
@@ -114,14 +113,13 @@ impl InvocationActor {
             outbound_queue: Some(queue),
             timer: None,
             phase: Phase::Running,
-            trace: spec.trace,
-            span: AttemptSpan::start(SpanSink::disabled(), None),
+            span: AttemptSpan::start(SpanSink::disabled(), spec.trace),
         }
     }
 
     /// Exports the attempt's span to `sink` when the invocation's trace is sampled.
     pub fn with_spans(mut self, sink: SpanSink) -> Self {
-        self.span = AttemptSpan::start(sink, self.trace);
+        self.span.export_to(sink);
         self
     }
 
@@ -252,7 +250,7 @@ impl Actor for InvocationActor {
         let base = self.endpoint.clone();
         let service = self.target.service.clone();
         let handler = self.target.handler.clone();
-        let traceparent = AttemptSpan::traceparent(self.trace.as_ref(), self.id, self.epoch);
+        let traceparent = self.span.traceparent(self.id, self.epoch);
         let open = async move {
             client
                 .start_attempt_traced(&base, &service, &handler, start, journal, traceparent)

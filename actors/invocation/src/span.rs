@@ -9,16 +9,16 @@ use holdfast_types::{Ending, Epoch, InvocationId, Target};
 #[derive(Debug)]
 pub(crate) struct AttemptSpan {
     sink: SpanSink,
-    /// The trace, if it is sampled and spans are exported; `None` records nothing.
+    /// The invocation's trace context (sent as `traceparent` whether or not spans are recorded).
     trace: Option<TraceContext>,
     start_ns: u64,
     outcome: Option<(&'static str, Option<String>)>,
 }
 
 impl AttemptSpan {
-    /// Starts timing an attempt of an invocation in `trace`.
+    /// Starts timing an attempt of an invocation in `trace`; recorded only if the trace is
+    /// sampled and `sink` exports.
     pub(crate) fn start(sink: SpanSink, trace: Option<TraceContext>) -> Self {
-        let trace = trace.filter(|trace| trace.sampled && sink.enabled());
         AttemptSpan {
             sink,
             trace,
@@ -28,12 +28,14 @@ impl AttemptSpan {
     }
 
     /// The `traceparent` the endpoint receives: this attempt's span in the invocation's trace.
-    pub(crate) fn traceparent(
-        trace: Option<&TraceContext>,
-        id: InvocationId,
-        epoch: Epoch,
-    ) -> Option<String> {
-        trace.map(|trace| trace.traceparent(attempt_span(id, epoch)))
+    pub(crate) fn traceparent(&self, id: InvocationId, epoch: Epoch) -> Option<String> {
+        self.trace
+            .map(|trace| trace.traceparent(attempt_span(id, epoch)))
+    }
+
+    /// Exports to `sink` from now on.
+    pub(crate) fn export_to(&mut self, sink: SpanSink) {
+        self.sink = sink;
     }
 
     /// Records how the attempt ended (the first ending counts).
@@ -59,7 +61,11 @@ impl AttemptSpan {
         target: &Target,
         endpoint: &str,
     ) {
-        let Some(trace) = self.trace.take() else {
+        let Some(trace) = self
+            .trace
+            .take()
+            .filter(|trace| trace.sampled && self.sink.enabled())
+        else {
             return;
         };
         let (outcome, error) = self.outcome.take().unwrap_or(("abandoned", None));

@@ -105,30 +105,33 @@ pub(crate) fn is_timed(entry: &Entry) -> bool {
     }
 }
 
+/// The attributes naming the callee of a `call` or `send` entry.
+fn callee_attributes(
+    service: &str,
+    handler: &str,
+    key: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let mut attributes = vec![
+        ("rpc.service", service.to_owned()),
+        ("rpc.method", handler.to_owned()),
+    ];
+    attributes.extend(key.map(|key| ("holdfast.object.key", key.to_owned())));
+    attributes
+}
+
 /// A journal action's span before ids and times: its name, kind and attributes.
 type Described = (String, SpanKind, Vec<(&'static str, String)>);
 
 /// The name, kind and attributes of a journal action's span; `None` for entries without one.
 fn describe(entry: &Entry) -> Option<Described> {
     let described = match entry {
-        Entry::Call(e) => {
-            let mut attributes = vec![
-                ("rpc.service", e.service.clone()),
-                ("rpc.method", e.handler.clone()),
-            ];
-            attributes.extend(e.key.clone().map(|key| ("holdfast.object.key", key)));
-            (
-                format!("call {}", target_text(&e.service, &e.handler)),
-                SpanKind::Client,
-                attributes,
-            )
-        }
+        Entry::Call(e) => (
+            format!("call {}", target_text(&e.service, &e.handler)),
+            SpanKind::Client,
+            callee_attributes(&e.service, &e.handler, e.key.as_deref()),
+        ),
         Entry::Send(e) => {
-            let mut attributes = vec![
-                ("rpc.service", e.service.clone()),
-                ("rpc.method", e.handler.clone()),
-            ];
-            attributes.extend(e.key.clone().map(|key| ("holdfast.object.key", key)));
+            let mut attributes = callee_attributes(&e.service, &e.handler, e.key.as_deref());
             attributes.extend(
                 e.delay_ms
                     .map(|delay| ("holdfast.send.delay_ms", delay.to_string())),

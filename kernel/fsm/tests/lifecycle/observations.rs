@@ -54,6 +54,14 @@ fn traced(store: &mut MemoryStore, config: &Config, trace: TraceContext) -> Invo
     id
 }
 
+/// The one span among `effects`.
+fn only_span(effects: &[Effect]) -> SpanRecord {
+    match <[SpanRecord; 1]>::try_from(spans(effects)) {
+        Ok([span]) => span,
+        Err(found) => panic!("expected one span, got {found:#?}"),
+    }
+}
+
 fn attribute<'a>(
     span: &'a SpanRecord,
     key: &str,
@@ -148,7 +156,7 @@ fn the_invocation_span_spans_acceptance_to_completion_under_its_parent() {
             ended(id, 1, Ending::Completed),
         ],
     );
-    let [span] = spans(&effects).try_into().expect("one span");
+    let span = only_span(&effects);
     assert_eq!(span.trace_id, TRACE.trace_id);
     assert_eq!(span.span_id, invocation_span(id));
     assert_eq!(span.parent, Some(TRACE.parent));
@@ -190,7 +198,7 @@ fn a_call_span_runs_from_append_to_completion_and_the_callee_is_its_child() {
             outcome: failure(500, "callee failed"),
         }],
     );
-    let [span] = spans(&effects).try_into().expect("one span");
+    let span = only_span(&effects);
     assert_eq!(span.span_id, entry_span(id, EntryIndex(1)));
     assert_eq!(span.parent, Some(attempt_span(id, Epoch(1))));
     assert_eq!(span.name, "call Greeter/greet");
@@ -219,7 +227,7 @@ fn a_sleep_span_ends_when_its_timer_fires_under_the_attempt_that_slept() {
         &config,
         &[fire(sleep_timer(id, 1, T0 + 100), T0 + 100)],
     );
-    let [span] = spans(&effects).try_into().expect("one span");
+    let span = only_span(&effects);
     assert_eq!(span.name, "sleep");
     assert_eq!(span.parent, Some(attempt_span(id, Epoch(1))));
     assert_eq!(span.start_ns, ms_to_ns(T0));
@@ -250,7 +258,7 @@ fn a_run_span_ends_with_its_result() {
             ack: true,
         }],
     );
-    let [span] = spans(&effects).try_into().expect("one span");
+    let span = only_span(&effects);
     assert_eq!(span.name, "run charge");
     assert_eq!(span.span_id, entry_span(id, EntryIndex(1)));
 }
@@ -265,7 +273,7 @@ fn a_one_way_send_is_an_instant_span_and_its_callee_is_its_child() {
         &config,
         &[append(id, 1, 1, send(&greeter(), Some(5_000)))],
     );
-    let [span] = spans(&effects).try_into().expect("one span");
+    let span = only_span(&effects);
     assert_eq!(span.name, "send Greeter/greet");
     assert_eq!(span.kind, SpanKind::Producer);
     assert_eq!(span.start_ns, ms_to_ns(T0));
