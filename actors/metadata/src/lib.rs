@@ -162,11 +162,10 @@ impl Supervised for MetadataActor {
 }
 
 impl StreamHandler<Observed> for MetadataActor {
-    fn handle(&mut self, Observed(metrics): Observed, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Observed(metrics): Observed, _ctx: &mut Context<Self>) {
         if let Err(fatal) = &metrics.running_state {
             if !self.closing {
-                tracing::error!(error = %fatal, "the metadata log failed");
-                ctx.stop();
+                holdfast_raft_group::fail_stop("the metadata log", "the raft group", fatal);
             }
             return;
         }

@@ -1,28 +1,31 @@
 //! [`PartitionActor`]: drives one partition's raft group and batches proposals into group commits.
 
+use crate::leader::{Leadership, RECONCILE_INTERVAL};
 use crate::metrics::HandlerMetrics;
-use crate::shuffle::ShuffleActor;
-use crate::timers::TimerWheelActor;
 use crate::{
-    Committed, GetStatus, Histogram, PartitionStatus, Propose, ProposeError, ProposeMany, Shutdown,
+    Committed, GetStatus, Histogram, PartitionStatus, Propose, ProposeError, ProposeInternal,
+    ProposeMany, Shutdown,
 };
 use actix::prelude::*;
 use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt, ready};
 use holdfast_endpoint::EndpointClient;
-use holdfast_invocation::{InvocationActor, Timeouts};
+use holdfast_invocation::Timeouts;
 use holdfast_protocol::Outcome;
 use holdfast_raft_group::{Membership, Network, Role};
-use holdfast_raft_store::{Batch, StateMachine, TypeConfig, WeakStateMachine};
+use holdfast_raft_store::{AppliedBatch, Batch, StateMachine, TypeConfig, WeakStateMachine};
 use holdfast_schema::Registry;
-use holdfast_types::{Command, Epoch, InvocationId, LogIndex, NodeId, PartitionId, Term};
+use holdfast_types::{Command, InvocationId, LogIndex, NodeId, PartitionId, Term};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, RaftMetrics};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Most applied batches whose effects wait for the actor; applying waits beyond it.
+const EFFECTS_CAPACITY: usize = 256;
 
 /// Everything a partition actor needs to (re)start its raft group.
 #[derive(Debug, Clone)]
@@ -37,8 +40,12 @@ pub struct Settings {
     pub max_batch_commands: usize,
     /// Most (approximate) encoded bytes in one group commit.
     pub max_batch_bytes: usize,
-    /// Most proposals waiting for a batch; beyond it proposals are refused as overload.
+    /// Most client proposals waiting for a batch; beyond it they are refused as overload (the
+    /// kernel's own proposals have a lane of their own and are never refused).
     pub max_queued: usize,
+    /// How long a batch may take to commit before its proposers are told the outcome is unknown
+    /// (a leader cut off from its quorum, or a stalled disk); the partition then goes on.
+    pub proposal_deadline: Duration,
     /// How often applied state is made durable in the background.
     pub flush_interval: Duration,
     /// The newest registry of deployments, to find the endpoint of an attempt.
@@ -96,6 +103,30 @@ impl Message for RaftObserved {
     type Result = ();
 }
 
+/// The effects of entries just applied, from the state machine.
+struct EffectsApplied(AppliedBatch);
+
+impl Message for EffectsApplied {
+    type Result = ();
+}
+
+/// Which queue a proposal waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// Requests from clients and operators: bounded, refused as overloaded when full.
+    Client,
+    /// What the kernel proposes for itself (journal entries, attempt endings, restarts, timers,
+    /// shuffle): committed first and never refused as overloaded; its volume is bounded by the
+    /// attempts, the timer wheel and the shuffle that produce it.
+    Internal,
+}
+
+/// Stops the process because this partition's storage failed (see
+/// [`holdfast_raft_group::fail_stop`]).
+pub(crate) fn fail_stop(partition: PartitionId, what: &str, error: &dyn std::fmt::Display) -> ! {
+    holdfast_raft_group::fail_stop(&format!("partition {partition}"), what, error)
+}
+
 /// Drives one partition: starts its raft group, batches proposals, acknowledges them after commit.
 pub struct PartitionActor {
     pub(crate) settings: Settings,
@@ -103,15 +134,16 @@ pub struct PartitionActor {
     pub(crate) observed: Role,
     /// Every partition's actor, indexed by partition id (empty until the kernel sends `Peers`).
     pub(crate) peers: Vec<Addr<PartitionActor>>,
-    /// Delivers this partition's outbox while it leads.
-    pub(crate) shuffle: Option<Addr<ShuffleActor>>,
-    /// Proposes `FireTimer` as timers come due while it leads.
-    pub(crate) timers: Option<Addr<TimerWheelActor>>,
-    /// The attempt running for each invocation this leader started, with its epoch.
-    pub(crate) running: HashMap<InvocationId, (Epoch, Addr<InvocationActor>)>,
-    /// Ingress requests waiting for an invocation's result.
+    /// Following, becoming leader, or leading (with the [`crate::leader::Leader`]).
+    pub(crate) leadership: Leadership,
+    /// Ingress requests waiting for an invocation's result; dropped on stepping down.
     pub(crate) waiters: HashMap<InvocationId, Vec<oneshot::Sender<Outcome>>>,
+    /// Client proposals waiting for a batch.
     queue: VecDeque<Queued>,
+    /// The kernel's own proposals waiting for a batch; they go first.
+    internal: VecDeque<Queued>,
+    /// Invocations the reconciler found running with no attempt, since start.
+    pub(crate) reconciled: u64,
     in_flight: bool,
     /// A `CommitQueued` is on its way to this actor.
     commit_scheduled: bool,
@@ -136,11 +168,11 @@ impl PartitionActor {
             group: None,
             observed: Role::default(),
             peers: Vec::new(),
-            shuffle: None,
-            timers: None,
-            running: HashMap::new(),
+            leadership: Leadership::Following,
             waiters: HashMap::new(),
             queue: VecDeque::new(),
+            internal: VecDeque::new(),
+            reconciled: 0,
             in_flight: false,
             commit_scheduled: false,
             closing: false,
@@ -166,16 +198,21 @@ impl PartitionActor {
             0 => 0,
             n => 100u64.saturating_mul(1 << n.min(6)),
         });
+        let (effects, applied) = mpsc::channel(EFFECTS_CAPACITY);
         let opening = async move {
             if !backoff.is_zero() {
                 tokio::time::sleep(backoff).await;
             }
-            start_group(&settings).await
+            start_group(&settings, effects).await
         };
         // Spawned, not awaited in the mailbox: a partition that cannot open still answers
         // status requests and refuses proposals while its supervisor retries.
         ctx.spawn(opening.into_actor(self).map(|result, act, ctx| match result {
             Ok(group) => {
+                ctx.add_stream(futures::stream::unfold(applied, |mut applied| async move {
+                    let batch = applied.recv().await?;
+                    Some((EffectsApplied(batch), applied))
+                }));
                 ctx.add_stream(holdfast_raft_group::observe(group.raft.metrics()).map(RaftObserved));
                 act.settings.published.send_replace(Some(group.state.downgrade()));
                 act.group = Some(group);
@@ -187,58 +224,82 @@ impl PartitionActor {
         }));
     }
 
-    /// Sends the next batch to raft if none is in flight and this node leads the partition.
-    fn commit_next(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight || self.queue.is_empty() || !self.observed.is_leader {
+    /// Sends the next batch to raft if none is in flight and this node leads the partition (and
+    /// has caught up): the kernel's own proposals first, then clients'.
+    pub(crate) fn commit_next(&mut self, ctx: &mut Context<Self>) {
+        let leading = matches!(self.leadership, Leadership::Leading(_));
+        if self.in_flight || !leading || (self.queue.is_empty() && self.internal.is_empty()) {
             return;
         }
         let Some(group) = &self.group else { return };
+        let (max_commands, max_bytes) = (
+            self.settings.max_batch_commands,
+            self.settings.max_batch_bytes,
+        );
         let mut commands = Vec::new();
         let mut waiting = Vec::new();
         let mut bytes = 0;
-        while let Some(next) = self.queue.front() {
-            let full = !commands.is_empty()
-                && (commands.len() + next.commands.len() > self.settings.max_batch_commands
-                    || bytes + next.size > self.settings.max_batch_bytes);
-            if full {
-                break;
+        for queue in [&mut self.internal, &mut self.queue] {
+            while let Some(next) = queue.front() {
+                let full = !commands.is_empty()
+                    && (commands.len() + next.commands.len() > max_commands
+                        || bytes + next.size > max_bytes);
+                if full {
+                    break;
+                }
+                let Some(next) = queue.pop_front() else {
+                    break;
+                };
+                bytes += next.size;
+                commands.extend(next.commands);
+                waiting.push((next.reply, next.arrived));
             }
-            let Some(next) = self.queue.pop_front() else {
-                break;
-            };
-            bytes += next.size;
-            commands.extend(next.commands);
-            waiting.push((next.reply, next.arrived));
         }
         self.in_flight = true;
         let raft = group.raft.clone();
         let size = commands.len();
-        let write = async move { raft.client_write(Batch(commands)).await };
+        let deadline = self.settings.proposal_deadline;
+        let write =
+            async move { tokio::time::timeout(deadline, raft.client_write(Batch(commands))).await };
         ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
             act.in_flight = false;
+            let partition = act.partition();
             let outcome = match result {
-                Ok(response) => {
+                Ok(Ok(response)) => {
                     act.batches += 1;
                     act.batch_size.observe(size as f64);
-                    let effects: Arc<[holdfast_fsm::Effect]> = response.data.effects.into();
-                    // Effects run before the proposers hear back, so a waiter registered with a
-                    // proposal already sees what the proposal caused.
-                    act.execute(&effects, ctx);
+                    // The leader executes these effects from the applied stream; proposers read
+                    // them to learn what their command did.
                     Ok(Committed {
                         index: LogIndex(response.log_id.index),
-                        effects,
+                        effects: response.data.effects.into(),
                     })
                 }
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
                     Err(ProposeError::NotLeader {
-                        partition: act.partition(),
+                        partition,
                         leader: forward.leader_id.map(NodeId),
                     })
                 }
-                Err(e) => Err(ProposeError::Storage {
-                    partition: act.partition(),
+                Ok(Err(RaftError::Fatal(fatal))) => {
+                    if act.closing {
+                        Err(ProposeError::ShuttingDown(partition))
+                    } else {
+                        fail_stop(partition, "committing a batch", &fatal)
+                    }
+                }
+                Ok(Err(e)) => Err(ProposeError::Storage {
+                    partition,
                     message: e.to_string(),
                 }),
+                Err(_elapsed) => {
+                    tracing::warn!(%partition, commands = size, ?deadline,
+                        "a batch did not commit in time; its outcome is unknown");
+                    Err(ProposeError::Unknown {
+                        partition,
+                        waited: deadline,
+                    })
+                }
             };
             for (reply, arrived) in waiting {
                 if outcome.is_ok() {
@@ -252,16 +313,19 @@ impl PartitionActor {
         }));
     }
 
-    /// Queues `commands` to be committed together without waiting for the answer: used where a
-    /// refusal needs no handling because a later leader redoes the work from the applied state.
+    /// Queues the kernel's own `commands` without waiting for the answer. A refusal needs no
+    /// handling: it means this node stopped leading (the next leader rebuilds from the store),
+    /// or the outcome is unknown (the reconciler restarts what it left without an attempt).
     pub(crate) fn submit(&mut self, commands: Vec<Command>, ctx: &mut Context<Self>) {
-        drop(self.enqueue(commands, ctx));
+        drop(self.enqueue(commands, Lane::Internal, ctx));
     }
 
-    /// Queues `commands` to be committed together; the future answers once they are (or why not).
+    /// Queues `commands` in `lane` to be committed together; the future answers once they are
+    /// (or why not).
     pub(crate) fn enqueue(
         &mut self,
         commands: Vec<Command>,
+        lane: Lane,
         ctx: &mut Context<Self>,
     ) -> BoxFuture<'static, Result<Committed, ProposeError>> {
         let refusal = if self.closing {
@@ -271,7 +335,7 @@ impl PartitionActor {
                 partition: self.partition(),
                 leader: Some(leader),
             })
-        } else if self.queue.len() >= self.settings.max_queued {
+        } else if lane == Lane::Client && self.queue.len() >= self.settings.max_queued {
             Some(ProposeError::Overloaded(self.partition()))
         } else {
             None
@@ -280,12 +344,16 @@ impl PartitionActor {
             return Box::pin(ready(Err(refusal)));
         }
         let (reply, answer) = oneshot::channel();
-        self.queue.push_back(Queued {
+        let queued = Queued {
             size: commands.iter().map(Command::approx_size).sum(),
             commands,
             reply,
             arrived: Instant::now(),
-        });
+        };
+        match lane {
+            Lane::Client => self.queue.push_back(queued),
+            Lane::Internal => self.internal.push_back(queued),
+        }
         // Commit once the messages already in the mailbox are queued too: an attempt's entries
         // and its ending, or a burst of requests, then share one batch and one fsync.
         if !self.commit_scheduled && !self.in_flight {
@@ -307,7 +375,7 @@ impl PartitionActor {
 
     /// Refuses every queued proposal with `error`; none of them was written.
     fn refuse_queued(&mut self, error: &ProposeError) {
-        for queued in self.queue.drain(..) {
+        for queued in self.queue.drain(..).chain(self.internal.drain(..)) {
             let _ = queued.reply.send(Err(error.clone()));
         }
     }
@@ -320,14 +388,20 @@ impl PartitionActor {
         }
         let state = group.state.clone();
         let flush = async move { state.flush().await };
-        ctx.spawn(flush.into_actor(self).map(move |result, act, _| match result {
-            Ok(()) => act.flushed_applied = applied,
-            Err(e) => tracing::warn!(partition = %act.partition(), error = %e, "flushing applied state failed"),
-        }));
+        ctx.spawn(
+            flush
+                .into_actor(self)
+                .map(move |result, act, _| match result {
+                    Ok(()) => act.flushed_applied = applied,
+                    Err(e) => fail_stop(act.partition(), "flushing applied state", &e),
+                }),
+        );
     }
 
     fn finish_shutdown_when_idle(&mut self, ctx: &mut Context<Self>) {
-        let draining = !self.queue.is_empty() && self.observed.is_leader && self.group.is_some();
+        let draining = !(self.queue.is_empty() && self.internal.is_empty())
+            && matches!(self.leadership, Leadership::Leading(_))
+            && self.group.is_some();
         if !self.closing || self.in_flight || draining || self.shutdown_waiters.is_empty() {
             return;
         }
@@ -342,7 +416,7 @@ impl PartitionActor {
                     tracing::warn!(%partition, error = %e, "raft group did not stop cleanly");
                 }
                 if let Err(e) = group.state.flush().await {
-                    tracing::error!(%partition, error = %e, "final flush of applied state failed");
+                    fail_stop(partition, "the final flush of applied state", &e);
                 }
             }
             for waiter in waiters {
@@ -353,16 +427,20 @@ impl PartitionActor {
     }
 }
 
-/// Opens the stores and starts (or initializes) the raft group of one partition.
-async fn start_group(settings: &Settings) -> Result<Group, String> {
+/// Opens the stores and starts (or initializes) the raft group of one partition; the effects of
+/// every entry it applies go to `effects`.
+async fn start_group(
+    settings: &Settings,
+    effects: mpsc::Sender<AppliedBatch>,
+) -> Result<Group, String> {
     let dir = settings.dir.clone();
     let (log, state) = tokio::task::spawn_blocking(move || holdfast_raft_store::open(&dir))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     let state = state.with_config(settings.fsm);
-    let raft =
-        holdfast_raft_group::start(&settings.membership, Network, log, state.clone()).await?;
+    let applying = state.clone().with_effects(effects);
+    let raft = holdfast_raft_group::start(&settings.membership, Network, log, applying).await?;
     Ok(Group { raft, state })
 }
 
@@ -374,6 +452,7 @@ impl Actor for PartitionActor {
         ctx.run_interval(self.settings.flush_interval, |act, ctx| {
             act.flush_state(ctx)
         });
+        ctx.run_interval(RECONCILE_INTERVAL, |act, ctx| act.reconcile(ctx));
     }
 }
 
@@ -402,21 +481,23 @@ impl StreamHandler<RaftObserved> for PartitionActor {
     fn handle(&mut self, RaftObserved(metrics): RaftObserved, ctx: &mut Context<Self>) {
         if let Err(fatal) = &metrics.running_state {
             if !self.closing {
-                tracing::error!(partition = %self.partition(), error = %fatal, "raft group failed");
-                ctx.stop();
+                fail_stop(self.partition(), "the raft group", fatal);
             }
             return;
         }
-        let was_leader = self.observed.is_leader;
         self.observed = Role::of(&metrics);
-        if was_leader != self.observed.is_leader {
-            tracing::info!(partition = %self.partition(), leader = ?metrics.current_leader,
-                term = metrics.current_term, "partition leadership changed");
-            if self.observed.is_leader {
-                self.take_over(ctx);
-            } else {
-                self.step_down();
+        let term = self.observed.term;
+        match (self.observed.is_leader, self.leadership.term()) {
+            (true, Some(leading)) if leading == term => {}
+            (true, earlier) => {
+                tracing::info!(partition = %self.partition(), term, "elected leader; catching up");
+                if earlier.is_some() {
+                    self.step_down();
+                }
+                self.become_leader(term, ctx);
             }
+            (false, Some(_)) => self.step_down(),
+            (false, None) => {}
         }
         if let Some(leader) = self.observed.other_leader() {
             self.refuse_queued(&ProposeError::NotLeader {
@@ -435,7 +516,7 @@ impl Handler<Propose> for PartitionActor {
     type Result = ResponseFuture<Result<Committed, ProposeError>>;
 
     fn handle(&mut self, Propose(command): Propose, ctx: &mut Context<Self>) -> Self::Result {
-        self.enqueue(vec![command], ctx)
+        self.enqueue(vec![command], Lane::Client, ctx)
     }
 }
 
@@ -447,8 +528,37 @@ impl Handler<ProposeMany> for PartitionActor {
         ProposeMany(commands): ProposeMany,
         ctx: &mut Context<Self>,
     ) -> Self::Result {
-        self.enqueue(commands, ctx)
+        self.enqueue(commands, Lane::Client, ctx)
     }
+}
+
+impl Handler<ProposeInternal> for PartitionActor {
+    type Result = ResponseFuture<Result<Committed, ProposeError>>;
+
+    fn handle(
+        &mut self,
+        ProposeInternal(commands): ProposeInternal,
+        ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        self.enqueue(commands, Lane::Internal, ctx)
+    }
+}
+
+impl StreamHandler<EffectsApplied> for PartitionActor {
+    fn handle(&mut self, EffectsApplied(batch): EffectsApplied, ctx: &mut Context<Self>) {
+        let Leadership::Leading(leader) = &mut self.leadership else {
+            return;
+        };
+        leader.executed_through = leader.executed_through.max(batch.through.0);
+        let rebuilt_at = leader.rebuilt_at;
+        for applied in batch.entries {
+            if applied.index.0 > rebuilt_at {
+                self.execute(&applied.effects, ctx);
+            }
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {}
 }
 
 impl Handler<GetStatus> for PartitionActor {
@@ -481,6 +591,7 @@ impl Handler<GetStatus> for PartitionActor {
                 .and_then(|group| group.state.inbox_depth().ok())
                 .unwrap_or(0),
             journal_entries: self.journal_entries,
+            reconciled: self.reconciled,
             handlers: self
                 .handlers
                 .values()
@@ -495,7 +606,11 @@ impl Handler<Shutdown> for PartitionActor {
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
         self.closing = true;
-        self.stop_timer_wheel();
+        // Stop acting as leader at once: attempts, shuffle and timers end; queued proposals
+        // (attempt endings among them) still drain before raft stops.
+        if let Leadership::Leading(leader) = &mut self.leadership {
+            leader.timers.do_send(crate::timers::Halt);
+        }
         let (done, finished) = oneshot::channel();
         self.shutdown_waiters.push(done);
         self.finish_shutdown_when_idle(ctx);

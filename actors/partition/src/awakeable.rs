@@ -52,6 +52,7 @@ impl Handler<CompleteAwakeable> for PartitionActor {
                 token: id.token,
                 outcome,
             }],
+            crate::actor::Lane::Client,
             ctx,
         );
         Box::pin(async move { committed.await.map(|_| true) })

@@ -194,7 +194,7 @@ impl Handler<Control> for PartitionActor {
             Ok(None) => return Box::pin(std::future::ready(Ok(Controlled::Unchanged))),
             Err(error) => return Box::pin(std::future::ready(Err(error))),
         };
-        let committed = self.enqueue(vec![command], ctx);
+        let committed = self.enqueue(vec![command], crate::actor::Lane::Client, ctx);
         Box::pin(async move {
             committed.await?;
             Ok(Controlled::Applied)

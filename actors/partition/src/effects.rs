@@ -1,18 +1,18 @@
-//! What the leader does with the effects of applied commands, and how it takes over from (or
-//! hands over to) another leader. Followers never get here: effects reach only the proposer.
+//! What the leader does with the effects of applied commands: every entry applied while this
+//! node leads (after its [`crate::leader::Leader`] was rebuilt), whoever proposed it.
 
-use crate::actor::PartitionActor;
-use crate::shuffle::{Reload, ShuffleActor, ShuffleOut};
+use crate::actor::{Lane, PartitionActor};
+use crate::leader::Leadership;
+use crate::shuffle::ShuffleOut;
 use actix::prelude::*;
 use holdfast_fsm::Effect;
-use holdfast_fsm::state::{Invocation, Status};
 use holdfast_invocation::{
     AttemptEvent, AttemptSpec, DeliverAck, DeliverCompletion, InvocationActor, Stop,
 };
 use holdfast_protocol::Payload;
 use holdfast_protocol::message::Start;
 use holdfast_types::{Command, Ending, Epoch, HandlerKind, InvocationId, Target};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The wall clock in Unix milliseconds, carried into commands (the state machine has no clock).
 pub(crate) fn now_ms() -> u64 {
@@ -22,12 +22,12 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 impl PartitionActor {
-    /// Executes the effects of one committed batch, in order.
+    /// Executes the effects of one applied entry, in order (only while leading).
     pub(crate) fn execute(&mut self, effects: &[Effect], ctx: &mut Context<Self>) {
-        if !self.observed.is_leader {
-            return;
-        }
         for effect in effects {
+            let Leadership::Leading(leader) = &mut self.leadership else {
+                return;
+            };
             match effect {
                 Effect::RunAttempt {
                     id,
@@ -45,7 +45,7 @@ impl PartitionActor {
                     index,
                     outcome,
                 } => {
-                    if let Some(attempt) = self.attempt(*id, *epoch) {
+                    if let Some(attempt) = leader.attempt(*id, *epoch) {
                         attempt.do_send(DeliverCompletion {
                             index: *index,
                             outcome: outcome.clone(),
@@ -53,48 +53,31 @@ impl PartitionActor {
                     }
                 }
                 Effect::Ack { id, epoch, index } => {
-                    if let Some(attempt) = self.attempt(*id, *epoch) {
+                    if let Some(attempt) = leader.attempt(*id, *epoch) {
                         attempt.do_send(DeliverAck { index: *index });
                     }
                 }
                 Effect::Fence { id, epoch } => {
-                    if self.attempt(*id, *epoch).is_some()
-                        && let Some((_, attempt)) = self.running.remove(id)
+                    if leader.attempt(*id, *epoch).is_some()
+                        && let Some((_, attempt)) = leader.running.remove(id)
                     {
                         attempt.do_send(Stop);
                     }
                 }
-                Effect::ScheduleRetry {
-                    id,
-                    epoch,
-                    delay_ms,
-                } => {
-                    let (id, epoch) = (*id, *epoch);
-                    ctx.run_later(Duration::from_millis(*delay_ms), move |act, ctx| {
-                        if act.observed.is_leader {
-                            act.submit(vec![Command::Retry { id, epoch }], ctx);
-                        }
+                Effect::ShuffleOut { seq, message, .. } => {
+                    leader.shuffle.do_send(ShuffleOut {
+                        seq: *seq,
+                        message: message.clone(),
                     });
-                }
-                Effect::ShuffleOut {
-                    seq,
-                    partition_key,
-                    message,
-                } => {
-                    if let Some(shuffle) = &self.shuffle {
-                        shuffle.do_send(ShuffleOut {
-                            seq: *seq,
-                            partition_key: *partition_key,
-                            message: message.clone(),
-                        });
-                    }
                 }
                 Effect::Respond { id, outcome } => {
                     for waiter in self.waiters.remove(id).into_iter().flatten() {
                         let _ = waiter.send(outcome.clone());
                     }
                 }
-                Effect::RegisterTimer { timer } => self.register_timer(*timer, ctx),
+                Effect::RegisterTimer { timer } => {
+                    leader.timers.do_send(crate::timers::Register(*timer));
+                }
                 Effect::Attach { id, outcome } => {
                     if let Some(outcome) = outcome {
                         for waiter in self.waiters.remove(id).into_iter().flatten() {
@@ -104,14 +87,6 @@ impl PartitionActor {
                 }
             }
         }
-    }
-
-    /// The running attempt of `id`, if it is attempt `epoch`.
-    fn attempt(&self, id: InvocationId, epoch: Epoch) -> Option<&Addr<InvocationActor>> {
-        self.running
-            .get(&id)
-            .filter(|(running, _)| *running == epoch)
-            .map(|(_, attempt)| attempt)
     }
 
     /// Starts attempt `epoch` of `id` against its pinned deployment (or the newest one serving
@@ -124,20 +99,25 @@ impl PartitionActor {
         pinned: Option<&holdfast_types::DeploymentId>,
         ctx: &mut Context<Self>,
     ) {
-        if let Some((_, stale)) = self.running.remove(&id) {
+        let spec = self.attempt_spec(id, epoch, target, pinned);
+        let timeouts = self.attempt_timeouts(target, pinned);
+        let Leadership::Leading(leader) = &mut self.leadership else {
+            return;
+        };
+        if let Some((_, stale)) = leader.running.remove(&id) {
             stale.do_send(Stop);
         }
-        match self.attempt_spec(id, epoch, target, pinned) {
+        match spec {
             Ok(spec) => {
                 let attempt = InvocationActor::new(
                     spec,
                     self.settings.endpoints.clone(),
                     ctx.address().recipient(),
-                    self.attempt_timeouts(target, pinned),
+                    timeouts,
                 )
                 .with_spans(self.settings.spans.clone())
                 .start();
-                self.running.insert(id, (epoch, attempt));
+                leader.running.insert(id, (epoch, attempt));
             }
             Err(message) => {
                 // Nothing can run it now (e.g. its service is not registered yet): fail this
@@ -148,17 +128,35 @@ impl PartitionActor {
                     retryable: true,
                     retry_after_ms: None,
                 };
-                self.submit(
-                    vec![Command::AttemptEnded {
-                        id,
-                        epoch,
-                        ending,
-                        at_ms: now_ms(),
-                    }],
-                    ctx,
-                );
+                self.end_attempt(id, epoch, ending, ctx);
             }
         }
+    }
+
+    /// Proposes that attempt `epoch` of `id` ended; until that is committed the reconciler
+    /// counts the invocation as driven by this leader.
+    fn end_attempt(
+        &mut self,
+        id: InvocationId,
+        epoch: Epoch,
+        ending: Ending,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Leadership::Leading(leader) = &mut self.leadership {
+            leader.ending.insert(id);
+        }
+        let ended = Command::AttemptEnded {
+            id,
+            epoch,
+            ending,
+            at_ms: now_ms(),
+        };
+        let committed = self.enqueue(vec![ended], Lane::Internal, ctx);
+        ctx.spawn(committed.into_actor(self).map(move |_, act, _| {
+            if let Leadership::Leading(leader) = &mut act.leadership {
+                leader.ending.remove(&id);
+            }
+        }));
     }
 
     fn attempt_spec(
@@ -245,69 +243,6 @@ impl PartitionActor {
         })
     }
 
-    /// This node just became leader: resume what the applied state says is in progress.
-    pub(crate) fn take_over(&mut self, ctx: &mut Context<Self>) {
-        self.start_shuffle(ctx);
-        self.start_timer_wheel(ctx);
-        let Some(group) = &self.group else { return };
-        let live = match group.state.live_invocations() {
-            Ok(live) => live,
-            Err(e) => {
-                tracing::error!(partition = %self.partition(), error = %e, "cannot read live invocations");
-                return;
-            }
-        };
-        let restarts: Vec<Command> = live
-            .into_iter()
-            .filter_map(|(id, Invocation { status, .. })| match status {
-                // The attempt belonged to the previous leader: fence it and start the next.
-                Status::Invoked { epoch } | Status::BackingOff { epoch, .. } => {
-                    Some(Command::Retry { id, epoch })
-                }
-                _ => None,
-            })
-            .collect();
-        for restart in restarts {
-            self.submit(vec![restart], ctx);
-        }
-    }
-
-    /// (Re)creates the shuffle for this leader and hands it the undelivered outbox.
-    pub(crate) fn start_shuffle(&mut self, ctx: &mut Context<Self>) {
-        if self.peers.is_empty() || !self.observed.is_leader {
-            return;
-        }
-        let Some(group) = &self.group else { return };
-        let shuffle = match &self.shuffle {
-            Some(shuffle) => shuffle.clone(),
-            None => {
-                let shuffle =
-                    ShuffleActor::new(self.partition(), ctx.address(), self.peers.clone()).start();
-                self.shuffle = Some(shuffle.clone());
-                shuffle
-            }
-        };
-        match group.state.outbox() {
-            Ok(outbox) => shuffle.do_send(Reload(outbox)),
-            Err(e) => {
-                tracing::error!(partition = %self.partition(), error = %e, "cannot read the outbox");
-            }
-        }
-    }
-
-    /// This node no longer leads: stop its attempts and shuffle, and let go of waiters.
-    pub(crate) fn step_down(&mut self) {
-        for (_, (_, attempt)) in self.running.drain() {
-            attempt.do_send(Stop);
-        }
-        if let Some(shuffle) = self.shuffle.take() {
-            shuffle.do_send(crate::shuffle::Halt);
-        }
-        self.stop_timer_wheel();
-        // Dropping the senders answers each waiting request with "the partition lost track".
-        self.waiters.clear();
-    }
-
     /// The handler kind of a call's target, which the state machine needs to lock correctly.
     fn callee_kind(&self, entry: &holdfast_protocol::Entry) -> Option<HandlerKind> {
         let (service, handler) = match entry {
@@ -360,8 +295,10 @@ impl Handler<AttemptEvent> for PartitionActor {
                 ack,
             },
             AttemptEvent::Ended { id, epoch, ending } => {
-                if self.attempt(id, epoch).is_some() {
-                    self.running.remove(&id);
+                if let Leadership::Leading(leader) = &mut self.leadership
+                    && leader.attempt(id, epoch).is_some()
+                {
+                    leader.running.remove(&id);
                 }
                 if let Ending::Failed {
                     code,
@@ -373,15 +310,12 @@ impl Handler<AttemptEvent> for PartitionActor {
                     tracing::warn!(partition = %self.partition(), invocation = %id, attempt = epoch.0,
                         code, retryable, %message, "attempt failed");
                 }
-                Command::AttemptEnded {
-                    id,
-                    epoch,
-                    ending,
-                    at_ms: now_ms(),
-                }
+                self.end_attempt(id, epoch, ending, ctx);
+                return;
             }
         };
-        // A refused proposal is not lost work: the next leader restarts the attempt.
+        // A refused proposal is not lost work: a new leader restarts the attempt, and an
+        // unknown outcome leaves the attempt fenced, which the reconciler restarts.
         self.submit(vec![command], ctx);
     }
 }

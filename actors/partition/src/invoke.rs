@@ -132,7 +132,11 @@ impl Handler<Invoke> for PartitionActor {
         }
         // Registered before proposing, so a result produced by this very batch finds it.
         let result = wait.then(|| self.wait_for(id));
-        let committed = self.enqueue(vec![Command::Invoke(Box::new(request))], ctx);
+        let committed = self.enqueue(
+            vec![Command::Invoke(Box::new(request))],
+            crate::actor::Lane::Client,
+            ctx,
+        );
         let lost = self.lost();
         Box::pin(async move {
             let committed = committed.await?;
@@ -211,9 +215,13 @@ impl Handler<AwaitInvocation> for PartitionActor {
 impl Handler<Peers> for PartitionActor {
     type Result = ();
 
-    fn handle(&mut self, Peers(peers): Peers, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Peers(peers): Peers, _ctx: &mut Context<Self>) {
+        if let crate::leader::Leadership::Leading(leader) = &self.leadership {
+            leader
+                .shuffle
+                .do_send(crate::shuffle::Targets(peers.clone()));
+        }
         self.peers = peers;
-        self.start_shuffle(ctx);
     }
 }
 

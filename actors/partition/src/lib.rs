@@ -29,6 +29,7 @@ mod awakeable;
 mod control;
 mod effects;
 mod invoke;
+mod leader;
 mod metrics;
 mod shuffle;
 mod telemetry;
@@ -68,6 +69,13 @@ pub struct Propose(pub Command);
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Committed, ProposeError>")]
 pub struct ProposeMany(pub Vec<Command>);
+
+/// Makes commands the kernel proposes for itself durable, in one batch (shuffle deliveries from
+/// other partitions, fired timers): they wait in their own lane and are never refused as
+/// overloaded, only when the partition does not lead or is shutting down.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Committed, ProposeError>")]
+pub struct ProposeInternal(pub Vec<Command>);
 
 /// Starts (or joins, for a repeated id or idempotency key) an invocation owned by this partition.
 #[derive(Debug, Message)]
@@ -146,8 +154,8 @@ pub struct GetStatus;
 #[rtype(result = "()")]
 pub struct Shutdown;
 
-/// Why a proposal was not acknowledged. Only [`ProposeError::Storage`] means the outcome is
-/// unknown; every other refusal means the command was not written.
+/// Why a proposal was not acknowledged. [`ProposeError::Storage`] and [`ProposeError::Unknown`]
+/// mean the outcome is unknown; every other refusal means the command was not written.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ProposeError {
     /// Another node leads this partition; retry there.
@@ -162,6 +170,13 @@ pub enum ProposeError {
     /// The partition is shutting down.
     #[error("partition {0} is shutting down")]
     ShuttingDown(PartitionId),
+    /// The batch did not commit within the proposal deadline; it may still commit. Retrying with
+    /// the same idempotency key (or invocation id) is safe.
+    #[error("partition {partition} did not commit within {waited:?}; the outcome is unknown")]
+    Unknown {
+        partition: PartitionId,
+        waited: std::time::Duration,
+    },
     /// The raft group failed while the command was in flight; it may or may not be committed.
     #[error("partition {partition} failed while committing: {message}")]
     Storage {
@@ -199,6 +214,8 @@ pub struct PartitionStatus {
     pub inbox_depth: u64,
     /// Journal entries appended while this node led the partition.
     pub journal_entries: u64,
+    /// Invocations the reconciler found running with no attempt and restarted, since start.
+    pub reconciled: u64,
     /// Per-handler invocation counters while this node led the partition.
     pub handlers: Vec<HandlerMetrics>,
 }

@@ -8,7 +8,7 @@
 //! its pending ones in one all-or-nothing batch (`ProposeMany`), one batch in flight at a time.
 //! Once every message up to `n` is delivered, the source truncates its outbox up to `n`.
 
-use crate::ProposeMany;
+use crate::ProposeInternal;
 use crate::actor::PartitionActor;
 use crate::effects::now_ms;
 use actix::prelude::*;
@@ -25,7 +25,6 @@ const REDELIVERY_BACKOFF: Duration = Duration::from_millis(100);
 #[rtype(result = "()")]
 pub(crate) struct ShuffleOut {
     pub(crate) seq: u64,
-    pub(crate) partition_key: u64,
     pub(crate) message: OutboxMessage,
 }
 
@@ -33,6 +32,11 @@ pub(crate) struct ShuffleOut {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct Reload(pub(crate) Vec<(u64, OutboxMessage)>);
+
+/// Every partition's actor, indexed by partition id (the shuffle waits for them to deliver).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Targets(pub(crate) Vec<Addr<PartitionActor>>);
 
 /// The source no longer leads: deliver nothing more.
 #[derive(Debug, Message)]
@@ -44,8 +48,8 @@ pub(crate) struct ShuffleActor {
     source: PartitionId,
     owner: Addr<PartitionActor>,
     peers: Vec<Addr<PartitionActor>>,
-    /// Undelivered messages by sequence number, with their target partition.
-    pending: BTreeMap<u64, (PartitionId, OutboxMessage)>,
+    /// Undelivered messages by sequence number.
+    pending: BTreeMap<u64, OutboxMessage>,
     /// Targets with a batch in flight.
     in_flight: HashSet<PartitionId>,
     /// Highest sequence number handed to this shuffle.
@@ -73,30 +77,25 @@ impl ShuffleActor {
         }
     }
 
-    fn target(&self, partition_key: u64) -> PartitionId {
-        partition_for_key(
-            partition_key,
-            u32::try_from(self.peers.len()).unwrap_or(u32::MAX),
-        )
-    }
-
-    fn add(&mut self, seq: u64, partition_key: u64, message: OutboxMessage) {
-        let target = self.target(partition_key);
+    fn add(&mut self, seq: u64, message: OutboxMessage) {
         self.highest = self.highest.max(seq);
-        self.pending.insert(seq, (target, message));
+        self.pending.insert(seq, message);
     }
 
-    /// Sends each idle target all of its pending messages, in order, as one batch.
+    /// Sends each idle target all of its pending messages, in order, as one batch (once the
+    /// partitions are known).
     fn deliver(&mut self, ctx: &mut Context<Self>) {
-        if self.halted {
+        if self.halted || self.peers.is_empty() {
             return;
         }
+        let partitions = u32::try_from(self.peers.len()).unwrap_or(u32::MAX);
         let mut batches: BTreeMap<PartitionId, Vec<(u64, Command)>> = BTreeMap::new();
-        for (seq, (target, message)) in &self.pending {
-            if self.in_flight.contains(target) {
+        for (seq, message) in &self.pending {
+            let target = partition_for_key(message.partition_key(), partitions);
+            if self.in_flight.contains(&target) {
                 continue;
             }
-            batches.entry(*target).or_default().push((
+            batches.entry(target).or_default().push((
                 *seq,
                 Command::ShuffleIn {
                     from: self.source,
@@ -113,7 +112,7 @@ impl ShuffleActor {
             };
             self.in_flight.insert(target);
             let (seqs, commands): (Vec<u64>, Vec<Command>) = batch.into_iter().unzip();
-            let sent = async move { peer.send(ProposeMany(commands)).await };
+            let sent = async move { peer.send(ProposeInternal(commands)).await };
             ctx.spawn(sent.into_actor(self).map(move |result, act, ctx| {
                 act.in_flight.remove(&target);
                 match result {
@@ -149,7 +148,7 @@ impl ShuffleActor {
         if up_to > self.truncated {
             self.truncated = up_to;
             self.owner
-                .do_send(crate::Propose(Command::OutboxDelivered { up_to }));
+                .do_send(ProposeInternal(vec![Command::OutboxDelivered { up_to }]));
         }
     }
 }
@@ -162,7 +161,7 @@ impl Handler<ShuffleOut> for ShuffleActor {
     type Result = ();
 
     fn handle(&mut self, out: ShuffleOut, ctx: &mut Context<Self>) {
-        self.add(out.seq, out.partition_key, out.message);
+        self.add(out.seq, out.message);
         self.deliver(ctx);
     }
 }
@@ -174,8 +173,17 @@ impl Handler<Reload> for ShuffleActor {
         self.halted = false;
         self.pending.clear();
         for (seq, message) in outbox {
-            self.add(seq, message.partition_key(), message);
+            self.add(seq, message);
         }
+        self.deliver(ctx);
+    }
+}
+
+impl Handler<Targets> for ShuffleActor {
+    type Result = ();
+
+    fn handle(&mut self, Targets(peers): Targets, ctx: &mut Context<Self>) {
+        self.peers = peers;
         self.deliver(ctx);
     }
 }

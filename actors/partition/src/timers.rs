@@ -8,13 +8,13 @@
 //! disk, not memory. Firing twice is harmless (the state machine ignores a timer that is no longer
 //! stored), so reloads and retries never need to know what is still in flight.
 //!
-//! Effects reach only the proposer, so a new leader learns of timers registered by entries of the
-//! previous term only through the store, which it may not have applied yet when it takes over:
-//! the wheel therefore reloads its window from the store every [`RESYNC_INTERVAL`].
+//! A wheel belongs to one [`crate::leader::Leader`]: it starts after the leader caught up (so its
+//! first load sees every timer registered before), and every timer registered later reaches it
+//! as an `Effect::RegisterTimer`, whoever proposed the entry.
 
 use crate::actor::PartitionActor;
 use crate::effects::now_ms;
-use crate::{ProposeError, ProposeMany};
+use crate::{ProposeError, ProposeInternal};
 use actix::prelude::*;
 use holdfast_raft_store::WeakStateMachine;
 use holdfast_types::{Command, PartitionId, TimerKey};
@@ -27,11 +27,8 @@ const WINDOW: usize = 1024;
 const FIRE_BATCH: usize = 512;
 /// Most proposals of this wheel waiting for the partition at once.
 const MAX_IN_FLIGHT: usize = 4;
-/// How long the wheel waits after an overloaded partition (or a failed read) before trying again.
+/// How long the wheel waits after a failed read or an unknown outcome before trying again.
 const RETRY_DELAY: Duration = Duration::from_millis(100);
-/// How often the window is read again from the store, to pick up timers whose registration this
-/// leader did not see (entries of a previous term applied after it took over).
-const RESYNC_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Where the in-memory window ends relative to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,12 +135,6 @@ impl Window {
     /// When the earliest timer in memory fires, in Unix milliseconds.
     pub(crate) fn next_wake(&self) -> Option<u64> {
         self.pending.first().map(|first| first.fire_at_ms)
-    }
-
-    /// Forgets the window so the next load starts again from the earliest stored timer.
-    pub(crate) fn reset(&mut self) {
-        self.pending.clear();
-        self.horizon = Horizon::Unloaded;
     }
 
     /// How many timers are in memory.
@@ -327,7 +318,7 @@ impl TimerWheelActor {
             })
             .collect();
         let owner = self.owner.clone();
-        let sent = async move { owner.send(ProposeMany(commands)).await };
+        let sent = async move { owner.send(ProposeInternal(commands)).await };
         ctx.spawn(sent.into_actor(self).map(move |result, act, ctx| {
             act.in_flight = act.in_flight.saturating_sub(1);
             if act.halted {
@@ -336,7 +327,11 @@ impl TimerWheelActor {
             match result {
                 Ok(Ok(_)) => act.pump(ctx),
                 // Not written (or unknown, for a storage failure): firing again is harmless.
-                Ok(Err(ProposeError::Overloaded(_) | ProposeError::Storage { .. })) => {
+                Ok(Err(
+                    ProposeError::Overloaded(_)
+                    | ProposeError::Storage { .. }
+                    | ProposeError::Unknown { .. },
+                )) => {
                     act.window.restore(due);
                     act.back_off(ctx);
                 }
@@ -365,13 +360,6 @@ impl Actor for TimerWheelActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Timers that came due while no node led the partition are due now: they fire at once.
         self.pump(ctx);
-        ctx.run_interval(RESYNC_INTERVAL, |act, ctx| {
-            if act.halted {
-                return;
-            }
-            act.window.reset();
-            act.pump(ctx);
-        });
     }
 }
 
@@ -397,36 +385,6 @@ impl Handler<Halt> for TimerWheelActor {
 
     fn handle(&mut self, _: Halt, ctx: &mut Context<Self>) {
         self.halt(ctx);
-    }
-}
-
-impl PartitionActor {
-    /// Starts a fresh timer wheel for this leader; it reads the pending timers from the store.
-    pub(crate) fn start_timer_wheel(&mut self, ctx: &mut Context<Self>) {
-        self.stop_timer_wheel();
-        if !self.observed.is_leader {
-            return;
-        }
-        let Some(group) = &self.group else { return };
-        let wheel =
-            TimerWheelActor::new(self.partition(), ctx.address(), group.state.downgrade()).start();
-        self.timers = Some(wheel);
-    }
-
-    /// Stops the timer wheel: this node no longer leads (or is restarting).
-    pub(crate) fn stop_timer_wheel(&mut self) {
-        if let Some(wheel) = self.timers.take() {
-            wheel.do_send(Halt);
-        }
-    }
-
-    /// Hands a newly registered timer to the wheel, restarting the wheel if it stopped while this
-    /// node still leads (the new wheel finds the timer in the store).
-    pub(crate) fn register_timer(&mut self, timer: TimerKey, ctx: &mut Context<Self>) {
-        match &self.timers {
-            Some(wheel) if wheel.connected() => wheel.do_send(Register(timer)),
-            _ => self.start_timer_wheel(ctx),
-        }
     }
 }
 
@@ -570,20 +528,6 @@ mod tests {
     }
 
     #[test]
-    fn a_reset_reads_the_store_again_from_the_start() {
-        let mut store = store(6);
-        let mut window = Window::new(4);
-        refill(&mut window, &store);
-        // Stored behind the wheel's back (a registration it never saw).
-        let missed = key(15, 77);
-        store.push(missed);
-        store.sort();
-        window.reset();
-        refill(&mut window, &store);
-        assert_eq!(window.take_due(15, 10), vec![key(10, 1), missed]);
-    }
-
-    #[test]
     fn restored_timers_fire_again() {
         let mut window = Window::new(8);
         window.load(vec![key(10, 1), key(20, 2)]);
@@ -626,7 +570,7 @@ mod tests {
     mod wheel {
         //! The wheel inside a real single-node partition: delayed invocations register `Start`
         //! timers, and the wheel fires them (nothing is deployed, so the started attempts only
-        //! fail and back off, which registers no timers).
+        //! fail; with one attempt allowed they pause, which registers no retry timer).
 
         use crate::effects::now_ms;
         use crate::{GetStatus, PartitionActor, Propose, Settings, Shutdown};
@@ -664,11 +608,19 @@ mod tests {
                 max_batch_commands: 1024,
                 max_batch_bytes: 1 << 20,
                 max_queued: 1 << 16,
+                proposal_deadline: Duration::from_secs(5),
                 flush_interval: Duration::from_millis(200),
                 registry: tokio::sync::watch::channel(Default::default()).1,
                 endpoints: holdfast_endpoint::EndpointClient::new(Default::default()),
                 timeouts: holdfast_invocation::Timeouts::default(),
-                fsm: holdfast_fsm::Config::default(),
+                fsm: holdfast_fsm::Config {
+                    retry: holdfast_fsm::RetryPolicy {
+                        max_attempts: 1,
+                        on_max_attempts: holdfast_fsm::OnMaxAttempts::Pause,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
                 published: Arc::new(tokio::sync::watch::channel(None).0),
                 spans: holdfast_otlp::SpanSink::disabled(),
             }

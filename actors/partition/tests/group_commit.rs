@@ -32,6 +32,7 @@ fn settings(dir: &Path) -> Settings {
         max_batch_commands: 1024,
         max_batch_bytes: 1 << 20,
         max_queued: 1 << 16,
+        proposal_deadline: Duration::from_secs(5),
         flush_interval: Duration::from_millis(200),
         registry: tokio::sync::watch::channel(Default::default()).1,
         endpoints: holdfast_endpoint::EndpointClient::new(Default::default()),

@@ -15,6 +15,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// The exit status of a process that stopped because its storage failed.
+pub const STORAGE_FAILED_EXIT: i32 = 75;
+
+/// Stops the process because a group's storage failed. After a failed commit or fsync the state
+/// on disk is uncertain (Linux may even report later fsyncs of the same file as successful), so
+/// retrying in-process is unsafe; a restart recovers from the log, which is the ground truth.
+pub fn fail_stop(group: &str, what: &str, error: &dyn std::fmt::Display) -> ! {
+    tracing::error!(group, what, %error, "storage failed; stopping the process so that a restart recovers from the log");
+    eprintln!("holdfast: {group}: storage failed ({what}): {error}; exiting");
+    std::process::exit(STORAGE_FAILED_EXIT)
+}
+
 /// The cluster-facing settings every group of this node is started with.
 #[derive(Debug, Clone)]
 pub struct Membership {

@@ -106,6 +106,7 @@ mod tests {
             Status::BackingOff {
                 epoch: Epoch(1),
                 attempts: 1,
+                retry_at_ms: Some(9),
             },
             Status::Paused { epoch: Epoch(1) },
             Status::Completed {

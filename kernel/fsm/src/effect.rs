@@ -33,12 +33,6 @@ pub enum Effect {
     },
     /// Attempt `epoch` must not continue (a zombie, a killed or an aborted attempt): drop it.
     Fence { id: InvocationId, epoch: Epoch },
-    /// Propose `Retry { id, epoch }` after `delay_ms`.
-    ScheduleRetry {
-        id: InvocationId,
-        epoch: Epoch,
-        delay_ms: u64,
-    },
     /// Deliver outbox message `seq` to the partition owning `partition_key` (via the shuffle).
     ShuffleOut {
         seq: u64,

@@ -27,7 +27,7 @@
 //! # Invocation lifecycle
 //! ```text
 //!   Invoke ─► Inboxed ─(lock freed)─► Invoked{e} ─► Suspended{e} ─(waited completion)─► Invoked{e+1}
-//!                 └──────(free lock)────┘  │  └──► BackingOff{e} ─(Retry e)─► Invoked{e+1}
+//!                 └──────(free lock)────┘  │  └──► BackingOff{e} ─(Retry timer)─► Invoked{e+1}
 //!                                          │            └──(retries exhausted)─► Paused ─(Resume)─► …
 //!                                          │                      (or Completed with the last error: kill)
 //!                                          └──► Completed ─(Purge, or its Purge timer)─► gone
@@ -115,6 +115,7 @@ pub fn apply<S: Store>(
             completion::apply(&mut cx, *id, *index, outcome)?
         }
         Command::Retry { id, epoch } => retry::apply(&mut cx, *id, *epoch)?,
+        Command::Restart { id, epoch } => retry::restart(&mut cx, *id, *epoch)?,
         Command::ShuffleIn {
             from,
             seq,

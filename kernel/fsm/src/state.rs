@@ -19,11 +19,16 @@ pub enum Status {
         epoch: Epoch,
         waiting: Vec<EntryIndex>,
     },
-    /// Attempt `epoch` failed retryably; a `Retry` for `epoch` starts the next one.
+    /// Attempt `epoch` failed retryably; its `Retry` timer (or a `Retry` for `epoch`) starts
+    /// the next one.
     BackingOff {
         epoch: Epoch,
         /// Consecutive failed attempts so far.
         attempts: u32,
+        /// When the `Retry` timer fires, in Unix milliseconds; absent in records written before
+        /// retries were timers (a new leader retries those at once).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_at_ms: Option<u64>,
     },
     /// Retries are exhausted after attempt `epoch`, or an operator paused it then; waits for
     /// `Resume` or `ResumeOn`.

@@ -175,6 +175,9 @@ impl Kernel {
                     max_batch_commands: config.log.max_batch_commands,
                     max_batch_bytes: config.log.max_batch_bytes,
                     max_queued: config.log.max_batch_commands.saturating_mul(64),
+                    // A few election timeouts: long enough for a busy disk, short enough that a
+                    // leader cut off from its quorum answers instead of hanging.
+                    proposal_deadline: Duration::from_millis(election.saturating_mul(2 * 5)),
                     flush_interval: Duration::from_secs(1),
                     registry: registry.clone(),
                     endpoints: endpoints.clone(),

@@ -136,6 +136,10 @@ pub enum Command {
         token: [u8; crate::awakeable::TOKEN_BYTES],
         outcome: Outcome,
     },
+    /// Replaces running attempt `epoch` with a new one, if it is still the running attempt: a
+    /// new leader (or its reconciler) restarts an attempt it does not run. Unlike
+    /// [`Command::Retry`] it never cuts a backoff short.
+    Restart { id: InvocationId, epoch: Epoch },
 }
 
 impl Command {
@@ -197,6 +201,7 @@ impl Command {
                 OutboxMessage::CompleteAwakeable { outcome, .. } => payload(outcome) + 128,
             },
             Command::Retry { .. }
+            | Command::Restart { .. }
             | Command::OutboxDelivered { .. }
             | Command::Cancel { .. }
             | Command::Kill { .. }

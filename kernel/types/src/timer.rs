@@ -3,7 +3,7 @@
 //! one range scan. Firing is the command [`crate::Command::FireTimer`], so every replica sees a
 //! timer fire exactly once, at the same position in the log.
 
-use crate::{EntryIndex, InvocationId};
+use crate::{EntryIndex, Epoch, InvocationId};
 use serde::{Deserialize, Serialize};
 
 /// What happens when a timer fires. Append-only like [`crate::Command`].
@@ -16,13 +16,20 @@ pub enum Timer {
     /// Removes the completed invocation `id` whose retention ended (with its workflow's state
     /// and promises if it was a workflow run).
     Purge { id: InvocationId },
+    /// Starts the next attempt of invocation `id` after failed attempt `epoch`, if it is still
+    /// backing off from that attempt: the retry's due time is in the log, so any leader honours
+    /// the remaining backoff.
+    Retry { id: InvocationId, epoch: Epoch },
 }
 
 impl Timer {
     /// The invocation the timer acts on.
     pub fn invocation(&self) -> InvocationId {
         match self {
-            Timer::Sleep { id, .. } | Timer::Start { id } | Timer::Purge { id } => *id,
+            Timer::Sleep { id, .. }
+            | Timer::Start { id }
+            | Timer::Purge { id }
+            | Timer::Retry { id, .. } => *id,
         }
     }
 }
@@ -40,6 +47,7 @@ pub struct TimerKey {
 const SLEEP: u8 = 1;
 const START: u8 = 2;
 const PURGE: u8 = 3;
+const RETRY: u8 = 4;
 
 impl TimerKey {
     /// Length of [`TimerKey::to_bytes`]: fire time, kind, invocation id, entry index.
@@ -51,12 +59,14 @@ impl TimerKey {
     }
 
     /// The storage key: fire time (u64 big-endian) first so keys sort by fire time, then the
-    /// kind, the invocation id and the entry index (zero unless a sleep); ordered like `Self`.
+    /// kind, the invocation id and the entry index of a sleep or the epoch of a retry (else zero);
+    /// ordered like `Self`.
     pub fn to_bytes(&self) -> [u8; Self::BYTES] {
         let (kind, id, index) = match self.timer {
             Timer::Sleep { id, index } => (SLEEP, id, index.0),
             Timer::Start { id } => (START, id, 0),
             Timer::Purge { id } => (PURGE, id, 0),
+            Timer::Retry { id, epoch } => (RETRY, id, epoch.0),
         };
         let mut out = [0u8; Self::BYTES];
         out[..8].copy_from_slice(&self.fire_at_ms.to_be_bytes());
@@ -81,6 +91,10 @@ impl TimerKey {
             },
             (START, 0) => Timer::Start { id },
             (PURGE, 0) => Timer::Purge { id },
+            (RETRY, epoch) => Timer::Retry {
+                id,
+                epoch: Epoch(epoch),
+            },
             _ => return None,
         };
         Some(Self { fire_at_ms, timer })
@@ -107,6 +121,10 @@ mod tests {
             },
             Timer::Start { id: id(2) },
             Timer::Purge { id: id(3) },
+            Timer::Retry {
+                id: id(4),
+                epoch: Epoch(2),
+            },
         ] {
             let key = TimerKey::new(1_700_000_000_000, timer);
             assert_eq!(TimerKey::from_bytes(&key.to_bytes()), Some(key));

@@ -345,6 +345,14 @@ pub(crate) fn render(scrape: &Scrape<'_>) -> String {
         statuses,
         |s| s.journal_entries as f64,
     );
+    per_partition(
+        &mut out,
+        "holdfast_partition_reconciled_total",
+        "counter",
+        "Invocations found running with no attempt and restarted by the leader's reconciler.",
+        statuses,
+        |s| s.reconciled as f64,
+    );
     per_partition_histogram(
         &mut out,
         "holdfast_partition_batch_size",
@@ -434,6 +442,7 @@ mod tests {
             suspended: u64::from(partition) + 1,
             inbox_depth: 7,
             journal_entries: 40,
+            reconciled: 3,
             handlers,
         }
     }
@@ -536,6 +545,7 @@ mod tests {
                 "holdfast_partition_journal_entries_total{partition=\"0\"}",
                 "40",
             ),
+            ("holdfast_partition_reconciled_total{partition=\"0\"}", "3"),
             ("holdfast_ingress_requests_total{status_code=\"200\"}", "12"),
             ("holdfast_ingress_requests_total{status_code=\"404\"}", "1"),
             ("holdfast_trace_spans_emitted_total", "9"),

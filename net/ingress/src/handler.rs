@@ -487,6 +487,11 @@ fn reject(rejection: &Rejection) -> HttpResponse {
     if let Rejection::MethodNotAllowed { allowed, .. } = rejection {
         builder.insert_header((header::ALLOW, *allowed));
     }
+    // Unavailable is temporary (no leader yet, overload, an outcome not known in time): the
+    // client retries, with its idempotency key making the retry safe.
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        builder.insert_header((header::RETRY_AFTER, "1"));
+    }
     let message = rejection.to_string();
     builder.json(ErrorBody {
         code: status.as_u16(),

@@ -21,8 +21,8 @@ mod tables;
 pub use error::Error;
 pub use log::LogStore;
 pub use state::{
-    InvocationScope, ObjectScope, PartitionSummary, StateEntry, StateMachine, StateSnapshot,
-    WeakStateMachine,
+    AppliedBatch, InvocationScope, ObjectScope, PartitionSummary, Resumable, StateEntry,
+    StateMachine, StateSnapshot, WeakStateMachine,
 };
 
 use holdfast_types::{Command, LogIndex};
@@ -51,8 +51,8 @@ pub struct Batch(pub Vec<Command>);
 pub struct Applied {
     /// The log index at which the entry was applied.
     pub index: LogIndex,
-    /// The effects of the entry's commands, in order; only a leader's proposer receives them, so
-    /// only the leader executes them.
+    /// The effects of the entry's commands, in order. The proposer reads them (did its request
+    /// join an existing invocation?); the leader executes them from the [`AppliedBatch`] stream.
     #[serde(default)]
     pub effects: Vec<holdfast_fsm::Effect>,
 }

@@ -16,6 +16,7 @@ use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 /// Page cache of one log: appends and reads of the recent tail need little.
@@ -27,10 +28,16 @@ const LAST_PURGED: &str = "last_purged";
 
 type NodeId = u64;
 
+/// Fault injection for the storage-failure tests: with `HOLDFAST_FAULT_LOG_APPENDS=n` set, every
+/// append after the n-th of a log fails as a failed fsync would. Unset, it costs one branch.
+const FAULT_ENV: &str = "HOLDFAST_FAULT_LOG_APPENDS";
+
 /// Handle to a raft log; clones share the same database. Generic over the group's type
 /// configuration so partitions and the metadata log share one implementation.
 pub struct LogStore<C = TypeConfig> {
     db: Arc<Database>,
+    /// Appends allowed before injected failures ([`FAULT_ENV`]), and the appends so far.
+    fault: Option<(u64, Arc<AtomicU64>)>,
     config: PhantomData<fn() -> C>,
 }
 
@@ -38,6 +45,7 @@ impl<C> Clone for LogStore<C> {
     fn clone(&self) -> Self {
         Self {
             db: self.db.clone(),
+            fault: self.fault.clone(),
             config: PhantomData,
         }
     }
@@ -62,10 +70,22 @@ where
         txn.open_table(LOG)?;
         txn.open_table(META)?;
         txn.commit()?;
+        let fault = std::env::var(FAULT_ENV)
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .map(|n| (n, Arc::new(AtomicU64::new(0))));
         Ok(Self {
             db: Arc::new(db),
+            fault,
             config: PhantomData,
         })
+    }
+
+    /// Whether this append must fail by [`FAULT_ENV`].
+    fn injected_fault(&self) -> bool {
+        self.fault
+            .as_ref()
+            .is_some_and(|(allowed, done)| done.fetch_add(1, Ordering::Relaxed) >= *allowed)
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
@@ -235,7 +255,14 @@ where
             .collect::<Result<Vec<_>, Error>>()
             .map_err(write_err)?;
         let db = self.db.clone();
+        let fault = self.injected_fault();
         let written = blocking(move || {
+            if fault {
+                return Err(Error::Io {
+                    path: "log.redb".into(),
+                    source: std::io::Error::other(format!("injected by {FAULT_ENV}")),
+                });
+            }
             let txn = db.begin_write()?;
             {
                 let mut table = txn.open_table(LOG)?;

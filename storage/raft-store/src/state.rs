@@ -27,6 +27,7 @@ use std::ops::{Bound, ControlFlow};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use tokio::sync::mpsc;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
@@ -75,12 +76,36 @@ struct SnapshotBody {
     tables: Vec<(String, Rows)>,
 }
 
+/// What a new leader resumes from ([`StateMachine::resumable`]).
+#[derive(Debug, Clone, Default)]
+pub struct Resumable {
+    /// The applied position it was read at: effects of entries up to here are reflected in it.
+    pub applied: LogIndex,
+    /// Invocations with an attempt running (`Invoked`) or due after a backoff (`BackingOff`).
+    pub active: Vec<(InvocationId, Invocation)>,
+    /// The undelivered outbox, by sequence number.
+    pub outbox: Vec<(u64, OutboxMessage)>,
+}
+
 /// Handle to a partition's applied state; clones share the same database.
 #[derive(Clone)]
 pub struct StateMachine {
     db: Arc<Database>,
     snapshots_built: Arc<AtomicU64>,
     config: holdfast_fsm::Config,
+    /// Where the effects of every applied entry go, whoever proposed it (see [`AppliedBatch`]).
+    effects: Option<mpsc::Sender<AppliedBatch>>,
+}
+
+/// The effects of one `apply` call, in log order: every entry up to `through` is applied, and
+/// `entries` holds those among them that asked for something. Sent for every entry, replayed or
+/// proposed by anyone, so a leader executes effects whoever proposed the entry.
+#[derive(Debug, Clone)]
+pub struct AppliedBatch {
+    /// The last log index this batch covers (applied state is at least this far).
+    pub through: LogIndex,
+    /// The entries with effects, in order.
+    pub entries: Vec<Applied>,
 }
 
 /// A handle to a partition's applied state that does not keep `state.redb` open: helpers that
@@ -107,6 +132,7 @@ impl WeakStateMachine {
             db: self.db.upgrade()?,
             snapshots_built: self.snapshots_built.clone(),
             config: self.config,
+            effects: None,
         })
     }
 }
@@ -145,15 +171,19 @@ impl StateMachine {
             .set_cache_size(STATE_CACHE_BYTES)
             .create(path)?;
         let txn = db.begin_write()?;
-        // A database written before the suspended index existed gets it built once, here.
-        let index_missing = !txn
+        // A database written before an index existed gets the indexes built once, here.
+        let present: Vec<String> = txn
             .list_tables()?
-            .any(|table| table.name() == tables::SUSPENDED.name());
+            .map(|table| table.name().to_owned())
+            .collect();
+        let index_missing = tables::INDEXES
+            .iter()
+            .any(|index| !present.iter().any(|name| name == index.name()));
         for table in tables::ALL {
             txn.open_table(table)?;
         }
         if index_missing {
-            tables::rebuild_suspended(&txn)?;
+            tables::rebuild_indexes(&txn)?;
         }
         txn.open_table(META)?;
         txn.open_table(SNAPSHOT)?;
@@ -162,7 +192,15 @@ impl StateMachine {
             db: Arc::new(db),
             snapshots_built: Arc::new(AtomicU64::new(0)),
             config: holdfast_fsm::Config::default(),
+            effects: None,
         })
+    }
+
+    /// Sends the effects of every entry applied through this handle to `effects`. Applying waits
+    /// while the channel is full, so a slow leader slows down applying instead of growing a queue.
+    pub fn with_effects(mut self, effects: mpsc::Sender<AppliedBatch>) -> Self {
+        self.effects = Some(effects);
+        self
     }
 
     /// Uses `config` for every command applied from now on; every replica of the partition must
@@ -228,23 +266,32 @@ impl StateMachine {
         }
     }
 
-    /// Every invocation that is not completed, for a new leader to resume: running attempts are
-    /// restarted, backing-off ones rescheduled.
-    pub fn live_invocations(&self) -> Result<Vec<(InvocationId, Invocation)>, Error> {
+    /// What a leader resumes from, read at one applied position: the invocations with an
+    /// attempt running or due, and (with `outbox`) the undelivered outbox.
+    pub fn resumable(&self, outbox: bool) -> Result<Resumable, Error> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(tables::INVOCATIONS)?;
-        let mut out = Vec::new();
-        for item in table.iter()? {
-            let (key, value) = item?;
-            let record: Invocation = codec::decode(value.value())?;
-            if matches!(record.status, holdfast_fsm::state::Status::Completed { .. }) {
-                continue;
+        let meta = txn.open_table(META)?;
+        let applied: Option<LogId<NodeId>> = get_meta(&meta, APPLIED)?.flatten();
+        let index = txn.open_table(tables::ACTIVE)?;
+        let invocations = txn.open_table(tables::INVOCATIONS)?;
+        let mut active = Vec::new();
+        for item in index.iter()? {
+            let (key, _) = item?;
+            let id = read_invocation_id(tables::ACTIVE.name(), key.value())?;
+            if let Some(record) = invocations.get(key.value())? {
+                active.push((id, codec::decode(record.value())?));
             }
-            let id = InvocationId::from_bytes(key.value())
-                .ok_or(Error::CorruptKey(key.value().len()))?;
-            out.push((id, record));
         }
-        Ok(out)
+        let outbox = if outbox {
+            read_outbox(&txn.open_table(tables::OUTBOX)?)?
+        } else {
+            Vec::new()
+        };
+        Ok(Resumable {
+            applied: LogIndex(applied.map_or(0, |id| id.index)),
+            active,
+            outbox,
+        })
     }
 
     /// The state of one object by name, for the eager state an attempt starts with.
@@ -268,17 +315,7 @@ impl StateMachine {
     /// The undelivered outbox, by sequence number: what the shuffle must (re)send.
     pub fn outbox(&self) -> Result<Vec<(u64, OutboxMessage)>, Error> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(tables::OUTBOX)?;
-        let mut out = Vec::new();
-        for item in table.iter()? {
-            let (key, value) = item?;
-            let seq: [u8; 8] = key
-                .value()
-                .try_into()
-                .map_err(|_| Error::CorruptKey(key.value().len()))?;
-            out.push((u64::from_be_bytes(seq), codec::decode(value.value())?));
-        }
-        Ok(out)
+        read_outbox(&txn.open_table(tables::OUTBOX)?)
     }
 
     /// The first `limit` pending timers strictly after `after` (from the earliest when `None`), in
@@ -519,7 +556,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         // Applying commits without fsync, so it is short CPU work: running it inline saves two
         // thread hand-offs per group commit on the acknowledgement path.
-        Self::apply_entries(&self.db, &self.config, &entries).map_err(sm_write_err)
+        let applied =
+            Self::apply_entries(&self.db, &self.config, &entries).map_err(sm_write_err)?;
+        if let (Some(effects), Some(last)) = (&self.effects, entries.last()) {
+            let batch = AppliedBatch {
+                through: LogIndex(last.log_id.index),
+                entries: applied
+                    .iter()
+                    .filter(|entry| !entry.effects.is_empty())
+                    .cloned()
+                    .collect(),
+            };
+            // A closed channel means the partition actor is gone: nobody executes effects.
+            let _ = effects.send(batch).await;
+        }
+        Ok(applied)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -541,7 +592,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let meta = meta.clone();
         let db = self.db.clone();
         let signature = meta.signature();
-        blocking(move || {
+        let installed = blocking(move || {
             let body: SnapshotBody = codec::decode(&data)?;
             let txn = db.begin_write()?;
             for definition in tables::ALL {
@@ -559,13 +610,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     table.insert(key.as_slice(), value.as_slice())?;
                 }
             }
-            // Snapshots of older releases carry no suspended index: derive it from the records.
-            if !body
-                .tables
+            // Snapshots of older releases lack an index: derive the indexes from the records.
+            let index_missing = tables::INDEXES
                 .iter()
-                .any(|(name, _)| name == tables::SUSPENDED.name())
-            {
-                tables::rebuild_suspended(&txn)?;
+                .any(|index| !body.tables.iter().any(|(name, _)| name == index.name()));
+            if index_missing {
+                tables::rebuild_indexes(&txn)?;
             }
             {
                 let mut table = txn.open_table(META)?;
@@ -575,10 +625,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             Self::save_snapshot(&txn, &meta, &data)?;
             txn.commit()?;
-            Ok(())
+            Ok(meta.last_log_id)
         })
         .await
-        .map_err(|e| StorageIOError::write_snapshot(Some(signature), &e).into())
+        .map_err(|e| StorageIOError::write_snapshot(Some(signature), &e))?;
+        // The applied position jumped without entries: the leader's view of it moves along.
+        if let (Some(effects), Some(last)) = (&self.effects, installed) {
+            let _ = effects
+                .send(AppliedBatch {
+                    through: LogIndex(last.index),
+                    entries: Vec::new(),
+                })
+                .await;
+        }
+        Ok(())
     }
 
     async fn get_current_snapshot(
@@ -687,6 +747,19 @@ fn read_invocation_id(table: &'static str, bytes: &[u8]) -> Result<InvocationId,
 }
 
 type ReadTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+fn read_outbox(table: &ReadTable) -> Result<Vec<(u64, OutboxMessage)>, Error> {
+    let mut out = Vec::new();
+    for item in table.iter()? {
+        let (key, value) = item?;
+        let seq: [u8; 8] = key
+            .value()
+            .try_into()
+            .map_err(|_| Error::CorruptKey(key.value().len()))?;
+        out.push((u64::from_be_bytes(seq), codec::decode(value.value())?));
+    }
+    Ok(out)
+}
 
 /// Visits the rows of `table` whose key starts with `prefix` (every row for an empty prefix), in
 /// key order, until `visit` breaks.

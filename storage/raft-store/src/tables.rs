@@ -14,9 +14,12 @@
 //!   timers       fire time u64, kind, invocation id, index   → (empty)
 //!   promises     len service, service, len key, key, name   → Promise record
 //!   suspended    invocation id (24 bytes)                    → (empty)
+//!   active       invocation id (24 bytes)                    → (empty)
 //! ```
-//! `suspended` is an index of the `invocations` rows whose status is `Suspended`, kept in step by
-//! `put_invocation`/`delete_invocation`, so the suspended count is the table's length.
+//! `suspended` and `active` are indexes of the `invocations` rows whose status is `Suspended`,
+//! respectively `Invoked` or `BackingOff` (an attempt runs or is due), kept in step by
+//! `put_invocation`/`delete_invocation`: the suspended count is the table's length, and a new
+//! leader (and its reconciler) finds what must run without reading every retained invocation.
 //! Integers are big-endian so keys sort numerically; records use the log codec.
 
 use crate::Error;
@@ -41,10 +44,11 @@ const COUNTERS: Bytes = TableDefinition::new("fsm_counters");
 pub(crate) const TIMERS: Bytes = TableDefinition::new("timers");
 pub(crate) const PROMISES: Bytes = TableDefinition::new("promises");
 pub(crate) const SUSPENDED: Bytes = TableDefinition::new("suspended");
+pub(crate) const ACTIVE: Bytes = TableDefinition::new("active");
 const OUTBOX_SEQ: &[u8] = b"outbox_seq";
 
 /// Every table of applied state, in the order snapshots carry them.
-pub(crate) const ALL: [Bytes; 12] = [
+pub(crate) const ALL: [Bytes; 13] = [
     STATE,
     INVOCATIONS,
     JOURNAL,
@@ -57,7 +61,12 @@ pub(crate) const ALL: [Bytes; 12] = [
     TIMERS,
     PROMISES,
     SUSPENDED,
+    ACTIVE,
 ];
+
+/// The index tables derived from `invocations`; state written before one of them existed gets
+/// them rebuilt ([`rebuild_indexes`]).
+pub(crate) const INDEXES: [Bytes; 2] = [SUSPENDED, ACTIVE];
 
 type BytesTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
 
@@ -75,6 +84,7 @@ pub(crate) struct Tables<'t> {
     timers: BytesTable<'t>,
     promises: BytesTable<'t>,
     suspended: BytesTable<'t>,
+    active: BytesTable<'t>,
 }
 
 impl<'t> Tables<'t> {
@@ -93,21 +103,32 @@ impl<'t> Tables<'t> {
             timers: txn.open_table(TIMERS)?,
             promises: txn.open_table(PROMISES)?,
             suspended: txn.open_table(SUSPENDED)?,
+            active: txn.open_table(ACTIVE)?,
         })
     }
 }
 
-/// Rebuilds the `suspended` index from the `invocations` table in `txn`, for state written
-/// before the index existed (an older database or snapshot).
-pub(crate) fn rebuild_suspended(txn: &WriteTransaction) -> Result<(), Error> {
+/// Whether an invocation in `status` has an attempt running or due (the `active` index).
+pub(crate) fn is_active(status: &Status) -> bool {
+    matches!(status, Status::Invoked { .. } | Status::BackingOff { .. })
+}
+
+/// Rebuilds the index tables from the `invocations` table in `txn`, for state written before
+/// an index existed (an older database or snapshot).
+pub(crate) fn rebuild_indexes(txn: &WriteTransaction) -> Result<(), Error> {
     let invocations = txn.open_table(INVOCATIONS)?;
     let mut suspended = txn.open_table(SUSPENDED)?;
+    let mut active = txn.open_table(ACTIVE)?;
     suspended.retain(|_, _| false)?;
+    active.retain(|_, _| false)?;
     for item in invocations.iter()? {
         let (key, value) = item?;
         let record: Invocation = codec::decode(value.value())?;
         if matches!(record.status, Status::Suspended { .. }) {
             suspended.insert(key.value(), &[][..])?;
+        }
+        if is_active(&record.status) {
+            active.insert(key.value(), &[][..])?;
         }
     }
     Ok(())
@@ -213,6 +234,11 @@ impl holdfast_fsm::Store for Tables<'_> {
         } else {
             self.suspended.remove(key.as_slice())?;
         }
+        if is_active(&record.status) {
+            self.active.insert(key.as_slice(), &[][..])?;
+        } else {
+            self.active.remove(key.as_slice())?;
+        }
         Ok(())
     }
 
@@ -220,6 +246,7 @@ impl holdfast_fsm::Store for Tables<'_> {
         let key = id.to_bytes();
         self.invocations.remove(key.as_slice())?;
         self.suspended.remove(key.as_slice())?;
+        self.active.remove(key.as_slice())?;
         Ok(())
     }
 

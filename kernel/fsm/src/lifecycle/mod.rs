@@ -258,9 +258,14 @@ pub(crate) fn fail_attempt<S: Store>(
             }
         };
     }
+    let delay_ms = failure
+        .retry_after_ms
+        .unwrap_or_else(|| policy.delay_ms(rec.retries));
+    let retry_at_ms = at_ms.saturating_add(delay_ms);
     rec.status = Status::BackingOff {
         epoch,
         attempts: rec.retries,
+        retry_at_ms: Some(retry_at_ms),
     };
     observe::observe(
         cx,
@@ -268,14 +273,7 @@ pub(crate) fn fail_attempt<S: Store>(
             target: rec.target.clone(),
         },
     );
-    cx.effects.push(Effect::ScheduleRetry {
-        id,
-        epoch,
-        delay_ms: failure
-            .retry_after_ms
-            .unwrap_or_else(|| policy.delay_ms(rec.retries)),
-    });
-    Ok(())
+    register_timer(cx, TimerKey::new(retry_at_ms, Timer::Retry { id, epoch }))
 }
 
 /// Records results of pending entries, then tells the running attempt, or resumes a suspended

@@ -1,6 +1,9 @@
 //! `Retry`: start the next attempt after attempt `epoch`, if it is still the current one. From
 //! backing-off this is the expired backoff; from invoked it is a new leader replacing an attempt
 //! it cannot see (the old one is fenced). Anything else is stale and ignored.
+//!
+//! `Restart`: only the second half: replace running attempt `epoch` (a leader's restart of an
+//! attempt it does not run), never a backoff.
 
 use super::{Ctx, start_attempt};
 use crate::state::Status;
@@ -22,6 +25,22 @@ pub(crate) fn apply<S: Store>(
         }
         _ => return Ok(()),
     }
+    start_attempt(cx, id, &mut rec, epoch.next());
+    cx.store.put_invocation(id, &rec)
+}
+
+pub(crate) fn restart<S: Store>(
+    cx: &mut Ctx<'_, S>,
+    id: InvocationId,
+    epoch: Epoch,
+) -> Result<(), S::Error> {
+    let Some(mut rec) = cx.store.get_invocation(id)? else {
+        return Ok(());
+    };
+    if rec.status != (Status::Invoked { epoch }) {
+        return Ok(());
+    }
+    cx.effects.push(Effect::Fence { id, epoch });
     start_attempt(cx, id, &mut rec, epoch.next());
     cx.store.put_invocation(id, &rec)
 }

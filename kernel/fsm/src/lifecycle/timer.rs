@@ -7,11 +7,12 @@
 //! - `Start`: admits a scheduled invocation (lock, inbox or start), unless it was cancelled or
 //!   killed meanwhile.
 //! - `Purge`: forgets a completed invocation whose retention ended.
+//! - `Retry`: starts the next attempt of an invocation still backing off from that attempt.
 //!
 //! A timer whose fire time no longer matches its invocation (left over from an earlier
 //! invocation with the same id, purged and created again) is dropped without effect.
 
-use super::{Ctx, admit, purge, settle};
+use super::{Ctx, admit, purge, retry, settle};
 use crate::Store;
 use crate::state::Status;
 use holdfast_protocol::message::Entry;
@@ -30,6 +31,19 @@ pub(crate) fn apply<S: Store>(
     match timer.timer {
         Timer::Sleep { id, index } => wake(cx, id, index, timer.fire_at_ms),
         Timer::Start { id } => start(cx, id, timer.fire_at_ms, at_ms),
+        Timer::Retry { id, epoch } => {
+            let Some(rec) = cx.store.get_invocation(id)? else {
+                return Ok(());
+            };
+            match rec.status {
+                Status::BackingOff {
+                    epoch: current,
+                    retry_at_ms: Some(due),
+                    ..
+                } if current == epoch && due == timer.fire_at_ms => retry::apply(cx, id, epoch),
+                _ => Ok(()),
+            }
+        }
         Timer::Purge { id } => {
             let Some(rec) = cx.store.get_invocation(id)? else {
                 return Ok(());

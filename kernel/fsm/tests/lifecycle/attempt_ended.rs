@@ -93,14 +93,7 @@ fn completed_attempt_without_output_is_retried() {
     let mut store = MemoryStore::default();
     let id = running(&mut store, "a", 1);
     let effects = step(&mut store, &[ended(id, 1, Ending::Completed)]);
-    assert_eq!(
-        effects,
-        vec![Effect::ScheduleRetry {
-            id,
-            epoch: Epoch(1),
-            delay_ms: 50
-        }]
-    );
+    assert_eq!(effects, vec![retry_timer(id, 1, T0 + 10 + 50)]);
 }
 
 #[test]
@@ -134,22 +127,15 @@ fn retryable_failure_backs_off_exponentially() {
     let mut delays = Vec::new();
     for epoch in 1..=4 {
         let effects = step(&mut store, &[ended(id, epoch, retryable(500))]);
-        let [
-            Effect::ScheduleRetry {
-                delay_ms, epoch: e, ..
-            },
-        ] = effects.as_slice()
-        else {
+        let Some((e, delay_ms)) = retry_delay(&effects, T0 + 10) else {
             panic!("unexpected effects {effects:?}");
         };
-        assert_eq!(*e, Epoch(epoch));
-        delays.push(*delay_ms);
+        assert_eq!(effects.len(), 1, "{effects:?}");
+        assert_eq!(e, Epoch(epoch));
+        delays.push(delay_ms);
         assert_eq!(
             status(&store, id),
-            Some(Status::BackingOff {
-                epoch: Epoch(epoch),
-                attempts: epoch
-            })
+            Some(backing_off(epoch, epoch, T0 + 10 + delay_ms))
         );
         step(
             &mut store,
@@ -174,14 +160,7 @@ fn retryable_failure_uses_the_delay_the_handler_asked_for() {
         retry_after_ms: Some(1234),
     };
     let effects = step(&mut store, &[ended(id, 1, ending)]);
-    assert_eq!(
-        effects,
-        vec![Effect::ScheduleRetry {
-            id,
-            epoch: Epoch(1),
-            delay_ms: 1234
-        }]
-    );
+    assert_eq!(effects, vec![retry_timer(id, 1, T0 + 10 + 1234)]);
 }
 
 #[test]
@@ -275,14 +254,7 @@ fn suspension_on_nothing_is_a_protocol_violation() {
     let mut store = MemoryStore::default();
     let id = running(&mut store, "a", 1);
     let effects = step(&mut store, &[ended(id, 1, suspended(&[]))]);
-    assert_eq!(
-        effects,
-        vec![Effect::ScheduleRetry {
-            id,
-            epoch: Epoch(1),
-            delay_ms: 50
-        }]
-    );
+    assert_eq!(effects, vec![retry_timer(id, 1, T0 + 10 + 50)]);
 }
 
 #[test]

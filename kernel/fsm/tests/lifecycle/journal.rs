@@ -95,20 +95,10 @@ fn second_input_entry_aborts_and_retries_the_attempt() {
                 id,
                 epoch: Epoch(1)
             },
-            Effect::ScheduleRetry {
-                id,
-                epoch: Epoch(1),
-                delay_ms: 50
-            }
+            retry_timer(id, 1, T0 + 50)
         ]
     );
-    assert_eq!(
-        status(&store, id),
-        Some(Status::BackingOff {
-            epoch: Epoch(1),
-            attempts: 1
-        })
-    );
+    assert_eq!(status(&store, id), Some(backing_off(1, 1, T0 + 50)));
     assert_eq!(record(&store, id).journal_len, 1);
 }
 

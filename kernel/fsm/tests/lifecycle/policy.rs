@@ -35,11 +35,7 @@ fn retry(id: InvocationId, epoch: u32) -> Command {
 }
 
 fn scheduled(id: InvocationId, epoch: u32, delay_ms: u64) -> Effect {
-    Effect::ScheduleRetry {
-        id,
-        epoch: Epoch(epoch),
-        delay_ms,
-    }
+    retry_timer(id, epoch, T0 + 10 + delay_ms)
 }
 
 #[test]
@@ -57,10 +53,10 @@ fn the_request_policy_drives_backoff_and_pauses_after_max_attempts() {
     let mut delays = Vec::new();
     for epoch in 1..5 {
         let effects = step(&mut store, &[ended(id, epoch, retryable(500))]);
-        let [Effect::ScheduleRetry { delay_ms, .. }] = effects.as_slice() else {
+        let Some((_, delay_ms)) = retry_delay(&effects, T0 + 10) else {
             panic!("attempt {epoch}: unexpected effects {effects:?}");
         };
-        delays.push(*delay_ms);
+        delays.push(delay_ms);
         assert_eq!(
             step(&mut store, &[retry(id, epoch)]),
             vec![run_attempt(id, &counter("a"), epoch + 1)]

@@ -296,11 +296,7 @@ fn promise_entries_on_an_unkeyed_target_are_a_protocol_violation() {
                     id: req.id,
                     epoch: Epoch(1)
                 },
-                Effect::ScheduleRetry {
-                    id: req.id,
-                    epoch: Epoch(1),
-                    delay_ms: 50
-                },
+                retry_timer(req.id, 1, T0 + 50),
             ],
             "{entry:?}"
         );

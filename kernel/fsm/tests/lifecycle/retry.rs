@@ -83,3 +83,45 @@ fn resume_of_a_running_invocation_changes_nothing() {
     assert_eq!(step(&mut store, &[Command::Resume { id }]), vec![]);
     assert_eq!(store, before);
 }
+
+#[test]
+fn restart_of_the_running_attempt_fences_it_and_starts_the_next() {
+    let mut store = MemoryStore::default();
+    let id = running(&mut store, "a", 1);
+    let effects = step(
+        &mut store,
+        &[Command::Restart {
+            id,
+            epoch: Epoch(1),
+        }],
+    );
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Fence {
+                id,
+                epoch: Epoch(1)
+            },
+            run_attempt(id, &counter("a"), 2)
+        ]
+    );
+    assert_eq!(
+        status(&store, id),
+        Some(Status::Invoked { epoch: Epoch(2) })
+    );
+}
+
+#[test]
+fn restart_never_cuts_a_backoff_short_nor_touches_another_epoch() {
+    let mut store = MemoryStore::default();
+    let id = running(&mut store, "a", 1);
+    let restart = |epoch| Command::Restart {
+        id,
+        epoch: Epoch(epoch),
+    };
+    assert_eq!(step(&mut store, &[restart(2)]), vec![]);
+    step(&mut store, &[ended(id, 1, retryable(500))]);
+    let before = status(&store, id);
+    assert_eq!(step(&mut store, &[restart(1)]), vec![]);
+    assert_eq!(status(&store, id), before);
+}

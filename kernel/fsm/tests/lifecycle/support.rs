@@ -274,6 +274,42 @@ pub fn purge_timer(id: InvocationId, expires_at_ms: u64) -> Effect {
     }
 }
 
+/// The timer that retries `id` after failed attempt `epoch`, due at `fire_at_ms`.
+pub fn retry_timer(id: InvocationId, epoch: u32, fire_at_ms: u64) -> Effect {
+    Effect::RegisterTimer {
+        timer: TimerKey::new(
+            fire_at_ms,
+            Timer::Retry {
+                id,
+                epoch: Epoch(epoch),
+            },
+        ),
+    }
+}
+
+/// The backoff a failed attempt registered: its retry timer's epoch and delay after `at_ms`.
+pub fn retry_delay(effects: &[Effect], at_ms: u64) -> Option<(Epoch, u64)> {
+    effects.iter().find_map(|effect| match effect {
+        Effect::RegisterTimer {
+            timer:
+                TimerKey {
+                    fire_at_ms,
+                    timer: Timer::Retry { epoch, .. },
+                },
+        } => Some((*epoch, fire_at_ms - at_ms)),
+        _ => None,
+    })
+}
+
+/// `BackingOff` after attempt `epoch`, the `attempts`-th failure, due at `retry_at_ms`.
+pub fn backing_off(epoch: u32, attempts: u32, retry_at_ms: u64) -> Status {
+    Status::BackingOff {
+        epoch: Epoch(epoch),
+        attempts,
+        retry_at_ms: Some(retry_at_ms),
+    }
+}
+
 pub fn run_attempt(id: InvocationId, target: &Target, epoch: u32) -> Effect {
     Effect::RunAttempt {
         id,

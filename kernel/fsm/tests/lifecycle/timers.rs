@@ -228,3 +228,90 @@ fn every_sleep_of_a_suspended_invocation_fires_on_its_own() {
     assert_eq!(effects, vec![run_attempt(id, &counter("a"), 2)]);
     assert_eq!(completion_of(&store, id, 1), Some(Outcome::Void));
 }
+
+/// The retry timer of attempt `epoch` of `id`, due at `fire_at_ms`.
+fn retry_key(id: InvocationId, epoch: u32, fire_at_ms: u64) -> TimerKey {
+    TimerKey::new(
+        fire_at_ms,
+        Timer::Retry {
+            id,
+            epoch: Epoch(epoch),
+        },
+    )
+}
+
+#[test]
+fn a_failed_attempt_stores_its_retry_timer_and_firing_it_starts_the_next_attempt() {
+    let mut store = MemoryStore::default();
+    let id = running(&mut store, "a", 1);
+    step(&mut store, &[ended(id, 1, retryable(500))]);
+    let due = T0 + 10 + 50;
+    assert_eq!(
+        store.timers.iter().copied().collect::<Vec<_>>(),
+        vec![retry_key(id, 1, due)]
+    );
+    assert_eq!(status(&store, id), Some(backing_off(1, 1, due)));
+
+    let effects = step(&mut store, &[fire(retry_key(id, 1, due), due)]);
+    assert_eq!(effects, vec![run_attempt(id, &counter("a"), 2)]);
+    assert!(store.timers.is_empty());
+    // Fired once: proposing it again (a new leader's wheel) changes nothing.
+    assert_eq!(
+        step(&mut store, &[fire(retry_key(id, 1, due), due)]),
+        vec![]
+    );
+    assert_eq!(
+        status(&store, id),
+        Some(Status::Invoked { epoch: Epoch(2) })
+    );
+}
+
+#[test]
+fn a_retry_timer_left_behind_by_a_resume_is_ignored() {
+    let mut store = MemoryStore::default();
+    let id = running(&mut store, "a", 1);
+    step(&mut store, &[ended(id, 1, retryable(500))]);
+    let due = T0 + 10 + 50;
+    step(
+        &mut store,
+        &[Command::ResumeOn {
+            id,
+            deployment: None,
+        }],
+    );
+    assert_eq!(
+        status(&store, id),
+        Some(Status::Invoked { epoch: Epoch(2) })
+    );
+    assert_eq!(
+        step(&mut store, &[fire(retry_key(id, 1, due), due)]),
+        vec![]
+    );
+    assert_eq!(
+        status(&store, id),
+        Some(Status::Invoked { epoch: Epoch(2) })
+    );
+}
+
+#[test]
+fn a_retry_timer_of_an_earlier_failure_does_not_cut_a_later_backoff_short() {
+    let mut store = MemoryStore::default();
+    let id = running(&mut store, "a", 1);
+    step(&mut store, &[ended(id, 1, retryable(500))]);
+    let first = T0 + 10 + 50;
+    step(&mut store, &[fire(retry_key(id, 1, first), first)]);
+    step(&mut store, &[ended(id, 2, retryable(500))]);
+    let second = T0 + 10 + 100;
+    assert_eq!(status(&store, id), Some(backing_off(2, 2, second)));
+    // A forged or stale key with the right epoch but another due time does nothing.
+    store.timers.insert(retry_key(id, 2, first));
+    assert_eq!(
+        step(&mut store, &[fire(retry_key(id, 2, first), first)]),
+        vec![]
+    );
+    assert_eq!(status(&store, id), Some(backing_off(2, 2, second)));
+    assert_eq!(
+        step(&mut store, &[fire(retry_key(id, 2, second), second)]),
+        vec![run_attempt(id, &counter("a"), 3)]
+    );
+}

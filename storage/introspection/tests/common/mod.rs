@@ -67,6 +67,7 @@ fn partition_of(command: &Command) -> PartitionId {
         | Command::AttemptEnded { id, .. }
         | Command::Completion { id, .. }
         | Command::Retry { id, .. }
+        | Command::Restart { id, .. }
         | Command::Cancel { id, .. }
         | Command::Kill { id, .. }
         | Command::Purge { id }

@@ -1,0 +1,281 @@
+//! Leadership of a partition: becoming leader, leading, stepping down.
+//!
+//! ```text
+//!   Following ──raft says Leader (term t)──► Becoming{t} ──ensure_linearizable, then read the
+//!       ▲                                        │        store once (Resumable at index X)
+//!       │                                        ▼
+//!       └──────raft says otherwise───────── Leading(Leader{rebuilt_at: X})
+//! ```
+//!
+//! A [`Leader`] exists only while this node leads and has applied everything committed before
+//! its term began, and it is built from the store alone: the attempts that were running restart
+//! with a new epoch (`Restart`), backing-off ones wait for their durable retry timer, the shuffle
+//! reloads the outbox, the timer wheel loads its window. Effects of every entry applied after
+//! `rebuilt_at` go to it, whoever proposed the entry; earlier ones are already in what it read.
+//! Nothing is proposed while becoming, so no entry can be applied between the barrier and the
+//! read. Dropping the `Leader` stops every attempt, the shuffle and the timer wheel it owns.
+//!
+//! A reconciler checks every [`RECONCILE_INTERVAL`] that each invocation whose attempt should
+//! be running has one, and restarts (and logs) any that does not.
+
+use crate::actor::{Lane, PartitionActor};
+use crate::shuffle::{self, ShuffleActor};
+use crate::timers::{self, TimerWheelActor};
+use actix::prelude::*;
+use holdfast_fsm::state::Status;
+use holdfast_invocation::{InvocationActor, Stop};
+use holdfast_raft_store::Resumable;
+use holdfast_types::{Command, Epoch, InvocationId};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// How often the leader looks for invocations that should run and do not.
+pub(crate) const RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a failed leadership barrier (no quorum yet) waits before it is tried again.
+const BARRIER_RETRY: Duration = Duration::from_millis(100);
+
+/// Where this node stands in the partition's leadership.
+pub(crate) enum Leadership {
+    /// Another node leads, or nobody does: effects are dropped.
+    Following,
+    /// Raft made this node leader in `term`; it is catching up before it acts.
+    Becoming { term: u64 },
+    /// This node leads and executes effects.
+    Leading(Box<Leader>),
+}
+
+impl Leadership {
+    /// The term this node leads (or is becoming leader) in.
+    pub(crate) fn term(&self) -> Option<u64> {
+        match self {
+            Leadership::Following => None,
+            Leadership::Becoming { term } => Some(*term),
+            Leadership::Leading(leader) => Some(leader.term),
+        }
+    }
+}
+
+/// Everything that exists only while this node leads the partition.
+pub(crate) struct Leader {
+    /// The raft term of this leadership.
+    pub(crate) term: u64,
+    /// The applied index the leader was rebuilt at: effects up to it are already reflected.
+    pub(crate) rebuilt_at: u64,
+    /// The applied index up to which this leader has received effects.
+    pub(crate) executed_through: u64,
+    /// The attempt running for each invocation, with its epoch.
+    pub(crate) running: HashMap<InvocationId, (Epoch, Addr<InvocationActor>)>,
+    /// Invocations whose attempt ended and whose `AttemptEnded` is not committed yet.
+    pub(crate) ending: HashSet<InvocationId>,
+    /// Invocations with a `Restart` proposed and not committed yet.
+    pub(crate) restarting: HashSet<InvocationId>,
+    /// Delivers the outbox.
+    pub(crate) shuffle: Addr<ShuffleActor>,
+    /// Fires timers as they come due.
+    pub(crate) timers: Addr<TimerWheelActor>,
+    /// A reconciler pass is reading the store.
+    pub(crate) reconciling: bool,
+}
+
+impl Leader {
+    /// The running attempt of `id`, if it is attempt `epoch`.
+    pub(crate) fn attempt(&self, id: InvocationId, epoch: Epoch) -> Option<&Addr<InvocationActor>> {
+        self.running
+            .get(&id)
+            .filter(|(running, _)| *running == epoch)
+            .map(|(_, attempt)| attempt)
+    }
+
+    /// Whether the leader drives `id` at `epoch` or later (running, ending or restarting it).
+    fn drives(&self, id: InvocationId, epoch: Epoch) -> bool {
+        self.running.get(&id).is_some_and(|(e, _)| *e >= epoch)
+            || self.ending.contains(&id)
+            || self.restarting.contains(&id)
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        for (_, (_, attempt)) in self.running.drain() {
+            attempt.do_send(Stop);
+        }
+        self.shuffle.do_send(shuffle::Halt);
+        self.timers.do_send(timers::Halt);
+    }
+}
+
+/// The store as read by a new leader or the reconciler, for `term`.
+struct Read {
+    term: u64,
+    resumable: Result<Resumable, String>,
+}
+
+impl Message for Read {
+    type Result = ();
+}
+
+impl PartitionActor {
+    /// Raft made this node leader in `term`: wait until everything committed before the term is
+    /// applied, then read what to resume.
+    pub(crate) fn become_leader(&mut self, term: u64, ctx: &mut Context<Self>) {
+        self.leadership = Leadership::Becoming { term };
+        let Some(group) = &self.group else { return };
+        let raft = group.raft.clone();
+        let state = group.state.clone();
+        let barrier = async move {
+            raft.ensure_linearizable()
+                .await
+                .map_err(|e| format!("leadership barrier: {e}"))?;
+            tokio::task::spawn_blocking(move || state.resumable(true))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
+        };
+        ctx.spawn(barrier.into_actor(self).map(move |resumable, act, ctx| {
+            if !matches!(act.leadership, Leadership::Becoming { term: t } if t == term) {
+                return;
+            }
+            match resumable {
+                Ok(resumable) => act.lead(term, resumable, ctx),
+                Err(message) => {
+                    tracing::warn!(partition = %act.partition(), term, %message, "not leading yet; trying again");
+                    ctx.run_later(BARRIER_RETRY, move |act, ctx| {
+                        if matches!(act.leadership, Leadership::Becoming { term: t } if t == term)
+                        {
+                            act.become_leader(term, ctx);
+                        }
+                    });
+                }
+            }
+        }));
+    }
+
+    /// Builds the [`Leader`] from what the store holds at `resumable.applied`.
+    fn lead(&mut self, term: u64, resumable: Resumable, ctx: &mut Context<Self>) {
+        let Some(group) = &self.group else { return };
+        let shuffle = ShuffleActor::new(self.partition(), ctx.address(), self.peers.clone());
+        let shuffle = shuffle.start();
+        shuffle.do_send(shuffle::Reload(resumable.outbox));
+        let timers =
+            TimerWheelActor::new(self.partition(), ctx.address(), group.state.downgrade()).start();
+        let applied = resumable.applied.0;
+        self.leadership = Leadership::Leading(Box::new(Leader {
+            term,
+            rebuilt_at: applied,
+            executed_through: applied,
+            running: HashMap::new(),
+            ending: HashSet::new(),
+            restarting: HashSet::new(),
+            shuffle,
+            timers,
+            reconciling: false,
+        }));
+        let mut restarted = 0usize;
+        for (id, record) in resumable.active {
+            match record.status {
+                // The attempt belonged to an earlier leader (or this node before a crash).
+                Status::Invoked { epoch } => {
+                    self.restart(id, epoch, ctx);
+                    restarted += 1;
+                }
+                // Backed off before retries were durable timers: nothing will fire it.
+                Status::BackingOff {
+                    epoch,
+                    retry_at_ms: None,
+                    ..
+                } => {
+                    self.submit(vec![Command::Retry { id, epoch }], ctx);
+                    restarted += 1;
+                }
+                _ => {}
+            }
+        }
+        tracing::info!(partition = %self.partition(), term, applied, restarted, "leading");
+        self.commit_next(ctx);
+    }
+
+    /// Proposes `Restart` of attempt `epoch` of `id`, remembering it until it is committed.
+    fn restart(&mut self, id: InvocationId, epoch: Epoch, ctx: &mut Context<Self>) {
+        let Leadership::Leading(leader) = &mut self.leadership else {
+            return;
+        };
+        leader.restarting.insert(id);
+        let committed = self.enqueue(vec![Command::Restart { id, epoch }], Lane::Internal, ctx);
+        ctx.spawn(committed.into_actor(self).map(move |_, act, _| {
+            if let Leadership::Leading(leader) = &mut act.leadership {
+                leader.restarting.remove(&id);
+            }
+        }));
+    }
+
+    /// This node no longer leads (or its group stopped): drop the leader and its waiters.
+    pub(crate) fn step_down(&mut self) {
+        if !matches!(self.leadership, Leadership::Following) {
+            tracing::info!(partition = %self.partition(), "no longer leading");
+        }
+        self.leadership = Leadership::Following;
+        // Dropping the senders answers each waiting request with "the partition lost track".
+        self.waiters.clear();
+    }
+
+    /// Starts a reconciler pass: reads the active invocations off the actor's thread.
+    pub(crate) fn reconcile(&mut self, ctx: &mut Context<Self>) {
+        let Leadership::Leading(leader) = &mut self.leadership else {
+            return;
+        };
+        if leader.reconciling {
+            return;
+        }
+        let Some(group) = &self.group else { return };
+        leader.reconciling = true;
+        let term = leader.term;
+        let state = group.state.clone();
+        let read = async move {
+            let resumable = tokio::task::spawn_blocking(move || state.resumable(false))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|read| read.map_err(|e| e.to_string()));
+            Read { term, resumable }
+        };
+        ctx.spawn(
+            read.into_actor(self)
+                .map(|read, act, ctx| act.reconciled_read(read, ctx)),
+        );
+    }
+
+    /// Restarts every invocation the store says is running and this leader does not drive.
+    fn reconciled_read(&mut self, Read { term, resumable }: Read, ctx: &mut Context<Self>) {
+        let Leadership::Leading(leader) = &mut self.leadership else {
+            return;
+        };
+        if leader.term != term {
+            return;
+        }
+        leader.reconciling = false;
+        let resumable = match resumable {
+            Ok(resumable) => resumable,
+            Err(message) => {
+                tracing::warn!(partition = %self.partition(), %message, "reconciler cannot read the store");
+                return;
+            }
+        };
+        // Effects of entries the read reflects may still be on their way: judge next time.
+        if leader.executed_through < resumable.applied.0 {
+            return;
+        }
+        let stranded: Vec<(InvocationId, Epoch)> = resumable
+            .active
+            .into_iter()
+            .filter_map(|(id, record)| match record.status {
+                Status::Invoked { epoch } if !leader.drives(id, epoch) => Some((id, epoch)),
+                _ => None,
+            })
+            .collect();
+        for (id, epoch) in stranded {
+            tracing::warn!(partition = %self.partition(), invocation = %id, attempt = epoch.0,
+                "reconciler: invocation is running with no attempt; restarting it");
+            self.reconciled += 1;
+            self.restart(id, epoch, ctx);
+        }
+    }
+}
