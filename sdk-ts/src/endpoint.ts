@@ -105,7 +105,9 @@ export class Endpoint {
   listen(port?: number, host?: string): Promise<number> {
     const handler = this.http2Handler();
     const h1 = http.createServer(handler);
-    const h2 = http2.createServer(handler);
+    // Messages up to 16 MiB may be in flight on one session: above Node's 10 MB default, the
+    // session would refuse streams with ENHANCE_YOUR_CALM.
+    const h2 = http2.createServer({ maxSessionMemory: 64 }, handler);
     const server = net.createServer((socket) => sniffProtocol(socket, h1, h2));
     return new Promise((resolve, reject) => {
       server.once("error", reject);

@@ -7,6 +7,8 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import {
   COMPLETABLE,
   FLAG_ACK,
+  HEADER_LEN,
+  MAX_MESSAGE_BYTES,
   encodeMessage,
   isEntry,
   type Body,
@@ -185,8 +187,14 @@ export class Invocation implements PromiseHost {
       return promise;
     }
     this.leaves.set(index, (outcome) => promise.settle(fromOutcome(outcome)));
-    const propose = (result: Outcome) => {
+    const propose = (produced: Outcome) => {
       if (this.ended || promise.settled) return;
+      // A result larger than the kernel accepts fails the step terminally instead.
+      const size = produced.value?.length ?? 0;
+      const result: Outcome =
+        size > MAX_MESSAGE_BYTES
+          ? { failure: { code: 413, message: `ctx.run ${name}: a result of ${size} bytes exceeds the limit of ${MAX_MESSAGE_BYTES} bytes (the kernel's invocation.max_message_bytes)` } }
+          : produced;
       this.transport.write(encodeMessage({ type: "completion", flags: FLAG_ACK, body: { entry: index, result } }));
       const release = () => promise.settle(fromOutcome(result));
       if (this.acked.has(index)) release();
@@ -345,7 +353,16 @@ export class Invocation implements PromiseHost {
     const message = { type, body } as MessageOf<N>;
     const recorded = this.journal[index];
     if (recorded === undefined) {
-      this.transport.write(encodeMessage(message));
+      const frame = encodeMessage(message);
+      const size = frame.length - HEADER_LEN;
+      if (size > MAX_MESSAGE_BYTES) {
+        this.nextIndex--;
+        throw new TerminalError(
+          `ctx.${type}: a message of ${size} bytes exceeds the limit of ${MAX_MESSAGE_BYTES} bytes (the kernel's invocation.max_message_bytes)`,
+          { errorCode: 413 },
+        );
+      }
+      this.transport.write(frame);
       return { index, replayed: false };
     }
     if (!sameCommand(recorded, message)) {

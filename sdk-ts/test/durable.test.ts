@@ -330,3 +330,24 @@ test("a rejected workflow promise reaches get() as a TerminalError", async () =>
     result: { value: { name: "TerminalError", terminal: true, cancelled: false, code: 500, message: "no thanks" } },
   });
 });
+
+const Oversized = restate.object({
+  name: "Oversized",
+  handlers: {
+    // entry 1 would be a set_state above the kernel's message limit
+    setHuge: async (ctx: ObjectContext) => {
+      ctx.set("huge", "x".repeat(17 * 1024 * 1024));
+      return "unreachable";
+    },
+  },
+});
+
+test("a state value above the message limit fails the invocation terminally with 413, unsent", async () => {
+  const endpoint = restate.endpoint().bind(Oversized).handler();
+  const out = await exchange(endpoint, "/invoke/Oversized/setHuge", start(1, { key: "k" }), input(undefined));
+  // Nothing of the value was written: the invocation ends with a 413 failure as its output.
+  const [output, end] = out.map(view) as [{ type: string; result: { failure: { code: number; message: string } } }, { type: string }];
+  assert.equal(out.length, 2, JSON.stringify(out.map(view)));
+  assert.deepEqual([output.type, output.result.failure.code, end.type], ["output", 413, "end"]);
+  assert.match(output.result.failure.message, /max_message_bytes/);
+});

@@ -278,6 +278,19 @@ impl StreamHandler<Event> for InvocationActor {
         }
         let frame = match event {
             Event::Message(frame) => frame,
+            // A message above the limit fails the same way on every retry: fail terminally.
+            Event::ProtocolViolation(holdfast_protocol::Error::FrameTooLong { len, max }) => {
+                let ending = Ending::Failed {
+                    code: 413,
+                    message: format!(
+                        "the handler sent a message of {len} bytes; the limit is {max} bytes \
+                         (invocation.max_message_bytes and framing)"
+                    ),
+                    retryable: false,
+                    retry_after_ms: None,
+                };
+                return self.fail(ending, ctx);
+            }
             Event::ProtocolViolation(error) => {
                 let ending = self.violation(&Violation::Undecodable(error));
                 return self.fail(ending, ctx);

@@ -40,12 +40,19 @@ pub struct Settings {
     pub max_batch_commands: usize,
     /// Most (approximate) encoded bytes in one group commit.
     pub max_batch_bytes: usize,
-    /// Most client proposals waiting for a batch; beyond it they are refused as overload (the
-    /// kernel's own proposals have a lane of their own and are never refused).
+    /// Most client proposals waiting for a batch; beyond it, or beyond four batches' worth of
+    /// bytes, they are refused as overload (the kernel's own proposals have a lane of their own
+    /// and are never refused).
     pub max_queued: usize,
     /// How long a batch may take to commit before its proposers are told the outcome is unknown
     /// (a leader cut off from its quorum, or a stalled disk); the partition then goes on.
     pub proposal_deadline: Duration,
+    /// The largest message of an invocation (`[invocation] max_message_bytes`): a journal entry or
+    /// run result above it fails the invocation terminally; state above a quarter of it is not
+    /// sent eagerly with `start` (the SDK then reads it entry by entry).
+    pub max_message_bytes: usize,
+    /// Attempts running at once (`[invocation] max_concurrent_attempts`); the rest wait in order.
+    pub max_concurrent_attempts: usize,
     /// How often applied state is made durable in the background.
     pub flush_interval: Duration,
     /// The newest registry of deployments, to find the endpoint of an attempt.
@@ -140,6 +147,8 @@ pub struct PartitionActor {
     pub(crate) waiters: HashMap<InvocationId, Vec<oneshot::Sender<Outcome>>>,
     /// Client proposals waiting for a batch.
     queue: VecDeque<Queued>,
+    /// Approximate bytes of the client proposals waiting.
+    queued_bytes: usize,
     /// The kernel's own proposals waiting for a batch; they go first.
     internal: VecDeque<Queued>,
     /// Invocations the reconciler found running with no attempt, since start.
@@ -171,6 +180,7 @@ impl PartitionActor {
             leadership: Leadership::Following,
             waiters: HashMap::new(),
             queue: VecDeque::new(),
+            queued_bytes: 0,
             internal: VecDeque::new(),
             reconciled: 0,
             in_flight: false,
@@ -239,7 +249,7 @@ impl PartitionActor {
         let mut commands = Vec::new();
         let mut waiting = Vec::new();
         let mut bytes = 0;
-        for queue in [&mut self.internal, &mut self.queue] {
+        for (client, queue) in [(false, &mut self.internal), (true, &mut self.queue)] {
             while let Some(next) = queue.front() {
                 let full = !commands.is_empty()
                     && (commands.len() + next.commands.len() > max_commands
@@ -250,6 +260,9 @@ impl PartitionActor {
                 let Some(next) = queue.pop_front() else {
                     break;
                 };
+                if client {
+                    self.queued_bytes = self.queued_bytes.saturating_sub(next.size);
+                }
                 bytes += next.size;
                 commands.extend(next.commands);
                 waiting.push((next.reply, next.arrived));
@@ -328,30 +341,41 @@ impl PartitionActor {
         lane: Lane,
         ctx: &mut Context<Self>,
     ) -> BoxFuture<'static, Result<Committed, ProposeError>> {
+        let partition = self.partition();
         let refusal = if self.closing {
-            Some(ProposeError::ShuttingDown(self.partition()))
-        } else if let Some(leader) = self.observed.other_leader() {
-            Some(ProposeError::NotLeader {
-                partition: self.partition(),
-                leader: Some(leader),
-            })
-        } else if lane == Lane::Client && self.queue.len() >= self.settings.max_queued {
-            Some(ProposeError::Overloaded(self.partition()))
+            Some(ProposeError::ShuttingDown(partition))
         } else {
-            None
+            self.observed
+                .other_leader()
+                .map(|leader| ProposeError::NotLeader {
+                    partition,
+                    leader: Some(leader),
+                })
         };
         if let Some(refusal) = refusal {
             return Box::pin(ready(Err(refusal)));
         }
+        let size = commands.iter().map(Command::approx_size).sum();
+        // The client queue is bounded in count and in bytes (one proposal always fits an empty
+        // queue, however large).
+        let full = self.queue.len() >= self.settings.max_queued
+            || (!self.queue.is_empty()
+                && self.queued_bytes + size > self.settings.max_batch_bytes.saturating_mul(4));
+        if lane == Lane::Client && full {
+            return Box::pin(ready(Err(ProposeError::Overloaded(self.partition()))));
+        }
         let (reply, answer) = oneshot::channel();
         let queued = Queued {
-            size: commands.iter().map(Command::approx_size).sum(),
+            size,
             commands,
             reply,
             arrived: Instant::now(),
         };
         match lane {
-            Lane::Client => self.queue.push_back(queued),
+            Lane::Client => {
+                self.queued_bytes += size;
+                self.queue.push_back(queued);
+            }
             Lane::Internal => self.internal.push_back(queued),
         }
         // Commit once the messages already in the mailbox are queued too: an attempt's entries
@@ -375,6 +399,7 @@ impl PartitionActor {
 
     /// Refuses every queued proposal with `error`; none of them was written.
     fn refuse_queued(&mut self, error: &ProposeError) {
+        self.queued_bytes = 0;
         for queued in self.queue.drain(..).chain(self.internal.drain(..)) {
             let _ = queued.reply.send(Err(error.clone()));
         }
@@ -592,6 +617,14 @@ impl Handler<GetStatus> for PartitionActor {
                 .unwrap_or(0),
             journal_entries: self.journal_entries,
             reconciled: self.reconciled,
+            running_attempts: match &self.leadership {
+                Leadership::Leading(leader) => leader.running.len() as u64,
+                _ => 0,
+            },
+            waiting_attempts: match &self.leadership {
+                Leadership::Leading(leader) => leader.waiting.len() as u64,
+                _ => 0,
+            },
             handlers: self
                 .handlers
                 .values()

@@ -6,12 +6,15 @@ use crate::leader::Leadership;
 use crate::shuffle::ShuffleOut;
 use actix::prelude::*;
 use holdfast_fsm::Effect;
+use holdfast_fsm::state::Status;
+use holdfast_invocation::Timeouts;
 use holdfast_invocation::{
     AttemptEvent, AttemptSpec, DeliverAck, DeliverCompletion, InvocationActor, Stop,
 };
 use holdfast_protocol::Payload;
 use holdfast_protocol::message::Start;
-use holdfast_types::{Command, Ending, Epoch, HandlerKind, InvocationId, Target};
+use holdfast_protocol::{Entry, Outcome};
+use holdfast_types::{Command, Ending, Epoch, HandlerKind, InvocationId};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The wall clock in Unix milliseconds, carried into commands (the state machine has no clock).
@@ -30,13 +33,10 @@ impl PartitionActor {
             };
             match effect {
                 Effect::RunAttempt {
-                    id,
-                    epoch,
-                    target,
-                    deployment,
+                    id, epoch, target, ..
                 } => {
                     self.observe_attempt(target);
-                    self.run_attempt(*id, *epoch, target, deployment.as_ref(), ctx);
+                    self.schedule_attempt(*id, *epoch, ctx);
                 }
                 Effect::Observe(observation) => self.observe(observation),
                 Effect::SendCompletion {
@@ -63,6 +63,8 @@ impl PartitionActor {
                     {
                         attempt.do_send(Stop);
                     }
+                    leader.waiting.remove(*id, *epoch);
+                    self.start_waiting(ctx);
                 }
                 Effect::ShuffleOut { seq, message, .. } => {
                     leader.shuffle.do_send(ShuffleOut {
@@ -89,26 +91,50 @@ impl PartitionActor {
         }
     }
 
-    /// Starts attempt `epoch` of `id` against its pinned deployment (or the newest one serving
-    /// its target when it is not pinned).
-    fn run_attempt(
-        &mut self,
-        id: InvocationId,
-        epoch: Epoch,
-        target: &Target,
-        pinned: Option<&holdfast_types::DeploymentId>,
-        ctx: &mut Context<Self>,
-    ) {
-        let spec = self.attempt_spec(id, epoch, target, pinned);
-        let timeouts = self.attempt_timeouts(target, pinned);
+    /// Queues attempt `epoch` of `id` (replacing an older attempt of it) and starts what the
+    /// limit of concurrent attempts allows.
+    fn schedule_attempt(&mut self, id: InvocationId, epoch: Epoch, ctx: &mut Context<Self>) {
         let Leadership::Leading(leader) = &mut self.leadership else {
             return;
         };
         if let Some((_, stale)) = leader.running.remove(&id) {
             stale.do_send(Stop);
         }
+        leader.waiting.push(id, epoch);
+        self.start_waiting(ctx);
+    }
+
+    /// Starts waiting attempts, in order, while fewer than the limit run. Once the queue overflowed
+    /// and drained, the reconciler finds the invocations that did not fit in the store.
+    pub(crate) fn start_waiting(&mut self, ctx: &mut Context<Self>) {
+        loop {
+            let limit = self.settings.max_concurrent_attempts;
+            let Leadership::Leading(leader) = &mut self.leadership else {
+                return;
+            };
+            if leader.running.len() >= limit {
+                return;
+            }
+            let Some((id, epoch)) = leader.waiting.pop() else {
+                if leader.waiting.overflowed() {
+                    self.reconcile(ctx);
+                }
+                return;
+            };
+            self.run_attempt(id, epoch, ctx);
+        }
+    }
+
+    /// Starts attempt `epoch` of `id` against its pinned deployment (or the newest one serving
+    /// its target when it is not pinned), if it is still the invocation's current attempt.
+    fn run_attempt(&mut self, id: InvocationId, epoch: Epoch, ctx: &mut Context<Self>) {
+        let spec = self.attempt_spec(id, epoch);
+        let Leadership::Leading(leader) = &mut self.leadership else {
+            return;
+        };
         match spec {
-            Ok(spec) => {
+            Ok(None) => {}
+            Ok(Some((spec, timeouts))) => {
                 let attempt = InvocationActor::new(
                     spec,
                     self.settings.endpoints.clone(),
@@ -131,6 +157,37 @@ impl PartitionActor {
                 self.end_attempt(id, epoch, ending, ctx);
             }
         }
+    }
+
+    /// Ends attempt `epoch` of `id` at once with a terminal failure: it wrote a message larger
+    /// than the limit, which no retry could change.
+    fn refuse_oversized(
+        &mut self,
+        id: InvocationId,
+        epoch: Epoch,
+        what: &str,
+        size: usize,
+        ctx: &mut Context<Self>,
+    ) {
+        let limit = self.settings.max_message_bytes;
+        if let Leadership::Leading(leader) = &mut self.leadership
+            && leader.attempt(id, epoch).is_some()
+            && let Some((_, attempt)) = leader.running.remove(&id)
+        {
+            attempt.do_send(Stop);
+        }
+        tracing::warn!(partition = %self.partition(), invocation = %id, attempt = epoch.0, size,
+            limit, "{what} exceeds invocation.max_message_bytes; failing the invocation");
+        let ending = Ending::Failed {
+            code: 413,
+            message: format!(
+                "{what} of {size} bytes exceeds the limit of {limit} bytes (invocation.max_message_bytes)"
+            ),
+            retryable: false,
+            retry_after_ms: None,
+        };
+        self.end_attempt(id, epoch, ending, ctx);
+        self.start_waiting(ctx);
     }
 
     /// Proposes that attempt `epoch` of `id` ended; until that is committed the reconciler
@@ -159,14 +216,22 @@ impl PartitionActor {
         }));
     }
 
+    /// What attempt `epoch` of `id` starts with, and its timeouts; `None` when the invocation is
+    /// no longer running that attempt (it ended, was killed or restarted while it waited).
     fn attempt_spec(
         &self,
         id: InvocationId,
         epoch: Epoch,
-        target: &Target,
-        pinned: Option<&holdfast_types::DeploymentId>,
-    ) -> Result<AttemptSpec, String> {
+    ) -> Result<Option<(AttemptSpec, Timeouts)>, String> {
         let group = self.group.as_ref().ok_or("the partition is not started")?;
+        let Some(record) = group.state.invocation(id).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        if record.status != (Status::Invoked { epoch }) {
+            return Ok(None);
+        }
+        let target = &record.target;
+        let pinned = record.deployment.as_ref();
         let registry = self.settings.registry.borrow().clone();
         let resolved = match pinned {
             Some(pinned) => {
@@ -197,11 +262,6 @@ impl PartitionActor {
             .uri
             .parse()
             .map_err(|e| format!("deployment uri {}: {e}", resolved.deployment.uri))?;
-        let record = group
-            .state
-            .invocation(id)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("invocation {id} is not stored"))?;
         let journal: Vec<_> = group
             .state
             .journal(id)
@@ -209,15 +269,21 @@ impl PartitionActor {
             .into_iter()
             .map(|(_, item)| item)
             .collect();
-        let state = match target.object() {
-            Some(object) => group
-                .state
-                .object_state(&object)
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|(name, value)| (name, Payload(value.into())))
-                .collect(),
-            None => Vec::new(),
+        // State beyond a quarter of a message is left out: the SDK reads it entry by entry, so an
+        // object with more state than one frame holds keeps serving.
+        let (state, state_complete) = match target.object() {
+            Some(object) => {
+                let (state, complete) = group
+                    .state
+                    .object_state_within(&object, self.settings.max_message_bytes / 4)
+                    .map_err(|e| e.to_string())?;
+                let state = state
+                    .into_iter()
+                    .map(|(name, value)| (name, Payload(value.into())))
+                    .collect();
+                (state, complete)
+            }
+            None => (Vec::new(), true),
         };
         let start = Start {
             attempt: epoch.0,
@@ -230,17 +296,21 @@ impl PartitionActor {
             retry_entry: None,
             secret: Payload::from(&record.secret.to_be_bytes()[..]),
             state,
-            state_complete: true,
+            state_complete,
         };
-        Ok(AttemptSpec {
-            id,
-            epoch,
-            target: target.clone(),
-            endpoint,
-            start,
-            journal,
-            trace: record.trace,
-        })
+        let timeouts = self.attempt_timeouts(target, pinned);
+        Ok(Some((
+            AttemptSpec {
+                id,
+                epoch,
+                target: target.clone(),
+                endpoint,
+                start,
+                journal,
+                trace: record.trace,
+            },
+            timeouts,
+        )))
     }
 
     /// The handler kind of a call's target, which the state machine needs to lock correctly.
@@ -264,7 +334,28 @@ impl Handler<AttemptEvent> for PartitionActor {
     type Result = ();
 
     fn handle(&mut self, event: AttemptEvent, ctx: &mut Context<Self>) {
+        // Entries and results of an attempt this leader stopped (fenced, replaced, refused) go
+        // nowhere: the state machine would fence them anyway.
+        if let AttemptEvent::Entry { id, epoch, .. } | AttemptEvent::RunResult { id, epoch, .. } =
+            &event
+            && !matches!(&self.leadership, Leadership::Leading(leader) if leader.attempt(*id, *epoch).is_some())
+        {
+            return;
+        }
+        let limit = self.settings.max_message_bytes;
         let command = match event {
+            AttemptEvent::Entry {
+                id, epoch, entry, ..
+            } if encoded_len(&entry) > limit => {
+                let size = encoded_len(&entry);
+                return self.refuse_oversized(id, epoch, "a journal entry", size, ctx);
+            }
+            AttemptEvent::RunResult {
+                id, epoch, outcome, ..
+            } if outcome_len(&outcome) > limit => {
+                let size = outcome_len(&outcome);
+                return self.refuse_oversized(id, epoch, "a run result", size, ctx);
+            }
             AttemptEvent::Entry {
                 id,
                 epoch,
@@ -300,6 +391,7 @@ impl Handler<AttemptEvent> for PartitionActor {
                 {
                     leader.running.remove(&id);
                 }
+                self.start_waiting(ctx);
                 if let Ending::Failed {
                     code,
                     message,
@@ -317,5 +409,20 @@ impl Handler<AttemptEvent> for PartitionActor {
         // A refused proposal is not lost work: a new leader restarts the attempt, and an
         // unknown outcome leaves the attempt fenced, which the reconciler restarts.
         self.submit(vec![command], ctx);
+    }
+}
+
+/// The size of an entry as journaled (its canonical body); unencodable counts as too large.
+fn encoded_len(entry: &Entry) -> usize {
+    entry.encode_body().map_or(usize::MAX, |body| body.len())
+}
+
+/// The size of a run result's payload.
+fn outcome_len(outcome: &Outcome) -> usize {
+    match outcome {
+        Outcome::Value(value) => value.0.len(),
+        Outcome::Failure(failure) => failure.message.len(),
+        Outcome::Keys(keys) => keys.iter().map(String::len).sum(),
+        Outcome::Void => 0,
     }
 }

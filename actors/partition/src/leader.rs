@@ -26,13 +26,80 @@ use holdfast_fsm::state::Status;
 use holdfast_invocation::{InvocationActor, Stop};
 use holdfast_raft_store::Resumable;
 use holdfast_types::{Command, Epoch, InvocationId};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 /// How often the leader looks for invocations that should run and do not.
 pub(crate) const RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a failed leadership barrier (no quorum yet) waits before it is tried again.
 const BARRIER_RETRY: Duration = Duration::from_millis(100);
+/// Attempts waiting for a free slot, per allowed concurrent attempt, before the rest wait in the
+/// store only (the reconciler picks them up as the queue drains).
+const WAITING_PER_SLOT: usize = 16;
+
+/// Attempts waiting for a free slot, in order; bounded, so a burst of thousands of due timers
+/// costs a few bytes each up to the bound and nothing beyond it (those stay `Invoked` in the
+/// store, where the reconciler finds them).
+pub(crate) struct Waiting {
+    order: VecDeque<InvocationId>,
+    epochs: HashMap<InvocationId, Epoch>,
+    bound: usize,
+    overflowed: bool,
+}
+
+impl Waiting {
+    fn new(bound: usize) -> Self {
+        Self {
+            order: VecDeque::new(),
+            epochs: HashMap::new(),
+            bound: bound.max(1),
+            overflowed: false,
+        }
+    }
+
+    /// Queues attempt `epoch` of `id` (a newer epoch replaces a queued older one in place).
+    pub(crate) fn push(&mut self, id: InvocationId, epoch: Epoch) {
+        if let Some(queued) = self.epochs.get_mut(&id) {
+            *queued = epoch;
+        } else if self.order.len() >= self.bound {
+            self.overflowed = true;
+        } else {
+            self.order.push_back(id);
+            self.epochs.insert(id, epoch);
+        }
+    }
+
+    /// The next attempt to start.
+    pub(crate) fn pop(&mut self) -> Option<(InvocationId, Epoch)> {
+        while let Some(id) = self.order.pop_front() {
+            if let Some(epoch) = self.epochs.remove(&id) {
+                return Some((id, epoch));
+            }
+        }
+        None
+    }
+
+    /// Forgets attempt `epoch` of `id` if it is queued (it was fenced before it started).
+    pub(crate) fn remove(&mut self, id: InvocationId, epoch: Epoch) {
+        if self.epochs.get(&id) == Some(&epoch) {
+            self.epochs.remove(&id);
+        }
+    }
+
+    fn holds(&self, id: InvocationId, epoch: Epoch) -> bool {
+        self.epochs.get(&id).is_some_and(|queued| *queued >= epoch)
+    }
+
+    /// Whether attempts were left to the store because the queue was full.
+    pub(crate) fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    /// How many attempts wait.
+    pub(crate) fn len(&self) -> usize {
+        self.epochs.len()
+    }
+}
 
 /// Where this node stands in the partition's leadership.
 pub(crate) enum Leadership {
@@ -65,6 +132,8 @@ pub(crate) struct Leader {
     pub(crate) executed_through: u64,
     /// The attempt running for each invocation, with its epoch.
     pub(crate) running: HashMap<InvocationId, (Epoch, Addr<InvocationActor>)>,
+    /// Attempts waiting for one of the `max_concurrent_attempts` slots.
+    pub(crate) waiting: Waiting,
     /// Invocations whose attempt ended and whose `AttemptEnded` is not committed yet.
     pub(crate) ending: HashSet<InvocationId>,
     /// Invocations with a `Restart` proposed and not committed yet.
@@ -89,6 +158,7 @@ impl Leader {
     /// Whether the leader drives `id` at `epoch` or later (running, ending or restarting it).
     fn drives(&self, id: InvocationId, epoch: Epoch) -> bool {
         self.running.get(&id).is_some_and(|(e, _)| *e >= epoch)
+            || self.waiting.holds(id, epoch)
             || self.ending.contains(&id)
             || self.restarting.contains(&id)
     }
@@ -153,7 +223,12 @@ impl PartitionActor {
     /// Builds the [`Leader`] from what the store holds at `resumable.applied`.
     fn lead(&mut self, term: u64, resumable: Resumable, ctx: &mut Context<Self>) {
         let Some(group) = &self.group else { return };
-        let shuffle = ShuffleActor::new(self.partition(), ctx.address(), self.peers.clone());
+        let shuffle = ShuffleActor::new(
+            self.partition(),
+            ctx.address(),
+            self.peers.clone(),
+            self.settings.max_batch_bytes,
+        );
         let shuffle = shuffle.start();
         shuffle.do_send(shuffle::Reload(resumable.outbox));
         let timers =
@@ -164,6 +239,11 @@ impl PartitionActor {
             rebuilt_at: applied,
             executed_through: applied,
             running: HashMap::new(),
+            waiting: Waiting::new(
+                self.settings
+                    .max_concurrent_attempts
+                    .saturating_mul(WAITING_PER_SLOT),
+            ),
             ending: HashSet::new(),
             restarting: HashSet::new(),
             shuffle,
@@ -218,8 +298,13 @@ impl PartitionActor {
         self.waiters.clear();
     }
 
-    /// Starts a reconciler pass: reads the active invocations off the actor's thread.
+    /// Starts a reconciler pass: reads the active invocations off the actor's thread. Also lets
+    /// go of ingress waiters whose clients went away.
     pub(crate) fn reconcile(&mut self, ctx: &mut Context<Self>) {
+        self.waiters.retain(|_, waiting| {
+            waiting.retain(|waiter| !waiter.is_closed());
+            !waiting.is_empty()
+        });
         let Leadership::Leading(leader) = &mut self.leadership else {
             return;
         };
@@ -271,6 +356,16 @@ impl PartitionActor {
                 _ => None,
             })
             .collect();
+        // After an overflow, what is not driven is what did not fit in the queue: it waits its
+        // turn again, and is not a lost attempt.
+        if leader.waiting.overflowed {
+            leader.waiting.overflowed = false;
+            for (id, epoch) in stranded {
+                leader.waiting.push(id, epoch);
+            }
+            self.start_waiting(ctx);
+            return;
+        }
         for (id, epoch) in stranded {
             tracing::warn!(partition = %self.partition(), invocation = %id, attempt = epoch.0,
                 "reconciler: invocation is running with no attempt; restarting it");

@@ -216,6 +216,10 @@ pub struct PartitionStatus {
     pub journal_entries: u64,
     /// Invocations the reconciler found running with no attempt and restarted, since start.
     pub reconciled: u64,
+    /// Attempts running now (0 unless this node leads).
+    pub running_attempts: u64,
+    /// Attempts waiting for a free slot in memory now (0 unless this node leads).
+    pub waiting_attempts: u64,
     /// Per-handler invocation counters while this node led the partition.
     pub handlers: Vec<HandlerMetrics>,
 }

@@ -5,7 +5,9 @@
 //! has committed it, and the target applies a `ShuffleIn` only if its sequence number is above the
 //! last one it applied from this source. That dedup is only sound if a target never sees a later
 //! message before an earlier one, so each target receives its messages in sequence order, all of
-//! its pending ones in one all-or-nothing batch (`ProposeMany`), one batch in flight at a time.
+//! its pending ones in one all-or-nothing batch (`ProposeInternal`), one batch in flight at a
+//! time; a batch ends at the group-commit byte limit (with at least one message), so no proposal
+//! grows with the backlog.
 //! Once every message up to `n` is delivered, the source truncates its outbox up to `n`.
 
 use crate::ProposeInternal;
@@ -56,6 +58,8 @@ pub(crate) struct ShuffleActor {
     highest: u64,
     /// Highest sequence number whose truncation was asked for.
     truncated: u64,
+    /// Most (approximate) bytes of one delivery batch.
+    max_batch_bytes: usize,
     halted: bool,
 }
 
@@ -64,6 +68,7 @@ impl ShuffleActor {
         source: PartitionId,
         owner: Addr<PartitionActor>,
         peers: Vec<Addr<PartitionActor>>,
+        max_batch_bytes: usize,
     ) -> Self {
         Self {
             source,
@@ -73,6 +78,7 @@ impl ShuffleActor {
             in_flight: HashSet::new(),
             highest: 0,
             truncated: 0,
+            max_batch_bytes,
             halted: false,
         }
     }
@@ -89,23 +95,30 @@ impl ShuffleActor {
             return;
         }
         let partitions = u32::try_from(self.peers.len()).unwrap_or(u32::MAX);
-        let mut batches: BTreeMap<PartitionId, Vec<(u64, Command)>> = BTreeMap::new();
+        let mut batches: BTreeMap<PartitionId, (usize, Vec<(u64, Command)>)> = BTreeMap::new();
+        let mut full: HashSet<PartitionId> = HashSet::new();
         for (seq, message) in &self.pending {
             let target = partition_for_key(message.partition_key(), partitions);
-            if self.in_flight.contains(&target) {
+            if self.in_flight.contains(&target) || full.contains(&target) {
                 continue;
             }
-            batches.entry(target).or_default().push((
-                *seq,
-                Command::ShuffleIn {
-                    from: self.source,
-                    seq: *seq,
-                    message: message.clone(),
-                    at_ms: now_ms(),
-                },
-            ));
+            let command = Command::ShuffleIn {
+                from: self.source,
+                seq: *seq,
+                message: message.clone(),
+                at_ms: now_ms(),
+            };
+            let (bytes, batch) = batches.entry(target).or_default();
+            let size = command.approx_size();
+            if !batch.is_empty() && *bytes + size > self.max_batch_bytes {
+                // Later messages wait for the next batch: order per target is kept.
+                full.insert(target);
+                continue;
+            }
+            *bytes += size;
+            batch.push((*seq, command));
         }
-        for (target, batch) in batches {
+        for (target, (_, batch)) in batches {
             let Some(peer) = self.peers.get(target.0 as usize).cloned() else {
                 tracing::error!(%target, "outbox message for a partition that does not exist");
                 continue;

@@ -609,6 +609,8 @@ mod tests {
                 max_batch_bytes: 1 << 20,
                 max_queued: 1 << 16,
                 proposal_deadline: Duration::from_secs(5),
+                max_message_bytes: 16 << 20,
+                max_concurrent_attempts: 64,
                 flush_interval: Duration::from_millis(200),
                 registry: tokio::sync::watch::channel(Default::default()).1,
                 endpoints: holdfast_endpoint::EndpointClient::new(Default::default()),

@@ -50,6 +50,8 @@ pub(crate) struct Partial {
     pub retry_factor: Option<Sourced<f64>>,
     pub retry_max_interval_ms: Option<Sourced<u64>>,
     pub retry_max_attempts: Option<Sourced<u32>>,
+    pub max_message_bytes: Option<Sourced<usize>>,
+    pub max_concurrent_attempts: Option<Sourced<usize>>,
     /// `tracing.endpoint`; `""` (or never set) means tracing is off.
     pub tracing_endpoint: Option<Sourced<String>>,
     pub tracing_service_name: Option<Sourced<String>>,
@@ -85,6 +87,10 @@ impl Partial {
             retry_factor: upper.retry_factor.or(self.retry_factor),
             retry_max_interval_ms: upper.retry_max_interval_ms.or(self.retry_max_interval_ms),
             retry_max_attempts: upper.retry_max_attempts.or(self.retry_max_attempts),
+            max_message_bytes: upper.max_message_bytes.or(self.max_message_bytes),
+            max_concurrent_attempts: upper
+                .max_concurrent_attempts
+                .or(self.max_concurrent_attempts),
             tracing_endpoint: upper.tracing_endpoint.or(self.tracing_endpoint),
             tracing_service_name: upper.tracing_service_name.or(self.tracing_service_name),
             tracing_queue_capacity: upper.tracing_queue_capacity.or(self.tracing_queue_capacity),
@@ -141,6 +147,9 @@ pub(crate) const ELECTION_TIMEOUT_MS: Range = Range::between(50, 60_000);
 pub(crate) const MILLIS: Range = Range::between(1, 1 << 53);
 pub(crate) const MAX_ROWS: Range = Range::between(1, 1 << 53);
 pub(crate) const RETRY_MAX_ATTEMPTS: Range = Range::between(1, u32::MAX as i128);
+/// One message: at least 1 KiB, at most a protocol frame (16 MiB) less 64 KiB of framing.
+pub(crate) const MAX_MESSAGE_BYTES: Range = Range::between(1024, 16_711_680);
+pub(crate) const MAX_CONCURRENT_ATTEMPTS: Range = Range::between(1, 65_536);
 /// Spans queued for export at most (and so per batch): 2^24, a few GiB of spans at worst.
 pub(crate) const TRACING_QUEUE: Range = Range::between(1, 16_777_216);
 
@@ -383,6 +392,14 @@ pub(crate) fn read_layer(tree: Map<String, Value>, layer: &Layer<'_>) -> Result<
                         "retry_max_attempts" => {
                             partial.retry_max_attempts =
                                 Some(int(&value, &key, RETRY_MAX_ATTEMPTS, layer)?);
+                        }
+                        "max_message_bytes" => {
+                            partial.max_message_bytes =
+                                Some(int(&value, &key, MAX_MESSAGE_BYTES, layer)?);
+                        }
+                        "max_concurrent_attempts" => {
+                            partial.max_concurrent_attempts =
+                                Some(int(&value, &key, MAX_CONCURRENT_ATTEMPTS, layer)?);
                         }
                         _ => return Err(unknown(&key, layer)),
                     }

@@ -141,6 +141,14 @@ pub struct Invocation {
     pub retry_max_interval_ms: u64,
     /// Attempts before a failing invocation is paused until resumed (>= 1; default 70).
     pub retry_max_attempts: u32,
+    /// The largest message one invocation carries (1024..=16711680; default 16711680, a
+    /// protocol frame less framing): a request body, an awakeable's value, one journal entry or
+    /// state value. Larger bodies are refused with 413; a handler writing a larger entry fails
+    /// terminally. Decides partition state, so every node of a cluster must set it alike.
+    pub max_message_bytes: usize,
+    /// Attempts running at once per partition (1..=65536; default 256); further invocations
+    /// wait in order for a free slot.
+    pub max_concurrent_attempts: usize,
 }
 
 /// Where and how spans are exported (OTLP over HTTP/protobuf, e.g. to Jaeger). Purely local to

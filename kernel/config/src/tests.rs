@@ -124,6 +124,8 @@ fn default_config() -> Config {
             retry_factor: 2.0,
             retry_max_interval_ms: 60_000,
             retry_max_attempts: 70,
+            max_message_bytes: 16_711_680,
+            max_concurrent_attempts: 256,
         },
         tracing: Tracing {
             endpoint: None,
@@ -1061,6 +1063,8 @@ inactivity_timeout_ms = 200
             retry_factor: 3.0,
             retry_max_interval_ms: 60_000,
             retry_max_attempts: 3,
+            max_message_bytes: 16_711_680,
+            max_concurrent_attempts: 256,
         }
     );
     // An integer factor is a number too.
@@ -1095,6 +1099,18 @@ fn invocation_ranges_are_enforced() {
             },
         );
     }
+    assert_out_of_range(
+        "[invocation]\nmax_message_bytes = 1023\n",
+        "invocation.max_message_bytes",
+        "1023",
+        "1024..=16711680",
+    );
+    assert_out_of_range(
+        "[invocation]\nmax_concurrent_attempts = 0\n",
+        "invocation.max_concurrent_attempts",
+        "0",
+        "1..=65536",
+    );
     assert_out_of_range(
         "[invocation]\nretry_factor = 0.5\n",
         "invocation.retry_factor",

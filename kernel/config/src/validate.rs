@@ -176,6 +176,16 @@ fn invocation(merged: &mut Partial) -> Result<Invocation, Error> {
             "invocation.retry_max_attempts",
         )?
         .value,
+        max_message_bytes: required(
+            merged.max_message_bytes.take(),
+            "invocation.max_message_bytes",
+        )?
+        .value,
+        max_concurrent_attempts: required(
+            merged.max_concurrent_attempts.take(),
+            "invocation.max_concurrent_attempts",
+        )?
+        .value,
     })
 }
 

@@ -41,6 +41,9 @@ pub enum BootError {
     Raft(#[from] Box<openraft::ConfigError>),
 }
 
+/// What a protocol frame adds around the one message it carries (entry fields, encoding).
+const FRAMING_BYTES: usize = 64 * 1024;
+
 /// The attempt timeouts and the state machine's settings from the `[invocation]` section. The
 /// state machine's part must be the same on every replica, which holds because it comes from the
 /// cluster configuration that every node is given alike (like `[cluster]`).
@@ -160,7 +163,12 @@ impl Kernel {
             };
             Supervisor::start_in_arbiter(&arbiter.handle(), move |_| MetadataActor::new(settings))
         };
-        let endpoints = EndpointClient::new(ClientConfig::default());
+        let limit = config.invocation.max_message_bytes;
+        let endpoints = EndpointClient::new(ClientConfig {
+            // One message plus its framing: larger frames are refused before they are buffered.
+            max_frame_len: u32::try_from(limit + FRAMING_BYTES).unwrap_or(u32::MAX),
+            ..ClientConfig::default()
+        });
         let (timeouts, mut fsm) = invocation_settings(&config.invocation);
         fsm.tracing = spans.enabled();
         let mut stores = Vec::new();
@@ -178,6 +186,8 @@ impl Kernel {
                     // A few election timeouts: long enough for a busy disk, short enough that a
                     // leader cut off from its quorum answers instead of hanging.
                     proposal_deadline: Duration::from_millis(election.saturating_mul(2 * 5)),
+                    max_message_bytes: limit,
+                    max_concurrent_attempts: config.invocation.max_concurrent_attempts,
                     flush_interval: Duration::from_secs(1),
                     registry: registry.clone(),
                     endpoints: endpoints.clone(),

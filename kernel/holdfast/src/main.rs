@@ -173,6 +173,7 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         // Ingress counts responses into this handle; the admin API renders it at /metrics.
         let ingress_config = holdfast_ingress::IngressConfig {
             spans: spans.clone(),
+            max_body_bytes: config.invocation.max_message_bytes,
             ..holdfast_ingress::IngressConfig::default()
         };
         let admin = match holdfast_admin::serve(

@@ -347,6 +347,22 @@ pub(crate) fn render(scrape: &Scrape<'_>) -> String {
     );
     per_partition(
         &mut out,
+        "holdfast_partition_running_attempts",
+        "gauge",
+        "Attempts running now (at most invocation.max_concurrent_attempts).",
+        statuses,
+        |s| s.running_attempts as f64,
+    );
+    per_partition(
+        &mut out,
+        "holdfast_partition_waiting_attempts",
+        "gauge",
+        "Attempts waiting in memory for a free slot.",
+        statuses,
+        |s| s.waiting_attempts as f64,
+    );
+    per_partition(
+        &mut out,
         "holdfast_partition_reconciled_total",
         "counter",
         "Invocations found running with no attempt and restarted by the leader's reconciler.",
@@ -443,6 +459,8 @@ mod tests {
             inbox_depth: 7,
             journal_entries: 40,
             reconciled: 3,
+            running_attempts: 2,
+            waiting_attempts: 0,
             handlers,
         }
     }

@@ -20,6 +20,13 @@ export const HEADER_LEN = 8;
 /** Default upper bound on a frame body; larger frames are refused before any allocation. */
 export const DEFAULT_MAX_FRAME_LEN = 16 * 1024 * 1024;
 
+/**
+ * The largest message (journal entry, run result) the kernel accepts by default: its
+ * `invocation.max_message_bytes`, a frame less 64 KiB of framing. A larger one fails the
+ * invocation with a terminal error (413) before it is sent.
+ */
+export const MAX_MESSAGE_BYTES = DEFAULT_MAX_FRAME_LEN - 64 * 1024;
+
 const KNOWN_FLAGS = FLAG_ACK;
 
 /** Encodes one message into a complete frame (header and body). */

@@ -65,6 +65,8 @@ pub struct PartitionSummary {
 }
 
 type Rows = Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>;
+/// Named state entries of one object, in name order.
+type NamedValues = Vec<(String, Vec<u8>)>;
 
 /// A snapshot's payload: the whole applied state.
 #[derive(Serialize, Deserialize)]
@@ -294,22 +296,33 @@ impl StateMachine {
         })
     }
 
-    /// The state of one object by name, for the eager state an attempt starts with.
-    pub fn object_state(&self, object: &ObjectKey) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    /// The state of one object by name, in name order, up to `budget` bytes of names and values;
+    /// true when that is all of it. An attempt starts with this eager part.
+    pub fn object_state_within(
+        &self,
+        object: &ObjectKey,
+        budget: usize,
+    ) -> Result<(NamedValues, bool), Error> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(tables::STATE)?;
         let prefix = object_prefix(object);
         let mut out = Vec::new();
+        let mut used = 0usize;
         for item in table.range(prefix.as_slice()..)? {
             let (key, value) = item?;
             let Some(name) = key.value().strip_prefix(prefix.as_slice()) else {
                 break;
             };
+            let size = name.len() + value.value().len();
+            if used + size > budget {
+                return Ok((out, false));
+            }
+            used += size;
             let name = String::from_utf8(name.to_vec())
                 .map_err(|_| Error::CorruptKey(key.value().len()))?;
             out.push((name, value.value().to_vec()));
         }
-        Ok(out)
+        Ok((out, true))
     }
 
     /// The undelivered outbox, by sequence number: what the shuffle must (re)send.
