@@ -22,7 +22,7 @@ use crate::actor::{Lane, PartitionActor};
 use crate::shuffle::{self, ShuffleActor};
 use crate::timers::{self, TimerWheelActor};
 use actix::prelude::*;
-use holdfast_fsm::state::Status;
+use holdfast_fsm::state::{Invocation, Status};
 use holdfast_invocation::{InvocationActor, Stop};
 use holdfast_raft_store::Resumable;
 use holdfast_types::{Command, Epoch, InvocationId};
@@ -164,6 +164,38 @@ impl Leader {
     }
 }
 
+/// What a new leader proposes for the invocations it found active in the store: a `Restart` of
+/// every running attempt (it belonged to an earlier leader), and a `Retry` of every backoff that
+/// has no retry timer (written before retries were timers). Backoffs with a timer wait for it.
+pub(crate) fn resume_commands(active: &[(InvocationId, Invocation)]) -> Vec<Command> {
+    active
+        .iter()
+        .filter_map(|(id, record)| match record.status {
+            Status::Invoked { epoch } => Some(Command::Restart { id: *id, epoch }),
+            Status::BackingOff {
+                epoch,
+                retry_at_ms: None,
+                ..
+            } => Some(Command::Retry { id: *id, epoch }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The invocations the store says are running whose attempt the leader does not drive.
+pub(crate) fn stranded(
+    active: &[(InvocationId, Invocation)],
+    drives: impl Fn(InvocationId, Epoch) -> bool,
+) -> Vec<(InvocationId, Epoch)> {
+    active
+        .iter()
+        .filter_map(|(id, record)| match record.status {
+            Status::Invoked { epoch } if !drives(*id, epoch) => Some((*id, epoch)),
+            _ => None,
+        })
+        .collect()
+}
+
 impl Drop for Leader {
     fn drop(&mut self) {
         for (_, (_, attempt)) in self.running.drain() {
@@ -234,6 +266,7 @@ impl PartitionActor {
         let timers =
             TimerWheelActor::new(self.partition(), ctx.address(), group.state.downgrade()).start();
         let applied = resumable.applied.0;
+        let resume = resume_commands(&resumable.active);
         self.leadership = Leadership::Leading(Box::new(Leader {
             term,
             rebuilt_at: applied,
@@ -250,24 +283,11 @@ impl PartitionActor {
             timers,
             reconciling: false,
         }));
-        let mut restarted = 0usize;
-        for (id, record) in resumable.active {
-            match record.status {
-                // The attempt belonged to an earlier leader (or this node before a crash).
-                Status::Invoked { epoch } => {
-                    self.restart(id, epoch, ctx);
-                    restarted += 1;
-                }
-                // Backed off before retries were durable timers: nothing will fire it.
-                Status::BackingOff {
-                    epoch,
-                    retry_at_ms: None,
-                    ..
-                } => {
-                    self.submit(vec![Command::Retry { id, epoch }], ctx);
-                    restarted += 1;
-                }
-                _ => {}
+        let restarted = resume.len();
+        for command in resume {
+            match command {
+                Command::Restart { id, epoch } => self.restart(id, epoch, ctx),
+                other => self.submit(vec![other], ctx),
             }
         }
         tracing::info!(partition = %self.partition(), term, applied, restarted, "leading");
@@ -348,14 +368,7 @@ impl PartitionActor {
         if leader.executed_through < resumable.applied.0 {
             return;
         }
-        let stranded: Vec<(InvocationId, Epoch)> = resumable
-            .active
-            .into_iter()
-            .filter_map(|(id, record)| match record.status {
-                Status::Invoked { epoch } if !leader.drives(id, epoch) => Some((id, epoch)),
-                _ => None,
-            })
-            .collect();
+        let stranded = stranded(&resumable.active, |id, epoch| leader.drives(id, epoch));
         // After an overflow, what is not driven is what did not fit in the queue: it waits its
         // turn again, and is not a lost attempt.
         if leader.waiting.overflowed {

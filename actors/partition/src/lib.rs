@@ -31,6 +31,8 @@ mod effects;
 mod invoke;
 mod leader;
 mod metrics;
+#[cfg(test)]
+mod model_tests;
 mod shuffle;
 mod telemetry;
 mod timers;

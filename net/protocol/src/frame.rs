@@ -113,14 +113,16 @@ impl Decoder {
         let code = u16::from_be_bytes([header[0], header[1]]);
         let bits = u16::from_be_bytes([header[2], header[3]]);
         let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        // Type and flags first: a header that names no message is garbage, whatever length it
+        // claims; only a well-formed header with too long a body is a message above the limit.
+        let ty = MessageType::from_code(code).ok_or(Error::UnknownType(code))?;
+        let flags = Flags::from_bits(bits)?;
         if len > self.max_frame_len {
             return Err(Error::FrameTooLong {
                 len,
                 max: self.max_frame_len,
             });
         }
-        let ty = MessageType::from_code(code).ok_or(Error::UnknownType(code))?;
-        let flags = Flags::from_bits(bits)?;
         // `len` is bounded by `max_frame_len`, itself a u32, so this cannot overflow usize on 32+ bits.
         let total = HEADER_LEN + len as usize;
         if src.len() < total {

@@ -102,13 +102,15 @@ export class FrameDecoder {
     const code = view.getUint16(0);
     const flags = view.getUint16(2);
     const length = view.getUint32(4);
-    if (length > this.maxFrameLen) {
-      throw new ProtocolError("frame_too_long", `frame body of ${length} bytes exceeds the limit of ${this.maxFrameLen}`);
-    }
+    // Type and flags first: a header that names no message is garbage, whatever length it claims;
+    // only a well-formed header with too long a body is a message above the limit.
     if (messageName(code) === undefined) {
       throw new ProtocolError("unknown_type", `unknown message type 0x${code.toString(16).padStart(4, "0")}`);
     }
     if ((flags & ~KNOWN_FLAGS) !== 0) throw new ProtocolError("reserved_flags", `reserved flag bits set: 0x${flags.toString(16)}`);
+    if (length > this.maxFrameLen) {
+      throw new ProtocolError("frame_too_long", `frame body of ${length} bytes exceeds the limit of ${this.maxFrameLen}`);
+    }
     return length;
   }
 
