@@ -20,6 +20,8 @@ PORT=9080
 LOG=$WORK/timer-services.log
 now_ms() { date +%s%3N; }
 rss_mib() { awk '/^VmRSS/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
+# The process's peak resident memory so far (the kernel's high-water mark).
+peak_mib() { awk '/^VmHWM/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
 fired() { grep -c "^fired $1" "$LOG" || true; }
 wait_fired() { # pattern count deadline-ms
   until [ "$(grep -cE "$1" "$LOG" || true)" -ge "$2" ]; do
@@ -53,6 +55,7 @@ echo "$burst" >&2
 registered_at=$(now_ms)
 wait_fired '^fired [0-9]+$' "$BURST" $(( due + 300000 ))
 rss_burst=$(rss_mib "$server")
+peak_burst=$(peak_mib "$server")
 
 echo "== timers: $STEADY at a steady pace, each due 3 s after it was sent" >&2
 steady=$("$BIN" bench http --url "http://$INGRESS/Tick/at/send?delay=3s" --body '{now}' \
@@ -62,7 +65,7 @@ wait_fired '^fired [0-9]+ [0-9]+$' "$STEADY" $(( $(now_ms) + 300000 ))
 rss_steady=$(rss_mib "$server")
 
 python3 - "$pending" "$burst" "$steady" "$due" "$registered_at" "$LOG" "$PENDING" "$BURST" \
-  "$rss_pending" "$rss_burst" "$rss_steady" >>"$RESULTS" <<'PY'
+  "$rss_pending" "$rss_burst" "$rss_steady" "$peak_burst" >>"$RESULTS" <<'PY'
 import json, sys
 pending, burst, steady = (json.loads(a) for a in sys.argv[1:4])
 due, registered_at = int(sys.argv[4]), int(sys.argv[5])
@@ -92,6 +95,7 @@ print(json.dumps({
     "rss_pending_mib": float(sys.argv[9]),
     "rss_after_burst_mib": float(sys.argv[10]),
     "rss_after_steady_mib": float(sys.argv[11]),
+    "peak_through_burst_mib": float(sys.argv[12]),
 }))
 PY
 tail -n 1 "$RESULTS" >&2

@@ -31,6 +31,8 @@ pub const PROTOCOL_VIOLATION: u16 = 571;
 /// How long the actor keeps reading after the SDK's last message so that the exchange ends
 /// gracefully instead of being reset; the SDK closes its response right after it.
 const DRAIN: Duration = Duration::from_secs(5);
+/// Frames (completions, acks) queued for the SDK at most; beyond, the endpoint is not reading.
+const OUTBOUND_LIMIT: usize = 1024;
 
 /// What the kernel writes into the attempt's request body, in the order it was decided.
 #[derive(Debug)]
@@ -66,9 +68,9 @@ pub struct InvocationActor {
     timeouts: Timeouts,
     session: Session,
     /// Completions, acks and the close, queued even before the attempt is open so none is lost.
-    outbound: mpsc::UnboundedSender<Outbound>,
+    outbound: mpsc::Sender<Outbound>,
     /// The queue's reading end, until the attempt is open and a writer takes it.
-    outbound_queue: Option<mpsc::UnboundedReceiver<Outbound>>,
+    outbound_queue: Option<mpsc::Receiver<Outbound>>,
     /// The inactivity, abort or drain timer, whichever runs.
     timer: Option<SpawnHandle>,
     phase: Phase,
@@ -98,7 +100,7 @@ impl InvocationActor {
     ) -> Self {
         let session = Session::new(&spec.journal);
         let journal = spec.journal.iter().map(replay).collect();
-        let (outbound, queue) = mpsc::unbounded_channel();
+        let (outbound, queue) = mpsc::channel(OUTBOUND_LIMIT);
         InvocationActor {
             id: spec.id,
             epoch: spec.epoch,
@@ -139,9 +141,26 @@ impl InvocationActor {
         ctx.add_stream(events(attempt));
     }
 
-    fn send(&mut self, item: Outbound) {
-        if self.outbound.send(item).is_err() {
-            debug!(id = %self.id, "the attempt's request side is gone; message dropped");
+    /// Queues a frame for the SDK. An endpoint that leaves [`OUTBOUND_LIMIT`] frames unread is
+    /// not keeping up: the attempt fails retryably rather than buffering without bound.
+    fn send(&mut self, item: Outbound, ctx: &mut Context<Self>) {
+        match self.outbound.try_send(item) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                debug!(id = %self.id, "the attempt's request side is gone; message dropped");
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let ending = Ending::Failed {
+                    code: UNAVAILABLE,
+                    message: format!(
+                        "endpoint {} left {OUTBOUND_LIMIT} frames unread; the attempt is retried",
+                        self.endpoint
+                    ),
+                    retryable: true,
+                    retry_after_ms: None,
+                };
+                self.fail(ending, ctx);
+            }
         }
     }
 
@@ -177,7 +196,7 @@ impl InvocationActor {
         }
         debug!(id = %self.id, epoch = %self.epoch, "attempt inactive; closing its request side");
         self.phase = Phase::Closed;
-        self.send(Outbound::Close);
+        self.send(Outbound::Close, ctx);
         self.set_timer(ctx, self.timeouts.abort, Self::aborted);
     }
 
@@ -341,7 +360,7 @@ impl StreamHandler<Event> for InvocationActor {
 impl Handler<DeliverCompletion> for InvocationActor {
     type Result = ();
 
-    fn handle(&mut self, msg: DeliverCompletion, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: DeliverCompletion, ctx: &mut Context<Self>) {
         if self.phase != Phase::Running {
             debug!(id = %self.id, index = msg.index.0, "completion for a closed attempt dropped");
             return;
@@ -350,22 +369,25 @@ impl Handler<DeliverCompletion> for InvocationActor {
             debug!(id = %self.id, index = msg.index.0, "duplicate completion dropped");
             return;
         }
-        self.send(Outbound::Completion(Completion {
-            entry: msg.index,
-            result: msg.outcome,
-        }));
+        self.send(
+            Outbound::Completion(Completion {
+                entry: msg.index,
+                result: msg.outcome,
+            }),
+            ctx,
+        );
     }
 }
 
 impl Handler<DeliverAck> for InvocationActor {
     type Result = ();
 
-    fn handle(&mut self, msg: DeliverAck, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: DeliverAck, ctx: &mut Context<Self>) {
         if self.phase != Phase::Running {
             debug!(id = %self.id, index = msg.index.0, "ack for a closed attempt dropped");
             return;
         }
-        self.send(Outbound::Ack(EntryAck { entry: msg.index }));
+        self.send(Outbound::Ack(EntryAck { entry: msg.index }), ctx);
     }
 }
 
@@ -390,7 +412,7 @@ fn events(attempt: Attempt) -> impl Stream<Item = Event> + 'static {
 
 /// Writes queued completions and acks into the request side, one at a time and in order, until
 /// the close or until the request side is gone (the event stream then reports why).
-async fn forward(mut queue: mpsc::UnboundedReceiver<Outbound>, sender: AttemptSender) {
+async fn forward(mut queue: mpsc::Receiver<Outbound>, sender: AttemptSender) {
     while let Some(item) = queue.recv().await {
         let sent = match item {
             Outbound::Completion(completion) => sender.completion(completion).await,

@@ -177,7 +177,7 @@ impl PartitionActor {
                     .ok_or_else(|| not_served(id.to_string()))?
             }
         };
-        Ok(Some(holdfast_types::DeploymentId(chosen.to_string())))
+        Ok(Some(chosen))
     }
 }
 

@@ -80,7 +80,7 @@ impl PartitionActor {
                 Effect::RegisterTimer { timer } => {
                     leader.timers.do_send(crate::timers::Register(*timer));
                 }
-                Effect::Attach { id, outcome } => {
+                Effect::Attach { id, outcome, .. } => {
                     if let Some(outcome) = outcome {
                         for waiter in self.waiters.remove(id).into_iter().flatten() {
                             let _ = waiter.send(outcome.clone());
@@ -234,20 +234,14 @@ impl PartitionActor {
         let pinned = record.deployment.as_ref();
         let registry = self.settings.registry.borrow().clone();
         let resolved = match pinned {
-            Some(pinned) => {
-                let deployment: holdfast_schema::DeploymentId = pinned
-                    .0
-                    .parse()
-                    .map_err(|e| format!("pinned deployment {}: {e}", pinned.0))?;
-                registry
-                    .resolve_pinned(&deployment, &target.service, &target.handler)
-                    .ok_or_else(|| {
-                        format!(
-                            "pinned deployment {} no longer serves {}/{}",
-                            pinned.0, target.service, target.handler
-                        )
-                    })?
-            }
+            Some(pinned) => registry
+                .resolve_pinned(pinned, &target.service, &target.handler)
+                .ok_or_else(|| {
+                    format!(
+                        "pinned deployment {pinned} no longer serves {}/{}",
+                        target.service, target.handler
+                    )
+                })?,
             None => registry
                 .resolve(&target.service, &target.handler)
                 .ok_or_else(|| {
@@ -322,11 +316,7 @@ impl PartitionActor {
         };
         let registry = self.settings.registry.borrow();
         let resolved = registry.resolve(service, handler)?;
-        Some(match resolved.handler.kind {
-            holdfast_protocol::manifest::HandlerKind::Exclusive => HandlerKind::Exclusive,
-            holdfast_protocol::manifest::HandlerKind::Shared => HandlerKind::Shared,
-            holdfast_protocol::manifest::HandlerKind::Workflow => HandlerKind::Workflow,
-        })
+        Some(resolved.handler.kind)
     }
 }
 

@@ -38,7 +38,7 @@ impl PartitionActor {
                 expires_at_ms,
             }) => Lookup::Completed {
                 outcome,
-                expires_at_ms,
+                expires_at_ms: Some(expires_at_ms),
             },
             Some(_) => Lookup::Running,
         })
@@ -65,8 +65,7 @@ impl PartitionActor {
     ) -> AttemptPolicy {
         let node = self.node_policy();
         let registry = self.settings.registry.borrow();
-        let pinned = pinned.and_then(|p| p.0.parse::<holdfast_schema::DeploymentId>().ok());
-        let resolved = match &pinned {
+        let resolved = match pinned {
             Some(deployment) => registry.resolve_pinned(deployment, service, handler),
             None => registry.resolve(service, handler),
         };
@@ -141,14 +140,17 @@ impl Handler<Invoke> for PartitionActor {
         Box::pin(async move {
             let committed = committed.await?;
             let mut previously = false;
+            let mut workflow_finished = false;
             let mut outcome = None;
             for effect in committed.effects.iter() {
                 match effect {
                     Effect::Attach {
                         id: joined,
                         outcome: known,
+                        workflow_finished: finished,
                     } if *joined == id => {
                         previously = true;
+                        workflow_finished |= *finished;
                         outcome = outcome.or_else(|| known.clone());
                     }
                     Effect::Respond {
@@ -169,6 +171,7 @@ impl Handler<Invoke> for PartitionActor {
                 id,
                 previously,
                 outcome,
+                workflow_finished,
             })
         })
     }
@@ -203,7 +206,7 @@ impl Handler<AwaitInvocation> for PartitionActor {
                     // The retention is not known here; the next lookup reports it.
                     Ok(Lookup::Completed {
                         outcome,
-                        expires_at_ms: 0,
+                        expires_at_ms: None,
                     })
                 })
             }

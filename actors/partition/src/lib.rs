@@ -98,6 +98,9 @@ pub struct Invoked {
     pub previously: bool,
     /// The result, when waited for or already known.
     pub outcome: Option<Outcome>,
+    /// The request submitted a workflow's run again after it finished: refused, not joined
+    /// (`outcome` holds the 409 failure).
+    pub workflow_finished: bool,
 }
 
 /// Reads an invocation's status: its result if completed.
@@ -121,8 +124,9 @@ pub enum Lookup {
     Completed {
         /// The result.
         outcome: Outcome,
-        /// When the retained result is dropped.
-        expires_at_ms: u64,
+        /// When the retained result is dropped; `None` when the answer came from the completion
+        /// itself (an attach that waited), which does not carry it.
+        expires_at_ms: Option<u64>,
     },
 }
 

@@ -46,6 +46,9 @@ pub enum Effect {
     Attach {
         id: InvocationId,
         outcome: Option<Outcome>,
+        /// The request submitted a workflow's run again after it finished: it is refused (409),
+        /// not joined; `outcome` holds that failure.
+        workflow_finished: bool,
     },
     /// A timer was registered: the leader's timer wheel must propose `FireTimer` for it when it
     /// comes due (the wheel also finds it in the store after a restart or a leader change).

@@ -57,6 +57,7 @@ pub mod store;
 
 pub use config::{Config, OnMaxAttempts, RetryPolicy};
 pub use effect::{Completion, Effect, Observation};
+pub use lifecycle::invoke::WORKFLOW_ALREADY_INVOKED;
 pub use store::Store;
 
 use holdfast_types::Command;

@@ -13,9 +13,7 @@ use holdfast_partition::{
 };
 use holdfast_protocol::Payload;
 use holdfast_schema::{Registry, Timestamp};
-use holdfast_types::{
-    AwakeableId, DeploymentId, HandlerKind, InvocationId, InvocationRequest, Source, Target,
-};
+use holdfast_types::{AwakeableId, HandlerKind, InvocationId, InvocationRequest, Source, Target};
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -54,19 +52,12 @@ impl KernelDispatcher {
             InvocationRef::Idempotency {
                 target,
                 idempotency_key,
-            } => Ok(InvocationId::idempotent(
-                &target_of(target),
-                idempotency_key,
-            )),
+            } => Ok(InvocationId::idempotent(target, idempotency_key)),
             InvocationRef::Workflow { service, key } => {
                 let registry = self.registry.borrow();
                 let run = registry
                     .service(service)
-                    .and_then(|s| {
-                        s.handlers
-                            .iter()
-                            .find(|h| h.kind == holdfast_protocol::manifest::HandlerKind::Workflow)
-                    })
+                    .and_then(|s| s.handlers.iter().find(|h| h.kind == HandlerKind::Workflow))
                     .ok_or(DispatchError::NotFound)?;
                 Ok(InvocationId::workflow(&Target::new(
                     service.clone(),
@@ -75,22 +66,6 @@ impl KernelDispatcher {
                 )))
             }
         }
-    }
-}
-
-fn target_of(target: &holdfast_ingress::Target) -> Target {
-    Target::new(
-        target.service.clone(),
-        target.handler.clone(),
-        target.key.clone(),
-    )
-}
-
-fn kind_of(kind: holdfast_protocol::manifest::HandlerKind) -> HandlerKind {
-    match kind {
-        holdfast_protocol::manifest::HandlerKind::Exclusive => HandlerKind::Exclusive,
-        holdfast_protocol::manifest::HandlerKind::Shared => HandlerKind::Shared,
-        holdfast_protocol::manifest::HandlerKind::Workflow => HandlerKind::Workflow,
     }
 }
 
@@ -156,7 +131,7 @@ fn outcome(
     Outcome {
         invocation_id: id.to_string(),
         result,
-        expires_at: expires_at.filter(|at| *at > 0).map(Timestamp),
+        expires_at: expires_at.map(Timestamp),
     }
 }
 
@@ -180,12 +155,10 @@ impl Dispatcher for KernelDispatcher {
         Box::pin(async move {
             let (invoked, execute_at_ms) = invoked.await?;
             // A workflow runs once per key: a finished run is not joined, it is refused.
-            if let Some(holdfast_protocol::Outcome::Failure(failure)) = &invoked.outcome
-                && invoked.previously
-                && failure.code == 409
-                && failure.message == WORKFLOW_DONE
-            {
-                return Err(DispatchError::Conflict(WORKFLOW_DONE.into()));
+            if invoked.workflow_finished {
+                return Err(DispatchError::Conflict(
+                    holdfast_fsm::WORKFLOW_ALREADY_INVOKED.into(),
+                ));
             }
             Ok(SendAccepted {
                 invocation_id: invoked.id.to_string(),
@@ -219,7 +192,7 @@ impl Dispatcher for KernelDispatcher {
                 Lookup::Completed {
                     outcome: done,
                     expires_at_ms,
-                } => Ok(outcome(id, done, Some(expires_at_ms))),
+                } => Ok(outcome(id, done, expires_at_ms)),
             }
         })
     }
@@ -244,7 +217,7 @@ impl Dispatcher for KernelDispatcher {
                 Lookup::Completed {
                     outcome: done,
                     expires_at_ms,
-                } => Ok(Some(outcome(id, done, Some(expires_at_ms)))),
+                } => Ok(Some(outcome(id, done, expires_at_ms))),
             }
         })
     }
@@ -298,8 +271,8 @@ impl KernelDispatcher {
         request: IngressRequest,
         wait: bool,
     ) -> BoxFuture<'static, Result<(Invoked, Option<u64>), DispatchError>> {
-        let target = target_of(&request.target);
-        let kind = kind_of(request.handler_kind);
+        let target = request.target.clone();
+        let kind = request.handler_kind;
         let id = match (&request.idempotency_key, kind) {
             (_, HandlerKind::Workflow) => InvocationId::workflow(&target),
             (Some(key), _) => InvocationId::idempotent(&target, key),
@@ -326,7 +299,7 @@ impl KernelDispatcher {
             retention_ms: retention.0,
             response: wait,
             at_ms,
-            deployment: Some(DeploymentId(request.deployment.to_string())),
+            deployment: Some(request.deployment),
             // Resolved by the owning partition from the registry and its configuration.
             retry: None,
             secret: nonce(),
@@ -347,6 +320,3 @@ impl KernelDispatcher {
         })
     }
 }
-
-/// Restate's answer to a second run of a finished workflow.
-const WORKFLOW_DONE: &str = "the workflow method was already invoked";

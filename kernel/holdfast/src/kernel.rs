@@ -1,11 +1,12 @@
-//! Boots a node: opens the data dir, starts one supervised [`PartitionActor`] per partition on
-//! the partitions arbiter, and stops them in order on shutdown.
+//! Boots a node: opens the data dir, starts one supervised [`PartitionActor`] per partition,
+//! each on its own arbiter (thread), and stops them in order on shutdown.
 //!
 //! ```text
 //!   actix System (main thread) ── admin HTTP server (own worker thread)
 //!        │
-//!        └── Arbiter "partitions" ── Supervisor ─► PartitionActor 0..N ─► openraft group + redb
-//!                                  └─ Supervisor ─► MetadataActor ─► metadata raft group + redb
+//!        ├── Arbiter (metadata) ── Supervisor ─► MetadataActor ─► metadata raft group + redb
+//!        └── Arbiter per partition ── Supervisor ─► PartitionActor n ─► openraft group + redb,
+//!                                                  its attempts, shuffle and timer wheel
 //! ```
 
 use crate::datadir::{self, DataDir};
@@ -112,7 +113,8 @@ pub struct Kernel {
     metadata: Addr<MetadataActor>,
     registry: watch::Receiver<Arc<Registry>>,
     endpoints: EndpointClient,
-    arbiter: Arbiter,
+    /// The metadata log's thread, then one per partition.
+    arbiters: Vec<Arbiter>,
     _data_dir: DataDir,
 }
 
@@ -149,7 +151,10 @@ impl Kernel {
             bootstrap: config.cluster.nodes.iter().map(|m| m.id).min() == Some(config.node.id),
             raft: Arc::new(raft),
         };
+        // A partition's raft group, attempts, shuffle and timers share its thread; partitions and
+        // the metadata log do not share one, so a busy partition never delays another's commits.
         let arbiter = Arbiter::new();
+        let mut arbiters = Vec::new();
         // The registry is recovered before anything serves requests: an empty one would refuse
         // calls to registered services until the metadata log caught up.
         let recovered = holdfast_metadata_store::recover(&data_dir.metadata())
@@ -196,9 +201,11 @@ impl Kernel {
                     published: Arc::new(published),
                     spans: spans.clone(),
                 };
-                let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+                let own = Arbiter::new();
+                let addr = Supervisor::start_in_arbiter(&own.handle(), move |_| {
                     PartitionActor::new(settings)
                 });
+                arbiters.push(own);
                 (PartitionId(n), addr)
             })
             .collect();
@@ -217,7 +224,7 @@ impl Kernel {
             partitions,
             metadata,
             registry,
-            arbiter,
+            arbiters: std::iter::once(arbiter).chain(arbiters).collect(),
             _data_dir: data_dir,
         })
     }
@@ -306,6 +313,8 @@ impl Kernel {
         {
             tracing::warn!("partitions did not finish within {SHUTDOWN_GRACE:?}");
         }
-        self.arbiter.stop();
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
     }
 }

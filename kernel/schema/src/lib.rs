@@ -6,7 +6,6 @@
 //! [`Registry`]; ids come from seeds and times from the commands.
 //!
 //! # Layout
-//! - [`id`]: [`DeploymentId`], rendered `dp_` + 22 base62 digits, derived from a seed.
 //! - [`schema`]: [`Deployment`], [`ServiceSchema`], [`HandlerSchema`], durations and the defaults.
 //! - [`command`]: [`RegistryCommand`], the only things written to the metadata log.
 //! - [`duration`]: durations as users write them (`1h30m`, `500ms`, `PT1S`).
@@ -18,7 +17,6 @@
 pub mod command;
 pub mod duration;
 pub mod error;
-pub mod id;
 pub mod registry;
 pub mod schema;
 pub mod views;
@@ -26,7 +24,7 @@ pub mod views;
 pub use command::RegistryCommand;
 pub use error::{Conflict, Conflicts, Invalid, Refusal};
 pub use holdfast_types::RetryPolicy;
-pub use id::{DeploymentId, ParseIdError};
+pub use holdfast_types::{DeploymentId, ParseDeploymentIdError};
 pub use registry::{Applied, Registry, Resolved};
 pub use schema::{
     AttemptPolicy, Civil, DEFAULT_ABORT_TIMEOUT, DEFAULT_IDEMPOTENCY_RETENTION,

@@ -208,9 +208,7 @@ impl Command {
             | Command::Purge { .. }
             | Command::Resume { .. }
             | Command::Pause { .. } => 64,
-            Command::ResumeOn { deployment, .. } => {
-                64 + deployment.as_ref().map_or(0, |d| d.0.len())
-            }
+            Command::ResumeOn { deployment, .. } => 64 + deployment.as_ref().map_or(0, |_| 25),
             Command::FireTimer { .. } => 64,
             Command::CompleteAwakeable { outcome, .. } => payload(outcome) + 96,
         };

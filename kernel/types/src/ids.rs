@@ -45,10 +45,6 @@ impl Epoch {
     }
 }
 
-/// A registered deployment (service endpoint revision) an invocation can be pinned to.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct DeploymentId(pub String);
-
 macro_rules! display_inner {
     ($($t:ty),*) => {$(
         impl fmt::Display for $t {
@@ -58,7 +54,7 @@ macro_rules! display_inner {
         }
     )*};
 }
-display_inner!(NodeId, PartitionId, LogIndex, Term, Epoch, DeploymentId);
+display_inner!(NodeId, PartitionId, LogIndex, Term, Epoch);
 
 /// Names one invocation across the cluster: `partition_key` routes it, `nonce` makes it unique.
 ///

@@ -40,22 +40,7 @@ impl Target {
 }
 
 /// How a handler runs with respect to its object: decides locking and state access.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum HandlerKind {
-    /// One at a time per key, in arrival order; may write state.
-    Exclusive,
-    /// Concurrent, read-only state; every handler of a stateless service.
-    Shared,
-    /// A workflow's main handler: exclusive on its key like [`HandlerKind::Exclusive`].
-    Workflow,
-}
-
-impl HandlerKind {
-    /// Whether an invocation of this kind must hold its object's lock to run.
-    pub fn is_exclusive(self) -> bool {
-        matches!(self, HandlerKind::Exclusive | HandlerKind::Workflow)
-    }
-}
+pub use holdfast_protocol::manifest::HandlerKind;
 
 /// Who asked for an invocation, so its result can be routed back.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`ids`]: newtypes for nodes, partitions, log positions, invocations and attempts, so no bare
-//!   integer crosses a crate.
+//!   integer crosses a crate; [`deployment`]: deployment ids (`dp_…`).
 //! - [`invocation`]: targets, handler kinds, sources and attempt endings carried by commands.
 //! - [`retry`]: the retry policy an invocation is accepted with.
 //! - [`command`]: [`Command`], the only things ever written to a partition log.
@@ -16,6 +16,7 @@
 pub mod awakeable;
 pub mod codec;
 pub mod command;
+pub mod deployment;
 pub mod ids;
 pub mod invocation;
 pub mod retry;
@@ -25,10 +26,8 @@ pub mod trace;
 
 pub use awakeable::AwakeableId;
 pub use command::{Command, ObjectKey};
-pub use ids::{
-    DeploymentId, EntryIndex, Epoch, InvocationId, LogIndex, NodeId, ParseIdError, PartitionId,
-    Term,
-};
+pub use deployment::{DeploymentId, ParseDeploymentIdError};
+pub use ids::{EntryIndex, Epoch, InvocationId, LogIndex, NodeId, ParseIdError, PartitionId, Term};
 pub use invocation::{Ending, HandlerKind, InvocationRequest, OutboxMessage, Source, Target};
 pub use retry::{OnMaxAttempts, RetryPolicy};
 pub use timer::{Timer, TimerKey};

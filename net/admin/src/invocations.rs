@@ -65,14 +65,12 @@ fn deployment_choice(value: Option<&str>) -> Result<DeploymentChoice, Invalid> {
     match value.map(str::trim) {
         None | Some("keep") => Ok(DeploymentChoice::Keep),
         Some("latest") => Ok(DeploymentChoice::Latest),
-        Some(text) => {
-            text.parse()
-                .map(DeploymentChoice::Id)
-                .map_err(|e: holdfast_schema::ParseIdError| Invalid::Deployment {
-                    text: text.to_owned(),
-                    reason: e.to_string(),
-                })
-        }
+        Some(text) => text.parse().map(DeploymentChoice::Id).map_err(
+            |e: holdfast_schema::ParseDeploymentIdError| Invalid::Deployment {
+                text: text.to_owned(),
+                reason: e.to_string(),
+            },
+        ),
     }
 }
 

@@ -12,16 +12,8 @@ use holdfast_types::{AwakeableId, TraceContext};
 use serde::Serialize;
 use std::time::Duration;
 
-/// The handler a request addresses: service, handler and, for objects and workflows, the key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Target {
-    /// Service, virtual object or workflow name.
-    pub service: String,
-    /// Handler name within the service.
-    pub handler: String,
-    /// Object or workflow key; `None` for stateless services.
-    pub key: Option<String>,
-}
+/// The handler a request addresses: the one `Target` of every layer.
+pub use holdfast_types::Target;
 
 /// Whether the client waits for the result or only for the invocation to be accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -67,7 +67,8 @@ pub enum ServiceType {
 pub struct Handler {
     /// Name used in invocation paths.
     pub name: String,
-    /// How the kernel schedules it.
+    /// How the kernel schedules it (`exclusive`, `shared` or `workflow` in a manifest).
+    #[serde(with = "manifest_kind")]
     pub kind: HandlerKind,
     /// Content type of its input.
     pub input: String,
@@ -129,14 +130,48 @@ pub enum OnMaxAttempts {
     Kill,
 }
 
-/// How invocations of a handler are scheduled against their key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// How invocations of a handler are scheduled against their key: the one type of every layer
+/// (manifests, the registry, the partition log). Stored by its variant name (`Exclusive`); the
+/// snake_case names of manifests (and of registries written by earlier releases) read too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum HandlerKind {
-    /// One at a time per key, may write state.
+    /// One at a time per key, in arrival order; may write state.
+    #[serde(alias = "exclusive")]
     Exclusive,
-    /// Concurrent, read-only state (always the kind of a stateless service's handlers).
+    /// Concurrent, read-only state; every handler of a stateless service.
+    #[serde(alias = "shared")]
     Shared,
-    /// A workflow's main handler: runs once per key.
+    /// A workflow's main handler: runs once per key, exclusive on it like `Exclusive`.
+    #[serde(alias = "workflow")]
     Workflow,
+}
+
+impl HandlerKind {
+    /// Whether an invocation of this kind must hold its object's lock to run.
+    pub fn is_exclusive(self) -> bool {
+        matches!(self, HandlerKind::Exclusive | HandlerKind::Workflow)
+    }
+}
+
+/// A handler kind as manifests spell it: snake_case.
+mod manifest_kind {
+    use super::HandlerKind;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        kind: &HandlerKind,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(match kind {
+            HandlerKind::Exclusive => "exclusive",
+            HandlerKind::Shared => "shared",
+            HandlerKind::Workflow => "workflow",
+        })
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<HandlerKind, D::Error> {
+        HandlerKind::deserialize(deserializer)
+    }
 }

@@ -44,7 +44,7 @@ pub(crate) fn apply<S: Store>(
         journal_len: 1,
         attempts: 0,
         retries: 0,
-        deployment: request.deployment.clone(),
+        deployment: request.deployment,
         output: None,
         cancel_pending: false,
         retry: request.retry,
@@ -77,6 +77,9 @@ pub(crate) fn apply<S: Store>(
     cx.store.put_invocation(id, &rec)
 }
 
+/// The failure a second submission of a finished workflow run gets (Restate's wording).
+pub const WORKFLOW_ALREADY_INVOKED: &str = "the workflow method was already invoked";
+
 /// A request for an invocation that already exists: nothing new starts. The ingress is told to
 /// attach; a calling invocation gets the result now if known, else when it completes.
 ///
@@ -88,10 +91,11 @@ fn attach<S: Store>(
     mut rec: Invocation,
     request: &InvocationRequest,
 ) -> Result<(), S::Error> {
+    let rerun = matches!(rec.status, Status::Completed { .. }) && is_rerun(&rec, request);
     let result = match &rec.status {
-        Status::Completed { .. } if is_rerun(&rec, request) => Some(Outcome::Failure(Failure {
+        Status::Completed { .. } if rerun => Some(Outcome::Failure(Failure {
             code: 409,
-            message: "the workflow method was already invoked".to_owned(),
+            message: WORKFLOW_ALREADY_INVOKED.to_owned(),
         })),
         Status::Completed { outcome, .. } => Some(outcome.clone()),
         _ => None,
@@ -100,6 +104,7 @@ fn attach<S: Store>(
         Source::Ingress => cx.effects.push(Effect::Attach {
             id: existing,
             outcome: result,
+            workflow_finished: rerun,
         }),
         Source::Invocation { id, entry } if request.response => {
             let caller = (*id, *entry);

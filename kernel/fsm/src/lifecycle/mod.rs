@@ -129,7 +129,7 @@ pub(crate) fn start_attempt<S: Store>(
         id,
         epoch,
         target: rec.target.clone(),
-        deployment: rec.deployment.clone(),
+        deployment: rec.deployment,
     });
 }
 

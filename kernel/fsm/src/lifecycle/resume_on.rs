@@ -26,7 +26,7 @@ pub(crate) fn apply<S: Store>(
         | Status::Completed { .. } => return Ok(()),
     };
     if let Some(deployment) = deployment {
-        rec.deployment = Some(deployment.clone());
+        rec.deployment = Some(*deployment);
     }
     rec.retries = 0;
     start_attempt(cx, id, &mut rec, epoch.next());

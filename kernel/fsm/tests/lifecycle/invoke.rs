@@ -104,7 +104,8 @@ fn invoke_attaches_to_a_live_invocation_with_the_same_idempotency_key() {
         effects,
         vec![Effect::Attach {
             id: req.id,
-            outcome: None
+            outcome: None,
+            workflow_finished: false,
         }]
     );
     assert_eq!(store, before);
@@ -130,7 +131,8 @@ fn invoke_returns_the_result_of_a_completed_invocation_with_the_same_idempotency
         effects,
         vec![Effect::Attach {
             id: req.id,
-            outcome: Some(holdfast_protocol::Outcome::Value(bytes("done")))
+            outcome: Some(holdfast_protocol::Outcome::Value(bytes("done"))),
+            workflow_finished: false,
         }]
     );
     assert_eq!(record(&store, req.id).attempts, 1);
@@ -147,7 +149,8 @@ fn invoke_of_an_existing_id_starts_nothing_new() {
         effects,
         vec![Effect::Attach {
             id: req.id,
-            outcome: None
+            outcome: None,
+            workflow_finished: false,
         }]
     );
     assert_eq!(store, before);

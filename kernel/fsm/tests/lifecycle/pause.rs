@@ -111,13 +111,13 @@ fn resume_of_a_suspended_invocation_starts_the_next_attempt_at_once() {
 fn resume_on_a_named_deployment_pins_the_next_attempts_to_it() {
     let mut store = MemoryStore::default();
     let id = running(&mut store, "a", 1);
-    let deployment = DeploymentId("dp_new".to_owned());
+    let deployment = DeploymentId::from_seed(2);
     step(&mut store, &[Command::Pause { id }]);
     let effects = step(
         &mut store,
         &[Command::ResumeOn {
             id,
-            deployment: Some(deployment.clone()),
+            deployment: Some(deployment),
         }],
     );
     assert_eq!(
@@ -126,7 +126,7 @@ fn resume_on_a_named_deployment_pins_the_next_attempts_to_it() {
             id,
             epoch: Epoch(2),
             target: counter("a"),
-            deployment: Some(deployment.clone()),
+            deployment: Some(deployment),
         }]
     );
     assert_eq!(record(&store, id).deployment, Some(deployment));
@@ -207,7 +207,7 @@ fn check_agrees_with_what_each_command_does_in_every_state() {
                 Action::Resume { repin: true },
                 Command::ResumeOn {
                     id,
-                    deployment: Some(DeploymentId("dp_x".to_owned())),
+                    deployment: Some(DeploymentId::from_seed(3)),
                 },
             ),
         ];

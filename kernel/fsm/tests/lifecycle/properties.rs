@@ -170,7 +170,7 @@ fn command_strategy() -> impl Strategy<Value = Command> {
         }),
         1 => (which, any::<bool>()).prop_map(|(w, repin)| Command::ResumeOn {
             id: id(w),
-            deployment: repin.then(|| holdfast_types::DeploymentId("dp_p".to_owned())),
+            deployment: repin.then(|| holdfast_types::DeploymentId::from_seed(7)),
         }),
     ]
 }

@@ -311,7 +311,8 @@ fn repeated_request_attaches_to_a_scheduled_invocation() {
         effects,
         vec![Effect::Attach {
             id: req.id,
-            outcome: None
+            outcome: None,
+            workflow_finished: false,
         }]
     );
     assert_eq!(store.timers.len(), 1);

@@ -126,7 +126,8 @@ fn second_submission_while_the_run_is_running_attaches() {
         effects,
         vec![Effect::Attach {
             id: req.id,
-            outcome: None
+            outcome: None,
+            workflow_finished: false,
         }]
     );
     assert_eq!(store, before);
@@ -159,7 +160,8 @@ fn second_submission_after_the_run_completed_gets_409() {
         effects,
         vec![Effect::Attach {
             id,
-            outcome: Some(rerun())
+            outcome: Some(rerun()),
+            workflow_finished: true,
         }]
     );
     assert_eq!(record(&store, id).attempts, 1);
@@ -201,7 +203,8 @@ fn repeating_the_same_idempotent_submission_after_completion_gets_the_result() {
         effects,
         vec![Effect::Attach {
             id: req.id,
-            outcome: Some(Outcome::Value(bytes("welcome")))
+            outcome: Some(Outcome::Value(bytes("welcome"))),
+            workflow_finished: false,
         }]
     );
 }

@@ -94,7 +94,7 @@ impl Row for InvocationRow<'_> {
                 Source::Invocation { id, .. } => Cell::Text(id.to_string()),
                 Source::Ingress => Cell::Null,
             },
-            Col::PinnedDeploymentId => Cell::opt_str(rec.deployment.as_ref().map(|d| d.0.as_str())),
+            Col::PinnedDeploymentId => Cell::opt_text(rec.deployment.map(|d| d.to_string())),
             // Attempts started so far: like Restate's, 1 after a first attempt without failure.
             Col::RetryCount => Cell::U64(u64::from(rec.attempts)),
             Col::LastFailure => {

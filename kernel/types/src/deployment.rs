@@ -1,4 +1,5 @@
-//! Deployment identifiers: `dp_` followed by 22 base62 digits.
+//! Deployment identifiers: `dp_` followed by 22 base62 digits, the one type every layer (the
+//! registry, the log's pinned deployments, the admin API) uses.
 //!
 //! The digits encode a 128-bit seed chosen by whoever proposes the registration and recorded in the
 //! log command, so every node derives the same id without any randomness in this crate.
@@ -48,7 +49,7 @@ impl fmt::Display for DeploymentId {
 
 /// Why a string is not a deployment id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseIdError {
+pub enum ParseDeploymentIdError {
     /// The string does not start with `dp_`.
     #[error("deployment id must start with '{PREFIX}'")]
     Prefix,
@@ -64,21 +65,23 @@ pub enum ParseIdError {
 }
 
 impl FromStr for DeploymentId {
-    type Err = ParseIdError;
+    type Err = ParseDeploymentIdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let digits = s.strip_prefix(PREFIX).ok_or(ParseIdError::Prefix)?;
+        let digits = s
+            .strip_prefix(PREFIX)
+            .ok_or(ParseDeploymentIdError::Prefix)?;
         let count = digits.chars().count();
         if count != DIGITS {
-            return Err(ParseIdError::Length(count));
+            return Err(ParseDeploymentIdError::Length(count));
         }
         let mut value: u128 = 0;
         for c in digits.chars() {
-            let digit = digit_value(c).ok_or(ParseIdError::Digit(c))?;
+            let digit = digit_value(c).ok_or(ParseDeploymentIdError::Digit(c))?;
             value = value
                 .checked_mul(62)
                 .and_then(|v| v.checked_add(u128::from(digit)))
-                .ok_or(ParseIdError::Overflow)?;
+                .ok_or(ParseDeploymentIdError::Overflow)?;
         }
         Ok(Self(value))
     }
@@ -156,22 +159,25 @@ mod tests {
 
     #[test]
     fn parse_refuses_malformed_ids() {
-        assert_eq!("x".parse::<DeploymentId>(), Err(ParseIdError::Prefix));
+        assert_eq!(
+            "x".parse::<DeploymentId>(),
+            Err(ParseDeploymentIdError::Prefix)
+        );
         assert_eq!(
             "dp_abc".parse::<DeploymentId>(),
-            Err(ParseIdError::Length(3))
+            Err(ParseDeploymentIdError::Length(3))
         );
         assert_eq!(
             "dp_000000000000000000000-".parse::<DeploymentId>(),
-            Err(ParseIdError::Digit('-'))
+            Err(ParseDeploymentIdError::Digit('-'))
         );
         assert_eq!(
             "dp_zzzzzzzzzzzzzzzzzzzzzz".parse::<DeploymentId>(),
-            Err(ParseIdError::Overflow)
+            Err(ParseDeploymentIdError::Overflow)
         );
         assert_eq!(
             "dp_00000000000000000000é0".parse::<DeploymentId>(),
-            Err(ParseIdError::Digit('é'))
+            Err(ParseDeploymentIdError::Digit('é'))
         );
     }
 
