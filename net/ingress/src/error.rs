@@ -73,6 +73,9 @@ pub enum Rejection {
     /// The body exceeds the configured limit (413).
     #[error("the request body exceeds the limit of {0} bytes")]
     TooLarge(usize),
+    /// Requests in flight already hold the node's budget of body bytes (503, retry later).
+    #[error("the node holds its limit of {0} bytes of request bodies in flight; retry later")]
+    Busy(usize),
     /// Reading the body failed, e.g. the client broke the chunked encoding (400).
     #[error("failed to read the request body: {0}")]
     Body(String),
@@ -114,6 +117,7 @@ impl Rejection {
             Self::Private { .. } => 403,
             Self::MethodNotAllowed { .. } => 405,
             Self::TooLarge(_) => 413,
+            Self::Busy(_) => 503,
             Self::BadPath
             | Self::BadLookupPath { .. }
             | Self::NotAWorkflow(_)

@@ -35,6 +35,8 @@ const INVOKE_METHODS: &str = "GET, POST, PUT, PATCH, DELETE";
 pub struct State {
     /// Limits.
     pub config: IngressConfig,
+    /// Request body bytes held by requests in flight, node-wide.
+    pub inflight: input::Budget,
     /// The newest registry version.
     pub registry: RegistryView,
     /// The kernel.
@@ -157,7 +159,13 @@ async fn complete_awakeable(
                 Rejection::BadAwakeableId(e.to_string())
             })?;
     let headers = request.headers();
-    let body = input::read_body(headers, payload, state.config.max_body_bytes).await?;
+    let (body, _held) = input::read_body(
+        headers,
+        payload,
+        state.config.max_body_bytes,
+        &state.inflight,
+    )
+    .await?;
     let completion = match completion {
         Completion::Resolve => {
             let content_type = headers
@@ -297,7 +305,13 @@ async fn invoke(
     };
     drop(registry);
 
-    let body = input::read_body(headers, payload, state.config.max_body_bytes).await?;
+    let (body, _held) = input::read_body(
+        headers,
+        payload,
+        state.config.max_body_bytes,
+        &state.inflight,
+    )
+    .await?;
     input::validate_body(&declared_input, template.content_type.as_deref(), &body)?;
     let request = IngressRequest {
         argument: body,

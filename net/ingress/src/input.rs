@@ -6,6 +6,8 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::web;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Reads the whole body, refusing it as soon as it is known to exceed `limit`: from
 /// `content-length` before reading anything, otherwise once the bytes read pass the limit.
@@ -13,7 +15,8 @@ pub async fn read_body(
     headers: &HeaderMap,
     mut payload: web::Payload,
     limit: usize,
-) -> Result<Bytes, Rejection> {
+    budget: &Budget,
+) -> Result<(Bytes, Held), Rejection> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -27,6 +30,8 @@ pub async fn read_body(
         .and_then(|l| usize::try_from(l).ok())
         .unwrap_or(0)
         .min(limit);
+    // The declared length is reserved up front, a chunked body as it arrives.
+    let mut held = budget.hold(capacity)?;
     let mut body = BytesMut::with_capacity(capacity);
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| Rejection::Body(e.to_string()))?;
@@ -34,8 +39,86 @@ pub async fn read_body(
             return Err(Rejection::TooLarge(limit));
         }
         body.extend_from_slice(&chunk);
+        held.grow_to(body.len())?;
     }
-    Ok(body.freeze())
+    Ok((body.freeze(), held))
+}
+
+/// A node-wide budget of request body bytes held by requests in flight.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    limit: usize,
+    used: Arc<AtomicUsize>,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            used: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Reserves `bytes`, or refuses with 503 when that would exceed the budget and something
+    /// else holds part of it (a lone request is always admitted, however large).
+    fn hold(&self, bytes: usize) -> Result<Held, Rejection> {
+        let mut held = Held {
+            bytes: 0,
+            used: self.used.clone(),
+            limit: self.limit,
+        };
+        held.grow_to(bytes)?;
+        Ok(held)
+    }
+
+    /// Bytes held now.
+    #[cfg(test)]
+    fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// Bytes reserved from a [`Budget`] by one request; released when dropped.
+#[derive(Debug)]
+pub struct Held {
+    bytes: usize,
+    used: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl Held {
+    /// Extends the reservation to `bytes` in total.
+    fn grow_to(&mut self, bytes: usize) -> Result<(), Rejection> {
+        let more = bytes.saturating_sub(self.bytes);
+        if more == 0 {
+            return Ok(());
+        }
+        let mut used = self.used.load(Ordering::Relaxed);
+        loop {
+            let others = used.saturating_sub(self.bytes);
+            if others > 0 && used.saturating_add(more) > self.limit {
+                return Err(Rejection::Busy(self.limit));
+            }
+            match self.used.compare_exchange_weak(
+                used,
+                used.saturating_add(more),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(current) => used = current,
+            }
+        }
+        self.bytes = bytes;
+        Ok(())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// The media type without parameters, lower case: `Application/JSON; charset=utf-8` →
@@ -250,5 +333,35 @@ mod tests {
                 ("x-trace".to_owned(), "abc".to_owned()),
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn a_lone_request_is_admitted_whatever_its_size() {
+        let budget = Budget::new(10);
+        let held = budget.hold(100).expect("alone");
+        assert_eq!(budget.used(), 100);
+        drop(held);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn requests_beyond_the_budget_are_refused_while_others_hold_it() {
+        let budget = Budget::new(10);
+        let first = budget.hold(6).expect("first");
+        let mut second = budget.hold(4).expect("fits");
+        assert!(matches!(budget.hold(1), Err(Rejection::Busy(10))));
+        // A chunked body growing past the budget is refused as it grows.
+        assert!(matches!(second.grow_to(5), Err(Rejection::Busy(10))));
+        assert_eq!(budget.used(), 10);
+        drop(first);
+        second.grow_to(9).expect("room again");
+        assert_eq!(budget.used(), 9);
+        drop(second);
+        assert_eq!(budget.used(), 0);
     }
 }

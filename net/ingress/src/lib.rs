@@ -71,6 +71,9 @@ pub type RegistryView = watch::Receiver<Arc<Registry>>;
 pub struct IngressConfig {
     /// Largest request body accepted; larger ones are answered 413 without being read.
     pub max_body_bytes: usize,
+    /// Bytes of request bodies held at once by requests in flight, node-wide; beyond it new
+    /// requests are answered 503 with `Retry-After` (one request is always admitted).
+    pub max_inflight_bytes: usize,
     /// actix worker threads serving ingress.
     pub workers: usize,
     /// Counts every response by status code; share a clone with whoever renders `/metrics`.
@@ -85,10 +88,11 @@ impl IngressConfig {
 }
 
 impl Default for IngressConfig {
-    /// 32 MiB bodies, one worker, fresh counters, no tracing.
+    /// 32 MiB bodies, 256 MiB of them in flight, one worker, fresh counters, no tracing.
     fn default() -> Self {
         Self {
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            max_inflight_bytes: 8 * Self::DEFAULT_MAX_BODY_BYTES,
             workers: 1,
             metrics: IngressMetrics::new(),
             spans: holdfast_otlp::SpanSink::disabled(),
@@ -131,6 +135,7 @@ fn build(
     let workers = config.workers.max(1);
     let metrics = config.metrics.clone();
     let state = web::Data::new(handler::State {
+        inflight: input::Budget::new(config.max_inflight_bytes),
         config,
         registry,
         dispatcher,
