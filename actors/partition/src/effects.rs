@@ -6,7 +6,7 @@ use crate::leader::Leadership;
 use crate::shuffle::ShuffleOut;
 use actix::prelude::*;
 use holdfast_fsm::Effect;
-use holdfast_fsm::state::Status;
+use holdfast_fsm::state::{Invocation, JournalItem, Status};
 use holdfast_invocation::Timeouts;
 use holdfast_invocation::{
     AttemptEvent, AttemptSpec, DeliverAck, DeliverCompletion, InvocationActor, Stop,
@@ -14,6 +14,7 @@ use holdfast_invocation::{
 use holdfast_protocol::Payload;
 use holdfast_protocol::message::Start;
 use holdfast_protocol::{Entry, Outcome};
+use holdfast_raft_store::StateMachine;
 use holdfast_types::{Command, Ending, Epoch, HandlerKind, InvocationId};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -64,6 +65,9 @@ impl PartitionActor {
                         attempt.do_send(Stop);
                     }
                     leader.waiting.remove(*id, *epoch);
+                    if leader.starting.get(id) == Some(epoch) {
+                        leader.starting.remove(id);
+                    }
                     self.start_waiting(ctx);
                 }
                 Effect::ShuffleOut { seq, message, .. } => {
@@ -112,7 +116,7 @@ impl PartitionActor {
             let Leadership::Leading(leader) = &mut self.leadership else {
                 return;
             };
-            if leader.running.len() >= limit {
+            if leader.running.len() + leader.starting.len() >= limit {
                 return;
             }
             let Some((id, epoch)) = leader.waiting.pop() else {
@@ -125,15 +129,52 @@ impl PartitionActor {
         }
     }
 
-    /// Starts attempt `epoch` of `id` against its pinned deployment (or the newest one serving
-    /// its target when it is not pinned), if it is still the invocation's current attempt.
+    /// Starts attempt `epoch` of `id`, if it is still the invocation's current attempt: what it
+    /// replays (record, journal, eager state) is read off the actor's thread, and the attempt
+    /// holds its slot meanwhile.
     fn run_attempt(&mut self, id: InvocationId, epoch: Epoch, ctx: &mut Context<Self>) {
-        let spec = self.attempt_spec(id, epoch);
+        let Some(group) = &self.group else { return };
         let Leadership::Leading(leader) = &mut self.leadership else {
             return;
         };
+        leader.starting.insert(id, epoch);
+        let term = leader.term;
+        let state = group.state.clone();
+        let budget = self.settings.max_message_bytes / 4;
+        let read = async move {
+            tokio::task::spawn_blocking(move || Stored::read(&state, id, epoch, budget))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|read| read)
+        };
+        ctx.spawn(read.into_actor(self).map(move |stored, act, ctx| {
+            act.start_attempt(term, id, epoch, stored, ctx);
+        }));
+    }
+
+    /// Starts the attempt whose stored part was read, unless it was fenced or replaced meanwhile.
+    fn start_attempt(
+        &mut self,
+        term: u64,
+        id: InvocationId,
+        epoch: Epoch,
+        stored: Result<Option<Stored>, String>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Leadership::Leading(leader) = &mut self.leadership else {
+            return;
+        };
+        if leader.term != term || leader.starting.get(&id) != Some(&epoch) {
+            return;
+        }
+        leader.starting.remove(&id);
+        let spec = stored.and_then(|stored| {
+            stored
+                .map(|stored| self.attempt_spec(id, epoch, stored))
+                .transpose()
+        });
         match spec {
-            Ok(None) => {}
+            Ok(None) => self.start_waiting(ctx),
             Ok(Some((spec, timeouts))) => {
                 let attempt = InvocationActor::new(
                     spec,
@@ -143,7 +184,9 @@ impl PartitionActor {
                 )
                 .with_spans(self.settings.spans.clone())
                 .start();
-                leader.running.insert(id, (epoch, attempt));
+                if let Leadership::Leading(leader) = &mut self.leadership {
+                    leader.running.insert(id, (epoch, attempt));
+                }
             }
             Err(message) => {
                 // Nothing can run it now (e.g. its service is not registered yet): fail this
@@ -155,6 +198,7 @@ impl PartitionActor {
                     retry_after_ms: None,
                 };
                 self.end_attempt(id, epoch, ending, ctx);
+                self.start_waiting(ctx);
             }
         }
     }
@@ -216,20 +260,20 @@ impl PartitionActor {
         }));
     }
 
-    /// What attempt `epoch` of `id` starts with, and its timeouts; `None` when the invocation is
-    /// no longer running that attempt (it ended, was killed or restarted while it waited).
+    /// What attempt `epoch` of `id` starts with, and its timeouts, from its stored part and the
+    /// registry.
     fn attempt_spec(
         &self,
         id: InvocationId,
         epoch: Epoch,
-    ) -> Result<Option<(AttemptSpec, Timeouts)>, String> {
-        let group = self.group.as_ref().ok_or("the partition is not started")?;
-        let Some(record) = group.state.invocation(id).map_err(|e| e.to_string())? else {
-            return Ok(None);
-        };
-        if record.status != (Status::Invoked { epoch }) {
-            return Ok(None);
-        }
+        stored: Stored,
+    ) -> Result<(AttemptSpec, Timeouts), String> {
+        let Stored {
+            record,
+            journal,
+            state,
+            state_complete,
+        } = stored;
         let target = &record.target;
         let pinned = record.deployment.as_ref();
         let registry = self.settings.registry.borrow().clone();
@@ -256,29 +300,6 @@ impl PartitionActor {
             .uri
             .parse()
             .map_err(|e| format!("deployment uri {}: {e}", resolved.deployment.uri))?;
-        let journal: Vec<_> = group
-            .state
-            .journal(id)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|(_, item)| item)
-            .collect();
-        // State beyond a quarter of a message is left out: the SDK reads it entry by entry, so an
-        // object with more state than one frame holds keeps serving.
-        let (state, state_complete) = match target.object() {
-            Some(object) => {
-                let (state, complete) = group
-                    .state
-                    .object_state_within(&object, self.settings.max_message_bytes / 4)
-                    .map_err(|e| e.to_string())?;
-                let state = state
-                    .into_iter()
-                    .map(|(name, value)| (name, Payload(value.into())))
-                    .collect();
-                (state, complete)
-            }
-            None => (Vec::new(), true),
-        };
         let start = Start {
             attempt: epoch.0,
             headers: record.headers.clone(),
@@ -293,7 +314,7 @@ impl PartitionActor {
             state_complete,
         };
         let timeouts = self.attempt_timeouts(target, pinned);
-        Ok(Some((
+        Ok((
             AttemptSpec {
                 id,
                 epoch,
@@ -304,7 +325,7 @@ impl PartitionActor {
                 trace: record.trace,
             },
             timeouts,
-        )))
+        ))
     }
 
     /// The handler kind of a call's target, which the state machine needs to lock correctly.
@@ -414,5 +435,58 @@ fn outcome_len(outcome: &Outcome) -> usize {
         Outcome::Failure(failure) => failure.message.len(),
         Outcome::Keys(keys) => keys.iter().map(String::len).sum(),
         Outcome::Void => 0,
+    }
+}
+
+/// What an attempt replays, read from the store: its record, journal and eager state.
+struct Stored {
+    record: Invocation,
+    journal: Vec<JournalItem>,
+    state: Vec<(String, Payload)>,
+    state_complete: bool,
+}
+
+impl Stored {
+    /// Reads attempt `epoch` of `id` (blocking); `None` when that is no longer the invocation's
+    /// running attempt. At most `budget` bytes of state are read eagerly.
+    fn read(
+        store: &StateMachine,
+        id: InvocationId,
+        epoch: Epoch,
+        budget: usize,
+    ) -> Result<Option<Stored>, String> {
+        let Some(record) = store.invocation(id).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        if record.status != (Status::Invoked { epoch }) {
+            return Ok(None);
+        }
+        let journal = store
+            .journal(id)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|(_, item)| item)
+            .collect();
+        // State beyond the budget is left out: the SDK reads it entry by entry, so an object
+        // with more state than one frame holds keeps serving.
+        let (state, state_complete) = match record.target.object() {
+            Some(object) => {
+                let (state, complete) = store
+                    .object_state_within(&object, budget)
+                    .map_err(|e| e.to_string())?;
+                let state = state
+                    .into_iter()
+                    .map(|(name, value)| (name, Payload(value.into())))
+                    .collect();
+                (state, complete)
+            }
+            None => (Vec::new(), true),
+        };
+        Ok(Some(Stored {
+            record,
+            journal,
+            state,
+            state_complete,
+        }))
     }
 }

@@ -3,6 +3,7 @@
 use crate::actor::PartitionActor;
 use crate::{AwaitInvocation, GetInvocation, Invoke, Invoked, Lookup, Peers, ProposeError};
 use actix::prelude::*;
+use futures::future::BoxFuture;
 use holdfast_fsm::Effect;
 use holdfast_fsm::state::Status;
 use holdfast_invocation::Timeouts;
@@ -20,18 +21,27 @@ impl PartitionActor {
         }
     }
 
-    fn lookup(&self, id: InvocationId) -> Result<Lookup, ProposeError> {
+    /// What the applied state says about `id`, read off the actor's thread.
+    fn lookup(&self, id: InvocationId) -> BoxFuture<'static, Result<Lookup, ProposeError>> {
+        let partition = self.partition();
         let Some(group) = &self.group else {
-            return Err(ProposeError::ShuttingDown(self.partition()));
+            return Box::pin(std::future::ready(Err(ProposeError::ShuttingDown(
+                partition,
+            ))));
         };
-        let record = group
-            .state
-            .invocation(id)
-            .map_err(|e| ProposeError::Storage {
-                partition: self.partition(),
-                message: e.to_string(),
-            })?;
-        Ok(match record.map(|r| r.status) {
+        let state = group.state.clone();
+        let storage = move |message: String| ProposeError::Storage { partition, message };
+        Box::pin(async move {
+            let record = tokio::task::spawn_blocking(move || state.invocation(id))
+                .await
+                .map_err(|e| storage(e.to_string()))?
+                .map_err(|e| storage(e.to_string()))?;
+            Ok(Self::lookup_of(record))
+        })
+    }
+
+    fn lookup_of(record: Option<holdfast_fsm::state::Invocation>) -> Lookup {
+        match record.map(|r| r.status) {
             None => Lookup::Unknown,
             Some(Status::Completed {
                 outcome,
@@ -41,7 +51,7 @@ impl PartitionActor {
                 expires_at_ms: Some(expires_at_ms),
             },
             Some(_) => Lookup::Running,
-        })
+        }
     }
 
     /// What this node's configuration gives attempts of handlers that declare nothing.
@@ -178,7 +188,7 @@ impl Handler<Invoke> for PartitionActor {
 }
 
 impl Handler<GetInvocation> for PartitionActor {
-    type Result = Result<Lookup, ProposeError>;
+    type Result = ResponseFuture<Result<Lookup, ProposeError>>;
 
     fn handle(
         &mut self,
@@ -197,21 +207,24 @@ impl Handler<AwaitInvocation> for PartitionActor {
         AwaitInvocation(id): AwaitInvocation,
         _ctx: &mut Context<Self>,
     ) -> Self::Result {
-        match self.lookup(id) {
-            Ok(Lookup::Running) => {
-                let result = self.wait_for(id);
-                let lost = self.lost();
-                Box::pin(async move {
+        // Registered before reading, so a completion applied meanwhile still reaches it (an
+        // unused waiter is dropped with its closed receiver).
+        let result = self.wait_for(id);
+        let lookup = self.lookup(id);
+        let lost = self.lost();
+        Box::pin(async move {
+            match lookup.await? {
+                Lookup::Running => {
                     let outcome = result.await.map_err(|_| lost)?;
                     // The retention is not known here; the next lookup reports it.
                     Ok(Lookup::Completed {
                         outcome,
                         expires_at_ms: None,
                     })
-                })
+                }
+                answer => Ok(answer),
             }
-            answer => Box::pin(std::future::ready(answer)),
-        }
+        })
     }
 }
 

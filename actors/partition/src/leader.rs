@@ -134,6 +134,8 @@ pub(crate) struct Leader {
     pub(crate) running: HashMap<InvocationId, (Epoch, Addr<InvocationActor>)>,
     /// Attempts waiting for one of the `max_concurrent_attempts` slots.
     pub(crate) waiting: Waiting,
+    /// Attempts holding a slot while what they replay is read from the store.
+    pub(crate) starting: HashMap<InvocationId, Epoch>,
     /// Invocations whose attempt ended and whose `AttemptEnded` is not committed yet.
     pub(crate) ending: HashSet<InvocationId>,
     /// Invocations with a `Restart` proposed and not committed yet.
@@ -158,6 +160,7 @@ impl Leader {
     /// Whether the leader drives `id` at `epoch` or later (running, ending or restarting it).
     fn drives(&self, id: InvocationId, epoch: Epoch) -> bool {
         self.running.get(&id).is_some_and(|(e, _)| *e >= epoch)
+            || self.starting.get(&id).is_some_and(|e| *e >= epoch)
             || self.waiting.holds(id, epoch)
             || self.ending.contains(&id)
             || self.restarting.contains(&id)
@@ -277,6 +280,7 @@ impl PartitionActor {
                     .max_concurrent_attempts
                     .saturating_mul(WAITING_PER_SLOT),
             ),
+            starting: HashMap::new(),
             ending: HashSet::new(),
             restarting: HashSet::new(),
             shuffle,
