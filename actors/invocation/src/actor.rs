@@ -4,6 +4,7 @@
 //! futures spawned on the actor's context; what the endpoint sends comes back as a stream of
 //! [`Event`]s handled one at a time, so reports leave in the order the SDK wrote its frames.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -13,12 +14,15 @@ use holdfast_protocol::Message as ProtocolMessage;
 use holdfast_protocol::message::{Completion, EntryAck, Start};
 use holdfast_types::{Ending, Epoch, InvocationId, Target};
 use http::Uri;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tracing::debug;
 
 use crate::session::{Session, Step, Violation};
 use crate::span::AttemptSpan;
-use crate::{AttemptEvent, AttemptSpec, DeliverAck, DeliverCompletion, Stop, Timeouts, replay};
+use crate::{
+    AttemptEvent, AttemptSpec, CREDIT_WINDOW, DeliverAck, DeliverCompletion, DeliverCredit, Stop,
+    Timeouts, replay,
+};
 use holdfast_otlp::SpanSink;
 
 /// Code of a retryable failure caused by the endpoint being unreachable or the stream breaking.
@@ -68,6 +72,8 @@ pub struct InvocationActor {
     timeouts: Timeouts,
     session: Session,
     /// Completions, acks and the close, queued even before the attempt is open so none is lost.
+    /// Frames that may still be read before a reported entry is committed.
+    credits: Arc<Semaphore>,
     outbound: mpsc::Sender<Outbound>,
     /// The queue's reading end, until the attempt is open and a writer takes it.
     outbound_queue: Option<mpsc::Receiver<Outbound>>,
@@ -112,6 +118,7 @@ impl InvocationActor {
             timeouts,
             session,
             outbound,
+            credits: Arc::new(Semaphore::new(CREDIT_WINDOW)),
             outbound_queue: Some(queue),
             timer: None,
             phase: Phase::Running,
@@ -138,7 +145,7 @@ impl InvocationActor {
         if let Some(queue) = self.outbound_queue.take() {
             ctx.spawn(forward(queue, attempt.sender()).into_actor(self));
         }
-        ctx.add_stream(events(attempt));
+        ctx.add_stream(events(attempt, self.credits.clone()));
     }
 
     /// Queues a frame for the SDK. An endpoint that leaves [`OUTBOUND_LIMIT`] frames unread is
@@ -320,7 +327,13 @@ impl StreamHandler<Event> for InvocationActor {
             self.arm_inactivity(ctx);
         }
         let (id, epoch) = (self.id, self.epoch);
-        match self.session.receive(frame) {
+        let step = self.session.receive(frame);
+        // Entries and run results give their credit back once committed (`DeliverCredit`);
+        // every other frame at once.
+        if !matches!(step, Ok(Step::Entry { .. } | Step::RunResult { .. })) {
+            self.credits.add_permits(1);
+        }
+        match step {
             Ok(Step::Entry { index, entry, ack }) => self.emit(AttemptEvent::Entry {
                 id,
                 epoch,
@@ -379,6 +392,14 @@ impl Handler<DeliverCompletion> for InvocationActor {
     }
 }
 
+impl Handler<DeliverCredit> for InvocationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: DeliverCredit, _ctx: &mut Context<Self>) {
+        self.credits.add_permits(1);
+    }
+}
+
 impl Handler<DeliverAck> for InvocationActor {
     type Result = ();
 
@@ -404,9 +425,14 @@ impl Handler<Stop> for InvocationActor {
 
 /// The attempt's events as a stream; the attempt lives inside it, so dropping the stream (when
 /// the actor stops) resets the HTTP/2 stream.
-fn events(attempt: Attempt) -> impl Stream<Item = Event> + 'static {
-    stream::unfold(attempt, |mut attempt| async move {
-        attempt.next().await.map(|event| (event, attempt))
+/// The attempt's events, each read only once a credit is free.
+fn events(attempt: Attempt, credits: Arc<Semaphore>) -> impl Stream<Item = Event> + 'static {
+    stream::unfold(attempt, move |mut attempt| {
+        let credits = credits.clone();
+        async move {
+            credits.acquire().await.ok()?.forget();
+            attempt.next().await.map(|event| (event, attempt))
+        }
     })
 }
 

@@ -143,6 +143,17 @@ pub struct DeliverAck {
     pub index: EntryIndex,
 }
 
+/// One entry or run result this attempt reported was committed (or will never be): one more
+/// frame may be read from the SDK. An attempt reads at most [`CREDIT_WINDOW`] frames ahead of
+/// the log, so an SDK writing faster than the partition commits is slowed by HTTP/2 flow control
+/// instead of filling the partition's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+pub struct DeliverCredit;
+
+/// Frames an attempt reads from the SDK ahead of their commit.
+pub const CREDIT_WINDOW: usize = 256;
+
 /// The attempt was fenced or killed: drop it at once, without reporting how it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
 #[rtype(result = "()")]

@@ -15,7 +15,8 @@ use bytes::Bytes;
 use holdfast_endpoint::EndpointClient;
 use holdfast_fsm::state::JournalItem;
 use holdfast_invocation::{
-    AttemptEvent, AttemptSpec, DeliverAck, DeliverCompletion, InvocationActor, Stop, Timeouts,
+    AttemptEvent, AttemptSpec, CREDIT_WINDOW, DeliverAck, DeliverCompletion, DeliverCredit,
+    InvocationActor, Stop, Timeouts,
 };
 use holdfast_protocol::message::{Call, GetState, Input, Output, Run, SetState, Sleep, Start};
 use holdfast_protocol::{Entry, EntryIndex, Failure, Outcome, Payload};
@@ -353,6 +354,34 @@ async fn greeter_reports_its_entries_then_completed() {
     assert_eq!(run.ended().await, Ending::Completed);
     run.stopped().await;
     run.quiet(Duration::from_millis(100)).await;
+}
+
+#[actix_rt::test]
+async fn an_attempt_reads_no_more_than_its_credit_window_ahead_of_the_log() {
+    let node = NodeEndpoint::start();
+    let target = Target::new("Writer", "write", Some("w".to_owned()));
+    let writes = CREDIT_WINDOW as u32 + 40;
+    let mut run = launch(&node.base, target, vec![input(json!(writes))], PATIENT);
+    for index in 1..=CREDIT_WINDOW as u32 {
+        run.entry(index).await;
+    }
+    // Nothing was committed: the SDK's frames wait in the stream, not in the kernel.
+    run.quiet(Duration::from_millis(300)).await;
+    for _ in 0..10 {
+        run.actor.do_send(DeliverCredit);
+    }
+    for index in CREDIT_WINDOW as u32 + 1..=CREDIT_WINDOW as u32 + 10 {
+        run.entry(index).await;
+    }
+    run.quiet(Duration::from_millis(300)).await;
+    for _ in 0..writes {
+        run.actor.do_send(DeliverCredit);
+    }
+    for index in CREDIT_WINDOW as u32 + 11..=writes {
+        run.entry(index).await;
+    }
+    assert_eq!(run.entry(writes + 1).await, (output(json!(writes)), false));
+    assert_eq!(run.ended().await, Ending::Completed);
 }
 
 #[actix_rt::test]

@@ -9,7 +9,7 @@ use holdfast_fsm::Effect;
 use holdfast_fsm::state::{Invocation, JournalItem, Status};
 use holdfast_invocation::Timeouts;
 use holdfast_invocation::{
-    AttemptEvent, AttemptSpec, DeliverAck, DeliverCompletion, InvocationActor, Stop,
+    AttemptEvent, AttemptSpec, DeliverAck, DeliverCompletion, DeliverCredit, InvocationActor, Stop,
 };
 use holdfast_protocol::Payload;
 use holdfast_protocol::message::Start;
@@ -418,8 +418,22 @@ impl Handler<AttemptEvent> for PartitionActor {
             }
         };
         // A refused proposal is not lost work: a new leader restarts the attempt, and an
-        // unknown outcome leaves the attempt fenced, which the reconciler restarts.
-        self.submit(vec![command], ctx);
+        // unknown outcome leaves the attempt fenced, which the reconciler restarts. Either way the
+        // attempt may read one more frame.
+        let (id, epoch) = match &command {
+            Command::JournalAppend { id, epoch, .. } | Command::RunCompleted { id, epoch, .. } => {
+                (*id, *epoch)
+            }
+            _ => return self.submit(vec![command], ctx),
+        };
+        let committed = self.enqueue(vec![command], Lane::Internal, ctx);
+        ctx.spawn(committed.into_actor(self).map(move |_, act, _| {
+            if let Leadership::Leading(leader) = &act.leadership
+                && let Some(attempt) = leader.attempt(id, epoch)
+            {
+                attempt.do_send(DeliverCredit);
+            }
+        }));
     }
 }
 

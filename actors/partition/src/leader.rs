@@ -373,6 +373,18 @@ impl PartitionActor {
             return;
         }
         let stranded = stranded(&resumable.active, |id, epoch| leader.drives(id, epoch));
+        // Backoffs written before retries were timers have nothing to fire them: retry them
+        // (again: a retry already on its way makes this one stale and ignored).
+        let legacy: Vec<Command> = resume_commands(&resumable.active)
+            .into_iter()
+            .filter(|command| matches!(command, Command::Retry { .. }))
+            .collect();
+        for command in legacy {
+            self.submit(vec![command], ctx);
+        }
+        let Leadership::Leading(leader) = &mut self.leadership else {
+            return;
+        };
         // After an overflow, what is not driven is what did not fit in the queue: it waits its
         // turn again, and is not a lost attempt.
         if leader.waiting.overflowed {
