@@ -21,6 +21,8 @@ RUN_SECONDS=${SECONDS_PER_RUN:-10}
 WORK=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/holdfast-bench.XXXXXX")}
 OUT=${OUT:-docs/benchmarks.md}
 ANCHOR=${RESTATE_ANCHOR:-../shared/bench/restate-anchor}
+# Absolute, since the anchor is installed from inside another directory.
+ANCHOR=$(cd "$ANCHOR" 2>/dev/null && pwd || echo "$ANCHOR")
 mkdir -p "$WORK"
 
 cargo build --release -p holdfast >&2

@@ -1,12 +1,13 @@
-//! Boots a node: opens the data dir, starts one supervised [`PartitionActor`] per partition,
-//! each on its own arbiter (thread), and stops them in order on shutdown.
+//! Boots a node: opens the data dir, starts one supervised [`PartitionActor`] per partition on
+//! the partitions arbiter, the metadata log on its own, and stops them in order on shutdown.
 //!
 //! ```text
 //!   actix System (main thread) ── admin HTTP server (own worker thread)
 //!        │
-//!        ├── Arbiter (metadata) ── Supervisor ─► MetadataActor ─► metadata raft group + redb
-//!        └── Arbiter per partition ── Supervisor ─► PartitionActor n ─► openraft group + redb,
-//!                                                  its attempts, shuffle and timer wheel
+//!        ├── Arbiter "metadata" ── Supervisor ─► MetadataActor ─► metadata raft group + redb
+//!        └── Arbiter "partitions" ── Supervisor ─► PartitionActor 0..N ─► openraft groups + redb,
+//!                                                  attempts, shuffles and timer wheels
+//!   blocking threads: redb reads of attempts starting and of lookups, fsyncs, snapshots
 //! ```
 
 use crate::datadir::{self, DataDir};
@@ -113,7 +114,7 @@ pub struct Kernel {
     metadata: Addr<MetadataActor>,
     registry: watch::Receiver<Arc<Registry>>,
     endpoints: EndpointClient,
-    /// The metadata log's thread, then one per partition.
+    /// The metadata log's thread and the partitions' thread.
     arbiters: Vec<Arbiter>,
     _data_dir: DataDir,
 }
@@ -151,10 +152,13 @@ impl Kernel {
             bootstrap: config.cluster.nodes.iter().map(|m| m.id).min() == Some(config.node.id),
             raft: Arc::new(raft),
         };
-        // A partition's raft group, attempts, shuffle and timers share its thread; partitions and
-        // the metadata log do not share one, so a busy partition never delays another's commits.
+        // The metadata log has a thread of its own. Partitions share one: on a 2-core machine a
+        // thread per partition cost a third of the invocation throughput and raised timer
+        // lateness from 9 ms to 300 ms (docs/benchmarks.md), from cross-thread wake-ups between
+        // partitions and the attempts' shared endpoint connections. Their redb reads and fsyncs
+        // run on blocking threads, so the shared thread only drives.
         let arbiter = Arbiter::new();
-        let mut arbiters = Vec::new();
+        let partitions_arbiter = Arbiter::new();
         // The registry is recovered before anything serves requests: an empty one would refuse
         // calls to registered services until the metadata log caught up.
         let recovered = holdfast_metadata_store::recover(&data_dir.metadata())
@@ -201,11 +205,9 @@ impl Kernel {
                     published: Arc::new(published),
                     spans: spans.clone(),
                 };
-                let own = Arbiter::new();
-                let addr = Supervisor::start_in_arbiter(&own.handle(), move |_| {
+                let addr = Supervisor::start_in_arbiter(&partitions_arbiter.handle(), move |_| {
                     PartitionActor::new(settings)
                 });
-                arbiters.push(own);
                 (PartitionId(n), addr)
             })
             .collect();
@@ -224,7 +226,7 @@ impl Kernel {
             partitions,
             metadata,
             registry,
-            arbiters: std::iter::once(arbiter).chain(arbiters).collect(),
+            arbiters: vec![arbiter, partitions_arbiter],
             _data_dir: data_dir,
         })
     }
