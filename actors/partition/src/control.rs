@@ -10,7 +10,7 @@
 //!                                                               └──committed──► Controlled::Applied
 //! ```
 //!
-//! The check sees only applied state: a command still queued may change the invocation before
+//! The record is read off the actor's thread. The check sees only applied state: a command still queued may change the invocation before
 //! this one commits. The state machine applies the same rules, so such a command is ignored
 //! deterministically; the operator was told it was accepted, which is all that was promised.
 
@@ -18,7 +18,9 @@ use crate::ProposeError;
 use crate::actor::PartitionActor;
 use crate::effects::now_ms;
 use actix::prelude::*;
+use futures::future::BoxFuture;
 use holdfast_fsm::control::{Action, Refusal, Verdict, check};
+use holdfast_fsm::state::Invocation;
 use holdfast_types::{Command, InvocationId, Target};
 
 /// Which deployment a resumed invocation runs on.
@@ -110,22 +112,13 @@ pub enum ControlError {
 }
 
 impl PartitionActor {
-    /// The command carrying out `request` for `id`, checked against the applied state.
+    /// The command carrying out `request` for `id`, checked against its applied `record`.
     fn control_command(
         &self,
         id: InvocationId,
         request: ControlRequest,
+        record: Option<Invocation>,
     ) -> Result<Option<Command>, ControlError> {
-        let Some(group) = &self.group else {
-            return Err(ProposeError::ShuttingDown(self.partition()).into());
-        };
-        let record = group
-            .state
-            .invocation(id)
-            .map_err(|e| ProposeError::Storage {
-                partition: self.partition(),
-                message: e.to_string(),
-            })?;
         let verdict = check(record.as_ref().map(|r| &r.status), request.action())?;
         let Some(record) = record.filter(|_| verdict == Verdict::Apply) else {
             return Ok(None);
@@ -182,22 +175,31 @@ impl PartitionActor {
 }
 
 impl Handler<Control> for PartitionActor {
-    type Result = ResponseFuture<Result<Controlled, ControlError>>;
+    type Result = ResponseActFuture<Self, Result<Controlled, ControlError>>;
 
     fn handle(
         &mut self,
         Control { id, request }: Control,
-        ctx: &mut Context<Self>,
+        _ctx: &mut Context<Self>,
     ) -> Self::Result {
-        let command = match self.control_command(id, request) {
-            Ok(Some(command)) => command,
-            Ok(None) => return Box::pin(std::future::ready(Ok(Controlled::Unchanged))),
-            Err(error) => return Box::pin(std::future::ready(Err(error))),
-        };
-        let committed = self.enqueue(vec![command], crate::actor::Lane::Client, ctx);
-        Box::pin(async move {
-            committed.await?;
-            Ok(Controlled::Applied)
-        })
+        // The record is read off the actor's thread; the check and the proposal happen back on it.
+        let read = self.read_state(move |state| state.invocation(id));
+        Box::pin(read.into_actor(self).then(move |record, act, ctx| {
+            let command = record
+                .map_err(ControlError::from)
+                .and_then(|record| act.control_command(id, request, record));
+            let done: BoxFuture<'static, Result<Controlled, ControlError>> = match command {
+                Ok(Some(command)) => {
+                    let committed = act.enqueue(vec![command], crate::actor::Lane::Client, ctx);
+                    Box::pin(async move {
+                        committed.await?;
+                        Ok(Controlled::Applied)
+                    })
+                }
+                Ok(None) => Box::pin(std::future::ready(Ok(Controlled::Unchanged))),
+                Err(error) => Box::pin(std::future::ready(Err(error))),
+            };
+            done.into_actor(act)
+        }))
     }
 }

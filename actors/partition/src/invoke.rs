@@ -8,6 +8,7 @@ use holdfast_fsm::Effect;
 use holdfast_fsm::state::Status;
 use holdfast_invocation::Timeouts;
 use holdfast_protocol::Entry;
+use holdfast_raft_store::StateMachine;
 use holdfast_schema::AttemptPolicy;
 use holdfast_types::{Command, DeploymentId, InvocationId, RetryPolicy, Target};
 use std::time::Duration;
@@ -21,8 +22,11 @@ impl PartitionActor {
         }
     }
 
-    /// What the applied state says about `id`, read off the actor's thread.
-    fn lookup(&self, id: InvocationId) -> BoxFuture<'static, Result<Lookup, ProposeError>> {
+    /// Runs `read` against the applied state on a blocking thread, off the actor's.
+    pub(crate) fn read_state<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&StateMachine) -> Result<T, holdfast_raft_store::Error> + Send + 'static,
+    ) -> BoxFuture<'static, Result<T, ProposeError>> {
         let partition = self.partition();
         let Some(group) = &self.group else {
             return Box::pin(std::future::ready(Err(ProposeError::ShuttingDown(
@@ -32,12 +36,17 @@ impl PartitionActor {
         let state = group.state.clone();
         let storage = move |message: String| ProposeError::Storage { partition, message };
         Box::pin(async move {
-            let record = tokio::task::spawn_blocking(move || state.invocation(id))
+            tokio::task::spawn_blocking(move || read(&state))
                 .await
                 .map_err(|e| storage(e.to_string()))?
-                .map_err(|e| storage(e.to_string()))?;
-            Ok(Self::lookup_of(record))
+                .map_err(|e| storage(e.to_string()))
         })
+    }
+
+    /// What the applied state says about `id`, read off the actor's thread.
+    fn lookup(&self, id: InvocationId) -> BoxFuture<'static, Result<Lookup, ProposeError>> {
+        let read = self.read_state(move |state| state.invocation(id));
+        Box::pin(async move { Ok(Self::lookup_of(read.await?)) })
     }
 
     fn lookup_of(record: Option<holdfast_fsm::state::Invocation>) -> Lookup {

@@ -7,7 +7,8 @@
 //!        ├── Arbiter "metadata" ── Supervisor ─► MetadataActor ─► metadata raft group + redb
 //!        └── Arbiter "partitions" ── Supervisor ─► PartitionActor 0..N ─► openraft groups + redb,
 //!                                                  attempts, shuffles and timer wheels
-//!   blocking threads: redb reads of attempts starting and of lookups, fsyncs, flushes, snapshots
+//!   blocking threads: redb reads (attempts starting, lookups, control, awakeables), fsyncs,
+//!   flushes, snapshots
 //! ```
 
 use crate::datadir::{self, DataDir};
@@ -155,9 +156,10 @@ impl Kernel {
         // The metadata log has a thread of its own. Partitions share one: on a 2-core machine a
         // thread per partition cost a third of the invocation throughput and raised timer
         // lateness from 9 ms to 300 ms (docs/benchmarks.md), from cross-thread wake-ups between
-        // partitions and the attempts' shared endpoint connections. What attempts replay,
-        // invocation lookups, fsyncs and flushes run on blocking threads; point reads of control
-        // requests, awakeables and the timer wheel's pages stay on the shared thread.
+        // partitions and the attempts' shared endpoint connections. What attempts replay, the
+        // records lookups, control requests and awakeables check, fsyncs and flushes are read
+        // and written on blocking threads; only the timer wheel's pages and the status counts
+        // are read on the shared thread.
         let arbiter = Arbiter::new();
         let partitions_arbiter = Arbiter::new();
         // The registry is recovered before anything serves requests: an empty one would refuse
