@@ -126,6 +126,28 @@ fn assert_delivered_once(ingress: SocketAddr, expected: &BTreeMap<String, Vec<St
     }
 }
 
+/// `count` sends of messages `<prefix>m<i>` over `boxes` boxes, every other one through the relay
+/// (crossing partitions); each is recorded in `expected` under its box.
+fn mixed_sends(
+    prefix: &str,
+    count: usize,
+    boxes: usize,
+    expected: &mut BTreeMap<String, Vec<String>>,
+) -> Vec<Send> {
+    (0..count)
+        .map(|i| {
+            let to = format!("b{}", i % boxes);
+            let key = format!("{prefix}m{i}");
+            expected.entry(to.clone()).or_default().push(key.clone());
+            if i % 2 == 0 {
+                Send::relayed(key, &to)
+            } else {
+                Send::direct(key, &to)
+            }
+        })
+        .collect()
+}
+
 fn rounds() -> u64 {
     std::env::var("HOLDFAST_LEADERSHIP_ROUNDS")
         .ok()
@@ -146,18 +168,7 @@ fn a_kill9_right_after_a_burst_of_accepted_sends_loses_and_duplicates_nothing() 
     let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for round in 0..rounds() {
-        let sends: Vec<Send> = (0..BURST)
-            .map(|i| {
-                let to = format!("b{}", i % BOXES);
-                let key = format!("r{round}-m{i}");
-                expected.entry(to.clone()).or_default().push(key.clone());
-                if i % 2 == 0 {
-                    Send::relayed(key, &to)
-                } else {
-                    Send::direct(key, &to)
-                }
-            })
-            .collect();
+        let sends = mixed_sends(&format!("r{round}-"), BURST, BOXES, &mut expected);
         // Each client sends its share one after another, so requests keep arriving (and
         // entries keep being appended) while the kernel is killed.
         let (accepted_tx, accepted) = mpsc::channel();
@@ -219,18 +230,7 @@ fn a_flood_of_sends_against_a_tiny_queue_completes_every_accepted_invocation_onc
     register(files.admin, &endpoint.uri);
     let ingress = files.ingress;
     let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let sends: Vec<Send> = (0..SENDS)
-        .map(|i| {
-            let to = format!("b{}", i % BOXES);
-            let key = format!("m{i}");
-            expected.entry(to.clone()).or_default().push(key.clone());
-            if i % 2 == 0 {
-                Send::relayed(key, &to)
-            } else {
-                Send::direct(key, &to)
-            }
-        })
-        .collect();
+    let sends = mixed_sends("", SENDS, BOXES, &mut expected);
     let started = Instant::now();
     let clients: Vec<_> = (0..CLIENTS)
         .map(|client| {
