@@ -285,7 +285,7 @@ impl PartitionActor {
                     // them to learn what their command did.
                     Ok(Committed {
                         index: LogIndex(response.log_id.index),
-                        effects: response.data.effects.into(),
+                        effects: response.data.effects,
                     })
                 }
                 Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {

@@ -53,8 +53,9 @@ pub struct Applied {
     pub index: LogIndex,
     /// The effects of the entry's commands, in order. The proposer reads them (did its request
     /// join an existing invocation?); the leader executes them from the [`AppliedBatch`] stream.
+    /// Shared, so both get them without a copy.
     #[serde(default)]
-    pub effects: Vec<holdfast_fsm::Effect>,
+    pub effects: std::sync::Arc<[holdfast_fsm::Effect]>,
 }
 
 /// Opens (creating if needed) the log and state stores of one partition in `dir`.

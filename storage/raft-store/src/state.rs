@@ -462,7 +462,7 @@ impl StateMachine {
                 }
                 responses.push(Applied {
                     index: LogIndex(entry.log_id.index),
-                    effects,
+                    effects: effects.into(),
                 });
             }
             if let Some(last) = entries.last() {

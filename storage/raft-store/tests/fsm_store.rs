@@ -131,7 +131,7 @@ async fn applied_to_redb(sm: &mut StateMachine, commands: &[Command]) -> Vec<Vec
         .map(|(i, c)| raft_entry(i as u64 + 1, c.clone()))
         .collect();
     let applied = sm.apply(entries).await.expect("apply");
-    applied.into_iter().map(|a| a.effects).collect()
+    applied.into_iter().map(|a| a.effects.to_vec()).collect()
 }
 
 fn applied_to_memory(commands: &[Command]) -> (MemoryStore, Vec<Vec<Effect>>) {
@@ -291,5 +291,5 @@ async fn snapshots_carry_invocations_journals_and_outbox() {
     let Ok(expected) = holdfast_fsm::apply(&mut memory, &Config::default(), &more);
     let entry = raft_entry(commands.len() as u64 + 1, more);
     let applied = target.apply(vec![entry]).await.expect("apply");
-    assert_eq!(applied[0].effects, expected);
+    assert_eq!(applied[0].effects.to_vec(), expected);
 }

@@ -15,18 +15,7 @@ pub(crate) fn apply<S: Store>(
     id: InvocationId,
     epoch: Epoch,
 ) -> Result<(), S::Error> {
-    let Some(mut rec) = cx.store.get_invocation(id)? else {
-        return Ok(());
-    };
-    match rec.status {
-        Status::BackingOff { epoch: current, .. } if current == epoch => {}
-        Status::Invoked { epoch: current } if current == epoch => {
-            cx.effects.push(Effect::Fence { id, epoch });
-        }
-        _ => return Ok(()),
-    }
-    start_attempt(cx, id, &mut rec, epoch.next());
-    cx.store.put_invocation(id, &rec)
+    next_attempt(cx, id, epoch, true)
 }
 
 pub(crate) fn restart<S: Store>(
@@ -34,13 +23,27 @@ pub(crate) fn restart<S: Store>(
     id: InvocationId,
     epoch: Epoch,
 ) -> Result<(), S::Error> {
+    next_attempt(cx, id, epoch, false)
+}
+
+/// Starts the attempt after `epoch` if `epoch` is running (fencing it) or, with `after_backoff`,
+/// backing off; anything else is stale and ignored.
+fn next_attempt<S: Store>(
+    cx: &mut Ctx<'_, S>,
+    id: InvocationId,
+    epoch: Epoch,
+    after_backoff: bool,
+) -> Result<(), S::Error> {
     let Some(mut rec) = cx.store.get_invocation(id)? else {
         return Ok(());
     };
-    if rec.status != (Status::Invoked { epoch }) {
-        return Ok(());
+    match rec.status {
+        Status::BackingOff { epoch: current, .. } if after_backoff && current == epoch => {}
+        Status::Invoked { epoch: current } if current == epoch => {
+            cx.effects.push(Effect::Fence { id, epoch });
+        }
+        _ => return Ok(()),
     }
-    cx.effects.push(Effect::Fence { id, epoch });
     start_attempt(cx, id, &mut rec, epoch.next());
     cx.store.put_invocation(id, &rec)
 }

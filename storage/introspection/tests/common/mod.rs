@@ -127,7 +127,10 @@ impl Cluster {
         };
         let mut store = self.store(partition);
         let applied = store.apply(vec![entry]).await.expect("apply");
-        applied.into_iter().flat_map(|a| a.effects).collect()
+        applied
+            .into_iter()
+            .flat_map(|a| a.effects.to_vec())
+            .collect()
     }
 
     /// Applies `command` on its partition, then delivers every outbox message it (transitively)
