@@ -1708,3 +1708,49 @@ async fn without_a_sink_requests_still_carry_a_trace_context() {
     assert_ne!(trace.parent, SpanId(0x00f067aa0ba902b7));
     h.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The node-wide budget of request bodies in flight.
+
+#[actix_rt::test]
+async fn bodies_in_flight_beyond_the_budget_get_503_with_retry_after() {
+    let h = Harness::start(IngressConfig {
+        max_inflight_bytes: 100,
+        ..IngressConfig::default()
+    })
+    .await;
+    // A slow client announces an 80-byte JSON body and sends 10 bytes of it.
+    let slow_body = format!("\"{}\"", "s".repeat(78));
+    let mut slow = TcpStream::connect(h.address).await.expect("connect");
+    let head = format!(
+        "POST /Greeter/greet HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-type: {JSON}\r\ncontent-length: {}\r\n\r\n",
+        slow_body.len()
+    );
+    slow.write_all(head.as_bytes()).await.expect("write head");
+    slow.write_all(&slow_body.as_bytes()[..10])
+        .await
+        .expect("write start of body");
+    // Meanwhile a 42-byte body does not fit beside the 80 held (once the server saw them).
+    let other = format!("\"{}\"", "x".repeat(40));
+    let mut busy = None;
+    for _ in 0..100 {
+        let reply = h.post_json("/Greeter/greet", &other).await;
+        if reply.status == 503 {
+            busy = Some(reply);
+            break;
+        }
+        assert_eq!(reply.status, 200);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let busy = busy.expect("a request beyond the budget was admitted");
+    assert_eq!(busy.header("retry-after"), Some("1"));
+    let error: serde_json::Value = serde_json::from_slice(&busy.body).expect("JSON error");
+    assert_eq!(error["code"], 503);
+    // The slow request finishes; its bytes are released and the other fits again.
+    slow.write_all(&slow_body.as_bytes()[10..])
+        .await
+        .expect("write rest of body");
+    assert_eq!(read_response(&mut slow).await.status, 200);
+    assert_eq!(h.post_json("/Greeter/greet", &other).await.status, 200);
+    h.stop().await;
+}
