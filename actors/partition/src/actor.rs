@@ -587,10 +587,12 @@ impl StreamHandler<EffectsApplied> for PartitionActor {
 }
 
 impl Handler<GetStatus> for PartitionActor {
-    type Result = MessageResult<GetStatus>;
+    type Result = ResponseFuture<PartitionStatus>;
 
+    /// Answers from the actor's own counters; the three counts that scan the store are read on a
+    /// blocking thread so that a scrape never stalls the partition.
     fn handle(&mut self, _: GetStatus, _ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult(PartitionStatus {
+        let mut status = PartitionStatus {
             partition: self.partition(),
             leader: self.observed.leader.map(NodeId),
             term: Term(self.observed.term),
@@ -600,21 +602,9 @@ impl Handler<GetStatus> for PartitionActor {
             batches: self.batches,
             batch_size: self.batch_size.clone(),
             commit_latency: self.commit_latency.clone(),
-            pending_timers: self
-                .group
-                .as_ref()
-                .and_then(|group| group.state.pending_timers().ok())
-                .unwrap_or(0),
-            suspended: self
-                .group
-                .as_ref()
-                .and_then(|group| group.state.suspended_invocations().ok())
-                .unwrap_or(0),
-            inbox_depth: self
-                .group
-                .as_ref()
-                .and_then(|group| group.state.inbox_depth().ok())
-                .unwrap_or(0),
+            pending_timers: 0,
+            suspended: 0,
+            inbox_depth: 0,
             journal_entries: self.journal_entries,
             reconciled: self.reconciled,
             running_attempts: match &self.leadership {
@@ -630,6 +620,26 @@ impl Handler<GetStatus> for PartitionActor {
                 .values()
                 .flat_map(|handlers| handlers.values().cloned())
                 .collect(),
+        };
+        let state = self.group.as_ref().map(|group| group.state.clone());
+        Box::pin(async move {
+            let Some(state) = state else {
+                return status;
+            };
+            let counts = tokio::task::spawn_blocking(move || {
+                (
+                    state.pending_timers().unwrap_or(0),
+                    state.suspended_invocations().unwrap_or(0),
+                    state.inbox_depth().unwrap_or(0),
+                )
+            })
+            .await;
+            if let Ok((timers, suspended, inbox)) = counts {
+                status.pending_timers = timers;
+                status.suspended = suspended;
+                status.inbox_depth = inbox;
+            }
+            status
         })
     }
 }

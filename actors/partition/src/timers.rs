@@ -50,6 +50,17 @@ pub(crate) struct Window {
     low_water: usize,
     pending: BTreeSet<TimerKey>,
     horizon: Horizon,
+    /// A page is being read off the actor's thread (see [`Window::begin_load`]).
+    loading: Option<Late>,
+}
+
+/// Timers registered beyond the horizon while a page was being read: the read may have missed
+/// them, so they are taken in again once the page is in. Bounded: past `capacity` the page is
+/// discarded and read again instead.
+#[derive(Debug, Default)]
+struct Late {
+    timers: Vec<TimerKey>,
+    overflowed: bool,
 }
 
 impl Window {
@@ -61,6 +72,7 @@ impl Window {
             low_water: capacity / 4,
             pending: BTreeSet::new(),
             horizon: Horizon::Unloaded,
+            loading: None,
         }
     }
 
@@ -73,6 +85,9 @@ impl Window {
     /// from the start). Asked for at start, and again whenever the window drains to its low-water
     /// mark while timers remain beyond the horizon.
     pub(crate) fn wants_load(&self) -> Option<Option<TimerKey>> {
+        if self.loading.is_some() {
+            return None;
+        }
         match self.horizon {
             Horizon::Unloaded => Some(None),
             Horizon::At(last) if self.pending.len() <= self.low_water => Some(Some(last)),
@@ -80,9 +95,36 @@ impl Window {
         }
     }
 
+    /// Starts reading the next page when one is wanted: returns the key to read after (as
+    /// [`Window::wants_load`]) and remembers registrations until [`Window::load`] or
+    /// [`Window::abort_load`].
+    pub(crate) fn begin_load(&mut self) -> Option<Option<TimerKey>> {
+        let after = self.wants_load()?;
+        self.loading = Some(Late::default());
+        Some(after)
+    }
+
+    /// The read begun last failed: the next one starts from the same horizon.
+    pub(crate) fn abort_load(&mut self) {
+        self.loading = None;
+    }
+
     /// Takes in a page read from the store after the current horizon: a full page moves the
-    /// horizon to its last key, a short one means the store holds nothing later.
+    /// horizon to its last key, a short one means the store holds nothing later. Timers
+    /// registered while it was read are taken in after it; if too many were, the page is
+    /// dropped and read again.
     pub(crate) fn load(&mut self, page: Vec<TimerKey>) {
+        let late = self.loading.take().unwrap_or_default();
+        if late.overflowed {
+            return;
+        }
+        self.apply_page(page);
+        for timer in late.timers {
+            self.register(timer);
+        }
+    }
+
+    fn apply_page(&mut self, page: Vec<TimerKey>) {
         let full = page.len() >= self.capacity;
         let last = page.last().copied();
         self.pending.extend(page);
@@ -105,6 +147,12 @@ impl Window {
         if inside {
             self.pending.insert(timer);
             self.trim();
+        } else if let Some(late) = &mut self.loading {
+            if late.timers.len() < self.capacity {
+                late.timers.push(timer);
+            } else {
+                late.overflowed = true;
+            }
         }
         inside && self.pending.contains(&timer)
     }
@@ -158,16 +206,6 @@ impl Window {
     }
 }
 
-/// How reading the next page of timers went.
-enum Refill {
-    /// The window holds what it should.
-    Done,
-    /// The store failed; try again later.
-    Failed,
-    /// The partition closed its state (shutdown or restart): this wheel is obsolete.
-    Closed,
-}
-
 /// A timer the partition just registered (from an `Effect::RegisterTimer`).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -213,21 +251,40 @@ impl TimerWheelActor {
         }
     }
 
-    /// Loads from the store while the window asks for it.
-    fn refill(&mut self) -> Refill {
-        while let Some(after) = self.window.wants_load() {
-            let Some(state) = self.state.upgrade() else {
-                return Refill::Closed;
-            };
-            match state.timers_after(after.as_ref(), self.window.page_size()) {
-                Ok(page) => self.window.load(page),
+    /// Reads the next page on a blocking thread when the window asks for one; the answer pumps
+    /// again. Timers already in memory keep firing meanwhile.
+    fn refill(&mut self, ctx: &mut Context<Self>) {
+        let Some(after) = self.window.begin_load() else {
+            return;
+        };
+        let Some(state) = self.state.upgrade() else {
+            // The partition closed its state (shutdown or restart): this wheel is obsolete.
+            self.halt(ctx);
+            return;
+        };
+        let limit = self.window.page_size();
+        let read = tokio::task::spawn_blocking(move || state.timers_after(after.as_ref(), limit));
+        ctx.spawn(read.into_actor(self).map(|read, act, ctx| {
+            if act.halted {
+                return;
+            }
+            match read {
+                Ok(Ok(page)) => {
+                    act.window.load(page);
+                    act.pump(ctx);
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(partition = %act.partition, error = %e, "cannot read pending timers");
+                    act.window.abort_load();
+                    act.back_off(ctx);
+                }
                 Err(e) => {
-                    tracing::error!(partition = %self.partition, error = %e, "cannot read pending timers");
-                    return Refill::Failed;
+                    tracing::error!(partition = %act.partition, error = %e, "timer read task failed");
+                    act.window.abort_load();
+                    act.back_off(ctx);
                 }
             }
-        }
-        Refill::Done
+        }));
     }
 
     /// Proposes every due timer (within the in-flight limit), then sleeps until the next one.
@@ -236,16 +293,9 @@ impl TimerWheelActor {
             return;
         }
         loop {
-            match self.refill() {
-                Refill::Done => {}
-                Refill::Failed => {
-                    self.back_off(ctx);
-                    return;
-                }
-                Refill::Closed => {
-                    self.halt(ctx);
-                    return;
-                }
+            self.refill(ctx);
+            if self.halted {
+                return;
             }
             if self.in_flight >= MAX_IN_FLIGHT {
                 break;
@@ -423,11 +473,67 @@ mod tests {
 
     fn refill(window: &mut Window, store: &[TimerKey]) -> usize {
         let mut loads = 0;
-        while let Some(after) = window.wants_load() {
+        while let Some(after) = window.begin_load() {
             window.load(page(store, after, window.page_size()));
             loads += 1;
         }
         loads
+    }
+
+    #[test]
+    fn a_timer_registered_while_its_page_is_read_is_not_lost() {
+        let mut store = store(20);
+        let mut window = Window::new(4);
+        refill(&mut window, &store);
+        // The window drains to its low-water mark and asks for the page after 40.
+        assert_eq!(window.take_due(40, 10).len(), 4);
+        let after = window.begin_load().expect("a page is wanted");
+        assert_eq!(window.wants_load(), None, "one read at a time");
+        let read = page(&store, after, window.page_size());
+        // Stored after the read took its snapshot: beyond the old horizon, inside the new one.
+        let late = key(55, 1000);
+        store.push(late);
+        store.sort();
+        assert!(!window.register(late));
+        window.load(read);
+        assert_eq!(window.take_due(60, 10).len(), 3, "50, 55 and 60");
+    }
+
+    #[test]
+    fn too_many_registrations_during_a_read_read_the_page_again() {
+        let mut store = store(20);
+        let mut window = Window::new(4);
+        refill(&mut window, &store);
+        window.take_due(40, 10);
+        let after = window.begin_load().expect("a page is wanted");
+        let read = page(&store, after, window.page_size());
+        for n in 0..5 {
+            let late = key(51 + n, 2000 + u128::from(n));
+            store.push(late);
+            window.register(late);
+        }
+        store.sort();
+        window.load(read);
+        assert_eq!(window.len(), 0, "the stale page was dropped");
+        refill(&mut window, &store);
+        let due: Vec<u64> = window
+            .take_due(60, 10)
+            .iter()
+            .map(|k| k.fire_at_ms)
+            .collect();
+        assert_eq!(
+            due,
+            [50, 51, 52, 53],
+            "the window holds the first page after 40 again"
+        );
+    }
+
+    #[test]
+    fn a_failed_read_is_asked_for_again() {
+        let mut window = Window::new(4);
+        assert_eq!(window.begin_load(), Some(None));
+        window.abort_load();
+        assert_eq!(window.wants_load(), Some(None));
     }
 
     #[test]

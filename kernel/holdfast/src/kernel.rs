@@ -157,9 +157,8 @@ impl Kernel {
         // thread per partition cost a third of the invocation throughput and raised timer
         // lateness from 9 ms to 300 ms (docs/benchmarks.md), from cross-thread wake-ups between
         // partitions and the attempts' shared endpoint connections. What attempts replay, the
-        // records lookups, control requests and awakeables check, fsyncs and flushes are read
-        // and written on blocking threads; only the timer wheel's pages and the status counts
-        // are read on the shared thread.
+        // records lookups, control requests and awakeables check, the timer wheel's pages, the
+        // status counts, fsyncs and flushes are read and written on blocking threads.
         let arbiter = Arbiter::new();
         let partitions_arbiter = Arbiter::new();
         // The registry is recovered before anything serves requests: an empty one would refuse
