@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 CARGO ?= cargo
 HOLDFAST := $(CARGO_TARGET_DIR)/debug/holdfast
 
-.PHONY: build run sdk test test-rust test-sdk bench lint fmt clean-data
+.PHONY: build run cluster sdk test test-rust test-sdk bench lint fmt clean-data
 
 build:
 	$(CARGO) build --workspace --all-targets
@@ -15,6 +15,12 @@ build:
 run: sdk
 	$(CARGO) build -p holdfast
 	examples/run.sh
+
+## Start three local nodes from deploy/cluster.toml with the example services registered, and
+## print how to call any node and how to kill one.
+cluster: sdk
+	$(CARGO) build -p holdfast
+	examples/cluster.sh
 
 sdk:
 	@if [ ! -f sdk-ts/dist/src/index.js ]; then cd sdk-ts && npm ci --no-audit --no-fund && npm run build; fi

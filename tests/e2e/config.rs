@@ -1,7 +1,7 @@
 //! Configuration through the real binary: every shipped file validates, and bad input stops the
 //! start with exit status 2 and a message naming the key and where it came from.
 
-use holdfast_e2e::holdfast_bin;
+use holdfast_e2e::{NodeFiles, holdfast_bin, terminate, wait_healthy};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -100,4 +100,43 @@ fn invalid_value_from_the_environment_names_the_variable() {
 fn missing_file_is_refused() {
     let stderr = refused(&check(Path::new("/nonexistent/holdfast.toml"), &[]));
     assert!(stderr.contains("/nonexistent/holdfast.toml"), "{stderr}");
+}
+
+#[test]
+fn a_data_dir_of_another_cluster_is_refused_naming_the_key() {
+    let files = NodeFiles::new(2, "");
+    let mut node = files.serve();
+    wait_healthy(files.admin, &mut node);
+    let (status, stderr) = terminate(node);
+    assert!(status.success(), "{status}: {stderr}");
+
+    // The same node and data dir, but a configuration naming another cluster.
+    let text = std::fs::read_to_string(&files.config).expect("read config");
+    assert_eq!(text.matches("[cluster]\n").count(), 1, "{text}");
+    let renamed = files.dir.path().join("renamed.toml");
+    std::fs::write(
+        &renamed,
+        text.replace("[cluster]\n", "[cluster]\nname = \"other-cluster\"\n"),
+    )
+    .expect("write config");
+    let output = Command::new(holdfast_bin())
+        .args(["serve", "--config"])
+        .arg(&renamed)
+        .env("HOLDFAST_LOG", "warn")
+        .output()
+        .expect("run holdfast");
+    let stderr = refused(&output);
+    assert!(stderr.contains("cluster.name"), "{stderr}");
+    assert!(stderr.contains("\"holdfast\""), "{stderr}");
+    assert!(stderr.contains("\"other-cluster\""), "{stderr}");
+    assert!(
+        stderr.contains(&files.data_dir.display().to_string()),
+        "{stderr}"
+    );
+
+    // The refusal changed nothing: the original configuration still starts.
+    let mut node = files.serve();
+    wait_healthy(files.admin, &mut node);
+    let (status, stderr) = terminate(node);
+    assert!(status.success(), "{status}: {stderr}");
 }

@@ -1,6 +1,9 @@
 //! Harness for end-to-end tests: runs the real `holdfast` binary on free loopback ports and its
 //! own data dir, talks to it over real HTTP, and kills it for real.
 
+pub mod cluster;
+pub mod faults;
+pub mod history;
 pub mod otlp;
 pub mod prometheus;
 
@@ -504,6 +507,7 @@ pub struct Kernel {
     config: PathBuf,
     admin: SocketAddr,
     log_filter: String,
+    env: Vec<(String, String)>,
     child: Option<Child>,
     /// Everything every incarnation wrote to stderr.
     pub log: ProcessLog,
@@ -512,30 +516,71 @@ pub struct Kernel {
 impl Kernel {
     /// Starts `holdfast serve` on `files` with `HOLDFAST_LOG=log_filter` and waits until healthy.
     pub fn start(files: &NodeFiles, log_filter: &str) -> Self {
-        let mut kernel = Kernel {
-            config: files.config.clone(),
-            admin: files.admin,
-            log_filter: log_filter.to_string(),
-            child: None,
-            log: ProcessLog::default(),
-        };
+        let mut kernel = Kernel::stopped(&files.config, files.admin, log_filter, &[]);
         kernel.restart();
         kernel
     }
 
-    /// Starts a new incarnation (after [`Kernel::kill9`]) and waits until every partition has
-    /// a leader.
-    pub fn restart(&mut self) {
+    /// Starts `holdfast serve --config <config>` with `HOLDFAST_LOG=log_filter` and `env` without
+    /// waiting for it: a cluster node cannot elect leaders until its peers run too.
+    pub fn launch(
+        config: &Path,
+        admin: SocketAddr,
+        log_filter: &str,
+        env: &[(String, String)],
+    ) -> Self {
+        let mut kernel = Kernel::stopped(config, admin, log_filter, env);
+        kernel.spawn();
+        kernel
+    }
+
+    fn stopped(
+        config: &Path,
+        admin: SocketAddr,
+        log_filter: &str,
+        env: &[(String, String)],
+    ) -> Self {
+        Kernel {
+            config: config.to_path_buf(),
+            admin,
+            log_filter: log_filter.to_string(),
+            env: env.to_vec(),
+            child: None,
+            log: ProcessLog::default(),
+        }
+    }
+
+    /// Starts a new incarnation without waiting for it to answer.
+    pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "the kernel is still running");
         let mut child = Command::new(holdfast_bin())
             .args(["serve", "--config"])
             .arg(&self.config)
             .env("HOLDFAST_LOG", &self.log_filter)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn holdfast serve");
         self.log.collect(child.stderr.take().expect("stderr"));
+        self.child = Some(child);
+    }
+
+    /// Whether an incarnation is held (started and not yet killed or terminated by the test).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The exit status of the held incarnation if it has exited on its own.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
+    /// Starts a new incarnation (after [`Kernel::kill9`]) and waits until every partition has
+    /// a leader.
+    pub fn restart(&mut self) {
+        self.spawn();
+        let mut child = self.child.take().expect("just spawned");
         if let Err(why) = try_wait_healthy(self.admin, &mut child) {
             let _ = child.kill();
             let _ = child.wait();
@@ -558,6 +603,11 @@ impl Kernel {
 
     /// SIGTERM and wait; returns the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.stop()
+    }
+
+    /// SIGTERM and wait, keeping the kernel restartable; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("the kernel is running");
         signal(child.id(), "TERM");
         child.wait().expect("wait for holdfast")

@@ -14,12 +14,12 @@ use actix::prelude::*;
 use futures::StreamExt;
 use futures::future::{FutureExt, ready};
 use holdfast_metadata_store::{MetadataConfig, MetadataStore};
-use holdfast_raft_group::{Membership, Network, Role};
+use holdfast_raft_group::{Replication, Role};
 use holdfast_schema::{Applied, Refusal, Registry, RegistryCommand};
 use holdfast_types::{NodeId, Term};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, RaftMetrics};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,10 +28,55 @@ use tokio::sync::{oneshot, watch};
 /// How long a registry change waits for the metadata log to elect a leader.
 const ELECTION_WAIT: Duration = Duration::from_secs(5);
 
-/// Asks for a registry change; answered after it is committed and applied.
+/// Asks for a registry change; answered after it is committed and applied (through the metadata
+/// log's leader, wherever it runs).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Result<Applied, Refusal>, Error>")]
 pub struct ChangeRegistry(pub RegistryCommand);
+
+/// A registry change a peer forwarded to this node as the metadata log's leader: applied here or
+/// refused, never forwarded again.
+#[derive(Debug, Message)]
+#[rtype(result = "ForwardedAnswer")]
+pub struct ChangeRegistryHere(pub RegistryCommand);
+
+/// The answer to a registry change forwarded between nodes (one flat enum on the wire), with the
+/// log index it was committed at so the forwarding node can wait until its replica has it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardedAnswer {
+    /// Applied at `index`.
+    Applied { applied: Applied, index: u64 },
+    /// Refused by the registry (committed at `index` all the same).
+    Refused { refusal: Refusal, index: u64 },
+    /// Not applied by the log (or outcome unknown, for [`Error::Failed`]).
+    Failed(Error),
+}
+
+impl From<Result<(Result<Applied, Refusal>, u64), Error>> for ForwardedAnswer {
+    fn from(answer: Result<(Result<Applied, Refusal>, u64), Error>) -> Self {
+        match answer {
+            Ok((Ok(applied), index)) => ForwardedAnswer::Applied { applied, index },
+            Ok((Err(refusal), index)) => ForwardedAnswer::Refused { refusal, index },
+            Err(error) => ForwardedAnswer::Failed(error),
+        }
+    }
+}
+
+impl From<ForwardedAnswer> for Result<(Result<Applied, Refusal>, u64), Error> {
+    fn from(answer: ForwardedAnswer) -> Self {
+        match answer {
+            ForwardedAnswer::Applied { applied, index } => Ok((Ok(applied), index)),
+            ForwardedAnswer::Refused { refusal, index } => Ok((Err(refusal), index)),
+            ForwardedAnswer::Failed(error) => Err(error),
+        }
+    }
+}
+
+/// A registry change's outcome and the log index it was committed at.
+type Outcome = Result<(Result<Applied, Refusal>, u64), Error>;
+
+/// How long a change forwarded to the metadata leader may take.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Asks for the metadata log's role and position.
 #[derive(Debug, Message)]
@@ -44,7 +89,7 @@ pub struct GetStatus;
 pub struct Shutdown;
 
 /// Why a registry change was not applied. Only [`Error::Failed`] leaves the outcome unknown.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Error {
     /// Another node leads the metadata log.
     #[error("the metadata log is led by node {0:?}, not by this node")]
@@ -73,8 +118,8 @@ pub struct MetadataStatus {
 pub struct Settings {
     /// The directory holding `log.redb` and `state.redb`.
     pub dir: PathBuf,
-    /// This node, the initial voters and the consensus settings.
-    pub membership: Membership,
+    /// How the group is replicated: this node, its voters, consensus settings and transport.
+    pub replication: Replication,
     /// Where every applied registry is published.
     pub published: watch::Sender<Arc<Registry>>,
 }
@@ -115,7 +160,7 @@ async fn start_group(settings: Settings) -> Result<Raft<MetadataConfig>, String>
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-    holdfast_raft_group::start(&settings.membership, Network, log, store).await
+    holdfast_raft_group::start(&settings.replication, log, store).await
 }
 
 impl Actor for MetadataActor {
@@ -152,6 +197,7 @@ impl Supervised for MetadataActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.restarts = self.restarts.saturating_add(1);
         tracing::warn!(restarts = self.restarts, "restarting the metadata log");
+        self.settings.replication.withdraw();
         if let Some(raft) = self.raft.take() {
             actix::spawn(async move {
                 let _ = raft.shutdown().await;
@@ -175,14 +221,12 @@ impl StreamHandler<Observed> for MetadataActor {
     fn finished(&mut self, _ctx: &mut Context<Self>) {}
 }
 
-impl Handler<ChangeRegistry> for MetadataActor {
-    type Result = ResponseFuture<Result<Result<Applied, Refusal>, Error>>;
-
-    fn handle(
-        &mut self,
-        ChangeRegistry(command): ChangeRegistry,
-        _ctx: &mut Context<Self>,
-    ) -> Self::Result {
+impl MetadataActor {
+    /// Applies `command` through this node's replica, which must lead the metadata log.
+    fn change_here(
+        &self,
+        command: RegistryCommand,
+    ) -> futures::future::BoxFuture<'static, Outcome> {
         if self.closing {
             return Box::pin(ready(Err(Error::Unavailable("shutting down".into()))));
         }
@@ -202,6 +246,7 @@ impl Handler<ChangeRegistry> for MetadataActor {
                 Ok(response) => response
                     .data
                     .0
+                    .map(|outcome| (outcome, response.log_id.index))
                     .ok_or_else(|| Error::Failed("a registry change produced no outcome".into())),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                     Err(Error::NotLeader(forward.leader_id.map(NodeId)))
@@ -209,6 +254,78 @@ impl Handler<ChangeRegistry> for MetadataActor {
                 Err(e) => Err(Error::Failed(e.to_string())),
             }
         })
+    }
+}
+
+/// Sends a registry change to the node leading the metadata log and returns its answer.
+async fn forward(
+    transport: holdfast_cluster::Transport,
+    leader: NodeId,
+    command: RegistryCommand,
+) -> Outcome {
+    let unreachable = |e: &dyn std::fmt::Display| {
+        Error::Unavailable(format!(
+            "the metadata leader, node {leader}, is unreachable: {e}"
+        ))
+    };
+    let body = holdfast_types::codec::encode(&command).map_err(|e| unreachable(&e))?;
+    let path = holdfast_cluster::forward_path(holdfast_cluster::GroupId::Metadata);
+    let answer = transport
+        .call(
+            leader.0,
+            holdfast_cluster::Lane::Data,
+            &path,
+            body,
+            FORWARD_TIMEOUT,
+        )
+        .await
+        .map_err(|e| unreachable(&e))?;
+    match holdfast_types::codec::decode::<ForwardedAnswer>(&answer) {
+        Ok(answer) => answer.into(),
+        Err(e) => Err(unreachable(&e)),
+    }
+}
+
+impl Handler<ChangeRegistry> for MetadataActor {
+    type Result = ResponseFuture<Result<Result<Applied, Refusal>, Error>>;
+
+    /// Applied here when this node leads the metadata log, otherwise forwarded to its leader;
+    /// answered once this node's replica has applied the change too (read your writes).
+    fn handle(
+        &mut self,
+        ChangeRegistry(command): ChangeRegistry,
+        _ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        let here = self.change_here(command.clone());
+        let transport = self.settings.replication.transport.clone();
+        let raft = self.raft.clone();
+        Box::pin(async move {
+            let (outcome, index) = match here.await {
+                Err(Error::NotLeader(Some(leader))) => forward(transport, leader, command).await?,
+                answer => answer?,
+            };
+            if let Some(raft) = raft {
+                // Past the wait the answer still stands; the registry here catches up shortly.
+                let _ = raft
+                    .wait(Some(FORWARD_TIMEOUT))
+                    .applied_index_at_least(Some(index), "the change applied on this node")
+                    .await;
+            }
+            Ok(outcome)
+        })
+    }
+}
+
+impl Handler<ChangeRegistryHere> for MetadataActor {
+    type Result = ResponseFuture<ForwardedAnswer>;
+
+    fn handle(
+        &mut self,
+        ChangeRegistryHere(command): ChangeRegistryHere,
+        _ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        let here = self.change_here(command);
+        Box::pin(async move { here.await.into() })
     }
 }
 
@@ -229,6 +346,7 @@ impl Handler<Shutdown> for MetadataActor {
 
     fn handle(&mut self, _: Shutdown, _ctx: &mut Context<Self>) -> Self::Result {
         self.closing = true;
+        self.settings.replication.withdraw();
         let raft = self.raft.take();
         let (done, finished) = oneshot::channel::<()>();
         actix::spawn(async move {

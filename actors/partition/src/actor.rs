@@ -12,7 +12,7 @@ use futures::future::{BoxFuture, FutureExt, ready};
 use holdfast_endpoint::EndpointClient;
 use holdfast_invocation::Timeouts;
 use holdfast_protocol::Outcome;
-use holdfast_raft_group::{Membership, Network, Role};
+use holdfast_raft_group::{Replication, Role};
 use holdfast_raft_store::{AppliedBatch, Batch, StateMachine, TypeConfig, WeakStateMachine};
 use holdfast_schema::Registry;
 use holdfast_types::{Command, InvocationId, LogIndex, NodeId, PartitionId, Term};
@@ -34,8 +34,8 @@ pub struct Settings {
     pub partition: PartitionId,
     /// The directory holding this partition's `log.redb` and `state.redb`.
     pub dir: PathBuf,
-    /// This node, the initial voters and the consensus settings.
-    pub membership: Membership,
+    /// How the group is replicated: this node, its voters, consensus settings and transport.
+    pub replication: Replication,
     /// Most commands in one group commit.
     pub max_batch_commands: usize,
     /// Most (approximate) encoded bytes in one group commit.
@@ -139,8 +139,10 @@ pub struct PartitionActor {
     pub(crate) settings: Settings,
     pub(crate) group: Option<Group>,
     pub(crate) observed: Role,
-    /// Every partition's actor, indexed by partition id (empty until the kernel sends `Peers`).
-    pub(crate) peers: Vec<Addr<PartitionActor>>,
+    /// The group's voters and, while this node leads, the last entry each is known to hold.
+    pub(crate) replicas: Vec<(NodeId, Option<LogIndex>)>,
+    /// The way to every partition's leader (`None` until the kernel sends `UseRouter`).
+    pub(crate) router: Option<crate::Router>,
     /// Following, becoming leader, or leading (with the [`crate::leader::Leader`]).
     pub(crate) leadership: Leadership,
     /// Ingress requests waiting for an invocation's result; dropped on stepping down.
@@ -157,6 +159,10 @@ pub struct PartitionActor {
     /// A `CommitQueued` is on its way to this actor.
     commit_scheduled: bool,
     closing: bool,
+    /// Raft still calls this node leader but no quorum has answered it for longer than the
+    /// lease: it acts as a follower (no attempts, timers or shuffle, proposals refused) until a
+    /// quorum answers again.
+    pub(crate) lease_lost: bool,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
     restarts: u32,
     flushed_applied: u64,
@@ -176,7 +182,8 @@ impl PartitionActor {
             settings,
             group: None,
             observed: Role::default(),
-            peers: Vec::new(),
+            router: None,
+            replicas: Vec::new(),
             leadership: Leadership::Following,
             waiters: HashMap::new(),
             queue: VecDeque::new(),
@@ -186,6 +193,7 @@ impl PartitionActor {
             in_flight: false,
             commit_scheduled: false,
             closing: false,
+            lease_lost: false,
             shutdown_waiters: Vec::new(),
             restarts: 0,
             flushed_applied: 0,
@@ -344,6 +352,11 @@ impl PartitionActor {
         let partition = self.partition();
         let refusal = if self.closing {
             Some(ProposeError::ShuttingDown(partition))
+        } else if self.lease_lost {
+            Some(ProposeError::NotLeader {
+                partition,
+                leader: None,
+            })
         } else {
             self.observed
                 .other_leader()
@@ -398,7 +411,7 @@ impl PartitionActor {
     }
 
     /// Refuses every queued proposal with `error`; none of them was written.
-    fn refuse_queued(&mut self, error: &ProposeError) {
+    pub(crate) fn refuse_queued(&mut self, error: &ProposeError) {
         self.queued_bytes = 0;
         for queued in self.queue.drain(..).chain(self.internal.drain(..)) {
             let _ = queued.reply.send(Err(error.clone()));
@@ -433,6 +446,7 @@ impl PartitionActor {
         self.refuse_queued(&ProposeError::ShuttingDown(self.partition()));
         let group = self.group.take();
         self.settings.published.send_replace(None);
+        self.settings.replication.withdraw();
         let waiters = std::mem::take(&mut self.shutdown_waiters);
         let partition = self.partition();
         let close = async move {
@@ -465,7 +479,7 @@ async fn start_group(
         .map_err(|e| e.to_string())?;
     let state = state.with_config(settings.fsm);
     let applying = state.clone().with_effects(effects);
-    let raft = holdfast_raft_group::start(&settings.membership, Network, log, applying).await?;
+    let raft = holdfast_raft_group::start(&settings.replication, log, applying).await?;
     Ok(Group { raft, state })
 }
 
@@ -478,6 +492,8 @@ impl Actor for PartitionActor {
             act.flush_state(ctx)
         });
         ctx.run_interval(RECONCILE_INTERVAL, |act, ctx| act.reconcile(ctx));
+        let heartbeat = Duration::from_millis(self.settings.replication.raft.heartbeat_interval);
+        ctx.run_interval(heartbeat, |act, ctx| act.check_lease(ctx));
     }
 }
 
@@ -490,6 +506,7 @@ impl Supervised for PartitionActor {
             message: "partition restarted before the command was proposed".into(),
         });
         self.settings.published.send_replace(None);
+        self.settings.replication.withdraw();
         if let Some(group) = self.group.take() {
             actix::spawn(async move {
                 let _ = group.raft.shutdown().await;
@@ -511,9 +528,24 @@ impl StreamHandler<RaftObserved> for PartitionActor {
             return;
         }
         self.observed = Role::of(&metrics);
+        self.replicas = metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(|node| {
+                let matched = metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&node).copied().flatten())
+                    .map(|log| LogIndex(log.index));
+                (NodeId(node), matched)
+            })
+            .collect();
         let term = self.observed.term;
         match (self.observed.is_leader, self.leadership.term()) {
             (true, Some(leading)) if leading == term => {}
+            // Out of touch with its quorum: it waits for `check_lease` to see a quorum again.
+            (true, None) if self.lease_lost => {}
             (true, earlier) => {
                 tracing::info!(partition = %self.partition(), term, "elected leader; catching up");
                 if earlier.is_some() {
@@ -607,6 +639,7 @@ impl Handler<GetStatus> for PartitionActor {
             inbox_depth: 0,
             journal_entries: self.journal_entries,
             reconciled: self.reconciled,
+            replicas: self.replicas.clone(),
             running_attempts: match &self.leadership {
                 Leadership::Leading(leader) => leader.running.len() as u64,
                 _ => 0,

@@ -1,7 +1,7 @@
 //! Requests from the ingress: start or join an invocation, read its status, wait for its result.
 
 use crate::actor::PartitionActor;
-use crate::{AwaitInvocation, GetInvocation, Invoke, Invoked, Lookup, Peers, ProposeError};
+use crate::{AwaitInvocation, GetInvocation, Invoke, Invoked, Lookup, ProposeError, UseRouter};
 use actix::prelude::*;
 use futures::future::BoxFuture;
 use holdfast_fsm::Effect;
@@ -237,16 +237,16 @@ impl Handler<AwaitInvocation> for PartitionActor {
     }
 }
 
-impl Handler<Peers> for PartitionActor {
+impl Handler<UseRouter> for PartitionActor {
     type Result = ();
 
-    fn handle(&mut self, Peers(peers): Peers, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, UseRouter(router): UseRouter, _ctx: &mut Context<Self>) {
         if let crate::leader::Leadership::Leading(leader) = &self.leadership {
             leader
                 .shuffle
-                .do_send(crate::shuffle::Targets(peers.clone()));
+                .do_send(crate::shuffle::Targets(router.clone()));
         }
-        self.peers = peers;
+        self.router = Some(router);
     }
 }
 

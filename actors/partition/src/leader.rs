@@ -18,6 +18,7 @@
 //! A reconciler checks every [`RECONCILE_INTERVAL`] that each invocation whose attempt should
 //! be running has one, and restarts (and logs) any that does not.
 
+use crate::ProposeError;
 use crate::actor::{Lane, PartitionActor};
 use crate::shuffle::{self, ShuffleActor};
 use crate::timers::{self, TimerWheelActor};
@@ -261,7 +262,7 @@ impl PartitionActor {
         let shuffle = ShuffleActor::new(
             self.partition(),
             ctx.address(),
-            self.peers.clone(),
+            self.router.clone(),
             self.settings.max_batch_bytes,
         );
         let shuffle = shuffle.start();
@@ -310,6 +311,51 @@ impl PartitionActor {
                 leader.restarting.remove(&id);
             }
         }));
+    }
+
+    /// The leader's lease: raft in openraft 0.9 keeps a leader cut off from its quorum in office
+    /// until it hears a higher term, so the partition checks every heartbeat how long ago a
+    /// quorum last acknowledged it. Past the lease (an election timeout less one heartbeat, so
+    /// it ends before anyone else can be elected) it stops every side effect and refuses
+    /// proposals; once a quorum answers again it becomes leader anew (barrier and rebuild).
+    pub(crate) fn check_lease(&mut self, ctx: &mut Context<Self>) {
+        let Some(group) = &self.group else { return };
+        let (is_leader, term, since_ack) = {
+            let metrics = group.raft.metrics();
+            let metrics = metrics.borrow();
+            (
+                metrics.state == openraft::ServerState::Leader,
+                metrics.current_term,
+                metrics.millis_since_quorum_ack,
+            )
+        };
+        let raft = &self.settings.replication.raft;
+        let lease = raft
+            .election_timeout_min
+            .saturating_sub(raft.heartbeat_interval)
+            .max(raft.heartbeat_interval);
+        if !is_leader {
+            self.lease_lost = false;
+            return;
+        }
+        match since_ack {
+            Some(ms) if ms > lease && !self.lease_lost => {
+                tracing::warn!(partition = %self.partition(), term, since_ack_ms = ms, lease_ms = lease,
+                    "no quorum acknowledged this leader within its lease; stopping attempts, timers and the shuffle");
+                self.lease_lost = true;
+                self.step_down();
+                self.refuse_queued(&ProposeError::NotLeader {
+                    partition: self.partition(),
+                    leader: None,
+                });
+            }
+            Some(ms) if ms <= raft.heartbeat_interval.saturating_mul(2) && self.lease_lost => {
+                tracing::info!(partition = %self.partition(), term, "a quorum answers again; leading anew");
+                self.lease_lost = false;
+                self.become_leader(term, ctx);
+            }
+            _ => {}
+        }
     }
 
     /// This node no longer leads (or its group stopped): drop the leader and its waiters.

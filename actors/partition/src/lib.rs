@@ -33,6 +33,7 @@ mod leader;
 mod metrics;
 #[cfg(test)]
 mod model_tests;
+mod router;
 mod shuffle;
 mod telemetry;
 mod timers;
@@ -41,14 +42,15 @@ pub use actor::{PartitionActor, Settings};
 pub use control::{Control, ControlError, ControlRequest, Controlled, DeploymentChoice};
 pub use holdfast_fsm::control::Refusal;
 pub use metrics::{HandlerMetrics, Histogram};
+pub use router::{Answer, Request, Router};
 
-use actix::{Addr, Message};
+use actix::Message;
 use holdfast_fsm::Effect;
 use holdfast_protocol::Outcome;
 use holdfast_types::{
     Command, InvocationId, InvocationRequest, LogIndex, NodeId, PartitionId, Term,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// A committed batch as seen by one of its proposers: where it landed and what applying the whole
@@ -90,7 +92,7 @@ pub struct Invoke {
 }
 
 /// The answer to [`Invoke`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invoked {
     /// The invocation the request started or joined.
     pub id: InvocationId,
@@ -114,7 +116,7 @@ pub struct GetInvocation(pub InvocationId);
 pub struct AwaitInvocation(pub InvocationId);
 
 /// What a partition knows about an invocation it was asked about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Lookup {
     /// No such invocation (never existed, or purged).
     Unknown,
@@ -143,11 +145,11 @@ pub struct CompleteAwakeable {
     pub outcome: Outcome,
 }
 
-/// Tells a partition the addresses of every partition, indexed by partition id, so its shuffle
-/// can deliver outbox messages; sent by the kernel once all partitions are started.
+/// Gives a partition the router to every partition's leader, so its shuffle can deliver outbox
+/// messages; sent by the kernel once all of this node's partitions are started.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Peers(pub Vec<Addr<PartitionActor>>);
+pub struct UseRouter(pub Router);
 
 /// Asks a partition for its status and metrics.
 #[derive(Debug, Message)]
@@ -162,7 +164,7 @@ pub struct Shutdown;
 
 /// Why a proposal was not acknowledged. [`ProposeError::Storage`] and [`ProposeError::Unknown`]
 /// mean the outcome is unknown; every other refusal means the command was not written.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProposeError {
     /// Another node leads this partition; retry there.
     #[error("partition {partition} is led by {leader:?}, not by this node")]
@@ -182,6 +184,13 @@ pub enum ProposeError {
     Unknown {
         partition: PartitionId,
         waited: std::time::Duration,
+    },
+    /// No node answered for the partition (unreachable, or no leader yet); nothing was written
+    /// by this request, or a retry with the same invocation id is safe.
+    #[error("partition {partition} is unavailable: {reason}")]
+    Unavailable {
+        partition: PartitionId,
+        reason: String,
     },
     /// The raft group failed while the command was in flight; it may or may not be committed.
     #[error("partition {partition} failed while committing: {message}")]
@@ -228,4 +237,6 @@ pub struct PartitionStatus {
     pub waiting_attempts: u64,
     /// Per-handler invocation counters while this node led the partition.
     pub handlers: Vec<HandlerMetrics>,
+    /// The group's voters; while this node leads, with the last log index each holds.
+    pub replicas: Vec<(NodeId, Option<LogIndex>)>,
 }

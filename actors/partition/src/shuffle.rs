@@ -10,9 +10,9 @@
 //! grows with the backlog.
 //! Once every message up to `n` is delivered, the source truncates its outbox up to `n`.
 
-use crate::ProposeInternal;
 use crate::actor::PartitionActor;
 use crate::effects::now_ms;
+use crate::{ProposeInternal, Request, Router};
 use actix::prelude::*;
 use holdfast_types::routing::partition_for_key;
 use holdfast_types::{Command, OutboxMessage, PartitionId};
@@ -35,10 +35,10 @@ pub(crate) struct ShuffleOut {
 #[rtype(result = "()")]
 pub(crate) struct Reload(pub(crate) Vec<(u64, OutboxMessage)>);
 
-/// Every partition's actor, indexed by partition id (the shuffle waits for them to deliver).
+/// The way to every partition's leader (the shuffle waits for it to deliver).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub(crate) struct Targets(pub(crate) Vec<Addr<PartitionActor>>);
+pub(crate) struct Targets(pub(crate) Router);
 
 /// The source no longer leads: deliver nothing more.
 #[derive(Debug, Message)]
@@ -49,7 +49,7 @@ pub(crate) struct Halt;
 pub(crate) struct ShuffleActor {
     source: PartitionId,
     owner: Addr<PartitionActor>,
-    peers: Vec<Addr<PartitionActor>>,
+    router: Option<Router>,
     /// Undelivered messages by sequence number.
     pending: BTreeMap<u64, OutboxMessage>,
     /// Targets with a batch in flight.
@@ -67,13 +67,13 @@ impl ShuffleActor {
     pub(crate) fn new(
         source: PartitionId,
         owner: Addr<PartitionActor>,
-        peers: Vec<Addr<PartitionActor>>,
+        router: Option<Router>,
         max_batch_bytes: usize,
     ) -> Self {
         Self {
             source,
             owner,
-            peers,
+            router,
             pending: BTreeMap::new(),
             in_flight: HashSet::new(),
             highest: 0,
@@ -91,10 +91,10 @@ impl ShuffleActor {
     /// Sends each idle target all of its pending messages, in order, as one batch (once the
     /// partitions are known).
     fn deliver(&mut self, ctx: &mut Context<Self>) {
-        if self.halted || self.peers.is_empty() {
+        let Some(router) = self.router.clone().filter(|_| !self.halted) else {
             return;
-        }
-        let partitions = u32::try_from(self.peers.len()).unwrap_or(u32::MAX);
+        };
+        let partitions = router.partitions();
         let mut batches: BTreeMap<PartitionId, (usize, Vec<(u64, Command)>)> = BTreeMap::new();
         let mut full: HashSet<PartitionId> = HashSet::new();
         for (seq, message) in &self.pending {
@@ -119,31 +119,24 @@ impl ShuffleActor {
             batch.push((*seq, command));
         }
         for (target, (_, batch)) in batches {
-            let Some(peer) = self.peers.get(target.0 as usize).cloned() else {
-                tracing::error!(%target, "outbox message for a partition that does not exist");
-                continue;
-            };
             self.in_flight.insert(target);
             let (seqs, commands): (Vec<u64>, Vec<Command>) = batch.into_iter().unzip();
-            let sent = async move { peer.send(ProposeInternal(commands)).await };
+            let router = router.clone();
+            let sent = async move { router.ask(target, Request::Internal(commands)).await };
             ctx.spawn(sent.into_actor(self).map(move |result, act, ctx| {
                 act.in_flight.remove(&target);
                 match result {
-                    Ok(Ok(_)) => {
+                    Ok(_) => {
                         for seq in seqs {
                             act.pending.remove(&seq);
                         }
                         act.truncate_delivered();
                         act.deliver(ctx);
                     }
-                    failed => {
+                    Err(e) => {
                         // Nothing of the batch was committed (or the target dedups what was):
                         // the same messages go again, still in order.
-                        let reason = match failed {
-                            Ok(Err(e)) => e.to_string(),
-                            Err(e) => e.to_string(),
-                            Ok(Ok(_)) => String::new(),
-                        };
+                        let reason = e.to_string();
                         tracing::debug!(source = %act.source, %target, %reason, "outbox delivery failed; retrying");
                         ctx.run_later(REDELIVERY_BACKOFF, |act, ctx| act.deliver(ctx));
                     }
@@ -195,8 +188,8 @@ impl Handler<Reload> for ShuffleActor {
 impl Handler<Targets> for ShuffleActor {
     type Result = ();
 
-    fn handle(&mut self, Targets(peers): Targets, ctx: &mut Context<Self>) {
-        self.peers = peers;
+    fn handle(&mut self, Targets(router): Targets, ctx: &mut Context<Self>) {
+        self.router = Some(router);
         self.deliver(ctx);
     }
 }

@@ -380,6 +380,7 @@ impl TimerWheelActor {
                 Ok(Err(
                     ProposeError::Overloaded(_)
                     | ProposeError::Storage { .. }
+                    | ProposeError::Unavailable { .. }
                     | ProposeError::Unknown { .. },
                 )) => {
                     act.window.restore(due);
@@ -682,13 +683,11 @@ mod tests {
         use crate::{GetStatus, PartitionActor, Propose, Settings, Shutdown};
         use actix::{Actor, Addr};
         use holdfast_protocol::Payload;
-        use holdfast_raft_group::Membership;
+        use holdfast_raft_group::Replication;
         use holdfast_types::{
             Command, HandlerKind, InvocationId, InvocationRequest, NodeId, PartitionId, Source,
             Target,
         };
-        use openraft::BasicNode;
-        use std::collections::BTreeMap;
         use std::path::Path;
         use std::sync::Arc;
         use std::time::{Duration, Instant};
@@ -705,12 +704,11 @@ mod tests {
             Settings {
                 partition: PartitionId(0),
                 dir: dir.to_path_buf(),
-                membership: Membership {
-                    node: NodeId(1),
-                    members: BTreeMap::from([(1, BasicNode::new("127.0.0.1:5123"))]),
-                    bootstrap: true,
-                    raft: Arc::new(raft),
-                },
+                replication: Replication::sole(
+                    NodeId(1),
+                    holdfast_cluster::GroupId::Partition(0),
+                    Arc::new(raft),
+                ),
                 max_batch_commands: 1024,
                 max_batch_bytes: 1 << 20,
                 max_queued: 1 << 16,

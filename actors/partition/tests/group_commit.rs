@@ -2,11 +2,9 @@
 
 use actix::{Actor, Addr};
 use holdfast_partition::{GetStatus, PartitionActor, Propose, ProposeError, Settings, Shutdown};
-use holdfast_raft_group::Membership;
+use holdfast_raft_group::Replication;
 use holdfast_raft_store::StateMachine;
 use holdfast_types::{Command, NodeId, ObjectKey, PartitionId};
-use openraft::BasicNode;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,12 +21,11 @@ fn settings(dir: &Path) -> Settings {
     Settings {
         partition: PartitionId(0),
         dir: dir.to_path_buf(),
-        membership: Membership {
-            node: NodeId(1),
-            members: BTreeMap::from([(1, BasicNode::new("127.0.0.1:5122"))]),
-            bootstrap: true,
-            raft: Arc::new(raft),
-        },
+        replication: Replication::sole(
+            NodeId(1),
+            holdfast_cluster::GroupId::Partition(0),
+            Arc::new(raft),
+        ),
         max_batch_commands: 1024,
         max_batch_bytes: 1 << 20,
         max_queued: 1 << 16,

@@ -1,18 +1,20 @@
 //! What every replicated group of a node shares — the partitions and the metadata log: how it
-//! starts (initialize on first boot, elect at once when it is the sole voter), how its role is
-//! observed, and its network.
+//! starts (the preferred replica initializes it on first boot, the others after a grace period
+//! if nobody reached them; a sole voter elects itself at once), how its role is observed, and
+//! how the cluster transport reaches it.
 //!
 //! Actors drive groups through this crate; it holds no actor and no state of its own.
 
-mod network;
-
-pub use network::{Network, PeerClient};
-
+use holdfast_cluster::{GroupId, GroupNetwork, RaftService, Transport};
 use holdfast_types::NodeId;
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest};
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
-use openraft::{BasicNode, Raft, RaftMetrics, RaftNetworkFactory, RaftTypeConfig, ServerState};
+use openraft::{BasicNode, Raft, RaftMetrics, RaftTypeConfig, ServerState};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// The exit status of a process that stopped because its storage failed.
@@ -27,17 +29,75 @@ pub fn fail_stop(group: &str, what: &str, error: &dyn std::fmt::Display) -> ! {
     std::process::exit(STORAGE_FAILED_EXIT)
 }
 
-/// The cluster-facing settings every group of this node is started with.
-#[derive(Debug, Clone)]
-pub struct Membership {
+/// Where a group this node runs a replica of is published for the transport's listener.
+pub type Serving = Arc<watch::Sender<Option<Arc<dyn RaftService>>>>;
+
+/// How one group is replicated and reached: what a node needs to start its replica.
+#[derive(Clone)]
+pub struct Replication {
     /// This node's id.
     pub node: NodeId,
-    /// The initial voters and their node-to-node addresses.
-    pub members: BTreeMap<u64, BasicNode>,
-    /// Whether this node initializes a group whose store is empty (exactly one node does).
-    pub bootstrap: bool,
+    /// The group.
+    pub group: GroupId,
+    /// The group's initial voters (its replicas) and their node-to-node addresses.
+    pub voters: BTreeMap<u64, BasicNode>,
+    /// Whether this node initializes the group at once on first boot (its preferred replica);
+    /// the other voters do so only if nobody reached them within `bootstrap_grace`, which is
+    /// safe because every voter initializes with the same membership.
+    pub preferred: bool,
+    /// How long a voter that is not preferred waits for the group to reach it on first boot.
+    pub bootstrap_grace: Duration,
     /// Consensus timing and snapshot policy.
     pub raft: Arc<openraft::Config>,
+    /// The node's client to its peers.
+    pub transport: Transport,
+    /// Where the running group is published for the node's listener.
+    pub serving: Serving,
+}
+
+impl std::fmt::Debug for Replication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replication")
+            .field("node", &self.node)
+            .field("group", &self.group)
+            .field("voters", &self.voters)
+            .field("preferred", &self.preferred)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replication {
+    /// A group whose only voter is `node`, with no peers to reach: for tests of one replica.
+    /// Must be called inside a tokio runtime (the transport's connections would run on it).
+    pub fn sole(node: NodeId, group: GroupId, raft: Arc<openraft::Config>) -> Self {
+        let identity = holdfast_cluster::Identity {
+            cluster: "test".into(),
+            fingerprint: String::new(),
+            node: node.0,
+        };
+        let transport = Transport::new(
+            identity,
+            BTreeMap::new(),
+            holdfast_cluster::Settings::default(),
+            tokio::runtime::Handle::current(),
+        );
+        Self {
+            node,
+            group,
+            voters: BTreeMap::from([(node.0, BasicNode::new(""))]),
+            preferred: true,
+            bootstrap_grace: Duration::ZERO,
+            raft,
+            transport,
+            serving: Arc::new(watch::channel(None).0),
+        }
+    }
+
+    /// Takes the group off the listener: peers' messages are answered "not running" until the
+    /// group is published again.
+    pub fn withdraw(&self) {
+        self.serving.send_replace(None);
+    }
 }
 
 /// A group's role and positions as last observed in its raft metrics.
@@ -73,11 +133,11 @@ impl Role {
     }
 }
 
-/// Starts the raft group over its stores: initializes it on first boot (bootstrap node only) and,
-/// after a restart, elects at once when this node is the sole voter.
-pub async fn start<C, LS, SM, N>(
-    membership: &Membership,
-    network: N,
+/// Starts the raft group over its stores and publishes it to the listener: on first boot the
+/// preferred replica initializes it at once and the other voters after the grace period unless
+/// the group reached them first; after a restart a sole voter elects itself at once.
+pub async fn start<C, LS, SM>(
+    replication: &Replication,
     log: LS,
     state: SM,
 ) -> Result<Raft<C>, String>
@@ -85,17 +145,35 @@ where
     C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
     LS: RaftLogStorage<C>,
     SM: RaftStateMachine<C>,
-    N: RaftNetworkFactory<C>,
+    AppendEntriesRequest<C>: Serialize + DeserializeOwned,
+    InstallSnapshotRequest<C>: Serialize + DeserializeOwned,
 {
-    let node = membership.node.0;
-    let raft = Raft::new(node, membership.raft.clone(), network, log, state)
+    let node = replication.node.0;
+    let network = GroupNetwork::<C>::new(replication.group, replication.transport.clone());
+    let raft = Raft::new(node, replication.raft.clone(), network, log, state)
         .await
         .map_err(|e| e.to_string())?;
+    replication
+        .serving
+        .send_replace(Some(Arc::new(raft.clone())));
+    let voter = replication.voters.contains_key(&node);
     if !raft.is_initialized().await.map_err(|e| e.to_string())? {
-        if membership.bootstrap {
-            raft.initialize(membership.members.clone())
+        if voter && replication.preferred {
+            raft.initialize(replication.voters.clone())
                 .await
                 .map_err(|e| e.to_string())?;
+        } else if voter {
+            let (raft, voters) = (raft.clone(), replication.voters.clone());
+            let (grace, group) = (replication.bootstrap_grace, replication.group);
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                if raft.is_initialized().await == Ok(false) {
+                    tracing::info!(%group, "no replica reached this one on first boot; initializing the group");
+                    if let Err(e) = raft.initialize(voters).await {
+                        tracing::debug!(%group, error = %e, "initializing the group");
+                    }
+                }
+            });
         }
     } else if sole_voter(&raft.metrics(), node) {
         // Nobody else can win this election, so there is no reason to wait out the timeout.

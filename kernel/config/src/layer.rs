@@ -37,6 +37,7 @@ pub(crate) struct Partial {
     pub sql: Option<Sourced<SocketAddr>>,
     pub statement_timeout_ms: Option<Sourced<u64>>,
     pub max_rows: Option<Sourced<u64>>,
+    pub cluster_name: Option<Sourced<String>>,
     pub partitions: Option<Sourced<u32>>,
     pub replication_factor: Option<Sourced<u32>>,
     pub nodes: Option<Sourced<Vec<Member>>>,
@@ -44,6 +45,7 @@ pub(crate) struct Partial {
     pub max_batch_bytes: Option<Sourced<usize>>,
     pub snapshot_interval: Option<Sourced<u64>>,
     pub election_timeout_ms: Option<Sourced<u64>>,
+    pub heartbeat_interval_ms: Option<Sourced<u64>>,
     pub inactivity_timeout_ms: Option<Sourced<u64>>,
     pub abort_timeout_ms: Option<Sourced<u64>>,
     pub retry_initial_interval_ms: Option<Sourced<u64>>,
@@ -72,6 +74,7 @@ impl Partial {
             sql: upper.sql.or(self.sql),
             statement_timeout_ms: upper.statement_timeout_ms.or(self.statement_timeout_ms),
             max_rows: upper.max_rows.or(self.max_rows),
+            cluster_name: upper.cluster_name.or(self.cluster_name),
             partitions: upper.partitions.or(self.partitions),
             replication_factor: upper.replication_factor.or(self.replication_factor),
             nodes: upper.nodes.or(self.nodes),
@@ -79,6 +82,7 @@ impl Partial {
             max_batch_bytes: upper.max_batch_bytes.or(self.max_batch_bytes),
             snapshot_interval: upper.snapshot_interval.or(self.snapshot_interval),
             election_timeout_ms: upper.election_timeout_ms.or(self.election_timeout_ms),
+            heartbeat_interval_ms: upper.heartbeat_interval_ms.or(self.heartbeat_interval_ms),
             inactivity_timeout_ms: upper.inactivity_timeout_ms.or(self.inactivity_timeout_ms),
             abort_timeout_ms: upper.abort_timeout_ms.or(self.abort_timeout_ms),
             retry_initial_interval_ms: upper
@@ -143,6 +147,10 @@ pub(crate) const MAX_BATCH_COMMANDS: Range = Range::between(1, 65536);
 pub(crate) const MAX_BATCH_BYTES: Range = Range::at_least(1024);
 pub(crate) const SNAPSHOT_INTERVAL: Range = Range::at_least(100);
 pub(crate) const ELECTION_TIMEOUT_MS: Range = Range::between(50, 60_000);
+/// Heartbeats: no busier than every 10 ms, no rarer than the longest election timeout.
+pub(crate) const HEARTBEAT_INTERVAL_MS: Range = Range::between(10, 60_000);
+/// Longest `cluster.name`: short enough for logs, metrics labels and the data dir's record.
+pub(crate) const CLUSTER_NAME_MAX: usize = 64;
 /// Timeouts and retry intervals: at least 1 ms, at most 2^53 ms so every tool reads them exactly.
 pub(crate) const MILLIS: Range = Range::between(1, 1 << 53);
 pub(crate) const MAX_ROWS: Range = Range::between(1, 1 << 53);
@@ -335,6 +343,7 @@ pub(crate) fn read_layer(tree: Map<String, Value>, layer: &Layer<'_>) -> Result<
                 for (name, value) in sorted(fields) {
                     let key = format!("cluster.{name}");
                     match name.as_str() {
+                        "name" => partial.cluster_name = Some(cluster_name(&value, &key, layer)?),
                         "partitions" => {
                             partial.partitions = Some(int(&value, &key, PARTITIONS, layer)?)
                         }
@@ -366,6 +375,10 @@ pub(crate) fn read_layer(tree: Map<String, Value>, layer: &Layer<'_>) -> Result<
                         "election_timeout_ms" => {
                             partial.election_timeout_ms =
                                 Some(int(&value, &key, ELECTION_TIMEOUT_MS, layer)?);
+                        }
+                        "heartbeat_interval_ms" => {
+                            partial.heartbeat_interval_ms =
+                                Some(int(&value, &key, HEARTBEAT_INTERVAL_MS, layer)?);
                         }
                         _ => return Err(unknown(&key, layer)),
                     }
@@ -647,6 +660,28 @@ fn non_empty(
             key: key.to_owned(),
             value: format!("{text:?}"),
             expected: "a non-empty string".to_owned(),
+        });
+    }
+    Ok(Sourced {
+        value: text.to_owned(),
+        origin: layer.origin(key),
+    })
+}
+
+/// A cluster name: 1 to [`CLUSTER_NAME_MAX`] characters of `A-Z a-z 0-9 . _ -`, so it can be
+/// compared byte for byte and printed anywhere (trimmed when it comes from the environment).
+fn cluster_name(value: &Value, key: &str, layer: &Layer<'_>) -> Result<Sourced<String>, Error> {
+    let text = string(value, key, "a cluster name string", layer)?;
+    let text = if layer.is_env() { text.trim() } else { text };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if text.is_empty() || text.len() > CLUSTER_NAME_MAX || !text.chars().all(allowed) {
+        return Err(Error::InvalidValue {
+            origin: layer.origin(key),
+            key: key.to_owned(),
+            value: format!("{text:?}"),
+            expected: format!(
+                "1 to {CLUSTER_NAME_MAX} characters of A-Z, a-z, 0-9, '.', '_' and '-'"
+            ),
         });
     }
     Ok(Sourced {

@@ -16,6 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 mod error;
 mod layer;
@@ -88,6 +89,9 @@ pub struct Sql {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
+    /// Name of the cluster (1 to 64 of `A-Z a-z 0-9 . _ -`; default `holdfast`); nodes and data
+    /// dirs of a cluster with another name are refused.
+    pub name: String,
     /// Number of partitions (1..=4096); fixed once the data directory is created.
     pub partitions: u32,
     /// Replicas per partition (1..=number of nodes).
@@ -116,8 +120,11 @@ pub struct Log {
     pub max_batch_bytes: usize,
     /// Raft entries between snapshots (>= 100).
     pub snapshot_interval: u64,
-    /// Lower bound of the raft election timeout in ms (50..=60000); heartbeat is a third of it.
+    /// Lower bound of the raft election timeout in ms (50..=60000; default 1000); the upper bound
+    /// is twice it.
     pub election_timeout_ms: u64,
+    /// Period of the leader's heartbeats in ms (10..=60000, < `election_timeout_ms`; default 250).
+    pub heartbeat_interval_ms: u64,
 }
 
 /// How invocations are retried and how long a silent attempt may run: the node-wide defaults
@@ -177,6 +184,99 @@ impl Tracing {
     /// Whether spans are recorded and exported at all.
     pub fn enabled(&self) -> bool {
         self.endpoint.is_some()
+    }
+}
+
+/// What a node's `[cluster]` section amounts to, in a form that compares across nodes and
+/// restarts: the same on every node of one cluster, recorded in each data dir.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterIdentity {
+    /// `cluster.name`.
+    pub name: String,
+    /// `cluster.partitions`.
+    pub partitions: u32,
+    /// `cluster.replication_factor`.
+    pub replication_factor: u32,
+    /// `cluster.nodes` as `(id, raft address)`, sorted by id so the file's order does not matter.
+    pub nodes: Vec<(u64, String)>,
+}
+
+/// Tags the canonical encoding hashed by [`ClusterIdentity::fingerprint`]; a new encoding gets a
+/// new tag, so two encodings can never be mistaken for one another.
+const FINGERPRINT_TAG: &[u8] = b"holdfast.cluster-identity.v1";
+
+impl Cluster {
+    /// The identity every node of this cluster must share (nodes sorted by id).
+    pub fn identity(&self) -> ClusterIdentity {
+        let mut nodes: Vec<(u64, String)> = self
+            .nodes
+            .iter()
+            .map(|m| (m.id, m.address.to_string()))
+            .collect();
+        nodes.sort();
+        ClusterIdentity {
+            name: self.name.clone(),
+            partitions: self.partitions,
+            replication_factor: self.replication_factor,
+            nodes,
+        }
+    }
+}
+
+impl ClusterIdentity {
+    /// A lowercase hex SHA-256 of a canonical encoding of every field, so nodes can compare
+    /// identities by one short string; equal exactly when [`ClusterIdentity::difference`] is
+    /// `None` (the order of `nodes` does not count).
+    pub fn fingerprint(&self) -> String {
+        // Length-prefixed fields in a fixed order, big-endian numbers: no two identities encode
+        // alike, whatever their strings contain.
+        let mut hasher = Sha256::new();
+        hasher.update(FINGERPRINT_TAG);
+        let text = |hasher: &mut Sha256, s: &str| {
+            hasher.update((s.len() as u64).to_be_bytes());
+            hasher.update(s.as_bytes());
+        };
+        text(&mut hasher, &self.name);
+        hasher.update(self.partitions.to_be_bytes());
+        hasher.update(self.replication_factor.to_be_bytes());
+        let nodes = self.sorted_nodes();
+        hasher.update((nodes.len() as u64).to_be_bytes());
+        for (id, address) in nodes {
+            hasher.update(id.to_be_bytes());
+            text(&mut hasher, address);
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+
+    /// The first key whose value differs from `other`'s (`cluster.name`, `cluster.partitions`,
+    /// `cluster.replication_factor`, `cluster.nodes`), or `None` if the identities are equal.
+    pub fn difference(&self, other: &ClusterIdentity) -> Option<&'static str> {
+        if self.name != other.name {
+            Some("cluster.name")
+        } else if self.partitions != other.partitions {
+            Some("cluster.partitions")
+        } else if self.replication_factor != other.replication_factor {
+            Some("cluster.replication_factor")
+        } else if self.sorted_nodes() != other.sorted_nodes() {
+            Some("cluster.nodes")
+        } else {
+            None
+        }
+    }
+
+    /// `nodes` in id order, for an identity built by hand (or read back) in another order.
+    fn sorted_nodes(&self) -> Vec<(u64, &str)> {
+        let mut nodes: Vec<(u64, &str)> = self
+            .nodes
+            .iter()
+            .map(|(id, address)| (*id, address.as_str()))
+            .collect();
+        nodes.sort_unstable();
+        nodes
     }
 }
 

@@ -3,8 +3,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::{
-    Cluster, Config, DEFAULT_TOML, Error, Invocation, Listener, Log, Member, Node, Origin, Sql,
-    Tracing,
+    Cluster, ClusterIdentity, Config, DEFAULT_TOML, Error, Invocation, Listener, Log, Member, Node,
+    Origin, Sql, Tracing,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -104,6 +104,7 @@ fn default_config() -> Config {
             max_rows: 100_000,
         },
         cluster: Cluster {
+            name: "holdfast".to_owned(),
             partitions: 8,
             replication_factor: 1,
             nodes: vec![Member {
@@ -115,7 +116,8 @@ fn default_config() -> Config {
             max_batch_commands: 1024,
             max_batch_bytes: 4_194_304,
             snapshot_interval: 20_000,
-            election_timeout_ms: 300,
+            election_timeout_ms: 1000,
+            heartbeat_interval_ms: 250,
         },
         invocation: Invocation {
             inactivity_timeout_ms: 60_000,
@@ -186,6 +188,8 @@ fn environment_overrides_file_and_is_typed() {
             ("HOLDFAST__LOG__MAX_BATCH_BYTES", "2048"),
             ("HOLDFAST__LOG__MAX_BATCH_COMMANDS", "7"),
             ("HOLDFAST__LOG__ELECTION_TIMEOUT_MS", "150"),
+            ("HOLDFAST__LOG__HEARTBEAT_INTERVAL_MS", "50"),
+            ("HOLDFAST__CLUSTER__NAME", " eu-west.prod_1 "),
             ("HOLDFAST__CLUSTER__REPLICATION_FACTOR", "2"),
             ("HOLDFAST__INGRESS__BIND_ADDRESS", "0.0.0.0:18080"),
             ("HOLDFAST__SQL__BIND_ADDRESS", "[::1]:15432"),
@@ -202,6 +206,8 @@ fn environment_overrides_file_and_is_typed() {
     assert_eq!(config.log.max_batch_bytes, 2048);
     assert_eq!(config.log.max_batch_commands, 7);
     assert_eq!(config.log.election_timeout_ms, 150);
+    assert_eq!(config.log.heartbeat_interval_ms, 50);
+    assert_eq!(config.cluster.name, "eu-west.prod_1");
 }
 
 #[test]
@@ -565,6 +571,18 @@ fn ranges_are_enforced() {
         "50..=60000",
     );
     assert_out_of_range(
+        "[log]\nheartbeat_interval_ms = 9\n",
+        "log.heartbeat_interval_ms",
+        "9",
+        "10..=60000",
+    );
+    assert_out_of_range(
+        "[log]\nheartbeat_interval_ms = 60001\n",
+        "log.heartbeat_interval_ms",
+        "60001",
+        "10..=60000",
+    );
+    assert_out_of_range(
         "[[cluster.nodes]]\nid = 0\naddress = \"127.0.0.1:5122\"\n",
         "cluster.nodes[0].id",
         "0",
@@ -581,20 +599,24 @@ fn ranges_are_enforced() {
 #[test]
 fn range_boundaries_are_accepted() {
     let toml = "[cluster]\npartitions = 4096\n[log]\nmax_batch_commands = 65536\n\
-                max_batch_bytes = 1024\nsnapshot_interval = 100\nelection_timeout_ms = 60000\n";
+                max_batch_bytes = 1024\nsnapshot_interval = 100\nelection_timeout_ms = 60000\n\
+                heartbeat_interval_ms = 59999\n";
     let config = ok(Some(toml), &[]);
     assert_eq!(config.cluster.partitions, 4096);
     assert_eq!(config.log.max_batch_commands, 65536);
     assert_eq!(config.log.max_batch_bytes, 1024);
     assert_eq!(config.log.snapshot_interval, 100);
     assert_eq!(config.log.election_timeout_ms, 60000);
+    assert_eq!(config.log.heartbeat_interval_ms, 59999);
     let low = ok(
         Some(
-            "[cluster]\npartitions = 1\n[log]\nmax_batch_commands = 1\nelection_timeout_ms = 50\n",
+            "[cluster]\npartitions = 1\n[log]\nmax_batch_commands = 1\nelection_timeout_ms = 50\n\
+             heartbeat_interval_ms = 10\n",
         ),
         &[],
     );
     assert_eq!(low.log.election_timeout_ms, 50);
+    assert_eq!(low.log.heartbeat_interval_ms, 10);
 }
 
 #[test]
@@ -953,6 +975,9 @@ fn every_deploy_file_validates() -> TestResult {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        assert_eq!(config.log.election_timeout_ms, 1000, "{name}");
+        assert_eq!(config.log.heartbeat_interval_ms, 250, "{name}");
+        assert_eq!(config.cluster.name, "holdfast", "{name}");
         if name == "cluster.toml" {
             assert_eq!(config.cluster.nodes.len(), 3);
             assert_eq!(config.cluster.replication_factor, 3);
@@ -1408,4 +1433,265 @@ fn tracing_wrong_types_name_key_and_origin() {
         err.origin(),
         env_origin("HOLDFAST__TRACING__FLUSH_INTERVAL_MS").as_ref()
     );
+}
+
+// ---------------------------------------------------------------- cluster.name
+
+#[test]
+fn cluster_name_layers_like_the_others() {
+    assert_eq!(ok(None, &[]).cluster.name, "holdfast");
+    let config = ok(Some("[cluster]\nname = \"Prod.EU-1_a\"\n"), &[]);
+    assert_eq!(config.cluster.name, "Prod.EU-1_a");
+    // Siblings keep their defaults.
+    assert_eq!(config.cluster.partitions, 8);
+    let config = ok(
+        Some("[cluster]\nname = \"from-file\"\n"),
+        &[("HOLDFAST__CLUSTER__NAME", "from-env")],
+    );
+    assert_eq!(config.cluster.name, "from-env");
+    let longest = "x".repeat(64);
+    let config = ok(Some(&format!("[cluster]\nname = \"{longest}\"\n")), &[]);
+    assert_eq!(config.cluster.name, longest);
+}
+
+#[test]
+fn bad_cluster_names_name_key_and_file() {
+    let expected = "1 to 64 characters of A-Z, a-z, 0-9, '.', '_' and '-'";
+    let too_long = "x".repeat(65);
+    for name in [
+        "",
+        "prod eu",
+        "prod/eu",
+        "prød",
+        "a:b",
+        " lead",
+        too_long.as_str(),
+    ] {
+        assert_out_of_range(
+            &format!("[cluster]\nname = {name:?}\n"),
+            "cluster.name",
+            &format!("{name:?}"),
+            expected,
+        );
+    }
+    let (err, path) = fail(Some("[cluster]\nname = 7\n"), &[]);
+    assert!(matches!(err, Error::InvalidType { .. }), "{err}");
+    assert_eq!(err.key(), Some("cluster.name"));
+    assert_eq!(err.origin(), file_origin(&path).as_ref());
+}
+
+#[test]
+fn bad_cluster_name_from_the_environment_names_the_variable() {
+    for value in ["", "  ", "a b"] {
+        let (err, _) = fail(None, &[("HOLDFAST__CLUSTER__NAME", value)]);
+        assert!(
+            matches!(err, Error::InvalidValue { .. }),
+            "{value:?}: {err}"
+        );
+        assert_eq!(err.key(), Some("cluster.name"));
+        assert_eq!(err.origin(), env_origin("HOLDFAST__CLUSTER__NAME").as_ref());
+    }
+}
+
+// ---------------------------------------------------------------- log.heartbeat_interval_ms
+
+#[test]
+fn heartbeat_layers_like_the_others() {
+    let config = ok(Some("[log]\nheartbeat_interval_ms = 100\n"), &[]);
+    assert_eq!(config.log.heartbeat_interval_ms, 100);
+    assert_eq!(config.log.election_timeout_ms, 1000);
+    let config = ok(None, &[("HOLDFAST__LOG__HEARTBEAT_INTERVAL_MS", "500")]);
+    assert_eq!(config.log.heartbeat_interval_ms, 500);
+    // An election timeout of 300 still leaves room for the default heartbeat of 250.
+    let config = ok(Some("[log]\nelection_timeout_ms = 300\n"), &[]);
+    assert_eq!(
+        (
+            config.log.election_timeout_ms,
+            config.log.heartbeat_interval_ms
+        ),
+        (300, 250)
+    );
+}
+
+#[test]
+fn heartbeat_must_be_below_the_election_timeout() {
+    let (err, path) = fail(Some("[log]\nheartbeat_interval_ms = 1000\n"), &[]);
+    assert!(matches!(err, Error::InvalidValue { .. }), "{err}");
+    assert_eq!(err.key(), Some("log.heartbeat_interval_ms"));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "config file {}: key `log.heartbeat_interval_ms`: invalid value 1000, expected < 1000 \
+             (`log.election_timeout_ms` from embedded default configuration; heartbeats must \
+             come more often than elections)",
+            path.display()
+        )
+    );
+    // Both in one file: the heartbeat is blamed.
+    let (err, path) = fail(
+        Some("[log]\nelection_timeout_ms = 200\nheartbeat_interval_ms = 200\n"),
+        &[],
+    );
+    assert_eq!(err.key(), Some("log.heartbeat_interval_ms"));
+    assert_eq!(err.origin(), file_origin(&path).as_ref());
+}
+
+#[test]
+fn election_timeout_lowered_below_the_heartbeat_is_blamed_and_names_the_heartbeat() {
+    // The file lowered the election timeout under the default heartbeat (250).
+    let (err, path) = fail(Some("[log]\nelection_timeout_ms = 200\n"), &[]);
+    assert_eq!(err.key(), Some("log.election_timeout_ms"));
+    assert_eq!(err.origin(), file_origin(&path).as_ref());
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "config file {}: key `log.election_timeout_ms`: invalid value 200, expected > 250 \
+             (`log.heartbeat_interval_ms` from embedded default configuration; heartbeats must \
+             come more often than elections)",
+            path.display()
+        )
+    );
+    // The environment did it: the variable is named.
+    let (err, _) = fail(
+        Some("[log]\nheartbeat_interval_ms = 100\n"),
+        &[("HOLDFAST__LOG__ELECTION_TIMEOUT_MS", "100")],
+    );
+    assert_eq!(err.key(), Some("log.election_timeout_ms"));
+    assert_eq!(
+        err.origin(),
+        env_origin("HOLDFAST__LOG__ELECTION_TIMEOUT_MS").as_ref()
+    );
+    assert!(
+        err.to_string().contains("log.heartbeat_interval_ms"),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------- cluster identity
+
+fn three_nodes() -> Config {
+    ok(Some(THREE_NODES), &[])
+}
+
+#[test]
+fn identity_lists_the_cluster_section_with_nodes_sorted_by_id() {
+    let identity = three_nodes().cluster.identity();
+    assert_eq!(
+        identity,
+        ClusterIdentity {
+            name: "holdfast".to_owned(),
+            partitions: 8,
+            replication_factor: 3,
+            nodes: vec![
+                (1, "127.0.0.1:5122".to_owned()),
+                (2, "127.0.0.2:5123".to_owned()),
+                (3, "127.0.0.3:5124".to_owned()),
+            ],
+        }
+    );
+    let mut shuffled = three_nodes();
+    shuffled.cluster.nodes.reverse();
+    assert_eq!(shuffled.cluster.identity(), identity);
+}
+
+#[test]
+fn fingerprint_is_stable_hex_and_ignores_node_order_in_the_file() {
+    let reversed = r#"
+[cluster]
+replication_factor = 3
+[[cluster.nodes]]
+id = 3
+address = "127.0.0.3:5124"
+[[cluster.nodes]]
+id = 1
+address = "127.0.0.1:5122"
+[[cluster.nodes]]
+id = 2
+address = "127.0.0.2:5123"
+"#;
+    let a = three_nodes().cluster.identity();
+    let b = ok(Some(reversed), &[]).cluster.identity();
+    let fingerprint = a.fingerprint();
+    assert_eq!(fingerprint.len(), 64);
+    assert!(
+        fingerprint
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+        "{fingerprint}"
+    );
+    assert_eq!(b.fingerprint(), fingerprint);
+    assert_eq!(a.clone().fingerprint(), fingerprint);
+    assert_eq!(a.difference(&b), None);
+    // Every node computes it from its own config; node.id is not part of the identity.
+    let node_two = ok(Some(THREE_NODES), &[("HOLDFAST__NODE__ID", "2")]);
+    assert_eq!(node_two.cluster.identity().fingerprint(), fingerprint);
+    // A hand-built identity in another order is still the same identity.
+    let mut unsorted = a.clone();
+    unsorted.nodes.swap(0, 2);
+    assert_eq!(unsorted.fingerprint(), fingerprint);
+    assert_eq!(unsorted.difference(&a), None);
+}
+
+#[test]
+fn fingerprint_and_difference_see_every_field() {
+    let base = three_nodes().cluster.identity();
+    let mut changes: Vec<(&str, ClusterIdentity)> = Vec::new();
+    let mut changed = base.clone();
+    changed.name = "other".to_owned();
+    changes.push(("cluster.name", changed));
+    let mut changed = base.clone();
+    changed.partitions = 16;
+    changes.push(("cluster.partitions", changed));
+    let mut changed = base.clone();
+    changed.replication_factor = 2;
+    changes.push(("cluster.replication_factor", changed));
+    let mut changed = base.clone();
+    changed.nodes[1].1 = "127.0.0.2:6000".to_owned();
+    changes.push(("cluster.nodes", changed));
+    let mut changed = base.clone();
+    changed.nodes[2].0 = 4;
+    changes.push(("cluster.nodes", changed));
+    let mut changed = base.clone();
+    changed.nodes.pop();
+    changes.push(("cluster.nodes", changed));
+    let mut fingerprints = vec![base.fingerprint()];
+    for (key, changed) in &changes {
+        assert_eq!(base.difference(changed), Some(*key), "{changed:?}");
+        assert_eq!(changed.difference(&base), Some(*key), "{changed:?}");
+        fingerprints.push(changed.fingerprint());
+    }
+    let count = fingerprints.len();
+    fingerprints.sort();
+    fingerprints.dedup();
+    assert_eq!(fingerprints.len(), count, "fingerprints collide");
+    // The first differing key is reported.
+    let mut many = base.clone();
+    many.replication_factor = 1;
+    many.nodes.clear();
+    assert_eq!(base.difference(&many), Some("cluster.replication_factor"));
+}
+
+#[test]
+fn fingerprint_fields_do_not_run_into_each_other() {
+    // Moving characters between the name and an address must change the encoding.
+    let a = ClusterIdentity {
+        name: "ab".to_owned(),
+        partitions: 1,
+        replication_factor: 1,
+        nodes: vec![(1, "c".to_owned())],
+    };
+    let mut b = a.clone();
+    b.name = "a".to_owned();
+    b.nodes[0].1 = "bc".to_owned();
+    assert_ne!(a.fingerprint(), b.fingerprint());
+}
+
+#[test]
+fn identity_round_trips_through_json() -> TestResult {
+    let identity = three_nodes().cluster.identity();
+    let json = serde_json::to_string(&identity)?;
+    let back: ClusterIdentity = serde_json::from_str(&json)?;
+    assert_eq!(back, identity);
+    assert_eq!(back.fingerprint(), identity.fingerprint());
+    Ok(())
 }

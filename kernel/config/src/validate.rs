@@ -21,6 +21,7 @@ pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
     let sql = required(merged.sql, "sql.bind_address")?;
     let statement_timeout_ms = required(merged.statement_timeout_ms, "sql.statement_timeout_ms")?;
     let max_rows = required(merged.max_rows, "sql.max_rows")?;
+    let cluster_name = required(merged.cluster_name, "cluster.name")?;
     let partitions = required(merged.partitions, "cluster.partitions")?;
     let replication_factor = required(merged.replication_factor, "cluster.replication_factor")?;
     let nodes = required(merged.nodes, "cluster.nodes")?;
@@ -28,11 +29,14 @@ pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
     let max_batch_bytes = required(merged.max_batch_bytes, "log.max_batch_bytes")?;
     let snapshot_interval = required(merged.snapshot_interval, "log.snapshot_interval")?;
     let election_timeout_ms = required(merged.election_timeout_ms, "log.election_timeout_ms")?;
+    let heartbeat_interval_ms =
+        required(merged.heartbeat_interval_ms, "log.heartbeat_interval_ms")?;
 
     check_members(&nodes)?;
     let own = check_own_member(&node_id, &nodes)?;
     check_replication(&replication_factor, &nodes)?;
     check_ports(&ingress, &admin, &sql, own, &nodes)?;
+    check_heartbeat(&heartbeat_interval_ms, &election_timeout_ms)?;
 
     Ok(Config {
         node: Node {
@@ -51,6 +55,7 @@ pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
             max_rows: max_rows.value,
         },
         cluster: Cluster {
+            name: cluster_name.value,
             partitions: partitions.value,
             replication_factor: replication_factor.value,
             nodes: nodes.value,
@@ -60,6 +65,7 @@ pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
             max_batch_bytes: max_batch_bytes.value,
             snapshot_interval: snapshot_interval.value,
             election_timeout_ms: election_timeout_ms.value,
+            heartbeat_interval_ms: heartbeat_interval_ms.value,
         },
         invocation,
         tracing,
@@ -292,6 +298,38 @@ fn check_replication(factor: &Sourced<u32>, nodes: &Sourced<Vec<Member>>) -> Res
             "cluster.replication_factor".to_owned(),
             factor.value.to_string(),
             format!("1..={count} (at most the number of cluster.nodes)"),
+        ))
+    }
+}
+
+/// A follower that hears no heartbeat within the election timeout starts an election, so the
+/// leader must heartbeat more often than that.
+fn check_heartbeat(heartbeat: &Sourced<u64>, election: &Sourced<u64>) -> Result<(), Error> {
+    if heartbeat.value < election.value {
+        return Ok(());
+    }
+    // Blame the key from the stronger layer: it broke a consistent pair.
+    if outranks(&election.origin, &heartbeat.origin) {
+        Err(invalid(
+            &election.origin,
+            "log.election_timeout_ms".to_owned(),
+            election.value.to_string(),
+            format!(
+                "> {} (`log.heartbeat_interval_ms` from {}; heartbeats must come more often \
+                 than elections)",
+                heartbeat.value, heartbeat.origin
+            ),
+        ))
+    } else {
+        Err(invalid(
+            &heartbeat.origin,
+            "log.heartbeat_interval_ms".to_owned(),
+            heartbeat.value.to_string(),
+            format!(
+                "< {} (`log.election_timeout_ms` from {}; heartbeats must come more often \
+                 than elections)",
+                election.value, election.origin
+            ),
         ))
     }
 }

@@ -2,11 +2,13 @@
 //!
 //! ```text
 //!   <data_dir>/LOCK                 held exclusively while a process uses the directory
-//!   <data_dir>/node.json            format version, node id and partition count (fixed)
+//!   <data_dir>/node.json            format version, node id, partition count and cluster
+//!                                   identity with its fingerprint (fixed)
 //!   <data_dir>/metadata/            log.redb + state.redb of the metadata log (deployments)
 //!   <data_dir>/partitions/<n>/      log.redb + state.redb of partition n
 //! ```
 
+use holdfast_config::ClusterIdentity;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,23 @@ pub enum Error {
     },
     #[error("data dir {} has layout version {found}, this release reads version {LAYOUT_VERSION}", path.display())]
     Version { found: u32, path: PathBuf },
+    /// The `[cluster]` section differs from the one the data dir was created with: its state
+    /// belongs to another cluster (or another shape of this one).
+    #[error(
+        "data dir {} was created for {key} = {stored} but the configuration says {configured}; \
+         a node cannot move to another cluster configuration (start it with the configuration \
+         it was created with, or with an empty data dir)",
+        path.display()
+    )]
+    Cluster {
+        path: PathBuf,
+        /// The first differing key, e.g. `cluster.name`.
+        key: &'static str,
+        /// Its value as recorded in `node.json`.
+        stored: String,
+        /// Its value in the configuration.
+        configured: String,
+    },
 }
 
 /// The facts written when a data directory is created.
@@ -54,6 +73,42 @@ struct Identity {
     layout_version: u32,
     node_id: u64,
     partitions: u32,
+    /// The `[cluster]` section; absent in data dirs created before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cluster: Option<ClusterIdentity>,
+    /// `cluster`'s fingerprint, for tools and peers that compare identities by one string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<String>,
+}
+
+impl Identity {
+    fn new(node_id: u64, cluster: &ClusterIdentity) -> Self {
+        Identity {
+            layout_version: LAYOUT_VERSION,
+            node_id,
+            partitions: cluster.partitions,
+            cluster: Some(cluster.clone()),
+            fingerprint: Some(cluster.fingerprint()),
+        }
+    }
+}
+
+/// The value of `key` in `identity`, as the refusal message shows it.
+fn shown(identity: &ClusterIdentity, key: &str) -> String {
+    match key {
+        "cluster.name" => format!("{:?}", identity.name),
+        "cluster.partitions" => identity.partitions.to_string(),
+        "cluster.replication_factor" => identity.replication_factor.to_string(),
+        _ => {
+            let mut nodes: Vec<&(u64, String)> = identity.nodes.iter().collect();
+            nodes.sort();
+            let members: Vec<String> = nodes
+                .iter()
+                .map(|(id, address)| format!("{{ id = {id}, address = {address:?} }}"))
+                .collect();
+            format!("[{}]", members.join(", "))
+        }
+    }
 }
 
 /// An opened data directory, locked for this process until dropped.
@@ -64,9 +119,11 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    /// Opens (creating on first use) `root` for node `node_id` with `partitions` partitions,
-    /// refusing a directory created with another count or node.
-    pub fn open(root: &Path, node_id: u64, partitions: u32) -> Result<Self, Error> {
+    /// Opens (creating on first use) `root` for node `node_id` of the cluster `cluster`,
+    /// refusing a directory created for another node, partition count or cluster identity.
+    /// A directory recorded without a cluster identity (an earlier release) adopts `cluster`.
+    pub fn open(root: &Path, node_id: u64, cluster: &ClusterIdentity) -> Result<Self, Error> {
+        let partitions = cluster.partitions;
         let io = |source| Error::Io {
             path: root.to_path_buf(),
             source,
@@ -106,25 +163,26 @@ impl DataDir {
                         configured: node_id,
                     });
                 }
+                if let Some(stored) = &identity.cluster
+                    && let Some(key) = stored.difference(cluster)
+                {
+                    return Err(Error::Cluster {
+                        path: root.to_path_buf(),
+                        key,
+                        stored: shown(stored, key),
+                        configured: shown(cluster, key),
+                    });
+                }
+                // Recorded by an earlier release without the cluster identity (or its
+                // fingerprint): adopt the configured one, which agrees on every recorded fact.
+                let fingerprint = cluster.fingerprint();
+                if identity.cluster.is_none() || identity.fingerprint.as_ref() != Some(&fingerprint)
+                {
+                    write_identity(root, &Identity::new(node_id, cluster))?;
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let identity = Identity {
-                    layout_version: LAYOUT_VERSION,
-                    node_id,
-                    partitions,
-                };
-                let text = serde_json::to_vec_pretty(&identity).map_err(|e| Error::Corrupt {
-                    path: identity_path.clone(),
-                    message: e.to_string(),
-                })?;
-                // Write then rename, so a crash never leaves a half-written identity behind.
-                let staging = root.join("node.json.tmp");
-                std::fs::write(&staging, text).map_err(io)?;
-                File::open(&staging)
-                    .and_then(|f| f.sync_all())
-                    .map_err(io)?;
-                std::fs::rename(&staging, &identity_path).map_err(io)?;
-                File::open(root).and_then(|d| d.sync_all()).map_err(io)?;
+                write_identity(root, &Identity::new(node_id, cluster))?;
             }
             Err(e) => return Err(io(e)),
         }
@@ -142,5 +200,310 @@ impl DataDir {
     /// The directory holding partition `n`'s stores.
     pub fn partition(&self, n: u32) -> PathBuf {
         self.root.join("partitions").join(n.to_string())
+    }
+}
+
+/// Writes `node.json` durably: to a staging file first, then renamed over, so a crash never
+/// leaves a half-written identity behind.
+fn write_identity(root: &Path, identity: &Identity) -> Result<(), Error> {
+    let io = |source| Error::Io {
+        path: root.to_path_buf(),
+        source,
+    };
+    let identity_path = root.join("node.json");
+    let text = serde_json::to_vec_pretty(identity).map_err(|e| Error::Corrupt {
+        path: identity_path.clone(),
+        message: e.to_string(),
+    })?;
+    let staging = root.join("node.json.tmp");
+    std::fs::write(&staging, text).map_err(io)?;
+    File::open(&staging)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&staging, &identity_path).map_err(io)?;
+    File::open(root).and_then(|d| d.sync_all()).map_err(io)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DataDir, Error};
+    use holdfast_config::ClusterIdentity;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// A fresh directory under the system temp dir, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> std::io::Result<Self> {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "holdfast-datadir-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            // A leftover from an earlier run with a recycled pid must not leak into this one.
+            match std::fs::remove_dir_all(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            std::fs::create_dir_all(&path)?;
+            Ok(TempDir(path))
+        }
+
+        fn data(&self) -> PathBuf {
+            self.0.join("data")
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn identity() -> ClusterIdentity {
+        ClusterIdentity {
+            name: "holdfast".to_owned(),
+            partitions: 4,
+            replication_factor: 3,
+            nodes: vec![
+                (1, "127.0.0.1:5122".to_owned()),
+                (2, "127.0.0.2:5123".to_owned()),
+                (3, "127.0.0.3:5124".to_owned()),
+            ],
+        }
+    }
+
+    fn stored(root: &Path) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+        Ok(serde_json::from_slice(&std::fs::read(
+            root.join("node.json"),
+        )?)?)
+    }
+
+    /// Opens and closes again (the lock is released on drop).
+    fn open(root: &Path, node: u64, cluster: &ClusterIdentity) -> Result<(), Error> {
+        DataDir::open(root, node, cluster).map(drop)
+    }
+
+    #[test]
+    fn first_open_records_the_identity_and_reopening_with_it_works() -> TestResult {
+        let dir = TempDir::new()?;
+        let root = dir.data();
+        let cluster = identity();
+        open(&root, 2, &cluster)?;
+        let json = stored(&root)?;
+        assert_eq!(json["layout_version"], 1);
+        assert_eq!(json["node_id"], 2);
+        assert_eq!(json["partitions"], 4);
+        assert_eq!(json["fingerprint"], cluster.fingerprint().as_str());
+        let recorded: ClusterIdentity = serde_json::from_value(json["cluster"].clone())?;
+        assert_eq!(recorded, cluster);
+        assert!(!root.join("node.json.tmp").exists());
+
+        open(&root, 2, &cluster)?;
+        // The same cluster listed in another order is the same cluster.
+        let mut reordered = cluster.clone();
+        reordered.nodes.reverse();
+        open(&root, 2, &reordered)?;
+        assert_eq!(stored(&root)?, json);
+        Ok(())
+    }
+
+    #[test]
+    fn each_differing_cluster_field_is_refused_naming_its_key() -> TestResult {
+        let dir = TempDir::new()?;
+        let root = dir.data();
+        let cluster = identity();
+        open(&root, 1, &cluster)?;
+        let before = stored(&root)?;
+
+        let mut name = cluster.clone();
+        name.name = "other".to_owned();
+        let mut factor = cluster.clone();
+        factor.replication_factor = 1;
+        let mut address = cluster.clone();
+        address.nodes[2].1 = "127.0.0.3:6000".to_owned();
+        let mut member = cluster.clone();
+        member.nodes.push((4, "127.0.0.4:5125".to_owned()));
+        let cases = [
+            (name, "cluster.name", "\"holdfast\"", "\"other\""),
+            (factor, "cluster.replication_factor", "3", "1"),
+            (
+                address,
+                "cluster.nodes",
+                "[{ id = 1, address = \"127.0.0.1:5122\" }, { id = 2, address = \
+                 \"127.0.0.2:5123\" }, { id = 3, address = \"127.0.0.3:5124\" }]",
+                "[{ id = 1, address = \"127.0.0.1:5122\" }, { id = 2, address = \
+                 \"127.0.0.2:5123\" }, { id = 3, address = \"127.0.0.3:6000\" }]",
+            ),
+            (member, "cluster.nodes", "", ""),
+        ];
+        for (configured, key, old, new) in cases {
+            let err = open(&root, 1, &configured)
+                .err()
+                .ok_or_else(|| format!("{key}: accepted {configured:?}"))?;
+            let Error::Cluster {
+                key: k,
+                stored: s,
+                configured: c,
+                ..
+            } = &err
+            else {
+                return Err(format!("{key}: expected Error::Cluster, got {err}").into());
+            };
+            assert_eq!(*k, key);
+            if !old.is_empty() {
+                assert_eq!((s.as_str(), c.as_str()), (old, new));
+            }
+            // A refused start leaves the record alone.
+            assert_eq!(stored(&root)?, before);
+        }
+
+        let mut factor = cluster.clone();
+        factor.replication_factor = 1;
+        let message = open(&root, 1, &factor)
+            .err()
+            .ok_or("accepted another replication factor")?
+            .to_string();
+        assert_eq!(
+            message,
+            format!(
+                "data dir {} was created for cluster.replication_factor = 3 but the \
+                 configuration says 1; a node cannot move to another cluster configuration \
+                 (start it with the configuration it was created with, or with an empty data dir)",
+                root.display()
+            )
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn partition_count_and_node_id_keep_their_own_errors() -> TestResult {
+        let dir = TempDir::new()?;
+        let root = dir.data();
+        let cluster = identity();
+        open(&root, 1, &cluster)?;
+        let mut partitions = cluster.clone();
+        partitions.partitions = 8;
+        partitions.name = "other".to_owned();
+        let err = open(&root, 1, &partitions)
+            .err()
+            .ok_or("accepted another partition count")?;
+        assert!(
+            matches!(
+                err,
+                Error::PartitionCount {
+                    created: 4,
+                    configured: 8,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("cluster.partitions"), "{err}");
+        let err = open(&root, 2, &cluster)
+            .err()
+            .ok_or("accepted another node id")?;
+        assert!(
+            matches!(
+                err,
+                Error::NodeId {
+                    created: 1,
+                    configured: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_legacy_record_adopts_the_configured_identity() -> TestResult {
+        let dir = TempDir::new()?;
+        let root = dir.data();
+        std::fs::create_dir_all(&root)?;
+        // node.json as written by the release before cluster identities.
+        std::fs::write(
+            root.join("node.json"),
+            "{\n  \"layout_version\": 1,\n  \"node_id\": 3,\n  \"partitions\": 4\n}",
+        )?;
+        let cluster = identity();
+        open(&root, 3, &cluster)?;
+        let json = stored(&root)?;
+        assert_eq!(json["node_id"], 3);
+        assert_eq!(json["partitions"], 4);
+        assert_eq!(json["fingerprint"], cluster.fingerprint().as_str());
+        let recorded: ClusterIdentity = serde_json::from_value(json["cluster"].clone())?;
+        assert_eq!(recorded, cluster);
+        assert!(!root.join("node.json.tmp").exists());
+        // From now on the adopted identity is enforced.
+        let mut renamed = cluster.clone();
+        renamed.name = "other".to_owned();
+        let err = open(&root, 3, &renamed)
+            .err()
+            .ok_or("accepted another name")?;
+        assert!(
+            matches!(
+                err,
+                Error::Cluster {
+                    key: "cluster.name",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_legacy_record_with_another_partition_count_is_still_refused() -> TestResult {
+        let dir = TempDir::new()?;
+        let root = dir.data();
+        std::fs::create_dir_all(&root)?;
+        let legacy = "{\"layout_version\": 1, \"node_id\": 1, \"partitions\": 2}";
+        std::fs::write(root.join("node.json"), legacy)?;
+        let err = open(&root, 1, &identity())
+            .err()
+            .ok_or("accepted another partition count")?;
+        assert!(matches!(err, Error::PartitionCount { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(root.join("node.json"))?, legacy);
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_fingerprint_is_rewritten() -> TestResult {
+        let dir = TempDir::new()?;
+        let root = dir.data();
+        let cluster = identity();
+        open(&root, 1, &cluster)?;
+        let mut json = stored(&root)?;
+        if let Some(fields) = json.as_object_mut() {
+            fields.remove("fingerprint");
+        }
+        std::fs::write(root.join("node.json"), serde_json::to_vec(&json)?)?;
+        open(&root, 1, &cluster)?;
+        assert_eq!(
+            stored(&root)?["fingerprint"],
+            cluster.fingerprint().as_str()
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_unreadable_record_is_corrupt() -> TestResult {
+        let dir = TempDir::new()?;
+        let root = dir.data();
+        std::fs::create_dir_all(&root)?;
+        std::fs::write(root.join("node.json"), "{\"layout_version\": 1")?;
+        let err = open(&root, 1, &identity())
+            .err()
+            .ok_or("accepted a truncated record")?;
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        Ok(())
     }
 }

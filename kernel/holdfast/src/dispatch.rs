@@ -1,16 +1,12 @@
 //! The kernel's side of the ingress: turns validated HTTP requests into invocations proposed to
 //! the partition that owns them, and answers with their results.
 
-use actix::Addr;
 use futures::future::BoxFuture;
 use holdfast_ingress::{
     AwakeableCompletion, DispatchError, Dispatcher, IngressRequest, InvocationRef, Mode, Outcome,
     Output, SendAccepted, SendStatus,
 };
-use holdfast_partition::{
-    AwaitInvocation, CompleteAwakeable, GetInvocation, Invoke, Invoked, Lookup, PartitionActor,
-    ProposeError,
-};
+use holdfast_partition::{Answer, Invoked, Lookup, ProposeError, Request, Router};
 use holdfast_protocol::Payload;
 use holdfast_schema::{Registry, Timestamp};
 use holdfast_types::{AwakeableId, HandlerKind, InvocationId, InvocationRequest, Source, Target};
@@ -20,30 +16,33 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
-/// Routes ingress requests to partitions.
+/// Routes ingress requests to the leaders of the partitions that own them, on any node.
 pub struct KernelDispatcher {
-    partitions: Vec<Addr<PartitionActor>>,
+    router: Router,
     registry: watch::Receiver<Arc<Registry>>,
 }
 
 impl KernelDispatcher {
-    /// A dispatcher over the node's partitions, in partition order.
-    pub fn new(
-        partitions: Vec<Addr<PartitionActor>>,
-        registry: watch::Receiver<Arc<Registry>>,
-    ) -> Self {
-        Self {
-            partitions,
-            registry,
-        }
+    /// A dispatcher delivering through `router`.
+    pub fn new(router: Router, registry: watch::Receiver<Arc<Registry>>) -> Self {
+        Self { router, registry }
     }
 
-    fn owner(&self, id: InvocationId) -> Result<Addr<PartitionActor>, DispatchError> {
-        let count = u32::try_from(self.partitions.len()).unwrap_or(u32::MAX);
-        self.partitions
-            .get(id.partition(count).0 as usize)
-            .cloned()
-            .ok_or_else(|| DispatchError::Internal("no partition owns the invocation".into()))
+    /// Asks the partition owning `id` and unpacks the answer's kind with `expect`.
+    fn ask<T: Send + 'static>(
+        &self,
+        id: InvocationId,
+        request: Request,
+        expect: fn(Answer) -> Option<T>,
+    ) -> BoxFuture<'static, Result<T, DispatchError>> {
+        let router = self.router.clone();
+        let partition = id.partition(router.partitions());
+        Box::pin(async move {
+            let answer = router.ask(partition, request).await.map_err(refused)?;
+            expect(answer).ok_or_else(|| {
+                DispatchError::Internal("the partition answered another request".into())
+            })
+        })
     }
 
     fn id_of(&self, reference: &InvocationRef) -> Result<InvocationId, DispatchError> {
@@ -101,6 +100,14 @@ fn refused(error: ProposeError) -> DispatchError {
             "{unknown}; retry with the same idempotency key to learn it"
         )),
         other => DispatchError::Unavailable(other.to_string()),
+    }
+}
+
+/// The answer to `Await` and `Get`.
+fn lookup(answer: Answer) -> Option<Lookup> {
+    match answer {
+        Answer::Lookup(lookup) => Some(lookup),
+        _ => None,
     }
 }
 
@@ -176,17 +183,13 @@ impl Dispatcher for KernelDispatcher {
         &self,
         reference: InvocationRef,
     ) -> BoxFuture<'static, Result<Outcome, DispatchError>> {
-        let found = self
-            .id_of(&reference)
-            .and_then(|id| Ok((id, self.owner(id)?)));
+        let id = match self.id_of(&reference) {
+            Ok(id) => id,
+            Err(e) => return Box::pin(futures::future::ready(Err(e))),
+        };
+        let lookup = self.ask(id, Request::Await(id), lookup);
         Box::pin(async move {
-            let (id, owner) = found?;
-            match owner
-                .send(AwaitInvocation(id))
-                .await
-                .map_err(|e| DispatchError::Unavailable(e.to_string()))?
-                .map_err(refused)?
-            {
+            match lookup.await? {
                 Lookup::Unknown => Err(DispatchError::NotFound),
                 Lookup::Running => Err(DispatchError::NotReady),
                 Lookup::Completed {
@@ -201,17 +204,13 @@ impl Dispatcher for KernelDispatcher {
         &self,
         reference: InvocationRef,
     ) -> BoxFuture<'static, Result<Option<Outcome>, DispatchError>> {
-        let found = self
-            .id_of(&reference)
-            .and_then(|id| Ok((id, self.owner(id)?)));
+        let id = match self.id_of(&reference) {
+            Ok(id) => id,
+            Err(e) => return Box::pin(futures::future::ready(Err(e))),
+        };
+        let lookup = self.ask(id, Request::Get(id), lookup);
         Box::pin(async move {
-            let (id, owner) = found?;
-            match owner
-                .send(GetInvocation(id))
-                .await
-                .map_err(|e| DispatchError::Unavailable(e.to_string()))?
-                .map_err(refused)?
-            {
+            match lookup.await? {
                 Lookup::Unknown => Err(DispatchError::NotFound),
                 Lookup::Running => Ok(None),
                 Lookup::Completed {
@@ -238,14 +237,16 @@ impl Dispatcher for KernelDispatcher {
                 })
             }
         };
-        let owner = self.owner(id.invocation);
+        let request = Request::CompleteAwakeable {
+            id: id.to_string(),
+            outcome,
+        };
+        let known = self.ask(id.invocation, request, |answer| match answer {
+            Answer::Awakeable(known) => Some(known),
+            _ => None,
+        });
         Box::pin(async move {
-            let known = owner?
-                .send(CompleteAwakeable { id, outcome })
-                .await
-                .map_err(|e| DispatchError::Unavailable(e.to_string()))?
-                .map_err(refused)?;
-            if known {
+            if known.await? {
                 Ok(())
             } else {
                 Err(DispatchError::AwakeableNotFound)
@@ -306,17 +307,14 @@ impl KernelDispatcher {
             execute_at_ms,
             trace: request.trace,
         };
-        let owner = self.owner(id);
-        Box::pin(async move {
-            owner?
-                .send(Invoke {
-                    request: invocation,
-                    wait,
-                })
-                .await
-                .map_err(|e| DispatchError::Unavailable(e.to_string()))?
-                .map_err(refused)
-                .map(|invoked| (invoked, execute_at_ms))
-        })
+        let request = Request::Invoke {
+            request: Box::new(invocation),
+            wait,
+        };
+        let invoked = self.ask(id, request, |answer| match answer {
+            Answer::Invoked(invoked) => Some(invoked),
+            _ => None,
+        });
+        Box::pin(async move { Ok((invoked.await?, execute_at_ms)) })
     }
 }

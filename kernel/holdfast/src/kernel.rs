@@ -11,14 +11,19 @@
 //!   flushes, snapshots
 //! ```
 
+use crate::cluster::Cluster;
 use crate::datadir::{self, DataDir};
+use crate::placement;
 use actix::{Addr, Arbiter, Supervisor};
+use holdfast_cluster::{GroupId, Groups};
 use holdfast_config::Config;
 use holdfast_endpoint::{ClientConfig, EndpointClient};
 use holdfast_invocation::Timeouts;
 use holdfast_metadata::MetadataActor;
-use holdfast_partition::{GetStatus, PartitionActor, PartitionStatus, Peers, Settings, Shutdown};
-use holdfast_raft_group::Membership;
+use holdfast_partition::{
+    GetStatus, PartitionActor, PartitionStatus, Router, Settings, Shutdown, UseRouter,
+};
+use holdfast_raft_group::Replication;
 use holdfast_raft_store::{StateMachine, WeakStateMachine};
 use holdfast_schema::Registry;
 use holdfast_types::{NodeId, PartitionId};
@@ -42,6 +47,9 @@ pub enum BootError {
     /// The consensus settings derived from the configuration are invalid.
     #[error("invalid raft settings (keys under `log`): {0}")]
     Raft(#[from] Box<openraft::ConfigError>),
+    /// The node cannot take its place in the cluster (e.g. its cluster address is taken).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::Error),
 }
 
 /// What a protocol frame adds around the one message it carries (entry fields, encoding).
@@ -117,6 +125,10 @@ pub struct Kernel {
     endpoints: EndpointClient,
     /// The metadata log's thread and the partitions' thread.
     arbiters: Vec<Arbiter>,
+    /// The transport to the other nodes and its runtime.
+    cluster: Cluster,
+    /// The way to every partition's leader, wherever it runs.
+    router: Router,
     _data_dir: DataDir,
 }
 
@@ -126,33 +138,48 @@ impl Kernel {
         let data_dir = DataDir::open(
             &config.node.data_dir,
             config.node.id,
-            config.cluster.partitions,
+            &config.cluster.identity(),
         )
         .map_err(Box::new)?;
         let election = config.log.election_timeout_ms;
-        let raft = openraft::Config {
-            cluster_name: "holdfast".into(),
-            election_timeout_min: election,
-            election_timeout_max: election * 2,
-            heartbeat_interval: (election / 3).max(1),
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.log.snapshot_interval),
-            max_in_snapshot_log_to_keep: config.log.snapshot_interval / 2,
-            ..Default::default()
-        }
-        .validate()
-        .map_err(Box::new)?;
-        let membership = Membership {
-            node: NodeId(config.node.id),
-            members: config
-                .cluster
-                .nodes
-                .iter()
-                .map(|m| (m.id, BasicNode::new(m.address)))
-                .collect(),
-            // The lowest node id initializes each group; the others join through it.
-            bootstrap: config.cluster.nodes.iter().map(|m| m.id).min() == Some(config.node.id),
-            raft: Arc::new(raft),
+        let raft = Arc::new(
+            openraft::Config {
+                cluster_name: config.cluster.name.clone(),
+                election_timeout_min: election,
+                election_timeout_max: election * 2,
+                heartbeat_interval: config.log.heartbeat_interval_ms,
+                // A snapshot chunk may wait behind a follower's fsync on a busy machine.
+                install_snapshot_timeout: election.saturating_mul(4),
+                snapshot_max_chunk_size: 1 << 20,
+                snapshot_policy: SnapshotPolicy::LogsSinceLast(config.log.snapshot_interval),
+                max_in_snapshot_log_to_keep: config.log.snapshot_interval / 2,
+                ..Default::default()
+            }
+            .validate()
+            .map_err(Box::new)?,
+        );
+        let mut cluster = Cluster::start(config)?;
+        let replication = |group: GroupId, voters: Vec<u64>| {
+            let (serving, published) = watch::channel(None);
+            let replication = Replication {
+                node: NodeId(config.node.id),
+                group,
+                preferred: voters.first() == Some(&config.node.id),
+                voters: voters
+                    .iter()
+                    .filter_map(|id| Some((*id, BasicNode::new(cluster.addresses.get(id)?))))
+                    .collect(),
+                // A few election timeouts: the preferred replica has initialized by then
+                // unless it is down.
+                bootstrap_grace: Duration::from_millis(election.saturating_mul(3)),
+                raft: raft.clone(),
+                transport: cluster.transport.clone(),
+                serving: Arc::new(serving),
+            };
+            (replication, (group, published))
         };
+        let node_ids: Vec<u64> = config.cluster.nodes.iter().map(|m| m.id).collect();
+        let mut served = Vec::new();
         // The metadata log has a thread of its own. Partitions share one: on a 2-core machine a
         // thread per partition cost a third of the invocation throughput and raised timer
         // lateness from 9 ms to 300 ms (docs/benchmarks.md), from cross-thread wake-ups between
@@ -167,9 +194,12 @@ impl Kernel {
             .map_err(|e| BootError::Metadata(e.to_string()))?;
         let (published, registry) = watch::channel(Arc::new(recovered));
         let metadata = {
+            let (replication, group) =
+                replication(GroupId::Metadata, placement::metadata_voters(&node_ids));
+            served.push(group);
             let settings = holdfast_metadata::Settings {
                 dir: data_dir.metadata(),
-                membership: membership.clone(),
+                replication,
                 published,
             };
             Supervisor::start_in_arbiter(&arbiter.handle(), move |_| MetadataActor::new(settings))
@@ -183,14 +213,22 @@ impl Kernel {
         let (timeouts, mut fsm) = invocation_settings(&config.invocation);
         fsm.tracing = spans.enabled();
         let mut stores = Vec::new();
-        let partitions: Vec<(PartitionId, Addr<PartitionActor>)> = (0..config.cluster.partitions)
-            .map(|n| {
+        let rf = config.cluster.replication_factor;
+        let hosted: Vec<(u32, Vec<u64>)> = (0..config.cluster.partitions)
+            .map(|n| (n, placement::partition_replicas(n, &node_ids, rf)))
+            .filter(|(_, replicas)| replicas.contains(&config.node.id))
+            .collect();
+        let partitions: Vec<(PartitionId, Addr<PartitionActor>)> = hosted
+            .into_iter()
+            .map(|(n, replicas)| {
                 let (published, store) = watch::channel(None);
                 stores.push((PartitionId(n), store));
+                let (replication, group) = replication(GroupId::Partition(n), replicas);
+                served.push(group);
                 let settings = Settings {
                     partition: PartitionId(n),
                     dir: data_dir.partition(n),
-                    membership: membership.clone(),
+                    replication,
                     max_batch_commands: config.log.max_batch_commands,
                     max_batch_bytes: config.log.max_batch_bytes,
                     max_queued: config.log.max_batch_commands.saturating_mul(64),
@@ -213,10 +251,19 @@ impl Kernel {
                 (PartitionId(n), addr)
             })
             .collect();
-        let peers: Vec<Addr<PartitionActor>> =
-            partitions.iter().map(|(_, addr)| addr.clone()).collect();
+        let router = Router::new(
+            NodeId(config.node.id),
+            &partitions,
+            (0..config.cluster.partitions)
+                .map(|n| placement::partition_replicas(n, &node_ids, rf))
+                .collect(),
+            cluster.transport.clone(),
+            // As long as a proposal may take: a leader election fits in it several times.
+            Duration::from_millis(election.saturating_mul(2 * 5)),
+        );
+        cluster.listen(Groups::new(served), router.clone(), metadata.clone());
         for (_, partition) in &partitions {
-            partition.do_send(Peers(peers.clone()));
+            partition.do_send(UseRouter(router.clone()));
         }
         Ok(Self {
             stores: Arc::new(NodeStores {
@@ -229,6 +276,8 @@ impl Kernel {
             metadata,
             registry,
             arbiters: vec![arbiter, partitions_arbiter],
+            router,
+            cluster,
             _data_dir: data_dir,
         })
     }
@@ -241,6 +290,16 @@ impl Kernel {
     /// This node's id.
     pub fn node(&self) -> NodeId {
         self.node
+    }
+
+    /// The node's client to its peers.
+    pub fn transport(&self) -> &holdfast_cluster::Transport {
+        &self.cluster.transport
+    }
+
+    /// Delivers requests to partition leaders, local or on other nodes.
+    pub fn router(&self) -> &Router {
+        &self.router
     }
 
     /// The partition actors, in partition order.
@@ -305,7 +364,7 @@ impl Kernel {
     }
 
     /// Finishes in-flight commits, flushes applied state and stops every raft group.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let stops = self.partitions.iter().map(|(_, addr)| addr.send(Shutdown));
         let stopping = async {
             futures::future::join_all(stops).await;
@@ -320,5 +379,6 @@ impl Kernel {
         for arbiter in &self.arbiters {
             arbiter.stop();
         }
+        self.cluster.stop();
     }
 }

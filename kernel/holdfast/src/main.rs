@@ -9,10 +9,12 @@
 //! Exit status: 0 on success, 2 when the configuration or data dir is refused, 1 on other failures.
 
 mod bench;
+mod cluster;
 mod datadir;
 mod dispatch;
 mod kernel;
 mod loadgen;
+mod placement;
 mod sql;
 mod sqlbench;
 
@@ -76,7 +78,7 @@ fn load_config(file: Option<&std::path::Path>) -> Result<Config, Refused> {
 fn boot(config: &Config, spans: holdfast_otlp::SpanSink) -> anyhow::Result<Kernel> {
     Kernel::boot(config, spans).map_err(|e| match e {
         BootError::DataDir(_) | BootError::Raft(_) => Refused(e.to_string()).into(),
-        BootError::Metadata(_) => anyhow::Error::new(e),
+        BootError::Metadata(_) | BootError::Cluster(_) => anyhow::Error::new(e),
     })
 }
 
@@ -188,6 +190,17 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 query: query.clone(),
                 ingress_metrics: ingress_config.metrics.clone(),
                 spans: spans.clone(),
+                cluster: holdfast_admin::ClusterInfo {
+                    name: config.cluster.name.clone(),
+                    nodes: config
+                        .cluster
+                        .nodes
+                        .iter()
+                        .map(|m| (holdfast_types::NodeId(m.id), m.address.to_string()))
+                        .collect(),
+                    partitions: config.cluster.partitions,
+                    transport: kernel.transport().clone(),
+                },
             },
         ) {
             Ok(admin) => admin,
@@ -201,14 +214,8 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 });
             }
         };
-        let dispatcher = dispatch::KernelDispatcher::new(
-            kernel
-                .partitions()
-                .iter()
-                .map(|(_, addr)| addr.clone())
-                .collect(),
-            kernel.registry(),
-        );
+        let dispatcher =
+            dispatch::KernelDispatcher::new(kernel.router().clone(), kernel.registry());
         let ingress = match holdfast_ingress::serve(
             config.ingress.bind_address,
             ingress_config,
@@ -339,7 +346,7 @@ fn dump(file: Option<PathBuf>) -> anyhow::Result<()> {
     let data_dir = datadir::DataDir::open(
         &config.node.data_dir,
         config.node.id,
-        config.cluster.partitions,
+        &config.cluster.identity(),
     )
     .map_err(|e| Refused(e.to_string()))?;
     let mut partitions = Vec::new();

@@ -4,6 +4,7 @@
 //! ```text
 //!   GET /health  ──► GetStatus to the MetadataActor and each PartitionActor ──► JSON roles
 //!   GET /metrics ──► GetStatus to each PartitionActor, ingress counters, span pipeline counters
+//!   GET /cluster ──► members, connections and each local partition's leader, term and replicas
 //!                ──► Prometheus text exposition (docs/metrics.md lists every metric)
 //!   POST /deployments ──► discovery (EndpointClient) ──► ChangeRegistry to the MetadataActor
 //!   GET /deployments[/{id}], /services[/{name}] ──► the published Registry
@@ -12,10 +13,13 @@
 //!   PATCH /invocations/{id}/cancel|kill|purge|pause|resume ──► Control to the owning partition
 //! ```
 
+mod cluster;
 mod deployments;
 mod invocations;
 mod prometheus;
 mod query;
+
+pub use cluster::ClusterInfo;
 
 use actix::Addr;
 use actix_web::dev::Server;
@@ -55,6 +59,8 @@ pub struct Kernel {
     pub ingress_metrics: holdfast_ingress::IngressMetrics,
     /// The span sink the node emits into; `/metrics` shows its pipeline counters.
     pub spans: holdfast_otlp::SpanSink,
+    /// The cluster's members and this node's connections to them, for `GET /cluster`.
+    pub cluster: ClusterInfo,
 }
 
 /// A partition's entry in `/health`.
@@ -174,6 +180,7 @@ pub fn serve(address: SocketAddr, kernel: Kernel) -> std::io::Result<Server> {
             .app_data(data.clone())
             .route("/health", web::get().to(health))
             .route("/metrics", web::get().to(metrics))
+            .route("/cluster", web::get().to(cluster::view))
             .route("/deployments", web::post().to(deployments::register))
             .route("/deployments", web::get().to(deployments::list))
             .route("/deployments/{id}", web::get().to(deployments::get))

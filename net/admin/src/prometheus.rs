@@ -462,6 +462,7 @@ mod tests {
             running_attempts: 2,
             waiting_attempts: 0,
             handlers,
+            replicas: Vec::new(),
         }
     }
 

@@ -25,6 +25,8 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
+/// Most encoded entry bytes sent to a follower in one append (at least one entry is sent).
+pub const REPLICATION_BYTES: usize = 8 << 20;
 
 type NodeId = u64;
 
@@ -115,13 +117,25 @@ where
         .await
     }
 
-    fn entries(&self, range: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry<C>>, Error> {
+    /// Reads the entries in `range`, stopping before the first one that would take the encoded
+    /// total past `max_bytes` (the first entry is always read).
+    fn entries(
+        &self,
+        range: (Bound<u64>, Bound<u64>),
+        max_bytes: usize,
+    ) -> Result<Vec<Entry<C>>, Error> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(LOG)?;
         let mut out = Vec::new();
+        let mut total = 0usize;
         for item in table.range(range)? {
             let (_, bytes) = item?;
-            out.push(codec::decode(bytes.value())?);
+            let bytes = bytes.value();
+            total = total.saturating_add(bytes.len());
+            if total > max_bytes && !out.is_empty() {
+                break;
+            }
+            out.push(codec::decode(bytes)?);
         }
         Ok(out)
     }
@@ -196,7 +210,18 @@ where
         range: RB,
     ) -> Result<Vec<Entry<C>>, StorageError<NodeId>> {
         let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
-        self.entries(bounds).map_err(read_err)
+        self.entries(bounds, usize::MAX).map_err(read_err)
+    }
+
+    /// Bounds what one replication request carries: a follower far behind gets the log in
+    /// pieces of [`REPLICATION_BYTES`] instead of hundreds of full batches in one message.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<C>>, StorageError<NodeId>> {
+        let bounds = (Bound::Included(start), Bound::Excluded(end));
+        self.entries(bounds, REPLICATION_BYTES).map_err(read_err)
     }
 }
 

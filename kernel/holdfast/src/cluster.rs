@@ -1,0 +1,156 @@
+//! The node's place in its cluster: the transport to its peers (driven on a runtime of its own,
+//! so raft traffic never waits behind the partitions' thread) and the listener they reach it on.
+
+use actix::Addr;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use holdfast_cluster::{ForwardService, GroupId};
+use holdfast_cluster::{Groups, Identity, Listener, ServeError, Settings, Transport};
+use holdfast_config::Config;
+use holdfast_metadata::{ChangeRegistryHere, ForwardedAnswer, MetadataActor};
+use holdfast_partition::Router;
+use std::collections::BTreeMap;
+use tokio::runtime::Runtime;
+
+/// Worker threads of the transport's runtime: connections are cheap, two keep a slow peer from
+/// stalling the others.
+const TRANSPORT_THREADS: usize = 2;
+
+/// Why the node cannot take its place in the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The node's own cluster address cannot be listened on.
+    #[error(transparent)]
+    Listen(#[from] ServeError),
+    /// The transport's runtime cannot be created.
+    #[error("cannot start the cluster transport: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// The transport, its runtime and (until [`Cluster::listen`]) the bound listener.
+pub struct Cluster {
+    runtime: Option<Runtime>,
+    /// The client every group of this node reaches its peers with.
+    pub transport: Transport,
+    /// Each member's configured node-to-node address (raft's record of its members).
+    pub addresses: BTreeMap<u64, String>,
+    listener: Option<Listener>,
+}
+
+impl Cluster {
+    /// Binds the node's cluster address and prepares the transport to every other member
+    /// (dialled at its configured address, or a test override).
+    pub fn start(config: &Config) -> Result<Self, Error> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(TRANSPORT_THREADS)
+            .thread_name("holdfast-cluster")
+            .enable_all()
+            .build()
+            .map_err(Error::Runtime)?;
+        let identity = Identity {
+            cluster: config.cluster.name.clone(),
+            fingerprint: config.cluster.identity().fingerprint(),
+            node: config.node.id,
+        };
+        let addresses: BTreeMap<u64, String> = config
+            .cluster
+            .nodes
+            .iter()
+            .map(|m| (m.id, m.address.to_string()))
+            .collect();
+        let mut dial: BTreeMap<_, _> = config
+            .cluster
+            .nodes
+            .iter()
+            .filter(|m| m.id != config.node.id)
+            .map(|m| (m.id, m.address))
+            .collect();
+        for (peer, address) in holdfast_cluster::dial_overrides_from_env() {
+            tracing::warn!(peer, %address, "dialling a peer at a test override address");
+            dial.insert(peer, address);
+        }
+        let settings = Settings::default();
+        let own = config
+            .cluster
+            .nodes
+            .iter()
+            .find(|m| m.id == config.node.id)
+            .map(|m| m.address);
+        let listener = match own {
+            Some(address) => Some(Listener::bind(
+                address,
+                identity.clone(),
+                settings.clone(),
+                Groups::default(),
+            )?),
+            None => None,
+        };
+        let transport = Transport::new(identity, dial, settings, runtime.handle().clone());
+        Ok(Self {
+            runtime: Some(runtime),
+            transport,
+            addresses,
+            listener,
+        })
+    }
+
+    /// Starts answering peers: raft messages for `groups` (this node's replicas) and requests
+    /// forwarded to the leaders this node may be: partitions through `router`, the metadata log
+    /// through `metadata`.
+    pub fn listen(&mut self, groups: Groups, router: Router, metadata: Addr<MetadataActor>) {
+        if let (Some(listener), Some(runtime)) = (self.listener.take(), &self.runtime) {
+            let forwarded = Forwarded { router, metadata };
+            let listener = listener
+                .with_groups(groups)
+                .with_forwarded(std::sync::Arc::new(forwarded));
+            runtime.spawn(listener.serve());
+        }
+    }
+
+    /// Stops the transport: open connections close, the listener stops accepting.
+    pub fn stop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Delivers what peers forward to this node's groups: partition requests to the partition actors,
+/// registry changes to the metadata log's actor.
+struct Forwarded {
+    router: Router,
+    metadata: Addr<MetadataActor>,
+}
+
+impl ForwardService for Forwarded {
+    fn serve(&self, group: GroupId, body: Bytes) -> BoxFuture<'static, Vec<u8>> {
+        match group {
+            GroupId::Partition(partition) => {
+                let router = self.router.clone();
+                Box::pin(async move { router.answer_forwarded(partition, body).await })
+            }
+            GroupId::Metadata => {
+                let metadata = self.metadata.clone();
+                Box::pin(async move {
+                    let unavailable = |message: String| {
+                        ForwardedAnswer::Failed(holdfast_metadata::Error::Unavailable(message))
+                    };
+                    let answer = match holdfast_types::codec::decode(&body) {
+                        Ok(command) => metadata
+                            .send(ChangeRegistryHere(command))
+                            .await
+                            .unwrap_or_else(|e| unavailable(e.to_string())),
+                        Err(e) => unavailable(format!("undecodable registry change: {e}")),
+                    };
+                    holdfast_types::codec::encode(&answer).unwrap_or_default()
+                })
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

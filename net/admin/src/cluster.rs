@@ -1,0 +1,110 @@
+//! `GET /cluster`: the nodes of the cluster and, per partition, its leader, term and replicas as
+//! this node sees them (a node answers for the partitions it holds a replica of).
+
+use crate::{Kernel, statuses};
+use actix_web::{HttpResponse, web};
+use holdfast_types::NodeId;
+use serde::Serialize;
+
+/// The cluster as this node knows it.
+#[derive(Clone)]
+pub struct ClusterInfo {
+    /// `[cluster] name`.
+    pub name: String,
+    /// Every configured member: id and node-to-node address.
+    pub nodes: Vec<(NodeId, String)>,
+    /// How many partitions the cluster has.
+    pub partitions: u32,
+    /// The node's transport, which knows which peers it is connected to.
+    pub transport: holdfast_cluster::Transport,
+}
+
+#[derive(Serialize)]
+struct ClusterView {
+    cluster: String,
+    node: NodeId,
+    nodes: Vec<MemberView>,
+    partitions: Vec<PartitionView>,
+}
+
+#[derive(Serialize)]
+struct MemberView {
+    id: NodeId,
+    address: String,
+    /// This node, or a peer this node has an open connection to.
+    alive: bool,
+}
+
+#[derive(Serialize)]
+struct PartitionView {
+    partition: u32,
+    leader: Option<NodeId>,
+    term: Option<u64>,
+    replicas: Vec<ReplicaView>,
+}
+
+#[derive(Serialize)]
+struct ReplicaView {
+    node: NodeId,
+    /// This node's applied index, or what the leader knows a follower holds.
+    applied_index: Option<u64>,
+    /// Entries the replica is behind the leader's log (known only on the leader).
+    lag: Option<u64>,
+}
+
+/// Answers `GET /cluster`.
+pub(crate) async fn view(kernel: web::Data<Kernel>) -> HttpResponse {
+    let info = &kernel.cluster;
+    let mut partitions: Vec<PartitionView> = (0..info.partitions)
+        .map(|partition| PartitionView {
+            partition,
+            leader: None,
+            term: None,
+            replicas: Vec::new(),
+        })
+        .collect();
+    for (id, status) in statuses(&kernel).await {
+        let (Some(status), Some(view)) = (status, partitions.get_mut(id.0 as usize)) else {
+            continue;
+        };
+        let leading = status.leader == Some(kernel.node);
+        view.leader = status.leader;
+        view.term = Some(status.term.0);
+        view.replicas = status
+            .replicas
+            .iter()
+            .map(|(node, matched)| {
+                let applied_index = if *node == kernel.node {
+                    Some(status.applied_index.0)
+                } else {
+                    matched.map(|index| index.0)
+                };
+                ReplicaView {
+                    node: *node,
+                    applied_index,
+                    lag: leading.then(|| {
+                        status
+                            .last_log_index
+                            .0
+                            .saturating_sub(matched.map_or(0, |index| index.0))
+                    }),
+                }
+            })
+            .collect();
+    }
+    let nodes = info
+        .nodes
+        .iter()
+        .map(|(id, address)| MemberView {
+            id: *id,
+            address: address.clone(),
+            alive: *id == kernel.node || info.transport.connected(id.0),
+        })
+        .collect();
+    HttpResponse::Ok().json(ClusterView {
+        cluster: info.name.clone(),
+        node: kernel.node,
+        nodes,
+        partitions,
+    })
+}

@@ -1,0 +1,567 @@
+//! The client side: one HTTP/2 connection per (peer, lane), opened on first use with a hello,
+//! kept alive with pings and reopened after a failure once a doubling backoff has passed.
+
+use crate::wire::{HELLO_PATH, Hello, Identity, Lane, Settings, VERSION};
+use bytes::Bytes;
+use h2::client::SendRequest;
+use holdfast_types::codec;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::runtime::Handle;
+use tracing::{debug, error, warn};
+
+/// Receive window per stream and per connection: a snapshot chunk or a capped append fits.
+const STREAM_WINDOW: u32 = 4 << 20;
+const CONNECTION_WINDOW: u32 = 16 << 20;
+
+/// Why a call to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// No connection could be made (or the peer is in its reconnect backoff): nothing was sent.
+    #[error("node {peer} is unreachable: {reason}")]
+    Unreachable { peer: u64, reason: String },
+    /// The peer refused this node's hello: it belongs to another cluster or is another node.
+    #[error("node {peer} refused the connection: {reason}")]
+    Refused { peer: u64, reason: String },
+    /// No answer within the call's deadline; the request may or may not have been acted on.
+    #[error("node {peer} did not answer within {after:?}")]
+    Timeout { peer: u64, after: Duration },
+    /// The connection failed while the call was in flight.
+    #[error("connection to node {peer} failed: {source}")]
+    Connection { peer: u64, source: h2::Error },
+    /// The peer answered with an error status (e.g. the group is not running there).
+    #[error("node {peer} answered {status}: {message}")]
+    Status {
+        peer: u64,
+        status: u16,
+        message: String,
+    },
+    /// A message larger than the transport's limit.
+    #[error("message to or from node {peer} exceeds {limit} bytes")]
+    TooLarge { peer: u64, limit: usize },
+    /// A body that does not decode.
+    #[error("undecodable message from node {peer}: {source}")]
+    Codec { peer: u64, source: codec::Error },
+}
+
+impl CallError {
+    /// Whether nothing reached the peer, so the call can be retried at no risk.
+    pub fn not_sent(&self) -> bool {
+        matches!(
+            self,
+            CallError::Unreachable { .. } | CallError::Refused { .. }
+        )
+    }
+}
+
+/// A link, locked while it connects so that concurrent first calls share one connect.
+type SharedLink = Arc<tokio::sync::Mutex<Link>>;
+
+/// A connection believed to be alive.
+#[derive(Clone)]
+struct Conn {
+    send: SendRequest<Bytes>,
+    alive: Arc<AtomicBool>,
+}
+
+/// One (peer, lane) link: its connection, or how long to wait before trying again.
+#[derive(Default)]
+struct Link {
+    conn: Option<Conn>,
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+struct Inner {
+    identity: Identity,
+    peers: BTreeMap<u64, SocketAddr>,
+    settings: Settings,
+    runtime: Handle,
+    links: Mutex<HashMap<(u64, Lane), SharedLink>>,
+}
+
+/// The node's client to its peers; clones share the connections.
+#[derive(Clone)]
+pub struct Transport {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("node", &self.inner.identity.node)
+            .field("peers", &self.inner.peers)
+            .finish()
+    }
+}
+
+impl Transport {
+    /// A client for `peers` (id → address to dial). Connections are driven on `runtime`, so they
+    /// keep running whichever thread makes the calls.
+    pub fn new(
+        identity: Identity,
+        peers: BTreeMap<u64, SocketAddr>,
+        settings: Settings,
+        runtime: Handle,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                identity,
+                peers,
+                settings,
+                runtime,
+                links: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// This node's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
+    }
+
+    /// Whether the raft connection to `peer` is open now (what `GET /cluster` shows as alive).
+    pub fn connected(&self, peer: u64) -> bool {
+        let link = {
+            let links = self
+                .inner
+                .links
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            links.get(&(peer, Lane::Raft)).cloned()
+        };
+        link.is_some_and(|link| {
+            link.try_lock().is_ok_and(|link| {
+                link.conn
+                    .as_ref()
+                    .is_some_and(|conn| conn.alive.load(Ordering::Acquire))
+            })
+        })
+    }
+
+    /// The pauses between attempts to reach an unreachable peer: doubling, capped.
+    pub fn reconnect_pauses(&self) -> impl Iterator<Item = Duration> + Send + 'static {
+        let settings = self.inner.settings.clone();
+        (1u32..).map(move |n| settings.backoff_after(n))
+    }
+
+    /// Sends `body` to `path` on `peer` over `lane` and returns the answer's body, within `ttl`.
+    pub async fn call(
+        &self,
+        peer: u64,
+        lane: Lane,
+        path: &str,
+        body: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Bytes, CallError> {
+        let limit = self.inner.settings.max_message_bytes;
+        if body.len() > limit {
+            return Err(CallError::TooLarge { peer, limit });
+        }
+        let exchange = async {
+            let conn = self.connection(peer, lane).await?;
+            let answer = exchange(&conn, peer, path, body.into(), limit).await;
+            if let Err(CallError::Connection { .. }) = &answer {
+                conn.alive.store(false, Ordering::Release);
+            }
+            answer
+        };
+        tokio::time::timeout(ttl, exchange)
+            .await
+            .unwrap_or(Err(CallError::Timeout { peer, after: ttl }))
+    }
+
+    fn link(&self, peer: u64, lane: Lane) -> SharedLink {
+        let mut links = self
+            .inner
+            .links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        links.entry((peer, lane)).or_default().clone()
+    }
+
+    /// The live connection of (peer, lane), connecting unless the link is backing off.
+    async fn connection(&self, peer: u64, lane: Lane) -> Result<Conn, CallError> {
+        let link = self.link(peer, lane);
+        let mut link = link.lock().await;
+        if let Some(conn) = &link.conn {
+            if conn.alive.load(Ordering::Acquire) {
+                return Ok(conn.clone());
+            }
+            debug!(peer, %lane, "connection to peer closed");
+            link.conn = None;
+        }
+        if let Some(at) = link.retry_at
+            && Instant::now() < at
+        {
+            return Err(CallError::Unreachable {
+                peer,
+                reason: "waiting before reconnecting".into(),
+            });
+        }
+        match self.connect(peer, lane).await {
+            Ok(conn) => {
+                if link.failures > 0 {
+                    debug!(peer, %lane, "reconnected to peer");
+                }
+                link.failures = 0;
+                link.retry_at = None;
+                link.conn = Some(conn.clone());
+                Ok(conn)
+            }
+            Err(e) => {
+                link.failures = link.failures.saturating_add(1);
+                link.retry_at =
+                    Some(Instant::now() + self.inner.settings.backoff_after(link.failures));
+                match &e {
+                    CallError::Refused { .. } => {
+                        error!(peer, %lane, error = %e, "peer refused this node")
+                    }
+                    _ if link.failures == 1 => {
+                        warn!(peer, %lane, error = %e, "cannot connect to peer")
+                    }
+                    _ => {
+                        debug!(peer, %lane, error = %e, failures = link.failures, "cannot connect to peer")
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Connects, runs the HTTP/2 handshake and the hello, within the connect timeout.
+    async fn connect(&self, peer: u64, lane: Lane) -> Result<Conn, CallError> {
+        let Some(&address) = self.inner.peers.get(&peer) else {
+            return Err(CallError::Unreachable {
+                peer,
+                reason: "not a member of this cluster's configuration".into(),
+            });
+        };
+        let settings = self.inner.settings.clone();
+        let timeout = settings.connect_timeout;
+        // The socket and the connection's driver live on the transport's runtime.
+        let opened = self.inner.runtime.spawn(open(peer, address, settings));
+        let conn = match tokio::time::timeout(timeout, opened).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(join)) => {
+                return Err(CallError::Unreachable {
+                    peer,
+                    reason: join.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(CallError::Unreachable {
+                    peer,
+                    reason: format!("connect to {address} timed out after {timeout:?}"),
+                });
+            }
+        };
+        let me = &self.inner.identity;
+        let hello = Hello {
+            version: VERSION,
+            cluster: me.cluster.clone(),
+            fingerprint: me.fingerprint.clone(),
+            from: me.node,
+            to: peer,
+        };
+        let body = codec::encode(&hello).map_err(|source| CallError::Codec { peer, source })?;
+        let limit = self.inner.settings.max_message_bytes;
+        let answer = tokio::time::timeout(
+            timeout,
+            exchange(&conn, peer, HELLO_PATH, body.into(), limit),
+        )
+        .await;
+        match answer {
+            Ok(Ok(_)) => {
+                debug!(peer, %lane, %address, "connected to peer");
+                Ok(conn)
+            }
+            Ok(Err(CallError::Status { message, .. })) => {
+                conn.alive.store(false, Ordering::Release);
+                Err(CallError::Refused {
+                    peer,
+                    reason: message,
+                })
+            }
+            Ok(Err(e)) => {
+                conn.alive.store(false, Ordering::Release);
+                Err(CallError::Unreachable {
+                    peer,
+                    reason: e.to_string(),
+                })
+            }
+            Err(_) => {
+                conn.alive.store(false, Ordering::Release);
+                Err(CallError::Unreachable {
+                    peer,
+                    reason: format!("no hello answer within {timeout:?}"),
+                })
+            }
+        }
+    }
+}
+
+/// Opens the TCP connection and the HTTP/2 session, and spawns the task that drives it and
+/// closes it when a ping goes unanswered.
+async fn open(peer: u64, address: SocketAddr, settings: Settings) -> Result<Conn, CallError> {
+    let unreachable = |reason: String| CallError::Unreachable { peer, reason };
+    let tcp = TcpStream::connect(address)
+        .await
+        .map_err(|e| unreachable(format!("connect to {address}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let (send, mut connection) = h2::client::Builder::new()
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(256 * 1024)
+        .enable_push(false)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .map_err(|e| unreachable(format!("HTTP/2 handshake with {address}: {e}")))?;
+    let alive = Arc::new(AtomicBool::new(true));
+    let flag = alive.clone();
+    let pings = connection.ping_pong();
+    tokio::spawn(async move {
+        let keepalive = async {
+            let Some(mut pings) = pings else {
+                return futures::future::pending::<String>().await;
+            };
+            loop {
+                tokio::time::sleep(settings.ping_interval).await;
+                match tokio::time::timeout(settings.ping_timeout, pings.ping(h2::Ping::opaque()))
+                    .await
+                {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return format!("ping failed: {e}"),
+                    Err(_) => return format!("no ping answer within {:?}", settings.ping_timeout),
+                }
+            }
+        };
+        tokio::select! {
+            ended = &mut connection => match ended {
+                Ok(()) => debug!(peer, "connection to peer closed"),
+                Err(e) => debug!(peer, error = %e, "connection to peer ended"),
+            },
+            reason = keepalive => warn!(peer, %reason, "closing the connection to peer"),
+        }
+        flag.store(false, Ordering::Release);
+    });
+    Ok(Conn { send, alive })
+}
+
+/// One request and its answer on an open connection.
+async fn exchange(
+    conn: &Conn,
+    peer: u64,
+    path: &str,
+    body: Bytes,
+    limit: usize,
+) -> Result<Bytes, CallError> {
+    let failed = |source| CallError::Connection { peer, source };
+    let request = http::Request::post(path)
+        .body(())
+        .map_err(|e| CallError::Status {
+            peer,
+            status: 0,
+            message: format!("invalid request path {path:?}: {e}"),
+        })?;
+    let mut send = conn.send.clone().ready().await.map_err(failed)?;
+    let (response, mut stream) = send.send_request(request, false).map_err(failed)?;
+    stream.send_data(body, true).map_err(failed)?;
+    let response = response.await.map_err(failed)?;
+    let status = response.status();
+    let body = read_body(response.into_body(), limit)
+        .await
+        .map_err(|e| match e {
+            ReadError::Stream(source) => CallError::Connection { peer, source },
+            ReadError::TooLarge => CallError::TooLarge { peer, limit },
+        })?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(CallError::Status {
+            peer,
+            status: status.as_u16(),
+            message: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+}
+
+/// Why a body could not be read.
+pub(crate) enum ReadError {
+    Stream(h2::Error),
+    TooLarge,
+}
+
+/// Reads a whole body of at most `limit` bytes, giving the window back as it goes.
+pub(crate) async fn read_body(mut body: h2::RecvStream, limit: usize) -> Result<Bytes, ReadError> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(ReadError::Stream)?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        if out.len() + chunk.len() > limit {
+            return Err(ReadError::TooLarge);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::RaftService;
+    use crate::server::{Groups, Listener};
+    use crate::wire::{GroupId, RaftRpc, raft_path};
+    use futures::future::BoxFuture;
+    use tokio::sync::watch;
+
+    /// Answers every message with its own body reversed.
+    struct Mirror;
+
+    impl RaftService for Mirror {
+        fn serve(
+            &self,
+            _rpc: RaftRpc,
+            body: Bytes,
+        ) -> BoxFuture<'static, Result<Vec<u8>, codec::Error>> {
+            Box::pin(async move { Ok(body.iter().rev().copied().collect()) })
+        }
+    }
+
+    fn identity(node: u64, cluster: &str) -> Identity {
+        Identity {
+            cluster: cluster.into(),
+            fingerprint: "fp".into(),
+            node,
+        }
+    }
+
+    /// Starts node 2's listener serving partition 0 and returns its address and the sender
+    /// that publishes (or withdraws) the group.
+    async fn listener(cluster: &str) -> (SocketAddr, watch::Sender<Option<Arc<dyn RaftService>>>) {
+        let (publish, published) = watch::channel(None);
+        let groups = Groups::new([(GroupId::Partition(0), published)]);
+        let bound = Listener::bind(
+            "127.0.0.1:0".parse().expect("address"),
+            identity(2, cluster),
+            Settings::default(),
+            groups,
+        )
+        .expect("bind");
+        let address = bound.local_addr().expect("local address");
+        tokio::spawn(bound.serve());
+        (address, publish)
+    }
+
+    fn client(cluster: &str, peers: &[(u64, SocketAddr)]) -> Transport {
+        Transport::new(
+            identity(1, cluster),
+            peers.iter().copied().collect(),
+            Settings::default(),
+            Handle::current(),
+        )
+    }
+
+    const TTL: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn a_message_reaches_the_group_once_it_runs() {
+        let (address, publish) = listener("c").await;
+        let transport = client("c", &[(2, address)]);
+        let path = raft_path(GroupId::Partition(0), RaftRpc::Append);
+        let early = transport.call(2, Lane::Raft, &path, vec![1], TTL).await;
+        assert!(
+            matches!(early, Err(CallError::Status { status: 503, .. })),
+            "{early:?}"
+        );
+        publish.send_replace(Some(Arc::new(Mirror)));
+        let answer = transport
+            .call(2, Lane::Raft, &path, vec![1, 2, 3], TTL)
+            .await;
+        assert_eq!(answer.expect("answer").as_ref(), [3, 2, 1]);
+        let unknown = raft_path(GroupId::Partition(7), RaftRpc::Vote);
+        let missing = transport.call(2, Lane::Raft, &unknown, vec![], TTL).await;
+        assert!(
+            matches!(missing, Err(CallError::Status { status: 404, .. })),
+            "{missing:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_node_of_another_cluster_is_refused() {
+        let (address, publish) = listener("c").await;
+        publish.send_replace(Some(Arc::new(Mirror)));
+        let stranger = client("other", &[(2, address)]);
+        let path = raft_path(GroupId::Partition(0), RaftRpc::Vote);
+        let refused = stranger.call(2, Lane::Raft, &path, vec![1], TTL).await;
+        match refused {
+            Err(CallError::Refused { reason, .. }) => {
+                assert!(reason.contains("cluster.name"), "{reason}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // Dialing node 2's address while meaning node 3 is refused too.
+        let lost = client("c", &[(3, address)]);
+        let refused = lost.call(3, Lane::Raft, &path, vec![1], TTL).await;
+        assert!(
+            matches!(refused, Err(CallError::Refused { .. })),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_peer_is_retried_after_a_backoff() {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = free.local_addr().expect("address");
+        drop(free);
+        let transport = client("c", &[(2, address)]);
+        let path = raft_path(GroupId::Partition(0), RaftRpc::Vote);
+        let first = transport.call(2, Lane::Raft, &path, vec![], TTL).await;
+        assert!(
+            matches!(first, Err(CallError::Unreachable { .. })),
+            "{first:?}"
+        );
+        // Within the backoff nothing is dialed; the error says so.
+        match transport.call(2, Lane::Raft, &path, vec![], TTL).await {
+            Err(CallError::Unreachable { reason, .. }) => {
+                assert!(reason.contains("waiting"), "{reason}")
+            }
+            other => panic!("expected the backoff, got {other:?}"),
+        }
+        // A listener appears at that address: after the backoff the call goes through.
+        let (publish, published) = watch::channel(Some(Arc::new(Mirror) as Arc<dyn RaftService>));
+        let bound = Listener::bind(
+            address,
+            identity(2, "c"),
+            Settings::default(),
+            Groups::new([(GroupId::Partition(0), published)]),
+        )
+        .expect("bind");
+        tokio::spawn(bound.serve());
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let answer = transport.call(2, Lane::Raft, &path, vec![7], TTL).await;
+        assert_eq!(answer.expect("answer").as_ref(), [7]);
+        drop(publish);
+    }
+
+    #[tokio::test]
+    async fn oversized_messages_are_refused_before_sending() {
+        let transport = Transport::new(
+            identity(1, "c"),
+            BTreeMap::new(),
+            Settings {
+                max_message_bytes: 8,
+                ..Settings::default()
+            },
+            Handle::current(),
+        );
+        let sent = transport
+            .call(2, Lane::Bulk, "/v1/raft/p0/snapshot", vec![0; 9], TTL)
+            .await;
+        assert!(matches!(sent, Err(CallError::TooLarge { .. })), "{sent:?}");
+    }
+}
