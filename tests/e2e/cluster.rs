@@ -290,3 +290,152 @@ fn kill9_of_the_busiest_leader_under_load_loses_no_acknowledged_operation() {
         "too little load: {acknowledged_adds} sends"
     );
 }
+
+/// The sum of one metric's samples on a node's `/metrics`.
+fn metric(admin: SocketAddr, name: &str) -> Option<f64> {
+    let page = http_get(admin, "/metrics").ok()?.body;
+    Some(
+        page.lines()
+            .filter(|line| line.starts_with(name))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum(),
+    )
+}
+
+/// The partition of object `service/key` in a cluster of `partitions`.
+fn partition_of(service: &str, key: &str, partitions: u32) -> u32 {
+    let target = holdfast_types::Target::new(service, "any", Some(key.to_owned()));
+    holdfast_types::InvocationId::new(&target, 0)
+        .partition(partitions)
+        .0
+}
+
+#[test]
+fn an_isolated_leader_stops_its_attempts_and_acknowledges_nothing_while_the_others_go_on() {
+    let cluster = Cluster::start(ClusterOptions {
+        proxied: true,
+        ..ClusterOptions::default()
+    });
+    cluster.wait_for_leaders(PATIENCE);
+    let endpoint = ServiceProcess::start(FIXTURE, free_port(), &[]);
+    register(cluster.node(1).admin(), &endpoint.uri);
+    let partition = partition_of("Slow", "held", 8);
+    let leader = cluster.wait_for_leaders(PATIENCE)[&partition];
+    for node in cluster.nodes() {
+        poll("the deployment on every node", PATIENCE, || {
+            http_get(node.admin(), "/services")
+                .ok()?
+                .body
+                .contains("\"Slow\"")
+                .then_some(())
+        });
+    }
+    // A long attempt runs on the leader of its partition.
+    let accepted = http(
+        cluster.node(leader).ingress(),
+        "POST",
+        "/Slow/held/hold/send",
+        &[JSON],
+        "20000",
+    )
+    .expect("send");
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    let id = accepted.invocation_id();
+    endpoint
+        .log
+        .wait_until("the first attempt", PATIENCE, |lines| {
+            lines.iter().any(|l| *l == format!("hold {id} 1"))
+        });
+    let admin = cluster.node(leader).admin();
+    assert!(metric(admin, "holdfast_partition_running_attempts").unwrap_or(0.0) >= 1.0);
+
+    cluster.isolate(leader);
+    let isolated = Instant::now();
+    // Within its lease (an election timeout) the cut-off leader stops the attempt it runs.
+    poll("the isolated leader to stop its attempts", PATIENCE, || {
+        (metric(admin, "holdfast_partition_running_attempts")? == 0.0).then_some(())
+    });
+    let stopped = isolated.elapsed();
+    // The others elect a new leader, which starts the invocation's next attempt.
+    let others: Vec<u64> = (1..=3).filter(|n| *n != leader).collect();
+    let successor = poll("a new leader among the others", PATIENCE, || {
+        let view = cluster.view(others[0]).ok()?;
+        let seen = view.partitions.iter().find(|p| p.partition == partition)?;
+        seen.leader.filter(|l| *l != leader)
+    });
+    endpoint
+        .log
+        .wait_until("the next attempt, on the new leader", PATIENCE, |lines| {
+            lines.iter().any(|l| *l == format!("hold {id} 2"))
+        });
+    println!(
+        "isolated node {leader}: attempts stopped after {} ms; node {successor} leads partition {partition}",
+        stopped.as_millis()
+    );
+    // The isolated node acknowledges nothing: a call through it is answered 503 once its
+    // patience with the unreachable leaders runs out.
+    let asked = Instant::now();
+    let through_isolated = http(
+        cluster.node(leader).ingress(),
+        "POST",
+        "/Box/isolated/add",
+        &[JSON, ("idempotency-key", "while-isolated")],
+        "1",
+    );
+    let response = through_isolated.unwrap_or_else(|e| {
+        let log = cluster.node(leader).log().lines();
+        let log: Vec<&String> = log
+            .iter()
+            .filter(|l| !l.contains("openraft") && !l.contains("lane=raft"))
+            .collect();
+        let tail = &log[log.len().saturating_sub(60)..];
+        panic!(
+            "the isolated node did not answer ({e}):\n{}",
+            tail.iter()
+                .map(|l| l.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    println!(
+        "the isolated node answered {} after {} ms",
+        response.status,
+        asked.elapsed().as_millis()
+    );
+    assert_eq!(response.status, 503, "while isolated: {}", response.body);
+    // The others go on.
+    let elsewhere = http(
+        cluster.node(others[0]).ingress(),
+        "POST",
+        "/Box/elsewhere/add",
+        &[JSON],
+        "1",
+    )
+    .expect("call");
+    assert_eq!(elsewhere.status, 200, "{}", elsewhere.body);
+
+    cluster.heal();
+    // After healing, the refused call retried with its key takes effect exactly once, and the
+    // held invocation completes.
+    let retried = poll("the retried call", PATIENCE, || {
+        let response = http(
+            cluster.node(leader).ingress(),
+            "POST",
+            "/Box/isolated/add",
+            &[JSON, ("idempotency-key", "while-isolated")],
+            "1",
+        )
+        .ok()?;
+        (response.status == 200).then_some(response.body)
+    });
+    assert_eq!(retried, "1");
+    let output = poll("the held invocation's result", PATIENCE, || {
+        let response = http_get(
+            cluster.node(leader).ingress(),
+            &format!("/restate/invocation/{id}/output"),
+        )
+        .ok()?;
+        (response.status == 200).then_some(response.body)
+    });
+    assert_eq!(output, "\"held\"");
+}

@@ -352,18 +352,15 @@ impl PartitionActor {
         let partition = self.partition();
         let refusal = if self.closing {
             Some(ProposeError::ShuttingDown(partition))
-        } else if self.lease_lost {
+        } else if self.lease_lost || !self.observed.is_leader {
+            // Queued only while this node leads or is becoming leader: anything else would wait
+            // for a leadership that may never come (a follower cut off from the others).
             Some(ProposeError::NotLeader {
                 partition,
-                leader: None,
+                leader: self.observed.other_leader().filter(|_| !self.lease_lost),
             })
         } else {
-            self.observed
-                .other_leader()
-                .map(|leader| ProposeError::NotLeader {
-                    partition,
-                    leader: Some(leader),
-                })
+            None
         };
         if let Some(refusal) = refusal {
             return Box::pin(ready(Err(refusal)));
@@ -556,10 +553,10 @@ impl StreamHandler<RaftObserved> for PartitionActor {
             (false, Some(_)) => self.step_down(),
             (false, None) => {}
         }
-        if let Some(leader) = self.observed.other_leader() {
+        if !self.observed.is_leader {
             self.refuse_queued(&ProposeError::NotLeader {
                 partition: self.partition(),
-                leader: Some(leader),
+                leader: self.observed.other_leader(),
             });
         }
         self.commit_next(ctx);

@@ -22,9 +22,10 @@ use futures::future::BoxFuture;
 use holdfast_fsm::control::{Action, Refusal, Verdict, check};
 use holdfast_fsm::state::Invocation;
 use holdfast_types::{Command, InvocationId, Target};
+use serde::{Deserialize, Serialize};
 
 /// Which deployment a resumed invocation runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum DeploymentChoice {
     /// The one it is pinned to (or, unpinned, the newest serving it).
     #[default]
@@ -36,7 +37,7 @@ pub enum DeploymentChoice {
 }
 
 /// What an operator asks of an invocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlRequest {
     /// The handler sees a cancellation failure at its next await; callees are cancelled too.
     Cancel,
@@ -78,7 +79,7 @@ pub struct Control {
 }
 
 /// How a [`Control`] request was carried out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Controlled {
     /// The command was committed and applied.
     Applied,
@@ -88,7 +89,7 @@ pub enum Controlled {
 
 /// Why a [`Control`] request was not carried out. Nothing was written, except after
 /// [`ControlError::Propose`] with [`ProposeError::Storage`], whose outcome is unknown.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum ControlError {
     /// The invocation's state forbids the request (or it does not exist).
     #[error(transparent)]

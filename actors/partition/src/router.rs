@@ -9,8 +9,8 @@
 
 use crate::actor::PartitionActor;
 use crate::{
-    AwaitInvocation, CompleteAwakeable, GetInvocation, Invoke, Invoked, Lookup, ProposeError,
-    ProposeInternal,
+    AwaitInvocation, CompleteAwakeable, Control, ControlError, ControlRequest, Controlled,
+    GetInvocation, Invoke, Invoked, Lookup, ProposeError, ProposeInternal,
 };
 use actix::Addr;
 use bytes::Bytes;
@@ -50,6 +50,13 @@ pub enum Request {
     },
     /// [`ProposeInternal`]: commands the kernel proposes for itself (shuffle deliveries).
     Internal(Vec<Command>),
+    /// [`Control`]: an operator's request about an invocation.
+    Control {
+        /// The invocation.
+        id: InvocationId,
+        /// What to do with it.
+        request: ControlRequest,
+    },
 }
 
 impl Request {
@@ -70,6 +77,10 @@ pub enum Answer {
     Awakeable(bool),
     /// To `Internal`: where the batch was committed.
     Committed(LogIndex),
+    /// To `Control`: carried out.
+    Controlled(Controlled),
+    /// To `Control`: refused by the invocation's state or the registry (nothing written).
+    ControlRefused(ControlError),
 }
 
 struct Inner {
@@ -174,6 +185,7 @@ impl Router {
                 }
                 Delivery::Elsewhere(_, error) | Delivery::Later(error) => error,
             };
+            tracing::debug!(%partition, target, %error, "no answer from the partition's leader yet");
             if started.elapsed() >= self.inner.patience {
                 return Err(error);
             }
@@ -263,6 +275,13 @@ impl Router {
                 .await
                 .map_err(gone)
                 .and_then(|r| r.map(|committed| Answer::Committed(committed.index))),
+            Request::Control { id, request } => match actor.send(Control { id, request }).await {
+                Ok(Ok(controlled)) => Ok(Answer::Controlled(controlled)),
+                // Leadership and storage refusals are the router's to follow.
+                Ok(Err(ControlError::Propose(e))) => Err(e),
+                Ok(Err(refused)) => Ok(Answer::ControlRefused(refused)),
+                Err(e) => Err(gone(e)),
+            },
         };
         classify(answer)
     }

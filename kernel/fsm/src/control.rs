@@ -39,7 +39,9 @@ pub enum Verdict {
 }
 
 /// Why the state of an invocation forbids a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
 pub enum Refusal {
     /// No such invocation: it never existed here, or it was purged.
     #[error("invocation not found")]

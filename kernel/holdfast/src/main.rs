@@ -201,6 +201,7 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                     partitions: config.cluster.partitions,
                     transport: kernel.transport().clone(),
                 },
+                router: kernel.router().clone(),
             },
         ) {
             Ok(admin) => admin,

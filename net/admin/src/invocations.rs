@@ -20,7 +20,8 @@ use crate::{ApiError, Kernel};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use holdfast_partition::{
-    Control, ControlError, ControlRequest, Controlled, DeploymentChoice, ProposeError, Refusal,
+    Answer, ControlError, ControlRequest, Controlled, DeploymentChoice, ProposeError, Refusal,
+    Request,
 };
 use holdfast_types::InvocationId;
 use serde::Deserialize;
@@ -155,22 +156,22 @@ pub(crate) async fn control(
         Ok(request) => request,
         Err(invalid) => return invalid.response(),
     };
-    let count = u32::try_from(kernel.partitions.len()).unwrap_or(u32::MAX);
-    let partition = id.partition(count);
-    let Some((_, owner)) = kernel.partitions.iter().find(|(p, _)| *p == partition) else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "partition_unavailable",
-            format!("partition {partition} does not run on this node"),
-        );
-    };
-    match owner.send(Control { id, request }).await {
-        Ok(Ok(controlled)) => HttpResponse::build(done(request, controlled)).finish(),
-        Ok(Err(failure)) => failed(&text, failure),
-        Err(mailbox) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "partition_unavailable",
-            format!("partition {partition}: {mailbox}"),
+    // Carried out by the partition's leader, on whichever node it runs.
+    let partition = id.partition(kernel.router.partitions());
+    match kernel
+        .router
+        .ask(partition, Request::Control { id, request })
+        .await
+    {
+        Ok(Answer::Controlled(controlled)) => {
+            HttpResponse::build(done(request, controlled)).finish()
+        }
+        Ok(Answer::ControlRefused(failure)) => failed(&text, failure),
+        Ok(other) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "unexpected_outcome",
+            format!("partition {partition} answered {other:?}"),
         ),
+        Err(e) => failed(&text, ControlError::Propose(e)),
     }
 }

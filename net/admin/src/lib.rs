@@ -61,6 +61,8 @@ pub struct Kernel {
     pub spans: holdfast_otlp::SpanSink,
     /// The cluster's members and this node's connections to them, for `GET /cluster`.
     pub cluster: ClusterInfo,
+    /// The way to every partition's leader, for operator requests about invocations.
+    pub router: holdfast_partition::Router,
 }
 
 /// A partition's entry in `/health`.

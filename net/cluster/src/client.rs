@@ -7,11 +7,11 @@ use h2::client::SendRequest;
 use holdfast_types::codec;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
+use tokio::sync::watch;
 use tracing::{debug, error, warn};
 
 /// Receive window per stream and per connection: a snapshot chunk or a capped append fits.
@@ -33,6 +33,10 @@ pub enum CallError {
     /// The connection failed while the call was in flight.
     #[error("connection to node {peer} failed: {source}")]
     Connection { peer: u64, source: h2::Error },
+    /// The connection ended while the call was in flight (closed, or silent past its ping
+    /// timeout); the request may or may not have been acted on.
+    #[error("the connection to node {peer} ended while the call was in flight")]
+    Lost { peer: u64 },
     /// The peer answered with an error status (e.g. the group is not running there).
     #[error("node {peer} answered {status}: {message}")]
     Status {
@@ -65,7 +69,24 @@ type SharedLink = Arc<tokio::sync::Mutex<Link>>;
 #[derive(Clone)]
 struct Conn {
     send: SendRequest<Bytes>,
-    alive: Arc<AtomicBool>,
+    /// Set when the connection ended (closed, failed, or silent past its ping timeout); calls
+    /// in flight on it then fail at once instead of waiting out their deadline.
+    closed: Arc<watch::Sender<bool>>,
+}
+
+impl Conn {
+    fn alive(&self) -> bool {
+        !*self.closed.borrow()
+    }
+
+    fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    async fn until_closed(&self) {
+        let mut closed = self.closed.subscribe();
+        let _ = closed.wait_for(|closed| *closed).await;
+    }
 }
 
 /// One (peer, lane) link: its connection, or how long to wait before trying again.
@@ -135,11 +156,8 @@ impl Transport {
             links.get(&(peer, Lane::Raft)).cloned()
         };
         link.is_some_and(|link| {
-            link.try_lock().is_ok_and(|link| {
-                link.conn
-                    .as_ref()
-                    .is_some_and(|conn| conn.alive.load(Ordering::Acquire))
-            })
+            link.try_lock()
+                .is_ok_and(|link| link.conn.as_ref().is_some_and(Conn::alive))
         })
     }
 
@@ -162,17 +180,25 @@ impl Transport {
         if body.len() > limit {
             return Err(CallError::TooLarge { peer, limit });
         }
-        let exchange = async {
-            let conn = self.connection(peer, lane).await?;
-            let answer = exchange(&conn, peer, path, body.into(), limit).await;
-            if let Err(CallError::Connection { .. }) = &answer {
-                conn.alive.store(false, Ordering::Release);
+        let started = Instant::now();
+        let conn = match tokio::time::timeout(ttl, self.connection(peer, lane)).await {
+            Ok(conn) => conn?,
+            // Nothing was sent: like an unreachable peer (the connect goes on by itself).
+            Err(_) => {
+                return Err(CallError::Unreachable {
+                    peer,
+                    reason: format!("no connection within {ttl:?}"),
+                });
             }
-            answer
         };
-        tokio::time::timeout(ttl, exchange)
+        let left = ttl.saturating_sub(started.elapsed());
+        let answer = tokio::time::timeout(left, exchange(&conn, peer, path, body.into(), limit))
             .await
-            .unwrap_or(Err(CallError::Timeout { peer, after: ttl }))
+            .unwrap_or(Err(CallError::Timeout { peer, after: ttl }));
+        if let Err(CallError::Connection { .. }) = &answer {
+            conn.close();
+        }
+        answer
     }
 
     fn link(&self, peer: u64, lane: Lane) -> SharedLink {
@@ -184,12 +210,38 @@ impl Transport {
         links.entry((peer, lane)).or_default().clone()
     }
 
-    /// The live connection of (peer, lane), connecting unless the link is backing off.
+    /// The live connection of (peer, lane), connecting unless the link is backing off. A connect
+    /// runs on a task of its own, so a caller that gives up (a raft deadline shorter than a
+    /// connect) neither cancels it nor loses its outcome: the backoff is always recorded.
     async fn connection(&self, peer: u64, lane: Lane) -> Result<Conn, CallError> {
-        let link = self.link(peer, lane);
-        let mut link = link.lock().await;
+        let shared = self.link(peer, lane);
+        if let Ok(link) = shared.try_lock()
+            && let Some(conn) = link.conn.as_ref().filter(|conn| conn.alive())
+        {
+            return Ok(conn.clone());
+        }
+        let transport = self.clone();
+        let connecting = self
+            .inner
+            .runtime
+            .spawn(async move { transport.connect_link(&shared, peer, lane).await });
+        connecting.await.unwrap_or_else(|e| {
+            Err(CallError::Unreachable {
+                peer,
+                reason: e.to_string(),
+            })
+        })
+    }
+
+    async fn connect_link(
+        &self,
+        shared: &SharedLink,
+        peer: u64,
+        lane: Lane,
+    ) -> Result<Conn, CallError> {
+        let mut link = shared.lock().await;
         if let Some(conn) = &link.conn {
-            if conn.alive.load(Ordering::Acquire) {
+            if conn.alive() {
                 return Ok(conn.clone());
             }
             debug!(peer, %lane, "connection to peer closed");
@@ -281,21 +333,21 @@ impl Transport {
                 Ok(conn)
             }
             Ok(Err(CallError::Status { message, .. })) => {
-                conn.alive.store(false, Ordering::Release);
+                conn.close();
                 Err(CallError::Refused {
                     peer,
                     reason: message,
                 })
             }
             Ok(Err(e)) => {
-                conn.alive.store(false, Ordering::Release);
+                conn.close();
                 Err(CallError::Unreachable {
                     peer,
                     reason: e.to_string(),
                 })
             }
             Err(_) => {
-                conn.alive.store(false, Ordering::Release);
+                conn.close();
                 Err(CallError::Unreachable {
                     peer,
                     reason: format!("no hello answer within {timeout:?}"),
@@ -321,8 +373,8 @@ async fn open(peer: u64, address: SocketAddr, settings: Settings) -> Result<Conn
         .handshake::<_, Bytes>(tcp)
         .await
         .map_err(|e| unreachable(format!("HTTP/2 handshake with {address}: {e}")))?;
-    let alive = Arc::new(AtomicBool::new(true));
-    let flag = alive.clone();
+    let closed = Arc::new(watch::channel(false).0);
+    let flag = closed.clone();
     let pings = connection.ping_pong();
     tokio::spawn(async move {
         let keepalive = async {
@@ -347,13 +399,26 @@ async fn open(peer: u64, address: SocketAddr, settings: Settings) -> Result<Conn
             },
             reason = keepalive => warn!(peer, %reason, "closing the connection to peer"),
         }
-        flag.store(false, Ordering::Release);
+        flag.send_replace(true);
     });
-    Ok(Conn { send, alive })
+    Ok(Conn { send, closed })
 }
 
 /// One request and its answer on an open connection.
 async fn exchange(
+    conn: &Conn,
+    peer: u64,
+    path: &str,
+    body: Bytes,
+    limit: usize,
+) -> Result<Bytes, CallError> {
+    tokio::select! {
+        answer = request(conn, peer, path, body, limit) => answer,
+        () = conn.until_closed() => Err(CallError::Lost { peer }),
+    }
+}
+
+async fn request(
     conn: &Conn,
     peer: u64,
     path: &str,
