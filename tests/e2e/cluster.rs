@@ -439,3 +439,93 @@ fn an_isolated_leader_stops_its_attempts_and_acknowledges_nothing_while_the_othe
     });
     assert_eq!(output, "\"held\"");
 }
+
+#[test]
+fn a_node_down_past_the_purged_log_catches_up_by_snapshot_and_can_lead() {
+    // Snapshots every 100 entries, keeping 50: a node down for a few hundred entries finds the
+    // log it missed purged on the others and must be sent a snapshot.
+    let cluster = Cluster::start(ClusterOptions {
+        extra_toml: "snapshot_interval = 100".into(),
+        log_filter: "warn,holdfast_raft_store=info".into(),
+        ..ClusterOptions::default()
+    });
+    cluster.wait_for_leaders(PATIENCE);
+    let endpoint = ServiceProcess::start(FIXTURE, free_port(), &[]);
+    register(cluster.node(1).admin(), &endpoint.uri);
+    let add = |node: u64, counter: &str| -> i64 {
+        poll("an add to be acknowledged", PATIENCE, || {
+            let response = http(
+                cluster.node(node).ingress(),
+                "POST",
+                &format!("/Box/{counter}/add"),
+                &[JSON],
+                "1",
+            )
+            .ok()?;
+            (response.status == 200).then(|| response.body.parse().ok())?
+        })
+    };
+    let counters: Vec<String> = (0..8).map(|n| format!("snap{n}")).collect();
+    for counter in &counters {
+        assert_eq!(add(1, counter), 1);
+    }
+    cluster.node(3).kill9();
+    // Each add is several log entries (invoke, journal, completion) in its partition.
+    for round in 2..=40 {
+        for counter in &counters {
+            assert_eq!(add(1 + (round % 2) as u64, counter), round);
+        }
+    }
+    let purged_before = Instant::now();
+    cluster.node(3).restart();
+    // What the leaders had applied when node 3 came back: node 3 must reach it everywhere.
+    let target: BTreeMap<u32, u64> = [1u64, 2]
+        .iter()
+        .flat_map(|node| cluster.view(*node).expect("view").partitions)
+        .filter_map(|p| {
+            let leader = p.leader?;
+            let applied = p
+                .replicas
+                .iter()
+                .find(|r| r.node == leader)?
+                .applied_index?;
+            Some((p.partition, applied))
+        })
+        .collect();
+    assert_eq!(target.len(), 8, "{target:?}");
+    poll("node 3 to catch up on every partition", PATIENCE, || {
+        let view = cluster.view(3).ok()?;
+        let behind: Vec<(u32, Option<u64>, u64)> = view
+            .partitions
+            .iter()
+            .filter_map(|p| {
+                let own = p
+                    .replicas
+                    .iter()
+                    .find(|r| r.node == 3)
+                    .and_then(|r| r.applied_index);
+                let want = target[&p.partition];
+                own.is_none_or(|applied| applied < want)
+                    .then_some((p.partition, own, want))
+            })
+            .collect();
+        if !behind.is_empty() {
+            eprintln!("behind: {behind:?}");
+        }
+        behind.is_empty().then_some(())
+    });
+    println!(
+        "node 3 caught up in {} ms",
+        purged_before.elapsed().as_millis()
+    );
+    assert!(
+        cluster.node(3).log().text().contains("installed a snapshot sent by the leader"),
+        "node 3 caught up without a snapshot: the log was not purged"
+    );
+    // Node 3's state is whole: with node 1 gone, nodes 2 and 3 carry every partition (node 3
+    // leading some), and every count goes on from where it was.
+    cluster.node(1).kill9();
+    for counter in &counters {
+        assert_eq!(add(3, counter), 41, "{counter} after node 1 went down");
+    }
+}

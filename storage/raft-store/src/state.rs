@@ -642,6 +642,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .await
         .map_err(|e| StorageIOError::write_snapshot(Some(signature), &e))?;
+        tracing::info!(last_log_id = ?installed, "installed a snapshot sent by the leader");
         // The applied position jumped without entries: the leader's view of it moves along.
         if let (Some(effects), Some(last)) = (&self.effects, installed) {
             let _ = effects
