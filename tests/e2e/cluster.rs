@@ -519,7 +519,11 @@ fn a_node_down_past_the_purged_log_catches_up_by_snapshot_and_can_lead() {
         purged_before.elapsed().as_millis()
     );
     assert!(
-        cluster.node(3).log().text().contains("installed a snapshot sent by the leader"),
+        cluster
+            .node(3)
+            .log()
+            .text()
+            .contains("installed a snapshot sent by the leader"),
         "node 3 caught up without a snapshot: the log was not purged"
     );
     // Node 3's state is whole: with node 1 gone, nodes 2 and 3 carry every partition (node 3
@@ -528,4 +532,33 @@ fn a_node_down_past_the_purged_log_catches_up_by_snapshot_and_can_lead() {
     for counter in &counters {
         assert_eq!(add(3, counter), 41, "{counter} after node 1 went down");
     }
+}
+
+#[test]
+fn leaders_return_to_their_preferred_replicas_after_a_node_comes_back() {
+    let cluster = Cluster::start(ClusterOptions::default());
+    // Placement: partition p prefers node p mod 3 + 1.
+    let preferred: BTreeMap<u32, u64> = (0..8).map(|p| (p, u64::from(p % 3) + 1)).collect();
+    let balanced = |what: &str| {
+        poll(what, PATIENCE, || {
+            let leaders = cluster.wait_for_leaders(PATIENCE);
+            (leaders == preferred).then_some(())
+        })
+    };
+    balanced("leaders on their preferred replicas");
+    cluster.node(1).kill9();
+    poll("node 1's partitions to move", PATIENCE, || {
+        let leaders = cluster.leaders();
+        let moved = (0..8u32)
+            .filter(|p| p % 3 == 0)
+            .all(|p| leaders.get(&p).is_some_and(|l| *l != 1));
+        moved.then_some(())
+    });
+    let back = Instant::now();
+    cluster.node(1).restart();
+    balanced("node 1 to lead its preferred partitions again");
+    println!(
+        "leadership spread again {} ms after node 1 restarted",
+        back.elapsed().as_millis()
+    );
 }

@@ -163,6 +163,10 @@ pub struct PartitionActor {
     /// lease: it acts as a follower (no attempts, timers or shuffle, proposals refused) until a
     /// quorum answers again.
     pub(crate) lease_lost: bool,
+    /// When this node's current leadership began (`None` unless leading).
+    pub(crate) leading_since: Option<std::time::Instant>,
+    /// When leadership was last handed back to the preferred replica.
+    pub(crate) handed_back_at: Option<std::time::Instant>,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
     restarts: u32,
     flushed_applied: u64,
@@ -194,6 +198,8 @@ impl PartitionActor {
             commit_scheduled: false,
             closing: false,
             lease_lost: false,
+            leading_since: None,
+            handed_back_at: None,
             shutdown_waiters: Vec::new(),
             restarts: 0,
             flushed_applied: 0,
@@ -491,6 +497,7 @@ impl Actor for PartitionActor {
         ctx.run_interval(RECONCILE_INTERVAL, |act, ctx| act.reconcile(ctx));
         let heartbeat = Duration::from_millis(self.settings.replication.raft.heartbeat_interval);
         ctx.run_interval(heartbeat, |act, ctx| act.check_lease(ctx));
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.hand_back(ctx));
     }
 }
 

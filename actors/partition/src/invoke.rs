@@ -237,6 +237,28 @@ impl Handler<AwaitInvocation> for PartitionActor {
     }
 }
 
+impl Handler<crate::StandForElection> for PartitionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: crate::StandForElection, ctx: &mut Context<Self>) {
+        if self.observed.is_leader {
+            return;
+        }
+        let Some(group) = &self.group else { return };
+        let raft = group.raft.clone();
+        let partition = self.partition();
+        tracing::info!(%partition, "standing for election at the leader's request");
+        ctx.spawn(
+            async move {
+                if let Err(e) = raft.trigger().elect().await {
+                    tracing::debug!(%partition, error = %e, "cannot stand for election");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
 impl Handler<UseRouter> for PartitionActor {
     type Result = ();
 

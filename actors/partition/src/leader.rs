@@ -18,10 +18,10 @@
 //! A reconciler checks every [`RECONCILE_INTERVAL`] that each invocation whose attempt should
 //! be running has one, and restarts (and logs) any that does not.
 
-use crate::ProposeError;
 use crate::actor::{Lane, PartitionActor};
 use crate::shuffle::{self, ShuffleActor};
 use crate::timers::{self, TimerWheelActor};
+use crate::{ProposeError, Request};
 use actix::prelude::*;
 use holdfast_fsm::state::{Invocation, Status};
 use holdfast_invocation::{InvocationActor, Stop};
@@ -32,6 +32,10 @@ use std::time::Duration;
 
 /// How often the leader looks for invocations that should run and do not.
 pub(crate) const RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a node leads before it hands leadership back to the preferred replica.
+const HANDBACK_SETTLE: Duration = Duration::from_secs(5);
+/// The least time between two hand-backs of one partition.
+const HANDBACK_PAUSE: Duration = Duration::from_secs(10);
 /// How long a failed leadership barrier (no quorum yet) waits before it is tried again.
 const BARRIER_RETRY: Duration = Duration::from_millis(100);
 /// Attempts waiting for a free slot, per allowed concurrent attempt, before the rest wait in the
@@ -295,6 +299,7 @@ impl PartitionActor {
                 other => self.submit(vec![other], ctx),
             }
         }
+        self.leading_since = Some(std::time::Instant::now());
         tracing::info!(partition = %self.partition(), term, applied, restarted, "leading");
         self.commit_next(ctx);
     }
@@ -358,12 +363,52 @@ impl PartitionActor {
         }
     }
 
+    /// Hands leadership back to the partition's preferred replica once this node has led for a
+    /// while and the preferred replica is connected and holds the whole log: it is asked to
+    /// stand for election, which this node's vote lets it win. Keeps leaders spread after a node
+    /// returns; at most once per [`HANDBACK_PAUSE`].
+    pub(crate) fn hand_back(&mut self, ctx: &mut Context<Self>) {
+        let preferred = self.settings.replication.preferred;
+        if preferred == self.settings.replication.node || self.lease_lost {
+            return;
+        }
+        let Some(since) = self.leading_since else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        let settled = now.duration_since(since) >= HANDBACK_SETTLE
+            && self
+                .handed_back_at
+                .is_none_or(|at| now.duration_since(at) >= HANDBACK_PAUSE);
+        let caught_up = self.replicas.iter().any(|(node, matched)| {
+            *node == preferred && matched.is_some_and(|m| m.0 >= self.observed.last_log)
+        });
+        let reachable = self.settings.replication.transport.connected(preferred.0);
+        let Some(router) = self
+            .router
+            .clone()
+            .filter(|_| settled && caught_up && reachable)
+        else {
+            return;
+        };
+        self.handed_back_at = Some(now);
+        let partition = self.partition();
+        tracing::info!(%partition, to = %preferred, "handing leadership back to the preferred replica");
+        let asked = async move { router.tell(preferred, partition, Request::Elect).await };
+        ctx.spawn(asked.into_actor(self).map(move |answer, _, _| {
+            if let Err(e) = answer {
+                tracing::debug!(%partition, error = %e, "the preferred replica did not stand");
+            }
+        }));
+    }
+
     /// This node no longer leads (or its group stopped): drop the leader and its waiters.
     pub(crate) fn step_down(&mut self) {
         if !matches!(self.leadership, Leadership::Following) {
             tracing::info!(partition = %self.partition(), "no longer leading");
         }
         self.leadership = Leadership::Following;
+        self.leading_since = None;
         // Dropping the senders answers each waiting request with "the partition lost track".
         self.waiters.clear();
     }

@@ -151,6 +151,13 @@ pub struct CompleteAwakeable {
 #[rtype(result = "()")]
 pub struct UseRouter(pub Router);
 
+/// Asks this node's replica of a partition to stand for election: sent by the current leader to
+/// the partition's preferred replica once it is up and caught up, so leadership returns to where
+/// the placement put it (openraft 0.9 has no leader transfer; the old leader grants the vote).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StandForElection;
+
 /// Asks a partition for its status and metrics.
 #[derive(Debug, Message)]
 #[rtype(result = "PartitionStatus")]

@@ -10,7 +10,7 @@
 use crate::actor::PartitionActor;
 use crate::{
     AwaitInvocation, CompleteAwakeable, Control, ControlError, ControlRequest, Controlled,
-    GetInvocation, Invoke, Invoked, Lookup, ProposeError, ProposeInternal,
+    GetInvocation, Invoke, Invoked, Lookup, ProposeError, ProposeInternal, StandForElection,
 };
 use actix::Addr;
 use bytes::Bytes;
@@ -50,6 +50,8 @@ pub enum Request {
     },
     /// [`ProposeInternal`]: commands the kernel proposes for itself (shuffle deliveries).
     Internal(Vec<Command>),
+    /// [`StandForElection`]: the leader hands the partition back to its preferred replica.
+    Elect,
     /// [`Control`]: an operator's request about an invocation.
     Control {
         /// The invocation.
@@ -77,6 +79,8 @@ pub enum Answer {
     Awakeable(bool),
     /// To `Internal`: where the batch was committed.
     Committed(LogIndex),
+    /// To `Elect`: an election was started.
+    Electing,
     /// To `Control`: carried out.
     Controlled(Controlled),
     /// To `Control`: refused by the invocation's state or the registry (nothing written).
@@ -275,6 +279,11 @@ impl Router {
                 .await
                 .map_err(gone)
                 .and_then(|r| r.map(|committed| Answer::Committed(committed.index))),
+            Request::Elect => actor
+                .send(StandForElection)
+                .await
+                .map_err(gone)
+                .map(|()| Answer::Electing),
             Request::Control { id, request } => match actor.send(Control { id, request }).await {
                 Ok(Ok(controlled)) => Ok(Answer::Controlled(controlled)),
                 // Leadership and storage refusals are the router's to follow.
@@ -317,6 +326,24 @@ impl Router {
             Err(e @ CallError::TooLarge { .. }) => Delivery::Refused(unavailable(e.to_string())),
             // Unreachable, refused, timed out, cut off: every request is safe to repeat.
             Err(e) => Delivery::Later(unavailable(e.to_string())),
+        }
+    }
+
+    /// Delivers `request` to partition `partition` on node `node` only (no leader following).
+    pub async fn tell(
+        &self,
+        node: NodeId,
+        partition: PartitionId,
+        request: Request,
+    ) -> Result<Answer, ProposeError> {
+        let delivery = if node.0 == self.inner.node {
+            self.deliver_here(partition, request).await
+        } else {
+            self.deliver_to(node.0, partition, &request).await
+        };
+        match delivery {
+            Delivery::Answered(answer) => Ok(answer),
+            Delivery::Elsewhere(_, e) | Delivery::Later(e) | Delivery::Refused(e) => Err(e),
         }
     }
 

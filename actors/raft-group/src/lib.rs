@@ -41,10 +41,11 @@ pub struct Replication {
     pub group: GroupId,
     /// The group's initial voters (its replicas) and their node-to-node addresses.
     pub voters: BTreeMap<u64, BasicNode>,
-    /// Whether this node initializes the group at once on first boot (its preferred replica);
-    /// the other voters do so only if nobody reached them within `bootstrap_grace`, which is
-    /// safe because every voter initializes with the same membership.
-    pub preferred: bool,
+    /// The group's preferred replica: it initializes the group at once on first boot (the other
+    /// voters do so only if nobody reached them within `bootstrap_grace`, which is safe because
+    /// every voter initializes with the same membership), and leadership is handed back to it
+    /// when it is up and caught up, so leaders stay spread over the nodes.
+    pub preferred: NodeId,
     /// How long a voter that is not preferred waits for the group to reach it on first boot.
     pub bootstrap_grace: Duration,
     /// Consensus timing and snapshot policy.
@@ -85,7 +86,7 @@ impl Replication {
             node,
             group,
             voters: BTreeMap::from([(node.0, BasicNode::new(""))]),
-            preferred: true,
+            preferred: node,
             bootstrap_grace: Duration::ZERO,
             raft,
             transport,
@@ -158,7 +159,7 @@ where
         .send_replace(Some(Arc::new(raft.clone())));
     let voter = replication.voters.contains_key(&node);
     if !raft.is_initialized().await.map_err(|e| e.to_string())? {
-        if voter && replication.preferred {
+        if voter && replication.preferred == replication.node {
             raft.initialize(replication.voters.clone())
                 .await
                 .map_err(|e| e.to_string())?;

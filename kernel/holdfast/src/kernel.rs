@@ -164,7 +164,7 @@ impl Kernel {
             let replication = Replication {
                 node: NodeId(config.node.id),
                 group,
-                preferred: voters.first() == Some(&config.node.id),
+                preferred: NodeId(voters.first().copied().unwrap_or(config.node.id)),
                 voters: voters
                     .iter()
                     .filter_map(|id| Some((*id, BasicNode::new(cluster.addresses.get(id)?))))
