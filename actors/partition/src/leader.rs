@@ -320,9 +320,10 @@ impl PartitionActor {
 
     /// The leader's lease: raft in openraft 0.9 keeps a leader cut off from its quorum in office
     /// until it hears a higher term, so the partition checks every heartbeat how long ago a
-    /// quorum last acknowledged it. Past the lease (an election timeout less one heartbeat, so
-    /// it ends before anyone else can be elected) it stops every side effect and refuses
-    /// proposals; once a quorum answers again it becomes leader anew (barrier and rebuild).
+    /// quorum last acknowledged it. Past the lease (the election timeout's upper bound: a
+    /// follower stands only after that bound plus at least the lower one without a heartbeat,
+    /// so the lease ends before anyone else can be elected) it stops every side effect and
+    /// refuses proposals; once a quorum answers again it becomes leader anew.
     pub(crate) fn check_lease(&mut self, ctx: &mut Context<Self>) {
         let Some(group) = &self.group else { return };
         let (is_leader, term, since_ack) = {
@@ -335,10 +336,7 @@ impl PartitionActor {
             )
         };
         let raft = &self.settings.replication.raft;
-        let lease = raft
-            .election_timeout_min
-            .saturating_sub(raft.heartbeat_interval)
-            .max(raft.heartbeat_interval);
+        let lease = raft.election_timeout_max;
         if !is_leader {
             self.lease_lost = false;
             return;

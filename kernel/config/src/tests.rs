@@ -116,7 +116,7 @@ fn default_config() -> Config {
             max_batch_commands: 1024,
             max_batch_bytes: 4_194_304,
             snapshot_interval: 20_000,
-            election_timeout_ms: 1000,
+            election_timeout_ms: 500,
             heartbeat_interval_ms: 250,
         },
         invocation: Invocation {
@@ -975,7 +975,7 @@ fn every_deploy_file_validates() -> TestResult {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        assert_eq!(config.log.election_timeout_ms, 1000, "{name}");
+        assert_eq!(config.log.election_timeout_ms, 500, "{name}");
         assert_eq!(config.log.heartbeat_interval_ms, 250, "{name}");
         assert_eq!(config.cluster.name, "holdfast", "{name}");
         if name == "cluster.toml" {
@@ -1499,9 +1499,9 @@ fn bad_cluster_name_from_the_environment_names_the_variable() {
 fn heartbeat_layers_like_the_others() {
     let config = ok(Some("[log]\nheartbeat_interval_ms = 100\n"), &[]);
     assert_eq!(config.log.heartbeat_interval_ms, 100);
-    assert_eq!(config.log.election_timeout_ms, 1000);
-    let config = ok(None, &[("HOLDFAST__LOG__HEARTBEAT_INTERVAL_MS", "500")]);
-    assert_eq!(config.log.heartbeat_interval_ms, 500);
+    assert_eq!(config.log.election_timeout_ms, 500);
+    let config = ok(None, &[("HOLDFAST__LOG__HEARTBEAT_INTERVAL_MS", "400")]);
+    assert_eq!(config.log.heartbeat_interval_ms, 400);
     // An election timeout of 300 still leaves room for the default heartbeat of 250.
     let config = ok(Some("[log]\nelection_timeout_ms = 300\n"), &[]);
     assert_eq!(
@@ -1521,7 +1521,7 @@ fn heartbeat_must_be_below_the_election_timeout() {
     assert_eq!(
         err.to_string(),
         format!(
-            "config file {}: key `log.heartbeat_interval_ms`: invalid value 1000, expected < 1000 \
+            "config file {}: key `log.heartbeat_interval_ms`: invalid value 1000, expected < 500 \
              (`log.election_timeout_ms` from embedded default configuration; heartbeats must \
              come more often than elections)",
             path.display()
