@@ -104,6 +104,28 @@ fn three_nodes_form_a_cluster_and_every_node_serves_every_partition() {
     let view = cluster.view(2).expect("GET /cluster");
     assert_eq!(view.nodes.len(), 3);
     assert!(view.nodes.iter().all(|m| m.alive), "{view:?}");
+    // The same through the command line, from any node.
+    let status = std::process::Command::new(holdfast_e2e::holdfast_bin())
+        .args([
+            "cluster",
+            "status",
+            "--admin",
+            &cluster.node(3).admin().to_string(),
+        ])
+        .output()
+        .expect("holdfast cluster status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(text.contains("as seen from node 3"), "{text}");
+    let rows = text
+        .lines()
+        .filter(|line| {
+            line.split_whitespace()
+                .next()
+                .is_some_and(|p| p.parse::<u32>().is_ok())
+        })
+        .count();
+    assert_eq!(rows, 3 + 8, "three members and eight partitions:\n{text}");
 }
 
 /// What one client operation is.

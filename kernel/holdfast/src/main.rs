@@ -8,6 +8,7 @@
 //!
 //! Exit status: 0 on success, 2 when the configuration or data dir is refused, 1 on other failures.
 
+mod admin_client;
 mod bench;
 mod cluster;
 mod datadir;
@@ -15,7 +16,6 @@ mod dispatch;
 mod kernel;
 mod loadgen;
 mod placement;
-mod sql;
 mod sqlbench;
 
 use anyhow::Context as _;
@@ -63,6 +63,26 @@ enum Command {
         /// TOML configuration layered over the embedded single-node default.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+    },
+    /// Inspect the cluster through a node's admin API.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+/// What `holdfast cluster` does.
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Show the members and, per partition, its leader, term and replicas (`GET /cluster`).
+    Status {
+        /// The admin address of any node; defaults to `admin.bind_address` of the configuration.
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<std::net::SocketAddr>,
+        /// TOML configuration layered over the embedded single-node default.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print the JSON document instead of tables.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -114,6 +134,7 @@ fn main() -> ExitCode {
             admin,
             config,
         } => sql_command(&query, admin, config),
+        Command::Cluster(command) => cluster_command(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -137,7 +158,21 @@ fn sql_command(
         Some(admin) => admin,
         None => load_config(config.as_deref())?.admin.bind_address,
     };
-    print!("{}", sql::run(admin, query)?);
+    print!("{}", admin_client::sql(admin, query)?);
+    Ok(())
+}
+
+fn cluster_command(command: ClusterCommand) -> anyhow::Result<()> {
+    let ClusterCommand::Status {
+        admin,
+        config,
+        json,
+    } = command;
+    let admin = match admin {
+        Some(admin) => admin,
+        None => load_config(config.as_deref())?.admin.bind_address,
+    };
+    print!("{}", admin_client::cluster_status(admin, json)?);
     Ok(())
 }
 

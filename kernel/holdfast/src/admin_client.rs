@@ -1,0 +1,181 @@
+//! The command line's client of a node's admin API: `holdfast sql "…"` (`POST /query`, printed
+//! as an aligned table, the way psql does) and `holdfast cluster status` (`GET /cluster`).
+
+use anyhow::{Context as _, bail};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// Sends `query` to the admin API at `admin` and returns the rendered table.
+pub fn sql(admin: SocketAddr, query: &str) -> anyhow::Result<String> {
+    let body = serde_json::json!({ "query": query }).to_string();
+    request(admin, "POST", "/query", "text/plain", &body)
+}
+
+/// `GET /cluster` of the admin API at `admin`, rendered as tables (or the JSON itself).
+pub fn cluster_status(admin: SocketAddr, json: bool) -> anyhow::Result<String> {
+    let body = request(admin, "GET", "/cluster", "application/json", "")?;
+    if json {
+        return Ok(body + "\n");
+    }
+    let view: serde_json::Value =
+        serde_json::from_str(&body).context("the admin API sent malformed JSON")?;
+    Ok(render_cluster(&view))
+}
+
+/// The cluster view as two aligned tables: members, then partitions with their replicas.
+fn render_cluster(view: &serde_json::Value) -> String {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let empty = Vec::new();
+    let mut out = format!(
+        "cluster {} as seen from node {}\n\n",
+        text(&view["cluster"]),
+        text(&view["node"])
+    );
+    out.push_str(&format!(
+        "{:<6} {:<24} {}\n",
+        "NODE", "ADDRESS", "CONNECTED"
+    ));
+    for node in view["nodes"].as_array().unwrap_or(&empty) {
+        let alive = if node["alive"].as_bool() == Some(true) {
+            "yes"
+        } else {
+            "no"
+        };
+        out.push_str(&format!(
+            "{:<6} {:<24} {alive}\n",
+            text(&node["id"]),
+            text(&node["address"])
+        ));
+    }
+    out.push_str(&format!(
+        "\n{:<10} {:<7} {:<6} {}\n",
+        "PARTITION", "LEADER", "TERM", "REPLICAS (node: applied index, lag)"
+    ));
+    for partition in view["partitions"].as_array().unwrap_or(&empty) {
+        let replicas: Vec<String> = partition["replicas"]
+            .as_array()
+            .unwrap_or(&empty)
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}: {}, {}",
+                    text(&r["node"]),
+                    text(&r["applied_index"]),
+                    text(&r["lag"])
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "{:<10} {:<7} {:<6} {}\n",
+            text(&partition["partition"]),
+            text(&partition["leader"]),
+            text(&partition["term"]),
+            replicas.join("; ")
+        ));
+    }
+    out
+}
+
+/// One request to the admin API; the body of a 200 answer, or the error's message.
+fn request(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    accept: &str,
+    body: &str,
+) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&admin, Duration::from_secs(5))
+        .with_context(|| format!("cannot reach the admin API at {admin}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(600)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nhost: {admin}\r\nconnection: close\r\naccept: {accept}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .context("the admin API sent no HTTP response")?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("the admin API sent a malformed status line")?;
+    let chunked = head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.contains("chunked"));
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
+    if status != 200 {
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_owned))
+            .unwrap_or(body);
+        bail!("{message}");
+    }
+    Ok(body)
+}
+
+/// The payload of a chunked body.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{dechunk, render_cluster};
+
+    #[test]
+    fn chunked_bodies_are_joined() {
+        assert_eq!(dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), "abcde");
+    }
+
+    #[test]
+    fn the_cluster_view_renders_as_tables() {
+        let view = serde_json::json!({
+            "cluster": "prod", "node": 2,
+            "nodes": [{"id": 1, "address": "10.0.0.1:5122", "alive": true},
+                      {"id": 2, "address": "10.0.0.2:5122", "alive": false}],
+            "partitions": [{"partition": 0, "leader": 1, "term": 4,
+                            "replicas": [{"node": 1, "applied_index": 12, "lag": 0},
+                                         {"node": 2, "applied_index": null, "lag": null}]},
+                           {"partition": 1, "leader": null, "term": null, "replicas": []}]
+        });
+        let text = render_cluster(&view);
+        assert!(
+            text.starts_with("cluster prod as seen from node 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("2      10.0.0.2:5122            no\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("0          1       4      1: 12, 0; 2: -, -\n"),
+            "{text}"
+        );
+        assert!(text.contains("1          -       -      \n"), "{text}");
+    }
+}
