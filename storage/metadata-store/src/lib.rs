@@ -9,6 +9,7 @@
 //! Every applied command is committed durably (metadata changes are rare) and the new registry is
 //! published on a watch channel, which ingress, admin and invoker read without locks.
 
+use holdfast_raft_store::records::{self, SnapshotMetaRecord, StoredMembershipRecord};
 use holdfast_raft_store::LogStore;
 use holdfast_schema::{Applied, Refusal, Registry, RegistryCommand};
 use holdfast_types::codec;
@@ -181,13 +182,13 @@ impl MetadataStore {
         let txn = self.db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
-            put(&mut meta, APPLIED, &applied)?;
+            put(&mut meta, APPLIED, &records::log_id_record(applied.as_ref()))?;
             if let Some(membership) = membership {
-                put(&mut meta, MEMBERSHIP, membership)?;
+                put(&mut meta, MEMBERSHIP, &StoredMembershipRecord::from(membership))?;
             }
             put(&mut meta, REGISTRY, registry)?;
             if let Some((snapshot_meta, data)) = snapshot {
-                put(&mut meta, SNAPSHOT_META, snapshot_meta)?;
+                put(&mut meta, SNAPSHOT_META, &SnapshotMetaRecord::from(snapshot_meta))?;
                 meta.insert(SNAPSHOT_DATA, data)?;
             }
         }
@@ -199,8 +200,10 @@ impl MetadataStore {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
         Ok((
-            get(&meta, APPLIED)?.flatten(),
-            get(&meta, MEMBERSHIP)?.unwrap_or_default(),
+            records::log_id(get(&meta, APPLIED)?.flatten()),
+            get::<StoredMembershipRecord>(&meta, MEMBERSHIP)?
+                .map(Membership::from)
+                .unwrap_or_default(),
         ))
     }
 }
@@ -305,7 +308,7 @@ impl RaftStateMachine<MetadataConfig> for MetadataStore {
         let read = || -> Result<Option<Snapshot<MetadataConfig>>, Error> {
             let txn = self.db.begin_read()?;
             let table = txn.open_table(META)?;
-            let meta = get(&table, SNAPSHOT_META)?;
+            let meta = get::<SnapshotMetaRecord>(&table, SNAPSHOT_META)?.map(SnapshotMeta::from);
             let data = table.get(SNAPSHOT_DATA)?.map(|v| v.value().to_vec());
             Ok(meta.zip(data).map(|(meta, data)| Snapshot {
                 meta,

@@ -15,6 +15,7 @@
 mod error;
 mod keys;
 mod log;
+pub mod records;
 mod state;
 mod tables;
 

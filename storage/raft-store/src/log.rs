@@ -4,11 +4,12 @@
 //! one fsync; openraft is told the entries are flushed only after that commit returns.
 
 use crate::error::blocking;
+use crate::records::{self, EntryRecord, VoteRecord};
 use crate::{Error, TypeConfig};
 use holdfast_types::codec;
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
-    Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
+    BasicNode, Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
 };
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::fmt::Debug;
@@ -54,14 +55,21 @@ impl<C> Clone for LogStore<C> {
 }
 
 /// The type configurations whose entries this store can keep: openraft's own entry type with
-/// `u64` node ids, serialisable so [`codec`] can encode it.
-pub trait LogTypes: openraft::RaftTypeConfig<NodeId = u64, Entry = Entry<Self>> {}
+/// `u64` node ids and basic nodes, whose commands [`codec`] can encode (entries are stored as
+/// [`EntryRecord`]s).
+pub trait LogTypes:
+    openraft::RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<Self>>
+{
+}
 
-impl<C: openraft::RaftTypeConfig<NodeId = u64, Entry = Entry<C>>> LogTypes for C {}
+impl<C: openraft::RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<C>>> LogTypes
+    for C
+{
+}
 
 impl<C: LogTypes> LogStore<C>
 where
-    Entry<C>: serde::Serialize + serde::de::DeserializeOwned,
+    C::D: serde::Serialize + serde::de::DeserializeOwned,
 {
     /// Opens or creates the log database at `path`.
     pub fn open(path: &Path) -> Result<Self, Error> {
@@ -135,17 +143,20 @@ where
             if total > max_bytes && !out.is_empty() {
                 break;
             }
-            out.push(codec::decode(bytes)?);
+            out.push(codec::decode::<EntryRecord<C::D>>(bytes)?.into());
         }
         Ok(out)
     }
 
     fn log_state(&self) -> Result<LogState<C>, Error> {
-        let last_purged_log_id: Option<LogId<NodeId>> = self.read_meta(LAST_PURGED)?.flatten();
+        let last_purged_log_id = records::log_id(self.read_meta(LAST_PURGED)?.flatten());
         let txn = self.db.begin_read()?;
         let table = txn.open_table(LOG)?;
         let last = match table.last()? {
-            Some((_, bytes)) => Some(codec::decode::<Entry<C>>(bytes.value())?.log_id),
+            Some((_, bytes)) => {
+                let entry: Entry<C> = codec::decode::<EntryRecord<C::D>>(bytes.value())?.into();
+                Some(entry.log_id)
+            }
             None => last_purged_log_id,
         };
         Ok(LogState {
@@ -203,7 +214,7 @@ fn write_err(e: Error) -> StorageError<NodeId> {
 
 impl<C: LogTypes> RaftLogReader<C> for LogStore<C>
 where
-    Entry<C>: serde::Serialize + serde::de::DeserializeOwned,
+    C::D: serde::Serialize + serde::de::DeserializeOwned,
 {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -227,7 +238,7 @@ where
 
 impl<C: LogTypes> RaftLogStorage<C> for LogStore<C>
 where
-    Entry<C>: serde::Serialize + serde::de::DeserializeOwned,
+    C::D: serde::Serialize + serde::de::DeserializeOwned,
 {
     type LogReader = LogStore<C>;
 
@@ -240,13 +251,14 @@ where
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.write_meta(VOTE, vote, Durability::Immediate)
+        self.write_meta(VOTE, &VoteRecord::from(vote), Durability::Immediate)
             .await
             .map_err(|e| StorageIOError::write_vote(&e).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        self.read_meta(VOTE)
+        self.read_meta::<VoteRecord>(VOTE)
+            .map(|vote| vote.map(Vote::from))
             .map_err(|e| StorageIOError::read_vote(&e).into())
     }
 
@@ -256,13 +268,15 @@ where
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
+        let committed = records::log_id_record(committed.as_ref());
         self.write_meta(COMMITTED, &committed, Durability::None)
             .await
             .map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        Ok(self.read_meta(COMMITTED).map_err(read_err)?.flatten())
+        let committed = self.read_meta(COMMITTED).map_err(read_err)?.flatten();
+        Ok(records::log_id(committed))
     }
 
     async fn append<I>(
@@ -276,7 +290,10 @@ where
     {
         let encoded = entries
             .into_iter()
-            .map(|entry| Ok((entry.log_id.index, codec::encode(&entry)?)))
+            .map(|entry| {
+                let bytes = codec::encode(&EntryRecord::from(&entry))?;
+                Ok((entry.log_id.index, bytes))
+            })
             .collect::<Result<Vec<_>, Error>>()
             .map_err(write_err)?;
         let db = self.db.clone();
@@ -323,7 +340,8 @@ where
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let marker = codec::encode(&Some(log_id)).map_err(|e| write_err(e.into()))?;
+        let marker = codec::encode(&records::log_id_record(Some(&log_id)))
+            .map_err(|e| write_err(e.into()))?;
         // Purging need not be durable: if it is lost, the entries and the marker reappear together.
         self.remove_while(
             false,

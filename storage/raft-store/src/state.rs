@@ -7,6 +7,7 @@
 use crate::error::blocking;
 use crate::keys::{object_prefix, parse_state_key, take_part};
 use crate::tables::{self, STATE, Tables};
+use crate::records;
 use crate::{Applied, Batch, Error, TypeConfig};
 use holdfast_fsm::state::{Invocation, JournalItem, Promise};
 use holdfast_types::{
@@ -158,6 +159,36 @@ fn put_meta<T: Serialize>(
     Ok(())
 }
 
+/// The last applied log id, stored as a [`records::LogIdRecord`].
+fn get_applied(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Option<LogId<NodeId>>, Error> {
+    Ok(records::log_id(get_meta(table, APPLIED)?.flatten()))
+}
+
+fn put_applied(
+    table: &mut Table<'_, &'static str, &'static [u8]>,
+    applied: Option<&LogId<NodeId>>,
+) -> Result<(), Error> {
+    put_meta(table, APPLIED, &records::log_id_record(applied))
+}
+
+/// The last applied membership, stored as a [`records::StoredMembershipRecord`].
+fn get_membership(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Membership, Error> {
+    Ok(get_meta::<records::StoredMembershipRecord>(table, MEMBERSHIP)?
+        .map(Membership::from)
+        .unwrap_or_default())
+}
+
+fn put_membership(
+    table: &mut Table<'_, &'static str, &'static [u8]>,
+    membership: &Membership,
+) -> Result<(), Error> {
+    put_meta(table, MEMBERSHIP, &records::StoredMembershipRecord::from(membership))
+}
+
 fn sm_read_err(e: Error) -> StorageError<NodeId> {
     StorageIOError::read_state_machine(&e).into()
 }
@@ -273,7 +304,7 @@ impl StateMachine {
     pub fn resumable(&self, outbox: bool) -> Result<Resumable, Error> {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
-        let applied: Option<LogId<NodeId>> = get_meta(&meta, APPLIED)?.flatten();
+        let applied = get_applied(&meta)?;
         let index = txn.open_table(tables::ACTIVE)?;
         let invocations = txn.open_table(tables::INVOCATIONS)?;
         let mut active = Vec::new();
@@ -400,7 +431,7 @@ impl StateMachine {
     pub fn summary(&self) -> Result<PartitionSummary, Error> {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
-        let applied: Option<LogId<NodeId>> = get_meta(&meta, APPLIED)?.flatten();
+        let applied = get_applied(&meta)?;
         Ok(PartitionSummary {
             applied: applied.map(|id| LogIndex(id.index)),
             commands_applied: get_meta(&meta, COMMANDS_APPLIED)?.unwrap_or(0),
@@ -428,8 +459,8 @@ impl StateMachine {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
         Ok((
-            get_meta(&meta, APPLIED)?.flatten(),
-            get_meta(&meta, MEMBERSHIP)?.unwrap_or_default(),
+            get_applied(&meta)?,
+            get_membership(&meta)?,
         ))
     }
 
@@ -457,7 +488,7 @@ impl StateMachine {
                     }
                     EntryPayload::Membership(membership) => {
                         let stored = Membership::new(Some(entry.log_id), membership.clone());
-                        put_meta(&mut meta, MEMBERSHIP, &stored)?;
+                        put_membership(&mut meta, &stored)?;
                     }
                 }
                 responses.push(Applied {
@@ -466,7 +497,7 @@ impl StateMachine {
                 });
             }
             if let Some(last) = entries.last() {
-                put_meta(&mut meta, APPLIED, &Some(last.log_id))?;
+                put_applied(&mut meta, Some(&last.log_id))?;
                 put_meta(&mut meta, COMMANDS_APPLIED, &commands_applied)?;
             }
         }
@@ -499,8 +530,8 @@ impl StateMachine {
             }
         }
         Ok((
-            get_meta(&meta, APPLIED)?.flatten(),
-            get_meta(&meta, MEMBERSHIP)?.unwrap_or_default(),
+            get_applied(&meta)?,
+            get_membership(&meta)?,
             codec::encode(&body)?,
         ))
     }
@@ -511,7 +542,7 @@ impl StateMachine {
         data: &[u8],
     ) -> Result<(), Error> {
         let mut table = txn.open_table(SNAPSHOT)?;
-        put_meta(&mut table, SNAPSHOT_META, meta)?;
+        put_meta(&mut table, SNAPSHOT_META, &records::SnapshotMetaRecord::from(meta))?;
         table.insert(SNAPSHOT_DATA, data)?;
         Ok(())
     }
@@ -632,8 +663,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             {
                 let mut table = txn.open_table(META)?;
-                put_meta(&mut table, APPLIED, &meta.last_log_id)?;
-                put_meta(&mut table, MEMBERSHIP, &meta.last_membership)?;
+                put_applied(&mut table, meta.last_log_id.as_ref())?;
+                put_membership(&mut table, &meta.last_membership)?;
                 put_meta(&mut table, COMMANDS_APPLIED, &body.commands_applied)?;
             }
             Self::save_snapshot(&txn, &meta, &data)?;
@@ -661,7 +692,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let read = || -> Result<Option<Snapshot<TypeConfig>>, Error> {
             let txn = self.db.begin_read()?;
             let table = txn.open_table(SNAPSHOT)?;
-            let meta = get_meta(&table, SNAPSHOT_META)?;
+            let meta = get_meta::<records::SnapshotMetaRecord>(&table, SNAPSHOT_META)?
+                .map(SnapshotMeta::from);
             let data = table.get(SNAPSHOT_DATA)?.map(|v| v.value().to_vec());
             Ok(meta.zip(data).map(|(meta, data)| Snapshot {
                 meta,
