@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The environment variable that makes a node dial its peers at other addresses (the proxies).
@@ -34,6 +34,10 @@ pub struct ClusterOptions {
     pub proxied: bool,
     /// `HOLDFAST_LOG` for every node.
     pub log_filter: String,
+    /// Ids of nodes that [`Cluster::start`] configures (every member lists them) but does not
+    /// launch, as if they were down when the cluster first booted; launch them later with
+    /// [`NodeHandle::start`]. Empty by default.
+    pub deferred: Vec<u64>,
 }
 
 impl Default for ClusterOptions {
@@ -42,11 +46,12 @@ impl Default for ClusterOptions {
             nodes: 3,
             partitions: 8,
             replication_factor: 3,
-            election_timeout_ms: 1000,
+            election_timeout_ms: 500,
             heartbeat_interval_ms: 250,
             extra_toml: String::new(),
             proxied: false,
             log_filter: "warn".to_string(),
+            deferred: Vec::new(),
         }
     }
 }
@@ -71,8 +76,12 @@ pub struct NodeAddrs {
 pub struct NodeHandle {
     addrs: NodeAddrs,
     config: PathBuf,
-    kernel: Mutex<Kernel>,
-    log: ProcessLog,
+    /// `HOLDFAST_LOG` and the extra environment its incarnations run with.
+    launch: (String, Vec<(String, String)>),
+    /// `None` until its first incarnation is launched (a deferred node that was not started).
+    kernel: Mutex<Option<Kernel>>,
+    /// Set when the first incarnation is launched; every later one writes to it too.
+    log: OnceLock<ProcessLog>,
     paused: AtomicBool,
 }
 
@@ -112,10 +121,26 @@ impl NodeHandle {
         self.kernel().pid()
     }
 
+    /// Whether its first incarnation was launched: always, except for a node of
+    /// [`ClusterOptions::deferred`] before [`NodeHandle::start`].
+    pub fn has_started(&self) -> bool {
+        self.kernel.lock().expect("kernel lock").is_some()
+    }
+
     /// Whether the process runs and is not paused, i.e. can take part in the cluster.
     pub fn is_live(&self) -> bool {
-        let mut kernel = self.kernel();
+        let mut kernel = self.kernel.lock().expect("kernel lock");
+        let Some(kernel) = kernel.as_mut() else {
+            return false;
+        };
         kernel.is_running() && kernel.exited().is_none() && !self.paused.load(Ordering::SeqCst)
+    }
+
+    /// Launches the first incarnation of a node of [`ClusterOptions::deferred`] (one that has
+    /// never run, so its data dir is empty) and waits until its admin API answers.
+    pub fn start(&self) {
+        self.launch();
+        self.wait_answering(Duration::from_secs(30));
     }
 
     /// SIGKILL: no shutdown, no flush.
@@ -152,11 +177,27 @@ impl NodeHandle {
 
     /// Everything every incarnation wrote to stderr (the kernel's log).
     pub fn log(&self) -> &ProcessLog {
-        &self.log
+        self.log
+            .get()
+            .unwrap_or_else(|| panic!("node {} has never been started", self.id()))
     }
 
-    fn kernel(&self) -> std::sync::MutexGuard<'_, Kernel> {
-        self.kernel.lock().expect("kernel lock")
+    /// Launches the first incarnation without waiting for it.
+    fn launch(&self) {
+        let mut kernel = self.kernel.lock().expect("kernel lock");
+        assert!(kernel.is_none(), "node {} was started already", self.id());
+        let (log_filter, env) = &self.launch;
+        let launched = Kernel::launch(&self.config, self.admin(), log_filter, env);
+        // The only launch, under the lock: the log cannot have been set before.
+        let _ = self.log.set(launched.log.clone());
+        *kernel = Some(launched);
+    }
+
+    /// The kernel of a node that has been started.
+    fn kernel(&self) -> StartedKernel<'_> {
+        let guard = self.kernel.lock().expect("kernel lock");
+        assert!(guard.is_some(), "node {} has never been started", self.id());
+        StartedKernel(guard)
     }
 
     /// Polls `/health` until it answers 200 (leaders or not), panicking with the node's log if
@@ -168,7 +209,7 @@ impl NodeHandle {
                 panic!(
                     "node {} exited with {status}\nits log:\n{}",
                     self.id(),
-                    self.log.text()
+                    self.log().text()
                 );
             }
             let last = match http_get(self.admin(), "/health") {
@@ -180,10 +221,26 @@ impl NodeHandle {
                 Instant::now() < deadline,
                 "node {} did not answer /health within {timeout:?} (last: {last})\nits log:\n{}",
                 self.id(),
-                self.log.text()
+                self.log().text()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// The locked kernel of a node that has been started.
+struct StartedKernel<'a>(MutexGuard<'a, Option<Kernel>>);
+
+impl std::ops::Deref for StartedKernel<'_> {
+    type Target = Kernel;
+    fn deref(&self) -> &Kernel {
+        self.0.as_ref().expect("checked when locked")
+    }
+}
+
+impl std::ops::DerefMut for StartedKernel<'_> {
+    fn deref_mut(&mut self) -> &mut Kernel {
+        self.0.as_mut().expect("checked when locked")
     }
 }
 
@@ -198,9 +255,17 @@ pub struct Cluster {
 
 impl Cluster {
     /// Writes every node's config into one temporary directory, starts the proxies (if
-    /// `proxied`) and all processes together, and waits until every admin API answers.
+    /// `proxied`) and all processes but the `deferred` ones together, and waits until their
+    /// admin APIs answer.
     pub fn start(options: ClusterOptions) -> Cluster {
         assert!(options.nodes >= 1, "a cluster needs at least one node");
+        for id in &options.deferred {
+            assert!(
+                (1..=options.nodes as u64).contains(id),
+                "deferred node {id} is not in a {}-node cluster",
+                options.nodes
+            );
+        }
         let dir = tempfile::tempdir().expect("cluster tempdir");
         // Held until the proxies are bound, so none of them can take a node's port.
         let held: Vec<TcpListener> = (0..options.nodes * 4)
@@ -247,26 +312,32 @@ impl Cluster {
                 } else {
                     vec![(DIAL_OVERRIDES_ENV.to_string(), dial_overrides(&routes))]
                 };
-                let kernel = Kernel::launch(&config, node.admin, &options.log_filter, &env);
                 NodeHandle {
                     addrs: *node,
                     config,
-                    log: kernel.log.clone(),
-                    kernel: Mutex::new(kernel),
+                    launch: (options.log_filter.clone(), env),
+                    kernel: Mutex::new(None),
+                    log: OnceLock::new(),
                     paused: AtomicBool::new(false),
                 }
             })
             .collect();
-        let cluster = Cluster {
+        let launched: Vec<&NodeHandle> = nodes
+            .iter()
+            .filter(|node| !options.deferred.contains(&node.id()))
+            .collect();
+        for node in &launched {
+            node.launch();
+        }
+        for node in &launched {
+            node.wait_answering(Duration::from_secs(30));
+        }
+        Cluster {
             nodes,
             proxies,
             options,
             dir,
-        };
-        for node in &cluster.nodes {
-            node.wait_answering(Duration::from_secs(30));
         }
-        cluster
     }
 
     /// The options it was started with.

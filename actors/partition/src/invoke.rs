@@ -16,10 +16,7 @@ use tokio::sync::oneshot;
 
 impl PartitionActor {
     fn lost(&self) -> ProposeError {
-        ProposeError::Storage {
-            partition: self.partition(),
-            message: "the partition lost leadership before the invocation completed".into(),
-        }
+        ProposeError::LostLeadership(self.partition())
     }
 
     /// Runs `read` against the applied state on a blocking thread, off the actor's.

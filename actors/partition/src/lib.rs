@@ -192,6 +192,10 @@ pub enum ProposeError {
         partition: PartitionId,
         waited: std::time::Duration,
     },
+    /// The request was accepted, but this node stopped leading before its invocation completed.
+    /// The invocation is durable: asking the new leader again (same invocation id) joins it.
+    #[error("partition {0} changed leader before the invocation completed; the outcome is unknown")]
+    LostLeadership(PartitionId),
     /// No node answered for the partition (unreachable, or no leader yet); nothing was written
     /// by this request, or a retry with the same invocation id is safe.
     #[error("partition {partition} is unavailable: {reason}")]

@@ -375,9 +375,12 @@ fn classify(answer: Result<Answer, ProposeError>) -> Delivery {
                 ..
             },
         ) => Delivery::Elsewhere(leader.0, e),
-        Err(e @ (ProposeError::NotLeader { .. } | ProposeError::ShuttingDown(_))) => {
-            Delivery::Later(e)
-        }
+        // A waiting request whose leader changed: the new leader joins the same invocation.
+        Err(
+            e @ (ProposeError::NotLeader { .. }
+            | ProposeError::ShuttingDown(_)
+            | ProposeError::LostLeadership(_)),
+        ) => Delivery::Later(e),
         Err(e) => Delivery::Refused(e),
     }
 }

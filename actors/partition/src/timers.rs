@@ -381,7 +381,8 @@ impl TimerWheelActor {
                     ProposeError::Overloaded(_)
                     | ProposeError::Storage { .. }
                     | ProposeError::Unavailable { .. }
-                    | ProposeError::Unknown { .. },
+                    | ProposeError::Unknown { .. }
+                    | ProposeError::LostLeadership(_),
                 )) => {
                     act.window.restore(due);
                     act.back_off(ctx);

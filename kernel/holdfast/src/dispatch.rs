@@ -96,9 +96,11 @@ fn now_ms() -> u64 {
 fn refused(error: ProposeError) -> DispatchError {
     match error {
         ProposeError::Storage { message, .. } => DispatchError::Internal(message),
-        unknown @ ProposeError::Unknown { .. } => DispatchError::Unavailable(format!(
-            "{unknown}; retry with the same idempotency key to learn it"
-        )),
+        unknown @ (ProposeError::Unknown { .. } | ProposeError::LostLeadership(_)) => {
+            DispatchError::Unavailable(format!(
+                "{unknown}; retry with the same idempotency key to learn it"
+            ))
+        }
         other => DispatchError::Unavailable(other.to_string()),
     }
 }

@@ -9,8 +9,8 @@
 //! Every applied command is committed durably (metadata changes are rare) and the new registry is
 //! published on a watch channel, which ingress, admin and invoker read without locks.
 
-use holdfast_raft_store::records::{self, SnapshotMetaRecord, StoredMembershipRecord};
 use holdfast_raft_store::LogStore;
+use holdfast_raft_store::records::{self, SnapshotMetaRecord, StoredMembershipRecord};
 use holdfast_schema::{Applied, Refusal, Registry, RegistryCommand};
 use holdfast_types::codec;
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -182,13 +182,25 @@ impl MetadataStore {
         let txn = self.db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
-            put(&mut meta, APPLIED, &records::log_id_record(applied.as_ref()))?;
+            put(
+                &mut meta,
+                APPLIED,
+                &records::log_id_record(applied.as_ref()),
+            )?;
             if let Some(membership) = membership {
-                put(&mut meta, MEMBERSHIP, &StoredMembershipRecord::from(membership))?;
+                put(
+                    &mut meta,
+                    MEMBERSHIP,
+                    &StoredMembershipRecord::from(membership),
+                )?;
             }
             put(&mut meta, REGISTRY, registry)?;
             if let Some((snapshot_meta, data)) = snapshot {
-                put(&mut meta, SNAPSHOT_META, &SnapshotMetaRecord::from(snapshot_meta))?;
+                put(
+                    &mut meta,
+                    SNAPSHOT_META,
+                    &SnapshotMetaRecord::from(snapshot_meta),
+                )?;
                 meta.insert(SNAPSHOT_DATA, data)?;
             }
         }

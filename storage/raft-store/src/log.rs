@@ -9,7 +9,8 @@ use crate::{Error, TypeConfig};
 use holdfast_types::codec;
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
-    BasicNode, Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
+    BasicNode, Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError,
+    Vote,
 };
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::fmt::Debug;
@@ -62,10 +63,7 @@ pub trait LogTypes:
 {
 }
 
-impl<C: openraft::RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<C>>> LogTypes
-    for C
-{
-}
+impl<C: openraft::RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<C>>> LogTypes for C {}
 
 impl<C: LogTypes> LogStore<C>
 where

@@ -260,7 +260,11 @@ mod tests {
     {
         let ours = codec::encode(&record).expect("encode record");
         let theirs = codec::encode(value).expect("encode openraft value");
-        assert_eq!(hex(&ours), hex(&theirs), "the record changed the stored bytes");
+        assert_eq!(
+            hex(&ours),
+            hex(&theirs),
+            "the record changed the stored bytes"
+        );
         assert_eq!(hex(&ours), golden, "the stored format drifted");
         let back: T = codec::decode::<R>(&ours).expect("decode").into();
         assert_eq!(&back, value);
@@ -300,8 +304,9 @@ mod tests {
         let record = SnapshotMetaRecord::from(&meta);
         let bytes = codec::encode(&record).expect("encode");
         assert_eq!(bytes, codec::encode(&meta).expect("encode openraft value"));
-        let back: SnapshotMeta<u64, BasicNode> =
-            codec::decode::<SnapshotMetaRecord>(&bytes).expect("decode").into();
+        let back: SnapshotMeta<u64, BasicNode> = codec::decode::<SnapshotMetaRecord>(&bytes)
+            .expect("decode")
+            .into();
         assert_eq!(back, meta);
         pinned(
             &stored,
@@ -312,7 +317,6 @@ mod tests {
                 "32372e302e302e313a353132320281a461646472ae3132372e302e302e323a353132320381a461646472",
                 "ae3132372e302e302e333a35313232"
             ),
-
         );
     }
 

@@ -6,8 +6,8 @@
 
 use crate::error::blocking;
 use crate::keys::{object_prefix, parse_state_key, take_part};
-use crate::tables::{self, STATE, Tables};
 use crate::records;
+use crate::tables::{self, STATE, Tables};
 use crate::{Applied, Batch, Error, TypeConfig};
 use holdfast_fsm::state::{Invocation, JournalItem, Promise};
 use holdfast_types::{
@@ -177,16 +177,22 @@ fn put_applied(
 fn get_membership(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
 ) -> Result<Membership, Error> {
-    Ok(get_meta::<records::StoredMembershipRecord>(table, MEMBERSHIP)?
-        .map(Membership::from)
-        .unwrap_or_default())
+    Ok(
+        get_meta::<records::StoredMembershipRecord>(table, MEMBERSHIP)?
+            .map(Membership::from)
+            .unwrap_or_default(),
+    )
 }
 
 fn put_membership(
     table: &mut Table<'_, &'static str, &'static [u8]>,
     membership: &Membership,
 ) -> Result<(), Error> {
-    put_meta(table, MEMBERSHIP, &records::StoredMembershipRecord::from(membership))
+    put_meta(
+        table,
+        MEMBERSHIP,
+        &records::StoredMembershipRecord::from(membership),
+    )
 }
 
 fn sm_read_err(e: Error) -> StorageError<NodeId> {
@@ -458,10 +464,7 @@ impl StateMachine {
     fn applied_and_membership(&self) -> Result<(Option<LogId<NodeId>>, Membership), Error> {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
-        Ok((
-            get_applied(&meta)?,
-            get_membership(&meta)?,
-        ))
+        Ok((get_applied(&meta)?, get_membership(&meta)?))
     }
 
     fn apply_entries(
@@ -542,7 +545,11 @@ impl StateMachine {
         data: &[u8],
     ) -> Result<(), Error> {
         let mut table = txn.open_table(SNAPSHOT)?;
-        put_meta(&mut table, SNAPSHOT_META, &records::SnapshotMetaRecord::from(meta))?;
+        put_meta(
+            &mut table,
+            SNAPSHOT_META,
+            &records::SnapshotMetaRecord::from(meta),
+        )?;
         table.insert(SNAPSHOT_DATA, data)?;
         Ok(())
     }
