@@ -207,11 +207,23 @@ async fn connection(tcp: TcpStream, from: SocketAddr, shared: Arc<Shared>) {
             continue;
         };
         let shared = shared.clone();
+        let mut respond = respond;
         tokio::spawn(async move {
             let limit = shared.settings.max_message_bytes;
-            let (status, body) = match forward_route(&path) {
-                Some(group) => forwarded(group, body, &shared, limit).await,
-                None => route(&path, body, &shared.groups, limit).await,
+            let served = async {
+                match forward_route(&path) {
+                    Some(group) => forwarded(group, body, &shared, limit).await,
+                    None => route(&path, body, &shared.groups, limit).await,
+                }
+            };
+            // A caller that gave up (its client went away, its deadline passed) resets the
+            // stream: the work is dropped with it, so a forwarded wait leaves no waiter behind.
+            let (status, body) = tokio::select! {
+                answer = served => answer,
+                _ = futures::future::poll_fn(|cx| respond.poll_reset(cx)) => {
+                    debug!(peer = peer_id, %path, "peer gave up on its request");
+                    return;
+                }
             };
             if status != StatusCode::OK {
                 debug!(peer = peer_id, %path, %status, "peer request refused");
