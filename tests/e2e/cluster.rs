@@ -491,6 +491,17 @@ fn a_node_down_past_the_purged_log_catches_up_by_snapshot_and_can_lead() {
     for counter in &counters {
         assert_eq!(add(1, counter), 1);
     }
+    // Where node 3 stands when it goes down.
+    let left_at: BTreeMap<u32, u64> = cluster
+        .view(3)
+        .expect("node 3's view")
+        .partitions
+        .iter()
+        .filter_map(|p| {
+            let own = p.replicas.iter().find(|r| r.node == 3)?.applied_index?;
+            Some((p.partition, own))
+        })
+        .collect();
     cluster.node(3).kill9();
     // Each add is several log entries (invoke, journal, completion) in its partition.
     for round in 2..=40 {
@@ -498,6 +509,18 @@ fn a_node_down_past_the_purged_log_catches_up_by_snapshot_and_can_lead() {
             assert_eq!(add(1 + (round % 2) as u64, counter), round);
         }
     }
+    // Snapshots are built in the background from flushed state: wait until a leader purged its
+    // log past where node 3 stopped, so node 3 cannot catch up from the log alone.
+    poll("a leader to purge past node 3's position", PATIENCE, || {
+        [1u64, 2].iter().find_map(|node| {
+            let view = cluster.view(*node).ok()?;
+            view.partitions.iter().find_map(|p| {
+                let led_here = p.leader == Some(*node);
+                let purged = p.purged_index?;
+                (led_here && purged > left_at.get(&p.partition).copied().unwrap_or(0)).then_some(())
+            })
+        })
+    });
     let purged_before = Instant::now();
     cluster.node(3).restart();
     // What the leaders had applied when node 3 came back: node 3 must reach it everywhere.

@@ -516,6 +516,8 @@ pub struct PartitionView {
     pub leader: Option<u64>,
     /// The raft term (0 when the reporting node holds no replica).
     pub term: u64,
+    /// The last entry the reporting node purged from its log of the partition, if any.
+    pub purged_index: Option<u64>,
     /// Its replicas' progress.
     pub replicas: Vec<ReplicaView>,
 }
@@ -572,6 +574,7 @@ impl ClusterView {
                         .map_err(|_| format!("partition id too large in {partition}"))?,
                     leader,
                     term: optional(partition, "term")?.unwrap_or(0),
+                    purged_index: optional(partition, "purged_index")?,
                     replicas,
                 })
             })

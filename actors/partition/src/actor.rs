@@ -634,6 +634,7 @@ impl Handler<GetStatus> for PartitionActor {
             term: Term(self.observed.term),
             applied_index: LogIndex(self.observed.applied),
             last_log_index: LogIndex(self.observed.last_log),
+            purged_index: self.observed.purged.map(LogIndex),
             proposals: self.proposals,
             batches: self.batches,
             batch_size: self.batch_size.clone(),

@@ -224,6 +224,8 @@ pub struct PartitionStatus {
     pub applied_index: LogIndex,
     /// Index of the last entry in the local log.
     pub last_log_index: LogIndex,
+    /// Index of the last entry purged from the local log (covered by a snapshot), if any.
+    pub purged_index: Option<LogIndex>,
     /// Proposals acknowledged since start.
     pub proposals: u64,
     /// Raft entries (group commits) written since start.

@@ -114,6 +114,8 @@ pub struct Role {
     pub applied: u64,
     /// Index of the last entry in the local log.
     pub last_log: u64,
+    /// Index of the last entry removed from the local log (covered by a snapshot).
+    pub purged: Option<u64>,
 }
 
 impl Role {
@@ -124,6 +126,7 @@ impl Role {
             is_leader: metrics.state == ServerState::Leader,
             term: metrics.current_term,
             applied: metrics.last_applied.map_or(0, |id| id.index),
+            purged: metrics.purged.map(|id| id.index),
             last_log: metrics.last_log_index.unwrap_or(0),
         }
     }

@@ -40,6 +40,9 @@ struct PartitionView {
     partition: u32,
     leader: Option<NodeId>,
     term: Option<u64>,
+    /// The last entry this node purged from its log of the partition (a peer further behind
+    /// catches up by snapshot).
+    purged_index: Option<u64>,
     replicas: Vec<ReplicaView>,
 }
 
@@ -60,6 +63,7 @@ pub(crate) async fn view(kernel: web::Data<Kernel>) -> HttpResponse {
             partition,
             leader: None,
             term: None,
+            purged_index: None,
             replicas: Vec::new(),
         })
         .collect();
@@ -70,6 +74,7 @@ pub(crate) async fn view(kernel: web::Data<Kernel>) -> HttpResponse {
         let leading = status.leader == Some(kernel.node);
         view.leader = status.leader;
         view.term = Some(status.term.0);
+        view.purged_index = status.purged_index.map(|index| index.0);
         view.replicas = status
             .replicas
             .iter()

@@ -450,6 +450,7 @@ mod tests {
             term: Term(3),
             applied_index: LogIndex(10),
             last_log_index: LogIndex(11),
+            purged_index: None,
             proposals: 5,
             batches: 4,
             batch_size: Histogram::batch_sizes(),
