@@ -80,6 +80,32 @@ fn three_nodes_form_a_cluster_and_every_node_serves_every_partition() {
             assert_eq!(response.body, (i + 1).to_string(), "node {id}, box b{n}");
         }
     }
+    // SQL on every node sees every partition's acknowledged writes at once (a follower reads
+    // after its leader's read index).
+    for node in cluster.nodes() {
+        let response = holdfast_e2e::http_json(
+            node.admin(),
+            "POST",
+            "/query",
+            &json!({ "query": "SELECT service_key_utf8 AS box, value_utf8 FROM state \
+                               WHERE service = 'Box' ORDER BY box" }),
+        )
+        .expect("query");
+        assert_eq!(response.status, 200, "{}", response.body);
+        let rows = response.json()["rows"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(rows.len(), 8, "node {}: {rows:?}", node.id());
+        for row in &rows {
+            assert_eq!(
+                row["value_utf8"],
+                r#"["m0","m1","m2"]"#,
+                "node {}: {row}",
+                node.id()
+            );
+        }
+    }
     // A send crossing partitions, accepted by one node, lands through the others.
     let response = http(
         node_ingress(&cluster, 3),

@@ -4,13 +4,14 @@ use crate::actor::PartitionActor;
 use crate::{AwaitInvocation, GetInvocation, Invoke, Invoked, Lookup, ProposeError, UseRouter};
 use actix::prelude::*;
 use futures::future::BoxFuture;
+use futures::future::ready;
 use holdfast_fsm::Effect;
 use holdfast_fsm::state::Status;
 use holdfast_invocation::Timeouts;
 use holdfast_protocol::Entry;
 use holdfast_raft_store::StateMachine;
 use holdfast_schema::AttemptPolicy;
-use holdfast_types::{Command, DeploymentId, InvocationId, RetryPolicy, Target};
+use holdfast_types::{Command, DeploymentId, InvocationId, LogIndex, RetryPolicy, Target};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -230,6 +231,50 @@ impl Handler<AwaitInvocation> for PartitionActor {
                 }
                 answer => Ok(answer),
             }
+        })
+    }
+}
+
+impl Handler<crate::ReadIndex> for PartitionActor {
+    type Result = Result<LogIndex, ProposeError>;
+
+    /// Answered from the leader's lease: while a quorum acknowledged it within the lease no
+    /// other leader can exist, and everything it acknowledged is applied, so its applied index
+    /// covers every write acknowledged before the read began.
+    fn handle(&mut self, _: crate::ReadIndex, _ctx: &mut Context<Self>) -> Self::Result {
+        let leading = matches!(self.leadership, crate::leader::Leadership::Leading(_));
+        if leading && !self.lease_lost {
+            return Ok(LogIndex(self.observed.applied));
+        }
+        Err(ProposeError::NotLeader {
+            partition: self.partition(),
+            leader: self.observed.other_leader(),
+        })
+    }
+}
+
+impl Handler<crate::AwaitApplied> for PartitionActor {
+    type Result = ResponseFuture<Result<(), ProposeError>>;
+
+    fn handle(
+        &mut self,
+        crate::AwaitApplied(index): crate::AwaitApplied,
+        _ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        let partition = self.partition();
+        let Some(raft) = self.group.as_ref().map(|g| g.raft.clone()) else {
+            return Box::pin(ready(Err(ProposeError::ShuttingDown(partition))));
+        };
+        let deadline = self.settings.proposal_deadline;
+        Box::pin(async move {
+            raft.wait(Some(deadline))
+                .applied_index_at_least(Some(index.0), "a read index")
+                .await
+                .map(|_| ())
+                .map_err(|_| ProposeError::Unknown {
+                    partition,
+                    waited: deadline,
+                })
         })
     }
 }

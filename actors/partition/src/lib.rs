@@ -158,6 +158,18 @@ pub struct UseRouter(pub Router);
 #[rtype(result = "()")]
 pub struct StandForElection;
 
+/// Asks the partition's leader for its read index: the committed index, confirmed by a quorum
+/// (refused with `NotLeader` elsewhere).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<LogIndex, ProposeError>")]
+pub struct ReadIndex;
+
+/// Answered once this replica has applied up to the index (or refused after the proposal
+/// deadline).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ProposeError>")]
+pub struct AwaitApplied(pub LogIndex);
+
 /// Asks a partition for its status and metrics.
 #[derive(Debug, Message)]
 #[rtype(result = "PartitionStatus")]

@@ -9,8 +9,9 @@
 
 use crate::actor::PartitionActor;
 use crate::{
-    AwaitInvocation, CompleteAwakeable, Control, ControlError, ControlRequest, Controlled,
-    GetInvocation, Invoke, Invoked, Lookup, ProposeError, ProposeInternal, StandForElection,
+    AwaitApplied, AwaitInvocation, CompleteAwakeable, Control, ControlError, ControlRequest,
+    Controlled, GetInvocation, Invoke, Invoked, Lookup, ProposeError, ProposeInternal, ReadIndex,
+    StandForElection,
 };
 use actix::Addr;
 use bytes::Bytes;
@@ -52,6 +53,10 @@ pub enum Request {
     Internal(Vec<Command>),
     /// [`StandForElection`]: the leader hands the partition back to its preferred replica.
     Elect,
+    /// [`ReadIndex`]: the leader's committed index, confirmed by a quorum (for follower reads).
+    ReadIndex,
+    /// [`AwaitApplied`]: answered once this replica has applied up to the index.
+    AwaitApplied(LogIndex),
     /// [`Control`]: an operator's request about an invocation.
     Control {
         /// The invocation.
@@ -81,6 +86,10 @@ pub enum Answer {
     Committed(LogIndex),
     /// To `Elect`: an election was started.
     Electing,
+    /// To `ReadIndex`: everything up to it was committed when the read began.
+    ReadIndex(LogIndex),
+    /// To `AwaitApplied`: the replica has applied that far.
+    Applied,
     /// To `Control`: carried out.
     Controlled(Controlled),
     /// To `Control`: refused by the invocation's state or the registry (nothing written).
@@ -284,6 +293,16 @@ impl Router {
                 .await
                 .map_err(gone)
                 .map(|()| Answer::Electing),
+            Request::ReadIndex => actor
+                .send(ReadIndex)
+                .await
+                .map_err(gone)
+                .and_then(|r| r.map(Answer::ReadIndex)),
+            Request::AwaitApplied(index) => actor
+                .send(AwaitApplied(index))
+                .await
+                .map_err(gone)
+                .and_then(|r| r.map(|()| Answer::Applied)),
             Request::Control { id, request } => match actor.send(Control { id, request }).await {
                 Ok(Ok(controlled)) => Ok(Answer::Controlled(controlled)),
                 // Leadership and storage refusals are the router's to follow.
@@ -345,6 +364,36 @@ impl Router {
             Delivery::Answered(answer) => Ok(answer),
             Delivery::Elsewhere(_, e) | Delivery::Later(e) | Delivery::Refused(e) => Err(e),
         }
+    }
+
+    /// Waits until this node's replicas of `partitions` have applied what their leaders had
+    /// committed: a read index from each leader (skipped where this node leads: everything it
+    /// acknowledged is applied), then the local replica's apply.
+    pub async fn read_barrier(&self, partitions: Vec<PartitionId>) -> Result<(), ProposeError> {
+        let me = NodeId(self.inner.node);
+        let waits = partitions.into_iter().map(|partition| async move {
+            if self
+                .inner
+                .leaders
+                .get(partition.0 as usize)
+                .is_some_and(|l| l.load(Ordering::Relaxed) == me.0)
+            {
+                return Ok(());
+            }
+            let index = match self.ask(partition, Request::ReadIndex).await? {
+                Answer::ReadIndex(index) => index,
+                other => {
+                    return Err(ProposeError::Unavailable {
+                        partition,
+                        reason: format!("answered {other:?} to a read index"),
+                    });
+                }
+            };
+            self.tell(me, partition, Request::AwaitApplied(index))
+                .await
+                .map(|_| ())
+        });
+        futures::future::try_join_all(waits).await.map(|_| ())
     }
 
     /// Answers a request a peer forwarded to this node: delivered here only, never forwarded

@@ -100,6 +100,8 @@ pub fn attempt_defaults(
 pub struct NodeStores {
     partitions: Vec<(PartitionId, watch::Receiver<Option<WeakStateMachine>>)>,
     count: u32,
+    /// Reaches the leaders for read indexes (follower reads).
+    router: Router,
 }
 
 impl holdfast_introspection::PartitionStores for NodeStores {
@@ -113,6 +115,20 @@ impl holdfast_introspection::PartitionStores for NodeStores {
 
     fn partition_count(&self) -> u32 {
         self.count
+    }
+
+    /// Follower reads: a read index from each partition's leader, then this replica's apply.
+    fn read_barrier(
+        &self,
+        partitions: Vec<PartitionId>,
+    ) -> futures::future::BoxFuture<'static, Result<(), String>> {
+        let router = self.router.clone();
+        Box::pin(async move {
+            router
+                .read_barrier(partitions)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -269,6 +285,7 @@ impl Kernel {
             stores: Arc::new(NodeStores {
                 partitions: stores,
                 count: config.cluster.partitions,
+                router: router.clone(),
             }),
             endpoints,
             node: NodeId(config.node.id),

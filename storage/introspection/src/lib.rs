@@ -51,4 +51,15 @@ pub trait PartitionStores: Send + Sync {
 
     /// How many partitions the cluster has, to route an id or object to its partition.
     fn partition_count(&self) -> u32;
+
+    /// Waits until this node's replicas of `partitions` have applied everything their leaders
+    /// had committed when it was called, so a query on a follower sees every write acknowledged
+    /// before it began. A store that always leads may answer at once.
+    fn read_barrier(
+        &self,
+        partitions: Vec<PartitionId>,
+    ) -> futures::future::BoxFuture<'static, Result<(), String>> {
+        let _ = partitions;
+        Box::pin(futures::future::ready(Ok(())))
+    }
 }

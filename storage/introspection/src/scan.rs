@@ -538,6 +538,10 @@ impl TableProvider for PartitionTable {
         if lookup == Lookup::Empty {
             parts.clear();
         }
+        self.stores
+            .read_barrier(parts.iter().map(|(id, _)| *id).collect())
+            .await
+            .map_err(|e| DataFusionError::Execution(format!("read barrier: {e}")))?;
         let registry = self.registry.borrow().clone();
         let outputs = parts.len().min(state.config().target_partitions()).max(1);
         Ok(Arc::new(PartitionScanExec {
