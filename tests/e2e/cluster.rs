@@ -106,6 +106,30 @@ fn three_nodes_form_a_cluster_and_every_node_serves_every_partition() {
             );
         }
     }
+    // sys_cluster: from node 1, every partition with its three replicas and one leader, the
+    // same leaders /cluster reports.
+    let response = holdfast_e2e::http_json(
+        cluster.node(1).admin(),
+        "POST",
+        "/query",
+        &json!({ "query": "SELECT partition_id, leader_node_id, count(*) AS replicas, \
+                           sum(CASE WHEN is_leader THEN 1 ELSE 0 END) AS leaders \
+                           FROM sys_cluster GROUP BY partition_id, leader_node_id \
+                           ORDER BY partition_id" }),
+    )
+    .expect("query");
+    assert_eq!(response.status, 200, "{}", response.body);
+    let rows = response.json()["rows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(rows.len(), 8, "{rows:?}");
+    for row in &rows {
+        let partition = row["partition_id"].as_u64().expect("partition") as u32;
+        assert_eq!(row["replicas"], 3, "{row}");
+        assert_eq!(row["leaders"], 1, "{row}");
+        assert_eq!(row["leader_node_id"], leaders[&partition], "{row}");
+    }
     // A send crossing partitions, accepted by one node, lands through the others.
     let response = http(
         node_ingress(&cluster, 3),

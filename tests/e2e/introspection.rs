@@ -258,6 +258,7 @@ fn psql_lists_describes_and_queries_the_tables() {
         "sys_promise",
         "sys_service",
         "sys_deployment",
+        "sys_cluster",
     ] {
         assert!(out.contains(table), "\\dt lacks {table}:\n{out}{err}");
     }

@@ -223,6 +223,41 @@ pub enum ProposeError {
     },
 }
 
+/// How far one replica of a partition is, as the node reporting it knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ReplicaProgress {
+    /// The replica's node.
+    pub node: NodeId,
+    /// The reporting node's own applied index, or what its leadership knows a follower holds.
+    pub applied_index: Option<u64>,
+    /// Entries the replica is behind the leader's log (known only on the leader).
+    pub lag: Option<u64>,
+}
+
+impl PartitionStatus {
+    /// Each voter's progress as node `me` sees it: its own applied index, and while it leads,
+    /// what each follower holds and how far it is behind.
+    pub fn replica_progress(&self, me: NodeId) -> Vec<ReplicaProgress> {
+        let leading = self.leader == Some(me);
+        self.replicas
+            .iter()
+            .map(|(node, matched)| ReplicaProgress {
+                node: *node,
+                applied_index: if *node == me {
+                    Some(self.applied_index.0)
+                } else {
+                    matched.map(|index| index.0)
+                },
+                lag: leading.then(|| {
+                    self.last_log_index
+                        .0
+                        .saturating_sub(matched.map_or(0, |index| index.0))
+                }),
+            })
+            .collect()
+    }
+}
+
 /// A snapshot of one partition's role and counters, for health checks and metrics.
 #[derive(Debug, Clone, Serialize)]
 pub struct PartitionStatus {

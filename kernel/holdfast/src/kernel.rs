@@ -94,6 +94,42 @@ pub fn attempt_defaults(
     }
 }
 
+/// The node's view of its partitions' replicas, for `sys_cluster`.
+pub struct NodeReplicas {
+    node: NodeId,
+    partitions: Vec<Addr<PartitionActor>>,
+}
+
+impl holdfast_introspection::ClusterSource for NodeReplicas {
+    fn replicas(
+        &self,
+    ) -> futures::future::BoxFuture<'static, Vec<holdfast_introspection::ReplicaRow>> {
+        let node = self.node;
+        let asks: Vec<_> = self.partitions.iter().map(|a| a.send(GetStatus)).collect();
+        Box::pin(async move {
+            let statuses = futures::future::join_all(asks).await;
+            statuses
+                .into_iter()
+                .filter_map(Result::ok)
+                .flat_map(|status| {
+                    status
+                        .replica_progress(node)
+                        .into_iter()
+                        .map(move |replica| holdfast_introspection::ReplicaRow {
+                            partition: status.partition.0,
+                            node: replica.node.0,
+                            leader: status.leader.map(|l| l.0),
+                            term: status.term.0,
+                            applied_index: replica.applied_index,
+                            lag: replica.lag,
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        })
+    }
+}
+
 /// A running node's partitions.
 /// The partition stores this node has open, as each partition actor publishes them.
 #[derive(Debug)]
@@ -297,6 +333,14 @@ impl Kernel {
             cluster,
             _data_dir: data_dir,
         })
+    }
+
+    /// The node's view of its partitions' replicas, for `sys_cluster`.
+    pub fn replicas(&self) -> NodeReplicas {
+        NodeReplicas {
+            node: self.node,
+            partitions: self.partitions.iter().map(|(_, a)| a.clone()).collect(),
+        }
     }
 
     /// Read handles of this node's partition stores, for SQL introspection.

@@ -206,7 +206,8 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 statement_timeout: Duration::from_millis(config.sql.statement_timeout_ms),
                 max_rows: usize::try_from(config.sql.max_rows).unwrap_or(usize::MAX),
             },
-        );
+        )
+        .with_cluster(std::sync::Arc::new(kernel.replicas()));
         // Ingress counts responses into this handle; the admin API renders it at /metrics.
         let ingress_config = holdfast_ingress::IngressConfig {
             spans: spans.clone(),

@@ -3,6 +3,7 @@
 
 use crate::{Kernel, statuses};
 use actix_web::{HttpResponse, web};
+use holdfast_partition::ReplicaProgress;
 use holdfast_types::NodeId;
 use serde::Serialize;
 
@@ -43,16 +44,7 @@ struct PartitionView {
     /// The last entry this node purged from its log of the partition (a peer further behind
     /// catches up by snapshot).
     purged_index: Option<u64>,
-    replicas: Vec<ReplicaView>,
-}
-
-#[derive(Serialize)]
-struct ReplicaView {
-    node: NodeId,
-    /// This node's applied index, or what the leader knows a follower holds.
-    applied_index: Option<u64>,
-    /// Entries the replica is behind the leader's log (known only on the leader).
-    lag: Option<u64>,
+    replicas: Vec<ReplicaProgress>,
 }
 
 /// Answers `GET /cluster`.
@@ -71,31 +63,10 @@ pub(crate) async fn view(kernel: web::Data<Kernel>) -> HttpResponse {
         let (Some(status), Some(view)) = (status, partitions.get_mut(id.0 as usize)) else {
             continue;
         };
-        let leading = status.leader == Some(kernel.node);
         view.leader = status.leader;
         view.term = Some(status.term.0);
         view.purged_index = status.purged_index.map(|index| index.0);
-        view.replicas = status
-            .replicas
-            .iter()
-            .map(|(node, matched)| {
-                let applied_index = if *node == kernel.node {
-                    Some(status.applied_index.0)
-                } else {
-                    matched.map(|index| index.0)
-                };
-                ReplicaView {
-                    node: *node,
-                    applied_index,
-                    lag: leading.then(|| {
-                        status
-                            .last_log_index
-                            .0
-                            .saturating_sub(matched.map_or(0, |index| index.0))
-                    }),
-                }
-            })
-            .collect();
+        view.replicas = status.replica_progress(kernel.node);
     }
     let nodes = info
         .nodes

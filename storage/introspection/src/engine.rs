@@ -2,6 +2,7 @@
 //! statement timeout and a row cap for the admin API and the CLI.
 
 use crate::scan::PartitionTable;
+use crate::tables::cluster::{ClusterSource, ClusterTable};
 use crate::tables::{partition_tables, registry_tables};
 use crate::{BATCH_ROWS, PartitionStores};
 use datafusion::arrow::datatypes::SchemaRef;
@@ -109,6 +110,8 @@ pub struct QueryEngine {
     registry: watch::Receiver<Arc<Registry>>,
     limits: QueryLimits,
     scanned: Arc<AtomicU64>,
+    /// The node's view of its replicas, for `sys_cluster` (absent: no such table).
+    cluster: Option<Arc<dyn ClusterSource>>,
 }
 
 impl QueryEngine {
@@ -123,7 +126,14 @@ impl QueryEngine {
             registry,
             limits,
             scanned: Arc::new(AtomicU64::new(0)),
+            cluster: None,
         }
+    }
+
+    /// Adds `sys_cluster`, read from `source`.
+    pub fn with_cluster(mut self, source: Arc<dyn ClusterSource>) -> Self {
+        self.cluster = Some(source);
+        self
     }
 
     /// The limits [`QueryEngine::query`] enforces.
@@ -162,6 +172,14 @@ impl QueryEngine {
         }
         for (name, table) in registry_tables(&self.registry) {
             register(&ctx, name, Arc::new(table) as Arc<dyn TableProvider>);
+        }
+        if let Some(source) = &self.cluster {
+            let table = ClusterTable::new(source.clone());
+            register(
+                &ctx,
+                "sys_cluster",
+                Arc::new(table) as Arc<dyn TableProvider>,
+            );
         }
         if let Some(invocations) = invocations
             && let Some(view) = sys_status(invocations)

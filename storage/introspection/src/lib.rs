@@ -36,6 +36,7 @@ mod tables;
 pub use datafusion::arrow;
 pub use engine::{QueryEngine, QueryError, QueryLimits, QueryResult};
 pub use render::render_table;
+pub use tables::cluster::{ClusterSource, ReplicaRow};
 
 use holdfast_raft_store::StateMachine;
 use holdfast_types::PartitionId;

@@ -2,6 +2,7 @@
 //! declares its columns with [`columns!`], which gives an enum of the columns in schema order
 //! (so a row matches on it exhaustively) and the arrow schema.
 
+pub(crate) mod cluster;
 mod idempotency;
 mod inbox;
 mod invocation;
