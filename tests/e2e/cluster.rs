@@ -657,3 +657,59 @@ fn leaders_return_to_their_preferred_replicas_after_a_node_comes_back() {
         back.elapsed().as_millis()
     );
 }
+
+#[test]
+fn six_nodes_with_three_replicas_per_partition_serve_everything_from_every_node() {
+    let cluster = Cluster::start(ClusterOptions {
+        nodes: 6,
+        partitions: 6,
+        replication_factor: 3,
+        ..ClusterOptions::default()
+    });
+    cluster.wait_for_leaders(PATIENCE);
+    let endpoint = ServiceProcess::start(FIXTURE, free_port(), &[]);
+    // Node 6 is not one of the metadata log's five voters: it follows as a learner, and
+    // forwards the registration to the leader.
+    register(cluster.node(6).admin(), &endpoint.uri);
+    for node in cluster.nodes() {
+        poll("the deployment on every node", PATIENCE, || {
+            let services = http_get(node.admin(), "/services").ok()?;
+            services.body.contains("\"Box\"").then_some(())
+        });
+    }
+    // Each node holds three of the six partitions; it forwards the others' requests.
+    for node in cluster.nodes() {
+        let view = cluster.view(node.id()).expect("view");
+        let held = view
+            .partitions
+            .iter()
+            .filter(|p| !p.replicas.is_empty())
+            .count();
+        assert_eq!(held, 3, "node {}: {view:?}", node.id());
+    }
+    for n in 0..6 {
+        for (i, node) in cluster.nodes().iter().enumerate() {
+            let response = http(
+                node.ingress(),
+                "POST",
+                &format!("/Box/wide{n}/add"),
+                &[JSON],
+                &json!(format!("m{i}")).to_string(),
+            )
+            .expect("call");
+            assert_eq!(
+                response.status,
+                200,
+                "node {}: {}",
+                node.id(),
+                response.body
+            );
+            assert_eq!(
+                response.body,
+                (i + 1).to_string(),
+                "node {}, box wide{n}",
+                node.id()
+            );
+        }
+    }
+}

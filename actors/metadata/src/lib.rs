@@ -136,6 +136,8 @@ pub struct MetadataActor {
     raft: Option<Raft<MetadataConfig>>,
     role: Role,
     closing: bool,
+    /// A round of adding learners is in flight.
+    adding_learners: bool,
     restarts: u32,
 }
 
@@ -147,6 +149,7 @@ impl MetadataActor {
             raft: None,
             role: Role::default(),
             closing: false,
+            adding_learners: false,
             restarts: 0,
         }
     }
@@ -208,7 +211,7 @@ impl Supervised for MetadataActor {
 }
 
 impl StreamHandler<Observed> for MetadataActor {
-    fn handle(&mut self, Observed(metrics): Observed, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, Observed(metrics): Observed, ctx: &mut Context<Self>) {
         if let Err(fatal) = &metrics.running_state {
             if !self.closing {
                 holdfast_raft_group::fail_stop("the metadata log", "the raft group", fatal);
@@ -216,12 +219,52 @@ impl StreamHandler<Observed> for MetadataActor {
             return;
         }
         self.role = Role::of(&metrics);
+        let missing: Vec<(u64, BasicNode)> = self
+            .settings
+            .replication
+            .learners
+            .iter()
+            .filter(|(id, _)| {
+                !metrics
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .any(|(n, _)| n == *id)
+            })
+            .map(|(id, node)| (*id, node.clone()))
+            .collect();
+        if self.role.is_leader && !missing.is_empty() && !self.adding_learners {
+            self.add_learners(missing, ctx);
+        }
     }
 
     fn finished(&mut self, _ctx: &mut Context<Self>) {}
 }
 
 impl MetadataActor {
+    /// Adds the nodes past the metadata log's voters as learners, so every node has the
+    /// registry; one round at a time (the next metrics change retries what failed).
+    fn add_learners(&mut self, learners: Vec<(u64, BasicNode)>, ctx: &mut Context<Self>) {
+        let Some(raft) = self.raft.clone() else {
+            return;
+        };
+        self.adding_learners = true;
+        let adding = async move {
+            for (id, node) in learners {
+                if let Err(e) = raft.add_learner(id, node, false).await {
+                    tracing::debug!(node = id, error = %e, "cannot add a learner to the metadata log yet");
+                    return;
+                }
+                tracing::info!(node = id, "added a learner to the metadata log");
+            }
+        };
+        ctx.spawn(
+            adding
+                .into_actor(self)
+                .map(|(), act, _| act.adding_learners = false),
+        );
+    }
+
     /// Applies `command` through this node's replica, which must lead the metadata log.
     fn change_here(
         &self,

@@ -41,6 +41,9 @@ pub struct Replication {
     pub group: GroupId,
     /// The group's initial voters (its replicas) and their node-to-node addresses.
     pub voters: BTreeMap<u64, BasicNode>,
+    /// Nodes that follow the group without voting (the metadata log on nodes past its voters),
+    /// added by its leader.
+    pub learners: BTreeMap<u64, BasicNode>,
     /// The group's preferred replica: it initializes the group at once on first boot (the other
     /// voters do so only if nobody reached them within `bootstrap_grace`, which is safe because
     /// every voter initializes with the same membership), and leadership is handed back to it
@@ -86,6 +89,7 @@ impl Replication {
             node,
             group,
             voters: BTreeMap::from([(node.0, BasicNode::new(""))]),
+            learners: BTreeMap::new(),
             preferred: node,
             bootstrap_grace: Duration::ZERO,
             raft,
@@ -161,6 +165,7 @@ where
         .serving
         .send_replace(Some(Arc::new(raft.clone())));
     let voter = replication.voters.contains_key(&node);
+    // A learner is reached by the leader adding it; it has nothing to initialize.
     if !raft.is_initialized().await.map_err(|e| e.to_string())? {
         if voter && replication.preferred == replication.node {
             raft.initialize(replication.voters.clone())

@@ -211,16 +211,19 @@ impl Kernel {
             .map_err(Box::new)?,
         );
         let mut cluster = Cluster::start(config)?;
-        let replication = |group: GroupId, voters: Vec<u64>| {
+        let replication = |group: GroupId, voters: Vec<u64>, learners: Vec<u64>| {
+            let nodes = |ids: &[u64]| -> std::collections::BTreeMap<u64, BasicNode> {
+                ids.iter()
+                    .filter_map(|id| Some((*id, BasicNode::new(cluster.addresses.get(id)?))))
+                    .collect()
+            };
             let (serving, published) = watch::channel(None);
             let replication = Replication {
                 node: NodeId(config.node.id),
                 group,
                 preferred: NodeId(voters.first().copied().unwrap_or(config.node.id)),
-                voters: voters
-                    .iter()
-                    .filter_map(|id| Some((*id, BasicNode::new(cluster.addresses.get(id)?))))
-                    .collect(),
+                voters: nodes(&voters),
+                learners: nodes(&learners),
                 // A few election timeouts: the preferred replica has initialized by then
                 // unless it is down.
                 bootstrap_grace: Duration::from_millis(election.saturating_mul(3)),
@@ -246,8 +249,13 @@ impl Kernel {
             .map_err(|e| BootError::Metadata(e.to_string()))?;
         let (published, registry) = watch::channel(Arc::new(recovered));
         let metadata = {
-            let (replication, group) =
-                replication(GroupId::Metadata, placement::metadata_voters(&node_ids));
+            let voters = placement::metadata_voters(&node_ids);
+            let learners = node_ids
+                .iter()
+                .copied()
+                .filter(|id| !voters.contains(id))
+                .collect();
+            let (replication, group) = replication(GroupId::Metadata, voters, learners);
             served.push(group);
             let settings = holdfast_metadata::Settings {
                 dir: data_dir.metadata(),
@@ -275,7 +283,7 @@ impl Kernel {
             .map(|(n, replicas)| {
                 let (published, store) = watch::channel(None);
                 stores.push((PartitionId(n), store));
-                let (replication, group) = replication(GroupId::Partition(n), replicas);
+                let (replication, group) = replication(GroupId::Partition(n), replicas, Vec::new());
                 served.push(group);
                 let settings = Settings {
                     partition: PartitionId(n),
