@@ -31,15 +31,21 @@ const OPERATION_DEADLINE: Duration = Duration::from_secs(30);
 fn cluster() -> (Cluster, ServiceProcess) {
     let cluster = Cluster::start(ClusterOptions::default());
     cluster.wait_for_leaders(PATIENCE);
+    let endpoint = register_everywhere(&cluster, 2);
+    (cluster, endpoint)
+}
+
+/// Starts the fixture, registers it through node `via` and waits until every node knows it.
+fn register_everywhere(cluster: &Cluster, via: u64) -> ServiceProcess {
     let endpoint = ServiceProcess::start(FIXTURE, free_port(), &[]);
-    register(cluster.node(2).admin(), &endpoint.uri);
+    register(cluster.node(via).admin(), &endpoint.uri);
     for node in cluster.nodes() {
         poll("the deployment on every node", PATIENCE, || {
             let services = http_get(node.admin(), "/services").ok()?;
-            services.body.contains("\"Box\"").then_some(())
+            services.body.contains("\"Slow\"").then_some(())
         });
     }
-    (cluster, endpoint)
+    endpoint
 }
 
 fn node_ingress(cluster: &Cluster, id: u64) -> SocketAddr {
@@ -389,19 +395,9 @@ fn an_isolated_leader_stops_its_attempts_and_acknowledges_nothing_while_the_othe
         ..ClusterOptions::default()
     });
     cluster.wait_for_leaders(PATIENCE);
-    let endpoint = ServiceProcess::start(FIXTURE, free_port(), &[]);
-    register(cluster.node(1).admin(), &endpoint.uri);
+    let endpoint = register_everywhere(&cluster, 1);
     let partition = partition_of("Slow", "held", 8);
     let leader = cluster.wait_for_leaders(PATIENCE)[&partition];
-    for node in cluster.nodes() {
-        poll("the deployment on every node", PATIENCE, || {
-            http_get(node.admin(), "/services")
-                .ok()?
-                .body
-                .contains("\"Slow\"")
-                .then_some(())
-        });
-    }
     // A long attempt runs on the leader of its partition.
     let accepted = http(
         cluster.node(leader).ingress(),
@@ -522,8 +518,7 @@ fn a_node_down_past_the_purged_log_catches_up_by_snapshot_and_can_lead() {
         ..ClusterOptions::default()
     });
     cluster.wait_for_leaders(PATIENCE);
-    let endpoint = ServiceProcess::start(FIXTURE, free_port(), &[]);
-    register(cluster.node(1).admin(), &endpoint.uri);
+    let _endpoint = register_everywhere(&cluster, 1);
     let add = |node: u64, counter: &str| -> i64 {
         poll("an add to be acknowledged", PATIENCE, || {
             let response = http(
@@ -667,16 +662,9 @@ fn six_nodes_with_three_replicas_per_partition_serve_everything_from_every_node(
         ..ClusterOptions::default()
     });
     cluster.wait_for_leaders(PATIENCE);
-    let endpoint = ServiceProcess::start(FIXTURE, free_port(), &[]);
     // Node 6 is not one of the metadata log's five voters: it follows as a learner, and
     // forwards the registration to the leader.
-    register(cluster.node(6).admin(), &endpoint.uri);
-    for node in cluster.nodes() {
-        poll("the deployment on every node", PATIENCE, || {
-            let services = http_get(node.admin(), "/services").ok()?;
-            services.body.contains("\"Box\"").then_some(())
-        });
-    }
+    let _endpoint = register_everywhere(&cluster, 6);
     // Each node holds three of the six partitions; it forwards the others' requests.
     for node in cluster.nodes() {
         let view = cluster.view(node.id()).expect("view");

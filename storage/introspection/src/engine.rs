@@ -3,7 +3,7 @@
 
 use crate::scan::PartitionTable;
 use crate::tables::cluster::{ClusterSource, ClusterTable};
-use crate::tables::{partition_tables, registry_tables};
+use crate::tables::{WholeTable, partition_tables, registry_tables};
 use crate::{BATCH_ROWS, PartitionStores};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -171,15 +171,11 @@ impl QueryEngine {
             register(&ctx, name, provider);
         }
         for (name, table) in registry_tables(&self.registry) {
-            register(&ctx, name, Arc::new(table) as Arc<dyn TableProvider>);
+            register(&ctx, name, Arc::new(WholeTable(table)));
         }
         if let Some(source) = &self.cluster {
-            let table = ClusterTable::new(source.clone());
-            register(
-                &ctx,
-                "sys_cluster",
-                Arc::new(table) as Arc<dyn TableProvider>,
-            );
+            let table = WholeTable(ClusterTable::new(source.clone()));
+            register(&ctx, "sys_cluster", Arc::new(table));
         }
         if let Some(invocations) = invocations
             && let Some(view) = sys_status(invocations)

@@ -1,15 +1,12 @@
 //! `sys_cluster`: one row per replica of each partition this node holds, as this node sees it —
 //! the leader, the term, each replica's applied index and lag (the same as `GET /cluster`).
 
+use super::Whole;
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, UInt32Array, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::Session;
 use datafusion::common::Result as DfResult;
-use datafusion::datasource::{MemTable, TableProvider, TableType};
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_plan::ExecutionPlan;
 use futures::future::BoxFuture;
 use std::fmt;
 use std::sync::Arc;
@@ -57,7 +54,7 @@ impl ClusterTable {
         Self { source, schema }
     }
 
-    fn batch(&self, rows: &[ReplicaRow]) -> DfResult<RecordBatch> {
+    fn rows(&self, rows: &[ReplicaRow]) -> DfResult<RecordBatch> {
         let u64s = |f: fn(&ReplicaRow) -> Option<u64>| -> ArrayRef {
             Arc::new(rows.iter().map(f).collect::<UInt64Array>())
         };
@@ -85,35 +82,13 @@ impl fmt::Debug for ClusterTable {
 }
 
 #[async_trait]
-impl TableProvider for ClusterTable {
+impl Whole for ClusterTable {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![
-            TableProviderFilterPushDown::Unsupported;
-            filters.len()
-        ])
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+    async fn batch(&self) -> DfResult<RecordBatch> {
         let rows = self.source.replicas().await;
-        let batch = self.batch(&rows)?;
-        let table = MemTable::try_new(self.schema.clone(), vec![vec![batch]])?;
-        table.scan(state, projection, filters, limit).await
+        self.rows(&rows)
     }
 }

@@ -13,11 +13,65 @@ mod registry;
 mod state;
 
 use crate::scan::{Cell, SysTable, timestamp};
-use datafusion::arrow::datatypes::{DataType, Field};
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::Session;
+use datafusion::common::Result as DfResult;
+use datafusion::datasource::{MemTable, TableProvider, TableType};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
 use holdfast_protocol::{Failure, Outcome};
 use std::sync::Arc;
 
 pub(crate) use registry::registry_tables;
+
+/// A small table built whole at each scan (the registry's tables, the cluster's): its schema
+/// and its rows as one batch.
+#[async_trait]
+pub(crate) trait Whole: Send + Sync + std::fmt::Debug + 'static {
+    /// Every column.
+    fn schema(&self) -> SchemaRef;
+    /// Every row, as of now.
+    async fn batch(&self) -> DfResult<RecordBatch>;
+}
+
+/// A [`Whole`] table as DataFusion sees it: built at each scan, filtered above it.
+#[derive(Debug)]
+pub(crate) struct WholeTable<T>(pub(crate) T);
+
+#[async_trait]
+impl<T: Whole> TableProvider for WholeTable<T> {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![
+            TableProviderFilterPushDown::Unsupported;
+            filters.len()
+        ])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let batch = self.0.batch().await?;
+        let table = MemTable::try_new(self.0.schema(), vec![vec![batch]])?;
+        table.scan(state, projection, filters, limit).await
+    }
+}
 
 /// The column types the tables use.
 #[derive(Debug, Clone, Copy)]

@@ -1,6 +1,7 @@
 //! `sys_service` and `sys_deployment`: the registry as of the query. The registry is small and
 //! in memory, so each scan builds one batch and lets a [`MemTable`] serve it.
 
+use super::Whole;
 use super::columns;
 use crate::scan::service_type;
 use async_trait::async_trait;
@@ -9,11 +10,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::Session;
 use datafusion::common::Result as DfResult;
-use datafusion::datasource::{MemTable, TableProvider, TableType};
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_plan::ExecutionPlan;
 use holdfast_schema::Registry;
 use std::fmt;
 use std::sync::Arc;
@@ -88,7 +85,7 @@ pub(crate) fn registry_tables(
 }
 
 impl RegistryTable {
-    fn batch(&self, registry: &Registry) -> DfResult<RecordBatch> {
+    fn rows(&self, registry: &Registry) -> DfResult<RecordBatch> {
         let columns: Vec<ArrayRef> = match self.kind {
             Kind::Service => {
                 let services = registry.services();
@@ -150,35 +147,13 @@ impl RegistryTable {
 }
 
 #[async_trait]
-impl TableProvider for RegistryTable {
+impl Whole for RegistryTable {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![
-            TableProviderFilterPushDown::Unsupported;
-            filters.len()
-        ])
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+    async fn batch(&self) -> DfResult<RecordBatch> {
         let registry = self.registry.borrow().clone();
-        let batch = self.batch(&registry)?;
-        let table = MemTable::try_new(self.schema.clone(), vec![vec![batch]])?;
-        table.scan(state, projection, filters, limit).await
+        self.rows(&registry)
     }
 }
