@@ -48,6 +48,17 @@ fn register_everywhere(cluster: &Cluster, via: u64) -> ServiceProcess {
     endpoint
 }
 
+/// The rows of `query` run through a node's admin API (`POST /query`), which must answer 200.
+fn sql_rows(admin: SocketAddr, query: &str) -> Vec<Value> {
+    let response = holdfast_e2e::http_json(admin, "POST", "/query", &json!({ "query": query }))
+        .expect("query");
+    assert_eq!(response.status, 200, "{query}: {}", response.body);
+    response.json()["rows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
 fn node_ingress(cluster: &Cluster, id: u64) -> SocketAddr {
     cluster.node(id).ingress()
 }
@@ -89,19 +100,11 @@ fn three_nodes_form_a_cluster_and_every_node_serves_every_partition() {
     // SQL on every node sees every partition's acknowledged writes at once (a follower reads
     // after its leader's read index).
     for node in cluster.nodes() {
-        let response = holdfast_e2e::http_json(
+        let rows = sql_rows(
             node.admin(),
-            "POST",
-            "/query",
-            &json!({ "query": "SELECT service_key_utf8 AS box, value_utf8 FROM state \
-                               WHERE service = 'Box' ORDER BY box" }),
-        )
-        .expect("query");
-        assert_eq!(response.status, 200, "{}", response.body);
-        let rows = response.json()["rows"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+            "SELECT service_key_utf8 AS box, value_utf8 FROM state \
+             WHERE service = 'Box' ORDER BY box",
+        );
         assert_eq!(rows.len(), 8, "node {}: {rows:?}", node.id());
         for row in &rows {
             assert_eq!(
@@ -114,21 +117,12 @@ fn three_nodes_form_a_cluster_and_every_node_serves_every_partition() {
     }
     // sys_cluster: from node 1, every partition with its three replicas and one leader, the
     // same leaders /cluster reports.
-    let response = holdfast_e2e::http_json(
+    let rows = sql_rows(
         cluster.node(1).admin(),
-        "POST",
-        "/query",
-        &json!({ "query": "SELECT partition_id, leader_node_id, count(*) AS replicas, \
-                           sum(CASE WHEN is_leader THEN 1 ELSE 0 END) AS leaders \
-                           FROM sys_cluster GROUP BY partition_id, leader_node_id \
-                           ORDER BY partition_id" }),
-    )
-    .expect("query");
-    assert_eq!(response.status, 200, "{}", response.body);
-    let rows = response.json()["rows"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+        "SELECT partition_id, leader_node_id, count(*) AS replicas, \
+         sum(CASE WHEN is_leader THEN 1 ELSE 0 END) AS leaders \
+         FROM sys_cluster GROUP BY partition_id, leader_node_id ORDER BY partition_id",
+    );
     assert_eq!(rows.len(), 8, "{rows:?}");
     for row in &rows {
         let partition = row["partition_id"].as_u64().expect("partition") as u32;
