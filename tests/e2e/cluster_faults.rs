@@ -794,3 +794,113 @@ fn the_cluster_forms_with_one_node_down_at_first_boot() {
     }
     println!("leaders at the end: {:?}", cluster.leaders());
 }
+
+/// The replicas a partition should have among `nodes` (sorted ids), as the kernel places them:
+/// `rf` consecutive nodes starting at `partition mod N`.
+fn placed(partition: u32, nodes: &[u64], rf: usize) -> BTreeSet<u64> {
+    (0..rf)
+        .map(|k| nodes[(partition as usize + k) % nodes.len()])
+        .collect()
+}
+
+/// Waits until, for every partition, its leader's view lists exactly the `wanted` replicas,
+/// each within [`CAUGHT_UP_LAG`] entries of the leader.
+fn wait_placed(cluster: &Cluster, what: &str, wanted: impl Fn(u32) -> BTreeSet<u64>) {
+    poll(what, PATIENCE, || {
+        let leaders = cluster.leaders();
+        if leaders.len() != cluster.options().partitions as usize {
+            return None;
+        }
+        for (partition, leader) in leaders {
+            let view = cluster.view(leader).ok()?;
+            let seen = view.partitions.iter().find(|p| p.partition == partition)?;
+            let replicas: BTreeSet<u64> = seen.replicas.iter().map(|r| r.node).collect();
+            let caught_up = seen
+                .replicas
+                .iter()
+                .all(|r| r.lag.is_some_and(|lag| lag <= CAUGHT_UP_LAG));
+            if seen.leader != Some(leader) || replicas != wanted(partition) || !caught_up {
+                return None;
+            }
+        }
+        Some(())
+    });
+}
+
+#[test]
+fn a_fourth_node_joins_and_a_node_leaves_under_load_losing_nothing() {
+    let cluster = Logged(Cluster::start(ClusterOptions {
+        log_filter: LOG_FILTER.into(),
+        spares: 1,
+        ..ClusterOptions::default()
+    }));
+    cluster.wait_for_leaders(PATIENCE);
+    let endpoint = fixture(&cluster, 2);
+    let load = Load::start(ingresses(&cluster, &[1, 2]), 16);
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Node 4 runs on the cluster's configuration plus its own address, then an operator adds it.
+    let joiner = cluster.node(4);
+    joiner.start();
+    let raft = joiner.addrs().raft.to_string();
+    let admin = cluster.node(1).admin();
+    let add = |id: u64, address: &str| {
+        let body = json!({ "id": id, "address": address }).to_string();
+        http(admin, "POST", "/cluster/nodes", &[JSON], &body).expect("POST /cluster/nodes")
+    };
+    let added = add(4, &raft);
+    assert_eq!(added.status, 201, "{}", added.body);
+    let again = add(4, &raft);
+    assert_eq!(
+        again.status, 200,
+        "adding a member again changes nothing: {}",
+        again.body
+    );
+    let moved = add(3, &raft);
+    assert_eq!(moved.status, 409, "{}", moved.body);
+    assert_eq!(moved.json()["code"], "address_in_place", "{}", moved.body);
+    let garbage = http(admin, "POST", "/cluster/nodes", &[JSON], "{\"id\": 5}").expect("POST");
+    assert_eq!(garbage.status, 400, "{}", garbage.body);
+    assert_eq!(garbage.json()["code"], "invalid_node");
+
+    // Three of the eight partitions' replicas in four move to node 4: learner, catch-up, voter.
+    let started = Instant::now();
+    wait_placed(&cluster, "replicas placed on node 4", |p| {
+        placed(p, &[1, 2, 3, 4], 3)
+    });
+    println!("replicas placed on the new node in {:?}", started.elapsed());
+    // Leaders spread onto it too: it is the preferred replica of two partitions.
+    poll("node 4 to lead a partition", PATIENCE, || {
+        cluster
+            .leaders()
+            .values()
+            .any(|leader| *leader == 4)
+            .then_some(())
+    });
+
+    // Node 3 leaves: its replicas move to the other three, then its copies are deleted.
+    let started = Instant::now();
+    let removed = http(admin, "DELETE", "/cluster/nodes/3", &[], "").expect("DELETE");
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert_eq!(removed.json()["drained"], true, "{}", removed.body);
+    wait_placed(&cluster, "replicas moved off node 3", |p| {
+        placed(p, &[1, 2, 4], 3)
+    });
+    println!("node 3 drained in {:?}", started.elapsed());
+    let copies = cluster.dir().join("node-3").join("partitions");
+    poll("node 3 to delete its copies", PATIENCE, || {
+        let left = std::fs::read_dir(&copies).ok()?.count();
+        (left == 0).then_some(())
+    });
+    let back = add(3, &cluster.node(3).addrs().raft.to_string());
+    assert_eq!(back.status, 409, "{}", back.body);
+    assert_eq!(back.json()["code"], "node_removed", "{}", back.body);
+    let view = cluster.view(1).expect("view");
+    let members: Vec<u64> = view.nodes.iter().map(|n| n.id).collect();
+    assert_eq!(members, [1, 2, 4]);
+
+    let finished = load.stop();
+    // Read through the new node: it serves every partition.
+    finished.check(cluster.node(4).ingress(), 50);
+    drop(endpoint);
+}

@@ -38,6 +38,10 @@ pub struct ClusterOptions {
     /// launch, as if they were down when the cluster first booted; launch them later with
     /// [`NodeHandle::start`]. Empty by default.
     pub deferred: Vec<u64>,
+    /// Extra nodes (ids after `nodes`) that are not in `cluster.nodes`: each is configured to
+    /// join the running cluster (`node.address`), is not launched by [`Cluster::start`], and
+    /// takes part once started ([`NodeHandle::start`]) and added (`POST /cluster/nodes`).
+    pub spares: usize,
 }
 
 impl Default for ClusterOptions {
@@ -52,6 +56,7 @@ impl Default for ClusterOptions {
             proxied: false,
             log_filter: "warn".to_string(),
             deferred: Vec::new(),
+            spares: 0,
         }
     }
 }
@@ -268,7 +273,7 @@ impl Cluster {
         }
         let dir = tempfile::tempdir().expect("cluster tempdir");
         // Held until the proxies are bound, so none of them can take a node's port.
-        let held: Vec<TcpListener> = (0..options.nodes * 4)
+        let held: Vec<TcpListener> = (0..(options.nodes + options.spares) * 4)
             .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
             .collect();
         let addrs: Vec<NodeAddrs> = held
@@ -295,13 +300,22 @@ impl Cluster {
         }
         drop(held);
 
+        let members = &addrs[..options.nodes];
         let nodes: Vec<NodeHandle> = addrs
             .iter()
             .map(|node| {
                 let data_dir = dir.path().join(format!("node-{}", node.id));
                 let config = dir.path().join(format!("node-{}.toml", node.id));
-                std::fs::write(&config, node_config(&options, node, &addrs, &data_dir))
-                    .expect("write node config");
+                let mut text = node_config(&options, node, members, &data_dir);
+                if node.id > options.nodes as u64 {
+                    // `[node] address` must sit in the [node] table, which comes first.
+                    text = text.replacen(
+                        "[node]\n",
+                        &format!("[node]\naddress = \"{}\"\n", node.raft),
+                        1,
+                    );
+                }
+                std::fs::write(&config, text).expect("write node config");
                 let routes: Vec<(u64, SocketAddr)> = proxies
                     .iter()
                     .filter(|((from, _), _)| *from == node.id)
@@ -324,7 +338,9 @@ impl Cluster {
             .collect();
         let launched: Vec<&NodeHandle> = nodes
             .iter()
-            .filter(|node| !options.deferred.contains(&node.id()))
+            .filter(|node| {
+                !options.deferred.contains(&node.id()) && node.id() <= options.nodes as u64
+            })
             .collect();
         for node in &launched {
             node.launch();

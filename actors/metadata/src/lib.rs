@@ -14,16 +14,21 @@ use actix::prelude::*;
 use futures::StreamExt;
 use futures::future::{FutureExt, ready};
 use holdfast_metadata_store::{MetadataConfig, MetadataStore};
-use holdfast_raft_group::{Replication, Role};
+use holdfast_raft_group::{Replication, Role, WantedMembers};
 use holdfast_schema::{Applied, Refusal, Registry, RegistryCommand};
 use holdfast_types::{NodeId, Term};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Raft, RaftMetrics};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
+
+/// How long a new member may take to catch up with the metadata log before the change is
+/// retried.
+const CATCH_UP: Duration = Duration::from_secs(30);
 
 /// How long a registry change waits for the metadata log to elect a leader.
 const ELECTION_WAIT: Duration = Duration::from_secs(5);
@@ -116,12 +121,16 @@ pub struct MetadataStatus {
 /// Where the metadata log lives and how its group starts.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The directory holding `log.redb` and `state.redb`.
+    /// The directory holding `state.redb`.
     pub dir: PathBuf,
+    /// The node's raft-log file, which holds the metadata log (as its group).
+    pub log: holdfast_metadata_store::SharedLog,
     /// How the group is replicated: this node, its voters, consensus settings and transport.
     pub replication: Replication,
     /// Where every applied registry is published.
     pub published: watch::Sender<Arc<Registry>>,
+    /// The cluster's shape: which members vote in the metadata log and which follow it.
+    pub placement: Arc<holdfast_schema::Placement>,
 }
 
 struct Observed(RaftMetrics<u64, BasicNode>);
@@ -136,8 +145,8 @@ pub struct MetadataActor {
     raft: Option<Raft<MetadataConfig>>,
     role: Role,
     closing: bool,
-    /// A round of adding learners is in flight.
-    adding_learners: bool,
+    /// A change of the metadata log's members is in flight.
+    changing_members: bool,
     restarts: u32,
 }
 
@@ -149,7 +158,7 @@ impl MetadataActor {
             raft: None,
             role: Role::default(),
             closing: false,
-            adding_learners: false,
+            changing_members: false,
             restarts: 0,
         }
     }
@@ -157,12 +166,14 @@ impl MetadataActor {
 
 async fn start_group(settings: Settings) -> Result<Raft<MetadataConfig>, String> {
     let dir = settings.dir.clone();
+    let shared = settings.log.clone();
     let published = settings.published.clone();
-    let (log, store): (_, MetadataStore) =
-        tokio::task::spawn_blocking(move || holdfast_metadata_store::open(&dir, published))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+    let (log, store): (_, MetadataStore) = tokio::task::spawn_blocking(move || {
+        holdfast_metadata_store::open(&dir, &shared, published)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
     holdfast_raft_group::start(&settings.replication, log, store).await
 }
 
@@ -185,6 +196,9 @@ impl Actor for MetadataActor {
                 .map(|result, act, ctx| match result {
                     Ok(raft) => {
                         ctx.add_stream(holdfast_raft_group::observe(raft.metrics()).map(Observed));
+                        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+                            act.follow_members(ctx)
+                        });
                         act.raft = Some(raft);
                     }
                     Err(message) => {
@@ -219,49 +233,64 @@ impl StreamHandler<Observed> for MetadataActor {
             return;
         }
         self.role = Role::of(&metrics);
-        let missing: Vec<(u64, BasicNode)> = self
-            .settings
-            .replication
-            .learners
-            .iter()
-            .filter(|(id, _)| {
-                !metrics
-                    .membership_config
-                    .membership()
-                    .nodes()
-                    .any(|(n, _)| n == *id)
-            })
-            .map(|(id, node)| (*id, node.clone()))
-            .collect();
-        if self.role.is_leader && !missing.is_empty() && !self.adding_learners {
-            self.add_learners(missing, ctx);
-        }
+        self.follow_members(ctx);
     }
 
     fn finished(&mut self, _ctx: &mut Context<Self>) {}
 }
 
 impl MetadataActor {
-    /// Adds the nodes past the metadata log's voters as learners, so every node has the
-    /// registry; one round at a time (the next metrics change retries what failed).
-    fn add_learners(&mut self, learners: Vec<(u64, BasicNode)>, ctx: &mut Context<Self>) {
+    /// The metadata log's wanted members: the configured voters and learners until the
+    /// cluster's membership changes, then the lowest-id members vote and the rest follow.
+    fn wanted_members(&self) -> WantedMembers {
+        let registry = self.settings.published.borrow().clone();
+        let placement = &self.settings.placement;
+        let addresses = placement.nodes(&registry);
+        let replication = &self.settings.replication;
+        let (voters, learners) = if registry.members().records().is_empty() {
+            (
+                replication.voters.keys().copied().collect(),
+                replication.learners.keys().copied().collect(),
+            )
+        } else {
+            let voters: BTreeSet<u64> = placement.metadata_voters(&registry).into_iter().collect();
+            let learners = addresses
+                .keys()
+                .copied()
+                .filter(|id| !voters.contains(id))
+                .collect();
+            (voters, learners)
+        };
+        WantedMembers {
+            voters,
+            learners,
+            addresses,
+        }
+    }
+
+    /// As leader, moves the metadata log to its wanted members (every member follows it, so every
+    /// node has the registry); one round at a time, retried each second until it matches.
+    fn follow_members(&mut self, ctx: &mut Context<Self>) {
         let Some(raft) = self.raft.clone() else {
             return;
         };
-        self.adding_learners = true;
-        let adding = async move {
-            for (id, node) in learners {
-                if let Err(e) = raft.add_learner(id, node, false).await {
-                    tracing::debug!(node = id, error = %e, "cannot add a learner to the metadata log yet");
-                    return;
-                }
-                tracing::info!(node = id, "added a learner to the metadata log");
+        if !self.role.is_leader || self.changing_members || self.closing {
+            return;
+        }
+        let wanted = self.wanted_members();
+        if wanted.voters.is_empty() || wanted.matches(&raft.metrics().borrow()) {
+            return;
+        }
+        self.changing_members = true;
+        let change = async move {
+            if let Err(e) = holdfast_raft_group::change_members(&raft, &wanted, CATCH_UP).await {
+                tracing::debug!(error = %e, "cannot change the metadata log's members yet");
             }
         };
         ctx.spawn(
-            adding
+            change
                 .into_actor(self)
-                .map(|(), act, _| act.adding_learners = false),
+                .map(|(), act, _| act.changing_members = false),
         );
     }
 

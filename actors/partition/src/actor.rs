@@ -32,8 +32,10 @@ const EFFECTS_CAPACITY: usize = 256;
 pub struct Settings {
     /// Which partition this actor drives.
     pub partition: PartitionId,
-    /// The directory holding this partition's `log.redb` and `state.redb`.
+    /// The directory holding this partition's `state.redb`.
     pub dir: PathBuf,
+    /// The node's raft-log file, which holds this partition's log (as its group).
+    pub log: holdfast_raft_store::SharedLog,
     /// How the group is replicated: this node, its voters, consensus settings and transport.
     pub replication: Replication,
     /// Most commands in one group commit.
@@ -71,6 +73,9 @@ pub struct Settings {
     /// Where spans go: the attempts' and those derived from applied commands (a disabled sink
     /// when tracing is off).
     pub spans: holdfast_otlp::SpanSink,
+    /// The cluster's shape, to compute this partition's wanted replicas from the registry's
+    /// members.
+    pub placement: Arc<holdfast_schema::Placement>,
 }
 
 /// Commands proposed together, waiting to be acknowledged; they always share one batch.
@@ -168,6 +173,12 @@ pub struct PartitionActor {
     /// When leadership was last handed back to the preferred replica.
     pub(crate) handed_back_at: Option<std::time::Instant>,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
+    /// The group is being opened.
+    pub(crate) opening: bool,
+    /// A change of the group's members (or a release of this replica) is in flight.
+    pub(crate) changing_members: bool,
+    /// The group was stopped on purpose (its replica moved off this node): its end is no failure.
+    pub(crate) released: bool,
     restarts: u32,
     flushed_applied: u64,
     proposals: u64,
@@ -201,6 +212,9 @@ impl PartitionActor {
             leading_since: None,
             handed_back_at: None,
             shutdown_waiters: Vec::new(),
+            opening: false,
+            changing_members: false,
+            released: false,
             restarts: 0,
             flushed_applied: 0,
             proposals: 0,
@@ -216,8 +230,20 @@ impl PartitionActor {
         self.settings.partition
     }
 
-    fn open_group(&mut self, ctx: &mut Context<Self>) {
-        let settings = self.settings.clone();
+    /// Whether the actor is shutting down.
+    pub(crate) fn closing(&self) -> bool {
+        self.closing
+    }
+
+    pub(crate) fn open_group(&mut self, ctx: &mut Context<Self>) {
+        self.opening = true;
+        self.released = false;
+        let mut settings = self.settings.clone();
+        // Only the configured nodes initialize a group, and only before the membership changed:
+        // later a new replica is added by the group's leader.
+        if !settings.registry.borrow().members().records().is_empty() {
+            settings.replication.voters.clear();
+        }
         let backoff = Duration::from_millis(match self.restarts {
             0 => 0,
             n => 100u64.saturating_mul(1 << n.min(6)),
@@ -233,6 +259,7 @@ impl PartitionActor {
         // status requests and refuses proposals while its supervisor retries.
         ctx.spawn(opening.into_actor(self).map(|result, act, ctx| match result {
             Ok(group) => {
+                act.opening = false;
                 ctx.add_stream(futures::stream::unfold(applied, |mut applied| async move {
                     let batch = applied.recv().await?;
                     Some((EffectsApplied(batch), applied))
@@ -309,7 +336,7 @@ impl PartitionActor {
                     })
                 }
                 Ok(Err(RaftError::Fatal(fatal))) => {
-                    if act.closing {
+                    if act.closing || act.released {
                         Err(ProposeError::ShuttingDown(partition))
                     } else {
                         fail_stop(partition, "committing a batch", &fatal)
@@ -476,10 +503,13 @@ async fn start_group(
     effects: mpsc::Sender<AppliedBatch>,
 ) -> Result<Group, String> {
     let dir = settings.dir.clone();
-    let (log, state) = tokio::task::spawn_blocking(move || holdfast_raft_store::open(&dir))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let shared = settings.log.clone();
+    let partition = settings.partition;
+    let (log, state) =
+        tokio::task::spawn_blocking(move || holdfast_raft_store::open(&dir, &shared, partition))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
     let state = state.with_config(settings.fsm);
     let applying = state.clone().with_effects(effects);
     let raft = holdfast_raft_group::start(&settings.replication, log, applying).await?;
@@ -490,7 +520,10 @@ impl Actor for PartitionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.open_group(ctx);
+        if self.hosts() {
+            self.open_group(ctx);
+        }
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.follow_placement(ctx));
         ctx.run_interval(self.settings.flush_interval, |act, ctx| {
             act.flush_state(ctx)
         });
@@ -517,6 +550,7 @@ impl Supervised for PartitionActor {
             });
         }
         self.observed = Role::default();
+        self.opening = false;
         self.in_flight = false;
         self.commit_scheduled = false;
         self.step_down();
@@ -526,7 +560,7 @@ impl Supervised for PartitionActor {
 impl StreamHandler<RaftObserved> for PartitionActor {
     fn handle(&mut self, RaftObserved(metrics): RaftObserved, ctx: &mut Context<Self>) {
         if let Err(fatal) = &metrics.running_state {
-            if !self.closing {
+            if !self.closing && !self.released {
                 fail_stop(self.partition(), "the raft group", fatal);
             }
             return;
@@ -630,6 +664,7 @@ impl Handler<GetStatus> for PartitionActor {
     fn handle(&mut self, _: GetStatus, _ctx: &mut Context<Self>) -> Self::Result {
         let mut status = PartitionStatus {
             partition: self.partition(),
+            hosted: self.group.is_some(),
             leader: self.observed.leader.map(NodeId),
             term: Term(self.observed.term),
             applied_index: LogIndex(self.observed.applied),

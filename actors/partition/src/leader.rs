@@ -366,7 +366,7 @@ impl PartitionActor {
     /// stand for election, which this node's vote lets it win. Keeps leaders spread after a node
     /// returns; at most once per [`HANDBACK_PAUSE`].
     pub(crate) fn hand_back(&mut self, ctx: &mut Context<Self>) {
-        let preferred = self.settings.replication.preferred;
+        let preferred = self.preferred();
         if preferred == self.settings.replication.node || self.lease_lost {
             return;
         }

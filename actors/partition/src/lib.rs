@@ -30,6 +30,7 @@ mod control;
 mod effects;
 mod invoke;
 mod leader;
+mod membership;
 mod metrics;
 #[cfg(test)]
 mod model_tests;
@@ -41,6 +42,7 @@ mod timers;
 pub use actor::{PartitionActor, Settings};
 pub use control::{Control, ControlError, ControlRequest, Controlled, DeploymentChoice};
 pub use holdfast_fsm::control::Refusal;
+pub use membership::GetMembers;
 pub use metrics::{HandlerMetrics, Histogram};
 pub use router::{Answer, Request, Router};
 
@@ -263,6 +265,8 @@ impl PartitionStatus {
 pub struct PartitionStatus {
     /// Which partition this is.
     pub partition: PartitionId,
+    /// Whether this node runs a replica of the partition (the other fields are empty if not).
+    pub hosted: bool,
     /// The node currently leading the partition, if one is known.
     pub leader: Option<NodeId>,
     /// The current raft term.

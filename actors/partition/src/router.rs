@@ -10,8 +10,8 @@
 use crate::actor::PartitionActor;
 use crate::{
     AwaitApplied, AwaitInvocation, CompleteAwakeable, Control, ControlError, ControlRequest,
-    Controlled, GetInvocation, Invoke, Invoked, Lookup, ProposeError, ProposeInternal, ReadIndex,
-    StandForElection,
+    Controlled, GetInvocation, GetMembers, Invoke, Invoked, Lookup, ProposeError, ProposeInternal,
+    ReadIndex, StandForElection,
 };
 use actix::Addr;
 use bytes::Bytes;
@@ -57,6 +57,8 @@ pub enum Request {
     ReadIndex,
     /// [`AwaitApplied`]: answered once this replica has applied up to the index.
     AwaitApplied(LogIndex),
+    /// [`GetMembers`]: the nodes the partition's group counts, from its leader.
+    Members,
     /// [`Control`]: an operator's request about an invocation.
     Control {
         /// The invocation.
@@ -90,6 +92,8 @@ pub enum Answer {
     ReadIndex(LogIndex),
     /// To `AwaitApplied`: the replica has applied that far.
     Applied,
+    /// To `Members`: the nodes the group counts (voters and learners).
+    Members(Vec<NodeId>),
     /// To `Control`: carried out.
     Controlled(Controlled),
     /// To `Control`: refused by the invocation's state or the registry (nothing written).
@@ -101,7 +105,10 @@ struct Inner {
     /// This node's partition actors, indexed by partition (`None`: no replica here).
     local: Vec<Option<Addr<PartitionActor>>>,
     /// Each partition's replicas, preferred first: where to look for a leader not known yet.
-    replicas: Vec<Vec<u64>>,
+    /// Replaced as the cluster's members change ([`Router::place`]).
+    replicas: std::sync::RwLock<Vec<Vec<u64>>>,
+    /// How many partitions the cluster has.
+    partitions: u32,
     /// The last node seen leading each partition (0: unknown).
     leaders: Vec<AtomicU64>,
     transport: Transport,
@@ -119,7 +126,7 @@ impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router")
             .field("node", &self.inner.node)
-            .field("partitions", &self.inner.replicas.len())
+            .field("partitions", &self.inner.partitions)
             .finish()
     }
 }
@@ -156,7 +163,8 @@ impl Router {
             inner: Arc::new(Inner {
                 node: node.0,
                 local: slots,
-                replicas,
+                partitions: u32::try_from(replicas.len()).unwrap_or(u32::MAX),
+                replicas: std::sync::RwLock::new(replicas),
                 leaders,
                 transport,
                 patience,
@@ -166,7 +174,30 @@ impl Router {
 
     /// How many partitions the cluster has.
     pub fn partitions(&self) -> u32 {
-        u32::try_from(self.inner.replicas.len()).unwrap_or(u32::MAX)
+        self.inner.partitions
+    }
+
+    /// Where each partition's replicas are now, preferred first (after a membership change).
+    pub fn place(&self, replicas: Vec<Vec<u64>>) {
+        let mut current = self
+            .inner
+            .replicas
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if replicas.len() == current.len() {
+            *current = replicas;
+        }
+    }
+
+    /// The nodes holding replicas of `partition` now, preferred first.
+    pub fn replicas_of(&self, partition: PartitionId) -> Vec<u64> {
+        self.inner
+            .replicas
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(partition.0 as usize)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Delivers `request` to the leader of `partition` and returns its answer, following leader
@@ -225,16 +256,21 @@ impl Router {
         if known != 0 {
             return known;
         }
-        if self.inner.local.get(index).is_some_and(Option::is_some) {
+        let replicas = self.replicas_of(partition);
+        if replicas.contains(&self.inner.node)
+            && self.inner.local.get(index).is_some_and(Option::is_some)
+        {
             return self.inner.node;
         }
-        self.replica(partition, 0)
+        replicas.first().copied().unwrap_or(self.inner.node)
     }
 
     fn replica(&self, partition: PartitionId, rotation: usize) -> u64 {
-        match self.inner.replicas.get(partition.0 as usize) {
-            Some(replicas) if !replicas.is_empty() => replicas[rotation % replicas.len()],
-            _ => self.inner.node,
+        let replicas = self.replicas_of(partition);
+        if replicas.is_empty() {
+            self.inner.node
+        } else {
+            replicas[rotation % replicas.len()]
         }
     }
 
@@ -303,6 +339,11 @@ impl Router {
                 .await
                 .map_err(gone)
                 .and_then(|r| r.map(|()| Answer::Applied)),
+            Request::Members => actor
+                .send(GetMembers)
+                .await
+                .map_err(gone)
+                .and_then(|r| r.map(Answer::Members)),
             Request::Control { id, request } => match actor.send(Control { id, request }).await {
                 Ok(Ok(controlled)) => Ok(Answer::Controlled(controlled)),
                 // Leadership and storage refusals are the router's to follow.

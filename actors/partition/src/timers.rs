@@ -705,6 +705,8 @@ mod tests {
             Settings {
                 partition: PartitionId(0),
                 dir: dir.to_path_buf(),
+                log: holdfast_raft_store::SharedLog::open(&dir.join("raft-log.redb"))
+                    .expect("open the raft log"),
                 replication: Replication::sole(
                     NodeId(1),
                     holdfast_cluster::GroupId::Partition(0),
@@ -730,6 +732,7 @@ mod tests {
                 },
                 published: Arc::new(tokio::sync::watch::channel(None).0),
                 spans: holdfast_otlp::SpanSink::disabled(),
+                placement: Arc::new(holdfast_schema::Placement::single(1)),
             }
         }
 

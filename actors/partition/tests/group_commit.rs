@@ -10,6 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn settings(dir: &Path) -> Settings {
+    settings_with_log(dir, dir)
+}
+
+/// Settings whose node raft-log file is in `log_dir`.
+fn settings_with_log(dir: &Path, log_dir: &Path) -> Settings {
     let raft = openraft::Config {
         election_timeout_min: 150,
         election_timeout_max: 300,
@@ -21,6 +26,8 @@ fn settings(dir: &Path) -> Settings {
     Settings {
         partition: PartitionId(0),
         dir: dir.to_path_buf(),
+        log: holdfast_raft_store::SharedLog::open(&log_dir.join("raft-log.redb"))
+            .expect("open the raft log"),
         replication: Replication::sole(
             NodeId(1),
             holdfast_cluster::GroupId::Partition(0),
@@ -39,6 +46,7 @@ fn settings(dir: &Path) -> Settings {
         fsm: holdfast_fsm::Config::default(),
         published: Arc::new(tokio::sync::watch::channel(None).0),
         spans: holdfast_otlp::SpanSink::disabled(),
+        placement: Arc::new(holdfast_schema::Placement::single(1)),
     }
 }
 
@@ -141,7 +149,7 @@ async fn the_supervisor_restarts_a_partition_that_failed_to_start() {
     let blocker = root.path().join("blocked");
     std::fs::write(&blocker, b"not a directory").expect("write blocker");
     let addr = actix::Supervisor::start({
-        let settings = settings(&blocker.join("partition-0"));
+        let settings = settings_with_log(&blocker.join("partition-0"), root.path());
         move |_| PartitionActor::new(settings)
     });
     tokio::time::sleep(Duration::from_millis(150)).await;

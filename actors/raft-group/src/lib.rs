@@ -210,3 +210,96 @@ pub fn observe(
         Some((metrics, (rx, false)))
     })
 }
+
+/// What a group's membership should be: its voters and the nodes that only follow it, with the
+/// node-to-node address of each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WantedMembers {
+    /// The voters.
+    pub voters: std::collections::BTreeSet<u64>,
+    /// Followers without a vote (the metadata log's members past its voters).
+    pub learners: std::collections::BTreeSet<u64>,
+    /// Where each member is reached.
+    pub addresses: BTreeMap<u64, String>,
+}
+
+impl WantedMembers {
+    /// Whether the group's current membership already is this.
+    pub fn matches(&self, metrics: &RaftMetrics<u64, BasicNode>) -> bool {
+        let membership = metrics.membership_config.membership();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        let nodes: std::collections::BTreeSet<u64> =
+            membership.nodes().map(|(id, _)| *id).collect();
+        let wanted: std::collections::BTreeSet<u64> =
+            self.voters.union(&self.learners).copied().collect();
+        membership.get_joint_config().len() == 1 && voters == self.voters && nodes == wanted
+    }
+}
+
+/// Moves a group this node leads to `wanted`, the safe way: new members join as learners and
+/// catch up (within `catch_up` each) before one joint change makes the voters `wanted.voters`;
+/// then nodes that are neither voters nor wanted learners are removed. Addresses of existing
+/// members are never changed. Returns an error to retry on a later round.
+pub async fn change_members<C>(
+    raft: &Raft<C>,
+    wanted: &WantedMembers,
+    catch_up: Duration,
+) -> Result<(), String>
+where
+    C: RaftTypeConfig<
+            NodeId = u64,
+            Node = BasicNode,
+            Responder = openraft::impls::OneshotResponder<C>,
+        >,
+{
+    let current = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .clone();
+    let known: std::collections::BTreeSet<u64> = current.nodes().map(|(id, _)| *id).collect();
+    for id in wanted.voters.iter().chain(&wanted.learners) {
+        if known.contains(id) {
+            continue;
+        }
+        let Some(address) = wanted.addresses.get(id) else {
+            return Err(format!("no address known for node {id}"));
+        };
+        let voter = wanted.voters.contains(id);
+        // A future voter must hold the log before it counts toward a quorum.
+        let added = tokio::time::timeout(
+            catch_up,
+            raft.add_learner(*id, BasicNode::new(address), voter),
+        )
+        .await
+        .map_err(|_| format!("node {id} did not catch up within {catch_up:?}"))?;
+        added.map_err(|e| format!("adding node {id}: {e}"))?;
+        tracing::info!(node = id, voter, "added a node to the group as a learner");
+    }
+    let voters: std::collections::BTreeSet<u64> = current.voter_ids().collect();
+    if voters != wanted.voters {
+        raft.change_membership(wanted.voters.clone(), false)
+            .await
+            .map_err(|e| format!("changing the voters to {:?}: {e}", wanted.voters))?;
+        tracing::info!(voters = ?wanted.voters, "changed the group's voters");
+    }
+    let now = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .clone();
+    let extra: std::collections::BTreeSet<u64> = now
+        .nodes()
+        .map(|(id, _)| *id)
+        .filter(|id| !wanted.voters.contains(id) && !wanted.learners.contains(id))
+        .collect();
+    if !extra.is_empty() {
+        raft.change_membership(openraft::ChangeMembers::RemoveNodes(extra.clone()), false)
+            .await
+            .map_err(|e| format!("removing nodes {extra:?}: {e}"))?;
+        tracing::info!(nodes = ?extra, "removed nodes from the group");
+    }
+    Ok(())
+}

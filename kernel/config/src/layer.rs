@@ -32,6 +32,7 @@ pub(crate) struct Sourced<T> {
 pub(crate) struct Partial {
     pub node_id: Option<Sourced<u64>>,
     pub data_dir: Option<Sourced<PathBuf>>,
+    pub node_address: Option<Sourced<SocketAddr>>,
     pub ingress: Option<Sourced<SocketAddr>>,
     pub admin: Option<Sourced<SocketAddr>>,
     pub sql: Option<Sourced<SocketAddr>>,
@@ -69,6 +70,7 @@ impl Partial {
         Partial {
             node_id: upper.node_id.or(self.node_id),
             data_dir: upper.data_dir.or(self.data_dir),
+            node_address: upper.node_address.or(self.node_address),
             ingress: upper.ingress.or(self.ingress),
             admin: upper.admin.or(self.admin),
             sql: upper.sql.or(self.sql),
@@ -312,6 +314,11 @@ pub(crate) fn read_layer(tree: Map<String, Value>, layer: &Layer<'_>) -> Result<
                     match name.as_str() {
                         "id" => partial.node_id = Some(int(&value, &key, NODE_ID, layer)?),
                         "data_dir" => partial.data_dir = Some(path(&value, &key, layer)?),
+                        "address" => {
+                            let value = member_address(&value, &key, layer)?;
+                            let origin = layer.origin(&key);
+                            partial.node_address = Some(Sourced { value, origin });
+                        }
                         _ => return Err(unknown(&key, layer)),
                     }
                 }

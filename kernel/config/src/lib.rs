@@ -59,10 +59,14 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Node {
-    /// Unique node id (>= 1), must appear in `cluster.nodes`.
+    /// Unique node id (>= 1): one of `cluster.nodes`, or a new id with `address` set.
     pub id: u64,
     /// Directory holding this node's durable state; relative paths resolve against the cwd.
     pub data_dir: PathBuf,
+    /// The node-to-node address of a node joining a running cluster (its id is not in
+    /// `cluster.nodes`; an operator adds it with `POST /cluster/nodes`). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<SocketAddr>,
 }
 
 /// A TCP listener; kept as a struct so each listener is its own TOML table.
@@ -315,16 +319,29 @@ impl Config {
         validate::finish(merged)
     }
 
-    /// This node's own entry in `cluster.nodes` (its raft address).
+    /// This node's own entry in `cluster.nodes` (its raft address), or its `node.address` when it
+    /// joins a running cluster.
     ///
     /// Always present in a loaded config; a hand-built config without it gets a placeholder
     /// with id 0 and an unspecified address instead of a panic.
-    pub fn member(&self) -> &Member {
+    pub fn member(&self) -> Member {
+        if let Some(address) = self.node.address {
+            return Member {
+                id: self.node.id,
+                address,
+            };
+        }
         self.cluster
             .nodes
             .iter()
             .find(|m| m.id == self.node.id)
             .unwrap_or(&NO_MEMBER)
+            .clone()
+    }
+
+    /// Whether this node joins a running cluster instead of being one of its configured nodes.
+    pub fn joining(&self) -> bool {
+        self.node.address.is_some()
     }
 }
 

@@ -91,6 +91,7 @@ fn default_config() -> Config {
         node: Node {
             id: 1,
             data_dir: PathBuf::from("./holdfast-data"),
+            address: None,
         },
         ingress: Listener {
             bind_address: addr("127.0.0.1:8080"),
@@ -148,7 +149,7 @@ fn default_is_the_documented_single_node() {
     assert_eq!(config, default_config());
     assert_eq!(
         config.member(),
-        &Member {
+        Member {
             id: 1,
             address: addr("127.0.0.1:5122")
         }
@@ -292,7 +293,7 @@ fn single_file_node_does_not_inherit_default_entry() {
     );
     assert_eq!(
         config.member(),
-        &Member {
+        Member {
             id: 7,
             address: addr("10.0.0.7:6000")
         }
@@ -723,7 +724,7 @@ fn node_id_must_be_a_member_blames_the_environment() {
     let (err, _) = fail(Some(THREE_NODES), &[("HOLDFAST__NODE__ID", "5")]);
     assert_eq!(
         err.to_string(),
-        "environment variable HOLDFAST__NODE__ID: key `node.id`: invalid value 5, expected one of the ids in cluster.nodes [1, 2, 3]"
+        "environment variable HOLDFAST__NODE__ID: key `node.id`: invalid value 5, expected one of the ids in cluster.nodes [1, 2, 3], or set `node.address` to join a running cluster under a new id"
     );
 }
 
@@ -1694,4 +1695,40 @@ fn identity_round_trips_through_json() -> TestResult {
     assert_eq!(back, identity);
     assert_eq!(back.fingerprint(), identity.fingerprint());
     Ok(())
+}
+
+#[test]
+fn a_node_outside_the_configured_nodes_joins_with_its_own_address() {
+    let config = ok(
+        None,
+        &[
+            ("HOLDFAST__NODE__ID", "4"),
+            ("HOLDFAST__NODE__ADDRESS", "127.0.0.4:5125"),
+        ],
+    );
+    assert!(config.joining());
+    assert_eq!(
+        config.member(),
+        Member {
+            id: 4,
+            address: addr("127.0.0.4:5125")
+        }
+    );
+    // A configured node keeps its entry's address; a joiner may not take a member's address.
+    let err = err_of(&[
+        ("HOLDFAST__NODE__ID", "1"),
+        ("HOLDFAST__NODE__ADDRESS", "127.0.0.4:5125"),
+    ]);
+    assert!(err.contains("node.address"), "{err}");
+    let err = err_of(&[
+        ("HOLDFAST__NODE__ID", "4"),
+        ("HOLDFAST__NODE__ADDRESS", "127.0.0.1:5122"),
+    ]);
+    assert!(err.contains("node.address"), "{err}");
+    let err = err_of(&[("HOLDFAST__NODE__ID", "4")]);
+    assert!(err.contains("node.address"), "{err}");
+}
+
+fn err_of(vars: &[(&str, &str)]) -> String {
+    fail(None, vars).0.to_string()
 }

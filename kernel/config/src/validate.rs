@@ -33,15 +33,17 @@ pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
         required(merged.heartbeat_interval_ms, "log.heartbeat_interval_ms")?;
 
     check_members(&nodes)?;
-    let own = check_own_member(&node_id, &nodes)?;
+    let node_address = merged.node_address.take();
+    let own = check_own_member(&node_id, &nodes, node_address.as_ref())?;
     check_replication(&replication_factor, &nodes)?;
-    check_ports(&ingress, &admin, &sql, own, &nodes)?;
+    check_ports(&ingress, &admin, &sql, &own, &nodes)?;
     check_heartbeat(&heartbeat_interval_ms, &election_timeout_ms)?;
 
     Ok(Config {
         node: Node {
             id: node_id.value,
             data_dir: data_dir.value,
+            address: node_address.map(|a| a.value),
         },
         ingress: Listener {
             bind_address: ingress.value,
@@ -250,10 +252,40 @@ fn check_members(nodes: &Sourced<Vec<Member>>) -> Result<(), Error> {
     Ok(())
 }
 
-/// `node.id` must name one of the members; returns that member's index.
-fn check_own_member(node_id: &Sourced<u64>, nodes: &Sourced<Vec<Member>>) -> Result<usize, Error> {
-    if let Some(index) = nodes.value.iter().position(|m| m.id == node_id.value) {
-        return Ok(index);
+/// `node.id` must name one of the members, or a new id with `node.address` (a node joining a
+/// running cluster); returns the own address as an [`Own`].
+fn check_own_member(
+    node_id: &Sourced<u64>,
+    nodes: &Sourced<Vec<Member>>,
+    address: Option<&Sourced<SocketAddr>>,
+) -> Result<Own, Error> {
+    let position = nodes.value.iter().position(|m| m.id == node_id.value);
+    match (position, address) {
+        (Some(index), None) => return Ok(Own::Member(index)),
+        (Some(index), Some(address)) => {
+            return Err(invalid(
+                &address.origin,
+                "node.address".to_owned(),
+                address.value.to_string(),
+                format!(
+                    "no value: node {} is cluster.nodes[{index}], whose address is used \
+                     (`node.address` is only for a node joining under a new id)",
+                    node_id.value
+                ),
+            ));
+        }
+        (None, Some(address)) => {
+            if let Some(index) = nodes.value.iter().position(|m| m.address == address.value) {
+                return Err(invalid(
+                    &address.origin,
+                    "node.address".to_owned(),
+                    address.value.to_string(),
+                    format!("an address not already used by cluster.nodes[{index}]"),
+                ));
+            }
+            return Ok(Own::Joining(address.clone()));
+        }
+        (None, None) => {}
     }
     let ids: Vec<String> = nodes.value.iter().map(|m| m.id.to_string()).collect();
     if outranks(&nodes.origin, &node_id.origin) {
@@ -271,9 +303,21 @@ fn check_own_member(node_id: &Sourced<u64>, nodes: &Sourced<Vec<Member>>) -> Res
             &node_id.origin,
             "node.id".to_owned(),
             node_id.value.to_string(),
-            format!("one of the ids in cluster.nodes [{}]", ids.join(", ")),
+            format!(
+                "one of the ids in cluster.nodes [{}], or set `node.address` to join a running \
+                 cluster under a new id",
+                ids.join(", ")
+            ),
         ))
     }
+}
+
+/// Where this node's own node-to-node address comes from.
+enum Own {
+    /// Its entry in `cluster.nodes`, by index.
+    Member(usize),
+    /// `node.address`: it joins a running cluster.
+    Joining(Sourced<SocketAddr>),
 }
 
 /// A partition cannot have more replicas than there are nodes to hold them.
@@ -346,7 +390,7 @@ fn check_ports(
     ingress: &Sourced<SocketAddr>,
     admin: &Sourced<SocketAddr>,
     sql: &Sourced<SocketAddr>,
-    own: usize,
+    own: &Own,
     nodes: &Sourced<Vec<Member>>,
 ) -> Result<(), Error> {
     let mut endpoints: Vec<(String, SocketAddr, &Origin)> = vec![
@@ -358,12 +402,19 @@ fn check_ports(
         ("admin.bind_address".to_owned(), admin.value, &admin.origin),
         ("sql.bind_address".to_owned(), sql.value, &sql.origin),
     ];
-    if let Some(member) = nodes.value.get(own) {
-        endpoints.push((
-            format!("cluster.nodes[{own}].address"),
-            member.address,
-            &nodes.origin,
-        ));
+    match own {
+        Own::Member(own) => {
+            if let Some(member) = nodes.value.get(*own) {
+                endpoints.push((
+                    format!("cluster.nodes[{own}].address"),
+                    member.address,
+                    &nodes.origin,
+                ));
+            }
+        }
+        Own::Joining(address) => {
+            endpoints.push(("node.address".to_owned(), address.value, &address.origin));
+        }
     }
     for (later, (key_b, addr_b, origin_b)) in endpoints.iter().enumerate() {
         for (key_a, addr_a, origin_a) in endpoints.iter().take(later) {

@@ -9,8 +9,11 @@ use holdfast_cluster::{Groups, Identity, Listener, ServeError, Settings, Transpo
 use holdfast_config::Config;
 use holdfast_metadata::{ChangeRegistryHere, ForwardedAnswer, MetadataActor};
 use holdfast_partition::Router;
+use holdfast_schema::{Placement, Registry};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use tokio::runtime::Runtime;
+use tokio::sync::watch;
 
 /// Worker threads of the transport's runtime: connections are cheap, two keep a slow peer from
 /// stalling the others.
@@ -70,12 +73,7 @@ impl Cluster {
             dial.insert(peer, address);
         }
         let settings = Settings::default();
-        let own = config
-            .cluster
-            .nodes
-            .iter()
-            .find(|m| m.id == config.node.id)
-            .map(|m| m.address);
+        let own = Some(config.member().address).filter(|a| a.port() != 0);
         let listener = match own {
             Some(address) => Some(Listener::bind(
                 address,
@@ -105,6 +103,38 @@ impl Cluster {
                 .with_forwarded(std::sync::Arc::new(forwarded));
             runtime.spawn(listener.serve());
         }
+    }
+
+    /// Keeps the transport and the router in step with the cluster's members as the metadata log
+    /// records them: nodes added at runtime become dialable, and requests go to where each
+    /// partition's replicas now are.
+    pub fn follow_members(
+        &self,
+        mut registry: watch::Receiver<Arc<Registry>>,
+        placement: Arc<Placement>,
+        router: Router,
+    ) {
+        let Some(runtime) = &self.runtime else { return };
+        let transport = self.transport.clone();
+        runtime.spawn(async move {
+            loop {
+                let current = registry.borrow_and_update().clone();
+                for (id, address) in placement.nodes(&current) {
+                    match address.parse() {
+                        Ok(address) => transport.add_peer(id, address),
+                        Err(e) => tracing::warn!(node = id, %address, error = %e, "a member's address cannot be dialled"),
+                    }
+                }
+                router.place(
+                    (0..placement.partitions)
+                        .map(|n| placement.partition_replicas(n, &current))
+                        .collect(),
+                );
+                if registry.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
     }
 
     /// Stops the transport: open connections close, the listener stops accepting.

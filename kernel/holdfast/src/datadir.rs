@@ -2,18 +2,28 @@
 //!
 //! ```text
 //!   <data_dir>/LOCK                 held exclusively while a process uses the directory
-//!   <data_dir>/node.json            format version, node id, partition count and cluster
+//!   <data_dir>/node.json            layout version, node id, partition count and cluster
 //!                                   identity with its fingerprint (fixed)
-//!   <data_dir>/metadata/            log.redb + state.redb of the metadata log (deployments)
-//!   <data_dir>/partitions/<n>/      log.redb + state.redb of partition n
+//!   <data_dir>/raft-log.redb        the raft logs of the metadata log and every partition
+//!                                   (one file, one writer, one fsync per batch)
+//!   <data_dir>/metadata/            state.redb of the metadata log (deployments)
+//!   <data_dir>/partitions/<n>/      state.redb of partition n
 //! ```
+//!
+//! Layout version 1 (the release before) kept one `log.redb` per group in `metadata/` and
+//! `partitions/<n>/`; [`DataDir::open_raft_log`] moves them into `raft-log.redb` and records
+//! version 2, which the release before refuses to open.
 
 use holdfast_config::ClusterIdentity;
+use holdfast_raft_store::{GroupKey, Migration, SharedLog};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-const LAYOUT_VERSION: u32 = 1;
+/// The layout this release writes: every group's raft log in `raft-log.redb`.
+const LAYOUT_VERSION: u32 = 2;
+/// The oldest layout this release opens: one `log.redb` per group, migrated on open.
+const OLDEST_LAYOUT: u32 = 1;
 
 /// Why a data directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +56,18 @@ pub enum Error {
         created: u64,
         configured: u64,
     },
-    #[error("data dir {} has layout version {found}, this release reads version {LAYOUT_VERSION}", path.display())]
+    #[error(
+        "data dir {} has layout version {found}, this release reads versions {OLDEST_LAYOUT} to \
+         {LAYOUT_VERSION}",
+        path.display()
+    )]
     Version { found: u32, path: PathBuf },
+    /// The node's raft-log file cannot be opened, or an old per-group log not moved into it.
+    #[error("cannot open the raft log {}: {source}", path.display())]
+    Log {
+        path: PathBuf,
+        source: holdfast_raft_store::Error,
+    },
     /// The `[cluster]` section differs from the one the data dir was created with: its state
     /// belongs to another cluster (or another shape of this one).
     #[error(
@@ -68,7 +88,7 @@ pub enum Error {
 }
 
 /// The facts written when a data directory is created.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Identity {
     layout_version: u32,
     node_id: u64,
@@ -115,6 +135,8 @@ fn shown(identity: &ClusterIdentity, key: &str) -> String {
 #[derive(Debug)]
 pub struct DataDir {
     root: PathBuf,
+    /// What `node.json` records; its layout version is raised once the logs are migrated.
+    identity: Identity,
     _lock: File,
 }
 
@@ -136,14 +158,14 @@ impl DataDir {
             });
         }
         let identity_path = root.join("node.json");
-        match std::fs::read(&identity_path) {
+        let identity = match std::fs::read(&identity_path) {
             Ok(bytes) => {
                 let identity: Identity =
                     serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
                         path: identity_path.clone(),
                         message: e.to_string(),
                     })?;
-                if identity.layout_version != LAYOUT_VERSION {
+                if !(OLDEST_LAYOUT..=LAYOUT_VERSION).contains(&identity.layout_version) {
                     return Err(Error::Version {
                         found: identity.layout_version,
                         path: root.to_path_buf(),
@@ -175,21 +197,96 @@ impl DataDir {
                 }
                 // Recorded by an earlier release without the cluster identity (or its
                 // fingerprint): adopt the configured one, which agrees on every recorded fact.
+                // The layout version stays until the logs are migrated.
                 let fingerprint = cluster.fingerprint();
                 if identity.cluster.is_none() || identity.fingerprint.as_ref() != Some(&fingerprint)
                 {
-                    write_identity(root, &Identity::new(node_id, cluster))?;
+                    let adopted = Identity {
+                        layout_version: identity.layout_version,
+                        ..Identity::new(node_id, cluster)
+                    };
+                    write_identity(root, &adopted)?;
+                    adopted
+                } else {
+                    identity
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                write_identity(root, &Identity::new(node_id, cluster))?;
+                let identity = Identity::new(node_id, cluster);
+                write_identity(root, &identity)?;
+                identity
             }
             Err(e) => return Err(io(e)),
-        }
+        };
         Ok(Self {
             root: root.to_path_buf(),
+            identity,
             _lock: lock,
         })
+    }
+
+    /// The file holding the raft logs of every group of this node.
+    pub fn raft_log(&self) -> PathBuf {
+        self.root.join("raft-log.redb")
+    }
+
+    /// Opens the node's raft log ([`DataDir::raft_log`]), first moving into it the per-group
+    /// `log.redb` files a layout-1 data dir has (each group in one durable transaction, its
+    /// old file removed after), then records the current layout version. Safe to repeat after
+    /// an interruption.
+    pub fn open_raft_log(&self) -> Result<SharedLog, Error> {
+        let path = self.raft_log();
+        let failed = |source| Error::Log {
+            path: path.clone(),
+            source,
+        };
+        let log = SharedLog::open(&path).map_err(failed)?;
+        for (group, legacy) in self.legacy_logs()? {
+            let migration =
+                holdfast_raft_store::migrate_legacy_log(&log, group, &legacy).map_err(failed)?;
+            match migration {
+                Migration::Absent => {}
+                Migration::Copied { entries } => {
+                    tracing::info!(%group, entries, from = %legacy.display(), "moved a raft log into the node's raft-log file");
+                }
+                Migration::AlreadyCopied => {
+                    tracing::info!(%group, from = %legacy.display(), "removed a raft log already moved into the node's raft-log file");
+                }
+            }
+        }
+        if self.identity.layout_version < LAYOUT_VERSION {
+            let current = Identity {
+                layout_version: LAYOUT_VERSION,
+                ..self.identity.clone()
+            };
+            write_identity(&self.root, &current)?;
+        }
+        Ok(log)
+    }
+
+    /// The per-group log files of layout 1 still present: the metadata log's and those of
+    /// every partition directory.
+    fn legacy_logs(&self) -> Result<Vec<(GroupKey, PathBuf)>, Error> {
+        let mut logs = vec![(GroupKey::METADATA, self.metadata().join("log.redb"))];
+        let partitions = self.root.join("partitions");
+        let io = |source| Error::Io {
+            path: partitions.clone(),
+            source,
+        };
+        let dirs = match std::fs::read_dir(&partitions) {
+            Ok(dirs) => dirs,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(logs),
+            Err(e) => return Err(io(e)),
+        };
+        for dir in dirs {
+            let dir = dir.map_err(io)?;
+            let partition = dir.file_name().to_str().and_then(|n| n.parse::<u32>().ok());
+            if let Some(n) = partition.filter(|n| *n < self.identity.partitions) {
+                let group = GroupKey::partition(holdfast_types::PartitionId(n));
+                logs.push((group, dir.path().join("log.redb")));
+            }
+        }
+        Ok(logs)
     }
 
     /// The directory holding the metadata log's stores.
@@ -296,7 +393,7 @@ mod tests {
         let cluster = identity();
         open(&root, 2, &cluster)?;
         let json = stored(&root)?;
-        assert_eq!(json["layout_version"], 1);
+        assert_eq!(json["layout_version"], 2);
         assert_eq!(json["node_id"], 2);
         assert_eq!(json["partitions"], 4);
         assert_eq!(json["fingerprint"], cluster.fingerprint().as_str());
@@ -491,6 +588,66 @@ mod tests {
             stored(&root)?["fingerprint"],
             cluster.fingerprint().as_str()
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_layout_1_dir_is_recorded_as_layout_2_once_its_logs_are_moved() -> TestResult {
+        let dir = TempDir::new()?;
+        let root = dir.data();
+        let cluster = identity();
+        open(&root, 1, &cluster)?;
+        let mut json = stored(&root)?;
+        json["layout_version"] = 1.into();
+        std::fs::write(root.join("node.json"), serde_json::to_vec(&json)?)?;
+        std::fs::create_dir_all(root.join("partitions").join("0"))?;
+
+        let data_dir = DataDir::open(&root, 1, &cluster)?;
+        assert_eq!(stored(&root)?["layout_version"], 1, "not before the move");
+        let log = data_dir.open_raft_log()?;
+        assert_eq!(log.path().file_name(), Some("raft-log.redb".as_ref()));
+        assert!(root.join("raft-log.redb").exists());
+        let json = stored(&root)?;
+        assert_eq!(json["layout_version"], 2);
+        assert_eq!(json["fingerprint"], cluster.fingerprint().as_str());
+        drop((log, data_dir));
+        open(&root, 1, &cluster)?;
+        Ok(())
+    }
+
+    #[test]
+    fn an_unreadable_old_log_fails_the_move_and_keeps_layout_1() -> TestResult {
+        let dir = TempDir::new()?;
+        let root = dir.data();
+        std::fs::create_dir_all(root.join("partitions").join("2"))?;
+        let legacy = root.join("partitions").join("2").join("log.redb");
+        std::fs::write(&legacy, b"not a redb file")?;
+        let record = "{\"layout_version\": 1, \"node_id\": 1, \"partitions\": 4}";
+        std::fs::write(root.join("node.json"), record)?;
+
+        let data_dir = DataDir::open(&root, 1, &identity())?;
+        let err = data_dir
+            .open_raft_log()
+            .err()
+            .ok_or("moved an unreadable log")?;
+        assert!(matches!(err, Error::Log { .. }), "{err}");
+        assert!(legacy.exists(), "the old file is kept for the next try");
+        assert_eq!(stored(&root)?["layout_version"], 1);
+        Ok(())
+    }
+
+    #[test]
+    fn a_newer_layout_is_refused() -> TestResult {
+        let dir = TempDir::new()?;
+        let root = dir.data();
+        std::fs::create_dir_all(&root)?;
+        let record = "{\"layout_version\": 3, \"node_id\": 1, \"partitions\": 4}";
+        std::fs::write(root.join("node.json"), record)?;
+        let err = open(&root, 1, &identity())
+            .err()
+            .ok_or("accepted layout 3")?;
+        assert!(matches!(err, Error::Version { found: 3, .. }), "{err}");
+        assert!(err.to_string().contains("reads versions 1 to 2"), "{err}");
         Ok(())
     }
 

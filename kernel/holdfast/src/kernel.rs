@@ -13,7 +13,6 @@
 
 use crate::cluster::Cluster;
 use crate::datadir::{self, DataDir};
-use crate::placement;
 use actix::{Addr, Arbiter, Supervisor};
 use holdfast_cluster::{GroupId, Groups};
 use holdfast_config::Config;
@@ -25,7 +24,7 @@ use holdfast_partition::{
 };
 use holdfast_raft_group::Replication;
 use holdfast_raft_store::{StateMachine, WeakStateMachine};
-use holdfast_schema::Registry;
+use holdfast_schema::{Placement, Registry};
 use holdfast_types::{NodeId, PartitionId};
 use openraft::{BasicNode, SnapshotPolicy};
 use std::sync::Arc;
@@ -181,6 +180,8 @@ pub struct Kernel {
     cluster: Cluster,
     /// The way to every partition's leader, wherever it runs.
     router: Router,
+    placement: Arc<Placement>,
+    raft_log: holdfast_raft_store::SharedLog,
     _data_dir: DataDir,
 }
 
@@ -193,6 +194,8 @@ impl Kernel {
             &config.cluster.identity(),
         )
         .map_err(Box::new)?;
+        // One raft-log file for every group of the node (old per-group logs are moved into it).
+        let raft_log = data_dir.open_raft_log().map_err(Box::new)?;
         let election = config.log.election_timeout_ms;
         let raft = Arc::new(
             openraft::Config {
@@ -233,6 +236,16 @@ impl Kernel {
             };
             (replication, (group, published))
         };
+        let placement = Arc::new(Placement {
+            initial: config
+                .cluster
+                .nodes
+                .iter()
+                .map(|m| (m.id, m.address.to_string()))
+                .collect(),
+            replication_factor: config.cluster.replication_factor,
+            partitions: config.cluster.partitions,
+        });
         let node_ids: Vec<u64> = config.cluster.nodes.iter().map(|m| m.id).collect();
         let mut served = Vec::new();
         // The metadata log has a thread of its own. Partitions share one: on a 2-core machine a
@@ -249,7 +262,7 @@ impl Kernel {
             .map_err(|e| BootError::Metadata(e.to_string()))?;
         let (published, registry) = watch::channel(Arc::new(recovered));
         let metadata = {
-            let voters = placement::metadata_voters(&node_ids);
+            let voters = holdfast_schema::members::metadata_voters(&node_ids);
             let learners = node_ids
                 .iter()
                 .copied()
@@ -259,8 +272,10 @@ impl Kernel {
             served.push(group);
             let settings = holdfast_metadata::Settings {
                 dir: data_dir.metadata(),
+                log: raft_log.clone(),
                 replication,
                 published,
+                placement: placement.clone(),
             };
             Supervisor::start_in_arbiter(&arbiter.handle(), move |_| MetadataActor::new(settings))
         };
@@ -273,14 +288,12 @@ impl Kernel {
         let (timeouts, mut fsm) = invocation_settings(&config.invocation);
         fsm.tracing = spans.enabled();
         let mut stores = Vec::new();
-        let rf = config.cluster.replication_factor;
-        let hosted: Vec<(u32, Vec<u64>)> = (0..config.cluster.partitions)
-            .map(|n| (n, placement::partition_replicas(n, &node_ids, rf)))
-            .filter(|(_, replicas)| replicas.contains(&config.node.id))
-            .collect();
-        let partitions: Vec<(PartitionId, Addr<PartitionActor>)> = hosted
-            .into_iter()
-            .map(|(n, replicas)| {
+        // An actor per partition on every node: it runs a replica where the placement puts one
+        // (the configured nodes' first replicas, a copy on disk, or a replica moved here after a
+        // membership change) and idles elsewhere, ready to take one.
+        let partitions: Vec<(PartitionId, Addr<PartitionActor>)> = (0..config.cluster.partitions)
+            .map(|n| {
+                let replicas = placement.initial_replicas(n);
                 let (published, store) = watch::channel(None);
                 stores.push((PartitionId(n), store));
                 let (replication, group) = replication(GroupId::Partition(n), replicas, Vec::new());
@@ -288,6 +301,7 @@ impl Kernel {
                 let settings = Settings {
                     partition: PartitionId(n),
                     dir: data_dir.partition(n),
+                    log: raft_log.clone(),
                     replication,
                     max_batch_commands: config.log.max_batch_commands,
                     max_batch_bytes: config.log.max_batch_bytes,
@@ -304,6 +318,7 @@ impl Kernel {
                     fsm,
                     published: Arc::new(published),
                     spans: spans.clone(),
+                    placement: placement.clone(),
                 };
                 let addr = Supervisor::start_in_arbiter(&partitions_arbiter.handle(), move |_| {
                     PartitionActor::new(settings)
@@ -311,17 +326,21 @@ impl Kernel {
                 (PartitionId(n), addr)
             })
             .collect();
+        let placed = |registry: &Registry| -> Vec<Vec<u64>> {
+            (0..placement.partitions)
+                .map(|n| placement.partition_replicas(n, registry))
+                .collect()
+        };
         let router = Router::new(
             NodeId(config.node.id),
             &partitions,
-            (0..config.cluster.partitions)
-                .map(|n| placement::partition_replicas(n, &node_ids, rf))
-                .collect(),
+            placed(&registry.borrow()),
             cluster.transport.clone(),
             // As long as a proposal may take: a leader election fits in it several times.
             Duration::from_millis(election.saturating_mul(2 * 5)),
         );
         cluster.listen(Groups::new(served), router.clone(), metadata.clone());
+        cluster.follow_members(registry.clone(), placement.clone(), router.clone());
         for (_, partition) in &partitions {
             partition.do_send(UseRouter(router.clone()));
         }
@@ -339,8 +358,20 @@ impl Kernel {
             arbiters: vec![arbiter, partitions_arbiter],
             router,
             cluster,
+            placement,
+            raft_log,
             _data_dir: data_dir,
         })
+    }
+
+    /// The node's raft-log file, shared by every group.
+    pub fn raft_log(&self) -> &holdfast_raft_store::SharedLog {
+        &self.raft_log
+    }
+
+    /// The cluster's fixed shape, from which (with the registry's members) placement follows.
+    pub fn placement(&self) -> Arc<Placement> {
+        self.placement.clone()
     }
 
     /// The node's view of its partitions' replicas, for `sys_cluster`.

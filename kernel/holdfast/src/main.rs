@@ -15,7 +15,6 @@ mod datadir;
 mod dispatch;
 mod kernel;
 mod loadgen;
-mod placement;
 mod sqlbench;
 
 use anyhow::Context as _;
@@ -228,16 +227,11 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 spans: spans.clone(),
                 cluster: holdfast_admin::ClusterInfo {
                     name: config.cluster.name.clone(),
-                    nodes: config
-                        .cluster
-                        .nodes
-                        .iter()
-                        .map(|m| (holdfast_types::NodeId(m.id), m.address.to_string()))
-                        .collect(),
-                    partitions: config.cluster.partitions,
+                    placement: kernel.placement(),
                     transport: kernel.transport().clone(),
                 },
                 router: kernel.router().clone(),
+                log: kernel.raft_log().clone(),
             },
         ) {
             Ok(admin) => admin,

@@ -37,6 +37,25 @@ pub enum RegistryCommand {
         /// The settings to change.
         patch: ServicePatch,
     },
+    /// Add node `id` at `address` to the cluster; its replicas are placed on it by the groups'
+    /// leaders (learner, then voter).
+    AddNode {
+        /// The new node's id; never one the cluster had before.
+        id: u64,
+        /// Its node-to-node address.
+        address: String,
+        /// The configured nodes (`[[cluster.nodes]]`): the members until the first change.
+        initial: Vec<(u64, String)>,
+    },
+    /// Remove node `id` from the cluster for good; its replicas move to the other members.
+    RemoveNode {
+        /// The node.
+        id: u64,
+        /// The configured nodes (`[[cluster.nodes]]`): the members until the first change.
+        initial: Vec<(u64, String)>,
+        /// Replicas per partition: at least that many members must remain.
+        replication_factor: u32,
+    },
 }
 
 #[cfg(test)]
@@ -98,9 +117,25 @@ mod tests {
         }
     }
 
+    fn add_node() -> RegistryCommand {
+        RegistryCommand::AddNode {
+            id: 4,
+            address: "a:1".into(),
+            initial: vec![(1, "b:2".into())],
+        }
+    }
+
+    fn remove_node() -> RegistryCommand {
+        RegistryCommand::RemoveNode {
+            id: 2,
+            initial: vec![(1, "b:2".into())],
+            replication_factor: 3,
+        }
+    }
+
     #[test]
     fn commands_round_trip() {
-        for command in [register(), remove(), modify()] {
+        for command in [register(), remove(), modify(), add_node(), remove_node()] {
             let bytes = codec::encode(&command).expect("encode");
             assert_eq!(
                 codec::decode::<RegistryCommand>(&bytes).expect("decode"),
@@ -116,6 +151,8 @@ mod tests {
             (register(), GOLDEN_REGISTER),
             (remove(), GOLDEN_REMOVE),
             (modify(), GOLDEN_MODIFY),
+            (add_node(), GOLDEN_ADD_NODE),
+            (remove_node(), GOLDEN_REMOVE_NODE),
         ];
         for (command, golden) in cases {
             let bytes = codec::encode(&command).expect("encode");
@@ -126,4 +163,7 @@ mod tests {
     const GOLDEN_REGISTER: &str = "0181b252656769737465724465706c6f796d656e7485a473656564c41000000000000000000000000000000001a3757269a175a86d616e696665737484b46d696e5f70726f746f636f6c5f76657273696f6e01b46d61785f70726f746f636f6c5f76657273696f6e01ae70726f746f636f6c5f6d6f64657391a673747265616da873657276696365739183a46e616d65a153a474797065a66f626a656374a868616e646c6572739184a46e616d65a168a46b696e64a96578636c7573697665a5696e707574a169a66f7574707574a16fa5666f726365c2a561745f6d7302";
     const GOLDEN_REMOVE: &str = "0181b052656d6f76654465706c6f796d656e7482a26964b964705f30303030303030303030303030303030303030303031a5666f726365c3";
     const GOLDEN_MODIFY: &str = "0181ad4d6f646966795365727669636582a773657276696365a153a5706174636886a67075626c6963c2b56964656d706f74656e63795f726574656e74696f6ec0b16a6f75726e616c5f726574656e74696f6ec0bd776f726b666c6f775f636f6d706c6574696f6e5f726574656e74696f6ec0b2696e61637469766974795f74696d656f7574c0ad61626f72745f74696d656f757403";
+    const GOLDEN_ADD_NODE: &str =
+        "0181a74164644e6f646583a2696404a761646472657373a3613a31a7696e697469616c919201a3623a32";
+    const GOLDEN_REMOVE_NODE: &str = "0181aa52656d6f76654e6f646583a2696402a7696e697469616c919201a3623a32b27265706c69636174696f6e5f666163746f7203";
 }

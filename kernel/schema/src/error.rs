@@ -27,15 +27,58 @@ pub enum Refusal {
     /// The service has used up its revision numbers (500; not reachable in practice).
     #[error("service '{0}' has no revision numbers left")]
     RevisionsExhausted(String),
+    /// A node change names no valid id or address (400).
+    #[error("invalid node: {0}")]
+    InvalidNode(String),
+    /// The id belonged to a node that was removed; ids are never reused (409).
+    #[error(
+        "node {0} was removed from the cluster and its id may not be reused: a wiped or replaced machine joins under a new id"
+    )]
+    NodeRemoved(u64),
+    /// The id is a member at another address; addresses never change in place (409).
+    #[error(
+        "node {id} is a member at {address}; an address never changes in place: remove the node and add it under a new id"
+    )]
+    AddressInPlace {
+        /// The member.
+        id: u64,
+        /// Its recorded address.
+        address: String,
+    },
+    /// Another member has this address (409).
+    #[error("address {address} belongs to node {by}")]
+    AddressTaken {
+        /// The address.
+        address: String,
+        /// The member holding it.
+        by: u64,
+    },
+    /// No member has this id (404).
+    #[error("node {0} is not a member of the cluster")]
+    UnknownNode(u64),
+    /// Removing the node would leave too few members for the replicas (409).
+    #[error(
+        "removing the node would leave {remaining} members, fewer than the replication factor {replication_factor}"
+    )]
+    TooFewNodes {
+        /// Members that would remain.
+        remaining: usize,
+        /// Replicas per partition.
+        replication_factor: u32,
+    },
 }
 
 impl Refusal {
     /// The HTTP status the admin API answers this refusal with.
     pub fn http_status(&self) -> u16 {
         match self {
-            Self::Invalid(_) => 400,
-            Self::Conflict(_) => 409,
-            Self::UnknownDeployment(_) | Self::UnknownService(_) => 404,
+            Self::Invalid(_) | Self::InvalidNode(_) => 400,
+            Self::Conflict(_)
+            | Self::NodeRemoved(_)
+            | Self::AddressInPlace { .. }
+            | Self::AddressTaken { .. }
+            | Self::TooFewNodes { .. } => 409,
+            Self::UnknownDeployment(_) | Self::UnknownService(_) | Self::UnknownNode(_) => 404,
             Self::IdTaken(_) | Self::RevisionsExhausted(_) => 500,
         }
     }
@@ -49,6 +92,12 @@ impl Refusal {
             Self::UnknownService(_) => "unknown_service",
             Self::IdTaken(_) => "id_taken",
             Self::RevisionsExhausted(_) => "revisions_exhausted",
+            Self::InvalidNode(_) => "invalid_node",
+            Self::NodeRemoved(_) => "node_removed",
+            Self::AddressInPlace { .. } => "address_in_place",
+            Self::AddressTaken { .. } => "address_taken",
+            Self::UnknownNode(_) => "unknown_node",
+            Self::TooFewNodes { .. } => "too_few_nodes",
         }
     }
 }

@@ -12,11 +12,13 @@
 //! - [`registry`]: [`Registry`] — `apply`, `check` and the lookups for ingress and the invoker;
 //!   one file per command states its rules.
 //! - [`error`]: [`Refusal`], why a command is not applied, with its HTTP status.
+//! - [`members`]: the cluster's nodes as the log records them, and the [`Placement`] of replicas.
 //! - [`views`]: the admin API's JSON bodies.
 
 pub mod command;
 pub mod duration;
 pub mod error;
+pub mod members;
 pub mod registry;
 pub mod schema;
 pub mod views;
@@ -25,6 +27,7 @@ pub use command::RegistryCommand;
 pub use error::{Conflict, Conflicts, Invalid, Refusal};
 pub use holdfast_types::RetryPolicy;
 pub use holdfast_types::{DeploymentId, ParseDeploymentIdError};
+pub use members::{Members, NodeRecord, NodeState, Placement};
 pub use registry::{Applied, Registry, Resolved};
 pub use schema::{
     AttemptPolicy, Civil, DEFAULT_ABORT_TIMEOUT, DEFAULT_IDEMPOTENCY_RETENTION,

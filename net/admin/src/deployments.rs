@@ -29,13 +29,13 @@ pub(crate) struct RemoveQuery {
     force: bool,
 }
 
-fn refused(refusal: &Refusal) -> HttpResponse {
+pub(crate) fn refused(refusal: &Refusal) -> HttpResponse {
     let status = actix_web::http::StatusCode::from_u16(refusal.http_status())
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
     HttpResponse::build(status).json(views::error(refusal))
 }
 
-fn metadata_error(error: holdfast_metadata::Error) -> HttpResponse {
+pub(crate) fn metadata_error(error: holdfast_metadata::Error) -> HttpResponse {
     let status = match error {
         holdfast_metadata::Error::Failed(_) => actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
         _ => actix_web::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -63,6 +63,8 @@ pub struct Kernel {
     pub cluster: ClusterInfo,
     /// The way to every partition's leader, for operator requests about invocations.
     pub router: holdfast_partition::Router,
+    /// The node's raft-log file, whose writer's counters `/metrics` shows.
+    pub log: holdfast_raft_store::SharedLog,
 }
 
 /// A partition's entry in `/health`.
@@ -105,7 +107,12 @@ async fn statuses(kernel: &Kernel) -> Vec<(PartitionId, Option<PartitionStatus>)
     let asks = kernel.partitions.iter().map(|(id, addr)| async move {
         (*id, addr.send(GetStatus).timeout(STATUS_TIMEOUT).await.ok())
     });
-    futures::future::join_all(asks).await
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        // Partitions this node holds no replica of have nothing to report.
+        .filter(|(_, status)| status.as_ref().is_none_or(|s| s.hosted))
+        .collect()
 }
 
 async fn health(kernel: web::Data<Kernel>) -> HttpResponse {
@@ -161,6 +168,7 @@ async fn metrics(kernel: web::Data<Kernel>) -> HttpResponse {
         statuses: &known,
         ingress: &ingress,
         traces: kernel.spans.stats(),
+        log: kernel.log.stats(),
     });
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
@@ -183,6 +191,8 @@ pub fn serve(address: SocketAddr, kernel: Kernel) -> std::io::Result<Server> {
             .route("/health", web::get().to(health))
             .route("/metrics", web::get().to(metrics))
             .route("/cluster", web::get().to(cluster::view))
+            .route("/cluster/nodes", web::post().to(cluster::add))
+            .route("/cluster/nodes/{id}", web::delete().to(cluster::remove))
             .route("/deployments", web::post().to(deployments::register))
             .route("/deployments", web::get().to(deployments::list))
             .route("/deployments/{id}", web::get().to(deployments::get))

@@ -22,6 +22,8 @@ pub(crate) struct Scrape<'a> {
     pub ingress: &'a [(u16, u64)],
     /// The span pipeline's counters.
     pub traces: TraceSnapshot,
+    /// The node's raft-log writer: commits, fsyncs and the appends they carried.
+    pub log: holdfast_raft_store::LogWriterStats,
 }
 
 /// A sample value that prints as the format spells floats (`+Inf`, `-Inf`, `NaN`).
@@ -253,6 +255,30 @@ fn render_handlers(out: &mut String, statuses: &[PartitionStatus]) {
     }
 }
 
+/// Per replica of the partitions this node leads, labelled by the node holding it: how far it
+/// is behind the leader's log, so one scrape of each leader shows every node's lag.
+fn render_replicas(out: &mut String, statuses: &[PartitionStatus], me: NodeId) {
+    header(
+        out,
+        "holdfast_replica_lag_entries",
+        "gauge",
+        "Log entries a replica is behind, per partition this node leads and replica node.",
+    );
+    for status in statuses {
+        let partition = status.partition.0.to_string();
+        for replica in status.replica_progress(me) {
+            let Some(lag) = replica.lag else { continue };
+            let node = replica.node.0.to_string();
+            sample(
+                out,
+                "holdfast_replica_lag_entries",
+                &[("partition", &partition), ("node", &node)],
+                &lag,
+            );
+        }
+    }
+}
+
 /// The full metrics page for one node.
 pub(crate) fn render(scrape: &Scrape<'_>) -> String {
     let statuses = scrape.statuses;
@@ -265,6 +291,7 @@ pub(crate) fn render(scrape: &Scrape<'_>) -> String {
         "The id of this node.",
     );
     sample(&mut out, "holdfast_node_id", &[], &node);
+    render_replicas(&mut out, statuses, node);
     per_partition(
         &mut out,
         "holdfast_partition_proposals_total",
@@ -395,7 +422,28 @@ pub(crate) fn render(scrape: &Scrape<'_>) -> String {
         sample(&mut out, name, &[("status_code", &code.to_string())], n);
     }
     let traces = scrape.traces;
+    let log = scrape.log;
     for (name, help, value) in [
+        (
+            "holdfast_log_commits_total",
+            "Commits of the node's raft-log file (every group's appends, votes and truncations).",
+            log.commits,
+        ),
+        (
+            "holdfast_log_fsyncs_total",
+            "Durable commits of the raft-log file: one fsync each, however many groups they carry.",
+            log.syncs,
+        ),
+        (
+            "holdfast_log_appends_total",
+            "Raft appends written, each acknowledged only after its commit's fsync.",
+            log.appends,
+        ),
+        (
+            "holdfast_log_group_writes_total",
+            "Groups written per commit, summed over commits (divide by commits for the mean).",
+            log.group_writes,
+        ),
         (
             "holdfast_trace_spans_emitted_total",
             "Spans handed to the exporter queue.",
@@ -445,6 +493,7 @@ mod tests {
 
     fn status(partition: u32, handlers: Vec<HandlerMetrics>) -> PartitionStatus {
         PartitionStatus {
+            hosted: true,
             partition: PartitionId(partition),
             leader: Some(NodeId(1)),
             term: Term(3),
@@ -478,6 +527,13 @@ mod tests {
                 dropped: 3,
                 failed_exports: 1,
             },
+            log: holdfast_raft_store::LogWriterStats {
+                commits: 4,
+                syncs: 3,
+                appends: 12,
+                group_writes: 9,
+                ..Default::default()
+            },
         })
     }
 
@@ -486,6 +542,25 @@ mod tests {
         text.lines()
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
             .map(str::to_owned)
+    }
+
+    #[test]
+    fn a_leader_reports_each_replicas_lag_under_the_replicas_node() {
+        let mut led = status(0, Vec::new());
+        led.last_log_index = holdfast_types::LogIndex(50);
+        led.replicas = vec![
+            (NodeId(1), None),
+            (NodeId(2), Some(holdfast_types::LogIndex(45))),
+        ];
+        let text = scrape_text(&[led], &[]);
+        assert_eq!(
+            value(
+                &text,
+                "holdfast_replica_lag_entries{partition=\"0\",node=\"2\"}"
+            )
+            .as_deref(),
+            Some("5")
+        );
     }
 
     #[test]
@@ -572,6 +647,10 @@ mod tests {
             ("holdfast_trace_spans_exported_total", "6"),
             ("holdfast_trace_spans_dropped_total", "3"),
             ("holdfast_trace_export_failures_total", "1"),
+            ("holdfast_log_commits_total", "4"),
+            ("holdfast_log_fsyncs_total", "3"),
+            ("holdfast_log_appends_total", "12"),
+            ("holdfast_log_group_writes_total", "9"),
             ("holdfast_partition_batch_size_count{partition=\"1\"}", "0"),
             (
                 "holdfast_partition_commit_latency_seconds_bucket{partition=\"0\",le=\"+Inf\"}",

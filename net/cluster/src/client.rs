@@ -1,14 +1,20 @@
 //! The client side: one HTTP/2 connection per (peer, lane), opened on first use with a hello,
 //! kept alive with pings and reopened after a failure once a doubling backoff has passed.
 
-use crate::wire::{HELLO_PATH, Hello, Identity, Lane, Settings, VERSION};
-use bytes::Bytes;
+use crate::wire::{
+    HELLO_PATH, Hello, Identity, Lane, SNAPSHOT_CHUNK, Settings, VERSION, stream_answer,
+};
+use bytes::{Bytes, BytesMut};
+use h2::SendStream;
 use h2::client::SendRequest;
 use holdfast_types::codec;
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
@@ -50,6 +56,38 @@ pub enum CallError {
     /// A body that does not decode.
     #[error("undecodable message from node {peer}: {source}")]
     Codec { peer: u64, source: codec::Error },
+    /// A streamed transfer made no progress (no window granted, no byte answered) for this
+    /// long; the stream was abandoned.
+    #[error("no progress streaming to or from node {peer} for {after:?}")]
+    Idle { peer: u64, after: Duration },
+    /// An answer that does not follow the protocol of its route.
+    #[error("malformed answer from node {peer}: {reason}")]
+    Malformed { peer: u64, reason: String },
+}
+
+/// A request body streamed from a reader: `head`, then exactly `size` bytes of `body`.
+pub(crate) struct Upload<'a, R: ?Sized> {
+    pub(crate) path: &'a str,
+    pub(crate) head: Bytes,
+    pub(crate) body: &'a mut R,
+    pub(crate) size: u64,
+}
+
+/// Why a streamed request ended without an answer.
+#[derive(Debug)]
+pub(crate) enum StreamFailure<X> {
+    /// The caller's cancel future fired (with this); the stream was reset.
+    Cancelled(X),
+    /// The local body could not be read.
+    Read(std::io::Error),
+    /// The transport failed or the peer refused.
+    Call(CallError),
+}
+
+/// What ended the sending half of a stream early.
+enum SendFailure {
+    Read(std::io::Error),
+    Call(CallError),
 }
 
 impl CallError {
@@ -99,7 +137,8 @@ struct Link {
 
 struct Inner {
     identity: Identity,
-    peers: BTreeMap<u64, SocketAddr>,
+    /// Where to dial each peer; nodes added at runtime are learned through [`Transport::add_peer`].
+    peers: std::sync::RwLock<BTreeMap<u64, SocketAddr>>,
     settings: Settings,
     runtime: Handle,
     links: Mutex<HashMap<(u64, Lane), SharedLink>>,
@@ -115,7 +154,7 @@ impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
             .field("node", &self.inner.identity.node)
-            .field("peers", &self.inner.peers)
+            .field("peers", &self.inner.peers.read().map(|p| p.len()).ok())
             .finish()
     }
 }
@@ -132,12 +171,26 @@ impl Transport {
         Self {
             inner: Arc::new(Inner {
                 identity,
-                peers,
+                peers: std::sync::RwLock::new(peers),
                 settings,
                 runtime,
                 links: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Learns where to dial `peer` (a node added to the cluster at runtime). A known peer keeps
+    /// its address: addresses never change in place, and a test override must win.
+    pub fn add_peer(&self, peer: u64, address: SocketAddr) {
+        if peer == self.inner.identity.node {
+            return;
+        }
+        let mut peers = self
+            .inner
+            .peers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        peers.entry(peer).or_insert(address);
     }
 
     /// This node's identity.
@@ -199,6 +252,161 @@ impl Transport {
             conn.close();
         }
         answer
+    }
+
+    /// Sends the upload to `peer` as ONE HTTP/2 request on `lane`, as fast as the peer's flow
+    /// control grants window, and returns the answer (see [`stream_answer`]). There is no
+    /// deadline for the whole transfer: it is abandoned after `snapshot_idle_timeout` without
+    /// progress, or when `cancel` fires (the stream is then reset, so the peer drops what it
+    /// received).
+    pub(crate) async fn stream<R, X>(
+        &self,
+        peer: u64,
+        lane: Lane,
+        upload: Upload<'_, R>,
+        mut cancel: Pin<&mut (impl Future<Output = X> + ?Sized)>,
+    ) -> Result<Bytes, StreamFailure<X>>
+    where
+        R: AsyncRead + Unpin + Send + ?Sized,
+    {
+        let Upload {
+            path,
+            head,
+            body,
+            size,
+        } = upload;
+        let settings = &self.inner.settings;
+        let (idle, limit) = (settings.snapshot_idle_timeout, settings.max_message_bytes);
+        let call = StreamFailure::Call;
+        let failed = |source| call(CallError::Connection { peer, source });
+        let stalled = || call(CallError::Idle { peer, after: idle });
+        let conn = tokio::select! {
+            biased;
+            closed = cancel.as_mut() => return Err(StreamFailure::Cancelled(closed)),
+            conn = self.connection(peer, lane) => conn.map_err(call)?,
+        };
+        let request = http::Request::post(path).body(()).map_err(|e| {
+            call(CallError::Malformed {
+                peer,
+                reason: format!("invalid request path {path:?}: {e}"),
+            })
+        })?;
+        let mut ready = tokio::select! {
+            biased;
+            closed = cancel.as_mut() => return Err(StreamFailure::Cancelled(closed)),
+            () = conn.until_closed() => return Err(call(CallError::Lost { peer })),
+            ready = tokio::time::timeout(idle, conn.send.clone().ready()) => match ready {
+                Ok(ready) => ready.map_err(failed)?,
+                Err(_) => return Err(stalled()),
+            },
+        };
+        let (response, mut send) = ready.send_request(request, false).map_err(|e| {
+            conn.close();
+            failed(e)
+        })?;
+        let mut response = std::pin::pin!(response);
+        // The peer may answer before the body is through (a refusal, a stale leader's vote):
+        // sending stops there.
+        let sent = {
+            let sending = send_body(&mut send, head, body, size, idle, peer);
+            let mut sending = std::pin::pin!(sending);
+            tokio::select! {
+                biased;
+                closed = cancel.as_mut() => Err(StreamFailure::Cancelled(closed)),
+                () = conn.until_closed() => Err(call(CallError::Lost { peer })),
+                answer = response.as_mut() => Ok(Some(answer)),
+                sent = sending.as_mut() => match sent {
+                    Ok(()) => Ok(None),
+                    Err(SendFailure::Read(e)) => Err(StreamFailure::Read(e)),
+                    Err(SendFailure::Call(e)) => Err(call(e)),
+                },
+            }
+        };
+        let answered = match sent {
+            Ok(Some(answer)) => answer,
+            Ok(None) => tokio::select! {
+                biased;
+                closed = cancel.as_mut() => {
+                    send.send_reset(h2::Reason::CANCEL);
+                    return Err(StreamFailure::Cancelled(closed));
+                }
+                () = conn.until_closed() => return Err(call(CallError::Lost { peer })),
+                // The install that follows the transfer keeps the answer's body busy, not this.
+                answer = tokio::time::timeout(idle, response.as_mut()) => {
+                    answer.map_err(|_| stalled())?
+                }
+            },
+            // A peer that answered and stopped reading resets the body: its answer says why.
+            Err(StreamFailure::Call(
+                e @ (CallError::Connection { .. } | CallError::Lost { .. }),
+            )) => match tokio::time::timeout(idle, response.as_mut()).await {
+                Ok(Ok(answer)) => Ok(answer),
+                _ => return Err(call(e)),
+            },
+            Err(failure) => {
+                send.send_reset(h2::Reason::CANCEL);
+                return Err(failure);
+            }
+        };
+        let response = answered.map_err(failed)?;
+        let status = response.status();
+        let mut answer = response.into_body();
+        if !status.is_success() {
+            let message = match tokio::time::timeout(idle, read_body(answer, limit)).await {
+                Ok(Ok(body)) => String::from_utf8_lossy(&body).into_owned(),
+                _ => String::new(),
+            };
+            return Err(call(CallError::Status {
+                peer,
+                status: status.as_u16(),
+                message,
+            }));
+        }
+        let mut marker = None;
+        let mut out = BytesMut::new();
+        loop {
+            let chunk = tokio::select! {
+                biased;
+                closed = cancel.as_mut() => {
+                    send.send_reset(h2::Reason::CANCEL);
+                    return Err(StreamFailure::Cancelled(closed));
+                }
+                () = conn.until_closed() => return Err(call(CallError::Lost { peer })),
+                chunk = tokio::time::timeout(idle, answer.data()) => match chunk {
+                    Err(_) => return Err(stalled()),
+                    Ok(None) => break,
+                    Ok(Some(chunk)) => chunk.map_err(failed)?,
+                },
+            };
+            let _ = answer.flow_control().release_capacity(chunk.len());
+            let mut rest = &chunk[..];
+            while marker.is_none() {
+                let Some((&byte, tail)) = rest.split_first() else {
+                    break;
+                };
+                rest = tail;
+                if byte != stream_answer::KEEPALIVE {
+                    marker = Some(byte);
+                }
+            }
+            if out.len() + rest.len() > limit {
+                return Err(call(CallError::TooLarge { peer, limit }));
+            }
+            out.extend_from_slice(rest);
+        }
+        match marker {
+            Some(stream_answer::ANSWERED) => Ok(out.freeze()),
+            Some(stream_answer::FAILED) => Err(call(CallError::Status {
+                peer,
+                status: status.as_u16(),
+                message: String::from_utf8_lossy(&out).into_owned(),
+            })),
+            Some(other) => Err(call(CallError::Malformed {
+                peer,
+                reason: format!("unknown answer marker {other}"),
+            })),
+            None => Err(call(CallError::Lost { peer })),
+        }
     }
 
     fn link(&self, peer: u64, lane: Lane) -> SharedLink {
@@ -287,7 +495,14 @@ impl Transport {
 
     /// Connects, runs the HTTP/2 handshake and the hello, within the connect timeout.
     async fn connect(&self, peer: u64, lane: Lane) -> Result<Conn, CallError> {
-        let Some(&address) = self.inner.peers.get(&peer) else {
+        let known = self
+            .inner
+            .peers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&peer)
+            .copied();
+        let Some(address) = known else {
             return Err(CallError::Unreachable {
                 peer,
                 reason: "not a member of this cluster's configuration".into(),
@@ -453,6 +668,68 @@ async fn request(
             message: String::from_utf8_lossy(&body).into_owned(),
         })
     }
+}
+
+/// Sends `head`, then `size` bytes of `body` in chunks of [`SNAPSHOT_CHUNK`], each only as
+/// far as the peer granted window, and ends the stream.
+async fn send_body<R>(
+    send: &mut SendStream<Bytes>,
+    head: Bytes,
+    body: &mut R,
+    size: u64,
+    idle: Duration,
+    peer: u64,
+) -> Result<(), SendFailure>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
+    send_granted(send, head, idle, peer).await?;
+    let mut left = size;
+    while left > 0 {
+        let want = usize::try_from(left).map_or(SNAPSHOT_CHUNK, |left| left.min(SNAPSHOT_CHUNK));
+        let mut chunk = vec![0u8; want];
+        match tokio::time::timeout(idle, body.read_exact(&mut chunk)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(SendFailure::Read(e)),
+            Err(_) => {
+                return Err(SendFailure::Call(CallError::Idle { peer, after: idle }));
+            }
+        }
+        left -= want as u64;
+        send_granted(send, Bytes::from(chunk), idle, peer).await?;
+    }
+    send.send_data(Bytes::new(), true)
+        .map_err(|source| SendFailure::Call(CallError::Connection { peer, source }))
+}
+
+/// Hands `data` to the stream piece by piece as flow control grants capacity, so that at most
+/// the peer's window is ever buffered.
+async fn send_granted(
+    send: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    idle: Duration,
+    peer: u64,
+) -> Result<(), SendFailure> {
+    let failed = |source| SendFailure::Call(CallError::Connection { peer, source });
+    while !data.is_empty() {
+        send.reserve_capacity(data.len());
+        let granted = loop {
+            let granted = send.capacity();
+            if granted > 0 {
+                break granted;
+            }
+            let capacity = futures::future::poll_fn(|cx| send.poll_capacity(cx));
+            match tokio::time::timeout(idle, capacity).await {
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => return Err(failed(e)),
+                Ok(None) => return Err(SendFailure::Call(CallError::Lost { peer })),
+                Err(_) => return Err(SendFailure::Call(CallError::Idle { peer, after: idle })),
+            }
+        };
+        let part = data.split_to(granted.min(data.len()));
+        send.send_data(part, false).map_err(failed)?;
+    }
+    Ok(())
 }
 
 /// Why a body could not be read.

@@ -2,9 +2,12 @@
 //! messages to the group they are for.
 
 use crate::client::{ReadError, read_body};
-use crate::raft::RaftService;
-use crate::wire::{GroupId, HELLO_PATH, Hello, Identity, RaftRpc, Settings, forward_route};
-use bytes::Bytes;
+use crate::raft::{RaftService, SnapshotStream};
+use crate::wire::{
+    GroupId, HELLO_PATH, Hello, Identity, RaftRpc, Settings, forward_route, snapshot_stream_route,
+    stream_answer,
+};
+use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use h2::server::SendResponse;
 use holdfast_types::codec;
@@ -13,7 +16,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tracing::{debug, error, warn};
 
 /// A running group as its actor publishes it (`None` while it is not running).
@@ -206,6 +209,13 @@ async fn connection(tcp: TcpStream, from: SocketAddr, shared: Arc<Shared>) {
             );
             continue;
         };
+        if let Some(group) = snapshot_stream_route(&path) {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                snapshot_stream(group, body, respond, &shared, peer_id).await;
+            });
+            continue;
+        }
         let shared = shared.clone();
         let mut respond = respond;
         tokio::spawn(async move {
@@ -292,6 +302,94 @@ async fn route(
     match service.serve(rpc, body).await {
         Ok(answer) => (StatusCode::OK, answer.into()),
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string().into()),
+    }
+}
+
+/// Receives a snapshot streamed in one request (see [`crate::raft`]): the group spools it and
+/// installs it; meanwhile the answer's headers go out and a keepalive byte every quarter of the
+/// idle timeout, so the sender waits out a long install without waiting out a dead peer.
+async fn snapshot_stream(
+    group: GroupId,
+    body: h2::RecvStream,
+    mut respond: SendResponse<Bytes>,
+    shared: &Shared,
+    peer: u64,
+) {
+    let service = match shared.groups.get(group) {
+        Ok(service) => service,
+        Err((status, message)) => {
+            debug!(peer, %group, %status, "refused a snapshot stream");
+            answer(respond, status, message.into());
+            return;
+        }
+    };
+    let idle = shared.settings.snapshot_idle_timeout;
+    let (installing, mut install_began) = oneshot::channel();
+    let mut receiving = service.receive_snapshot(SnapshotStream::new(body, idle, installing));
+    let received = tokio::select! {
+        result = &mut receiving => Some(result),
+        Ok(()) = &mut install_began => None,
+        _ = futures::future::poll_fn(|cx| respond.poll_reset(cx)) => {
+            debug!(peer, %group, "peer abandoned its snapshot stream");
+            return;
+        }
+    };
+    match received {
+        Some(Err(e)) => {
+            warn!(peer, %group, error = %e, "a streamed snapshot was not received");
+            answer(respond, e.status(), e.to_string().into());
+        }
+        // Answered before the install, e.g. a stale leader's vote.
+        Some(Ok(answered)) => {
+            let mut body = BytesMut::with_capacity(1 + answered.len());
+            body.extend_from_slice(&[stream_answer::ANSWERED]);
+            body.extend_from_slice(&answered);
+            answer(respond, StatusCode::OK, body.freeze());
+        }
+        None => {
+            let Ok(response) = http::Response::builder().status(StatusCode::OK).body(()) else {
+                return;
+            };
+            let mut stream = match respond.send_response(response, false) {
+                Ok(stream) => Some(stream),
+                Err(e) => {
+                    debug!(peer, %group, error = %e, "cannot answer a snapshot stream");
+                    None
+                }
+            };
+            let every = (idle / 4).max(std::time::Duration::from_millis(50));
+            let mut keepalive =
+                tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            // The install runs to its end even if the sender went away: openraft has it.
+            let result = loop {
+                tokio::select! {
+                    result = &mut receiving => break result,
+                    _ = keepalive.tick() => {
+                        if let Some(sending) = &mut stream {
+                            let alive = Bytes::from_static(&[stream_answer::KEEPALIVE]);
+                            if sending.send_data(alive, false).is_err() {
+                                stream = None;
+                            }
+                        }
+                    }
+                }
+            };
+            let mut body = BytesMut::new();
+            match &result {
+                Ok(answered) => {
+                    body.extend_from_slice(&[stream_answer::ANSWERED]);
+                    body.extend_from_slice(answered);
+                }
+                Err(e) => {
+                    warn!(peer, %group, error = %e, "a streamed snapshot was not installed");
+                    body.extend_from_slice(&[stream_answer::FAILED]);
+                    body.extend_from_slice(e.to_string().as_bytes());
+                }
+            }
+            if let Some(mut sending) = stream {
+                let _ = sending.send_data(body.freeze(), true);
+            }
+        }
     }
 }
 

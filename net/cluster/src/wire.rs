@@ -95,6 +95,9 @@ pub struct Settings {
     pub backoff: (Duration, Duration),
     /// Largest request or response body accepted.
     pub max_message_bytes: usize,
+    /// A streamed snapshot is abandoned (by either side) after this long without progress:
+    /// no flow-control window granted, no bytes received, no keepalive from an install.
+    pub snapshot_idle_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -105,6 +108,7 @@ impl Default for Settings {
             ping_timeout: Duration::from_secs(3),
             backoff: (Duration::from_millis(50), Duration::from_secs(1)),
             max_message_bytes: 64 << 20,
+            snapshot_idle_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -173,6 +177,39 @@ pub fn forward_path(group: GroupId) -> String {
 /// Parses a route written by [`forward_path`].
 pub(crate) fn forward_route(path: &str) -> Option<GroupId> {
     GroupId::parse(path.strip_prefix("/v1/forward/")?)
+}
+
+/// The route of a snapshot streamed whole in one request (see [`crate::raft`]).
+pub(crate) fn snapshot_stream_path(group: GroupId) -> String {
+    format!("/v1/raft/{}/snapshot-stream", group.segment())
+}
+
+/// Parses a route written by [`snapshot_stream_path`].
+pub(crate) fn snapshot_stream_route(path: &str) -> Option<GroupId> {
+    let group = path
+        .strip_prefix("/v1/raft/")?
+        .strip_suffix("/snapshot-stream")?;
+    GroupId::parse(group)
+}
+
+/// Largest snapshot a node accepts in one stream: beyond any partition this release expects,
+/// and a bound on what a confused peer can make it write.
+pub const MAX_SNAPSHOT_BYTES: u64 = 16 << 30;
+
+/// Largest header (vote and snapshot metadata) in front of a streamed snapshot.
+pub(crate) const MAX_SNAPSHOT_HEADER: usize = 1 << 20;
+
+/// How much of a snapshot file the sender reads and hands to HTTP/2 at a time (HTTP/2 cuts it
+/// into DATA frames of the peer's maximum frame size, as flow control lets it).
+pub(crate) const SNAPSHOT_CHUNK: usize = 1 << 20;
+
+/// The body of a snapshot stream's answer: any number of [`KEEPALIVE`] bytes while the
+/// receiver installs (so the sender's idle timeout measures progress, not install time), then
+/// [`ANSWERED`] and the group's encoded answer, or [`FAILED`] and a reason in UTF-8.
+pub(crate) mod stream_answer {
+    pub(crate) const KEEPALIVE: u8 = 0;
+    pub(crate) const ANSWERED: u8 = 1;
+    pub(crate) const FAILED: u8 = 2;
 }
 
 /// The raft messages a group answers.
@@ -245,6 +282,13 @@ mod tests {
         assert_eq!(RaftRpc::route("/v1/raft/q1/append"), None);
         assert_eq!(RaftRpc::route("/v1/raft/p1/elect"), None);
         assert_eq!(RaftRpc::route("/v1/raft/p1"), None);
+        for group in [GroupId::Metadata, GroupId::Partition(12)] {
+            let path = snapshot_stream_path(group);
+            assert_eq!(snapshot_stream_route(&path), Some(group));
+            assert_eq!(RaftRpc::route(&path), None);
+        }
+        assert_eq!(snapshot_stream_route("/v1/raft/p1/snapshot"), None);
+        assert_eq!(snapshot_stream_route("/v1/raft/x/snapshot-stream"), None);
     }
 
     #[test]

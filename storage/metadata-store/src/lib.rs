@@ -2,15 +2,18 @@
 //! folds into, kept in redb next to the partitions.
 //!
 //! ```text
-//!   metadata/log.redb    raft log (the partitions' LogStore, typed for registry commands)
+//!   raft-log.redb        raft log: group GroupKey::METADATA (u32::MAX) of the node's SharedLog,
+//!                        the partitions' LogStore typed for registry commands
 //!   metadata/state.redb  table meta: applied log id, membership, the encoded Registry, snapshot
 //! ```
 //!
 //! Every applied command is committed durably (metadata changes are rare) and the new registry is
 //! published on a watch channel, which ingress, admin and invoker read without locks.
 
-use holdfast_raft_store::LogStore;
+/// The node's raft-log file, re-exported for the metadata actor that is handed one.
+pub use holdfast_raft_store::SharedLog;
 use holdfast_raft_store::records::{self, SnapshotMetaRecord, StoredMembershipRecord};
+use holdfast_raft_store::{GroupKey, LogStore};
 use holdfast_schema::{Applied, Refusal, Registry, RegistryCommand};
 use holdfast_types::codec;
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -95,17 +98,19 @@ pub struct MetadataStore {
     published: watch::Sender<Arc<Registry>>,
 }
 
-/// Opens (creating if needed) the metadata log and state in `dir`; the stored registry and every
-/// later one are published on `published`.
+/// Opens (creating if needed) the metadata log, as [`GroupKey::METADATA`] of the node's shared
+/// `log`, and its state in `dir`; the stored registry and every later one are published on
+/// `published`.
 pub fn open(
     dir: &Path,
+    log: &SharedLog,
     published: watch::Sender<Arc<Registry>>,
 ) -> Result<(LogStore<MetadataConfig>, MetadataStore), Error> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.to_path_buf(),
         source,
     })?;
-    let log = LogStore::open(&dir.join("log.redb"))?;
+    let log = LogStore::new(log, GroupKey::METADATA);
     let state = MetadataStore::open(&dir.join("state.redb"), published)?;
     Ok((log, state))
 }

@@ -2,6 +2,7 @@
 //! group on a storage error and the supervisor restarts it from disk.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Why a partition store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,16 @@ pub enum Error {
     /// A blocking storage task was cancelled or panicked.
     #[error("storage task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The shared raft log's commit failed; every request of its batch fails with the cause.
+    #[error("raft log commit failed: {0}")]
+    CommitFailed(Arc<Error>),
+    /// An earlier commit of the shared raft log failed, so it writes nothing more: after a
+    /// failed fsync, Linux may report later ones of the same file as successful.
+    #[error("raft log refuses writes after a failed commit ({0})")]
+    LogFailed(Arc<Error>),
+    /// The shared raft log's writer thread is gone (it panicked, or the log was closed).
+    #[error("the raft log writer has stopped")]
+    WriterStopped,
 }
 
 macro_rules! from_redb {

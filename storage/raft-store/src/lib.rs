@@ -1,11 +1,17 @@
 //! A partition's durable storage: the openraft log store and state-machine store, both in redb.
 //!
 //! ```text
-//!   partition-<n>/log.redb    raft log entries + vote + committed pointer (fsync'd per append)
-//!   partition-<n>/state.redb  applied state: object state, invocations, journals, locks, inboxes,
+//!   <data_dir>/raft-log.redb  the raft logs of every group of the node ([`SharedLog`]): entries,
+//!                             vote, committed pointer and purge marker, keyed by group
+//!                             ([`GroupKey`]: partition n is n, the metadata log u32::MAX);
+//!                             one writer thread, one fsync per batch of appends of any groups
+//!   partitions/<n>/state.redb applied state: object state, invocations, journals, locks, inboxes,
 //!                             outbox, dedup, timers, promises, suspended index; applied log
 //!                             id, membership, snapshot
 //! ```
+//!
+//! A partition's [`LogStore`] is a handle on the shared log and its group. Data dirs of the
+//! release before kept one `log.redb` per group; [`migrate_legacy_log`] moves them over.
 //!
 //! The log is the ground truth. Appends are durable before openraft is told they are flushed; the
 //! state machine commits without fsync and is flushed lazily ([`StateMachine::flush`]), because
@@ -15,20 +21,23 @@
 mod error;
 mod keys;
 mod log;
+mod migrate;
 pub mod records;
+mod shared;
 mod state;
 mod tables;
 
 pub use error::Error;
 pub use log::LogStore;
+pub use migrate::{Migration, migrate_legacy_log};
+pub use shared::{GroupKey, LogWriterStats, SharedLog};
 pub use state::{
-    AppliedBatch, InvocationScope, ObjectScope, PartitionSummary, Resumable, StateEntry,
-    StateMachine, StateSnapshot, WeakStateMachine,
+    AppliedBatch, InvocationScope, ObjectScope, PartitionSummary, Resumable, SnapshotFile,
+    StateEntry, StateMachine, StateSnapshot, WeakStateMachine,
 };
 
-use holdfast_types::{Command, LogIndex};
+use holdfast_types::{Command, LogIndex, PartitionId};
 use serde::{Deserialize, Serialize};
-use std::io::Cursor;
 use std::path::Path;
 
 openraft::declare_raft_types!(
@@ -39,7 +48,8 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        // A file in the partition's `snapshots/` directory, streamed rather than held in memory.
+        SnapshotData = SnapshotFile,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
@@ -59,13 +69,18 @@ pub struct Applied {
     pub effects: std::sync::Arc<[holdfast_fsm::Effect]>,
 }
 
-/// Opens (creating if needed) the log and state stores of one partition in `dir`.
-pub fn open(dir: &Path) -> Result<(LogStore, StateMachine), Error> {
+/// Opens (creating if needed) the stores of `partition`: its log in the node's shared `log`,
+/// its applied state in `dir`.
+pub fn open(
+    dir: &Path,
+    log: &SharedLog,
+    partition: PartitionId,
+) -> Result<(LogStore, StateMachine), Error> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.to_path_buf(),
         source,
     })?;
-    let log = LogStore::open(&dir.join("log.redb"))?;
+    let log = LogStore::new(log, GroupKey::partition(partition));
     let state = StateMachine::open(&dir.join("state.redb"))?;
     Ok((log, state))
 }

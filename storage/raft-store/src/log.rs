@@ -1,10 +1,20 @@
-//! The raft log store: entries, vote and committed pointer of one partition in `log.redb`.
+//! One group's raft log: a cheap handle on the node's [`SharedLog`] and the group's key in it.
 //!
-//! Every append and vote is one redb transaction committed with immediate durability, which is
-//! one fsync; openraft is told the entries are flushed only after that commit returns.
+//! ```text
+//!   raft-log.redb  log   (group, index)          → EntryRecord<D>
+//!                  meta  (group, "vote")         → VoteRecord            durable
+//!                        (group, "committed")    → Option<LogIdRecord>   lazy
+//!                        (group, "last_purged")  → Option<LogIdRecord>   lazy, with the purge
+//! ```
+//!
+//! Appends, votes and truncations are committed durably by the shared log's writer thread,
+//! together with whatever the other groups queued meanwhile (one fsync for all of them);
+//! openraft is told entries are flushed only after that commit returns. The committed pointer
+//! and purges are committed without fsync, ordered with the group's other writes, and become
+//! durable with the next durable commit. Reads open their own read transaction.
 
-use crate::error::blocking;
 use crate::records::{self, EntryRecord, VoteRecord};
+use crate::shared::{GroupKey, LAST_PURGED, LOG, META, Op, SharedLog};
 use crate::{Error, TypeConfig};
 use holdfast_types::codec;
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -12,44 +22,31 @@ use openraft::{
     BasicNode, Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError,
     Vote,
 };
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::ReadableDatabase;
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-/// Page cache of one log: appends and reads of the recent tail need little.
-const LOG_CACHE_BYTES: usize = 2 << 20;
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
-const LAST_PURGED: &str = "last_purged";
 /// Most encoded entry bytes sent to a follower in one append (at least one entry is sent).
 pub const REPLICATION_BYTES: usize = 8 << 20;
 
 type NodeId = u64;
 
-/// Fault injection for the storage-failure tests: with `HOLDFAST_FAULT_LOG_APPENDS=n` set, every
-/// append after the n-th of a log fails as a failed fsync would. Unset, it costs one branch.
-const FAULT_ENV: &str = "HOLDFAST_FAULT_LOG_APPENDS";
-
-/// Handle to a raft log; clones share the same database. Generic over the group's type
-/// configuration so partitions and the metadata log share one implementation.
+/// Handle to one group's raft log in the node's [`SharedLog`]; clones share it. Generic over
+/// the group's type configuration so partitions and the metadata log share one implementation.
 pub struct LogStore<C = TypeConfig> {
-    db: Arc<Database>,
-    /// Appends allowed before injected failures ([`FAULT_ENV`]), and the appends so far.
-    fault: Option<(u64, Arc<AtomicU64>)>,
+    log: SharedLog,
+    group: GroupKey,
     config: PhantomData<fn() -> C>,
 }
 
 impl<C> Clone for LogStore<C> {
     fn clone(&self) -> Self {
         Self {
-            db: self.db.clone(),
-            fault: self.fault.clone(),
+            log: self.log.clone(),
+            group: self.group,
             config: PhantomData,
         }
     }
@@ -65,41 +62,69 @@ pub trait LogTypes:
 
 impl<C: openraft::RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<C>>> LogTypes for C {}
 
+impl<C> LogStore<C> {
+    /// The log of `group` in `log`. Every handle of one group sees the same log; a group must
+    /// be driven by one raft instance at a time.
+    pub fn new(log: &SharedLog, group: GroupKey) -> Self {
+        Self {
+            log: log.clone(),
+            group,
+            config: PhantomData,
+        }
+    }
+
+    /// The group this log belongs to.
+    pub fn group(&self) -> GroupKey {
+        self.group
+    }
+}
+
+/// A key of the shared `log` table: group and index.
+type Key = (u32, u64);
+
+/// `bounds` on a group's indexes as bounds on the shared table's keys.
+fn group_bounds(
+    group: GroupKey,
+    (start, end): (Bound<u64>, Bound<u64>),
+) -> (Bound<Key>, Bound<Key>) {
+    let g = group.0;
+    let start = match start {
+        Bound::Included(i) => Bound::Included((g, i)),
+        Bound::Excluded(i) => Bound::Excluded((g, i)),
+        Bound::Unbounded => Bound::Included((g, 0)),
+    };
+    let end = match end {
+        Bound::Included(i) => Bound::Included((g, i)),
+        Bound::Excluded(i) => Bound::Excluded((g, i)),
+        Bound::Unbounded => Bound::Included((g, u64::MAX)),
+    };
+    (start, end)
+}
+
 impl<C: LogTypes> LogStore<C>
 where
     C::D: serde::Serialize + serde::de::DeserializeOwned,
 {
-    /// Opens or creates the log database at `path`.
-    pub fn open(path: &Path) -> Result<Self, Error> {
-        let db = Database::builder()
-            .set_cache_size(LOG_CACHE_BYTES)
-            .create(path)?;
-        let txn = db.begin_write()?;
-        txn.open_table(LOG)?;
-        txn.open_table(META)?;
-        txn.commit()?;
-        let fault = std::env::var(FAULT_ENV)
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .map(|n| (n, Arc::new(AtomicU64::new(0))));
-        Ok(Self {
-            db: Arc::new(db),
-            fault,
-            config: PhantomData,
-        })
-    }
-
-    /// Whether this append must fail by [`FAULT_ENV`].
-    fn injected_fault(&self) -> bool {
-        self.fault
-            .as_ref()
-            .is_some_and(|(allowed, done)| done.fetch_add(1, Ordering::Relaxed) >= *allowed)
+    /// Appends `entries` and returns once they are on disk: what [`RaftLogStorage::append`]
+    /// does before it tells openraft, usable without its callback (tests, tools).
+    pub async fn append_entries<I>(&self, entries: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = Entry<C>>,
+    {
+        let encoded = entries
+            .into_iter()
+            .map(|entry| {
+                let bytes = codec::encode(&EntryRecord::from(&entry))?;
+                Ok((entry.log_id.index, bytes))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        self.log.write(self.group, Op::Append(encoded), true).await
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        let txn = self.db.begin_read()?;
+        let txn = self.log.database().begin_read()?;
         let table = txn.open_table(META)?;
-        match table.get(key)? {
+        match table.get((self.group.0, key))? {
             Some(bytes) => Ok(Some(codec::decode(bytes.value())?)),
             None => Ok(None),
         }
@@ -109,18 +134,12 @@ where
         &self,
         key: &'static str,
         value: &T,
-        durability: Durability,
+        durable: bool,
     ) -> Result<(), Error> {
         let bytes = codec::encode(value)?;
-        let db = self.db.clone();
-        blocking(move || {
-            let mut txn = db.begin_write()?;
-            txn.set_durability(durability)?;
-            txn.open_table(META)?.insert(key, bytes.as_slice())?;
-            txn.commit()?;
-            Ok(())
-        })
-        .await
+        self.log
+            .write(self.group, Op::Meta(key, bytes), durable)
+            .await
     }
 
     /// Reads the entries in `range`, stopping before the first one that would take the encoded
@@ -130,11 +149,11 @@ where
         range: (Bound<u64>, Bound<u64>),
         max_bytes: usize,
     ) -> Result<Vec<Entry<C>>, Error> {
-        let txn = self.db.begin_read()?;
+        let txn = self.log.database().begin_read()?;
         let table = txn.open_table(LOG)?;
         let mut out = Vec::new();
         let mut total = 0usize;
-        for item in table.range(range)? {
+        for item in table.range(group_bounds(self.group, range))? {
             let (_, bytes) = item?;
             let bytes = bytes.value();
             total = total.saturating_add(bytes.len());
@@ -147,10 +166,15 @@ where
     }
 
     fn log_state(&self) -> Result<LogState<C>, Error> {
-        let last_purged_log_id = records::log_id(self.read_meta(LAST_PURGED)?.flatten());
-        let txn = self.db.begin_read()?;
+        let txn = self.log.database().begin_read()?;
+        let meta = txn.open_table(META)?;
+        let last_purged_log_id = match meta.get((self.group.0, LAST_PURGED))? {
+            Some(bytes) => records::log_id(codec::decode(bytes.value())?),
+            None => None,
+        };
         let table = txn.open_table(LOG)?;
-        let last = match table.last()? {
+        let all = group_bounds(self.group, (Bound::Unbounded, Bound::Unbounded));
+        let last = match table.range(all)?.next_back().transpose()? {
             Some((_, bytes)) => {
                 let entry: Entry<C> = codec::decode::<EntryRecord<C::D>>(bytes.value())?.into();
                 Some(entry.log_id)
@@ -161,44 +185,6 @@ where
             last_purged_log_id,
             last_log_id: last,
         })
-    }
-
-    /// Removes entries from the back while `doomed(index)` holds, or from the front.
-    async fn remove_while(
-        &self,
-        from_back: bool,
-        doomed: impl Fn(u64) -> bool + Send + 'static,
-        meta: Option<(&'static str, Vec<u8>)>,
-        durability: Durability,
-    ) -> Result<(), Error> {
-        let db = self.db.clone();
-        blocking(move || {
-            let mut txn = db.begin_write()?;
-            txn.set_durability(durability)?;
-            {
-                let mut table = txn.open_table(LOG)?;
-                loop {
-                    let edge = if from_back {
-                        table.last()?
-                    } else {
-                        table.first()?
-                    };
-                    let Some(index) = edge.map(|(k, _)| k.value()) else {
-                        break;
-                    };
-                    if !doomed(index) {
-                        break;
-                    }
-                    table.remove(index)?;
-                }
-                if let Some((key, value)) = meta {
-                    txn.open_table(META)?.insert(key, value.as_slice())?;
-                }
-            }
-            txn.commit()?;
-            Ok(())
-        })
-        .await
     }
 }
 
@@ -249,7 +235,7 @@ where
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.write_meta(VOTE, &VoteRecord::from(vote), Durability::Immediate)
+        self.write_meta(VOTE, &VoteRecord::from(vote), true)
             .await
             .map_err(|e| StorageIOError::write_vote(&e).into())
     }
@@ -261,13 +247,13 @@ where
     }
 
     /// The committed pointer is saved lazily: it only speeds up re-applying after a restart, and
-    /// becomes durable with the next append.
+    /// becomes durable with the next durable commit of the shared log (any group's append).
     async fn save_committed(
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
         let committed = records::log_id_record(committed.as_ref());
-        self.write_meta(COMMITTED, &committed, Durability::None)
+        self.write_meta(COMMITTED, &committed, false)
             .await
             .map_err(write_err)
     }
@@ -286,34 +272,7 @@ where
         I: IntoIterator<Item = Entry<C>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let encoded = entries
-            .into_iter()
-            .map(|entry| {
-                let bytes = codec::encode(&EntryRecord::from(&entry))?;
-                Ok((entry.log_id.index, bytes))
-            })
-            .collect::<Result<Vec<_>, Error>>()
-            .map_err(write_err)?;
-        let db = self.db.clone();
-        let fault = self.injected_fault();
-        let written = blocking(move || {
-            if fault {
-                return Err(Error::Io {
-                    path: "log.redb".into(),
-                    source: std::io::Error::other(format!("injected by {FAULT_ENV}")),
-                });
-            }
-            let txn = db.begin_write()?;
-            {
-                let mut table = txn.open_table(LOG)?;
-                for (index, bytes) in &encoded {
-                    table.insert(*index, bytes.as_slice())?;
-                }
-            }
-            txn.commit()?;
-            Ok(())
-        })
-        .await;
+        let written = self.append_entries(entries).await;
         match written {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -327,27 +286,20 @@ where
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.remove_while(
-            true,
-            move |i| i >= log_id.index,
-            None,
-            Durability::Immediate,
-        )
-        .await
-        .map_err(write_err)
+        self.log
+            .write(self.group, Op::Truncate(log_id.index), true)
+            .await
+            .map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         let marker = codec::encode(&records::log_id_record(Some(&log_id)))
             .map_err(|e| write_err(e.into()))?;
         // Purging need not be durable: if it is lost, the entries and the marker reappear together.
-        self.remove_while(
-            false,
-            move |i| i <= log_id.index,
-            Some((LAST_PURGED, marker)),
-            Durability::None,
-        )
-        .await
-        .map_err(write_err)
+        let through = log_id.index;
+        self.log
+            .write(self.group, Op::Purge { through, marker }, false)
+            .await
+            .map_err(write_err)
     }
 }

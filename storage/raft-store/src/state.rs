@@ -3,10 +3,18 @@
 //! Each `apply` call is one redb transaction committed without fsync, so the applied log id and the
 //! state it describes always move together; [`StateMachine::flush`] makes them durable. A crash
 //! loses at most the unflushed tail, which openraft re-applies from the log.
+//!
+//! Snapshots are files in the partition's `snapshots/` directory (see [`snapshot`] for the
+//! format); `state.redb`'s `snapshot` table records the current one's metadata and file name.
+
+mod snapshot;
+
+pub use snapshot::SnapshotFile;
 
 use crate::error::blocking;
 use crate::keys::{object_prefix, parse_state_key, take_part};
 use crate::records;
+use crate::state::snapshot::{SnapshotDir, SnapshotFile as File};
 use crate::tables::{self, STATE, Tables};
 use crate::{Applied, Batch, Error, TypeConfig};
 use holdfast_fsm::state::{Invocation, JournalItem, Promise};
@@ -23,11 +31,12 @@ use redb::{
     TableDefinition, TableHandle,
 };
 use serde::{Deserialize, Serialize};
-use std::io::Cursor;
+use std::io::{BufReader, BufWriter, Seek, SeekFrom};
 use std::ops::{Bound, ControlFlow};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -36,13 +45,16 @@ const APPLIED: &str = "applied";
 const MEMBERSHIP: &str = "membership";
 const COMMANDS_APPLIED: &str = "commands_applied";
 const SNAPSHOT_META: &str = "meta";
+/// The previous release kept the snapshot itself here; converted to a file on open.
 const SNAPSHOT_DATA: &str = "data";
+/// The current snapshot's file name in the snapshot directory.
+const SNAPSHOT_FILE: &str = "file";
 
 type NodeId = u64;
 /// Page cache of one partition's state: hot objects, live invocations and their journals.
 const STATE_CACHE_BYTES: usize = 6 << 20;
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
-type SnapshotParts = (Option<LogId<NodeId>>, Membership, Vec<u8>);
+type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
 
 /// One named state entry of an object, as read back for tools and queries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,19 +77,8 @@ pub struct PartitionSummary {
     pub commands_applied: u64,
 }
 
-type Rows = Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>;
 /// Named state entries of one object, in name order.
 type NamedValues = Vec<(String, Vec<u8>)>;
-
-/// A snapshot's payload: the whole applied state.
-#[derive(Serialize, Deserialize)]
-struct SnapshotBody {
-    state: Rows,
-    commands_applied: u64,
-    /// The invocation tables, by table name (absent in snapshots of older releases).
-    #[serde(default)]
-    tables: Vec<(String, Rows)>,
-}
 
 /// What a new leader resumes from ([`StateMachine::resumable`]).
 #[derive(Debug, Clone, Default)]
@@ -94,6 +95,7 @@ pub struct Resumable {
 #[derive(Clone)]
 pub struct StateMachine {
     db: Arc<Database>,
+    snapshots: Arc<SnapshotDir>,
     snapshots_built: Arc<AtomicU64>,
     config: holdfast_fsm::Config,
     /// Where the effects of every applied entry go, whoever proposed it (see [`AppliedBatch`]).
@@ -116,6 +118,7 @@ pub struct AppliedBatch {
 #[derive(Clone)]
 pub struct WeakStateMachine {
     db: Weak<Database>,
+    snapshots: Arc<SnapshotDir>,
     snapshots_built: Arc<AtomicU64>,
     config: holdfast_fsm::Config,
 }
@@ -133,6 +136,7 @@ impl WeakStateMachine {
     pub fn upgrade(&self) -> Option<StateMachine> {
         Some(StateMachine {
             db: self.db.upgrade()?,
+            snapshots: self.snapshots.clone(),
             snapshots_built: self.snapshots_built.clone(),
             config: self.config,
             effects: None,
@@ -204,7 +208,8 @@ fn sm_write_err(e: Error) -> StorageError<NodeId> {
 }
 
 impl StateMachine {
-    /// Opens or creates the state database at `path`.
+    /// Opens or creates the state database at `path`, with its snapshot directory next to it
+    /// (leftovers of a crash removed, a snapshot of the previous release converted to a file).
     pub fn open(path: &Path) -> Result<Self, Error> {
         let db = Database::builder()
             .set_cache_size(STATE_CACHE_BYTES)
@@ -227,8 +232,17 @@ impl StateMachine {
         txn.open_table(META)?;
         txn.open_table(SNAPSHOT)?;
         txn.commit()?;
+        // Only now, with the database locked by this process, is the directory ours to clean.
+        let snapshots = SnapshotDir::for_database(path);
+        let current = {
+            let txn = db.begin_read()?;
+            get_meta::<String>(&txn.open_table(SNAPSHOT)?, SNAPSHOT_FILE)?
+        };
+        snapshots.prepare(current.as_deref())?;
+        Self::convert_legacy_snapshot(&db, &snapshots)?;
         Ok(Self {
             db: Arc::new(db),
+            snapshots: Arc::new(snapshots),
             snapshots_built: Arc::new(AtomicU64::new(0)),
             config: holdfast_fsm::Config::default(),
             effects: None,
@@ -253,6 +267,7 @@ impl StateMachine {
     pub fn downgrade(&self) -> WeakStateMachine {
         WeakStateMachine {
             db: Arc::downgrade(&self.db),
+            snapshots: self.snapshots.clone(),
             snapshots_built: self.snapshots_built.clone(),
             config: self.config,
         }
@@ -508,50 +523,200 @@ impl StateMachine {
         Ok(responses)
     }
 
-    fn read_snapshot_body(db: &Database) -> Result<SnapshotParts, Error> {
-        let txn = db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        let mut body = SnapshotBody {
-            state: Vec::new(),
-            commands_applied: get_meta(&meta, COMMANDS_APPLIED)?.unwrap_or(0),
-            tables: Vec::new(),
-        };
-        for definition in tables::ALL {
-            let table = txn.open_table(definition)?;
-            let mut rows = Vec::new();
-            for item in table.iter()? {
-                let (key, value) = item?;
-                rows.push((
-                    serde_bytes::ByteBuf::from(key.value()),
-                    serde_bytes::ByteBuf::from(value.value()),
-                ));
-            }
-            if definition.name() == STATE.name() {
-                body.state = rows;
-            } else {
-                body.tables.push((definition.name().to_owned(), rows));
-            }
-        }
-        Ok((
-            get_applied(&meta)?,
-            get_membership(&meta)?,
-            codec::encode(&body)?,
-        ))
+    /// The directory of this partition's snapshot files.
+    pub fn snapshot_dir(&self) -> &Path {
+        self.snapshots.path()
     }
 
-    fn save_snapshot(
-        txn: &redb::WriteTransaction,
-        meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
-        data: &[u8],
-    ) -> Result<(), Error> {
+    /// Records `meta` and its file `name` as the current snapshot (within `txn`).
+    fn record_snapshot(txn: &redb::WriteTransaction, meta: &Meta, name: &str) -> Result<(), Error> {
         let mut table = txn.open_table(SNAPSHOT)?;
         put_meta(
             &mut table,
             SNAPSHOT_META,
             &records::SnapshotMetaRecord::from(meta),
         )?;
-        table.insert(SNAPSHOT_DATA, data)?;
+        put_meta(&mut table, SNAPSHOT_FILE, &name)?;
+        table.remove(SNAPSHOT_DATA)?;
         Ok(())
+    }
+
+    /// The current snapshot's metadata and file name, if there is one.
+    fn current_snapshot(
+        table: &impl ReadableTable<&'static str, &'static [u8]>,
+    ) -> Result<Option<(Meta, String)>, Error> {
+        let meta = get_meta::<records::SnapshotMetaRecord>(table, SNAPSHOT_META)?.map(Meta::from);
+        Ok(meta.zip(get_meta::<String>(table, SNAPSHOT_FILE)?))
+    }
+
+    /// A data dir of the previous release keeps its snapshot as one blob in the `snapshot`
+    /// table: it is rewritten as a file once, so it is still served after the upgrade.
+    fn convert_legacy_snapshot(db: &Database, dir: &SnapshotDir) -> Result<(), Error> {
+        let (meta, blob) = {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(SNAPSHOT)?;
+            let meta =
+                get_meta::<records::SnapshotMetaRecord>(&table, SNAPSHOT_META)?.map(Meta::from);
+            let blob = table.get(SNAPSHOT_DATA)?.map(|data| data.value().to_vec());
+            match (meta, blob) {
+                (Some(meta), Some(blob)) => (meta, blob),
+                (None, Some(_)) => {
+                    // Data without metadata describes nothing openraft could use.
+                    let txn = db.begin_write()?;
+                    txn.open_table(SNAPSHOT)?.remove(SNAPSHOT_DATA)?;
+                    txn.commit()?;
+                    return Ok(());
+                }
+                _ => return Ok(()),
+            }
+        };
+        let body: snapshot::SnapshotBody = codec::decode(&blob)?;
+        drop(blob);
+        let name = SnapshotDir::file_name(&meta.snapshot_id);
+        let temp = dir.temp_path(&name);
+        let mut guard = snapshot::RemoveOnDrop::new(temp.clone());
+        let file = std::fs::File::create(&temp).map_err(|source| Error::Io {
+            path: temp.clone(),
+            source,
+        })?;
+        let mut out = BufWriter::with_capacity(snapshot::IO_BUFFER, file);
+        snapshot::write_legacy(
+            body,
+            records::SnapshotMetaRecord::from(&meta),
+            &mut out,
+            &temp,
+        )?;
+        let file = out.into_inner().map_err(|e| Error::Io {
+            path: temp.clone(),
+            source: e.into_error(),
+        })?;
+        file.sync_all().map_err(|source| Error::Io {
+            path: temp.clone(),
+            source,
+        })?;
+        dir.rename_into_place(&temp, &name)?;
+        guard.disarm();
+        let txn = db.begin_write()?;
+        Self::record_snapshot(&txn, &meta, &name)?;
+        txn.commit()?;
+        dir.remove_others(&name);
+        tracing::info!(snapshot = %meta.snapshot_id, file = %name, "converted the previous release's snapshot to a file");
+        Ok(())
+    }
+
+    /// Writes the applied state to a new snapshot file and makes it the current snapshot,
+    /// unless a newer one was installed meanwhile. Blocking.
+    fn build_file(db: &Database, dir: &SnapshotDir, seq: u64) -> Result<(Meta, File), Error> {
+        let started = Instant::now();
+        let txn = db.begin_read()?;
+        let (meta, commands_applied) = {
+            let table = txn.open_table(META)?;
+            let last_log_id = get_applied(&table)?;
+            let snapshot_id = match last_log_id {
+                Some(id) => format!("{}-{}-{seq}", id.leader_id, id.index),
+                None => format!("none-{seq}"),
+            };
+            let meta = Meta {
+                last_log_id,
+                last_membership: get_membership(&table)?,
+                snapshot_id,
+            };
+            (meta, get_meta(&table, COMMANDS_APPLIED)?.unwrap_or(0))
+        };
+        let name = SnapshotDir::file_name(&meta.snapshot_id);
+        let temp = dir.temp_path(&name);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        let mut guard = snapshot::RemoveOnDrop::new(temp.clone());
+        let file = std::fs::File::create(&temp).map_err(io(&temp))?;
+        let mut out = BufWriter::with_capacity(snapshot::IO_BUFFER, file);
+        let record = records::SnapshotMetaRecord::from(&meta);
+        let counts = snapshot::write_state(&txn, record, commands_applied, &mut out, &temp)?;
+        drop(txn);
+        let file = out.into_inner().map_err(|e| io(&temp)(e.into_error()))?;
+        file.sync_all().map_err(io(&temp))?;
+        let bytes = file.metadata().map_err(io(&temp))?.len();
+        drop(file);
+        let path = dir.rename_into_place(&temp, &name)?;
+        guard.disarm();
+        // Opened before it is published, so that no later snapshot can remove it under us.
+        let reader = std::fs::File::open(&path).map_err(io(&path))?;
+        // A durable commit: the state the file was read from is on disk before openraft purges
+        // the log below it. The write transaction comes before the lock, as everywhere.
+        let txn = db.begin_write()?;
+        let _publishing = dir.lock();
+        let current = Self::current_snapshot(&txn.open_table(SNAPSHOT)?)?;
+        match current {
+            Some((current, current_name)) if current.last_log_id > meta.last_log_id => {
+                // A newer snapshot was installed while this one was built.
+                txn.abort()?;
+                if current_name != name {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+            _ => {
+                Self::record_snapshot(&txn, &meta, &name)?;
+                txn.commit()?;
+                dir.remove_others(&name);
+            }
+        }
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            bytes,
+            tables = counts.tables,
+            rows = counts.rows,
+            ms = started.elapsed().as_millis() as u64,
+            "built a snapshot"
+        );
+        Ok((meta, File::current(reader, path)))
+    }
+
+    /// Replaces the applied state with the snapshot in `file` and makes that file the current
+    /// snapshot. A file received into the snapshot directory is moved into place; any other
+    /// file is copied in first. Blocking.
+    fn install_file(
+        db: &Database,
+        dir: &SnapshotDir,
+        meta: &Meta,
+        (file, path, guard): (std::fs::File, std::path::PathBuf, snapshot::RemoveOnDrop),
+    ) -> Result<(u64, snapshot::Counts), Error> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        let ours = guard.is_armed() && path.parent() == Some(dir.path());
+        let (mut file, path, mut guard) = if ours {
+            file.sync_all().map_err(io(&path))?;
+            (file, path, guard)
+        } else {
+            let mut file = file;
+            dir.copy_in(&mut file, &path)?
+        };
+        file.seek(SeekFrom::Start(0)).map_err(io(&path))?;
+        let bytes = file.metadata().map_err(io(&path))?.len();
+        let txn = db.begin_write()?;
+        let installed = snapshot::install(
+            &txn,
+            BufReader::with_capacity(snapshot::IO_BUFFER, &mut file),
+            &path,
+        )?;
+        {
+            let mut table = txn.open_table(META)?;
+            put_applied(&mut table, meta.last_log_id.as_ref())?;
+            put_membership(&mut table, &meta.last_membership)?;
+            put_meta(&mut table, COMMANDS_APPLIED, &installed.commands_applied)?;
+        }
+        drop(file);
+        let name = SnapshotDir::file_name(&meta.snapshot_id);
+        dir.rename_into_place(&path, &name)?;
+        guard.disarm();
+        let _publishing = dir.lock();
+        Self::record_snapshot(&txn, meta, &name)?;
+        txn.commit()?;
+        dir.remove_others(&name);
+        Ok((bytes, installed.counts))
     }
 }
 
@@ -559,30 +724,14 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         // Logs are purged below a snapshot, so the state it describes must be durable first.
         self.flush().await.map_err(sm_write_err)?;
-        let db = self.db.clone();
+        let (db, dir) = (self.db.clone(), self.snapshots.clone());
         let seq = self.snapshots_built.fetch_add(1, Ordering::Relaxed);
-        let (meta, data) = blocking(move || {
-            let (last_log_id, last_membership, data) = Self::read_snapshot_body(&db)?;
-            let snapshot_id = match last_log_id {
-                Some(id) => format!("{}-{}-{seq}", id.leader_id, id.index),
-                None => format!("none-{seq}"),
-            };
-            let meta = SnapshotMeta {
-                last_log_id,
-                last_membership,
-                snapshot_id,
-            };
-            let mut txn = db.begin_write()?;
-            txn.set_durability(Durability::None)?;
-            Self::save_snapshot(&txn, &meta, &data)?;
-            txn.commit()?;
-            Ok((meta, data))
-        })
-        .await
-        .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let (meta, file) = blocking(move || Self::build_file(&db, &dir, seq))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(file),
         })
     }
 }
@@ -628,59 +777,43 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<File>, StorageError<NodeId>> {
+        let file = self
+            .snapshots
+            .incoming_file()
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        meta: &Meta,
+        snapshot: Box<File>,
     ) -> Result<(), StorageError<NodeId>> {
-        let data = snapshot.into_inner();
-        let meta = meta.clone();
-        let db = self.db.clone();
         let signature = meta.signature();
-        let installed = blocking(move || {
-            let body: SnapshotBody = codec::decode(&data)?;
-            let txn = db.begin_write()?;
-            for definition in tables::ALL {
-                txn.delete_table(definition)?;
-                let mut table = txn.open_table(definition)?;
-                let rows = if definition.name() == STATE.name() {
-                    Some(&body.state)
-                } else {
-                    body.tables
-                        .iter()
-                        .find(|(name, _)| name == definition.name())
-                        .map(|(_, rows)| rows)
-                };
-                for (key, value) in rows.into_iter().flatten() {
-                    table.insert(key.as_slice(), value.as_slice())?;
-                }
-            }
-            // Snapshots of older releases lack an index: derive the indexes from the records.
-            let index_missing = tables::INDEXES
-                .iter()
-                .any(|index| !body.tables.iter().any(|(name, _)| name == index.name()));
-            if index_missing {
-                tables::rebuild_indexes(&txn)?;
-            }
-            {
-                let mut table = txn.open_table(META)?;
-                put_applied(&mut table, meta.last_log_id.as_ref())?;
-                put_membership(&mut table, &meta.last_membership)?;
-                put_meta(&mut table, COMMANDS_APPLIED, &body.commands_applied)?;
-            }
-            Self::save_snapshot(&txn, &meta, &data)?;
-            txn.commit()?;
-            Ok(meta.last_log_id)
-        })
-        .await
-        .map_err(|e| StorageIOError::write_snapshot(Some(signature), &e))?;
-        tracing::info!(last_log_id = ?installed, "installed a snapshot sent by the leader");
+        let started = Instant::now();
+        let parts = snapshot.into_parts().await.map_err(|e| {
+            StorageIOError::write_snapshot(
+                Some(signature.clone()),
+                &Error::Io {
+                    path: self.snapshots.path().to_path_buf(),
+                    source: e,
+                },
+            )
+        })?;
+        let (db, dir, owned) = (self.db.clone(), self.snapshots.clone(), meta.clone());
+        let (bytes, counts) = blocking(move || Self::install_file(&db, &dir, &owned, parts))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(signature), &e))?;
+        let installed = meta.last_log_id;
+        tracing::info!(
+            last_log_id = ?installed,
+            snapshot = %meta.snapshot_id,
+            bytes,
+            rows = counts.rows,
+            ms = started.elapsed().as_millis() as u64,
+            "installed a snapshot sent by the leader"
+        );
         // The applied position jumped without entries: the leader's view of it moves along.
         if let (Some(effects), Some(last)) = (&self.effects, installed) {
             let _ = effects
@@ -696,18 +829,27 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let read = || -> Result<Option<Snapshot<TypeConfig>>, Error> {
-            let txn = self.db.begin_read()?;
-            let table = txn.open_table(SNAPSHOT)?;
-            let meta = get_meta::<records::SnapshotMetaRecord>(&table, SNAPSHOT_META)?
-                .map(SnapshotMeta::from);
-            let data = table.get(SNAPSHOT_DATA)?.map(|v| v.value().to_vec());
-            Ok(meta.zip(data).map(|(meta, data)| Snapshot {
+        let (db, dir) = (self.db.clone(), self.snapshots.clone());
+        let read = move || -> Result<Option<Snapshot<TypeConfig>>, Error> {
+            // Held until the file is open: a new snapshot cannot remove it in between.
+            let _publishing = dir.lock();
+            let txn = db.begin_read()?;
+            let Some((meta, name)) = Self::current_snapshot(&txn.open_table(SNAPSHOT)?)? else {
+                return Ok(None);
+            };
+            let path = dir.file_path(&name);
+            let file = std::fs::File::open(&path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(Some(Snapshot {
                 meta,
-                snapshot: Box::new(Cursor::new(data)),
+                snapshot: Box::new(File::current(file, path)),
             }))
         };
-        read().map_err(|e| StorageIOError::read_snapshot(None, &e).into())
+        blocking(read)
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(None, &e).into())
     }
 }
 
@@ -980,6 +1122,38 @@ mod tests {
     use holdfast_fsm::Store;
     use holdfast_fsm::state::Promise;
     use holdfast_types::Timer;
+
+    /// A snapshot file read back as the previous release's blob.
+    fn legacy_body(snapshot: &Snapshot<TypeConfig>) -> snapshot::SnapshotBody {
+        let path = snapshot.snapshot.path();
+        let file = std::fs::File::open(path).expect("open snapshot file");
+        snapshot::to_legacy(file, path).expect("read snapshot file")
+    }
+
+    /// `bytes` received into a new incoming file of `sm`, as the transport does.
+    async fn received(sm: &mut StateMachine, bytes: &[u8]) -> Box<File> {
+        use tokio::io::AsyncWriteExt;
+        let mut incoming = sm.begin_receiving_snapshot().await.expect("incoming");
+        incoming.write_all(bytes).await.expect("write");
+        incoming.shutdown().await.expect("shutdown");
+        incoming
+    }
+
+    /// The names of the files in `sm`'s snapshot directory, sorted.
+    fn snapshot_files(sm: &StateMachine) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(sm.snapshot_dir())
+            .expect("list")
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    }
 
     fn open(dir: &tempfile::TempDir, name: &str) -> StateMachine {
         StateMachine::open(&dir.path().join(name)).expect("open")
@@ -1377,7 +1551,8 @@ mod tests {
         let mut source = open(&dir, "source.redb");
         suspended_invocation(&mut source, "a", 1).await;
         let snapshot = source.build_snapshot().await.expect("snapshot");
-        let mut body: SnapshotBody = codec::decode(snapshot.snapshot.get_ref()).expect("decode");
+        // What the previous release sent: one blob, here without the index table.
+        let mut body = legacy_body(&snapshot);
         body.tables
             .retain(|(name, _)| name != tables::SUSPENDED.name());
         let old = codec::encode(&body).expect("encode");
@@ -1385,8 +1560,9 @@ mod tests {
         let mut target = open(&dir, "target.redb");
         suspended_invocation(&mut target, "z", 1).await;
         suspended_invocation(&mut target, "y", 4).await;
+        let incoming = received(&mut target, &old).await;
         target
-            .install_snapshot(&snapshot.meta, Box::new(Cursor::new(old)))
+            .install_snapshot(&snapshot.meta, incoming)
             .await
             .expect("install");
         assert_eq!(target.suspended_invocations().expect("count"), 1);
@@ -1422,5 +1598,204 @@ mod tests {
         assert_eq!(target.pending_timers().expect("count"), 2);
         let read = write(&target, |t| t.get_promise(&run, "done").expect("get"));
         assert_eq!(read, Some(promise));
+    }
+
+    #[tokio::test]
+    async fn a_new_snapshot_file_replaces_the_older_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = open(&dir, "state.redb");
+        assert_eq!(sm.snapshot_dir(), dir.path().join("snapshots"));
+        assert!(sm.get_current_snapshot().await.expect("read").is_none());
+        suspended_invocation(&mut sm, "a", 1).await;
+        let first = sm.build_snapshot().await.expect("snapshot");
+        let first_name = SnapshotDir::file_name(&first.meta.snapshot_id);
+        assert_eq!(snapshot_files(&sm), std::slice::from_ref(&first_name));
+        assert!(first.snapshot.path().ends_with(&first_name));
+        let bytes = std::fs::read(first.snapshot.path()).expect("read");
+        assert!(bytes.starts_with(&snapshot::MAGIC), "not the framed format");
+
+        suspended_invocation(&mut sm, "b", 4).await;
+        let second = sm.build_snapshot().await.expect("snapshot");
+        assert_ne!(first.meta.snapshot_id, second.meta.snapshot_id);
+        let second_name = SnapshotDir::file_name(&second.meta.snapshot_id);
+        assert_eq!(snapshot_files(&sm), [second_name]);
+        // A handle to the replaced file still reads it whole.
+        let mut old = first.snapshot;
+        let mut again = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut *old, &mut again)
+            .await
+            .expect("read the removed file");
+        assert_eq!(again, bytes);
+
+        let current = sm
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(current.meta, second.meta);
+        // The record names the file: it survives reopening.
+        drop((sm, current, second.snapshot));
+        let mut reopened = open(&dir, "state.redb");
+        let current = reopened
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(current.meta, second.meta);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_of_the_previous_release_is_converted_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut source = open(&dir, "state.redb");
+        suspended_invocation(&mut source, "a", 1).await;
+        write(&source, |t| t.put_timer(&sleep(10, 1)).expect("put"));
+        let built = source.build_snapshot().await.expect("snapshot");
+        // What the previous release left: the blob and its metadata in the table, no file.
+        let blob = codec::encode(&legacy_body(&built)).expect("encode");
+        {
+            let txn = source.db.begin_write().expect("begin");
+            {
+                let mut table = txn.open_table(SNAPSHOT).expect("table");
+                table.remove(SNAPSHOT_FILE).expect("remove");
+                table
+                    .insert(SNAPSHOT_DATA, blob.as_slice())
+                    .expect("insert");
+            }
+            txn.commit().expect("commit");
+        }
+        let dir_path = source.snapshot_dir().to_path_buf();
+        drop((source, built.snapshot));
+        std::fs::remove_dir_all(&dir_path).expect("remove the snapshot directory");
+
+        let mut upgraded = open(&dir, "state.redb");
+        let name = SnapshotDir::file_name(&built.meta.snapshot_id);
+        assert_eq!(snapshot_files(&upgraded), [name]);
+        {
+            let txn = upgraded.db.begin_read().expect("begin");
+            let table = txn.open_table(SNAPSHOT).expect("table");
+            assert!(
+                table.get(SNAPSHOT_DATA).expect("get").is_none(),
+                "blob kept"
+            );
+        }
+        let current = upgraded
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(current.meta, built.meta);
+
+        // The converted file installs like a built one.
+        let mut target = open(&dir, "target.redb");
+        target
+            .install_snapshot(&current.meta, current.snapshot)
+            .await
+            .expect("install");
+        assert_eq!(target.suspended_invocations().expect("count"), 1);
+        assert_eq!(
+            target.timers_after(None, 10).expect("timers"),
+            [sleep(10, 1)]
+        );
+        assert_eq!(
+            target.summary().expect("summary"),
+            upgraded.summary().expect("summary")
+        );
+        // And the old blob itself still installs when a peer of the previous release sends it.
+        let mut other = open(&dir, "other.redb");
+        let incoming = received(&mut other, &blob).await;
+        other
+            .install_snapshot(&built.meta, incoming)
+            .await
+            .expect("install the blob");
+        assert_eq!(
+            other.timers_after(None, 10).expect("timers"),
+            [sleep(10, 1)]
+        );
+        let served = other
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(served.meta, built.meta);
+    }
+
+    #[tokio::test]
+    async fn leftovers_of_a_crash_are_removed_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = open(&dir, "state.redb");
+        suspended_invocation(&mut sm, "a", 1).await;
+        let built = sm.build_snapshot().await.expect("snapshot");
+        let name = SnapshotDir::file_name(&built.meta.snapshot_id);
+        // A crash mid-receive (the file is never dropped), mid-build, and between a rename and
+        // its record.
+        let incoming = received(&mut sm, b"partial").await;
+        let incoming_path = incoming.path().to_path_buf();
+        std::mem::forget(incoming);
+        std::fs::write(sm.snapshot_dir().join("T9-N9-99-0.snap.tmp"), b"x").expect("write");
+        std::fs::write(sm.snapshot_dir().join("T9-N9-99-0.snap"), b"x").expect("write");
+        assert!(incoming_path.exists());
+        assert_eq!(snapshot_files(&sm).len(), 4);
+        drop((sm, built.snapshot));
+
+        let mut reopened = open(&dir, "state.redb");
+        assert_eq!(snapshot_files(&reopened), [name]);
+        let current = reopened
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(current.meta, built.meta);
+    }
+
+    #[tokio::test]
+    async fn a_received_file_that_is_not_installed_is_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = open(&dir, "state.redb");
+        let incoming = received(&mut sm, b"abandoned").await;
+        let path = incoming.path().to_path_buf();
+        assert!(path.starts_with(sm.snapshot_dir()), "{}", path.display());
+        assert!(path.exists());
+        drop(incoming);
+        assert!(!path.exists());
+        assert!(snapshot_files(&sm).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_truncated_snapshot_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut source = open(&dir, "source.redb");
+        suspended_invocation(&mut source, "a", 1).await;
+        let built = source.build_snapshot().await.expect("snapshot");
+        let bytes = std::fs::read(built.snapshot.path()).expect("read");
+
+        let mut target = open(&dir, "target.redb");
+        suspended_invocation(&mut target, "z", 1).await;
+        suspended_invocation(&mut target, "y", 4).await;
+        let before = target.summary().expect("summary");
+        for cut in [1, 7, bytes.len() / 2, bytes.len() - 3] {
+            let incoming = received(&mut target, &bytes[..cut]).await;
+            let path = incoming.path().to_path_buf();
+            let refused = target.install_snapshot(&built.meta, incoming).await;
+            assert!(refused.is_err(), "a file cut at {cut} bytes was installed");
+            assert!(!path.exists(), "the refused file was kept");
+        }
+        assert_eq!(target.summary().expect("summary"), before);
+        assert_eq!(target.suspended_invocations().expect("count"), 2);
+        assert!(target.get_current_snapshot().await.expect("read").is_none());
+        assert!(snapshot_files(&target).is_empty());
+    }
+
+    #[test]
+    fn snapshot_file_names_stay_inside_the_directory() {
+        assert_eq!(SnapshotDir::file_name("T1-N2-30-0"), "T1-N2-30-0.snap");
+        assert_eq!(
+            SnapshotDir::file_name("../../etc/passwd"),
+            "_.._.._etc_passwd.snap"
+        );
+        assert_eq!(SnapshotDir::file_name(""), "_.snap");
+        assert_eq!(SnapshotDir::file_name("incoming-1"), "_incoming-1.snap");
+        let long = "x".repeat(1000);
+        assert_eq!(SnapshotDir::file_name(&long).len(), 128 + ".snap".len());
     }
 }

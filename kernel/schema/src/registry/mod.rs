@@ -46,6 +46,9 @@ pub struct Registry {
     services: BTreeMap<String, ServiceEntry>,
     /// Sequence number of the next registration.
     next_sequence: u64,
+    /// The cluster's nodes once its membership first changed (absent in older snapshots).
+    #[serde(default)]
+    pub(crate) members: crate::members::Members,
 }
 
 /// The revisions of one service that new invocations may use, oldest first.
@@ -86,6 +89,12 @@ pub enum Applied {
     },
     /// The service's settings changed.
     ServiceModified(String),
+    /// The node joined the cluster (201).
+    NodeAdded(u64),
+    /// The node was a member already, at the same address; nothing changed (200).
+    NodeAlreadyMember(u64),
+    /// The node left the cluster for good (its replicas move to the remaining members).
+    NodeRemoved(u64),
 }
 
 /// Where a new invocation of `service/handler` goes.
@@ -134,6 +143,22 @@ impl Registry {
                 self.plan_modify(service, patch)?;
                 Ok(self.commit_modify(service, patch))
             }
+            RegistryCommand::AddNode {
+                id,
+                address,
+                initial,
+            } => {
+                let already = self.plan_add_node(*id, address, initial)?;
+                Ok(self.commit_add_node(*id, address, initial, already))
+            }
+            RegistryCommand::RemoveNode {
+                id,
+                initial,
+                replication_factor,
+            } => {
+                self.plan_remove_node(*id, initial, *replication_factor)?;
+                Ok(self.commit_remove_node(*id, initial))
+            }
         }
     }
 
@@ -152,6 +177,18 @@ impl Registry {
                 .map(drop),
             RegistryCommand::RemoveDeployment { id, force } => self.plan_remove(*id, *force),
             RegistryCommand::ModifyService { service, patch } => self.plan_modify(service, patch),
+            RegistryCommand::AddNode {
+                id,
+                address,
+                initial,
+            } => self.plan_add_node(*id, address, initial).map(drop),
+            RegistryCommand::RemoveNode {
+                id,
+                initial,
+                replication_factor,
+            } => self
+                .plan_remove_node(*id, initial, *replication_factor)
+                .map(drop),
         }
     }
 

@@ -1,0 +1,701 @@
+//! The raft logs of every group of a node in one redb file, written by one thread that commits
+//! whatever the groups queued meanwhile in one transaction: under load, the appends of many
+//! groups share one fsync.
+//!
+//! ```text
+//!   <data_dir>/raft-log.redb
+//!     log   (group u32, index u64) → EntryRecord            the entries of every group
+//!     meta  (group u32, key &str)  → VoteRecord             "vote"
+//!                                  → Option<LogIdRecord>    "committed", "last_purged"
+//!
+//!   LogStore(partition 0) ─┐                          thread "holdfast-log-writer"
+//!   LogStore(partition 1) ─┼─► bounded queue ─► wait for one request, take what else is queued
+//!   LogStore(metadata)    ─┘   (request +        (up to COMMIT_BYTES), apply it all in one
+//!                               oneshot)         write transaction (fsync'd if any request
+//!        ◄──────────────── answers ──────────── must be durable), answer every request
+//! ```
+//!
+//! Only writes go through the thread, so the writes of a group are committed in the order it
+//! made them; reads open their own read transaction. A failed commit fails every request of
+//! its batch and the writer refuses everything after it ([`Error::LogFailed`]): after a failed
+//! fsync the file is in an unknown state, and Linux may report later fsyncs as successful.
+
+use crate::Error;
+use holdfast_types::PartitionId;
+use redb::{Database, Durability, TableDefinition};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Every group's entries, keyed by group and log index.
+pub(crate) const LOG: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("log");
+/// Every group's vote, committed pointer and purge marker, keyed by group and name.
+pub(crate) const META: TableDefinition<(u32, &str), &[u8]> = TableDefinition::new("meta");
+/// The meta key of the last purged log id (written with the purge that removes the entries).
+pub(crate) const LAST_PURGED: &str = "last_purged";
+
+/// Requests waiting for the writer; beyond it, the groups wait to enqueue (backpressure).
+const QUEUE_REQUESTS: usize = 1024;
+/// Most payload (entry and meta bytes) one commit gathers beyond its first request: about as
+/// much as one replication message carries.
+pub const COMMIT_BYTES: usize = 8 << 20;
+/// Page cache of the shared file: the recent tails of every group's log.
+const CACHE_BYTES: usize = 16 << 20;
+/// How long opening waits for a handle of the same file that is being dropped to close it.
+const REOPEN_PATIENCE: Duration = Duration::from_secs(2);
+
+/// Fault injection for the storage-failure tests: with `HOLDFAST_FAULT_LOG_APPENDS=n` set, the
+/// commit carrying a group's (n+1)-th append fails as a failed fsync would (nothing of it is
+/// written, and the writer refuses everything after it). Unset, it costs one branch per commit.
+const FAULT_ENV: &str = "HOLDFAST_FAULT_LOG_APPENDS";
+
+/// Which group a log belongs to: its key in the shared file. Partition `n` is group `n`
+/// (partitions number at most 4,096); the metadata log is [`GroupKey::METADATA`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupKey(pub u32);
+
+impl GroupKey {
+    /// The metadata log's group: `u32::MAX`, a number no partition reaches.
+    pub const METADATA: GroupKey = GroupKey(u32::MAX);
+
+    /// The group of partition `partition`: its number.
+    pub fn partition(partition: PartitionId) -> Self {
+        GroupKey(partition.0)
+    }
+}
+
+impl fmt::Display for GroupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == GroupKey::METADATA {
+            f.write_str("the metadata log")
+        } else {
+            write!(f, "partition {}", self.0)
+        }
+    }
+}
+
+/// One change of one group's log, as the writer applies it.
+pub(crate) enum Op {
+    /// Insert these encoded entries, by index.
+    Append(Vec<(u64, Vec<u8>)>),
+    /// Set one meta key to an encoded record.
+    Meta(&'static str, Vec<u8>),
+    /// Remove the entries from this index on.
+    Truncate(u64),
+    /// Remove the entries up to and including `through`, and record `marker` as last purged.
+    Purge { through: u64, marker: Vec<u8> },
+    /// Remove every entry and meta key of the group (its replica moved to another node).
+    Forget,
+}
+
+impl Op {
+    /// The payload bytes this change writes, for the commit's size bound.
+    fn bytes(&self) -> usize {
+        match self {
+            Op::Append(entries) => entries.iter().map(|(_, bytes)| bytes.len()).sum(),
+            Op::Meta(_, value) => value.len(),
+            Op::Truncate(_) | Op::Forget => 0,
+            Op::Purge { marker, .. } => marker.len(),
+        }
+    }
+}
+
+/// A change waiting for the writer, and where its outcome goes.
+struct Request {
+    group: GroupKey,
+    op: Op,
+    /// Whether the change must be on disk when it is answered (its commit is fsync'd).
+    durable: bool,
+    done: oneshot::Sender<Result<(), Error>>,
+}
+
+/// What the writer has done since the log was opened, for benchmarks and metrics. Commits and
+/// appends compared say how well the node shares fsyncs: `appends / syncs` appends per fsync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogWriterStats {
+    /// Write transactions committed.
+    pub commits: u64,
+    /// Commits made durable (one fsync each): those carrying an append, vote or truncation.
+    pub syncs: u64,
+    /// Requests answered by those commits: appends, votes, truncations, purges, committed pointers.
+    pub requests: u64,
+    /// Append requests answered (one per openraft `append` call).
+    pub appends: u64,
+    /// Log entries those appends wrote.
+    pub entries: u64,
+    /// Summed over commits, the distinct groups each one wrote; `/ commits` is the mean.
+    pub group_writes: u64,
+    /// The most distinct groups one commit wrote.
+    pub max_groups_per_commit: u64,
+}
+
+/// The writer's counters, read by [`SharedLog::stats`].
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    syncs: AtomicU64,
+    requests: AtomicU64,
+    appends: AtomicU64,
+    entries: AtomicU64,
+    group_writes: AtomicU64,
+    max_groups: AtomicU64,
+}
+
+/// Handle to the node's raft-log file and its writer thread; clones share both, and the last
+/// one dropped stops the thread and closes the file.
+#[derive(Clone)]
+pub struct SharedLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    db: Arc<Database>,
+    /// Taken on drop, which ends the writer's loop.
+    requests: Option<mpsc::Sender<Request>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    counters: Arc<Counters>,
+}
+
+/// The logs this process has open, by path: redb allows one handle per file and process, so
+/// opening a file again returns the handle already open.
+static OPEN: Mutex<Vec<(PathBuf, Weak<Inner>)>> = Mutex::new(Vec::new());
+
+impl SharedLog {
+    /// Opens (creating if needed) the log file at `path` and starts its writer thread, or
+    /// returns the handle this process already has open on it.
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let path = canonical(path)?;
+        let mut open = OPEN.lock().unwrap_or_else(PoisonError::into_inner);
+        open.retain(|(_, inner)| inner.strong_count() > 0);
+        let existing = open
+            .iter()
+            .filter(|(p, _)| *p == path)
+            .find_map(|(_, inner)| inner.upgrade());
+        if let Some(inner) = existing {
+            return Ok(Self { inner });
+        }
+        let fault = std::env::var(FAULT_ENV).ok().and_then(|n| n.parse().ok());
+        let inner = Arc::new(Inner::open(path.clone(), fault)?);
+        open.push((path, Arc::downgrade(&inner)));
+        Ok(Self { inner })
+    }
+
+    /// The file this log is kept in.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// What the writer has done so far.
+    pub fn stats(&self) -> LogWriterStats {
+        let c = &self.inner.counters;
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        LogWriterStats {
+            commits: get(&c.commits),
+            syncs: get(&c.syncs),
+            requests: get(&c.requests),
+            appends: get(&c.appends),
+            entries: get(&c.entries),
+            group_writes: get(&c.group_writes),
+            max_groups_per_commit: get(&c.max_groups),
+        }
+    }
+
+    /// Deletes everything `group` has in the file, durably: its replica moved to another node, and
+    /// a later replica of it here starts from an empty log.
+    pub async fn forget(&self, group: GroupKey) -> Result<(), Error> {
+        self.write(group, Op::Forget, true).await
+    }
+
+    /// The database, for read transactions (and the migration's one write transaction).
+    pub(crate) fn database(&self) -> &Database {
+        &self.inner.db
+    }
+
+    /// Hands `op` to the writer and waits until it is committed (and on disk if `durable`).
+    pub(crate) async fn write(&self, group: GroupKey, op: Op, durable: bool) -> Result<(), Error> {
+        let requests = self.inner.requests.as_ref().ok_or(Error::WriterStopped)?;
+        let (done, answer) = oneshot::channel();
+        let request = Request {
+            group,
+            op,
+            durable,
+            done,
+        };
+        requests
+            .send(request)
+            .await
+            .map_err(|_| Error::WriterStopped)?;
+        answer.await.map_err(|_| Error::WriterStopped)?
+    }
+}
+
+impl fmt::Debug for SharedLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedLog")
+            .field("path", &self.inner.path)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Inner {
+    /// Opens the file and starts its writer, failing a group's appends after `fault` of them.
+    fn open(path: PathBuf, fault: Option<u64>) -> Result<Self, Error> {
+        let db = open_database(&path)?;
+        let txn = db.begin_write()?;
+        txn.open_table(LOG)?;
+        txn.open_table(META)?;
+        txn.commit()?;
+        let db = Arc::new(db);
+        let counters = Arc::new(Counters::default());
+        let writer = Writer {
+            db: db.clone(),
+            path: path.clone(),
+            counters: counters.clone(),
+            fault,
+            appended: HashMap::new(),
+            failed: None,
+        };
+        let (requests, queue) = mpsc::channel(QUEUE_REQUESTS);
+        let thread = std::thread::Builder::new()
+            .name("holdfast-log-writer".into())
+            .spawn(move || writer.run(queue))
+            .map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Self {
+            path,
+            db,
+            requests: Some(requests),
+            writer: Some(thread),
+            counters,
+        })
+    }
+}
+
+impl Drop for Inner {
+    /// Closes the queue and waits for the writer to answer what it holds, so the file is closed
+    /// when the last handle is gone (and can be opened again at once).
+    fn drop(&mut self) {
+        self.requests.take();
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!(path = %self.path.display(), "the raft log writer panicked");
+        }
+    }
+}
+
+/// Opens the database, waiting a little while a handle of this process that is being dropped
+/// still holds the file.
+fn open_database(path: &Path) -> Result<Database, Error> {
+    let started = std::time::Instant::now();
+    loop {
+        match Database::builder().set_cache_size(CACHE_BYTES).create(path) {
+            Ok(db) => return Ok(db),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                if started.elapsed() < REOPEN_PATIENCE =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// `path` with its directory resolved, so one file has one key in [`OPEN`].
+fn canonical(path: &Path) -> Result<PathBuf, Error> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io(std::io::Error::other("not a file name")))?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    Ok(dir.canonicalize().map_err(io)?.join(name))
+}
+
+/// The writer thread's state.
+struct Writer {
+    db: Arc<Database>,
+    path: PathBuf,
+    counters: Arc<Counters>,
+    /// Appends allowed per group before an injected failure ([`FAULT_ENV`]).
+    fault: Option<u64>,
+    /// Appends committed or attempted per group, counted only with [`FAULT_ENV`] set.
+    appended: HashMap<GroupKey, u64>,
+    /// The failure of a commit; once set, every request is refused with it.
+    failed: Option<Arc<Error>>,
+}
+
+impl Writer {
+    /// Serves batches until every handle is gone.
+    fn run(mut self, mut queue: mpsc::Receiver<Request>) {
+        while let Some(first) = queue.blocking_recv() {
+            let mut bytes = first.op.bytes();
+            let mut batch = vec![first];
+            while bytes < COMMIT_BYTES {
+                let Ok(next) = queue.try_recv() else {
+                    break;
+                };
+                bytes = bytes.saturating_add(next.op.bytes());
+                batch.push(next);
+            }
+            self.serve(batch);
+        }
+    }
+
+    /// Commits `batch` in one transaction and answers each of its requests.
+    fn serve(&mut self, batch: Vec<Request>) {
+        if let Some(cause) = &self.failed {
+            for request in batch {
+                let _ = request.done.send(Err(Error::LogFailed(cause.clone())));
+            }
+            return;
+        }
+        let durable = batch.iter().any(|request| request.durable);
+        match self.commit(&batch, durable) {
+            Ok(()) => {
+                self.count(&batch, durable);
+                for request in batch {
+                    // A requester that went away needs no answer; its change is committed.
+                    let _ = request.done.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(
+                    path = %self.path.display(),
+                    error = %e,
+                    requests = batch.len(),
+                    "raft log commit failed; every later write is refused"
+                );
+                let cause = Arc::new(e);
+                for request in batch {
+                    let _ = request.done.send(Err(Error::CommitFailed(cause.clone())));
+                }
+                self.failed = Some(cause);
+            }
+        }
+    }
+
+    fn commit(&mut self, batch: &[Request], durable: bool) -> Result<(), Error> {
+        self.inject_fault(batch)?;
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })?;
+        {
+            let mut log = txn.open_table(LOG)?;
+            let mut meta = txn.open_table(META)?;
+            for request in batch {
+                let group = request.group.0;
+                match &request.op {
+                    Op::Append(entries) => {
+                        for (index, bytes) in entries {
+                            log.insert((group, *index), bytes.as_slice())?;
+                        }
+                    }
+                    Op::Meta(key, value) => {
+                        meta.insert((group, *key), value.as_slice())?;
+                    }
+                    Op::Truncate(from) => {
+                        log.retain_in((group, *from)..=(group, u64::MAX), |_, _| false)?;
+                    }
+                    Op::Purge { through, marker } => {
+                        log.retain_in((group, 0)..=(group, *through), |_, _| false)?;
+                        meta.insert((group, LAST_PURGED), marker.as_slice())?;
+                    }
+                    Op::Forget => {
+                        log.retain_in((group, 0)..=(group, u64::MAX), |_, _| false)?;
+                        meta.retain_in((group, "")..=(group, "\u{10ffff}"), |_, _| false)?;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Fails the commit as a failed fsync would once a group of `batch` appends past what
+    /// [`FAULT_ENV`] allows.
+    fn inject_fault(&mut self, batch: &[Request]) -> Result<(), Error> {
+        let Some(allowed) = self.fault else {
+            return Ok(());
+        };
+        let mut tripped = false;
+        for request in batch {
+            if let Op::Append(_) = request.op {
+                let done = self.appended.entry(request.group).or_insert(0);
+                tripped |= *done >= allowed;
+                *done = done.saturating_add(1);
+            }
+        }
+        if !tripped {
+            return Ok(());
+        }
+        Err(Error::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other(format!("fsync failure injected by {FAULT_ENV}")),
+        })
+    }
+
+    fn count(&self, batch: &[Request], durable: bool) {
+        let c = &self.counters;
+        let add = |counter: &AtomicU64, n: usize| {
+            counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+        };
+        add(&c.commits, 1);
+        add(&c.syncs, usize::from(durable));
+        add(&c.requests, batch.len());
+        for request in batch {
+            if let Op::Append(entries) = &request.op {
+                add(&c.appends, 1);
+                add(&c.entries, entries.len());
+            }
+        }
+        let mut groups: Vec<u32> = batch.iter().map(|request| request.group.0).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        add(&c.group_writes, groups.len());
+        c.max_groups.fetch_max(
+            u64::try_from(groups.len()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Batch, LogStore, TypeConfig, records};
+    use holdfast_types::{Command, ObjectKey, codec};
+    use openraft::storage::RaftLogStorage;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftLogReader, Vote};
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Waker};
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+    type Pending<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + 'a>>;
+
+    fn log_id(index: u64) -> LogId<u64> {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    /// Entry `index` carrying `value_bytes` bytes of state.
+    fn entry(index: u64, value_bytes: usize) -> Entry<TypeConfig> {
+        Entry {
+            log_id: log_id(index),
+            payload: EntryPayload::Normal(Batch(vec![Command::SetState {
+                object: ObjectKey::new("Counter", "k"),
+                name: format!("n{index}"),
+                value: vec![7; value_bytes],
+            }])),
+        }
+    }
+
+    fn store(log: &SharedLog, group: u32) -> LogStore {
+        LogStore::new(log, GroupKey(group))
+    }
+
+    async fn indexes(store: &mut LogStore) -> Result<Vec<u64>, Box<dyn std::error::Error>> {
+        let entries = store.try_get_log_entries(..).await?;
+        Ok(entries.iter().map(|e| e.log_id.index).collect())
+    }
+
+    /// Polls `write` once, far enough to hand its request to the writer: the queue has room,
+    /// so sending completes at once and the future then waits for the answer.
+    fn enqueue<'a>(write: impl Future<Output = Result<(), Error>> + 'a) -> Pending<'a> {
+        let mut write: Pending<'a> = Box::pin(write);
+        let polled = write.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        assert!(polled.is_pending(), "answered while the writer was held");
+        write
+    }
+
+    /// A write transaction of the test's own: while it is open, the writer waits to begin its
+    /// next commit, so the requests sent meanwhile queue up.
+    fn hold_writer(log: &SharedLog) -> Result<redb::WriteTransaction, redb::TransactionError> {
+        log.database().begin_write()
+    }
+
+    #[tokio::test]
+    async fn interleaved_appends_of_two_groups_keep_separate_logs() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = SharedLog::open(&dir.path().join("raft-log.redb"))?;
+        let (mut a, mut b) = (store(&log, 0), store(&log, GroupKey::METADATA.0));
+        for index in 1..=5 {
+            a.append_entries([entry(index, 8)]).await?;
+            b.append_entries([entry(index * 10, 8), entry(index * 10 + 1, 8)])
+                .await?;
+        }
+        a.save_vote(&Vote::new_committed(3, 2)).await?;
+        assert_eq!(indexes(&mut a).await?, vec![1, 2, 3, 4, 5]);
+        assert_eq!(
+            indexes(&mut b).await?,
+            vec![10, 11, 20, 21, 30, 31, 40, 41, 50, 51]
+        );
+        assert_eq!(a.get_log_state().await?.last_log_id, Some(log_id(5)));
+        assert_eq!(b.get_log_state().await?.last_log_id, Some(log_id(51)));
+        assert_eq!(a.read_vote().await?, Some(Vote::new_committed(3, 2)));
+        assert_eq!(b.read_vote().await?, None);
+        // A group with nothing written sees an empty log between the two.
+        let mut empty = store(&log, 1);
+        assert_eq!(indexes(&mut empty).await?, Vec::<u64>::new());
+        assert_eq!(empty.get_log_state().await?.last_log_id, None);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn truncating_and_purging_one_group_leaves_the_others_untouched() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = SharedLog::open(&dir.path().join("raft-log.redb"))?;
+        let mut groups = [store(&log, 4), store(&log, 5), store(&log, 6)];
+        for group in &groups {
+            group
+                .append_entries((1..=10).map(|index| entry(index, 8)))
+                .await?;
+        }
+        let [before, middle, after] = &mut groups;
+        middle.truncate(log_id(7)).await?;
+        middle.purge(log_id(3)).await?;
+        middle.save_committed(Some(log_id(5))).await?;
+        assert_eq!(indexes(middle).await?, vec![4, 5, 6]);
+        let state = middle.get_log_state().await?;
+        assert_eq!(state.last_purged_log_id, Some(log_id(3)));
+        assert_eq!(state.last_log_id, Some(log_id(6)));
+        for neighbour in [before, after] {
+            assert_eq!(indexes(neighbour).await?, (1..=10).collect::<Vec<_>>());
+            let state = neighbour.get_log_state().await?;
+            assert_eq!(state.last_purged_log_id, None);
+            assert_eq!(state.last_log_id, Some(log_id(10)));
+            assert_eq!(neighbour.read_committed().await?, None);
+        }
+        // Purging everything leaves the marker as the last log id.
+        middle.purge(log_id(6)).await?;
+        let state = middle.get_log_state().await?;
+        assert_eq!(state.last_log_id, Some(log_id(6)));
+        assert_eq!(indexes(middle).await?, Vec::<u64>::new());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_group_starts_empty_and_its_neighbours_keep_everything() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = SharedLog::open(&dir.path().join("raft-log.redb"))?;
+        let (mut gone, mut kept) = (store(&log, 2), store(&log, 3));
+        for group in [&mut gone, &mut kept] {
+            group
+                .append_entries((1..=4).map(|index| entry(index, 8)))
+                .await?;
+            group.save_vote(&Vote::new_committed(2, 1)).await?;
+            group.purge(log_id(1)).await?;
+        }
+        log.forget(GroupKey(2)).await?;
+        assert_eq!(indexes(&mut gone).await?, Vec::<u64>::new());
+        let state = gone.get_log_state().await?;
+        assert_eq!((state.last_purged_log_id, state.last_log_id), (None, None));
+        assert_eq!(gone.read_vote().await?, None);
+        assert_eq!(indexes(&mut kept).await?, vec![2, 3, 4]);
+        assert_eq!(kept.read_vote().await?, Some(Vote::new_committed(2, 1)));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_of_many_groups_share_commits() -> TestResult {
+        const GROUPS: u32 = 32;
+        let dir = tempfile::tempdir()?;
+        let log = SharedLog::open(&dir.path().join("raft-log.redb"))?;
+        let stores: Vec<LogStore> = (0..GROUPS).map(|g| store(&log, g)).collect();
+        let held = hold_writer(&log)?;
+        let pending: Vec<Pending<'_>> = stores
+            .iter()
+            .map(|s| enqueue(s.append_entries([entry(1, 64)])))
+            .collect();
+        held.abort()?;
+        for write in pending {
+            write.await?;
+        }
+        let stats = log.stats();
+        assert_eq!(stats.appends, u64::from(GROUPS));
+        assert_eq!(stats.entries, u64::from(GROUPS));
+        // The writer had taken the first request(s) when it found the file held; everything
+        // sent meanwhile shares the next commit.
+        assert!(stats.commits <= 2, "{stats:?}");
+        assert_eq!(stats.syncs, stats.commits);
+        assert_eq!(stats.group_writes, u64::from(GROUPS));
+        assert!(
+            stats.max_groups_per_commit >= u64::from(GROUPS / 2),
+            "{stats:?}"
+        );
+        for mut store in stores {
+            assert_eq!(indexes(&mut store).await?, vec![1]);
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn lazy_writes_alone_commit_without_fsync() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = SharedLog::open(&dir.path().join("raft-log.redb"))?;
+        let mut a = store(&log, 0);
+        a.append_entries([entry(1, 8), entry(2, 8)]).await?;
+        a.save_committed(Some(log_id(2))).await?;
+        a.purge(log_id(1)).await?;
+        let stats = log.stats();
+        assert_eq!((stats.commits, stats.syncs, stats.requests), (3, 1, 3));
+        assert_eq!(a.read_committed().await?, Some(log_id(2)));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_its_batch_and_every_later_request() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("raft-log.redb");
+        // Each group may append once; its second append fails as a failed fsync would.
+        let log = SharedLog {
+            inner: Arc::new(Inner::open(canonical(&path)?, Some(1))?),
+        };
+        let (a, b, mut c) = (store(&log, 0), store(&log, 1), store(&log, 2));
+        a.append_entries([entry(1, 8)]).await?;
+
+        let committed = codec::encode(&records::log_id_record(Some(&log_id(1))))?;
+        let held = hold_writer(&log)?;
+        // Alone in its commit: it fills the commit's byte budget by itself.
+        let big = enqueue(c.append_entries([entry(1, COMMIT_BYTES)]));
+        let doomed = [
+            enqueue(a.append_entries([entry(2, 8)])),
+            enqueue(b.append_entries([entry(1, 8)])),
+            enqueue(log.write(GroupKey(2), Op::Meta("committed", committed), false)),
+        ];
+        held.abort()?;
+        big.await?;
+        for write in doomed {
+            let result = write.await;
+            assert!(matches!(result, Err(Error::CommitFailed(_))), "{result:?}");
+        }
+        // Nothing of the failed batch was written.
+        let (mut a, mut b) = (a, b);
+        assert_eq!(indexes(&mut a).await?, vec![1]);
+        assert_eq!(indexes(&mut b).await?, Vec::<u64>::new());
+        assert_eq!(c.read_committed().await?, None);
+        // Every later request is refused, whatever its group or kind.
+        let later = c.save_vote(&Vote::new(4, 1)).await;
+        assert!(later.is_err(), "{later:?}");
+        let later = store(&log, 9).append_entries([entry(1, 8)]).await;
+        assert!(matches!(later, Err(Error::LogFailed(_))), "{later:?}");
+        assert_eq!(log.stats().commits, 2, "{:?}", log.stats());
+        Ok(())
+    }
+}
