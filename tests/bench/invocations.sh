@@ -9,6 +9,7 @@
 set -euo pipefail
 BIN=$1 RESULTS=$2 WORK=$3 SECONDS_EACH=$4 RESTATE_DIR=${5:-}
 cd "$(dirname "$0")/../.."
+source tests/bench/workloads.sh
 ROOT=$PWD
 INGRESS=127.0.0.1:8080
 ADMIN=127.0.0.1:9070
@@ -40,15 +41,7 @@ run_engine() {
       -d "{\"uri\":\"http://127.0.0.1:$SERVICES_PORT\"}"; do sleep 0.2; done
   sleep 1
   local cpu0; cpu0=$(cpu_s "$server")
-  for spec in "${workloads[@]}"; do
-    IFS='|' read -r name path body <<<"$spec"
-    for conc in 1 64; do
-      "$BIN" bench http --url "http://$INGRESS$path" --body "$body" --concurrency "$conc" \
-        --seconds "$SECONDS_EACH" --keys 1000 \
-        | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(engine='$engine', workload='$name'); print(json.dumps(r))" \
-        | tee -a "$RESULTS" >&2
-    done
-  done
+  run_workloads "$BIN" "$INGRESS" "$RESULTS" "$SECONDS_EACH" "{'engine': '$engine'}"
   local cpu1; cpu1=$(cpu_s "$server")
   echo "{\"bench\":\"server\",\"engine\":\"$engine\",\"peak_rss_mib\":$(rss_peak_mib "$server"),\"cpu_s\":$(python3 -c "print(round($cpu1-$cpu0,2))")}" | tee -a "$RESULTS" >&2
   kill -TERM "$server"; wait "$server" || true

@@ -13,6 +13,46 @@ restate, fsyncs, secs = context["restate"], context["fsyncs"], context["seconds"
 startups, median = startup["all_ms"], startup["median_ms"]
 rss, threads = startup["idle_rss_mib"], startup["threads"]
 
+def cluster_section(rows, cluster, secs):
+    """Three nodes beside one node (tests/bench/cluster.sh)."""
+    def cell(mode, name, conc):
+        return next((r for r in cluster if r["mode"] == mode and r["workload"] == name and r["concurrency"] == conc), None)
+    out = [
+    "",
+    "## Three nodes beside one node",
+    "",
+    f"`tests/bench/cluster.sh` (run by `make bench`): the same handler code and load generator "
+    f"(`holdfast bench http --concurrency C --seconds {secs}`) through node 1's ingress, first against one "
+    "node, then against three release-build nodes on this machine with every partition replicated on all "
+    "three (an acknowledged step is fsync'd on two of three: the leader and one follower). The three "
+    "nodes, the Node endpoint and the load generator share the cores.",
+    "",
+    "| workload | clients | one node req/s | p50 / p99 ms | three nodes req/s | p50 / p99 ms | throughput three / one | p50 three / one |",
+    "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in dict.fromkeys(r["workload"] for r in cluster):
+        for conc in (1, 64):
+            one, three = cell("single", name, conc), cell("three", name, conc)
+            if not (one and three):
+                continue
+            out.append(f"| {name} | {conc} | {one['per_second']:.0f} | {one['p50_ms']:.1f} / {one['p99_ms']:.1f} | "
+                       f"{three['per_second']:.0f} | {three['p50_ms']:.1f} / {three['p99_ms']:.1f} | "
+                       f"{three['per_second'] / max(one['per_second'], 1e-9):.2f}× | {three['p50_ms'] / max(one['p50_ms'], 1e-9):.2f} |")
+    logs = [r for r in rows if r["bench"] == "cluster_log"]
+    if logs:
+        out += ["", "Raft appends per fsync of each node's one raft-log file over those workloads "
+                "(`holdfast_log_appends_total` / `holdfast_log_fsyncs_total` from `/metrics`):", "",
+                "| nodes | node | appends | fsyncs | appends per fsync |", "|---|---|---|---|---|"]
+        for r in logs:
+            out.append(f"| {'one' if r['mode'] == 'single' else 'three'} | {r['node']} | {r['appends']} | {r['fsyncs']} | "
+                       f"{r['appends'] / max(r['fsyncs'], 1):.1f} |")
+    failover = next((r for r in rows if r["bench"] == "cluster_failover"), None)
+    if failover:
+        out += ["", f"Leader loss: after `kill -9` of node 1, {failover['keys']} calls to objects spread over every "
+                f"partition, sent through node 2 and retried until answered, had all answered after "
+                f"{failover['all_answered_ms']} ms (a new election on each partition node 1 led)."]
+    return out
+
 def ratio(ours, theirs):
     """ours / theirs from the leading numbers of two cells, or a dash when one is missing."""
     try:
@@ -174,6 +214,9 @@ if sql:
     "bounded channel instead of materializing the table; what grows is the stores' page caches (6 MiB per "
     "partition's state.redb) filling as the scans read every page.",
     ]
+cluster = [r for r in rows if r["bench"] == "cluster_http"]
+if cluster:
+    lines += cluster_section(rows, cluster, secs)
 lines += [
 "",
 f"Fsyncs on the acknowledgement path, counted with `strace -f -c` around `holdfast bench log --proposers 64 "

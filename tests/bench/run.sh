@@ -10,6 +10,8 @@
 #   - invocations beside Restate (tests/bench/invocations.sh) and durable timers
 #     (tests/bench/timers.sh: TIMERS_PENDING pending, a burst of TIMERS_BURST due at once)
 #   - tracing overhead: the no-op invocation with span export off and on (tests/bench/tracing.sh)
+#   - three nodes beside one node: invocation workloads, appends per fsync, leader loss
+#     (tests/bench/cluster.sh)
 #   - SQL introspection over 100,000 invocations and 1,000,000 state rows (`holdfast bench sql`)
 #
 # Env: SECONDS_PER_RUN (default 10), BENCH_DIR (default a fresh dir under $TMPDIR),
@@ -103,6 +105,7 @@ if [ -f sdk-ts/dist/src/index.js ]; then
   tests/bench/invocations.sh "$BIN" "$RESULTS" "$WORK" "$RUN_SECONDS" "$restate_dir"
   tests/bench/timers.sh "$BIN" "$RESULTS" "$WORK" "${TIMERS_PENDING:-100000}" "${TIMERS_BURST:-20000}"
   tests/bench/tracing.sh "$BIN" "$RESULTS" "$WORK" "$RUN_SECONDS"
+  tests/bench/cluster.sh "$BIN" "$RESULTS" "$WORK" "$RUN_SECONDS"
 else
   echo "== invocations: skipped, build the SDK first (make sdk)" >&2
 fi

@@ -695,3 +695,190 @@ fn six_nodes_with_three_replicas_per_partition_serve_everything_from_every_node(
         }
     }
 }
+
+/// Runs one statement through psql on a node's PostgreSQL-wire port `sql`: whether it
+/// succeeded, its rows unaligned (`-At`), and what it printed on stderr (SQLSTATE included).
+fn psql(sql: SocketAddr, statement: &str) -> (bool, String, String) {
+    let output = std::process::Command::new("psql")
+        .args(["-h", &sql.ip().to_string(), "-p", &sql.port().to_string()])
+        .args(["-U", "operator", "-d", "holdfast", "-X", "-A", "-t"])
+        .args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-v",
+            "VERBOSITY=verbose",
+            "-c",
+            statement,
+        ])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("run psql (install postgresql-client)");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn sql_on_any_node_reads_the_partitions_it_holds_no_replica_of() {
+    const PARTITIONS: u32 = 8;
+    let began = Instant::now();
+    let cluster = Cluster::start(ClusterOptions {
+        replication_factor: 1,
+        ..ClusterOptions::default()
+    });
+    cluster.wait_for_leaders(PATIENCE);
+    let _endpoint = register_everywhere(&cluster, 1);
+    // One replica per partition: each node holds only some of the eight.
+    let held: BTreeMap<u64, Vec<u32>> = cluster
+        .nodes()
+        .iter()
+        .map(|node| {
+            let view = cluster.view(node.id()).expect("view");
+            let held = view
+                .partitions
+                .iter()
+                .filter(|p| p.replicas.iter().any(|r| r.node == node.id()))
+                .map(|p| p.partition)
+                .collect::<Vec<_>>();
+            (node.id(), held)
+        })
+        .collect();
+    println!("partitions held per node: {held:?}");
+    assert!(
+        held.values().all(|p| !p.is_empty() && p.len() < 8),
+        "{held:?}"
+    );
+    // Three boxes per partition, each written once through a node in turn.
+    let mut boxes: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for n in 0.. {
+        if boxes.len() == PARTITIONS as usize && boxes.values().all(|b| b.len() >= 3) {
+            break;
+        }
+        let key = format!("remote{n}");
+        let keys = boxes
+            .entry(partition_of("Box", &key, PARTITIONS))
+            .or_default();
+        if keys.len() < 3 {
+            keys.push(key);
+        }
+    }
+    let keys: Vec<(u32, &String)> = boxes
+        .iter()
+        .flat_map(|(partition, keys)| keys.iter().map(move |key| (*partition, key)))
+        .collect();
+    for (i, (_, key)) in keys.iter().enumerate() {
+        let response = http(
+            node_ingress(&cluster, 1 + i as u64 % 3),
+            "POST",
+            &format!("/Box/{key}/add"),
+            &[JSON],
+            &json!("m").to_string(),
+        )
+        .expect("call");
+        assert_eq!(response.status, 200, "{key}: {}", response.body);
+    }
+    let total = keys.len();
+    let written = began.elapsed();
+
+    // Every node sees every row, through POST /query and psql.
+    let queried = Instant::now();
+    for node in cluster.nodes() {
+        let id = node.id();
+        for (table, filter) in [
+            ("sys_invocation", "target_service_name = 'Box'"),
+            ("state", "service_name = 'Box'"),
+        ] {
+            let sql = format!("SELECT count(*) AS n FROM {table} WHERE {filter}");
+            let rows = sql_rows(node.admin(), &sql);
+            assert_eq!(rows[0]["n"], total, "node {id}: {sql}");
+            let (ok, out, err) = psql(node.sql(), &sql);
+            assert!(ok, "node {id}, psql: {sql}: {err}");
+            assert_eq!(out, total.to_string(), "node {id}, psql: {sql}");
+        }
+        // A filter on the object is pushed down, to the node holding its partition if not here.
+        for (partition, key) in &keys {
+            let sql = format!(
+                "SELECT service_key, value_utf8 FROM state \
+                 WHERE service_name = 'Box' AND service_key = '{key}'"
+            );
+            let rows = sql_rows(node.admin(), &sql);
+            assert_eq!(rows.len(), 1, "node {id}: {sql}: {rows:?}");
+            assert_eq!(rows[0]["value_utf8"], r#"["m"]"#, "node {id}: {sql}");
+            let elsewhere = !held[&id].contains(partition);
+            let plan = sql_rows(node.admin(), &format!("EXPLAIN {sql}"))
+                .iter()
+                .map(|row| row["plan"].as_str().unwrap_or_default().to_owned())
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert_eq!(
+                plan.contains(&format!("remote=[{partition}]")),
+                elsewhere,
+                "node {id}, partition {partition}:\n{plan}"
+            );
+        }
+        // The whole table, every column, through psql: the same rows from every node.
+        let (ok, out, err) = psql(
+            node.sql(),
+            "SELECT service_key, key, value_utf8 FROM state WHERE service_name = 'Box' \
+             ORDER BY service_key",
+        );
+        assert!(ok, "node {id}: {err}");
+        assert_eq!(out.lines().count(), total, "node {id}:\n{out}");
+        assert!(
+            out.lines().all(|line| line.ends_with(r#"|messages|["m"]"#)),
+            "node {id}:\n{out}"
+        );
+    }
+    let read = queried.elapsed();
+
+    // Node 3 goes down: the partitions only it held fail every query that needs them, naming
+    // one of them, instead of answering fewer rows.
+    let gone = &held[&3];
+    cluster.node(3).kill9();
+    let failed = Instant::now();
+    for id in [1u64, 2] {
+        let node = cluster.node(id);
+        let response = holdfast_e2e::http_json(
+            node.admin(),
+            "POST",
+            "/query",
+            &json!({ "query": "SELECT count(*) AS n FROM state WHERE service_name = 'Box'" }),
+        )
+        .expect("query");
+        println!(
+            "node {id}, POST /query with node 3 down: {} {}",
+            response.status, response.body
+        );
+        assert_eq!(response.status, 503, "node {id}: {}", response.body);
+        let names_one = |text: &str| {
+            gone.iter()
+                .any(|p| text.contains(&format!("partition {p} is unavailable")))
+        };
+        assert!(names_one(&response.body), "node {id}: {}", response.body);
+        let (ok, out, err) = psql(node.sql(), "SELECT count(*) FROM sys_invocation");
+        println!("node {id}, psql with node 3 down: {}", err.trim());
+        assert!(!ok, "node {id} answered {out} without node 3's partitions");
+        assert!(names_one(&err), "node {id}: {err}");
+        // What the live nodes hold still answers.
+        let (partition, key) = keys
+            .iter()
+            .find(|(partition, _)| !gone.contains(partition))
+            .expect("a partition on a live node");
+        let rows = sql_rows(
+            node.admin(),
+            &format!(
+                "SELECT value_utf8 FROM state WHERE service_name = 'Box' AND service_key = '{key}'"
+            ),
+        );
+        assert_eq!(rows.len(), 1, "node {id}, partition {partition}: {rows:?}");
+    }
+    println!(
+        "{total} boxes over {PARTITIONS} partitions: written in {} ms (cluster start included), \
+         read from every node in {} ms, failures reported in {} ms",
+        written.as_millis(),
+        read.as_millis(),
+        failed.elapsed().as_millis()
+    );
+}

@@ -904,3 +904,61 @@ fn a_fourth_node_joins_and_a_node_leaves_under_load_losing_nothing() {
     finished.check(cluster.node(4).ingress(), 50);
     drop(endpoint);
 }
+
+#[test]
+fn a_node_back_under_its_old_id_with_a_wiped_data_dir_is_refused_by_its_peers() {
+    let cluster = Logged(Cluster::start(ClusterOptions {
+        log_filter: LOG_FILTER.into(),
+        ..ClusterOptions::default()
+    }));
+    cluster.wait_for_leaders(PATIENCE);
+    let endpoint = fixture(&cluster, 1);
+    let node = cluster.node(3);
+    node.kill9();
+    std::fs::remove_dir_all(cluster.dir().join("node-3")).expect("wipe node 3's data dir");
+    node.restart();
+    // Both sides say why, and name the cure.
+    let refusal = "its data dir was wiped or replaced";
+    for id in [1, 3] {
+        poll(&format!("node {id} to log the refusal"), PATIENCE, || {
+            cluster
+                .node(id)
+                .log()
+                .text()
+                .contains(refusal)
+                .then_some(())
+        });
+        let text = cluster.node(id).log().text();
+        let line = text
+            .lines()
+            .find(|l| l.contains(refusal))
+            .unwrap_or_default();
+        println!("node {id}: {line}");
+    }
+    // The wiped node takes no part: the others lead everything and keep serving.
+    std::thread::sleep(Duration::from_secs(3));
+    let leaders = cluster.wait_for_leaders(PATIENCE);
+    assert!(
+        leaders.values().all(|leader| *leader != 3),
+        "the wiped node leads: {leaders:?}"
+    );
+    let view = cluster.view(3).expect("node 3's view");
+    for partition in &view.partitions {
+        let own = partition.replicas.iter().find(|r| r.node == 3);
+        assert!(
+            own.is_none_or(|r| r.applied_index.unwrap_or(0) == 0),
+            "the wiped node received partition {}'s log: {partition:?}",
+            partition.partition
+        );
+    }
+    let answer = http(
+        cluster.node(1).ingress(),
+        "POST",
+        "/Box/after-wipe/add",
+        &[JSON],
+        "1",
+    )
+    .expect("call through node 1");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    drop(endpoint);
+}

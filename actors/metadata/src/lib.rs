@@ -2,7 +2,7 @@
 //! services are registered, and publishes every applied [`Registry`] on a watch channel.
 //!
 //! ```text
-//!   admin ── ChangeRegistry(RegistryCommand) ──► MetadataActor ── Raft::client_write ──► metadata/log.redb
+//!   admin ── ChangeRegistry(RegistryCommand) ──► MetadataActor ── Raft::client_write ──► raft-log.redb (group u32::MAX)
 //!                                                     │                                  └► MetadataStore: Registry::apply
 //!   ingress, admin, invoker ◄── watch<Arc<Registry>> ─┘ (published by the store on apply)
 //! ```

@@ -2,7 +2,7 @@
 //! redb stores, and turning concurrent proposals into group commits.
 //!
 //! ```text
-//!   Propose ──► PartitionActor ── pending batch ──► Raft::client_write(Batch) ──► log.redb (fsync)
+//!   Propose ──► PartitionActor ── pending batch ──► Raft::client_write(Batch) ──► raft-log.redb (fsync)
 //!                  ▲    │                                      │
 //!                  │    └── acks every proposal of the batch ◄─┘ after commit + apply
 //!                  └── RaftObserved (leader, term, applied) from the raft metrics watch

@@ -189,6 +189,15 @@ impl Router {
         }
     }
 
+    /// The node last seen leading `partition`, if any.
+    pub fn leader_hint(&self, partition: PartitionId) -> Option<u64> {
+        self.inner
+            .leaders
+            .get(partition.0 as usize)
+            .map(|l| l.load(Ordering::Relaxed))
+            .filter(|leader| *leader != 0)
+    }
+
     /// The nodes holding replicas of `partition` now, preferred first.
     pub fn replicas_of(&self, partition: PartitionId) -> Vec<u64> {
         self.inner

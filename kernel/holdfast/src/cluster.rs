@@ -4,12 +4,14 @@
 use actix::Addr;
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use holdfast_cluster::{ForwardService, GroupId};
-use holdfast_cluster::{Groups, Identity, Listener, ServeError, Settings, Transport};
+use holdfast_cluster::{ForwardService, GroupId, ScanChunks, ScanService};
+use holdfast_cluster::{Groups, Identity, Incarnations, Listener, ServeError, Settings, Transport};
 use holdfast_config::Config;
+use holdfast_introspection::ScanServer;
 use holdfast_metadata::{ChangeRegistryHere, ForwardedAnswer, MetadataActor};
 use holdfast_partition::Router;
 use holdfast_schema::{Placement, Registry};
+use holdfast_types::PartitionId;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::runtime::Runtime;
@@ -43,7 +45,7 @@ pub struct Cluster {
 impl Cluster {
     /// Binds the node's cluster address and prepares the transport to every other member
     /// (dialled at its configured address, or a test override).
-    pub fn start(config: &Config) -> Result<Self, Error> {
+    pub fn start(config: &Config, incarnations: Arc<Incarnations>) -> Result<Self, Error> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(TRANSPORT_THREADS)
             .thread_name("holdfast-cluster")
@@ -75,15 +77,19 @@ impl Cluster {
         let settings = Settings::default();
         let own = Some(config.member().address).filter(|a| a.port() != 0);
         let listener = match own {
-            Some(address) => Some(Listener::bind(
-                address,
-                identity.clone(),
-                settings.clone(),
-                Groups::default(),
-            )?),
+            Some(address) => Some(
+                Listener::bind(
+                    address,
+                    identity.clone(),
+                    settings.clone(),
+                    Groups::default(),
+                )?
+                .with_incarnations(incarnations.clone()),
+            ),
             None => None,
         };
         let transport = Transport::new(identity, dial, settings, runtime.handle().clone());
+        transport.check_incarnations(incarnations);
         Ok(Self {
             runtime: Some(runtime),
             transport,
@@ -92,15 +98,28 @@ impl Cluster {
         })
     }
 
-    /// Starts answering peers: raft messages for `groups` (this node's replicas) and requests
-    /// forwarded to the leaders this node may be: partitions through `router`, the metadata log
-    /// through `metadata`.
-    pub fn listen(&mut self, groups: Groups, router: Router, metadata: Addr<MetadataActor>) {
+    /// Starts answering peers: raft messages for `groups` (this node's replicas), requests
+    /// forwarded to the leaders this node may be (partitions through `router`, the metadata log
+    /// through `metadata`) and scans of its partitions through `scans`.
+    pub fn listen(
+        &mut self,
+        groups: Groups,
+        router: Router,
+        metadata: Addr<MetadataActor>,
+        scans: ScanServer,
+    ) {
         if let (Some(listener), Some(runtime)) = (self.listener.take(), &self.runtime) {
+            let node = self.transport.identity().node;
+            let scans = Scans {
+                server: scans,
+                router: router.clone(),
+                node,
+            };
             let forwarded = Forwarded { router, metadata };
             let listener = listener
                 .with_groups(groups)
-                .with_forwarded(std::sync::Arc::new(forwarded));
+                .with_forwarded(std::sync::Arc::new(forwarded))
+                .with_scans(Arc::new(scans));
             runtime.spawn(listener.serve());
         }
     }
@@ -176,6 +195,29 @@ impl ForwardService for Forwarded {
                 })
             }
         }
+    }
+}
+
+/// Runs the scans peers ask for (SQL on nodes without a replica) over this node's partitions.
+struct Scans {
+    server: ScanServer,
+    router: Router,
+    node: u64,
+}
+
+impl ScanService for Scans {
+    /// Refused unless the placement puts a replica here and its store is open.
+    fn scan(&self, partition: u32, request: Bytes) -> Result<ScanChunks, String> {
+        let partition = PartitionId(partition);
+        if !self.router.replicas_of(partition).contains(&self.node) {
+            return Err(format!(
+                "node {} holds no replica of partition {partition}",
+                self.node
+            ));
+        }
+        self.server
+            .serve(partition, &request)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -99,6 +99,11 @@ struct Identity {
     /// `cluster`'s fingerprint, for tools and peers that compare identities by one string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fingerprint: Option<String>,
+    /// Random, fixed when the directory is created: peers remember it, so a node id coming back
+    /// with a wiped (or another) data dir is told apart and refused. Absent in older data dirs
+    /// until their first start with this release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    incarnation: Option<String>,
 }
 
 impl Identity {
@@ -109,8 +114,24 @@ impl Identity {
             partitions: cluster.partitions,
             cluster: Some(cluster.clone()),
             fingerprint: Some(cluster.fingerprint()),
+            incarnation: Some(fresh_incarnation()),
         }
     }
+}
+
+/// 128 random bits in hex: a data dir's incarnation.
+fn fresh_incarnation() -> String {
+    let mut bytes = [0u8; 16];
+    let random = std::fs::File::open("/dev/urandom")
+        .and_then(|mut urandom| std::io::Read::read_exact(&mut urandom, &mut bytes));
+    if random.is_err() {
+        // Unique enough without /dev/urandom: the clock and the process.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = (now ^ (u128::from(std::process::id()) << 96)).to_be_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The value of `key` in `identity`, as the refusal message shows it.
@@ -199,11 +220,15 @@ impl DataDir {
                 // fingerprint): adopt the configured one, which agrees on every recorded fact.
                 // The layout version stays until the logs are migrated.
                 let fingerprint = cluster.fingerprint();
-                if identity.cluster.is_none() || identity.fingerprint.as_ref() != Some(&fingerprint)
+                if identity.cluster.is_none()
+                    || identity.fingerprint.as_ref() != Some(&fingerprint)
+                    || identity.incarnation.is_none()
                 {
+                    let fresh = Identity::new(node_id, cluster);
                     let adopted = Identity {
                         layout_version: identity.layout_version,
-                        ..Identity::new(node_id, cluster)
+                        incarnation: identity.incarnation.or(fresh.incarnation.clone()),
+                        ..fresh
                     };
                     write_identity(root, &adopted)?;
                     adopted
@@ -223,6 +248,16 @@ impl DataDir {
             identity,
             _lock: lock,
         })
+    }
+
+    /// This data dir's incarnation: what peers know this node's state by.
+    pub fn incarnation(&self) -> &str {
+        self.identity.incarnation.as_deref().unwrap_or_default()
+    }
+
+    /// Where this node remembers its peers' incarnations.
+    pub fn peers_file(&self) -> PathBuf {
+        self.root.join("peers.json")
     }
 
     /// The file holding the raft logs of every group of this node.
@@ -516,6 +551,30 @@ mod tests {
             ),
             "{err}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn an_incarnation_is_fixed_at_creation_and_a_wiped_dir_gets_another() -> TestResult {
+        let dir = TempDir::new()?;
+        let root = dir.data();
+        let cluster = identity();
+        let first = DataDir::open(&root, 1, &cluster)?.incarnation().to_owned();
+        assert_eq!(first.len(), 32, "{first}");
+        let again = DataDir::open(&root, 1, &cluster)?.incarnation().to_owned();
+        assert_eq!(again, first, "a restart keeps the incarnation");
+        std::fs::remove_dir_all(&root)?;
+        let wiped = DataDir::open(&root, 1, &cluster)?.incarnation().to_owned();
+        assert_ne!(wiped, first, "a wiped dir is another incarnation");
+        // A record from before incarnations gets one on its next start, kept from then on.
+        let mut json = stored(&root)?;
+        json.as_object_mut()
+            .ok_or("an object")?
+            .remove("incarnation");
+        std::fs::write(root.join("node.json"), serde_json::to_vec(&json)?)?;
+        let adopted = DataDir::open(&root, 1, &cluster)?.incarnation().to_owned();
+        assert_eq!(adopted.len(), 32);
+        assert_eq!(stored(&root)?["incarnation"], adopted.as_str());
         Ok(())
     }
 

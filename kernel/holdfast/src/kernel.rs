@@ -46,6 +46,9 @@ pub enum BootError {
     /// The consensus settings derived from the configuration are invalid.
     #[error("invalid raft settings (keys under `log`): {0}")]
     Raft(#[from] Box<openraft::ConfigError>),
+    /// The peers this node knows by their data dirs cannot be read.
+    #[error("cannot read the node's peers file: {0}")]
+    Peers(String),
     /// The node cannot take its place in the cluster (e.g. its cluster address is taken).
     #[error(transparent)]
     Cluster(#[from] crate::cluster::Error),
@@ -135,8 +138,12 @@ impl holdfast_introspection::ClusterSource for NodeReplicas {
 pub struct NodeStores {
     partitions: Vec<(PartitionId, watch::Receiver<Option<WeakStateMachine>>)>,
     count: u32,
-    /// Reaches the leaders for read indexes (follower reads).
+    /// Reaches the leaders for read indexes (follower reads), and knows each partition's replicas.
     router: Router,
+    /// Reaches the replicas of partitions not open here (remote scans).
+    transport: holdfast_cluster::Transport,
+    /// This node.
+    node: NodeId,
 }
 
 impl holdfast_introspection::PartitionStores for NodeStores {
@@ -164,6 +171,29 @@ impl holdfast_introspection::PartitionStores for NodeStores {
                 .await
                 .map_err(|e| e.to_string())
         })
+    }
+
+    /// Scans the partition on its replicas, in placement order (the preferred replica, where
+    /// leadership returns, first), skipping this node: its store is not open.
+    fn remote_scan(
+        &self,
+        partition: PartitionId,
+        request: Vec<u8>,
+    ) -> holdfast_introspection::RemoteRows {
+        use futures::{StreamExt, TryStreamExt};
+        let (transport, node) = (self.transport.clone(), self.node.0);
+        let mut replicas = self.router.replicas_of(partition);
+        replicas.retain(|replica| *replica != node);
+        // The leader first: it answers without a read barrier.
+        if let Some(leader) = self.router.leader_hint(partition) {
+            replicas.sort_by_key(|replica| *replica != leader);
+        }
+        let opened = async move { transport.scan(partition.0, &replicas, request).await };
+        futures::stream::once(opened)
+            .map_ok(holdfast_cluster::ScanReply::into_stream)
+            .try_flatten()
+            .map_err(|e| e.to_string())
+            .boxed()
     }
 }
 
@@ -213,7 +243,12 @@ impl Kernel {
             .validate()
             .map_err(Box::new)?,
         );
-        let mut cluster = Cluster::start(config)?;
+        let incarnations = holdfast_cluster::Incarnations::load(
+            data_dir.incarnation().to_owned(),
+            data_dir.peers_file(),
+        )
+        .map_err(|e| BootError::Peers(e.to_string()))?;
+        let mut cluster = Cluster::start(config, Arc::new(incarnations))?;
         let replication = |group: GroupId, voters: Vec<u64>, learners: Vec<u64>| {
             let nodes = |ids: &[u64]| -> std::collections::BTreeMap<u64, BasicNode> {
                 ids.iter()
@@ -339,17 +374,21 @@ impl Kernel {
             // As long as a proposal may take: a leader election fits in it several times.
             Duration::from_millis(election.saturating_mul(2 * 5)),
         );
-        cluster.listen(Groups::new(served), router.clone(), metadata.clone());
+        let stores = Arc::new(NodeStores {
+            partitions: stores,
+            count: config.cluster.partitions,
+            router: router.clone(),
+            transport: cluster.transport.clone(),
+            node: NodeId(config.node.id),
+        });
+        let scans = holdfast_introspection::ScanServer::new(stores.clone(), registry.clone());
+        cluster.listen(Groups::new(served), router.clone(), metadata.clone(), scans);
         cluster.follow_members(registry.clone(), placement.clone(), router.clone());
         for (_, partition) in &partitions {
             partition.do_send(UseRouter(router.clone()));
         }
         Ok(Self {
-            stores: Arc::new(NodeStores {
-                partitions: stores,
-                count: config.cluster.partitions,
-                router: router.clone(),
-            }),
+            stores,
             endpoints,
             node: NodeId(config.node.id),
             partitions,

@@ -96,7 +96,9 @@ fn load_config(file: Option<&std::path::Path>) -> Result<Config, Refused> {
 
 fn boot(config: &Config, spans: holdfast_otlp::SpanSink) -> anyhow::Result<Kernel> {
     Kernel::boot(config, spans).map_err(|e| match e {
-        BootError::DataDir(_) | BootError::Raft(_) => Refused(e.to_string()).into(),
+        BootError::DataDir(_) | BootError::Raft(_) | BootError::Peers(_) => {
+            Refused(e.to_string()).into()
+        }
         BootError::Metadata(_) | BootError::Cluster(_) => anyhow::Error::new(e),
     })
 }

@@ -74,6 +74,9 @@ fn refused(error: &QueryError) -> HttpResponse {
         }
         QueryError::Timeout(_) => HttpResponse::build(actix_web::http::StatusCode::REQUEST_TIMEOUT)
             .json(ApiError::new("statement_timeout", error.to_string())),
+        QueryError::Unavailable(message) => {
+            HttpResponse::ServiceUnavailable().json(ApiError::new("unavailable", message.clone()))
+        }
         QueryError::Internal(_) => {
             HttpResponse::InternalServerError().json(ApiError::new("internal", error.to_string()))
         }

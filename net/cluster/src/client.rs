@@ -85,7 +85,7 @@ pub(crate) enum StreamFailure<X> {
 }
 
 /// What ended the sending half of a stream early.
-enum SendFailure {
+pub(crate) enum SendFailure {
     Read(std::io::Error),
     Call(CallError),
 }
@@ -105,7 +105,7 @@ type SharedLink = Arc<tokio::sync::Mutex<Link>>;
 
 /// A connection believed to be alive.
 #[derive(Clone)]
-struct Conn {
+pub(crate) struct Conn {
     send: SendRequest<Bytes>,
     /// Set when the connection ended (closed, failed, or silent past its ping timeout); calls
     /// in flight on it then fail at once instead of waiting out their deadline.
@@ -117,11 +117,11 @@ impl Conn {
         !*self.closed.borrow()
     }
 
-    fn close(&self) {
+    pub(crate) fn close(&self) {
         self.closed.send_replace(true);
     }
 
-    async fn until_closed(&self) {
+    pub(crate) async fn until_closed(&self) {
         let mut closed = self.closed.subscribe();
         let _ = closed.wait_for(|closed| *closed).await;
     }
@@ -142,6 +142,8 @@ struct Inner {
     settings: Settings,
     runtime: Handle,
     links: Mutex<HashMap<(u64, Lane), SharedLink>>,
+    /// Which data dir each peer stands for (unset: nothing is checked).
+    incarnations: std::sync::OnceLock<Arc<crate::Incarnations>>,
 }
 
 /// The node's client to its peers; clones share the connections.
@@ -175,6 +177,7 @@ impl Transport {
                 settings,
                 runtime,
                 links: Mutex::new(HashMap::new()),
+                incarnations: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -193,9 +196,20 @@ impl Transport {
         peers.entry(peer).or_insert(address);
     }
 
+    /// Checks every peer's data dir incarnation against `book` (and presents this node's own);
+    /// set once, before the first connection.
+    pub fn check_incarnations(&self, book: Arc<crate::Incarnations>) {
+        let _ = self.inner.incarnations.set(book);
+    }
+
     /// This node's identity.
     pub fn identity(&self) -> &Identity {
         &self.inner.identity
+    }
+
+    /// The transport's timeouts and bounds.
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.inner.settings
     }
 
     /// Whether the raft connection to `peer` is open now (what `GET /cluster` shows as alive).
@@ -421,7 +435,7 @@ impl Transport {
     /// The live connection of (peer, lane), connecting unless the link is backing off. A connect
     /// runs on a task of its own, so a caller that gives up (a raft deadline shorter than a
     /// connect) neither cancels it nor loses its outcome: the backoff is always recorded.
-    async fn connection(&self, peer: u64, lane: Lane) -> Result<Conn, CallError> {
+    pub(crate) async fn connection(&self, peer: u64, lane: Lane) -> Result<Conn, CallError> {
         let shared = self.link(peer, lane);
         if let Ok(link) = shared.try_lock()
             && let Some(conn) = link.conn.as_ref().filter(|conn| conn.alive())
@@ -534,6 +548,12 @@ impl Transport {
             fingerprint: me.fingerprint.clone(),
             from: me.node,
             to: peer,
+            incarnation: self
+                .inner
+                .incarnations
+                .get()
+                .map(|book| book.own().to_owned())
+                .unwrap_or_default(),
         };
         let body = codec::encode(&hello).map_err(|source| CallError::Codec { peer, source })?;
         let limit = self.inner.settings.max_message_bytes;
@@ -543,7 +563,17 @@ impl Transport {
         )
         .await;
         match answer {
-            Ok(Ok(_)) => {
+            Ok(Ok(theirs)) => {
+                let theirs = String::from_utf8_lossy(&theirs);
+                let admitted = self
+                    .inner
+                    .incarnations
+                    .get()
+                    .map_or(Ok(()), |book| book.admit(peer, &theirs));
+                if let Err(reason) = admitted {
+                    conn.close();
+                    return Err(CallError::Refused { peer, reason });
+                }
                 debug!(peer, %lane, %address, "connected to peer");
                 Ok(conn)
             }
@@ -641,17 +671,10 @@ async fn request(
     limit: usize,
 ) -> Result<Bytes, CallError> {
     let failed = |source| CallError::Connection { peer, source };
-    let request = http::Request::post(path)
-        .body(())
-        .map_err(|e| CallError::Status {
-            peer,
-            status: 0,
-            message: format!("invalid request path {path:?}: {e}"),
-        })?;
-    let mut send = conn.send.clone().ready().await.map_err(failed)?;
-    let (response, mut stream) = send.send_request(request, false).map_err(failed)?;
-    stream.send_data(body, true).map_err(failed)?;
-    let response = response.await.map_err(failed)?;
+    let response = send_request(conn, peer, path, body)
+        .await?
+        .await
+        .map_err(failed)?;
     let status = response.status();
     let body = read_body(response.into_body(), limit)
         .await
@@ -668,6 +691,28 @@ async fn request(
             message: String::from_utf8_lossy(&body).into_owned(),
         })
     }
+}
+
+/// Sends one request with `body` whole and returns its pending answer (whose body the caller
+/// reads as it needs: whole, or frame by frame).
+pub(crate) async fn send_request(
+    conn: &Conn,
+    peer: u64,
+    path: &str,
+    body: Bytes,
+) -> Result<h2::client::ResponseFuture, CallError> {
+    let failed = |source| CallError::Connection { peer, source };
+    let request = http::Request::post(path)
+        .body(())
+        .map_err(|e| CallError::Status {
+            peer,
+            status: 0,
+            message: format!("invalid request path {path:?}: {e}"),
+        })?;
+    let mut send = conn.send.clone().ready().await.map_err(failed)?;
+    let (response, mut stream) = send.send_request(request, false).map_err(failed)?;
+    stream.send_data(body, true).map_err(failed)?;
+    Ok(response)
 }
 
 /// Sends `head`, then `size` bytes of `body` in chunks of [`SNAPSHOT_CHUNK`], each only as
@@ -704,7 +749,7 @@ where
 
 /// Hands `data` to the stream piece by piece as flow control grants capacity, so that at most
 /// the peer's window is ever buffered.
-async fn send_granted(
+pub(crate) async fn send_granted(
     send: &mut SendStream<Bytes>,
     mut data: Bytes,
     idle: Duration,

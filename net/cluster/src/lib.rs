@@ -4,7 +4,8 @@
 //! connection per peer and [`Lane`], shared by every raft group, so that a snapshot on the bulk
 //! lane never delays the heartbeats and votes on the raft lane. Every connection starts with a
 //! hello that carries the cluster's name and fingerprint and the node it means to reach; a
-//! mismatch is refused and logged on both sides. Bodies use the versioned log codec
+//! mismatch is refused and logged on both sides, as is a node id that comes back with another
+//! data dir ([`Incarnations`]). Bodies use the versioned log codec
 //! ([`holdfast_types::codec`]).
 //!
 //! ```text
@@ -13,12 +14,16 @@
 //! ```
 
 mod client;
+mod incarnations;
 mod raft;
+mod scan;
 mod server;
 mod wire;
 
 pub use client::{CallError, Transport};
+pub use incarnations::{IncarnationError, Incarnations};
 pub use raft::{GroupNetwork, GroupPeer, RaftService};
+pub use scan::{ScanChunks, ScanError, ScanReply, ScanService};
 pub use server::{ForwardService, Groups, Listener, Published, ServeError};
 pub use wire::{GroupId, Identity, Lane, RaftRpc, Settings, forward_path};
 

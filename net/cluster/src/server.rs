@@ -3,9 +3,10 @@
 
 use crate::client::{ReadError, read_body};
 use crate::raft::{RaftService, SnapshotStream};
+use crate::scan::ScanService;
 use crate::wire::{
-    GroupId, HELLO_PATH, Hello, Identity, RaftRpc, Settings, forward_route, snapshot_stream_route,
-    stream_answer,
+    GroupId, HELLO_PATH, Hello, Identity, RaftRpc, Settings, forward_route, scan_route,
+    snapshot_stream_route, stream_answer,
 };
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
@@ -80,6 +81,9 @@ pub struct Listener {
     settings: Settings,
     groups: Groups,
     forwarded: Option<Arc<dyn ForwardService>>,
+    scans: Option<Arc<dyn ScanService>>,
+    /// Which data dir each peer stands for; `None` checks nothing.
+    incarnations: Option<Arc<crate::Incarnations>>,
 }
 
 impl Listener {
@@ -104,6 +108,8 @@ impl Listener {
             settings,
             groups,
             forwarded: None,
+            scans: None,
+            incarnations: None,
         })
     }
 
@@ -118,9 +124,21 @@ impl Listener {
         self
     }
 
+    /// Refuses peers that come back with another data dir than the one `book` knows them by.
+    pub fn with_incarnations(mut self, book: Arc<crate::Incarnations>) -> Self {
+        self.incarnations = Some(book);
+        self
+    }
+
     /// Answers forwarded requests with `service`.
     pub fn with_forwarded(mut self, service: Arc<dyn ForwardService>) -> Self {
         self.forwarded = Some(service);
+        self
+    }
+
+    /// Answers remote scans of this node's partitions with `service`.
+    pub fn with_scans(mut self, service: Arc<dyn ScanService>) -> Self {
+        self.scans = Some(service);
         self
     }
 
@@ -138,6 +156,8 @@ impl Listener {
             settings: self.settings,
             groups: self.groups,
             forwarded: self.forwarded,
+            scans: self.scans,
+            incarnations: self.incarnations,
         });
         loop {
             match listener.accept().await {
@@ -159,6 +179,8 @@ struct Shared {
     settings: Settings,
     groups: Groups,
     forwarded: Option<Arc<dyn ForwardService>>,
+    scans: Option<Arc<dyn ScanService>>,
+    incarnations: Option<Arc<crate::Incarnations>>,
 }
 
 /// Serves one peer connection: nothing but a hello is answered until a hello was accepted.
@@ -216,6 +238,13 @@ async fn connection(tcp: TcpStream, from: SocketAddr, shared: Arc<Shared>) {
             });
             continue;
         }
+        if let Some(partition) = scan_route(&path) {
+            let (service, settings) = (shared.scans.clone(), shared.settings.clone());
+            tokio::spawn(async move {
+                crate::scan::serve(partition, body, respond, service, &settings, peer_id).await;
+            });
+            continue;
+        }
         let shared = shared.clone();
         let mut respond = respond;
         tokio::spawn(async move {
@@ -257,13 +286,23 @@ async fn hello(
         Err(_) => Err("unreadable hello".to_owned()),
     };
     match hello {
-        Ok(hello) => match hello.refusal(identity) {
-            None => {
+        Ok(hello) => match hello.refusal(identity).map(Err).unwrap_or_else(|| {
+            shared
+                .incarnations
+                .as_ref()
+                .map_or(Ok(()), |book| book.admit(hello.from, &hello.incarnation))
+        }) {
+            Ok(()) => {
                 let _ = peer.set(hello.from);
                 debug!(peer = hello.from, %from, "peer connected");
-                answer(respond, StatusCode::OK, Bytes::new());
+                // The answer carries this node's incarnation for the caller's own check.
+                let own = shared
+                    .incarnations
+                    .as_ref()
+                    .map(|book| book.own().to_owned());
+                answer(respond, StatusCode::OK, own.unwrap_or_default().into());
             }
-            Some(reason) => {
+            Err(reason) => {
                 error!(%from, %reason, "refused a connection from another cluster or node");
                 answer(respond, StatusCode::FORBIDDEN, reason.into());
             }
@@ -416,7 +455,8 @@ async fn forwarded(
     }
 }
 
-fn answer(mut respond: SendResponse<Bytes>, status: StatusCode, body: Bytes) {
+/// Answers a request whole: `status` and `body`.
+pub(crate) fn answer(mut respond: SendResponse<Bytes>, status: StatusCode, body: Bytes) {
     let response = http::Response::builder().status(status).body(());
     let Ok(response) = response else {
         return;

@@ -98,6 +98,10 @@ pub struct Settings {
     /// A streamed snapshot is abandoned (by either side) after this long without progress:
     /// no flow-control window granted, no bytes received, no keepalive from an install.
     pub snapshot_idle_timeout: Duration,
+    /// A remote scan is abandoned (by either side) after this long without a frame: its
+    /// server sends keepalives while it waits (read barrier, slow disk), so only a stuck peer
+    /// or a caller that stopped reading gets here.
+    pub scan_idle_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -109,6 +113,7 @@ impl Default for Settings {
             backoff: (Duration::from_millis(50), Duration::from_secs(1)),
             max_message_bytes: 64 << 20,
             snapshot_idle_timeout: Duration::from_secs(10),
+            scan_idle_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -130,6 +135,9 @@ pub(crate) struct Hello {
     pub(crate) fingerprint: String,
     pub(crate) from: u64,
     pub(crate) to: u64,
+    /// The sender's data dir incarnation (empty from a release that had none).
+    #[serde(default)]
+    pub(crate) incarnation: String,
 }
 
 impl Hello {
@@ -190,6 +198,19 @@ pub(crate) fn snapshot_stream_route(path: &str) -> Option<GroupId> {
         .strip_prefix("/v1/raft/")?
         .strip_suffix("/snapshot-stream")?;
     GroupId::parse(group)
+}
+
+/// The route of a scan of partition `partition`'s rows (see [`crate::scan`]).
+pub(crate) fn scan_path(partition: u32) -> String {
+    format!("/v1/scan/{}", GroupId::Partition(partition).segment())
+}
+
+/// Parses a route written by [`scan_path`]: the partition to scan.
+pub(crate) fn scan_route(path: &str) -> Option<u32> {
+    match GroupId::parse(path.strip_prefix("/v1/scan/")?)? {
+        GroupId::Partition(partition) => Some(partition),
+        GroupId::Metadata => None,
+    }
 }
 
 /// Largest snapshot a node accepts in one stream: beyond any partition this release expects,
@@ -265,6 +286,7 @@ mod tests {
             fingerprint: "f".into(),
             from: 1,
             to: 2,
+            incarnation: "i".into(),
         }
     }
 
@@ -289,6 +311,19 @@ mod tests {
         }
         assert_eq!(snapshot_stream_route("/v1/raft/p1/snapshot"), None);
         assert_eq!(snapshot_stream_route("/v1/raft/x/snapshot-stream"), None);
+    }
+
+    #[test]
+    fn scan_routes_round_trip() {
+        for partition in [0, 7, 4095] {
+            let path = scan_path(partition);
+            assert_eq!(scan_route(&path), Some(partition));
+            assert_eq!(forward_route(&path), None);
+            assert_eq!(RaftRpc::route(&path), None);
+        }
+        assert_eq!(scan_route("/v1/scan/meta"), None);
+        assert_eq!(scan_route("/v1/scan/x1"), None);
+        assert_eq!(scan_route(&forward_path(GroupId::Partition(1))), None);
     }
 
     #[test]

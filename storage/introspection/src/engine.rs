@@ -1,7 +1,7 @@
 //! [`QueryEngine`]: a fresh DataFusion session over the introspection tables per query, with a
 //! statement timeout and a row cap for the admin API and the CLI.
 
-use crate::scan::PartitionTable;
+use crate::scan::{PartitionTable, ScanError};
 use crate::tables::cluster::{ClusterSource, ClusterTable};
 use crate::tables::{WholeTable, partition_tables, registry_tables};
 use crate::{BATCH_ROWS, PartitionStores};
@@ -66,9 +66,14 @@ pub enum QueryError {
     /// The query ran longer than the statement timeout and was abandoned.
     #[error("query exceeded the statement timeout of {0:?}")]
     Timeout(Duration),
-    /// Reading the stores failed, or the engine failed on its own.
+    /// Reading the stores failed (among them a partition no reachable replica could scan), or
+    /// the engine failed on its own.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A partition the query needs cannot be read now: no replica answered, or its leader is out
+    /// of reach for the read index. Retrying later may succeed.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl QueryError {
@@ -82,8 +87,21 @@ impl From<DataFusionError> for QueryError {
     /// Errors of the query's own making are [`QueryError::Sql`]; storage and engine failures
     /// (external, internal, I/O, resources) are [`QueryError::Internal`].
     fn from(e: DataFusionError) -> Self {
+        let root = e.find_root();
+        // A scan's own failure (storage, an unavailable partition) reads best without
+        // DataFusion's "External error" wrapping.
+        if let DataFusionError::External(inner) = root
+            && let Some(scan) = inner.downcast_ref::<ScanError>()
+        {
+            return match scan {
+                ScanError::Unavailable { .. } | ScanError::Barrier(_) => {
+                    QueryError::Unavailable(scan.to_string())
+                }
+                _ => QueryError::Internal(scan.to_string()),
+            };
+        }
         let message = e.strip_backtrace();
-        match e.find_root() {
+        match root {
             DataFusionError::SQL(..)
             | DataFusionError::Plan(_)
             | DataFusionError::SchemaError(..)

@@ -7,6 +7,7 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 use holdfast_types::{InvocationId, ObjectKey, PartitionId, routing};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -30,8 +31,9 @@ pub(crate) struct Routing {
     pub by_partition_key: bool,
 }
 
-/// What a scan reads inside each partition it visits.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a scan reads inside each partition it visits; a remote scan ships it as it is (see
+/// [`crate::remote`]), so the partition is read the same way wherever it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Lookup {
     /// The filters cannot match any row: read nothing.
     Empty,

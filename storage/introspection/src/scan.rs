@@ -4,16 +4,20 @@
 //! ```text
 //!   execute(i) ──► reader (blocking thread)                         ──► stream of batches
 //!                    for each partition assigned to output i:
-//!                      one read transaction ─► table rows ─► Sink ─► mpsc(2) ─┘
+//!                      open here: one read transaction ─► table rows ─► Sink ─► mpsc(2) ─┘
+//!                      elsewhere: remote_scan ─► Arrow IPC chunks ─► batches ─┘
 //! ```
 //!
-//! Output partition `i` of the plan reads every `n`-th selected partition store, one after the
-//! other, each through its own read transaction. The sink turns rows into batches of at most
-//! [`BATCH_ROWS`] rows and blocks while the channel is full, so a slow consumer holds back the
-//! reader instead of letting batches pile up; when the consumer goes away (done, limit, timeout)
-//! the next send fails and the reader stops.
+//! Output partition `i` of the plan reads every `n`-th selected partition, one after the other:
+//! a partition open here through its own read transaction, any other through a node holding a
+//! replica of it ([`crate::remote`]), whose batches join the same sink. The sink turns rows into
+//! batches of at most [`BATCH_ROWS`] rows and blocks while the channel is full, so a slow
+//! consumer holds back the reader (and through it the remote scan) instead of letting batches
+//! pile up; when the consumer goes away (done, limit, timeout) the next send fails and the
+//! reader stops.
 
 use crate::pushdown::{Lookup, Pushdown, Routing};
+use crate::remote::{RemoteScan, decode_chunk};
 use crate::{BATCH_ROWS, PartitionStores};
 use async_trait::async_trait;
 use datafusion::arrow::array::{
@@ -36,6 +40,8 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use holdfast_raft_store::{StateMachine, StateSnapshot};
 use holdfast_schema::Registry;
 use holdfast_types::PartitionId;
@@ -76,6 +82,23 @@ pub(crate) enum ScanError {
     /// The reader thread could not be started.
     #[error("starting the scan reader: {0}")]
     Spawn(std::io::Error),
+    /// No node holding a replica of the partition could scan it (all unreachable, or its scan
+    /// failed there): the query fails rather than miss the partition's rows.
+    #[error("partition {partition} is unavailable: {reason}")]
+    Unavailable {
+        partition: PartitionId,
+        reason: String,
+    },
+    /// The rows a peer sent for a partition are not this node's table (another release).
+    #[error("partition {partition}: the rows from the node holding it do not fit: {source}")]
+    Foreign {
+        partition: PartitionId,
+        source: ArrowError,
+    },
+    /// The local replicas could not be brought up to their leaders' read index (a leader out
+    /// of reach): reading them could miss acknowledged writes.
+    #[error("read barrier: {0}")]
+    Barrier(String),
 }
 
 impl From<ScanError> for DataFusionError {
@@ -314,6 +337,31 @@ impl Sink {
         })
     }
 
+    /// Adds a batch another node scanned (of this sink's columns) after the rows built so far,
+    /// cut to the limit; `Break` once the scan should stop.
+    fn forward(&mut self, batch: RecordBatch) -> Result<ControlFlow<()>, ScanError> {
+        if self.flush()?.is_break() {
+            return Ok(ControlFlow::Break(()));
+        }
+        let batch = match &mut self.remaining {
+            Some(0) => return Ok(ControlFlow::Break(())),
+            Some(remaining) => {
+                let batch = batch.slice(0, batch.num_rows().min(*remaining));
+                *remaining -= batch.num_rows();
+                batch
+            }
+            None => batch,
+        };
+        if batch.num_rows() > 0 && self.tx.blocking_send(Ok(batch)).is_err() {
+            return Ok(ControlFlow::Break(()));
+        }
+        Ok(if self.remaining == Some(0) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        })
+    }
+
     /// Whether the consumer has gone away (the query finished or was cancelled).
     pub(crate) fn closed(&self) -> bool {
         self.tx.is_closed()
@@ -383,6 +431,8 @@ impl Flow {
 pub(crate) struct ScanShared {
     /// Every partition store open on this node (to look up callers in other partitions).
     pub stores: Vec<(PartitionId, StateMachine)>,
+    /// The node's partitions, to scan those not open here on another node.
+    pub source: Arc<dyn PartitionStores>,
     /// The cluster's partition count.
     pub partition_count: u32,
     /// The registry as of planning time.
@@ -392,6 +442,21 @@ pub(crate) struct ScanShared {
 }
 
 impl ScanShared {
+    /// The context of a scan over `stores` (open now) of `source`'s partitions.
+    pub(crate) fn new(
+        stores: Vec<(PartitionId, StateMachine)>,
+        source: Arc<dyn PartitionStores>,
+        registry: Arc<Registry>,
+    ) -> Self {
+        Self {
+            stores,
+            partition_count: source.partition_count(),
+            source,
+            registry,
+            service_types: OnceLock::new(),
+        }
+    }
+
     /// The SQL type name of service `name` (`service`, `virtual_object`, `workflow`), if the
     /// registry knows it.
     pub(crate) fn service_type(&self, name: &str) -> Option<&'static str> {
@@ -527,100 +592,206 @@ impl TableProvider for PartitionTable {
         let pushdown = Pushdown::from_filters(filters, &routing);
         let partition_count = self.stores.partition_count();
         let selected = pushdown.partitions(partition_count);
-        let stores = self.stores.stores();
-        let mut parts: Vec<(PartitionId, StateMachine)> = stores
-            .iter()
-            .filter(|(id, _)| selected.as_ref().is_none_or(|only| only.contains(id)))
-            .cloned()
-            .collect();
-        parts.sort_by_key(|(id, _)| *id);
         let lookup = pushdown.lookup(&routing);
-        if lookup == Lookup::Empty {
-            parts.clear();
-        }
+        let stores = self.stores.stores();
+        // Every selected partition: read here where its store is open, elsewhere otherwise.
+        let parts: Vec<Part> = if lookup == Lookup::Empty {
+            Vec::new()
+        } else {
+            (0..partition_count)
+                .map(PartitionId)
+                .filter(|id| selected.as_ref().is_none_or(|only| only.contains(id)))
+                .map(|id| match stores.iter().find(|(open, _)| *open == id) {
+                    Some((_, store)) => Part::local(id, store.clone()),
+                    None => Part::remote(id),
+                })
+                .collect()
+        };
+        // Remote partitions are brought up to date by the node that scans them.
+        let local = parts
+            .iter()
+            .filter(|part| !part.is_remote())
+            .map(|part| part.partition)
+            .collect();
         self.stores
-            .read_barrier(parts.iter().map(|(id, _)| *id).collect())
+            .read_barrier(local)
             .await
-            .map_err(|e| DataFusionError::Execution(format!("read barrier: {e}")))?;
+            .map_err(ScanError::Barrier)?;
         let registry = self.registry.borrow().clone();
         let outputs = parts.len().min(state.config().target_partitions()).max(1);
         Ok(Arc::new(PartitionScanExec {
-            table: self.table.clone(),
             properties: Arc::new(PlanProperties::new(
                 EquivalenceProperties::new(schema.clone()),
                 Partitioning::UnknownPartitioning(outputs),
                 EmissionType::Incremental,
                 Boundedness::Bounded,
             )),
-            schema,
-            columns,
+            spec: ScanSpec {
+                table: self.table.clone(),
+                schema,
+                columns,
+                shared: Arc::new(ScanShared::new(stores, self.stores.clone(), registry)),
+                lookup: Arc::new(lookup),
+                limit,
+                scanned: self.scanned.clone(),
+            },
             parts,
-            shared: Arc::new(ScanShared {
-                stores,
-                partition_count,
-                registry,
-                service_types: OnceLock::new(),
-            }),
-            lookup: Arc::new(lookup),
-            limit,
             outputs,
-            scanned: self.scanned.clone(),
         }))
     }
 }
 
-/// Reads a [`SysTable`] from a set of partition stores; see the module docs.
+/// Where one selected partition is read.
+#[derive(Clone)]
+enum Source {
+    /// From its store, open on this node.
+    Local(StateMachine),
+    /// By a node holding a replica of it.
+    Remote,
+}
+
+/// One partition a scan reads, and where.
+#[derive(Clone)]
+pub(crate) struct Part {
+    /// Which partition.
+    pub partition: PartitionId,
+    source: Source,
+}
+
+impl Part {
+    /// A partition read from `store`, open on this node.
+    pub(crate) fn local(partition: PartitionId, store: StateMachine) -> Self {
+        Self {
+            partition,
+            source: Source::Local(store),
+        }
+    }
+
+    /// A partition read by a node holding a replica of it.
+    fn remote(partition: PartitionId) -> Self {
+        Self {
+            partition,
+            source: Source::Remote,
+        }
+    }
+
+    fn is_remote(&self) -> bool {
+        matches!(self.source, Source::Remote)
+    }
+}
+
+/// What every reader of one scan reads: a table's projected columns, by one lookup, under one
+/// limit; shared by this node's plan and the scans it runs for other nodes.
+pub(crate) struct ScanSpec {
+    /// The table.
+    pub table: Arc<dyn SysTable>,
+    /// The projected columns' schema.
+    pub schema: SchemaRef,
+    /// For each projected column, its index in the table's full schema.
+    pub columns: Vec<usize>,
+    /// The rest of the query's context.
+    pub shared: Arc<ScanShared>,
+    /// What to read inside each partition.
+    pub lookup: Arc<Lookup>,
+    /// At most this many rows per reader.
+    pub limit: Option<usize>,
+    /// Counts the records read from storage.
+    pub scanned: Arc<AtomicU64>,
+}
+
+impl ScanSpec {
+    /// Reads `parts` one after the other on a blocking thread, started on the first poll
+    /// inside the runtime that drives the query; the batches as they come.
+    pub(crate) fn read(
+        &self,
+        parts: Vec<Part>,
+    ) -> Result<BoxStream<'static, BatchResult>, ScanError> {
+        let (tx, mut rx) = mpsc::channel::<BatchResult>(2);
+        let reader = Reader {
+            table: self.table.clone(),
+            parts,
+            shared: self.shared.clone(),
+            lookup: self.lookup.clone(),
+            runtime: None,
+        };
+        let sink = Sink::new(
+            self.schema.clone(),
+            self.columns.clone(),
+            self.limit,
+            tx.clone(),
+            self.scanned.clone(),
+        )?;
+        let mut pending = Some((reader, sink, tx));
+        let stream = futures::stream::poll_fn(move |cx| {
+            if let Some((mut reader, sink, tx)) = pending.take() {
+                reader.runtime = tokio::runtime::Handle::try_current().ok();
+                if let Err(e) = spawn(move || reader.run(sink)) {
+                    let _ = tx.try_send(Err(e.into()));
+                }
+            }
+            rx.poll_recv(cx)
+        });
+        Ok(stream.boxed())
+    }
+}
+
+/// Reads a [`SysTable`] from a set of partitions; see the module docs.
 pub(crate) struct PartitionScanExec {
-    table: Arc<dyn SysTable>,
-    schema: SchemaRef,
-    columns: Vec<usize>,
-    parts: Vec<(PartitionId, StateMachine)>,
-    shared: Arc<ScanShared>,
-    lookup: Arc<Lookup>,
-    limit: Option<usize>,
+    spec: ScanSpec,
+    parts: Vec<Part>,
     outputs: usize,
-    scanned: Arc<AtomicU64>,
     properties: Arc<PlanProperties>,
 }
 
 impl fmt::Debug for PartitionScanExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PartitionScanExec")
-            .field("table", &self.table.name())
-            .field("partitions", &self.partition_ids())
-            .field("lookup", &self.lookup)
-            .field("limit", &self.limit)
+            .field("table", &self.spec.table.name())
+            .field("partitions", &self.partition_ids(false))
+            .field("remote", &self.partition_ids(true))
+            .field("lookup", &self.spec.lookup)
+            .field("limit", &self.spec.limit)
             .finish_non_exhaustive()
     }
 }
 
 impl PartitionScanExec {
-    fn partition_ids(&self) -> Vec<u32> {
-        self.parts.iter().map(|(id, _)| id.0).collect()
+    /// The partitions read (`only_remote`: those read by other nodes).
+    fn partition_ids(&self, only_remote: bool) -> Vec<u32> {
+        self.parts
+            .iter()
+            .filter(|part| !only_remote || part.is_remote())
+            .map(|part| part.partition.0)
+            .collect()
     }
 }
 
 impl DisplayAs for PartitionScanExec {
     fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let partitions = self.partition_ids();
+        let partitions = self.partition_ids(false);
+        let remote = self.partition_ids(true);
+        let (table, lookup) = (self.spec.table.name(), &self.spec.lookup);
         match t {
             DisplayFormatType::Default | DisplayFormatType::Verbose => {
                 write!(
                     f,
-                    "PartitionScan: table={}, partitions={:?}, lookup={}",
-                    self.table.name(),
-                    partitions,
-                    self.lookup
+                    "PartitionScan: table={table}, partitions={partitions:?}, lookup={lookup}"
                 )?;
-                if let Some(limit) = self.limit {
+                if !remote.is_empty() {
+                    write!(f, ", remote={remote:?}")?;
+                }
+                if let Some(limit) = self.spec.limit {
                     write!(f, ", limit={limit}")?;
                 }
                 Ok(())
             }
             DisplayFormatType::TreeRender => {
-                writeln!(f, "table={}", self.table.name())?;
+                writeln!(f, "table={table}")?;
                 writeln!(f, "partitions={partitions:?}")?;
-                write!(f, "lookup={}", self.lookup)
+                if !remote.is_empty() {
+                    writeln!(f, "remote={remote:?}")?;
+                }
+                write!(f, "lookup={lookup}")
             }
         }
     }
@@ -670,39 +841,16 @@ impl ExecutionPlan for PartitionScanExec {
                 self.outputs
             )));
         }
-        let assigned: Vec<(PartitionId, StateMachine)> = self
+        let assigned: Vec<Part> = self
             .parts
             .iter()
             .skip(partition)
             .step_by(self.outputs)
             .cloned()
             .collect();
-        let (tx, mut rx) = mpsc::channel::<BatchResult>(2);
-        let reader = Reader {
-            table: self.table.clone(),
-            parts: assigned,
-            shared: self.shared.clone(),
-            lookup: self.lookup.clone(),
-        };
-        let sink = Sink::new(
-            self.schema.clone(),
-            self.columns.clone(),
-            self.limit,
-            tx.clone(),
-            self.scanned.clone(),
-        )?;
-        // The reader starts on the first poll, inside the runtime that drives the query.
-        let mut pending = Some((reader, sink, tx));
-        let stream = futures::stream::poll_fn(move |cx| {
-            if let Some((reader, sink, tx)) = pending.take()
-                && let Err(e) = spawn(move || reader.run(sink))
-            {
-                let _ = tx.try_send(Err(e.into()));
-            }
-            rx.poll_recv(cx)
-        });
+        let stream = self.spec.read(assigned)?;
         Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.schema.clone(),
+            self.spec.schema.clone(),
             stream,
         )))
     }
@@ -726,39 +874,99 @@ fn spawn(work: impl FnOnce() + Send + 'static) -> Result<(), ScanError> {
 /// The blocking half of one output partition.
 struct Reader {
     table: Arc<dyn SysTable>,
-    parts: Vec<(PartitionId, StateMachine)>,
+    parts: Vec<Part>,
     shared: Arc<ScanShared>,
     lookup: Arc<Lookup>,
+    /// The runtime that drives the query, which drives the remote scans too.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Reader {
     fn run(self, mut sink: Sink) {
-        for (partition, store) in &self.parts {
+        for part in &self.parts {
             if sink.closed() {
                 return;
             }
-            // One read transaction per partition: its rows are a consistent snapshot.
-            let snapshot = match store.read_snapshot() {
-                Ok(snapshot) => snapshot,
-                Err(source) => {
-                    return sink.fail(ScanError::Storage {
-                        partition: *partition,
-                        source,
-                    });
-                }
+            let read = match &part.source {
+                Source::Local(store) => self.local(part.partition, store, &mut sink),
+                Source::Remote => self.remote(part.partition, &mut sink),
             };
-            let part = PartitionRead {
-                partition: *partition,
-                snapshot: &snapshot,
-                shared: &self.shared,
-            };
-            match self.table.scan(&part, &self.lookup, &mut sink) {
+            match read {
                 Ok(ControlFlow::Continue(())) => {}
                 Ok(ControlFlow::Break(())) => break,
                 Err(e) => return sink.fail(e),
             }
         }
         sink.finish();
+    }
+
+    /// Reads a partition open here, through one read transaction: its rows are a consistent
+    /// snapshot.
+    fn local(
+        &self,
+        partition: PartitionId,
+        store: &StateMachine,
+        sink: &mut Sink,
+    ) -> Result<ControlFlow<()>, ScanError> {
+        let snapshot = store
+            .read_snapshot()
+            .map_err(|source| ScanError::Storage { partition, source })?;
+        let part = PartitionRead {
+            partition,
+            snapshot: &snapshot,
+            shared: &self.shared,
+        };
+        self.table.scan(&part, &self.lookup, sink)
+    }
+
+    /// Has a node holding a replica of `partition` scan it, and feeds its batches to the sink
+    /// as they arrive (one chunk in flight between the runtime and this thread).
+    fn remote(
+        &self,
+        partition: PartitionId,
+        sink: &mut Sink,
+    ) -> Result<ControlFlow<()>, ScanError> {
+        let unavailable = |reason: String| ScanError::Unavailable { partition, reason };
+        let Some(runtime) = &self.runtime else {
+            return Err(unavailable("no runtime to reach other nodes from".into()));
+        };
+        let request = RemoteScan {
+            table: self.table.name().to_owned(),
+            columns: sink.columns.clone(),
+            lookup: self.lookup.as_ref().clone(),
+            limit: sink.remaining.map(|n| n as u64),
+        };
+        let request = holdfast_types::codec::encode(&request)
+            .map_err(|e| unavailable(format!("cannot encode the scan: {e}")))?;
+        let mut rows = self.shared.source.remote_scan(partition, request);
+        let (tx, mut rx) = mpsc::channel(1);
+        let consumer = sink.tx.clone();
+        // Ends when the rows do, or when this reader or the query stops listening (dropping
+        // the scan, which stops it on the other node too), even while no chunk comes.
+        runtime.spawn(async move {
+            loop {
+                let chunk = tokio::select! {
+                    () = tx.closed() => return,
+                    () = consumer.closed() => return,
+                    chunk = rows.next() => chunk,
+                };
+                let Some(chunk) = chunk else { return };
+                if tx.send(chunk).await.is_err() {
+                    return;
+                }
+            }
+        });
+        while let Some(chunk) = rx.blocking_recv() {
+            let chunk = chunk.map_err(unavailable)?;
+            let batches = decode_chunk(&chunk, &sink.schema)
+                .map_err(|source| ScanError::Foreign { partition, source })?;
+            for batch in batches {
+                if sink.forward(batch)?.is_break() {
+                    return Ok(ControlFlow::Break(()));
+                }
+            }
+        }
+        Ok(ControlFlow::Continue(()))
     }
 }
 
