@@ -664,7 +664,8 @@ impl Handler<GetStatus> for PartitionActor {
     fn handle(&mut self, _: GetStatus, _ctx: &mut Context<Self>) -> Self::Result {
         let mut status = PartitionStatus {
             partition: self.partition(),
-            hosted: self.group.is_some(),
+            // A group still opening counts: `/health` must not report it fine before it runs.
+            hosted: self.group.is_some() || self.opening,
             leader: self.observed.leader.map(NodeId),
             term: Term(self.observed.term),
             applied_index: LogIndex(self.observed.applied),
