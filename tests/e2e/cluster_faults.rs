@@ -962,3 +962,29 @@ fn a_node_back_under_its_old_id_with_a_wiped_data_dir_is_refused_by_its_peers() 
     assert_eq!(answer.status, 200, "{}", answer.body);
     drop(endpoint);
 }
+
+#[test]
+fn a_node_with_another_cluster_configuration_is_refused_on_both_sides() {
+    let cluster = Logged(Cluster::start(ClusterOptions {
+        log_filter: LOG_FILTER.into(),
+        deferred: vec![3],
+        ..ClusterOptions::default()
+    }));
+    // Node 3 is started on a fresh data dir with another partition count: its fingerprint
+    // differs, so neither side lets the other's hello through.
+    let node = cluster.node(3);
+    let config = std::fs::read_to_string(node.config()).expect("node 3's config");
+    assert!(config.contains("partitions = 8"), "{config}");
+    std::fs::write(node.config(), config.replace("partitions = 8", "partitions = 4"))
+        .expect("rewrite node 3's config");
+    node.start();
+    let refusal = "has cluster fingerprint";
+    for id in [1, 3] {
+        poll(&format!("node {id} to log the refusal"), PATIENCE, || {
+            cluster.node(id).log().text().contains(refusal).then_some(())
+        });
+    }
+    // Nodes 1 and 2 form the cluster without it.
+    let leaders = cluster.wait_for_leaders(PATIENCE);
+    assert!(leaders.values().all(|leader| *leader != 3), "{leaders:?}");
+}
