@@ -128,6 +128,7 @@ fn log(args: LogArgs) -> anyhow::Result<serde_json::Value> {
             .caught_up(Duration::from_secs(30))
             .await
             .map_err(anyhow::Error::msg)?;
+        let log_before = kernel.raft_log().stats();
         let started = Instant::now();
         let deadline = started + Duration::from_secs_f64(args.seconds);
         // SIGTERM/SIGINT end the run early: proposers finish their in-flight proposal and stop.
@@ -181,6 +182,7 @@ fn log(args: LogArgs) -> anyhow::Result<serde_json::Value> {
         }
         let elapsed = started.elapsed();
         let batches: u64 = kernel.statuses().await.iter().map(|s| s.batches).sum();
+        let log_after = kernel.raft_log().stats();
         kernel.shutdown().await;
         let mut result = summary(&mut latencies, elapsed);
         result["bench"] = "log".into();
@@ -188,6 +190,9 @@ fn log(args: LogArgs) -> anyhow::Result<serde_json::Value> {
         result["spread"] = serde_json::to_value(args.spread)?;
         result["partitions"] = partitions.into();
         result["batches"] = batches.into();
+        // Every partition's appends share the node's one raft-log file and its fsyncs.
+        result["log_appends"] = (log_after.appends - log_before.appends).into();
+        result["log_fsyncs"] = (log_after.syncs - log_before.syncs).into();
         Ok(result)
     })
 }
