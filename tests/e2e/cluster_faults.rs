@@ -905,6 +905,17 @@ fn a_fourth_node_joins_and_a_node_leaves_under_load_losing_nothing() {
     drop(endpoint);
 }
 
+/// Waits until each node of `ids` has logged a line containing `text`, and prints it.
+fn wait_logged(cluster: &Cluster, ids: &[u64], text: &str) {
+    for id in ids {
+        let line = poll(&format!("node {id} to log {text:?}"), PATIENCE, || {
+            let log = cluster.node(*id).log().text();
+            log.lines().find(|l| l.contains(text)).map(str::to_owned)
+        });
+        println!("node {id}: {line}");
+    }
+}
+
 #[test]
 fn a_node_back_under_its_old_id_with_a_wiped_data_dir_is_refused_by_its_peers() {
     let cluster = Logged(Cluster::start(ClusterOptions {
@@ -918,23 +929,7 @@ fn a_node_back_under_its_old_id_with_a_wiped_data_dir_is_refused_by_its_peers() 
     std::fs::remove_dir_all(cluster.dir().join("node-3")).expect("wipe node 3's data dir");
     node.restart();
     // Both sides say why, and name the cure.
-    let refusal = "its data dir was wiped or replaced";
-    for id in [1, 3] {
-        poll(&format!("node {id} to log the refusal"), PATIENCE, || {
-            cluster
-                .node(id)
-                .log()
-                .text()
-                .contains(refusal)
-                .then_some(())
-        });
-        let text = cluster.node(id).log().text();
-        let line = text
-            .lines()
-            .find(|l| l.contains(refusal))
-            .unwrap_or_default();
-        println!("node {id}: {line}");
-    }
+    wait_logged(&cluster, &[1, 3], "its data dir was wiped or replaced");
     // The wiped node takes no part: the others lead everything and keep serving.
     std::thread::sleep(Duration::from_secs(3));
     let leaders = cluster.wait_for_leaders(PATIENCE);
@@ -975,15 +970,13 @@ fn a_node_with_another_cluster_configuration_is_refused_on_both_sides() {
     let node = cluster.node(3);
     let config = std::fs::read_to_string(node.config()).expect("node 3's config");
     assert!(config.contains("partitions = 8"), "{config}");
-    std::fs::write(node.config(), config.replace("partitions = 8", "partitions = 4"))
-        .expect("rewrite node 3's config");
+    std::fs::write(
+        node.config(),
+        config.replace("partitions = 8", "partitions = 4"),
+    )
+    .expect("rewrite node 3's config");
     node.start();
-    let refusal = "has cluster fingerprint";
-    for id in [1, 3] {
-        poll(&format!("node {id} to log the refusal"), PATIENCE, || {
-            cluster.node(id).log().text().contains(refusal).then_some(())
-        });
-    }
+    wait_logged(&cluster, &[1, 3], "has cluster fingerprint");
     // Nodes 1 and 2 form the cluster without it.
     let leaders = cluster.wait_for_leaders(PATIENCE);
     assert!(leaders.values().all(|leader| *leader != 3), "{leaders:?}");
