@@ -22,6 +22,7 @@ import { ErrorCodes, TerminalError, messageOf } from "./errors.js";
 import { ContextImpl } from "./context.js";
 import { Invocation, type HandlerBody, type Transport } from "./invocation.js";
 import { attemptSettings, handlerMeta, type AnyHandler, type Definition } from "./definitions.js";
+import { IdentityVerifier } from "./identity.js";
 
 /** Endpoint settings. */
 export interface EndpointOptions {
@@ -30,6 +31,11 @@ export interface EndpointOptions {
    * (default 30 s). In request/response mode it suspends at once.
    */
   suspendAfterMs?: number;
+  /**
+   * The kernel's request-identity public keys (`publickeyv1_…`, printed by `holdfast keys
+   * public`); when any is given, requests not signed by one of them are answered 401.
+   */
+  identityKeys?: string[];
 }
 
 /** A Node request handler usable with `http.createServer` and `http2.createServer` alike. */
@@ -47,9 +53,14 @@ const DEFAULT_SUSPEND_AFTER_MS = 30_000;
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n");
 
 /** Binds definitions and serves them; build one with `endpoint()`. */
+/** Where `listen` binds unless told otherwise: loopback, reachable from this machine only. */
+const LOOPBACK = "127.0.0.1";
+
 export class Endpoint {
   private readonly defs = new Map<string, Definition>();
   private options: EndpointOptions = {};
+  private verifier = new IdentityVerifier([]);
+  private warnedUnverified = false;
 
   /** Adds a service, object or workflow definition. */
   bind(def: Definition<string, any>): this {
@@ -61,7 +72,32 @@ export class Endpoint {
   /** Changes endpoint settings. */
   withOptions(options: EndpointOptions): this {
     this.options = { ...this.options, ...options };
+    if (options.identityKeys) this.verifier = new IdentityVerifier(this.options.identityKeys ?? []);
     return this;
+  }
+
+  /**
+   * Accepts only requests signed by one of `keys` (Restate's request identity v1; each key is a
+   * `publickeyv1_…` string, see `holdfast keys public`); several keys allow rotation. Every other
+   * request is answered 401. Throws on a malformed key.
+   */
+  withIdentityV1(...keys: string[]): this {
+    const all = [...(this.options.identityKeys ?? []), ...keys];
+    this.verifier = new IdentityVerifier(all);
+    this.options = { ...this.options, identityKeys: all };
+    return this;
+  }
+
+  /** Says once, when the endpoint starts serving, that requests are not verified. */
+  private announceVerification(): void {
+    if (this.verifier.enabled || this.warnedUnverified) return;
+    this.warnedUnverified = true;
+    console.warn("holdfast endpoint: no identity keys configured (withIdentityV1), accepting requests without verifying their signatures");
+  }
+
+  /** Why the request to `url` with these headers is refused (401), or `undefined`. */
+  private identityRefusal(url: string | undefined, header: (name: string) => string | undefined): string | undefined {
+    return this.verifier.check((url ?? "/").split("?")[0] as string, header);
   }
 
   /** The discovery manifest of the bound definitions. */
@@ -90,19 +126,25 @@ export class Endpoint {
 
   /** A handler for Node's `http` and `http2` servers (e.g. an `http2` server bound to 127.0.0.1). */
   http2Handler(): NodeHandler {
+    this.announceVerification();
     return (req, res) => this.serveNode(req, res);
   }
 
   /** A request handler for Fetch API frameworks; request/response mode unless the mode header asks to stream. */
   handler(): { fetch: (request: globalThis.Request) => Promise<Response> } {
+    this.announceVerification();
     return { fetch: (request) => this.serveFetch(request) };
   }
 
   /**
    * Serves HTTP/2 (cleartext, prior knowledge; streaming by default) and HTTP/1.1 (request/response
    * by default) on one port; resolves with the port once listening.
+   *
+   * Binds `host` if given, else loopback only (`127.0.0.1`): nothing but processes on this machine
+   * can reach the endpoint. Pass `"0.0.0.0"` (or `"::"`) to serve a kernel on another machine,
+   * together with `withIdentityV1(...)` so that only the kernel may call it.
    */
-  listen(port?: number, host?: string): Promise<number> {
+  listen(port?: number, host: string = LOOPBACK): Promise<number> {
     const handler = this.http2Handler();
     const h1 = http.createServer(handler);
     // Messages up to 16 MiB may be in flight on one session: above Node's 10 MB default, the
@@ -178,8 +220,14 @@ export class Endpoint {
       const v = req.headers[name];
       return Array.isArray(v) ? v[0] : v;
     };
-    const route = this.route(req.method, req.url, header("content-type"));
     const reply = res as http.ServerResponse;
+    const refusal = this.identityRefusal(req.url, header);
+    if (refusal !== undefined) {
+      reply.writeHead(401, { "content-type": "application/json" });
+      reply.end(JSON.stringify({ message: `unauthorized: ${refusal}` }));
+      return;
+    }
+    const route = this.route(req.method, req.url, header("content-type"));
     if (route.kind === "refuse") {
       reply.writeHead(route.status, { "content-type": "application/json" });
       reply.end(JSON.stringify({ message: route.message }));
@@ -219,7 +267,10 @@ export class Endpoint {
   }
 
   private async serveFetch(request: globalThis.Request): Promise<Response> {
-    const route = this.route(request.method, new URL(request.url).pathname, request.headers.get("content-type") ?? undefined);
+    const pathname = new URL(request.url).pathname;
+    const refusal = this.identityRefusal(pathname, (name) => request.headers.get(name) ?? undefined);
+    if (refusal !== undefined) return Response.json({ message: `unauthorized: ${refusal}` }, { status: 401 });
+    const route = this.route(request.method, pathname, request.headers.get("content-type") ?? undefined);
     if (route.kind === "refuse") return Response.json({ message: route.message }, { status: route.status });
     if (route.kind === "discover") {
       return new Response(JSON.stringify(this.manifest()), { headers: { "content-type": MANIFEST_CONTENT_TYPE } });
@@ -314,9 +365,12 @@ export function createEndpointHandler(options: { services: Definition<string, an
   return ep.http2Handler();
 }
 
-/** Binds the definitions and listens on `port` (default `$PORT` or 9080); resolves with the port. */
-export function serve(options: { services: Definition<string, any>[]; port?: number } & EndpointOptions): Promise<number> {
+/**
+ * Binds the definitions and listens on `port` (default `$PORT` or 9080) of `host` (default
+ * `127.0.0.1`, loopback only); resolves with the port.
+ */
+export function serve(options: { services: Definition<string, any>[]; port?: number; host?: string } & EndpointOptions): Promise<number> {
   const ep = endpoint(options);
   for (const def of options.services) ep.bind(def);
-  return ep.listen(options.port);
+  return ep.listen(options.port, options.host);
 }

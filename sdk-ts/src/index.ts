@@ -16,6 +16,7 @@ export type {
 } from "./definitions.js";
 export { endpoint, createEndpointHandler, serve, Endpoint } from "./endpoint.js";
 export type { EndpointOptions, NodeHandler } from "./endpoint.js";
+export { IdentityVerifier } from "./identity.js";
 export { rpc, CallOptions, SendOptions } from "./context.js";
 export type {
   Client,

@@ -116,9 +116,9 @@ export class RestateServer {
     return this;
   }
 
-  /** Serves discovery and invocations on `port` (HTTP/2 and HTTP/1.1). */
-  listen(port?: number): Promise<number> {
-    return this.ep.listen(port);
+  /** Serves discovery and invocations on `port` (HTTP/2 and HTTP/1.1) of `host` (default loopback). */
+  listen(port?: number, host?: string): Promise<number> {
+    return this.ep.listen(port, host);
   }
 
   /** A Node handler for the caller's own `http2` server. */

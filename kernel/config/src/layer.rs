@@ -13,6 +13,9 @@ use config::{Environment, File, FileFormat, Map, Source, Value, ValueKind};
 use crate::Member;
 use crate::error::{Error, Origin};
 
+mod sql_limits;
+pub(crate) use sql_limits::SqlLimitKeys;
+
 /// Prefix of the structured environment variables, e.g. `HOLDFAST__ADMIN__BIND_ADDRESS`.
 pub(crate) const ENV_PREFIX: &str = "HOLDFAST";
 /// Separator between the prefix and between nested keys.
@@ -33,11 +36,20 @@ pub(crate) struct Partial {
     pub node_id: Option<Sourced<u64>>,
     pub data_dir: Option<Sourced<PathBuf>>,
     pub node_address: Option<Sourced<SocketAddr>>,
+    pub signing_key_file: Option<Sourced<PathBuf>>,
     pub ingress: Option<Sourced<SocketAddr>>,
     pub admin: Option<Sourced<SocketAddr>>,
+    pub ingress_auth_tokens: Option<Sourced<Vec<crate::Token>>>,
+    pub ingress_auth_token_file: Option<Sourced<PathBuf>>,
+    pub ingress_cors_allowed_origins: Option<Sourced<Vec<String>>>,
+    pub admin_auth_tokens: Option<Sourced<Vec<crate::Token>>>,
+    pub admin_auth_token_file: Option<Sourced<PathBuf>>,
+    pub admin_deployment_allowlist: Option<Sourced<Vec<crate::HostPattern>>>,
     pub sql: Option<Sourced<SocketAddr>>,
     pub statement_timeout_ms: Option<Sourced<u64>>,
     pub max_rows: Option<Sourced<u64>>,
+    /// The `[sql]` keys bounding memory, results and pgwire connections.
+    pub sql_limits: SqlLimitKeys,
     pub cluster_name: Option<Sourced<String>>,
     pub partitions: Option<Sourced<u32>>,
     pub replication_factor: Option<Sourced<u32>>,
@@ -71,11 +83,25 @@ impl Partial {
             node_id: upper.node_id.or(self.node_id),
             data_dir: upper.data_dir.or(self.data_dir),
             node_address: upper.node_address.or(self.node_address),
+            signing_key_file: upper.signing_key_file.or(self.signing_key_file),
             ingress: upper.ingress.or(self.ingress),
             admin: upper.admin.or(self.admin),
+            ingress_auth_tokens: upper.ingress_auth_tokens.or(self.ingress_auth_tokens),
+            ingress_auth_token_file: upper
+                .ingress_auth_token_file
+                .or(self.ingress_auth_token_file),
+            ingress_cors_allowed_origins: upper
+                .ingress_cors_allowed_origins
+                .or(self.ingress_cors_allowed_origins),
+            admin_auth_tokens: upper.admin_auth_tokens.or(self.admin_auth_tokens),
+            admin_auth_token_file: upper.admin_auth_token_file.or(self.admin_auth_token_file),
+            admin_deployment_allowlist: upper
+                .admin_deployment_allowlist
+                .or(self.admin_deployment_allowlist),
             sql: upper.sql.or(self.sql),
             statement_timeout_ms: upper.statement_timeout_ms.or(self.statement_timeout_ms),
             max_rows: upper.max_rows.or(self.max_rows),
+            sql_limits: self.sql_limits.overlay(upper.sql_limits),
             cluster_name: upper.cluster_name.or(self.cluster_name),
             partitions: upper.partitions.or(self.partitions),
             replication_factor: upper.replication_factor.or(self.replication_factor),
@@ -314,6 +340,9 @@ pub(crate) fn read_layer(tree: Map<String, Value>, layer: &Layer<'_>) -> Result<
                     match name.as_str() {
                         "id" => partial.node_id = Some(int(&value, &key, NODE_ID, layer)?),
                         "data_dir" => partial.data_dir = Some(path(&value, &key, layer)?),
+                        "signing_key_file" => {
+                            partial.signing_key_file = Some(path(&value, &key, layer)?);
+                        }
                         "address" => {
                             let value = member_address(&value, &key, layer)?;
                             let origin = layer.origin(&key);
@@ -328,6 +357,11 @@ pub(crate) fn read_layer(tree: Map<String, Value>, layer: &Layer<'_>) -> Result<
                     let key = format!("{section}.{name}");
                     match (section.as_str(), name.as_str()) {
                         (_, "bind_address") => {}
+                        ("ingress" | "admin", _)
+                            if access_key(&mut partial, &section, &name, &value, layer)? =>
+                        {
+                            continue;
+                        }
                         ("sql", "statement_timeout_ms") => {
                             partial.statement_timeout_ms = Some(int(&value, &key, MILLIS, layer)?);
                             continue;
@@ -336,6 +370,7 @@ pub(crate) fn read_layer(tree: Map<String, Value>, layer: &Layer<'_>) -> Result<
                             partial.max_rows = Some(int(&value, &key, MAX_ROWS, layer)?);
                             continue;
                         }
+                        ("sql", _) if partial.sql_limits.read(&name, &value, layer)? => continue,
                         _ => return Err(unknown(&key, layer)),
                     }
                     let address = Some(socket_address(&value, &key, layer)?);
@@ -794,4 +829,40 @@ fn member_address(value: &Value, key: &str, layer: &Layer<'_>) -> Result<SocketA
         });
     }
     Ok(address)
+}
+
+/// Reads the access-control keys of `[ingress]` and `[admin]` (tokens, token file, CORS
+/// origins, deployment allowlist) into `partial`; `false` for any other key.
+fn access_key(
+    partial: &mut Partial,
+    section: &str,
+    name: &str,
+    value: &Value,
+    layer: &Layer<'_>,
+) -> Result<bool, Error> {
+    use crate::access;
+    let key = format!("{section}.{name}");
+    let list = || access::strings(value, &key, layer.origin(&key), layer.is_env());
+    match (section, name) {
+        ("ingress", "auth_tokens") => {
+            partial.ingress_auth_tokens = Some(access::tokens(list()?, &key)?);
+        }
+        ("admin", "auth_tokens") => {
+            partial.admin_auth_tokens = Some(access::tokens(list()?, &key)?);
+        }
+        ("ingress", "auth_token_file") => {
+            partial.ingress_auth_token_file = Some(path(value, &key, layer)?);
+        }
+        ("admin", "auth_token_file") => {
+            partial.admin_auth_token_file = Some(path(value, &key, layer)?);
+        }
+        ("ingress", "cors_allowed_origins") => {
+            partial.ingress_cors_allowed_origins = Some(access::origins(list()?, &key)?);
+        }
+        ("admin", "deployment_allowlist") => {
+            partial.admin_deployment_allowlist = Some(access::host_patterns(list()?, &key)?);
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }

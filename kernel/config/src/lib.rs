@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+mod access;
 mod error;
 mod layer;
 mod validate;
@@ -25,6 +26,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use access::{Admin, HostPattern, Ingress, Token};
 pub use error::{Error, Origin};
 
 use layer::{EnvVars, Layer};
@@ -38,10 +40,10 @@ pub const DEFAULT_TOML: &str = include_str!("default.toml");
 pub struct Config {
     /// Identity and storage of this node.
     pub node: Node,
-    /// The HTTP listener for invocations.
-    pub ingress: Listener,
-    /// The HTTP listener for operators.
-    pub admin: Listener,
+    /// The HTTP listener for invocations, with its tokens and CORS origins.
+    pub ingress: Ingress,
+    /// The HTTP listener for operators, with its tokens and registration allowlist.
+    pub admin: Admin,
     /// The PostgreSQL-wire listener for `psql` introspection, with its query limits.
     pub sql: Sql,
     /// Cluster membership and partitioning, identical on every node.
@@ -67,6 +69,10 @@ pub struct Node {
     /// `cluster.nodes`; an operator adds it with `POST /cluster/nodes`). Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<SocketAddr>,
+    /// The node's ed25519 private key (PKCS#8 PEM) with which it signs requests to service
+    /// endpoints; absent means `<data_dir>/signing-key`, created on first start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_file: Option<PathBuf>,
 }
 
 /// A TCP listener; kept as a struct so each listener is its own TOML table.
@@ -87,6 +93,20 @@ pub struct Sql {
     pub statement_timeout_ms: u64,
     /// Most rows one statement returns; the rest is cut off with a notice.
     pub max_rows: u64,
+    /// The node's memory pool for SQL, in bytes: every statement reserves from it and may hold
+    /// at most half of it; a statement over its share fails (SQLSTATE 53200). 0: unbounded.
+    pub memory_limit_bytes: u64,
+    /// Most bytes of rows one statement returns; the rest is cut off with a notice. 0: no cap.
+    pub max_result_bytes: u64,
+    /// PostgreSQL-wire connections open at once; more are refused (SQLSTATE 53300).
+    pub max_connections: u32,
+    /// A pgwire connection that has not finished its startup after this long is closed.
+    pub startup_timeout_ms: u64,
+    /// A pgwire connection idle (no message, no statement running) this long is closed. 0: off.
+    pub idle_timeout_ms: u64,
+    /// Largest frontend message accepted on the pgwire listener; a larger one is refused and
+    /// its connection closed, before it is read.
+    pub max_message_bytes: u64,
 }
 
 /// Cluster shape shared by all nodes; every node should load the same values.

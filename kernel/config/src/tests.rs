@@ -3,8 +3,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::{
-    Cluster, ClusterIdentity, Config, DEFAULT_TOML, Error, Invocation, Listener, Log, Member, Node,
-    Origin, Sql, Tracing,
+    Admin, Cluster, ClusterIdentity, Config, DEFAULT_TOML, Error, HostPattern, Ingress, Invocation,
+    Log, Member, Node, Origin, Sql, Token, Tracing,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -92,17 +92,30 @@ fn default_config() -> Config {
             id: 1,
             data_dir: PathBuf::from("./holdfast-data"),
             address: None,
+            signing_key_file: None,
         },
-        ingress: Listener {
+        ingress: Ingress {
             bind_address: addr("127.0.0.1:8080"),
+            auth_tokens: Vec::new(),
+            auth_token_file: None,
+            cors_allowed_origins: Vec::new(),
         },
-        admin: Listener {
+        admin: Admin {
             bind_address: addr("127.0.0.1:9070"),
+            auth_tokens: Vec::new(),
+            auth_token_file: None,
+            deployment_allowlist: Vec::new(),
         },
         sql: Sql {
             bind_address: addr("127.0.0.1:9071"),
             statement_timeout_ms: 30_000,
             max_rows: 100_000,
+            memory_limit_bytes: 256 << 20,
+            max_result_bytes: 64 << 20,
+            max_connections: 64,
+            startup_timeout_ms: 10_000,
+            idle_timeout_ms: 600_000,
+            max_message_bytes: 1 << 20,
         },
         cluster: Cluster {
             name: "holdfast".to_owned(),
@@ -1210,6 +1223,47 @@ fn sql_limits_are_read_and_checked() -> TestResult {
     Ok(())
 }
 
+#[test]
+fn sql_resource_limits_are_read_and_checked() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("node.toml");
+    std::fs::write(
+        &path,
+        "[sql]\nmemory_limit_bytes = 0\nmax_result_bytes = 4096\nmax_connections = 3\n\
+         startup_timeout_ms = 250\nidle_timeout_ms = 0\nmax_message_bytes = 2048\n",
+    )?;
+    let config = Config::load_from(Some(&path), &HashMap::new())?;
+    assert_eq!(config.sql.memory_limit_bytes, 0);
+    assert_eq!(config.sql.max_result_bytes, 4096);
+    assert_eq!(config.sql.max_connections, 3);
+    assert_eq!(config.sql.startup_timeout_ms, 250);
+    assert_eq!(config.sql.idle_timeout_ms, 0);
+    assert_eq!(config.sql.max_message_bytes, 2048);
+    // The environment overrides the file, key by key.
+    let env = HashMap::from([(
+        "HOLDFAST__SQL__MEMORY_LIMIT_BYTES".to_owned(),
+        "1048576".to_owned(),
+    )]);
+    let config = Config::load_from(Some(&path), &env)?;
+    assert_eq!(config.sql.memory_limit_bytes, 1 << 20);
+    assert_eq!(config.sql.max_connections, 3);
+    for (bad, key) in [
+        ("max_connections = 0", "sql.max_connections"),
+        ("max_connections = 70000", "sql.max_connections"),
+        ("startup_timeout_ms = 0", "sql.startup_timeout_ms"),
+        ("max_message_bytes = 100", "sql.max_message_bytes"),
+        ("memory_limit_bytes = -1", "sql.memory_limit_bytes"),
+        ("idle_timeout_ms = \"soon\"", "sql.idle_timeout_ms"),
+    ] {
+        std::fs::write(&path, format!("[sql]\n{bad}\n"))?;
+        let err = Config::load_from(Some(&path), &HashMap::new())
+            .err()
+            .ok_or(format!("accepted {bad}"))?;
+        assert!(err.to_string().contains(key), "{bad}: {err}");
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------- [tracing]
 
 #[test]
@@ -1731,4 +1785,214 @@ fn a_node_outside_the_configured_nodes_joins_with_its_own_address() {
 
 fn err_of(vars: &[(&str, &str)]) -> String {
     fail(None, vars).0.to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Access: tokens, token files, CORS origins, the deployment allowlist.
+
+#[test]
+fn auth_tokens_from_the_file_and_the_environment() {
+    let config = ok(
+        Some(
+            "[admin]\nauth_tokens = [\"old-token\", \"new-token\"]\n[ingress]\nauth_tokens = [\"in\"]\n",
+        ),
+        &[],
+    );
+    assert_eq!(
+        config.admin.auth_tokens,
+        vec![Token::new("old-token"), Token::new("new-token")]
+    );
+    assert_eq!(config.ingress.auth_tokens, vec![Token::new("in")]);
+    let config = ok(None, &[("HOLDFAST__INGRESS__AUTH_TOKENS", "a, b")]);
+    assert_eq!(
+        config.ingress.auth_tokens,
+        vec![Token::new("a"), Token::new("b")]
+    );
+    assert!(config.admin.auth_tokens.is_empty());
+    // A token never shows in debug output.
+    assert!(!format!("{config:?}").contains("\"a\""));
+}
+
+#[test]
+fn bad_auth_tokens_are_refused_by_key() {
+    let (err, path) = fail(Some("[admin]\nauth_tokens = [\"has space\"]\n"), &[]);
+    assert_eq!(err.key(), Some("admin.auth_tokens[0]"));
+    assert_eq!(err.origin(), file_origin(&path).as_ref());
+    assert!(!err.to_string().contains("has space"), "{err}");
+    let (err, _) = fail(Some("[ingress]\nauth_tokens = \"single\"\n"), &[]);
+    assert_eq!(err.key(), Some("ingress.auth_tokens"));
+    let (err, _) = fail(None, &[("HOLDFAST__ADMIN__AUTH_TOKENS", "a,,b")]);
+    assert_eq!(err.key(), Some("admin.auth_tokens"));
+    assert_eq!(
+        err.origin(),
+        env_origin("HOLDFAST__ADMIN__AUTH_TOKENS").as_ref()
+    );
+}
+
+#[test]
+fn auth_token_files_add_their_lines() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let tokens = dir.path().join("admin.tokens");
+    std::fs::write(&tokens, "# rotated 2026-12\nfirst\n\n  second  \n")?;
+    let toml = format!(
+        "[admin]\nauth_tokens = [\"inline\"]\nauth_token_file = {:?}\n",
+        tokens.display().to_string()
+    );
+    let config = ok(Some(&toml), &[]);
+    assert_eq!(
+        config.admin.auth_tokens,
+        vec![
+            Token::new("inline"),
+            Token::new("first"),
+            Token::new("second")
+        ]
+    );
+    assert_eq!(config.admin.auth_token_file, Some(tokens.clone()));
+    let var = tokens.display().to_string();
+    let config = ok(
+        None,
+        &[("HOLDFAST__INGRESS__AUTH_TOKEN_FILE", var.as_str())],
+    );
+    assert_eq!(
+        config.ingress.auth_tokens,
+        vec![Token::new("first"), Token::new("second")]
+    );
+    Ok(())
+}
+
+#[test]
+fn missing_or_empty_token_files_name_the_key_and_the_file() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let absent = dir.path().join("absent.tokens");
+    let toml = format!(
+        "[ingress]\nauth_token_file = {:?}\n",
+        absent.display().to_string()
+    );
+    let (err, path) = fail(Some(&toml), &[]);
+    assert_eq!(err.key(), Some("ingress.auth_token_file"));
+    assert_eq!(err.origin(), file_origin(&path).as_ref());
+    assert!(err.to_string().contains("absent.tokens"), "{err}");
+    let empty = dir.path().join("empty.tokens");
+    std::fs::write(&empty, "# nothing yet\n\n")?;
+    let var = empty.display().to_string();
+    let (err, _) = fail(None, &[("HOLDFAST__ADMIN__AUTH_TOKEN_FILE", var.as_str())]);
+    assert_eq!(err.key(), Some("admin.auth_token_file"));
+    assert!(err.to_string().contains("holds none"), "{err}");
+    assert!(err.to_string().contains("empty.tokens"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn cors_allowed_origins_are_origins() {
+    let config = ok(
+        Some(
+            "[ingress]\ncors_allowed_origins = [\"https://app.example.com\", \"http://localhost:3000\"]\n",
+        ),
+        &[],
+    );
+    assert_eq!(
+        config.ingress.cors_allowed_origins,
+        vec!["https://app.example.com", "http://localhost:3000"]
+    );
+    let config = ok(None, &[("HOLDFAST__INGRESS__CORS_ALLOWED_ORIGINS", "*")]);
+    assert_eq!(config.ingress.cors_allowed_origins, vec!["*"]);
+    let (err, _) = fail(
+        Some("[ingress]\ncors_allowed_origins = [\"https://app.example.com/path\"]\n"),
+        &[],
+    );
+    assert_eq!(err.key(), Some("ingress.cors_allowed_origins[0]"));
+    // CORS is an ingress setting only.
+    let (err, _) = fail(Some("[admin]\ncors_allowed_origins = [\"*\"]\n"), &[]);
+    assert_eq!(err.key(), Some("admin.cors_allowed_origins"));
+}
+
+#[test]
+fn deployment_allowlist_holds_networks_and_hosts() {
+    let config = ok(
+        Some(
+            "[admin]\ndeployment_allowlist = [\"10.0.0.0/8\", \"127.0.0.1\", \"fd00::/8\", \"Services.Internal\"]\n",
+        ),
+        &[],
+    );
+    let list = &config.admin.deployment_allowlist;
+    assert_eq!(list.len(), 4);
+    assert_eq!(list[3], HostPattern::Host("services.internal".to_owned()));
+    let allowed = |host: &str| list.iter().any(|p| p.matches(host));
+    assert!(allowed("10.200.3.4"));
+    assert!(allowed("127.0.0.1"));
+    assert!(!allowed("127.0.0.2"));
+    assert!(allowed("[fd12::1]"));
+    assert!(allowed("[::ffff:10.1.1.1]"));
+    assert!(allowed("services.internal"));
+    assert!(allowed("SERVICES.internal"));
+    assert!(!allowed("evil.services.internal"));
+    assert!(!allowed("169.254.169.254"));
+    assert!(!allowed("11.0.0.1"));
+    let config = ok(
+        None,
+        &[(
+            "HOLDFAST__ADMIN__DEPLOYMENT_ALLOWLIST",
+            "192.168.0.0/16, svc",
+        )],
+    );
+    assert_eq!(config.admin.deployment_allowlist.len(), 2);
+    for bad in ["10.0.0.0/33", "not a host", "1.2.3.4/x"] {
+        let toml = format!("[admin]\ndeployment_allowlist = [\"ok\", {bad:?}]\n");
+        let (err, path) = fail(Some(&toml), &[]);
+        assert_eq!(err.key(), Some("admin.deployment_allowlist[1]"), "{bad}");
+        assert_eq!(err.origin(), file_origin(&path).as_ref());
+    }
+}
+
+#[test]
+fn access_keys_survive_a_round_trip() -> TestResult {
+    let config = ok(
+        Some(
+            "[admin]\nauth_tokens = [\"t\"]\ndeployment_allowlist = [\"10.0.0.0/8\", \"svc\"]\n[ingress]\ncors_allowed_origins = [\"*\"]\n",
+        ),
+        &[],
+    );
+    let json = serde_json::to_string(&config)?;
+    let back: Config = serde_json::from_str(&json)?;
+    assert_eq!(back, config);
+    Ok(())
+}
+
+// ---------------------------------------------------------------- node.signing_key_file
+
+#[test]
+fn signing_key_file_is_optional_and_layered() {
+    assert_eq!(ok(None, &[]).node.signing_key_file, None);
+    let from_file = ok(
+        Some("[node]\nsigning_key_file = \"/etc/holdfast/signing-key.pem\"\n"),
+        &[],
+    );
+    assert_eq!(
+        from_file.node.signing_key_file,
+        Some(PathBuf::from("/etc/holdfast/signing-key.pem"))
+    );
+    let from_env = ok(
+        Some("[node]\nsigning_key_file = \"/from/file\"\n"),
+        &[("HOLDFAST__NODE__SIGNING_KEY_FILE", "/from/env")],
+    );
+    assert_eq!(
+        from_env.node.signing_key_file,
+        Some(PathBuf::from("/from/env"))
+    );
+}
+
+#[test]
+fn signing_key_file_must_be_a_non_empty_path() {
+    let (err, path) = fail(Some("[node]\nsigning_key_file = \"\"\n"), &[]);
+    assert_eq!(err.key(), Some("node.signing_key_file"));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "config file {}: key `node.signing_key_file`: invalid value \"\", expected a non-empty path",
+            path.display()
+        )
+    );
+    let (err, _) = fail(Some("[node]\nsigning_key_file = 5\n"), &[]);
+    assert!(matches!(err, Error::InvalidType { .. }), "{err}");
+    assert_eq!(err.key(), Some("node.signing_key_file"));
 }

@@ -8,12 +8,13 @@ use std::net::SocketAddr;
 
 use crate::error::{Error, Origin};
 use crate::layer::{Partial, Sourced};
-use crate::{Cluster, Config, Invocation, Listener, Log, Member, Node, Sql, Tracing};
+use crate::{Admin, Cluster, Config, Ingress, Invocation, Log, Member, Node, Sql, Tracing};
 
 /// Fills every key from the merged layers and applies the cross-key rules.
 pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
     let invocation = invocation(&mut merged)?;
     let tracing = tracing(&mut merged)?;
+    let (ingress_access, admin_access) = access(&mut merged)?;
     let node_id = required(merged.node_id, "node.id")?;
     let data_dir = required(merged.data_dir, "node.data_dir")?;
     let ingress = required(merged.ingress, "ingress.bind_address")?;
@@ -21,6 +22,7 @@ pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
     let sql = required(merged.sql, "sql.bind_address")?;
     let statement_timeout_ms = required(merged.statement_timeout_ms, "sql.statement_timeout_ms")?;
     let max_rows = required(merged.max_rows, "sql.max_rows")?;
+    let sql_limits = std::mem::take(&mut merged.sql_limits).finish()?;
     let cluster_name = required(merged.cluster_name, "cluster.name")?;
     let partitions = required(merged.partitions, "cluster.partitions")?;
     let replication_factor = required(merged.replication_factor, "cluster.replication_factor")?;
@@ -44,17 +46,26 @@ pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
             id: node_id.value,
             data_dir: data_dir.value,
             address: node_address.map(|a| a.value),
+            signing_key_file: merged.signing_key_file.take().map(|f| f.value),
         },
-        ingress: Listener {
+        ingress: Ingress {
             bind_address: ingress.value,
+            ..ingress_access
         },
-        admin: Listener {
+        admin: Admin {
             bind_address: admin.value,
+            ..admin_access
         },
         sql: Sql {
             bind_address: sql.value,
             statement_timeout_ms: statement_timeout_ms.value,
             max_rows: max_rows.value,
+            memory_limit_bytes: sql_limits.memory_limit_bytes,
+            max_result_bytes: sql_limits.max_result_bytes,
+            max_connections: sql_limits.max_connections,
+            startup_timeout_ms: sql_limits.startup_timeout_ms,
+            idle_timeout_ms: sql_limits.idle_timeout_ms,
+            max_message_bytes: sql_limits.max_message_bytes,
         },
         cluster: Cluster {
             name: cluster_name.value,
@@ -195,6 +206,43 @@ fn invocation(merged: &mut Partial) -> Result<Invocation, Error> {
         )?
         .value,
     })
+}
+
+/// The access keys of `[ingress]` and `[admin]`, token files read; `bind_address` is a
+/// placeholder the caller replaces.
+fn access(merged: &mut Partial) -> Result<(Ingress, Admin), Error> {
+    let unbound = SocketAddr::from(([0, 0, 0, 0], 0));
+    let ingress_file = merged.ingress_auth_token_file.take();
+    let admin_file = merged.admin_auth_token_file.take();
+    let ingress = Ingress {
+        bind_address: unbound,
+        auth_tokens: crate::access::resolve_tokens(
+            merged.ingress_auth_tokens.take(),
+            ingress_file.as_ref(),
+            "ingress.auth_token_file",
+        )?,
+        auth_token_file: ingress_file.map(|f| f.value),
+        cors_allowed_origins: merged
+            .ingress_cors_allowed_origins
+            .take()
+            .map(|o| o.value)
+            .unwrap_or_default(),
+    };
+    let admin = Admin {
+        bind_address: unbound,
+        auth_tokens: crate::access::resolve_tokens(
+            merged.admin_auth_tokens.take(),
+            admin_file.as_ref(),
+            "admin.auth_token_file",
+        )?,
+        auth_token_file: admin_file.map(|f| f.value),
+        deployment_allowlist: merged
+            .admin_deployment_allowlist
+            .take()
+            .map(|a| a.value)
+            .unwrap_or_default(),
+    };
+    Ok((ingress, admin))
 }
 
 /// The embedded default sets every key, so this only fails if the default itself is broken.

@@ -1,20 +1,28 @@
 //! The command line's client of a node's admin API: `holdfast sql "…"` (`POST /query`, printed
 //! as an aligned table, the way psql does) and `holdfast cluster status` (`GET /cluster`).
+//! Both send `Authorization: Bearer <token>` when given a token (`--token` or
+//! `HOLDFAST_ADMIN_TOKEN`), for a node with `admin.auth_tokens` set.
 
 use anyhow::{Context as _, bail};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// Sends `query` to the admin API at `admin` and returns the rendered table.
-pub fn sql(admin: SocketAddr, query: &str) -> anyhow::Result<String> {
+/// Sends `query` to the admin API at `admin` (with `token`, if any) and returns the rendered
+/// table.
+pub fn sql(admin: SocketAddr, query: &str, token: Option<&str>) -> anyhow::Result<String> {
     let body = serde_json::json!({ "query": query }).to_string();
-    request(admin, "POST", "/query", "text/plain", &body)
+    request(admin, "POST", "/query", "text/plain", &body, token)
 }
 
-/// `GET /cluster` of the admin API at `admin`, rendered as tables (or the JSON itself).
-pub fn cluster_status(admin: SocketAddr, json: bool) -> anyhow::Result<String> {
-    let body = request(admin, "GET", "/cluster", "application/json", "")?;
+/// `GET /cluster` of the admin API at `admin` (with `token`, if any), rendered as tables (or the
+/// JSON itself).
+pub fn cluster_status(
+    admin: SocketAddr,
+    json: bool,
+    token: Option<&str>,
+) -> anyhow::Result<String> {
+    let body = request(admin, "GET", "/cluster", "application/json", "", token)?;
     if json {
         return Ok(body + "\n");
     }
@@ -88,14 +96,16 @@ fn request(
     path: &str,
     accept: &str,
     body: &str,
+    token: Option<&str>,
 ) -> anyhow::Result<String> {
+    let authorization = authorization(token)?;
     let mut stream = TcpStream::connect_timeout(&admin, Duration::from_secs(5))
         .with_context(|| format!("cannot reach the admin API at {admin}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(600)))?;
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nhost: {admin}\r\nconnection: close\r\naccept: {accept}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+         content-type: application/json\r\n{authorization}content-length: {}\r\n\r\n{body}",
         body.len()
     )?;
     let mut response = Vec::new();
@@ -117,6 +127,16 @@ fn request(
     } else {
         rest.to_owned()
     };
+    if status == 401 {
+        bail!(
+            "the admin API at {admin} refused the request (401): {}",
+            if token.is_some() {
+                "the token is not accepted"
+            } else {
+                "it needs a token; pass --token or set HOLDFAST_ADMIN_TOKEN"
+            }
+        );
+    }
     if status != 200 {
         let message = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
@@ -125,6 +145,18 @@ fn request(
         bail!("{message}");
     }
     Ok(body)
+}
+
+/// The `authorization` header line for `token` (empty without one); a token that could not
+/// travel in a header is refused before anything is sent.
+fn authorization(token: Option<&str>) -> anyhow::Result<String> {
+    let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(String::new());
+    };
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!("the admin token must be visible ASCII characters without spaces");
+    }
+    Ok(format!("authorization: Bearer {token}\r\n"))
 }
 
 /// The payload of a chunked body.
@@ -145,7 +177,19 @@ fn dechunk(mut rest: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{dechunk, render_cluster};
+    use super::{authorization, dechunk, render_cluster};
+
+    #[test]
+    fn a_token_becomes_a_bearer_header() {
+        assert_eq!(authorization(None).ok(), Some(String::new()));
+        assert_eq!(authorization(Some("")).ok(), Some(String::new()));
+        assert_eq!(
+            authorization(Some("s3cret")).ok(),
+            Some("authorization: Bearer s3cret\r\n".to_owned())
+        );
+        assert!(authorization(Some("two words")).is_err());
+        assert!(authorization(Some("a\r\nx-injected: 1")).is_err());
+    }
 
     #[test]
     fn chunked_bodies_are_joined() {

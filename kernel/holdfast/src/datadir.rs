@@ -8,6 +8,8 @@
 //!                                   (one file, one writer, one fsync per batch)
 //!   <data_dir>/metadata/            state.redb of the metadata log (deployments)
 //!   <data_dir>/partitions/<n>/      state.redb of partition n
+//!   <data_dir>/signing-key          the node's ed25519 request-signing key (PKCS#8 PEM, 0600),
+//!                                   unless `node.signing_key_file` names another file
 //! ```
 //!
 //! Layout version 1 (the release before) kept one `log.redb` per group in `metadata/` and
@@ -152,6 +154,12 @@ fn shown(identity: &ClusterIdentity, key: &str) -> String {
     }
 }
 
+/// `<root>/signing-key`: the default request-signing key file of the data dir `root` (a path
+/// only: `holdfast keys public` reads it without taking the data dir's lock).
+pub fn signing_key_path(root: &Path) -> PathBuf {
+    root.join("signing-key")
+}
+
 /// An opened data directory, locked for this process until dropped.
 #[derive(Debug)]
 pub struct DataDir {
@@ -171,7 +179,7 @@ impl DataDir {
             path: root.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(root).map_err(io)?;
+        create_private_dir(root).map_err(io)?;
         let lock = File::create(root.join("LOCK")).map_err(io)?;
         if lock.try_lock().is_err() {
             return Err(Error::Locked {
@@ -335,6 +343,48 @@ impl DataDir {
     }
 }
 
+/// Creates `root` (and missing parents) readable by this user only (0700), and takes group and
+/// other permissions away from an existing one: the data dir holds every invocation's
+/// arguments, state and results.
+fn create_private_dir(root: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)?;
+        let mode = std::fs::metadata(root)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode & 0o7700))?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(root)
+    }
+}
+
+/// Writes `bytes` to a new or truncated file readable by this user only (0600).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let file = options.open(path)?;
+        // A file left by an earlier release keeps its mode through `open`: narrow it.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        std::io::Write::write_all(&mut &file, bytes)
+    }
+    #[cfg(not(unix))]
+    {
+        std::io::Write::write_all(&mut options.open(path)?, bytes)
+    }
+}
+
 /// Writes `node.json` durably: to a staging file first, then renamed over, so a crash never
 /// leaves a half-written identity behind.
 fn write_identity(root: &Path, identity: &Identity) -> Result<(), Error> {
@@ -348,7 +398,7 @@ fn write_identity(root: &Path, identity: &Identity) -> Result<(), Error> {
         message: e.to_string(),
     })?;
     let staging = root.join("node.json.tmp");
-    std::fs::write(&staging, text).map_err(io)?;
+    write_private(&staging, &text).map_err(io)?;
     File::open(&staging)
         .and_then(|f| f.sync_all())
         .map_err(io)?;
@@ -442,6 +492,25 @@ mod tests {
         reordered.nodes.reverse();
         open(&root, 2, &reordered)?;
         assert_eq!(stored(&root)?, json);
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_data_dir_and_node_json_are_private() -> TestResult {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| -> std::io::Result<u32> {
+            Ok(std::fs::metadata(path)?.permissions().mode() & 0o777)
+        };
+        let dir = TempDir::new()?;
+        let root = dir.data();
+        open(&root, 1, &identity())?;
+        assert_eq!(mode(&root)?, 0o700);
+        assert_eq!(mode(&root.join("node.json"))?, 0o600);
+        // A data dir made readable by others (an earlier release) is narrowed on open.
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))?;
+        open(&root, 1, &identity())?;
+        assert_eq!(mode(&root)?, 0o700);
         Ok(())
     }
 

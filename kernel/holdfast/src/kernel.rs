@@ -52,6 +52,9 @@ pub enum BootError {
     /// The node cannot take its place in the cluster (e.g. its cluster address is taken).
     #[error(transparent)]
     Cluster(#[from] crate::cluster::Error),
+    /// The request-signing key cannot be read or created.
+    #[error(transparent)]
+    SigningKey(#[from] crate::keys::Error),
 }
 
 /// What a protocol frame adds around the one message it carries (entry fields, encoding).
@@ -315,9 +318,16 @@ impl Kernel {
             Supervisor::start_in_arbiter(&arbiter.handle(), move |_| MetadataActor::new(settings))
         };
         let limit = config.invocation.max_message_bytes;
+        // Every request to a service endpoint is signed with the node's key (Restate's identity v1).
+        let signer = crate::keys::load(config)?;
+        tracing::info!(
+            public_key = signer.public_key(),
+            "signing requests to service endpoints"
+        );
         let endpoints = EndpointClient::new(ClientConfig {
             // One message plus its framing: larger frames are refused before they are buffered.
             max_frame_len: u32::try_from(limit + FRAMING_BYTES).unwrap_or(u32::MAX),
+            signer: Some(Arc::new(signer)),
             ..ClientConfig::default()
         });
         let (timeouts, mut fsm) = invocation_settings(&config.invocation);

@@ -3,6 +3,8 @@
 //! - `holdfast serve [--config FILE] [--check]` runs a node (or only validates its configuration).
 //! - `holdfast bench log|fsync …` measures group commit and the disk's raw fsync rate.
 //! - `holdfast dump [--config FILE]` recovers every partition and prints its applied state.
+//! - `holdfast keys public [--config FILE]` prints the node's request-signing public key
+//!   (`publickeyv1_…`), creating the key file on first use.
 //! - `holdfast sql [--config FILE | --admin ADDR] "QUERY"` queries a running node's state and
 //!   invocations and prints an aligned table.
 //!
@@ -14,6 +16,7 @@ mod cluster;
 mod datadir;
 mod dispatch;
 mod kernel;
+mod keys;
 mod loadgen;
 mod sqlbench;
 
@@ -62,10 +65,34 @@ enum Command {
         /// TOML configuration layered over the embedded single-node default.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Bearer token for an admin API with `admin.auth_tokens` set (prefer the environment
+        /// variable: arguments are visible to other users of the machine).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "HOLDFAST_ADMIN_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
     },
     /// Inspect the cluster through a node's admin API.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// The node's request-signing key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// What `holdfast keys` does.
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print the public key service endpoints verify requests with (`publickeyv1_…`), reading
+    /// `node.signing_key_file` or `<data_dir>/signing-key` (created if absent).
+    Public {
+        /// TOML configuration layered over the embedded single-node default.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 /// What `holdfast cluster` does.
@@ -82,6 +109,15 @@ enum ClusterCommand {
         /// Print the JSON document instead of tables.
         #[arg(long)]
         json: bool,
+        /// Bearer token for an admin API with `admin.auth_tokens` set (prefer the environment
+        /// variable: arguments are visible to other users of the machine).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "HOLDFAST_ADMIN_TOKEN",
+            hide_env_values = true
+        )]
+        token: Option<String>,
     },
 }
 
@@ -96,9 +132,10 @@ fn load_config(file: Option<&std::path::Path>) -> Result<Config, Refused> {
 
 fn boot(config: &Config, spans: holdfast_otlp::SpanSink) -> anyhow::Result<Kernel> {
     Kernel::boot(config, spans).map_err(|e| match e {
-        BootError::DataDir(_) | BootError::Raft(_) | BootError::Peers(_) => {
-            Refused(e.to_string()).into()
-        }
+        BootError::DataDir(_)
+        | BootError::Raft(_)
+        | BootError::Peers(_)
+        | BootError::SigningKey(_) => Refused(e.to_string()).into(),
         BootError::Metadata(_) | BootError::Cluster(_) => anyhow::Error::new(e),
     })
 }
@@ -134,8 +171,10 @@ fn main() -> ExitCode {
             query,
             admin,
             config,
-        } => sql_command(&query, admin, config),
+            token,
+        } => sql_command(&query, admin, config, token.as_deref()),
         Command::Cluster(command) => cluster_command(command),
+        Command::Keys(KeysCommand::Public { config }) => keys_public(config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -154,12 +193,20 @@ fn sql_command(
     query: &str,
     admin: Option<std::net::SocketAddr>,
     config: Option<PathBuf>,
+    token: Option<&str>,
 ) -> anyhow::Result<()> {
     let admin = match admin {
         Some(admin) => admin,
         None => load_config(config.as_deref())?.admin.bind_address,
     };
-    print!("{}", admin_client::sql(admin, query)?);
+    print!("{}", admin_client::sql(admin, query, token)?);
+    Ok(())
+}
+
+fn keys_public(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = load_config(config.as_deref())?;
+    let signer = keys::load(&config).map_err(|e| Refused(e.to_string()))?;
+    println!("{}", signer.public_key());
     Ok(())
 }
 
@@ -168,12 +215,16 @@ fn cluster_command(command: ClusterCommand) -> anyhow::Result<()> {
         admin,
         config,
         json,
+        token,
     } = command;
     let admin = match admin {
         Some(admin) => admin,
         None => load_config(config.as_deref())?.admin.bind_address,
     };
-    print!("{}", admin_client::cluster_status(admin, json)?);
+    print!(
+        "{}",
+        admin_client::cluster_status(admin, json, token.as_deref())?
+    );
     Ok(())
 }
 
@@ -208,14 +259,26 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 max_rows: usize::try_from(config.sql.max_rows).unwrap_or(usize::MAX),
             },
         )
+        .with_resources(holdfast_introspection::ResourceLimits {
+            memory_limit_bytes: usize::try_from(config.sql.memory_limit_bytes)
+                .unwrap_or(usize::MAX),
+            max_result_bytes: usize::try_from(config.sql.max_result_bytes).unwrap_or(usize::MAX),
+        })
         .with_cluster(std::sync::Arc::new(kernel.replicas()));
         // Ingress counts responses into this handle; the admin API renders it at /metrics.
         let ingress_config = holdfast_ingress::IngressConfig {
             spans: spans.clone(),
             max_body_bytes: config.invocation.max_message_bytes,
+            auth: holdfast_ingress::access::BearerAuth::new(
+                config.ingress.auth_tokens.iter().map(|t| t.expose()),
+            ),
+            cors: holdfast_ingress::access::Cors::new(
+                config.ingress.cors_allowed_origins.iter().cloned(),
+            ),
             ..holdfast_ingress::IngressConfig::default()
         };
-        let admin = match holdfast_admin::serve(
+        warn_if_exposed(&config);
+        let admin = match holdfast_admin::serve_with(
             config.admin.bind_address,
             holdfast_admin::Kernel {
                 node: kernel.node(),
@@ -234,6 +297,12 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 },
                 router: kernel.router().clone(),
                 log: kernel.raft_log().clone(),
+            },
+            holdfast_admin::AdminAccess {
+                auth: holdfast_ingress::access::BearerAuth::new(
+                    config.admin.auth_tokens.iter().map(|t| t.expose()),
+                ),
+                deployment_allowlist: config.admin.deployment_allowlist.clone(),
             },
         ) {
             Ok(admin) => admin,
@@ -274,6 +343,13 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
             holdfast_pgwire::PgLimits {
                 statement_timeout: Duration::from_millis(config.sql.statement_timeout_ms),
                 max_rows: usize::try_from(config.sql.max_rows).unwrap_or(usize::MAX),
+                max_result_bytes: usize::try_from(config.sql.max_result_bytes)
+                    .unwrap_or(usize::MAX),
+                max_connections: usize::try_from(config.sql.max_connections).unwrap_or(usize::MAX),
+                startup_timeout: Duration::from_millis(config.sql.startup_timeout_ms),
+                idle_timeout: Duration::from_millis(config.sql.idle_timeout_ms),
+                max_message_bytes: usize::try_from(config.sql.max_message_bytes)
+                    .unwrap_or(usize::MAX),
             },
         )
         .await
@@ -325,6 +401,34 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         );
     }
     served
+}
+
+/// Warns about an HTTP listener bound beyond loopback that lets anyone in: whoever reaches the
+/// address can invoke services (ingress) or register, kill and query (admin).
+fn warn_if_exposed(config: &Config) {
+    let listeners = [
+        (
+            "ingress",
+            config.ingress.bind_address,
+            config.ingress.auth_tokens.is_empty(),
+        ),
+        (
+            "admin",
+            config.admin.bind_address,
+            config.admin.auth_tokens.is_empty(),
+        ),
+    ];
+    for (name, address, open) in listeners {
+        if open && !address.ip().is_loopback() {
+            tracing::warn!(
+                listener = name,
+                %address,
+                "the {name} listener is bound to a non-loopback address without authentication: \
+                 anyone who reaches it can use it; set `{name}.auth_tokens` or \
+                 `{name}.auth_token_file` (docs/security.md)"
+            );
+        }
+    }
 }
 
 /// How long shutdown waits for queued spans to reach the collector.

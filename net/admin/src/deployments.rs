@@ -5,7 +5,7 @@
 //! registry (so a conflict is refused before anything is written), then proposes it; the answer
 //! is what applying the committed command did.
 
-use crate::{ApiError, Kernel};
+use crate::{AdminAccess, ApiError, Kernel};
 use actix_web::{HttpResponse, web};
 use holdfast_metadata::ChangeRegistry;
 use holdfast_schema::{
@@ -83,22 +83,74 @@ fn normalise(uri: &str) -> Result<(String, http::Uri), String> {
     Ok((text, parsed))
 }
 
+/// Most characters of a failed discovery's description echoed to the caller: enough to tell
+/// what went wrong, too few to turn registration into a way of reading other hosts' pages.
+const EXCERPT_CHARS: usize = 200;
+
+/// `text` cut to [`EXCERPT_CHARS`] printable characters (others become spaces, runs of
+/// whitespace one space), with `…` when something was cut.
+fn excerpt(text: &str) -> String {
+    let mut out = String::new();
+    let mut count = 0;
+    let mut last_space = false;
+    for c in text.chars() {
+        let c = if c.is_control() || c.is_whitespace() {
+            ' '
+        } else {
+            c
+        };
+        if c == ' ' && last_space {
+            continue;
+        }
+        if count == EXCERPT_CHARS {
+            out.push('…');
+            return out;
+        }
+        last_space = c == ' ';
+        out.push(c);
+        count += 1;
+    }
+    out
+}
+
+/// Whether the allowlist lets registration reach `uri`'s host (an empty list allows any).
+fn allowed(access: &AdminAccess, uri: &http::Uri) -> bool {
+    let host = uri.host().unwrap_or_default();
+    access.deployment_allowlist.is_empty()
+        || access
+            .deployment_allowlist
+            .iter()
+            .any(|pattern| pattern.matches(host))
+}
+
 pub(crate) async fn register(
     kernel: web::Data<Kernel>,
+    access: web::Data<AdminAccess>,
     body: web::Json<RegisterRequest>,
 ) -> HttpResponse {
     let (uri, parsed) = match normalise(&body.uri) {
         Ok(uri) => uri,
         Err(message) => {
-            return HttpResponse::BadRequest().json(ApiError::new("invalid_uri", message));
+            return HttpResponse::BadRequest()
+                .json(ApiError::new("invalid_uri", excerpt(&message)));
         }
     };
+    if !allowed(&access, &parsed) {
+        return HttpResponse::Forbidden().json(ApiError::new(
+            "deployment_not_allowed",
+            format!(
+                "{uri}: host `{}` is not in `admin.deployment_allowlist`",
+                parsed.host().unwrap_or_default()
+            ),
+        ));
+    }
     let manifest = match kernel.endpoints.discover(&parsed).await {
         Ok(manifest) => manifest,
         Err(e) => {
+            tracing::info!(%uri, error = %e, "discovery failed");
             return HttpResponse::BadRequest().json(ApiError::new(
                 "discovery_failed",
-                format!("discovery of {uri} failed: {e}"),
+                format!("discovery of {uri} failed: {}", excerpt(&e.to_string())),
             ));
         }
     };
@@ -286,7 +338,43 @@ pub(crate) async fn modify(
 
 #[cfg(test)]
 mod tests {
-    use super::normalise;
+    use super::{AdminAccess, allowed, excerpt, normalise};
+
+    #[test]
+    fn discovery_errors_are_cut_to_a_printable_excerpt() {
+        assert_eq!(excerpt("status 500:\r\n\tno  way"), "status 500: no way");
+        let long = "x".repeat(1000);
+        let cut = excerpt(&long);
+        assert_eq!(cut.chars().count(), 201);
+        assert!(cut.ends_with('…'));
+        assert_eq!(excerpt(&"y".repeat(200)), "y".repeat(200));
+        assert!(!excerpt("a\u{1b}[31mred").contains('\u{1b}'));
+    }
+
+    #[test]
+    fn the_allowlist_decides_by_host() {
+        let uri = |text: &str| normalise(text).map(|(_, parsed)| parsed);
+        let open = AdminAccess::default();
+        let strict = AdminAccess {
+            deployment_allowlist: ["10.0.0.0/8", "svc.internal", "::1"]
+                .iter()
+                .filter_map(|p| p.parse().ok())
+                .collect(),
+            ..AdminAccess::default()
+        };
+        for (text, expected) in [
+            ("http://10.1.2.3:9080", true),
+            ("http://svc.internal:9080/api", true),
+            ("http://[::1]:9080", true),
+            ("http://127.0.0.1:9080", false),
+            ("http://169.254.169.254", false),
+            ("http://svc.internal.evil.example", false),
+        ] {
+            let parsed = uri(text).expect("valid uri");
+            assert!(allowed(&open, &parsed));
+            assert_eq!(allowed(&strict, &parsed), expected, "{text}");
+        }
+    }
 
     #[test]
     fn endpoint_uris_are_normalised_and_checked() {

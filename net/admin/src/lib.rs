@@ -12,6 +12,10 @@
 //!   POST /query ──► QueryEngine (DataFusion over the partition stores) ──► JSON rows or a table
 //!   PATCH /invocations/{id}/cancel|kill|purge|pause|resume ──► Control to the owning partition
 //! ```
+//!
+//! With bearer tokens configured ([`AdminAccess::auth`]) every request but `GET /health` needs
+//! `Authorization: Bearer <token>` (401 otherwise); with a deployment allowlist
+//! ([`AdminAccess::deployment_allowlist`]) `POST /deployments` refuses endpoints on other hosts.
 
 mod cluster;
 mod deployments;
@@ -22,7 +26,7 @@ mod query;
 pub use cluster::ClusterInfo;
 
 use actix::Addr;
-use actix_web::dev::Server;
+use actix_web::dev::{Server, Service};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use holdfast_endpoint::EndpointClient;
 use holdfast_metadata::{MetadataActor, MetadataStatus};
@@ -65,6 +69,15 @@ pub struct Kernel {
     pub router: holdfast_partition::Router,
     /// The node's raft-log file, whose writer's counters `/metrics` shows.
     pub log: holdfast_raft_store::SharedLog,
+}
+
+/// Who may use the admin API, and which endpoints it may register.
+#[derive(Debug, Clone, Default)]
+pub struct AdminAccess {
+    /// Bearer tokens every request but `GET /health` must carry; none: the API is open.
+    pub auth: holdfast_ingress::access::BearerAuth,
+    /// The networks and hosts `POST /deployments` may register endpoints on; empty: any.
+    pub deployment_allowlist: Vec<holdfast_config::HostPattern>,
 }
 
 /// A partition's entry in `/health`.
@@ -182,12 +195,37 @@ async fn not_found(request: actix_web::HttpRequest) -> HttpResponse {
     ))
 }
 
-/// Binds the admin API on `address` and returns the server to be awaited or stopped.
+/// Binds the admin API on `address`, open to everyone, and returns the server to be awaited or
+/// stopped.
 pub fn serve(address: SocketAddr, kernel: Kernel) -> std::io::Result<Server> {
+    serve_with(address, kernel, AdminAccess::default())
+}
+
+/// Binds the admin API on `address` with the given tokens and allowlist, and returns the server
+/// to be awaited or stopped.
+pub fn serve_with(
+    address: SocketAddr,
+    kernel: Kernel,
+    access: AdminAccess,
+) -> std::io::Result<Server> {
     let data = web::Data::new(kernel);
+    let access = web::Data::new(access);
     let server = HttpServer::new(move || {
+        let gate = access.clone();
         App::new()
             .app_data(data.clone())
+            .app_data(access.clone())
+            .wrap_fn(move |request, service| {
+                let refused = (request.path() != "/health"
+                    && !gate.auth.permits(request.headers()))
+                .then(|| holdfast_ingress::access::unauthorized(request.headers()));
+                match refused {
+                    Some(answer) => futures::future::Either::Left(std::future::ready(Ok(
+                        request.into_response(answer)
+                    ))),
+                    None => futures::future::Either::Right(service.call(request)),
+                }
+            })
             .route("/health", web::get().to(health))
             .route("/metrics", web::get().to(metrics))
             .route("/cluster", web::get().to(cluster::view))

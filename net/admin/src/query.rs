@@ -1,7 +1,9 @@
 //! `POST /query {"query": "…"}`: SQL over the node's partition stores and registry. Answers
 //! `{"rows": [{column: value, …}, …]}` (every column present, nulls included), or with
 //! `accept: text/plain` the aligned table `holdfast sql` prints; a cut-off result says so in the
-//! `x-holdfast-truncated: true` header.
+//! `x-holdfast-truncated: true` header (more rows than `[sql] max_rows`, or more bytes than
+//! `[sql] max_result_bytes`). A query over its share of the `[sql] memory_limit_bytes` pool is
+//! answered 503 `{"code": "resources_exhausted", …}`; one over the statement timeout 408.
 
 use crate::{ApiError, Kernel};
 use actix_web::http::header;
@@ -77,6 +79,8 @@ fn refused(error: &QueryError) -> HttpResponse {
         QueryError::Unavailable(message) => {
             HttpResponse::ServiceUnavailable().json(ApiError::new("unavailable", message.clone()))
         }
+        QueryError::ResourcesExhausted(_) => HttpResponse::ServiceUnavailable()
+            .json(ApiError::new("resources_exhausted", error.to_string())),
         QueryError::Internal(_) => {
             HttpResponse::InternalServerError().json(ApiError::new("internal", error.to_string()))
         }

@@ -113,11 +113,29 @@ impl Incarnations {
             message: e.to_string(),
         })?;
         let temp = file.with_extension("json.tmp");
-        std::fs::write(&temp, bytes).map_err(io)?;
+        write_private(&temp, &bytes).map_err(io)?;
         std::fs::File::open(&temp)
             .and_then(|f| f.sync_all())
             .map_err(io)?;
         std::fs::rename(&temp, file).map_err(io)
+    }
+}
+
+/// Writes `bytes` to a new or truncated file readable by this user only (0600).
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let file = options.open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        std::io::Write::write_all(&mut &file, bytes)
+    }
+    #[cfg(not(unix))]
+    {
+        std::io::Write::write_all(&mut options.open(path)?, bytes)
     }
 }
 
@@ -138,6 +156,18 @@ mod tests {
         assert!(refusal.contains("new id"), "{refusal}");
         assert_eq!(reloaded.admit(3, "cccc"), Ok(()));
         assert_eq!(reloaded.own(), "me");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_book_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("peers.json");
+        let book = Incarnations::load("me".into(), file.clone()).expect("load");
+        assert_eq!(book.admit(2, "aaaa"), Ok(()));
+        let mode = std::fs::metadata(&file).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

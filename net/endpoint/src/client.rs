@@ -14,6 +14,7 @@ use http::header::CONTENT_TYPE;
 use http::{Method, Request, Uri};
 
 use crate::attempt::{Attempt, Opened};
+use crate::identity::RequestSigner;
 use crate::pool::Pool;
 use crate::target::{Target, check_segment};
 use crate::{Error, discover};
@@ -31,6 +32,9 @@ pub struct ClientConfig {
     pub max_manifest_len: usize,
     /// Frames an attempt's sender may queue before `completion`/`ack` wait for the stream.
     pub send_queue_len: usize,
+    /// Signs every request (discovery and attempts) with the kernel's key, Restate's identity
+    /// scheme `v1`; `None` sends requests unsigned.
+    pub signer: Option<Arc<RequestSigner>>,
 }
 
 impl Default for ClientConfig {
@@ -41,6 +45,7 @@ impl Default for ClientConfig {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             max_manifest_len: 1024 * 1024,
             send_queue_len: 64,
+            signer: None,
         }
     }
 }
@@ -97,6 +102,7 @@ impl EndpointClient {
             &self.inner.pool,
             &target,
             self.inner.config.max_manifest_len,
+            self.inner.config.signer.as_deref(),
         );
         tokio::time::timeout(timeout, work)
             .await
@@ -157,6 +163,11 @@ impl EndpointClient {
             .header(MODE_HEADER, "stream");
         if let Some(traceparent) = traceparent {
             request = request.header("traceparent", traceparent);
+        }
+        if let Some(signer) = &self.inner.config.signer {
+            for (name, value) in signer.headers(&path) {
+                request = request.header(name, value);
+            }
         }
         let request = request.body(()).map_err(|e| Error::InvalidUri {
             uri: target.name().to_owned(),

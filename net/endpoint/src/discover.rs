@@ -9,6 +9,7 @@ use http::header::{ACCEPT, CONTENT_TYPE as CONTENT_TYPE_HEADER};
 use http::{HeaderMap, Method, Request};
 
 use crate::Error;
+use crate::identity::RequestSigner;
 use crate::pool::Pool;
 use crate::target::Target;
 
@@ -20,18 +21,23 @@ pub(crate) async fn discover(
     pool: &Pool,
     target: &Target,
     max_manifest_len: usize,
+    signer: Option<&RequestSigner>,
 ) -> Result<Manifest, Error> {
     let endpoint = target.name().to_owned();
     let path = target.path("/discover");
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(Method::GET)
         .uri(target.uri(&path)?)
-        .header(ACCEPT, CONTENT_TYPE)
-        .body(())
-        .map_err(|e| Error::InvalidUri {
-            uri: endpoint.clone(),
-            reason: e.to_string(),
-        })?;
+        .header(ACCEPT, CONTENT_TYPE);
+    if let Some(signer) = signer {
+        for (name, value) in signer.headers(&path) {
+            request = request.header(name, value);
+        }
+    }
+    let request = request.body(()).map_err(|e| Error::InvalidUri {
+        uri: endpoint.clone(),
+        reason: e.to_string(),
+    })?;
     let (response, _request_body) = pool.send(target, request, true).await?;
     let transport = |source| Error::Transport {
         endpoint: endpoint.clone(),

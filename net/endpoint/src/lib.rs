@@ -14,6 +14,7 @@
 //! # Layout
 //! - [`client`]: [`EndpointClient`] and its [`ClientConfig`]: discovery and starting attempts.
 //! - [`attempt`]: [`Attempt`], [`AttemptSender`] and [`Event`]: one attempt's two directions.
+//! - [`identity`]: [`RequestSigner`]: Restate's request identity `v1`, signing every request.
 //! - `discover`: `GET /discover`, bounded, with content type and version checks.
 //! - `pool`: one shared HTTP/2 connection per authority, reconnecting when it dies.
 //! - `target`: validating base URIs and building request URIs.
@@ -23,6 +24,7 @@
 
 pub mod attempt;
 pub mod client;
+pub mod identity;
 
 mod discover;
 mod error;
@@ -32,3 +34,4 @@ mod target;
 pub use attempt::{Attempt, AttemptSender, Event};
 pub use client::{ClientConfig, EndpointClient};
 pub use error::Error;
+pub use identity::{KeyError, RequestSigner};

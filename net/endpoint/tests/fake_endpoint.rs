@@ -517,3 +517,67 @@ async fn connecting_gives_up_after_the_connect_timeout() {
     );
     drop(listener);
 }
+
+/// Checks `request` carries a scheme `v1` JWT for its own path, signed by `public`.
+fn assert_signed(request: &Request<RecvStream>, public: &str) {
+    use base64::Engine as _;
+    let base64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let headers = request.headers();
+    assert_eq!(
+        headers
+            .get("x-restate-signature-scheme")
+            .map(|v| v.as_bytes()),
+        Some(&b"v1"[..])
+    );
+    let jwt = headers
+        .get("x-restate-jwt-v1")
+        .and_then(|v| v.to_str().ok())
+        .expect("a JWT header");
+    let (input, signature) = jwt.rsplit_once('.').expect("a signed JWT");
+    let signature = base64.decode(signature).expect("base64url signature");
+    let signature = ed25519_dalek::Signature::from_slice(&signature).expect("64 bytes");
+    holdfast_endpoint::identity::parse_public_key(public)
+        .expect("the signer's public key")
+        .verify_strict(input.as_bytes(), &signature)
+        .expect("signed by the configured key");
+    let claims = input.split('.').nth(1).expect("claims");
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64.decode(claims).expect("base64url claims")).expect("JSON");
+    assert_eq!(claims["aud"], request.uri().path());
+}
+
+#[tokio::test]
+async fn a_client_with_a_signer_signs_discovery_and_attempts() {
+    let signer = Arc::new(holdfast_endpoint::RequestSigner::generate().expect("a key"));
+    let public = signer.public_key().to_owned();
+    let (listener, base) = bind_local().await;
+    let (seen, mut paths) = mpsc::unbounded_channel();
+    serve(listener, move |request, mut send| {
+        let public = public.clone();
+        let seen = seen.clone();
+        async move {
+            assert_signed(&request, &public);
+            let _ = seen.send(request.uri().path().to_owned());
+            if request.uri().path() == "/discover" {
+                respond(
+                    &mut send,
+                    StatusCode::OK,
+                    MANIFEST_CONTENT_TYPE,
+                    manifest(1, 1),
+                );
+            } else {
+                let end = frames(&[Message::End(End {})]);
+                respond(&mut send, StatusCode::OK, INVOCATION_CONTENT_TYPE, end);
+            }
+        }
+    });
+    let client = EndpointClient::new(ClientConfig {
+        signer: Some(signer),
+        ..ClientConfig::default()
+    });
+    client.discover(&base).await.expect("signed discovery");
+    let mut attempt = start_fake_attempt(&client, &base).await;
+    while next_event(&mut attempt).await.is_some() {}
+    assert_eq!(paths.recv().await.as_deref(), Some("/discover"));
+    assert_eq!(paths.recv().await.as_deref(), Some("/invoke/Fake/go"));
+}

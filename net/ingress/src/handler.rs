@@ -73,11 +73,6 @@ pub async fn handle(
     payload: web::Payload,
     state: web::Data<State>,
 ) -> HttpResponse {
-    if request.method() == Method::OPTIONS
-        && let Some(response) = preflight(&request)
-    {
-        return response;
-    }
     let start_ns = holdfast_otlp::now_ns();
     // Set by `invoke` once the request is known to invoke a handler, if spans are recorded.
     let mut span = None;
@@ -512,18 +507,4 @@ fn reject(rejection: &Rejection) -> HttpResponse {
         message: &message,
         source: "ingress",
     })
-}
-
-/// Answers a CORS preflight (`OPTIONS` with `origin` and `access-control-request-method`);
-/// `None` for any other `OPTIONS` request.
-fn preflight(request: &HttpRequest) -> Option<HttpResponse> {
-    let headers = request.headers();
-    headers.get(header::ORIGIN)?;
-    let method = headers.get(header::ACCESS_CONTROL_REQUEST_METHOD)?;
-    let mut builder = HttpResponse::Ok();
-    builder.insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, method.clone()));
-    if let Some(requested) = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
-        builder.insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone()));
-    }
-    Some(builder.finish())
 }

@@ -16,7 +16,14 @@
 //! [`Dispatcher`], which the kernel implements; every request that fails it is answered with a JSON
 //! error and never reaches the dispatcher, so nothing is written to the log for it.
 //!
+//! # Access
+//! With bearer tokens configured ([`IngressConfig::auth`]) every request but
+//! `GET /restate/health` needs `Authorization: Bearer <token>` and is answered 401 before routing
+//! otherwise. CORS headers go only to the origins of [`IngressConfig::cors`] (none by default);
+//! their preflights are answered without a token. See [`access`].
+//!
 //! # Layout
+//! - [`access`]: [`access::BearerAuth`] (shared with the admin API) and [`access::Cors`].
 //! - [`dispatch`]: the seam — [`Dispatcher`], [`IngressRequest`], [`Outcome`], [`DispatchError`].
 //! - [`error`]: [`Rejection`], each refusal with its status and message.
 //! - [`metrics`]: [`IngressMetrics`], every response counted by status code.
@@ -31,6 +38,7 @@
 //! emitted to [`IngressConfig::spans`] when the response is produced, and the invocation is
 //! handed the span's child context ([`IngressRequest::trace`]).
 
+pub mod access;
 pub mod dispatch;
 pub mod error;
 pub mod metrics;
@@ -52,8 +60,9 @@ pub use metrics::IngressMetrics;
 pub use trace::TRACEPARENT;
 
 use actix_web::dev::{Server, Service};
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::{App, HttpServer, web};
+use futures::future::Either;
 use holdfast_schema::Registry;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -80,6 +89,10 @@ pub struct IngressConfig {
     pub metrics: IngressMetrics,
     /// Receives the ingress span of each invocation request; disabled by default.
     pub spans: holdfast_otlp::SpanSink,
+    /// Bearer tokens every request but `/restate/health` must carry; none by default.
+    pub auth: access::BearerAuth,
+    /// Origins that get CORS headers and preflight answers; none by default.
+    pub cors: access::Cors,
 }
 
 impl IngressConfig {
@@ -88,7 +101,8 @@ impl IngressConfig {
 }
 
 impl Default for IngressConfig {
-    /// 32 MiB bodies, 256 MiB of them in flight, one worker, fresh counters, no tracing.
+    /// 32 MiB bodies, 256 MiB of them in flight, one worker, fresh counters, no tracing, no
+    /// tokens, no CORS origins.
     fn default() -> Self {
         Self {
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
@@ -96,6 +110,8 @@ impl Default for IngressConfig {
             workers: 1,
             metrics: IngressMetrics::new(),
             spans: holdfast_otlp::SpanSink::disabled(),
+            auth: access::BearerAuth::default(),
+            cors: access::Cors::default(),
         }
     }
 }
@@ -134,6 +150,8 @@ fn build(
 ) -> std::io::Result<Server> {
     let workers = config.workers.max(1);
     let metrics = config.metrics.clone();
+    let auth = config.auth.clone();
+    let cors = config.cors.clone();
     let state = web::Data::new(handler::State {
         inflight: input::Budget::new(config.max_inflight_bytes),
         config,
@@ -142,12 +160,28 @@ fn build(
     });
     let server = HttpServer::new(move || {
         let metrics = metrics.clone();
+        let auth = auth.clone();
+        let cors = cors.clone();
         App::new()
             .app_data(state.clone())
             .wrap_fn(move |request, service| {
-                let origin = request.headers().get(header::ORIGIN).cloned();
-                let response = service.call(request);
+                let allowed = cors.allow_origin(request.headers().get(header::ORIGIN));
+                // A preflight from an allowed origin carries no token; everything else but the
+                // health check must.
+                let early = cors
+                    .preflight(request.method(), request.headers())
+                    .or_else(|| {
+                        (request.path() != "/restate/health" && !auth.permits(request.headers()))
+                            .then(|| access::unauthorized(request.headers()))
+                    });
+                let response = match early {
+                    Some(answer) => {
+                        Either::Left(std::future::ready(Ok(request.into_response(answer))))
+                    }
+                    None => Either::Right(service.call(request)),
+                };
                 let metrics = metrics.clone();
+                let cors = cors.clone();
                 async move {
                     let mut response = match response.await {
                         Ok(response) => response,
@@ -158,7 +192,13 @@ fn build(
                         }
                     };
                     metrics.record(response.status().as_u16());
-                    add_cors_headers(response.headers_mut(), origin);
+                    if let Some(allowed) = allowed
+                        && !response
+                            .headers()
+                            .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+                    {
+                        cors.decorate(response.headers_mut(), allowed);
+                    }
                     Ok(response)
                 }
             })
@@ -172,21 +212,4 @@ fn build(
         Bind::Listener(listener) => server.listen(listener)?,
     };
     Ok(server.run())
-}
-
-/// The CORS headers Restate's ingress puts on every response, so browser clients work.
-fn add_cors_headers(headers: &mut header::HeaderMap, origin: Option<HeaderValue>) {
-    headers.insert(
-        header::VARY,
-        HeaderValue::from_static(
-            "origin, access-control-request-method, access-control-request-headers",
-        ),
-    );
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-        HeaderValue::from_static("true"),
-    );
-    if let Some(origin) = origin {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    }
 }

@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use holdfast_ingress::access::{BearerAuth, Cors};
 use holdfast_ingress::{
     AwakeableCompletion, BAD_PATH, DispatchError, Dispatcher, Failure, IngressConfig,
     IngressMetrics, IngressRequest, InvocationRef, Mode, Outcome, Output, RegistryView,
@@ -466,18 +467,9 @@ async fn call_to_a_service_returns_the_output_with_its_invocation_id() {
     assert_eq!(reply.header("content-type"), Some(JSON));
     assert_eq!(reply.header("x-restate-id"), Some(ID));
     assert_eq!(reply.header("x-restate-error-source"), None);
-    assert_eq!(
-        reply.header("access-control-allow-credentials"),
-        Some("true")
-    );
-    assert_eq!(
-        reply.header("vary"),
-        Some("origin, access-control-request-method, access-control-request-headers")
-    );
-    assert_eq!(
-        reply.header("access-control-allow-origin"),
-        Some("http://app.example")
-    );
+    // No origin is allowed by default: no CORS headers at all.
+    assert_eq!(reply.header("access-control-allow-credentials"), None);
+    assert_eq!(reply.header("access-control-allow-origin"), None);
 
     let seen = h.recorder.take();
     // A new trace each request, checked on its own in the trace tests.
@@ -1276,39 +1268,167 @@ async fn a_chunked_body_is_refused_once_it_passes_the_limit() {
 // ---------------------------------------------------------------------------------------------
 // CORS and binding.
 
+fn preflight_headers(origin: &'static str) -> [(&'static str, &'static str); 3] {
+    [
+        ("origin", origin),
+        ("access-control-request-method", "POST"),
+        (
+            "access-control-request-headers",
+            "content-type, idempotency-key, authorization",
+        ),
+    ]
+}
+
 #[actix_rt::test]
-async fn cors_preflight_is_answered() {
-    let h = Harness::default().await;
+async fn cors_preflight_is_answered_for_allowed_origins_only() {
+    let h = Harness::start(IngressConfig {
+        cors: Cors::new(["http://app.example"]),
+        auth: BearerAuth::new(["secret"]),
+        ..IngressConfig::default()
+    })
+    .await;
+    // The preflight carries no token and is answered all the same.
     let reply = h
         .send(
             "OPTIONS",
             "/Greeter/greet",
-            &[
-                ("origin", "http://app.example"),
-                ("access-control-request-method", "POST"),
-                (
-                    "access-control-request-headers",
-                    "content-type, idempotency-key",
-                ),
-            ],
+            &preflight_headers("http://app.example"),
             b"",
         )
         .await;
-    assert_eq!(reply.status, 200);
+    assert_eq!(reply.status, 204, "{reply:?}");
     assert_eq!(reply.header("access-control-allow-methods"), Some("POST"));
     assert_eq!(
         reply.header("access-control-allow-headers"),
-        Some("content-type, idempotency-key")
+        Some("content-type, idempotency-key, authorization")
     );
     assert_eq!(
         reply.header("access-control-allow-origin"),
         Some("http://app.example")
     );
+    assert_eq!(reply.header("access-control-allow-credentials"), None);
+    // A hostile origin gets no preflight answer and no CORS header.
+    let reply = h
+        .send(
+            "OPTIONS",
+            "/Greeter/greet",
+            &preflight_headers("http://evil.example"),
+            b"",
+        )
+        .await;
+    assert_eq!(reply.status, 401, "{reply:?}");
+    assert_eq!(reply.header("access-control-allow-origin"), None);
+    let reply = h
+        .send(
+            "POST",
+            "/Greeter/greet",
+            &[
+                ("content-type", JSON),
+                ("origin", "http://evil.example"),
+                ("authorization", "Bearer secret"),
+            ],
+            b"\"Eve\"",
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.header("access-control-allow-origin"), None);
+    // The allowed origin's actual request gets its header, on errors too.
+    let reply = h
+        .send(
+            "POST",
+            "/Greeter/greet",
+            &[("content-type", JSON), ("origin", "http://app.example")],
+            b"\"Ada\"",
+        )
+        .await;
+    assert_eq!(reply.status, 401, "{reply:?}");
     assert_eq!(
-        reply.header("access-control-allow-credentials"),
-        Some("true")
+        reply.header("access-control-allow-origin"),
+        Some("http://app.example")
     );
+    assert_eq!(reply.header("vary"), Some("origin"));
+    assert_eq!(h.recorder.take().len(), 1);
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn any_origin_when_configured_with_a_star() {
+    let h = Harness::start(IngressConfig {
+        cors: Cors::new(["*"]),
+        ..IngressConfig::default()
+    })
+    .await;
+    let reply = h
+        .send(
+            "OPTIONS",
+            "/Greeter/greet",
+            &preflight_headers("http://anywhere.example"),
+            b"",
+        )
+        .await;
+    assert_eq!(reply.status, 204, "{reply:?}");
+    assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
+    h.stop().await;
+}
+
+#[actix_rt::test]
+async fn without_cors_origins_a_preflight_is_not_answered() {
+    let h = Harness::default().await;
+    let reply = h
+        .send(
+            "OPTIONS",
+            "/Greeter/greet",
+            &preflight_headers("http://app.example"),
+            b"",
+        )
+        .await;
+    assert_eq!(reply.status, 405, "{reply:?}");
+    assert_eq!(reply.header("access-control-allow-origin"), None);
+    assert_eq!(reply.header("access-control-allow-methods"), None);
     assert!(h.recorder.take().is_empty());
+    h.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bearer tokens.
+
+#[actix_rt::test]
+async fn tokens_are_required_when_configured() {
+    let h = Harness::start(IngressConfig {
+        auth: BearerAuth::new(["old-token", "new-token"]),
+        ..IngressConfig::default()
+    })
+    .await;
+    let call = |token: Option<&'static str>| {
+        let mut headers = vec![("content-type", JSON)];
+        if let Some(token) = token {
+            headers.push(("authorization", token));
+        }
+        headers
+    };
+    for headers in [
+        call(None),
+        call(Some("Bearer wrong")),
+        call(Some("old-token")),
+    ] {
+        let reply = h.send("POST", "/Greeter/greet", &headers, b"\"Ada\"").await;
+        assert_eq!(reply.status, 401, "{reply:?}");
+        assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+        assert_eq!(reply.json()["code"], "unauthorized");
+        assert!(reply.json()["message"].is_string());
+    }
+    assert!(h.recorder.take().is_empty());
+    // Both tokens work at once, so clients can move from one to the other.
+    for token in ["Bearer old-token", "Bearer new-token"] {
+        let reply = h
+            .send("POST", "/Greeter/greet", &call(Some(token)), b"\"Ada\"")
+            .await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+    }
+    assert_eq!(h.recorder.take().len(), 2);
+    // The health check stays open.
+    let reply = h.get("/restate/health").await;
+    assert_eq!(reply.status, 200, "{reply:?}");
     h.stop().await;
 }
 
@@ -1524,16 +1644,17 @@ async fn every_response_is_counted_by_its_status_code() {
             b"",
         )
         .await;
-    assert_eq!(preflight.status, 200);
+    // No CORS origin is configured: the preflight is refused like any OPTIONS request.
+    assert_eq!(preflight.status, 405);
     assert_eq!(
         metrics.snapshot(),
         [
-            (200, 3),
+            (200, 2),
             (202, 1),
             (400, 2),
             (403, 1),
             (404, 2),
-            (405, 1),
+            (405, 2),
             (413, 1),
             (470, 1),
             (503, 1),

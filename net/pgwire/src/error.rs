@@ -40,6 +40,10 @@ pub(crate) mod sqlstate {
     pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
     pub const UNDEFINED_OBJECT: &str = "42704";
     pub const OUT_OF_MEMORY: &str = "53200";
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+    pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
     pub const INTERNAL_ERROR: &str = "XX000";
 }
 

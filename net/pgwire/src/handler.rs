@@ -30,7 +30,7 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use crate::error::{SqlError, sqlstate};
 use crate::params::{arrow_type_of_pg, decode_param};
-use crate::session::{Outcome, Prepared, Session, TxnEffect};
+use crate::session::{Outcome, Prepared, Session, Truncated, TxnEffect};
 use crate::sql::split_statements;
 
 /// Server-wide state shared by all connections.
@@ -253,12 +253,16 @@ async fn cancellable<T>(
     }
 }
 
-fn truncation_notice(limit: usize) -> PgWireBackendMessage {
-    let mut info = ErrorInfo::new(
-        "NOTICE".to_owned(),
-        "01000".to_owned(),
-        format!("result truncated to {limit} rows (the endpoint's row limit)"),
-    );
+fn truncation_notice(cap: Truncated) -> PgWireBackendMessage {
+    let message = match cap {
+        Truncated::Rows(limit) => {
+            format!("result truncated to {limit} rows (the endpoint's row limit)")
+        }
+        Truncated::Bytes(limit) => {
+            format!("result truncated to {limit} bytes (the endpoint's result size limit)")
+        }
+    };
+    let mut info = ErrorInfo::new("NOTICE".to_owned(), "01000".to_owned(), message);
     info.hint = Some("add a LIMIT or a narrower WHERE clause".to_owned());
     PgWireBackendMessage::NoticeResponse(info.into())
 }

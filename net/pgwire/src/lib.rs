@@ -5,8 +5,9 @@
 //! * Simple and extended query protocols (prepared statements with `$n`
 //!   parameters in text or binary format, text or binary results).
 //! * Read-only: only queries (`SELECT`, `WITH`, `VALUES`, `EXPLAIN`) run;
-//!   `SET`, `SHOW`, `BEGIN`/`COMMIT`/`ROLLBACK` and similar session commands
-//!   are accepted; writes fail with SQLSTATE 25006.
+//!   `SET` (of allowlisted parameters), `SHOW`, `BEGIN`/`COMMIT`/`ROLLBACK`
+//!   and similar session commands are accepted; writes fail with SQLSTATE
+//!   25006.
 //! * A `pg_catalog` subset (`pg_namespace`, `pg_class`, `pg_attribute`,
 //!   `pg_type`, `pg_database`, `pg_settings`, `pg_proc`, `pg_roles`,
 //!   `pg_tables`, … and empty `pg_index`, `pg_constraint`, …) built from the
@@ -19,12 +20,19 @@
 //!   answered directly. psql 15's `\dt`, `\d`, `\d name`, `\d+ name`,
 //!   `\l`, `\dn`, `\du`, `\dv`, `\di`, `\df`, `\dT` work, as do JDBC's
 //!   `DatabaseMetaData` table, column, schema and key lookups.
-//! * One DataFusion session per connection, a statement timeout (57014) and
-//!   a row limit (a NOTICE tells the client the result was truncated).
+//! * One DataFusion session per connection, a statement timeout (57014),
+//!   a row limit and a result byte limit (a NOTICE tells the client the
+//!   result was truncated); `SET` only changes a short allowlist of harmless
+//!   session parameters (others fail with 42501).
+//! * Listener limits ([`PgLimits`]): a connection cap (over it, FATAL 53300
+//!   "too many connections"), a startup timeout, an idle timeout (FATAL
+//!   57P05) and a maximum frontend message size (FATAL 54000, refused at the
+//!   message's length word, before its body is buffered).
 //! * No authentication (every user is accepted) and no TLS: bind to a
 //!   loopback or private address.
 
 mod catalog;
+mod conn;
 mod encode;
 mod error;
 mod handler;
@@ -39,9 +47,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::prelude::SessionContext;
+use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::{ConnectionManager, RandomPidSecretKeyGenerator};
 use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 pub use error::PgServerError;
@@ -66,8 +75,12 @@ where
     }
 }
 
-/// Limits applied to every statement, protecting the node from expensive
-/// ad-hoc queries.
+/// Over the connection cap, at most this many connections are being refused
+/// (read their startup, answered 53300) at once; more are closed at once.
+const REFUSING_AT_ONCE: usize = 64;
+
+/// Limits applied to every statement and connection, protecting the node
+/// from expensive ad-hoc queries and from clients that hold resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PgLimits {
     /// A statement running longer is cancelled with SQLSTATE 57014; zero
@@ -77,13 +90,49 @@ pub struct PgLimits {
     /// Results stop after this many rows and the client gets a NOTICE; zero
     /// disables the limit.
     pub max_rows: usize,
+    /// Results stop before the row that takes the encoded rows past this
+    /// many bytes and the client gets a NOTICE; zero disables the limit.
+    pub max_result_bytes: usize,
+    /// Connections served at once; more are answered FATAL 53300 "too many
+    /// connections" and closed. Zero: no cap.
+    pub max_connections: usize,
+    /// A connection that has not completed its startup after this long is
+    /// closed.
+    pub startup_timeout: Duration,
+    /// A connection waiting this long for the client's next message is
+    /// closed (FATAL 57P05); zero disables the timeout.
+    pub idle_timeout: Duration,
+    /// Largest frontend message (length word included) read; a larger one is
+    /// answered FATAL 54000 and the connection closed before its body is
+    /// buffered. Zero: pgwire's own limits only.
+    pub max_message_bytes: usize,
 }
 
 impl Default for PgLimits {
+    /// 30 s statements, 100 000 rows, 64 MiB results, 64 connections, 10 s
+    /// startup, 10 min idle, 1 MiB messages.
     fn default() -> Self {
         Self {
             statement_timeout: Duration::from_secs(30),
             max_rows: 100_000,
+            max_result_bytes: 64 << 20,
+            max_connections: 64,
+            startup_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
+            max_message_bytes: 1 << 20,
+        }
+    }
+}
+
+impl PgLimits {
+    fn connection(&self) -> conn::ConnLimits {
+        conn::ConnLimits {
+            startup_timeout: self.startup_timeout,
+            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+            max_message_bytes: match self.max_message_bytes {
+                0 => usize::MAX,
+                n => n,
+            },
         }
     }
 }
@@ -170,6 +219,13 @@ async fn accept_loop(
         pids: RandomPidSecretKeyGenerator::default(),
     });
     let mut connections = JoinSet::new();
+    let cap = match limits.max_connections {
+        0 => Semaphore::MAX_PERMITS,
+        n => n.min(Semaphore::MAX_PERMITS),
+    };
+    let slots = Arc::new(Semaphore::new(cap));
+    let refusing = Arc::new(Semaphore::new(REFUSING_AT_ONCE));
+    let conn_limits = limits.connection();
     loop {
         tokio::select! {
             changed = stopped.changed() => {
@@ -179,15 +235,31 @@ async fn accept_loop(
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((socket, peer)) => {
-                    let session = Arc::new(Session::new(sessions.context(), limits));
-                    let handlers = ConnectionHandlers::new(session, Arc::clone(&shared));
-                    connections.spawn(async move {
-                        if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
-                            tracing::debug!(%peer, error = %e, "pgwire connection ended with an error");
-                        }
-                    });
-                }
+                Ok((socket, peer)) => match Arc::clone(&slots).try_acquire_owned() {
+                    Ok(slot) => {
+                        let session = Arc::new(Session::new(sessions.context(), limits));
+                        let handlers = ConnectionHandlers::new(session, Arc::clone(&shared));
+                        connections.spawn(async move {
+                            let _slot = slot;
+                            if let Err(e) = conn::serve(socket, handlers, conn_limits).await {
+                                tracing::debug!(%peer, error = %e, "pgwire connection ended with an error");
+                            }
+                        });
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, cap, "refusing a pgwire connection over the cap");
+                        let Ok(turn) = Arc::clone(&refusing).try_acquire_owned() else {
+                            drop(socket);
+                            continue;
+                        };
+                        let cancel = Arc::new(DefaultCancelHandler::new(Arc::clone(&shared.manager)));
+                        let timeout = limits.startup_timeout.min(Duration::from_secs(5));
+                        connections.spawn(async move {
+                            let _turn = turn;
+                            conn::refuse(socket, cap, cancel, timeout).await;
+                        });
+                    }
+                },
                 Err(e) => {
                     // Typically out of file descriptors: back off, keep serving.
                     tracing::warn!(error = %e, "accepting a PostgreSQL connection failed");

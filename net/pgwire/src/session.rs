@@ -71,14 +71,23 @@ pub(crate) enum TxnEffect {
     End,
 }
 
+/// Which cap cut a result short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Truncated {
+    /// The row limit, in rows.
+    Rows(usize),
+    /// The result byte limit, in bytes of encoded rows.
+    Bytes(usize),
+}
+
 /// What executing a statement produced.
 #[derive(Debug)]
 pub(crate) enum Outcome {
     Rows {
         rows: Vec<DataRow>,
         tag: String,
-        /// `Some(limit)` when rows beyond the row limit were dropped.
-        truncated: Option<usize>,
+        /// `Some(cap)` when rows beyond the row or byte limit were dropped.
+        truncated: Option<Truncated>,
     },
     Command {
         tag: String,
@@ -182,6 +191,44 @@ fn default_settings(limits: &PgLimits) -> BTreeMap<String, String> {
         ("max_rows", limits.max_rows.to_string()),
     ];
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// The session parameters `SET` may change: client-side presentation and the statement
+/// timeout (which can only lower the server's). Everything else — DataFusion's own options
+/// (`datafusion.*`: batch sizes, partitions, memory behaviour) and unknown names — is refused,
+/// so a client cannot loosen the node's limits.
+pub(crate) const SETTABLE: &[&str] = &[
+    "application_name",
+    "bytea_output",
+    "client_encoding",
+    "client_min_messages",
+    "datestyle",
+    "default_transaction_isolation",
+    "default_transaction_read_only",
+    "extra_float_digits",
+    "idle_in_transaction_session_timeout",
+    "intervalstyle",
+    "lock_timeout",
+    "search_path",
+    "standard_conforming_strings",
+    "statement_timeout",
+    "timezone",
+    "transaction_isolation",
+    "transaction_read_only",
+];
+
+/// Refuses `SET name` unless `name` is in [`SETTABLE`] (SQLSTATE 42501).
+pub(crate) fn check_settable(name: &str) -> Result<(), SqlError> {
+    if SETTABLE.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+        return Ok(());
+    }
+    Err(SqlError::new(
+        sqlstate::INSUFFICIENT_PRIVILEGE,
+        format!(
+            "parameter \"{name}\" cannot be set on this endpoint; SET is limited to: {}",
+            SETTABLE.join(", ")
+        ),
+    ))
 }
 
 /// `statement_timeout` values: plain milliseconds or with a unit.
@@ -432,15 +479,7 @@ impl Session {
 
     fn apply_set(&self, name: &str, value: Option<&str>) -> Result<(), SqlError> {
         if name.starts_with("datafusion.") {
-            if let Some(value) = value {
-                self.ctx
-                    .state_ref()
-                    .write()
-                    .config_mut()
-                    .options_mut()
-                    .set(name, value)
-                    .map_err(|e| SqlError::new(sqlstate::INVALID_PARAMETER_VALUE, e.message()))?;
-            }
+            // Only RESET gets here (SET is refused by `check_settable`): nothing to undo.
             return Ok(());
         }
         if name == "statement_timeout" {
@@ -531,6 +570,7 @@ impl Session {
                     Command::Commit => ("COMMIT".to_owned(), TxnEffect::End),
                     Command::Rollback => ("ROLLBACK".to_owned(), TxnEffect::End),
                     Command::Set { name, value } => {
+                        check_settable(name)?;
                         self.apply_set(name, value.as_deref())?;
                         ("SET".to_owned(), TxnEffect::None)
                     }
@@ -564,23 +604,41 @@ impl Session {
         S: futures::Stream<Item = datafusion::error::Result<RecordBatch>>,
     {
         let max_rows = self.limits.max_rows;
+        let max_bytes = self.limits.max_result_bytes;
         let mut stream = std::pin::pin!(stream);
         let mut rows = Vec::new();
+        let mut bytes = 0usize;
         let mut truncated = None;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             if batch.num_rows() == 0 {
                 continue;
             }
+            let before = rows.len();
             if max_rows > 0 {
                 let remaining = max_rows - rows.len();
                 if batch.num_rows() > remaining {
                     encode_batch(&batch.slice(0, remaining), fields, &mut rows)?;
-                    truncated = Some(max_rows);
-                    break;
+                    truncated = Some(Truncated::Rows(max_rows));
                 }
             }
-            encode_batch(&batch, fields, &mut rows)?;
+            if truncated.is_none() {
+                encode_batch(&batch, fields, &mut rows)?;
+            }
+            if max_bytes > 0 {
+                // Keep the rows that fit; the first one over the cap and all after it go.
+                for (index, row) in rows.iter().enumerate().skip(before) {
+                    bytes = bytes.saturating_add(row_bytes(row));
+                    if bytes > max_bytes {
+                        rows.truncate(index);
+                        truncated = Some(Truncated::Bytes(max_bytes));
+                        break;
+                    }
+                }
+            }
+            if truncated.is_some() {
+                break;
+            }
         }
         Ok(Outcome::Rows {
             rows,
@@ -588,6 +646,11 @@ impl Session {
             truncated,
         })
     }
+}
+
+/// The bytes one encoded row takes on the wire (its values and their length words).
+fn row_bytes(row: &DataRow) -> usize {
+    row.data.len()
 }
 
 /// Makes every operator yield to the runtime periodically, not only the

@@ -379,6 +379,7 @@ async fn statement_timeout_cancels_slow_queries() {
     let server = common::start(PgLimits {
         statement_timeout: Duration::from_millis(100),
         max_rows: 100,
+        ..PgLimits::default()
     })
     .await;
     let (client, _) = connect(server.local_addr()).await;
@@ -401,6 +402,7 @@ async fn statement_timeout_fires_while_the_join_produces_rows() {
     let server = common::start(PgLimits {
         statement_timeout: Duration::from_secs(20),
         max_rows: 100,
+        ..PgLimits::default()
     })
     .await;
     let (client, _) = connect(server.local_addr()).await;
@@ -453,6 +455,7 @@ async fn row_limit_truncates_with_a_notice() {
     let server = common::start(PgLimits {
         statement_timeout: Duration::from_secs(20),
         max_rows: 2,
+        ..PgLimits::default()
     })
     .await;
     let (client, mut notices) = connect(server.local_addr()).await;

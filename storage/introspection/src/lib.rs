@@ -25,6 +25,7 @@
 //!
 //! # Layout
 //! - [`engine`]: [`QueryEngine`], its limits, results and errors.
+//! - `memory`: a statement's share of the node's memory pool.
 //! - `pushdown`: which filters narrow a scan, and to what.
 //! - `scan`: the partition scan plan, its reader threads and batch building.
 //! - `remote`: scans of partitions held by other nodes: the request, the serving side, the
@@ -33,6 +34,7 @@
 //! - [`render`]: psql-like text rendering of a result.
 
 pub mod engine;
+mod memory;
 mod pushdown;
 mod remote;
 pub mod render;
@@ -41,7 +43,7 @@ mod tables;
 
 /// The arrow version the tables produce, for callers that encode results.
 pub use datafusion::arrow;
-pub use engine::{QueryEngine, QueryError, QueryLimits, QueryResult};
+pub use engine::{QueryEngine, QueryError, QueryLimits, QueryResult, ResourceLimits};
 pub use remote::{RemoteScanError, ScanServer};
 pub use render::render_table;
 pub use tables::cluster::{ClusterSource, ReplicaRow};

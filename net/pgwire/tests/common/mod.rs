@@ -132,5 +132,6 @@ pub fn default_limits() -> PgLimits {
     PgLimits {
         statement_timeout: Duration::from_secs(20),
         max_rows: 1_000,
+        ..PgLimits::default()
     }
 }
