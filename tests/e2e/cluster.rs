@@ -699,25 +699,16 @@ fn six_nodes_with_three_replicas_per_partition_serve_everything_from_every_node(
 /// Runs one statement through psql on a node's PostgreSQL-wire port `sql`: whether it
 /// succeeded, its rows unaligned (`-At`), and what it printed on stderr (SQLSTATE included).
 fn psql(sql: SocketAddr, statement: &str) -> (bool, String, String) {
-    let output = std::process::Command::new("psql")
-        .args(["-h", &sql.ip().to_string(), "-p", &sql.port().to_string()])
-        .args(["-U", "operator", "-d", "holdfast", "-X", "-A", "-t"])
-        .args([
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-v",
-            "VERBOSITY=verbose",
-            "-c",
-            statement,
-        ])
-        .env("PGCONNECT_TIMEOUT", "10")
-        .output()
-        .expect("run psql (install postgresql-client)");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).trim().to_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let extra = [
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-v",
+        "VERBOSITY=verbose",
+    ];
+    let (ok, out, err) = holdfast_e2e::psql(sql, &[statement], &extra);
+    (ok, out.trim().to_owned(), err)
 }
 
 #[test]

@@ -215,33 +215,11 @@ fn holdfast_sql_prints_an_aligned_table() {
     assert!(stderr.contains("nope"), "{stderr}");
 }
 
-/// Runs psql (Debian's postgresql-client) with one `-c` per command in one session, errors not
-/// stopping it; returns stdout and stderr.
+/// Runs psql on `node` with one `-c` per command in one session, errors not stopping it;
+/// returns stdout and stderr.
 fn psql(node: &Node, commands: &[&str], extra: &[&str]) -> (String, String) {
-    let mut command = Command::new("psql");
-    command
-        .args(["-h", "127.0.0.1", "-p", &node.files.sql.port().to_string()])
-        .args([
-            "-U",
-            "operator",
-            "-d",
-            "holdfast",
-            "-X",
-            "-v",
-            "ON_ERROR_STOP=0",
-        ])
-        .args(extra)
-        .env("PGCONNECT_TIMEOUT", "10");
-    for c in commands {
-        command.args(["-c", c]);
-    }
-    let output = command
-        .output()
-        .expect("run psql (install postgresql-client)");
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let (_, out, err) = holdfast_e2e::psql(node.files.sql, commands, extra);
+    (out, err)
 }
 
 #[test]

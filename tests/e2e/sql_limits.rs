@@ -7,7 +7,6 @@ use holdfast_e2e::{Kernel, NodeFiles, Response, http};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::time::Duration;
 
 const JSON: (&str, &str) = ("content-type", "application/json");
@@ -29,22 +28,8 @@ fn query(admin: SocketAddr, sql: &str) -> Response {
 /// Runs psql (verbose errors, so SQLSTATEs are printed) with one `-c` per command in one
 /// session; returns stdout and stderr.
 fn psql(sql: SocketAddr, commands: &[&str]) -> (String, String) {
-    let mut command = Command::new("psql");
-    command
-        .args(["-h", "127.0.0.1", "-p", &sql.port().to_string()])
-        .args(["-U", "operator", "-d", "holdfast", "-X"])
-        .args(["-v", "ON_ERROR_STOP=0", "-v", "VERBOSITY=verbose"])
-        .env("PGCONNECT_TIMEOUT", "10");
-    for c in commands {
-        command.args(["-c", c]);
-    }
-    let output = command
-        .output()
-        .expect("run psql (install postgresql-client)");
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let (_, out, err) = holdfast_e2e::psql(sql, commands, &["-v", "VERBOSITY=verbose"]);
+    (out, err)
 }
 
 /// `VmHWM` (peak resident memory) of `pid`, in KiB.

@@ -862,3 +862,34 @@ fn pump_back(
         let _ = to.shutdown(std::net::Shutdown::Both);
     }
 }
+
+/// Runs psql (Debian's postgresql-client) against the PostgreSQL-wire listener `sql` as the
+/// `operator` user, with one `-c` per command in one session and errors not stopping it unless
+/// `extra` says so (`-v ON_ERROR_STOP=1`); returns whether it exited 0, its stdout and stderr.
+pub fn psql(sql: SocketAddr, commands: &[&str], extra: &[&str]) -> (bool, String, String) {
+    let mut command = std::process::Command::new("psql");
+    command
+        .args(["-h", &sql.ip().to_string(), "-p", &sql.port().to_string()])
+        .args([
+            "-U",
+            "operator",
+            "-d",
+            "holdfast",
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=0",
+        ])
+        .args(extra)
+        .env("PGCONNECT_TIMEOUT", "10");
+    for c in commands {
+        command.args(["-c", c]);
+    }
+    let output = command
+        .output()
+        .expect("run psql (install postgresql-client)");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -366,25 +366,6 @@ fn create_private_dir(root: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Writes `bytes` to a new or truncated file readable by this user only (0600).
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        options.mode(0o600);
-        let file = options.open(path)?;
-        // A file left by an earlier release keeps its mode through `open`: narrow it.
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        std::io::Write::write_all(&mut &file, bytes)
-    }
-    #[cfg(not(unix))]
-    {
-        std::io::Write::write_all(&mut options.open(path)?, bytes)
-    }
-}
-
 /// Writes `node.json` durably: to a staging file first, then renamed over, so a crash never
 /// leaves a half-written identity behind.
 fn write_identity(root: &Path, identity: &Identity) -> Result<(), Error> {
@@ -397,14 +378,7 @@ fn write_identity(root: &Path, identity: &Identity) -> Result<(), Error> {
         path: identity_path.clone(),
         message: e.to_string(),
     })?;
-    let staging = root.join("node.json.tmp");
-    write_private(&staging, &text).map_err(io)?;
-    File::open(&staging)
-        .and_then(|f| f.sync_all())
-        .map_err(io)?;
-    std::fs::rename(&staging, &identity_path).map_err(io)?;
-    File::open(root).and_then(|d| d.sync_all()).map_err(io)?;
-    Ok(())
+    holdfast_types::files::write_private_atomically(&identity_path, &text).map_err(io)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod awakeable;
 pub mod codec;
 pub mod command;
 pub mod deployment;
+pub mod files;
 pub mod ids;
 pub mod invocation;
 pub mod retry;

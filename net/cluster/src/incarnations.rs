@@ -112,30 +112,7 @@ impl Incarnations {
             path: file.clone(),
             message: e.to_string(),
         })?;
-        let temp = file.with_extension("json.tmp");
-        write_private(&temp, &bytes).map_err(io)?;
-        std::fs::File::open(&temp)
-            .and_then(|f| f.sync_all())
-            .map_err(io)?;
-        std::fs::rename(&temp, file).map_err(io)
-    }
-}
-
-/// Writes `bytes` to a new or truncated file readable by this user only (0600).
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        options.mode(0o600);
-        let file = options.open(path)?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        std::io::Write::write_all(&mut &file, bytes)
-    }
-    #[cfg(not(unix))]
-    {
-        std::io::Write::write_all(&mut options.open(path)?, bytes)
+        holdfast_types::files::write_private_atomically(file, &bytes).map_err(io)
     }
 }
 
