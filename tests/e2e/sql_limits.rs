@@ -1,7 +1,8 @@
 //! Query and listener limits end to end, on the real kernel: the memory-bomb query fails with
 //! 53200 over psql and with a JSON error over `POST /query` while the kernel's memory stays
 //! bounded by its pool, 500 idle pgwire connections do not take the node down (those over the
-//! cap get a clear 53300), and `SET` outside the allowlist is refused.
+//! cap get a clear 53300), `SET` outside the allowlist is refused, and `[sql] password` makes
+//! psql authenticate (SCRAM-SHA-256) while `POST /query` is unaffected.
 
 use holdfast_e2e::{Kernel, NodeFiles, Response, http};
 use serde_json::{Value, json};
@@ -214,4 +215,60 @@ fn set_outside_the_allowlist_is_refused() {
         "stdout: {out}\nstderr: {err}"
     );
     assert!(out.contains("limits"), "stdout: {out}\nstderr: {err}");
+}
+
+/// Runs psql with `password` in `PGPASSWORD` (none: the variable is cleared) and never
+/// prompting (`-w`); returns whether it exited 0, its stdout and stderr.
+fn psql_as(sql: SocketAddr, password: Option<&str>, command: &str) -> (bool, String, String) {
+    let env = [("PGPASSWORD", password.unwrap_or(""))];
+    holdfast_e2e::psql_with_env(sql, &[command], &["-w", "-v", "ON_ERROR_STOP=1"], &env)
+}
+
+#[test]
+fn a_psql_password_is_required_once_set_and_post_query_is_unaffected() {
+    const PASSWORD: &str = "e2e psql password 7f3a";
+    let (files, kernel) = node(&format!("password = \"{PASSWORD}\"\n"));
+
+    let (ok, out, err) = psql_as(
+        files.sql,
+        Some("not the password"),
+        "SELECT 41 + 1 AS answer",
+    );
+    assert!(
+        !ok,
+        "a wrong password must fail\nstdout: {out}\nstderr: {err}"
+    );
+    assert!(
+        err.to_lowercase()
+            .contains("password authentication failed"),
+        "stdout: {out}\nstderr: {err}"
+    );
+
+    let (ok, out, err) = psql_as(files.sql, None, "SELECT 41 + 1 AS answer");
+    assert!(!ok, "no password must fail\nstdout: {out}\nstderr: {err}");
+
+    let (ok, out, err) = psql_as(files.sql, Some(PASSWORD), "SELECT 41 + 1 AS answer");
+    assert!(
+        ok,
+        "the right password must work\nstdout: {out}\nstderr: {err}"
+    );
+    assert!(out.contains("42"), "stdout: {out}\nstderr: {err}");
+
+    let response = query(files.admin, "SELECT 41 + 1 AS answer");
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert!(response.body.contains("42"), "{}", response.body);
+
+    let log = kernel.log.text();
+    assert!(
+        !log.contains(PASSWORD),
+        "the password leaked into the log:\n{log}"
+    );
+}
+
+#[test]
+fn without_a_psql_password_everyone_is_admitted() {
+    let (files, _kernel) = node("");
+    let (ok, out, err) = psql_as(files.sql, None, "SELECT 41 + 1 AS answer");
+    assert!(ok, "stdout: {out}\nstderr: {err}");
+    assert!(out.contains("42"), "stdout: {out}\nstderr: {err}");
 }

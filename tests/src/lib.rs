@@ -867,7 +867,18 @@ fn pump_back(
 /// `operator` user, with one `-c` per command in one session and errors not stopping it unless
 /// `extra` says so (`-v ON_ERROR_STOP=1`); returns whether it exited 0, its stdout and stderr.
 pub fn psql(sql: SocketAddr, commands: &[&str], extra: &[&str]) -> (bool, String, String) {
+    psql_with_env(sql, commands, extra, &[])
+}
+
+/// [`psql`] with extra environment variables for psql (e.g. `PGPASSWORD`).
+pub fn psql_with_env(
+    sql: SocketAddr,
+    commands: &[&str],
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
     let mut command = std::process::Command::new("psql");
+    command.envs(env.iter().copied());
     command
         .args(["-h", &sql.ip().to_string(), "-p", &sql.port().to_string()])
         .args([

@@ -48,6 +48,10 @@ pub(crate) struct Partial {
     pub sql: Option<Sourced<SocketAddr>>,
     pub statement_timeout_ms: Option<Sourced<u64>>,
     pub max_rows: Option<Sourced<u64>>,
+    /// `sql.password`: the psql password written inline.
+    pub sql_password: Option<Sourced<crate::SqlPassword>>,
+    /// `sql.password_file`: the file whose first line is the psql password.
+    pub sql_password_file: Option<Sourced<PathBuf>>,
     /// The `[sql]` keys bounding memory, results and pgwire connections.
     pub sql_limits: SqlLimitKeys,
     pub cluster_name: Option<Sourced<String>>,
@@ -101,6 +105,8 @@ impl Partial {
             sql: upper.sql.or(self.sql),
             statement_timeout_ms: upper.statement_timeout_ms.or(self.statement_timeout_ms),
             max_rows: upper.max_rows.or(self.max_rows),
+            sql_password: upper.sql_password.or(self.sql_password),
+            sql_password_file: upper.sql_password_file.or(self.sql_password_file),
             sql_limits: self.sql_limits.overlay(upper.sql_limits),
             cluster_name: upper.cluster_name.or(self.cluster_name),
             partitions: upper.partitions.or(self.partitions),
@@ -368,6 +374,16 @@ pub(crate) fn read_layer(tree: Map<String, Value>, layer: &Layer<'_>) -> Result<
                         }
                         ("sql", "max_rows") => {
                             partial.max_rows = Some(int(&value, &key, MAX_ROWS, layer)?);
+                            continue;
+                        }
+                        ("sql", "password") => {
+                            let origin = layer.origin(&key);
+                            let password = crate::sql_password::password(&value, &key, origin)?;
+                            partial.sql_password = Some(password);
+                            continue;
+                        }
+                        ("sql", "password_file") => {
+                            partial.sql_password_file = Some(path(&value, &key, layer)?);
                             continue;
                         }
                         ("sql", _) if partial.sql_limits.read(&name, &value, layer)? => continue,

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 mod access;
 mod error;
 mod layer;
+mod sql_password;
 mod validate;
 
 #[cfg(test)]
@@ -28,6 +29,7 @@ mod tests;
 
 pub use access::{Admin, HostPattern, Ingress, Token};
 pub use error::{Error, Origin};
+pub use sql_password::SqlPassword;
 
 use layer::{EnvVars, Layer};
 
@@ -107,6 +109,13 @@ pub struct Sql {
     /// Largest frontend message accepted on the pgwire listener; a larger one is refused and
     /// its connection closed, before it is read.
     pub max_message_bytes: u64,
+    /// The password psql clients must present (SCRAM-SHA-256), from `password` or the first
+    /// line of `password_file`; `None`: every client is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SqlPassword>,
+    /// The file the password was read from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
 }
 
 /// Cluster shape shared by all nodes; every node should load the same values.

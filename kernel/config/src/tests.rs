@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::{
     Admin, Cluster, ClusterIdentity, Config, DEFAULT_TOML, Error, HostPattern, Ingress, Invocation,
-    Log, Member, Node, Origin, Sql, Token, Tracing,
+    Log, Member, Node, Origin, Sql, SqlPassword, Token, Tracing,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -116,6 +116,8 @@ fn default_config() -> Config {
             startup_timeout_ms: 10_000,
             idle_timeout_ms: 600_000,
             max_message_bytes: 1 << 20,
+            password: None,
+            password_file: None,
         },
         cluster: Cluster {
             name: "holdfast".to_owned(),
@@ -1995,4 +1997,80 @@ fn signing_key_file_must_be_a_non_empty_path() {
     let (err, _) = fail(Some("[node]\nsigning_key_file = 5\n"), &[]);
     assert!(matches!(err, Error::InvalidType { .. }), "{err}");
     assert_eq!(err.key(), Some("node.signing_key_file"));
+}
+
+#[test]
+fn sql_password_is_off_by_default_and_set_inline_or_from_the_environment() {
+    let config = ok(None, &[]);
+    assert_eq!(config.sql.password, None);
+    assert_eq!(config.sql.password_file, None);
+    let config = ok(Some("[sql]\npassword = \"s3cret words\"\n"), &[]);
+    assert_eq!(config.sql.password, Some(SqlPassword::new("s3cret words")));
+    let config = ok(None, &[("HOLDFAST__SQL__PASSWORD", "from-env")]);
+    assert_eq!(config.sql.password, Some(SqlPassword::new("from-env")));
+    let (err, path) = fail(Some("[sql]\npassword = \"\"\n"), &[]);
+    assert_eq!(err.key(), Some("sql.password"));
+    assert_eq!(err.origin(), file_origin(&path).as_ref());
+    // A password written without quotes is refused without being echoed.
+    let (err, _) = fail(Some("[sql]\npassword = 98765\n"), &[]);
+    assert_eq!(err.key(), Some("sql.password"));
+    assert!(!err.to_string().contains("98765"), "{err}");
+}
+
+#[test]
+fn sql_password_file_gives_its_first_line() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("psql.password");
+    std::fs::write(&file, "first line is it\r\nsecond is ignored\n")?;
+    let toml = format!("[sql]\npassword_file = {:?}\n", file.display().to_string());
+    let config = ok(Some(&toml), &[]);
+    assert_eq!(
+        config.sql.password,
+        Some(SqlPassword::new("first line is it"))
+    );
+    assert_eq!(config.sql.password_file, Some(file.clone()));
+    let var = file.display().to_string();
+    let config = ok(None, &[("HOLDFAST__SQL__PASSWORD_FILE", var.as_str())]);
+    assert_eq!(
+        config.sql.password,
+        Some(SqlPassword::new("first line is it"))
+    );
+    Ok(())
+}
+
+#[test]
+fn bad_sql_password_files_name_the_key_and_the_file() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let absent = dir.path().join("absent.password");
+    let toml = format!(
+        "[sql]\npassword_file = {:?}\n",
+        absent.display().to_string()
+    );
+    let (err, path) = fail(Some(&toml), &[]);
+    assert_eq!(err.key(), Some("sql.password_file"));
+    assert_eq!(err.origin(), file_origin(&path).as_ref());
+    assert!(err.to_string().contains("absent.password"), "{err}");
+    let empty = dir.path().join("empty.password");
+    std::fs::write(&empty, "\nsecond\n")?;
+    let var = empty.display().to_string();
+    let (err, _) = fail(None, &[("HOLDFAST__SQL__PASSWORD_FILE", var.as_str())]);
+    assert_eq!(err.key(), Some("sql.password_file"));
+    assert!(err.to_string().contains("empty.password"), "{err}");
+    // Both keys at once is ambiguous: refused, naming the file key.
+    let both = format!(
+        "[sql]\npassword = \"inline\"\npassword_file = {:?}\n",
+        empty.display().to_string()
+    );
+    let (err, _) = fail(Some(&both), &[]);
+    assert_eq!(err.key(), Some("sql.password_file"));
+    assert!(err.to_string().contains("not both"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn sql_password_never_shows_in_debug_output() {
+    let config = ok(Some("[sql]\npassword = \"hunter2-secret\"\n"), &[]);
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("hunter2-secret"), "{shown}");
+    assert!(shown.contains("SqlPassword(<redacted>)"), "{shown}");
 }

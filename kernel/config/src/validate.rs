@@ -23,6 +23,9 @@ pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
     let statement_timeout_ms = required(merged.statement_timeout_ms, "sql.statement_timeout_ms")?;
     let max_rows = required(merged.max_rows, "sql.max_rows")?;
     let sql_limits = std::mem::take(&mut merged.sql_limits).finish()?;
+    let sql_password_file = merged.sql_password_file.take();
+    let sql_password =
+        crate::sql_password::resolve(merged.sql_password.take(), sql_password_file.as_ref())?;
     let cluster_name = required(merged.cluster_name, "cluster.name")?;
     let partitions = required(merged.partitions, "cluster.partitions")?;
     let replication_factor = required(merged.replication_factor, "cluster.replication_factor")?;
@@ -66,6 +69,8 @@ pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
             startup_timeout_ms: sql_limits.startup_timeout_ms,
             idle_timeout_ms: sql_limits.idle_timeout_ms,
             max_message_bytes: sql_limits.max_message_bytes,
+            password: sql_password,
+            password_file: sql_password_file.map(|f| f.value),
         },
         cluster: Cluster {
             name: cluster_name.value,

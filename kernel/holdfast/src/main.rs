@@ -337,7 +337,7 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
             }
         };
         let engine = query.clone();
-        let pg = match holdfast_pgwire::PgServer::bind(
+        let pg = match holdfast_pgwire::PgServer::bind_with_password(
             config.sql.bind_address,
             std::sync::Arc::new(move || engine.context()),
             holdfast_pgwire::PgLimits {
@@ -351,6 +351,11 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 max_message_bytes: usize::try_from(config.sql.max_message_bytes)
                     .unwrap_or(usize::MAX),
             },
+            config
+                .sql
+                .password
+                .as_ref()
+                .map(|p| holdfast_pgwire::PgPassword::new(p.expose())),
         )
         .await
         {

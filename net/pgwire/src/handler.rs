@@ -1,4 +1,4 @@
-//! The pgwire handlers of one connection: startup (no authentication),
+//! The pgwire handlers of one connection: startup (SCRAM-SHA-256 when a password is set),
 //! simple query protocol, extended query protocol and cancel requests.
 
 use std::fmt::Debug;
@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::channel::oneshot;
 use futures::{Sink, SinkExt};
+use pgwire::api::auth::mechanism::{AuthMechanism, AuthState};
 use pgwire::api::auth::{
     DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
     save_startup_parameters_to_metadata,
@@ -26,7 +27,11 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::RowDescription;
 use pgwire::messages::response::EmptyQueryResponse;
 use pgwire::messages::simplequery::Query;
+use pgwire::messages::startup::PasswordMessageFamily;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tokio::sync::Mutex;
+
+use crate::auth::Scram;
 
 use crate::error::{SqlError, sqlstate};
 use crate::params::{arrow_type_of_pg, decode_param};
@@ -37,6 +42,8 @@ use crate::sql::split_statements;
 pub(crate) struct Shared {
     pub manager: Arc<ConnectionManager>,
     pub pids: RandomPidSecretKeyGenerator,
+    /// The password check, when `[sql] password` is set; `None` accepts everyone.
+    pub scram: Option<Scram>,
 }
 
 /// The handlers of one connection, all sharing that connection's session.
@@ -58,6 +65,7 @@ impl ConnectionHandlers {
             startup: Arc::new(Startup {
                 session,
                 shared: Arc::clone(&shared),
+                mechanism: Mutex::new(None),
             }),
             cancel: Arc::new(DefaultCancelHandler::new(Arc::clone(&shared.manager))),
         }
@@ -82,11 +90,14 @@ impl PgWireServerHandlers for ConnectionHandlers {
     }
 }
 
-/// Accepts every user (trust authentication) and announces server
-/// parameters that make drivers treat the endpoint as PostgreSQL 15.
+/// Accepts every user (trust authentication), or, with a password set, every
+/// user presenting it over SCRAM-SHA-256; announces server parameters that
+/// make drivers treat the endpoint as PostgreSQL 15.
 pub(crate) struct Startup {
     session: Arc<Session>,
     shared: Arc<Shared>,
+    /// The SCRAM exchange under way on this connection.
+    mechanism: Mutex<Option<Box<dyn AuthMechanism>>>,
 }
 
 fn server_parameters() -> DefaultServerParameterProvider {
@@ -112,31 +123,120 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if let PgWireFrontendMessage::Startup(ref startup) = message {
-            protocol_negotiation(client, startup).await?;
-            save_startup_parameters_to_metadata(client, startup);
-            let (pid, secret_key) = self.shared.pids.generate(client);
-            client.set_pid_and_secret_key(pid, secret_key.clone());
-            let (handle, guard) = self.shared.manager.register(pid, secret_key);
-            client
-                .session_extensions()
-                .insert::<Arc<ConnectionHandle>>(handle);
-            client.session_extensions().insert::<ConnectionGuard>(guard);
-            let user = client
-                .metadata()
-                .get(METADATA_USER)
-                .cloned()
-                .unwrap_or_else(|| "holdfast".to_owned());
-            let database = client
-                .metadata()
-                .get(METADATA_DATABASE)
-                .cloned()
-                .unwrap_or_else(|| user.clone());
-            self.session.set_identity(&user, &database, pid);
-            tracing::debug!(%user, %database, pid, "pgwire session started");
-            finish_authentication(client, &server_parameters()).await?;
+        match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                match &self.shared.scram {
+                    None => self.start_session(client).await?,
+                    Some(scram) => {
+                        let mut mechanism = scram.mechanism();
+                        let state = mechanism.begin(client).await?;
+                        *self.mechanism.lock().await = Some(mechanism);
+                        client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                        self.advance(client, state).await?;
+                    }
+                }
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(answer) => {
+                self.authenticate(client, answer).await?;
+            }
+            _ => {}
         }
         Ok(())
+    }
+}
+
+impl Startup {
+    /// Feeds the client's answer to the SCRAM exchange of this connection.
+    async fn authenticate<C>(
+        &self,
+        client: &mut C,
+        answer: PasswordMessageFamily,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let state = {
+            let mut slot = self.mechanism.lock().await;
+            let Some(mechanism) = slot.as_mut() else {
+                return Err(PgWireError::NoAuthenticationInProgress);
+            };
+            mechanism.next(client, answer).await
+        };
+        let state = state.map_err(|e| self.failed(client, e))?;
+        self.advance(client, state).await
+    }
+
+    /// Sends the next step of the exchange, or starts the session once it succeeded.
+    async fn advance<C>(&self, client: &mut C, state: AuthState) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match state {
+            AuthState::InProgress(request) => {
+                client
+                    .send(PgWireBackendMessage::Authentication(request))
+                    .await?;
+                Ok(())
+            }
+            AuthState::Ok { final_message, .. } => {
+                *self.mechanism.lock().await = None;
+                if let Some(last) = final_message {
+                    client
+                        .feed(PgWireBackendMessage::Authentication(last))
+                        .await?;
+                }
+                self.start_session(client).await
+            }
+            AuthState::Failed(e) => Err(self.failed(client, e)),
+        }
+    }
+
+    /// Logs a failed authentication (never the password) and hands the error on.
+    fn failed<C: ClientInfo>(&self, client: &C, error: PgWireError) -> PgWireError {
+        let user = client
+            .metadata()
+            .get(METADATA_USER)
+            .cloned()
+            .unwrap_or_default();
+        let peer = client.socket_addr();
+        tracing::warn!(%peer, %user, error = %error, "psql authentication failed");
+        error
+    }
+
+    /// Registers the connection for cancel requests, names the session and
+    /// completes the startup (AuthenticationOk, parameters, ReadyForQuery).
+    async fn start_session<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (pid, secret_key) = self.shared.pids.generate(client);
+        client.set_pid_and_secret_key(pid, secret_key.clone());
+        let (handle, guard) = self.shared.manager.register(pid, secret_key);
+        client
+            .session_extensions()
+            .insert::<Arc<ConnectionHandle>>(handle);
+        client.session_extensions().insert::<ConnectionGuard>(guard);
+        let user = client
+            .metadata()
+            .get(METADATA_USER)
+            .cloned()
+            .unwrap_or_else(|| "holdfast".to_owned());
+        let database = client
+            .metadata()
+            .get(METADATA_DATABASE)
+            .cloned()
+            .unwrap_or_else(|| user.clone());
+        self.session.set_identity(&user, &database, pid);
+        tracing::debug!(%user, %database, pid, "pgwire session started");
+        finish_authentication(client, &server_parameters()).await
     }
 }
 

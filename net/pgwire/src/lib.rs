@@ -28,9 +28,13 @@
 //!   "too many connections"), a startup timeout, an idle timeout (FATAL
 //!   57P05) and a maximum frontend message size (FATAL 54000, refused at the
 //!   message's length word, before its body is buffered).
-//! * No authentication (every user is accepted) and no TLS: bind to a
-//!   loopback or private address.
+//! * Authentication: with a password ([`PgServer::bind_with_password`]),
+//!   every connection must present it over SCRAM-SHA-256 (any user name;
+//!   a wrong password gets FATAL 28P01); without one every user is
+//!   accepted, and a listener bound beyond loopback says so in a warning.
+//!   No TLS: bind to a loopback or private address.
 
+mod auth;
 mod catalog;
 mod conn;
 mod encode;
@@ -53,6 +57,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+pub use auth::PgPassword;
 pub use error::PgServerError;
 
 use handler::{ConnectionHandlers, Shared};
@@ -153,8 +158,19 @@ impl PgServer {
         sessions: Arc<dyn SessionFactory>,
         limits: PgLimits,
     ) -> Result<Self, PgServerError> {
+        Self::bind_with_password(addr, sessions, limits, None).await
+    }
+
+    /// Binds `addr` and starts serving in a background task; with a
+    /// `password`, every connection must present it (SCRAM-SHA-256).
+    pub async fn bind_with_password(
+        addr: impl ToSocketAddrs,
+        sessions: Arc<dyn SessionFactory>,
+        limits: PgLimits,
+        password: Option<PgPassword>,
+    ) -> Result<Self, PgServerError> {
         let listener = TcpListener::bind(addr).await.map_err(PgServerError::Bind)?;
-        Self::start(listener, sessions, limits)
+        Self::start_with_password(listener, sessions, limits, password)
     }
 
     /// Starts serving an already bound listener in a background task.
@@ -163,10 +179,34 @@ impl PgServer {
         sessions: Arc<dyn SessionFactory>,
         limits: PgLimits,
     ) -> Result<Self, PgServerError> {
+        Self::start_with_password(listener, sessions, limits, None)
+    }
+
+    /// Starts serving an already bound listener in a background task; with a
+    /// `password`, every connection must present it (SCRAM-SHA-256).
+    pub fn start_with_password(
+        listener: TcpListener,
+        sessions: Arc<dyn SessionFactory>,
+        limits: PgLimits,
+        password: Option<PgPassword>,
+    ) -> Result<Self, PgServerError> {
         let local_addr = listener.local_addr().map_err(PgServerError::Bind)?;
+        let scram = password.as_ref().map(auth::Scram::new);
+        if scram.is_none() && !local_addr.ip().is_loopback() {
+            tracing::warn!(
+                %local_addr,
+                "the sql listener is bound to a non-loopback address without a password: \
+                 anyone who reaches it can read every state; set `sql.password` or \
+                 `sql.password_file` (docs/security.md)"
+            );
+        }
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, sessions, limits, stopped));
-        tracing::info!(%local_addr, "PostgreSQL endpoint listening");
+        let task = tokio::spawn(accept_loop(listener, sessions, limits, scram, stopped));
+        tracing::info!(
+            %local_addr,
+            authentication = if password.is_some() { "scram-sha-256" } else { "none" },
+            "PostgreSQL endpoint listening"
+        );
         Ok(Self {
             local_addr,
             stop,
@@ -204,7 +244,7 @@ pub async fn serve(
     limits: PgLimits,
 ) -> Result<(), PgServerError> {
     let (_stop, stopped) = watch::channel(false);
-    accept_loop(listener, sessions, limits, stopped).await;
+    accept_loop(listener, sessions, limits, None, stopped).await;
     Ok(())
 }
 
@@ -212,11 +252,13 @@ async fn accept_loop(
     listener: TcpListener,
     sessions: Arc<dyn SessionFactory>,
     limits: PgLimits,
+    scram: Option<auth::Scram>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let shared = Arc::new(Shared {
         manager: Arc::new(ConnectionManager::new()),
         pids: RandomPidSecretKeyGenerator::default(),
+        scram,
     });
     let mut connections = JoinSet::new();
     let cap = match limits.max_connections {
