@@ -343,8 +343,8 @@ export class ContextImpl implements WorkflowContext {
 
   awakeable<T>(serde: Serde<T> = serdes.json): { id: string; promise: DurablePromise<T> } {
     // The id of the entry about to be written; made first, so that a start without a usable id or
-    // secret writes nothing.
-    const id = awakeableId(this.start.id, this.inv.lastIndex + 1, this.start.secret);
+    // awakeable key writes nothing.
+    const id = awakeableId(this.start.id, this.inv.lastIndex + 1, this.start.awakeable_key);
     const promise = this.inv.completable("awakeable", {}, (o) => serde.deserialize(o.value ?? EMPTY));
     return { id, promise };
   }

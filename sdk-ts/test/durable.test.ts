@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import * as restate from "@holdfast/sdk";
 import { CancelledError, TerminalError, type Context, type ObjectContext, type WorkflowContext, type WorkflowSharedContext } from "@holdfast/sdk";
 import { awakeableId } from "@holdfast/sdk/protocol";
-import { INVOCATION_ID, SECRET, completion, exchange, failed, input, ok, openStream, start, view } from "./harness.js";
+import { AWAKEABLE_KEY, INVOCATION_ID, completion, exchange, failed, input, ok, openStream, start, view } from "./harness.js";
 
 const Greeter = restate.service({ name: "Greeter", handlers: { greet: async (_ctx: Context, name: string) => `Hello ${name}` } });
 const Counter = restate.object({ name: "Counter", handlers: { add: async (_ctx: ObjectContext, _n: number) => undefined } });
@@ -188,9 +188,9 @@ test("delayed sends carry delay_ms from sendOpts, client options and genericSend
   ]);
 });
 
-test("ctx.awakeable writes an awakeable entry and hands out the id signed with start.secret", async () => {
+test("ctx.awakeable writes an awakeable entry and hands out the id signed with start.awakeable_key", async () => {
   const s = await openStream(ep, "/invoke/Awakeables/wait", start(1), input(undefined));
-  const id = awakeableId(INVOCATION_ID, 1, SECRET);
+  const id = awakeableId(INVOCATION_ID, 1, AWAKEABLE_KEY);
   assert.deepEqual(view(await s.next()), { type: "awakeable" });
   assert.deepEqual(view(await s.next()), { type: "run", name: "publish" });
   const proposed = view(await s.next()) as { type: string; result: { value: string } };
@@ -202,15 +202,15 @@ test("ctx.awakeable writes an awakeable entry and hands out the id signed with s
   assert.deepEqual(view(await s.next()), { type: "output", result: { value: { id, value: { ok: true } } } });
   s.closeInput();
 
-  // Another secret, another id: the id cannot be derived from the invocation id alone.
-  const other = await exchange(ep, "/invoke/Awakeables/create", start(1, { secret: new Uint8Array(16).fill(7) }), input(undefined));
+  // Another key, another id: the id cannot be derived from the invocation id alone.
+  const other = await exchange(ep, "/invoke/Awakeables/create", start(1, { awakeable_key: new Uint8Array(32).fill(7) }), input(undefined));
   const otherId = (view(other[1]!) as { result: { value: string } }).result.value;
-  assert.notEqual(otherId, awakeableId(INVOCATION_ID, 1, SECRET));
-  assert.equal(otherId, awakeableId(INVOCATION_ID, 1, new Uint8Array(16).fill(7)));
+  assert.notEqual(otherId, awakeableId(INVOCATION_ID, 1, AWAKEABLE_KEY));
+  assert.equal(otherId, awakeableId(INVOCATION_ID, 1, new Uint8Array(32).fill(7)));
 });
 
 test("a rejected awakeable reaches its handler as a TerminalError with the reason and code 500", async () => {
-  const id = awakeableId(INVOCATION_ID, 1, SECRET);
+  const id = awakeableId(INVOCATION_ID, 1, AWAKEABLE_KEY);
   const out = await exchange(
     ep,
     "/invoke/Awakeables/wait",
@@ -226,7 +226,7 @@ test("a rejected awakeable reaches its handler as a TerminalError with the reaso
 });
 
 test("resolveAwakeable and rejectAwakeable write complete_awakeable entries", async () => {
-  const id = awakeableId(INVOCATION_ID, 4, SECRET);
+  const id = awakeableId(INVOCATION_ID, 4, AWAKEABLE_KEY);
   const out = await exchange(ep, "/invoke/Awakeables/complete", start(1), input(id));
   assert.deepEqual(out.map(view), [
     { type: "complete_awakeable", id, result: { value: { ok: true } } },
@@ -237,7 +237,7 @@ test("resolveAwakeable and rejectAwakeable write complete_awakeable entries", as
 });
 
 test("a malformed awakeable id is refused with a TerminalError (400) before anything is written", async () => {
-  const good = awakeableId(INVOCATION_ID, 4, SECRET);
+  const good = awakeableId(INVOCATION_ID, 4, AWAKEABLE_KEY);
   for (const bad of ["awk_aW52XzFhMmIzYw_3", good.slice(0, -2), good.toUpperCase(), `${good}00`, ""]) {
     const out = await exchange(ep, "/invoke/Awakeables/completeMalformed", start(1), input(bad));
     assert.equal(out.length, 2, bad);
@@ -252,8 +252,8 @@ test("a malformed awakeable id is refused with a TerminalError (400) before anyt
   assert.equal((view(uncaught[0]!) as { result: { failure: { code: number } } }).result.failure.code, 400);
 });
 
-test("no awakeable is written when start carries no usable id or secret", async () => {
-  for (const extra of [{ id: "inv_test" }, { secret: new Uint8Array(15) }]) {
+test("no awakeable is written when start carries no usable id or awakeable key", async () => {
+  for (const extra of [{ id: "inv_test" }, { awakeable_key: new Uint8Array(16) }, { awakeable_key: new Uint8Array(33) }]) {
     const out = await exchange(ep, "/invoke/Awakeables/create", start(1, extra), input(undefined));
     assert.deepEqual(out.map((m) => m.type), ["error"], JSON.stringify(extra));
     assert.equal((view(out[0]!) as { retryable: boolean }).retryable, true);

@@ -34,8 +34,11 @@ export const failed = (code: number, message: string): Outcome => ({ failure: { 
 
 /** The invocation id `start` uses unless told otherwise. */
 export const INVOCATION_ID = "inv_0123456789abcdeffedcba98765432100011223344556677";
-/** The invocation secret `start` uses unless told otherwise. */
-export const SECRET = new Uint8Array(Buffer.from("000102030405060708090a0b0c0d0e0f", "hex"));
+/**
+ * The awakeable key `start` uses unless told otherwise: the one the kernel derives from the secret
+ * 000102…0f (see tests/protocol-vectors/awakeable-ids.json).
+ */
+export const AWAKEABLE_KEY = new Uint8Array(Buffer.from("3fdac108c6b36f48bdaf359e51d7a4ac104bbb807976b9603a7db4df7554954c", "hex"));
 
 /** A start message; `known` counts the entries that follow, the input included. */
 export function start(known: number, extra: Partial<Body<"start">> = {}): Message {
@@ -48,7 +51,7 @@ export function start(known: number, extra: Partial<Body<"start">> = {}): Messag
     headers: [],
     retry_count: 0,
     retry_elapsed_ms: 0,
-    secret: SECRET,
+    awakeable_key: AWAKEABLE_KEY,
     ...extra,
   };
   return { type: "start", body };

@@ -12,7 +12,7 @@ import type { ChildProcess } from "node:child_process";
 import { FLAG_ACK, MANIFEST_CONTENT_TYPE, awakeableId } from "@holdfast/sdk/protocol";
 import {
   INVOCATION_ID,
-  SECRET,
+  AWAKEABLE_KEY,
   ack,
   completion,
   exchangeHttp,
@@ -133,7 +133,7 @@ describe("the Restate anchor services over HTTP/2", () => {
     assert.deepEqual(view(await s.next()), { type: "awakeable" });
     const send = view(await s.next()) as { type: string; service: string; handler: string; key: string; parameter: string };
     assert.deepEqual([send.type, send.service, send.handler, send.key], ["send", "AwakeableRegistry", "put", "t1"]);
-    assert.equal(send.parameter, awakeableId(INVOCATION_ID, 1, SECRET));
+    assert.equal(send.parameter, awakeableId(INVOCATION_ID, 1, AWAKEABLE_KEY));
     s.send(completion(1, ok({ ok: true })));
     assert.deepEqual(view(await s.next()), { type: "output", result: { value: 'awakeable t1 resolved with {"ok":true}' } });
     s.closeInput();

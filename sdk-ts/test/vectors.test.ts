@@ -85,32 +85,37 @@ test("vectors decode the same when fed one byte at a time", () => {
   }
 });
 
-test("awakeable id vectors: made from invocation id, entry and secret, and parsed back", () => {
-  const cases = JSON.parse(readFileSync(dir + "awakeable-ids.json", "utf8")) as { invocation_id: string; entry: number; secret: string; id: string }[];
+/** One case of awakeable-ids.json: the kernel derives `awakeable_key` from `secret`; the SDK sees only the key. */
+type AwakeableCase = { invocation_id: string; entry: number; secret: string; awakeable_key: string; id: string };
+
+test("awakeable id vectors: made from invocation id, entry and awakeable key, and parsed back", () => {
+  const cases = JSON.parse(readFileSync(dir + "awakeable-ids.json", "utf8")) as AwakeableCase[];
   assert.ok(cases.length >= 3);
   for (const c of cases) {
-    const secret = new Uint8Array(Buffer.from(c.secret, "hex"));
-    assert.equal(awakeableId(c.invocation_id, c.entry, secret), c.id, JSON.stringify(c));
+    assert.equal(c.secret.length, 32, JSON.stringify(c));
+    const key = new Uint8Array(Buffer.from(c.awakeable_key, "hex"));
+    assert.equal(key.length, 32, JSON.stringify(c));
+    assert.equal(awakeableId(c.invocation_id, c.entry, key), c.id, JSON.stringify(c));
     assert.equal(c.id.length, 92);
     assert.ok(isAwakeableId(c.id));
-    assert.deepEqual(parseAwakeableId(c.id), { invocationId: c.invocation_id, index: c.entry, token: awakeableToken(secret, c.entry) });
+    assert.deepEqual(parseAwakeableId(c.id), { invocationId: c.invocation_id, index: c.entry, token: awakeableToken(key, c.entry) });
   }
 });
 
-test("an awakeable id depends on every byte of the secret and on the entry", () => {
-  const [first] = JSON.parse(readFileSync(dir + "awakeable-ids.json", "utf8")) as { invocation_id: string; entry: number; secret: string; id: string }[];
-  const secret = new Uint8Array(Buffer.from(first!.secret, "hex"));
+test("an awakeable id depends on every byte of the awakeable key and on the entry", () => {
+  const [first] = JSON.parse(readFileSync(dir + "awakeable-ids.json", "utf8")) as AwakeableCase[];
+  const key = new Uint8Array(Buffer.from(first!.awakeable_key, "hex"));
   const seen = new Set([first!.id]);
-  for (let i = 0; i < secret.length; i++) {
-    const other = secret.slice();
+  for (let i = 0; i < key.length; i++) {
+    const other = key.slice();
     other[i] = (other[i] as number) ^ 1;
     seen.add(awakeableId(first!.invocation_id, first!.entry, other));
   }
-  seen.add(awakeableId(first!.invocation_id, first!.entry + 1, secret));
-  assert.equal(seen.size, secret.length + 2);
+  seen.add(awakeableId(first!.invocation_id, first!.entry + 1, key));
+  assert.equal(seen.size, key.length + 2);
 });
 
-test("malformed awakeable ids are refused, and no id is made from a malformed invocation id or secret", () => {
+test("malformed awakeable ids are refused, and no id is made from a malformed invocation id or awakeable key", () => {
   const good = "awk_0123456789abcdeffedcba9876543210001122334455667700000001fe07257934eb38a9dca6b3f8c1c0b701";
   assert.ok(isAwakeableId(good));
   for (const bad of [
@@ -127,11 +132,14 @@ test("malformed awakeable ids are refused, and no id is made from a malformed in
     assert.equal(parseAwakeableId(bad), undefined, bad);
     assert.equal(isAwakeableId(bad), false, bad);
   }
-  const secret = new Uint8Array(16);
-  assert.throws(() => awakeableId("inv_test", 1, secret), TypeError);
-  assert.throws(() => awakeableId("inv_0123456789abcdeffedcba98765432100011223344556677", 1, new Uint8Array(15)), TypeError);
-  assert.throws(() => awakeableId("inv_0123456789abcdeffedcba98765432100011223344556677", -1, secret), TypeError);
-  assert.throws(() => awakeableId("inv_0123456789abcdeffedcba98765432100011223344556677", 2 ** 32, secret), TypeError);
+  const key = new Uint8Array(32);
+  assert.throws(() => awakeableId("inv_test", 1, key), TypeError);
+  // A 16-byte value (an old-style secret) is not a key.
+  for (const length of [0, 16, 31, 33]) {
+    assert.throws(() => awakeableId("inv_0123456789abcdeffedcba98765432100011223344556677", 1, new Uint8Array(length)), TypeError, `${length}`);
+  }
+  assert.throws(() => awakeableId("inv_0123456789abcdeffedcba98765432100011223344556677", -1, key), TypeError);
+  assert.throws(() => awakeableId("inv_0123456789abcdeffedcba98765432100011223344556677", 2 ** 32, key), TypeError);
 });
 
 test("the manifest vector is what an endpoint with the anchor's shapes announces", () => {

@@ -310,6 +310,7 @@ mod tests {
         let mut session = Session::new(&[input()]);
         let start = Message::Start(Start {
             attempt: 1,
+            awakeable_key: holdfast_protocol::Payload::from(&[0u8; 32][..]),
             headers: Vec::new(),
             id: "x".to_owned(),
             key: None,
@@ -317,7 +318,6 @@ mod tests {
             retry_count: 0,
             retry_elapsed_ms: 0,
             retry_entry: None,
-            secret: holdfast_protocol::Payload::from(&[0u8; 16][..]),
             state: Vec::new(),
             state_complete: true,
         });

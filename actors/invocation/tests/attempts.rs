@@ -178,6 +178,7 @@ const EPOCH: Epoch = Epoch(3);
 fn start_message(id: InvocationId, key: Option<&str>, known: usize) -> Start {
     Start {
         attempt: EPOCH.0,
+        awakeable_key: holdfast_protocol::Payload::from(&[7u8; 32][..]),
         headers: Vec::new(),
         id: id.to_string(),
         key: key.map(str::to_owned),
@@ -185,7 +186,6 @@ fn start_message(id: InvocationId, key: Option<&str>, known: usize) -> Start {
         retry_count: 0,
         retry_elapsed_ms: 0,
         retry_entry: None,
-        secret: holdfast_protocol::Payload::from(&[7u8; 16][..]),
         state: Vec::new(),
         state_complete: true,
     }

@@ -15,6 +15,7 @@ use holdfast_protocol::Payload;
 use holdfast_protocol::message::Start;
 use holdfast_protocol::{Entry, Outcome};
 use holdfast_raft_store::StateMachine;
+use holdfast_types::awakeable::awakeable_key;
 use holdfast_types::{Command, Ending, Epoch, HandlerKind, InvocationId};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -300,8 +301,11 @@ impl PartitionActor {
             .uri
             .parse()
             .map_err(|e| format!("deployment uri {}: {e}", resolved.deployment.uri))?;
+        // The secret stays here: the SDK gets only the key it signs this invocation's awakeable
+        // ids with, from which neither the secret nor any callee's secret can be computed.
         let start = Start {
             attempt: epoch.0,
+            awakeable_key: Payload::from(&awakeable_key(record.secret)[..]),
             headers: record.headers.clone(),
             id: id.to_string(),
             key: target.key.clone(),
@@ -309,7 +313,6 @@ impl PartitionActor {
             retry_count: record.retries,
             retry_elapsed_ms: 0,
             retry_entry: None,
-            secret: Payload::from(&record.secret.to_be_bytes()[..]),
             state,
             state_complete,
         };

@@ -28,6 +28,9 @@ pub struct Ingress {
     /// Origins (`scheme://host[:port]`, exact match, or `*`) that get CORS headers; empty: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cors_allowed_origins: Vec<String>,
+    /// `tls_cert_file` + `tls_key_file`: the listener speaks HTTPS only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::TlsFiles>,
 }
 
 /// The `[admin]` listener: where it binds, who may call it, which endpoints it may register.
@@ -46,6 +49,9 @@ pub struct Admin {
     /// The networks and host names `POST /deployments` may register endpoints on; empty: any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deployment_allowlist: Vec<HostPattern>,
+    /// `tls_cert_file` + `tls_key_file`: the listener speaks HTTPS only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::TlsFiles>,
 }
 
 /// A bearer token; its `Debug` form never shows the secret.

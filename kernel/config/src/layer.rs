@@ -14,7 +14,9 @@ use crate::Member;
 use crate::error::{Error, Origin};
 
 mod sql_limits;
+mod tls;
 pub(crate) use sql_limits::SqlLimitKeys;
+pub(crate) use tls::TlsKeys;
 
 /// Prefix of the structured environment variables, e.g. `HOLDFAST__ADMIN__BIND_ADDRESS`.
 pub(crate) const ENV_PREFIX: &str = "HOLDFAST";
@@ -54,6 +56,8 @@ pub(crate) struct Partial {
     pub sql_password_file: Option<Sourced<PathBuf>>,
     /// The `[sql]` keys bounding memory, results and pgwire connections.
     pub sql_limits: SqlLimitKeys,
+    /// The TLS keys of every section.
+    pub tls: TlsKeys,
     pub cluster_name: Option<Sourced<String>>,
     pub partitions: Option<Sourced<u32>>,
     pub replication_factor: Option<Sourced<u32>>,
@@ -108,6 +112,7 @@ impl Partial {
             sql_password: upper.sql_password.or(self.sql_password),
             sql_password_file: upper.sql_password_file.or(self.sql_password_file),
             sql_limits: self.sql_limits.overlay(upper.sql_limits),
+            tls: self.tls.overlay(upper.tls),
             cluster_name: upper.cluster_name.or(self.cluster_name),
             partitions: upper.partitions.or(self.partitions),
             replication_factor: upper.replication_factor.or(self.replication_factor),
@@ -363,6 +368,7 @@ pub(crate) fn read_layer(tree: Map<String, Value>, layer: &Layer<'_>) -> Result<
                     let key = format!("{section}.{name}");
                     match (section.as_str(), name.as_str()) {
                         (_, "bind_address") => {}
+                        _ if partial.tls.read(&section, &name, &value, layer)? => continue,
                         ("ingress" | "admin", _)
                             if access_key(&mut partial, &section, &name, &value, layer)? =>
                         {
@@ -400,6 +406,9 @@ pub(crate) fn read_layer(tree: Map<String, Value>, layer: &Layer<'_>) -> Result<
             "cluster" => {
                 for (name, value) in sorted(fields) {
                     let key = format!("cluster.{name}");
+                    if partial.tls.read("cluster", &name, &value, layer)? {
+                        continue;
+                    }
                     match name.as_str() {
                         "name" => partial.cluster_name = Some(cluster_name(&value, &key, layer)?),
                         "partitions" => {
@@ -445,6 +454,9 @@ pub(crate) fn read_layer(tree: Map<String, Value>, layer: &Layer<'_>) -> Result<
             "invocation" => {
                 for (name, value) in sorted(fields) {
                     let key = format!("invocation.{name}");
+                    if partial.tls.read("invocation", &name, &value, layer)? {
+                        continue;
+                    }
                     match name.as_str() {
                         "inactivity_timeout_ms" => {
                             partial.inactivity_timeout_ms = Some(int(&value, &key, MILLIS, layer)?);

@@ -116,6 +116,9 @@ pub struct Sql {
     /// The file the password was read from, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
+    /// `tls_cert_file` + `tls_key_file`: the listener speaks TLS only (`sslmode=require`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
 }
 
 /// Cluster shape shared by all nodes; every node should load the same values.
@@ -131,6 +134,32 @@ pub struct Cluster {
     pub replication_factor: u32,
     /// All members, this node included.
     pub nodes: Vec<Member>,
+    /// `tls_ca_file` + `tls_cert_file` + `tls_key_file`: the node transport speaks mutual TLS.
+    /// Per node (each names its own certificate), but every node of a cluster must enable it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClusterTls>,
+}
+
+/// A certificate chain and its private key, PEM files a listener (or a node, to its peers)
+/// presents; re-read when they change, so certificates rotate without a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first (`tls_cert_file`).
+    pub cert_file: PathBuf,
+    /// Its private key: PKCS#8, PKCS#1 or SEC1 (`tls_key_file`).
+    pub key_file: PathBuf,
+}
+
+/// Mutual TLS between the nodes of a cluster: every node presents a certificate issued by the
+/// cluster's CA and accepts only peers that do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterTls {
+    /// The CA certificates peers' certificates must chain to (`cluster.tls_ca_file`).
+    pub ca_file: PathBuf,
+    /// This node's certificate and key (`cluster.tls_cert_file`, `cluster.tls_key_file`).
+    pub identity: TlsFiles,
 }
 
 /// One cluster member as seen by its peers.
@@ -189,6 +218,9 @@ pub struct Invocation {
     /// Attempts running at once per partition (1..=65536; default 256); further invocations
     /// wait in order for a free slot.
     pub max_concurrent_attempts: usize,
+    /// CA certificates (PEM) trusted for `https://` endpoints in addition to the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_tls_ca_file: Option<PathBuf>,
 }
 
 /// Where and how spans are exported (OTLP over HTTP/protobuf, e.g. to Jaeger). Purely local to

@@ -99,12 +99,14 @@ fn default_config() -> Config {
             auth_tokens: Vec::new(),
             auth_token_file: None,
             cors_allowed_origins: Vec::new(),
+            tls: None,
         },
         admin: Admin {
             bind_address: addr("127.0.0.1:9070"),
             auth_tokens: Vec::new(),
             auth_token_file: None,
             deployment_allowlist: Vec::new(),
+            tls: None,
         },
         sql: Sql {
             bind_address: addr("127.0.0.1:9071"),
@@ -118,6 +120,7 @@ fn default_config() -> Config {
             max_message_bytes: 1 << 20,
             password: None,
             password_file: None,
+            tls: None,
         },
         cluster: Cluster {
             name: "holdfast".to_owned(),
@@ -127,6 +130,7 @@ fn default_config() -> Config {
                 id: 1,
                 address: addr("127.0.0.1:5122"),
             }],
+            tls: None,
         },
         log: Log {
             max_batch_commands: 1024,
@@ -144,6 +148,7 @@ fn default_config() -> Config {
             retry_max_attempts: 70,
             max_message_bytes: 16_711_680,
             max_concurrent_attempts: 256,
+            endpoint_tls_ca_file: None,
         },
         tracing: Tracing {
             endpoint: None,
@@ -1106,6 +1111,7 @@ inactivity_timeout_ms = 200
             retry_max_attempts: 3,
             max_message_bytes: 16_711_680,
             max_concurrent_attempts: 256,
+            endpoint_tls_ca_file: None,
         }
     );
     // An integer factor is a number too.
@@ -2073,4 +2079,76 @@ fn sql_password_never_shows_in_debug_output() {
     let shown = format!("{config:?}");
     assert!(!shown.contains("hunter2-secret"), "{shown}");
     assert!(shown.contains("SqlPassword(<redacted>)"), "{shown}");
+}
+
+// ---------------------------------------------------------------- TLS files
+
+#[test]
+fn tls_keys_give_each_listener_its_certificate() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let pem = |name: &str| -> std::io::Result<String> {
+        let path = dir.path().join(name);
+        std::fs::write(&path, "-----BEGIN CERTIFICATE-----\n")?;
+        Ok(path.display().to_string())
+    };
+    let (cert, key, ca) = (pem("cert.pem")?, pem("key.pem")?, pem("ca.pem")?);
+    let toml = format!(
+        "[ingress]\ntls_cert_file = {cert:?}\ntls_key_file = {key:?}\n\
+         [sql]\ntls_cert_file = {cert:?}\ntls_key_file = {key:?}\n\
+         [cluster]\ntls_ca_file = {ca:?}\ntls_cert_file = {cert:?}\ntls_key_file = {key:?}\n\
+         [invocation]\nendpoint_tls_ca_file = {ca:?}\n"
+    );
+    let config = ok(
+        Some(&toml),
+        &[
+            ("HOLDFAST__ADMIN__TLS_CERT_FILE", cert.as_str()),
+            ("HOLDFAST__ADMIN__TLS_KEY_FILE", key.as_str()),
+        ],
+    );
+    let files = crate::TlsFiles {
+        cert_file: PathBuf::from(&cert),
+        key_file: PathBuf::from(&key),
+    };
+    assert_eq!(config.ingress.tls, Some(files.clone()));
+    assert_eq!(config.admin.tls, Some(files.clone()));
+    assert_eq!(config.sql.tls, Some(files.clone()));
+    assert_eq!(
+        config.cluster.tls,
+        Some(crate::ClusterTls {
+            ca_file: PathBuf::from(&ca),
+            identity: files,
+        })
+    );
+    assert_eq!(
+        config.invocation.endpoint_tls_ca_file,
+        Some(PathBuf::from(&ca))
+    );
+    assert_eq!(default_config().ingress.tls, None);
+    Ok(())
+}
+
+#[test]
+fn tls_keys_come_in_pairs_and_name_readable_files() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&cert, "x")?;
+    let cert = cert.display().to_string();
+    let (err, path) = fail(Some(&format!("[admin]\ntls_cert_file = {cert:?}\n")), &[]);
+    assert_eq!(err.key(), Some("admin.tls_cert_file"));
+    assert_eq!(err.origin(), file_origin(&path).as_ref());
+    assert!(err.to_string().contains("`admin.tls_key_file`"), "{err}");
+
+    let toml = format!("[cluster]\ntls_cert_file = {cert:?}\ntls_key_file = {cert:?}\n");
+    let (err, _) = fail(Some(&toml), &[]);
+    assert!(err.to_string().contains("`cluster.tls_ca_file`"), "{err}");
+
+    let absent = dir.path().join("absent-key.pem").display().to_string();
+    let toml = format!("[sql]\ntls_cert_file = {cert:?}\ntls_key_file = {absent:?}\n");
+    let (err, _) = fail(Some(&toml), &[]);
+    assert_eq!(err.key(), Some("sql.tls_key_file"));
+    assert!(err.to_string().contains("absent-key.pem"), "{err}");
+
+    let (err, _) = fail(Some("[ingress]\ntls_ca_file = \"/x\"\n"), &[]);
+    assert_eq!(err.key(), Some("ingress.tls_ca_file"));
+    Ok(())
 }

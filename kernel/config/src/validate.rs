@@ -12,9 +12,13 @@ use crate::{Admin, Cluster, Config, Ingress, Invocation, Log, Member, Node, Sql,
 
 /// Fills every key from the merged layers and applies the cross-key rules.
 pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
-    let invocation = invocation(&mut merged)?;
+    let tls = std::mem::take(&mut merged.tls).finish()?;
+    let mut invocation = invocation(&mut merged)?;
+    invocation.endpoint_tls_ca_file = tls.endpoint_ca_file;
     let tracing = tracing(&mut merged)?;
-    let (ingress_access, admin_access) = access(&mut merged)?;
+    let (mut ingress_access, mut admin_access) = access(&mut merged)?;
+    ingress_access.tls = tls.ingress;
+    admin_access.tls = tls.admin;
     let node_id = required(merged.node_id, "node.id")?;
     let data_dir = required(merged.data_dir, "node.data_dir")?;
     let ingress = required(merged.ingress, "ingress.bind_address")?;
@@ -71,12 +75,14 @@ pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
             max_message_bytes: sql_limits.max_message_bytes,
             password: sql_password,
             password_file: sql_password_file.map(|f| f.value),
+            tls: tls.sql,
         },
         cluster: Cluster {
             name: cluster_name.value,
             partitions: partitions.value,
             replication_factor: replication_factor.value,
             nodes: nodes.value,
+            tls: tls.cluster,
         },
         log: Log {
             max_batch_commands: max_batch_commands.value,
@@ -210,6 +216,7 @@ fn invocation(merged: &mut Partial) -> Result<Invocation, Error> {
             "invocation.max_concurrent_attempts",
         )?
         .value,
+        endpoint_tls_ca_file: None,
     })
 }
 
@@ -232,6 +239,7 @@ fn access(merged: &mut Partial) -> Result<(Ingress, Admin), Error> {
             .take()
             .map(|o| o.value)
             .unwrap_or_default(),
+        tls: None,
     };
     let admin = Admin {
         bind_address: unbound,
@@ -246,6 +254,7 @@ fn access(merged: &mut Partial) -> Result<(Ingress, Admin), Error> {
             .take()
             .map(|a| a.value)
             .unwrap_or_default(),
+        tls: None,
     };
     Ok((ingress, admin))
 }

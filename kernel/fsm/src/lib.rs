@@ -39,7 +39,8 @@
 //! Every attempt has an epoch; entries, run results and endings of any other epoch are fenced off.
 //!
 //! Pending entries are completed from inside the partition too: a `sleep` by its timer
-//! (`FireTimer`), an `awakeable` by `CompleteAwakeable` (signed with the invocation's secret),
+//! (`FireTimer`), an `awakeable` by `CompleteAwakeable` (signed with the invocation's awakeable
+//! key, which derives from its secret),
 //! a `get_promise` by the workflow's first `complete_promise`. Timers are rows in the store
 //! registered with [`Effect::RegisterTimer`]; firing deletes the row, so each fires once.
 //!

@@ -82,8 +82,9 @@ pub struct Invocation {
     /// The retry policy it was accepted with; `None` uses the state machine's configured one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
-    /// Signs the ids of its awakeables (see [`holdfast_types::awakeable`]); sent to the SDK in
-    /// `start`.
+    /// Never leaves the kernel: its awakeable key, which signs the ids of its awakeables, is
+    /// derived from it and sent to the SDK in `start` (see [`holdfast_types::awakeable`]); the
+    /// secrets of its callees are derived from it too.
     #[serde(default)]
     pub secret: u128,
     /// How its latest failed attempt failed, for operators (`sys_invocation.last_failure`).

@@ -90,8 +90,9 @@ pub struct InvocationRequest {
     /// `None` (requests written before it existed) uses the state machine's configured policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
-    /// The invocation's secret, from which its awakeable ids are signed (see
-    /// [`crate::awakeable`]): random from the ingress, derived from the caller's for calls.
+    /// The invocation's secret, from which the key that signs its awakeable ids is derived (see
+    /// [`crate::awakeable`]): random from the ingress, derived from the caller's for calls. Only
+    /// the derived key is ever sent to an SDK.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub secret: u128,
     /// When the invocation may start, in Unix milliseconds (a delayed send); until then it is

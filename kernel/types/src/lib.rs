@@ -10,7 +10,7 @@
 //! - [`codec`]: the log encoding — one format-version byte, then MessagePack.
 //! - [`routing`]: which partition owns a key; stable across processes and releases.
 //! - [`timer`]: durable timers and their storage keys, ordered by fire time.
-//! - [`awakeable`]: awakeable ids, signed with their invocation's secret.
+//! - [`awakeable`]: awakeable ids, signed with a key derived from their invocation's secret.
 //! - [`trace`]: trace contexts stored with invocations, derived span ids, finished spans.
 
 pub mod awakeable;

@@ -2,14 +2,16 @@
 //! TypeScript SDK's tests: the SDK makes the ids, the kernel parses and verifies them, so both must
 //! agree on every byte.
 //!
-//! The file is `[{ "invocation_id": "inv_…", "entry": n, "secret": "<32 hex>", "id": "awk_…" }]`;
+//! The file is `[{ "invocation_id": "inv_…", "entry": n, "secret": "<32 hex>", "awakeable_key":
+//! "<64 hex>", "id": "awk_…" }]`: the kernel derives `awakeable_key` from `secret` (and sends only
+//! the key to the SDK); the SDK makes `id` from the key;
 //! it is read with the small parser below, which accepts exactly that shape (this crate has no JSON
 //! dependency).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use holdfast_types::awakeable::token;
+use holdfast_types::awakeable::{AwakeableKey, KEY_BYTES, awakeable_key, token};
 use holdfast_types::{AwakeableId, EntryIndex, InvocationId};
 
 #[derive(Debug)]
@@ -17,6 +19,7 @@ struct Case {
     invocation_id: String,
     entry: u32,
     secret: u128,
+    awakeable_key: AwakeableKey,
     id: String,
 }
 
@@ -42,12 +45,23 @@ fn cases() -> Vec<Case> {
             let secret_hex = take("secret").string();
             assert_eq!(secret_hex.len(), 32, "secret {secret_hex} is not 16 bytes");
             let secret = u128::from_str_radix(&secret_hex, 16).expect("secret is hex");
+            let key_hex = take("awakeable_key").string();
+            assert_eq!(
+                key_hex.len(),
+                2 * KEY_BYTES,
+                "key {key_hex} is not 32 bytes"
+            );
+            let mut awakeable_key = [0u8; KEY_BYTES];
+            for (i, byte) in awakeable_key.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&key_hex[2 * i..2 * i + 2], 16).expect("key is hex");
+            }
             let id = take("id").string();
             assert!(fields.is_empty(), "unexpected fields {:?}", fields.keys());
             Case {
                 invocation_id,
                 entry,
                 secret,
+                awakeable_key,
                 id,
             }
         })
@@ -57,11 +71,24 @@ fn cases() -> Vec<Case> {
 }
 
 #[test]
-fn ids_are_made_from_invocation_entry_and_secret() {
+fn awakeable_keys_are_derived_from_the_secret() {
+    for case in cases() {
+        assert_eq!(awakeable_key(case.secret), case.awakeable_key, "{case:?}");
+    }
+}
+
+#[test]
+fn ids_are_made_from_invocation_entry_and_key() {
     for case in cases() {
         let invocation: InvocationId = case.invocation_id.parse().expect("valid invocation id");
-        let id = AwakeableId::new(invocation, EntryIndex(case.entry), case.secret);
+        let entry = EntryIndex(case.entry);
+        let id = AwakeableId::with_key(invocation, entry, &case.awakeable_key);
         assert_eq!(id.to_string(), case.id, "{case:?}");
+        assert_eq!(
+            AwakeableId::new(invocation, entry, case.secret),
+            id,
+            "{case:?}"
+        );
         assert_eq!(case.id.len(), 92, "{case:?}");
     }
 }
@@ -72,7 +99,10 @@ fn ids_parse_back_and_are_signed_by_their_secret_only() {
         let parsed: AwakeableId = case.id.parse().expect("valid awakeable id");
         assert_eq!(parsed.invocation.to_string(), case.invocation_id);
         assert_eq!(parsed.index, EntryIndex(case.entry));
-        assert_eq!(parsed.token, token(case.secret, EntryIndex(case.entry)));
+        assert_eq!(
+            parsed.token,
+            token(&case.awakeable_key, EntryIndex(case.entry))
+        );
         assert_eq!(parsed.to_string(), case.id);
         assert!(parsed.is_signed_by(case.secret), "{case:?}");
         assert!(!parsed.is_signed_by(case.secret ^ 1), "{case:?}");

@@ -4,12 +4,14 @@
 //! ```text
 //!   TcpStream ─► Guarded (reads each message's length word as it arrives: a message over
 //!   the limit fails the read before its body is buffered) ─► Framed + pgwire's codec
-//!     ─► serve(): SSL/GSS refused, startup within `startup_timeout`, then pgwire's
-//!        `process_message` for every message; waiting longer than `idle_timeout` for the
-//!        next one closes the connection (FATAL 57P05)
+//!     ─► serve(): an SSLRequest is accepted when the listener has a certificate (the same
+//!        guard then reads the decrypted stream) and refused otherwise; GSS refused; startup
+//!        within `startup_timeout`, then pgwire's `process_message` for every message; waiting
+//!        longer than `idle_timeout` for the next one closes the connection (FATAL 57P05)
 //! ```
 //!
-//! This is pgwire's `process_socket` loop (plain TCP only) with those limits added.
+//! This is pgwire's `process_socket` loop with those limits added. A listener with a
+//! certificate speaks TLS only: a startup without an SSLRequest is refused (FATAL 28000).
 
 use std::io;
 use std::pin::Pin;
@@ -18,6 +20,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use holdfast_tls::{ServerStream, TlsAcceptor};
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::{
     ClientInfo, DefaultClient, ErrorHandler, PgWireConnectionState, PgWireServerHandlers,
@@ -28,7 +31,7 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage, SslNegotiati
 use pgwire::tokio::server::{PgWireMessageServerCodec, process_error, process_message};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Framed, FramedParts};
 
 use crate::error::sqlstate;
 
@@ -41,8 +44,8 @@ const REFUSAL_MAX_BYTES: usize = 10_000;
 /// How long a FATAL error may take to reach a client before the connection is dropped anyway.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The limits one connection is served under.
-#[derive(Debug, Clone, Copy)]
+/// The limits one connection is served under, and its TLS.
+#[derive(Clone)]
 pub(crate) struct ConnLimits {
     /// The startup message must arrive (and be answered) within this.
     pub startup_timeout: Duration,
@@ -50,6 +53,33 @@ pub(crate) struct ConnLimits {
     pub idle_timeout: Option<Duration>,
     /// Largest frontend message, its length word included.
     pub max_message_bytes: usize,
+    /// Accepts SSLRequests, and then is required; `None`: plain TCP only.
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// The byte stream under the framing: TCP, or TLS over it after an accepted SSLRequest.
+enum Wire {
+    Plain(TcpStream),
+    Tls(Box<ServerStream<TcpStream>>),
+}
+
+impl std::fmt::Debug for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Wire::Plain(_) => "Wire::Plain",
+            Wire::Tls(_) => "Wire::Tls",
+        })
+    }
+}
+
+/// Forwards a poll to whichever stream the wire is.
+macro_rules! on_wire {
+    ($wire:expr, $stream:ident => $call:expr) => {
+        match $wire {
+            Wire::Plain($stream) => $call,
+            Wire::Tls($stream) => $call,
+        }
+    };
 }
 
 /// Follows the frontend's message framing over the raw bytes and stops at the first length
@@ -126,16 +156,20 @@ impl FrameGuard {
 /// A client socket whose reads fail at the first message over the size limit.
 #[derive(Debug)]
 pub(crate) struct Guarded {
-    inner: TcpStream,
+    inner: Wire,
     guard: FrameGuard,
     /// The declared length of the message that was refused.
     oversized: Option<usize>,
 }
 
 impl Guarded {
+    fn is_secure(&self) -> bool {
+        matches!(self.inner, Wire::Tls(_))
+    }
+
     fn new(inner: TcpStream, max_message_bytes: usize) -> Self {
         Self {
-            inner,
+            inner: Wire::Plain(inner),
             guard: FrameGuard::new(max_message_bytes),
             oversized: None,
         }
@@ -160,7 +194,7 @@ impl AsyncRead for Guarded {
             return Poll::Ready(Err(Self::too_large(length)));
         }
         let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        ready!(on_wire!(&mut this.inner, s => Pin::new(s).poll_read(cx, buf)))?;
         if let Err(length) = this.guard.feed(&buf.filled()[before..]) {
             // The connection ends here: nothing of this read is handed on.
             buf.set_filled(before);
@@ -177,15 +211,15 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        on_wire!(&mut self.get_mut().inner, s => Pin::new(s).poll_write(cx, buf))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        on_wire!(&mut self.get_mut().inner, s => Pin::new(s).poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        on_wire!(&mut self.get_mut().inner, s => Pin::new(s).poll_shutdown(cx))
     }
 
     fn poll_write_vectored(
@@ -193,11 +227,11 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        on_wire!(&mut self.get_mut().inner, s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        on_wire!(&self.inner, s => s.is_write_vectored())
     }
 }
 
@@ -229,17 +263,43 @@ async fn farewell<S>(socket: &mut Socket<S>, code: &str, message: String) {
     }
 }
 
-/// Answers an SSL or GSS negotiation request (refused: this listener speaks plain TCP); `true`
-/// when `message` was one.
-async fn negotiate<S>(socket: &mut Socket<S>, message: &PgWireFrontendMessage) -> io::Result<bool> {
+/// What a negotiation message asked for.
+enum Negotiated {
+    /// Not a negotiation message: process it.
+    No,
+    /// Answered (refused, or the plaintext path chosen): read on.
+    Answered,
+    /// An SSLRequest was accepted: the TLS handshake comes next.
+    Tls(TlsAcceptor),
+}
+
+/// Answers an SSL or GSS negotiation request: SSL is accepted when `tls` is set, GSS never.
+async fn negotiate<S>(
+    socket: &mut Socket<S>,
+    message: &PgWireFrontendMessage,
+    tls: Option<&TlsAcceptor>,
+) -> io::Result<Negotiated> {
     let PgWireFrontendMessage::SslNegotiation(negotiation) = message else {
-        return Ok(false);
+        return Ok(Negotiated::No);
     };
     match negotiation {
         SslNegotiationMetaMessage::PostgresSsl(_) => {
+            if socket.get_ref().is_secure() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "an SSLRequest inside TLS",
+                ));
+            }
+            let answer = match tls {
+                Some(_) => SslResponse::Accept,
+                None => SslResponse::Refuse,
+            };
             socket
-                .send(PgWireBackendMessage::SslResponse(SslResponse::Refuse))
+                .send(PgWireBackendMessage::SslResponse(answer))
                 .await?;
+            if let Some(acceptor) = tls {
+                return Ok(Negotiated::Tls(acceptor.clone()));
+            }
         }
         SslNegotiationMetaMessage::PostgresGss(_) => {
             socket
@@ -248,7 +308,45 @@ async fn negotiate<S>(socket: &mut Socket<S>, message: &PgWireFrontendMessage) -
         }
         SslNegotiationMetaMessage::None => socket.set_state(PgWireConnectionState::AwaitingStartup),
     }
-    Ok(true)
+    Ok(Negotiated::Answered)
+}
+
+/// Runs the TLS handshake after an accepted SSLRequest and continues the same framing (and the
+/// same size guard) over the decrypted stream. Bytes the client sent before the handshake would
+/// be plaintext smuggled into the session: the connection is dropped instead.
+async fn upgrade<S>(
+    socket: Socket<S>,
+    acceptor: TlsAcceptor,
+    timeout: Duration,
+) -> io::Result<Socket<S>> {
+    let parts = socket.into_parts();
+    if !parts.read_buf.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "data after an SSLRequest before the TLS handshake",
+        ));
+    }
+    let Guarded {
+        inner,
+        guard,
+        oversized,
+    } = parts.io;
+    let Wire::Plain(tcp) = inner else {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "TLS inside TLS"));
+    };
+    let tls = tokio::time::timeout(timeout, acceptor.accept(tcp))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+    let mut codec = parts.codec;
+    codec.client_info.is_secure = true;
+    let io = Guarded {
+        inner: Wire::Tls(Box::new(tls)),
+        guard,
+        oversized,
+    };
+    let mut socket = Framed::from_parts(FramedParts::new(io, codec));
+    socket.set_state(PgWireConnectionState::AwaitingStartup);
+    Ok(socket)
 }
 
 fn too_large_message(length: usize, limit: usize) -> String {
@@ -318,8 +416,27 @@ pub(crate) async fn serve<H: PgWireServerHandlers>(
             }
             None => break,
         };
-        if negotiate(&mut socket, &message).await? {
-            continue;
+        match negotiate(&mut socket, &message, limits.tls.as_ref()).await? {
+            Negotiated::No => {}
+            Negotiated::Answered => continue,
+            Negotiated::Tls(acceptor) => {
+                socket = upgrade(socket, acceptor, limits.startup_timeout).await?;
+                continue;
+            }
+        }
+        if limits.tls.is_some()
+            && !socket.get_ref().is_secure()
+            && matches!(message, PgWireFrontendMessage::Startup(_))
+        {
+            let text = "this endpoint accepts TLS connections only: connect with sslmode=require \
+                        ([sql] tls_cert_file)";
+            farewell(
+                &mut socket,
+                sqlstate::INVALID_AUTHORIZATION,
+                text.to_owned(),
+            )
+            .await;
+            break;
         }
         // A Terminate ends the session; the client waits for the socket to close.
         if matches!(message, PgWireFrontendMessage::Terminate(_)) {
@@ -355,7 +472,8 @@ pub(crate) async fn serve<H: PgWireServerHandlers>(
     Ok(())
 }
 
-/// Answers a connection over the cap: SSL/GSS requests are refused, a cancel request is still
+/// Answers a connection over the cap: GSS requests are refused (SSL is accepted on a TLS
+/// listener, so the client can read the answer), a cancel request is still
 /// honoured (so a full server can stop a statement), and the startup message gets FATAL 53300
 /// "too many connections"; then the connection closes. Bounded by `timeout` in all.
 pub(crate) async fn refuse(
@@ -363,6 +481,7 @@ pub(crate) async fn refuse(
     max_connections: usize,
     cancel: Arc<impl CancelHandler>,
     timeout: Duration,
+    tls: Option<TlsAcceptor>,
 ) {
     let refusal = async {
         let mut socket = framed::<()>(socket, REFUSAL_MAX_BYTES)?;
@@ -371,8 +490,13 @@ pub(crate) async fn refuse(
                 Ok(message) => message,
                 Err(_) => break,
             };
-            if negotiate(&mut socket, &message).await? {
-                continue;
+            match negotiate(&mut socket, &message, tls.as_ref()).await? {
+                Negotiated::No => {}
+                Negotiated::Answered => continue,
+                Negotiated::Tls(acceptor) => {
+                    socket = upgrade(socket, acceptor, timeout).await?;
+                    continue;
+                }
             }
             match message {
                 PgWireFrontendMessage::CancelRequest(request) => {

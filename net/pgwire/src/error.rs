@@ -44,6 +44,7 @@ pub(crate) mod sqlstate {
     pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
     pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
+    pub const INVALID_AUTHORIZATION: &str = "28000";
     pub const INTERNAL_ERROR: &str = "XX000";
 }
 

@@ -129,9 +129,30 @@ impl Default for PgLimits {
     }
 }
 
+/// Who may connect: the password clients must present and the certificate the listener
+/// serves TLS with. The default accepts everyone over plain TCP.
+#[derive(Clone, Default)]
+pub struct PgSecurity {
+    /// With a password, every connection must present it (SCRAM-SHA-256).
+    pub password: Option<PgPassword>,
+    /// With a TLS configuration, connections must negotiate TLS (`sslmode=require`); plaintext
+    /// startups are refused with SQLSTATE 28000.
+    pub tls: Option<Arc<holdfast_tls::ServerConfig>>,
+}
+
+impl std::fmt::Debug for PgSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSecurity")
+            .field("password", &self.password.is_some())
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
 impl PgLimits {
-    fn connection(&self) -> conn::ConnLimits {
+    fn connection(&self, tls: Option<holdfast_tls::TlsAcceptor>) -> conn::ConnLimits {
         conn::ConnLimits {
+            tls,
             startup_timeout: self.startup_timeout,
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
             max_message_bytes: match self.max_message_bytes {
@@ -152,46 +173,35 @@ pub struct PgServer {
 }
 
 impl PgServer {
-    /// Binds `addr` and starts serving in a background task.
+    /// Binds `addr` and starts serving in a background task, open to everyone over plain TCP.
     pub async fn bind(
         addr: impl ToSocketAddrs,
         sessions: Arc<dyn SessionFactory>,
         limits: PgLimits,
     ) -> Result<Self, PgServerError> {
-        Self::bind_with_password(addr, sessions, limits, None).await
+        Self::bind_secured(addr, sessions, limits, PgSecurity::default()).await
     }
 
-    /// Binds `addr` and starts serving in a background task; with a
-    /// `password`, every connection must present it (SCRAM-SHA-256).
-    pub async fn bind_with_password(
+    /// Binds `addr` and starts serving in a background task under `security`.
+    pub async fn bind_secured(
         addr: impl ToSocketAddrs,
         sessions: Arc<dyn SessionFactory>,
         limits: PgLimits,
-        password: Option<PgPassword>,
+        security: PgSecurity,
     ) -> Result<Self, PgServerError> {
         let listener = TcpListener::bind(addr).await.map_err(PgServerError::Bind)?;
-        Self::start_with_password(listener, sessions, limits, password)
+        Self::start(listener, sessions, limits, security)
     }
 
-    /// Starts serving an already bound listener in a background task.
+    /// Starts serving an already bound listener in a background task under `security`.
     pub fn start(
         listener: TcpListener,
         sessions: Arc<dyn SessionFactory>,
         limits: PgLimits,
-    ) -> Result<Self, PgServerError> {
-        Self::start_with_password(listener, sessions, limits, None)
-    }
-
-    /// Starts serving an already bound listener in a background task; with a
-    /// `password`, every connection must present it (SCRAM-SHA-256).
-    pub fn start_with_password(
-        listener: TcpListener,
-        sessions: Arc<dyn SessionFactory>,
-        limits: PgLimits,
-        password: Option<PgPassword>,
+        security: PgSecurity,
     ) -> Result<Self, PgServerError> {
         let local_addr = listener.local_addr().map_err(PgServerError::Bind)?;
-        let scram = password.as_ref().map(auth::Scram::new);
+        let scram = security.password.as_ref().map(auth::Scram::new);
         if scram.is_none() && !local_addr.ip().is_loopback() {
             tracing::warn!(
                 %local_addr,
@@ -200,13 +210,15 @@ impl PgServer {
                  `sql.password_file` (docs/security.md)"
             );
         }
+        let tls = security.tls.map(holdfast_tls::TlsAcceptor::from);
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, sessions, limits, scram, stopped));
         tracing::info!(
             %local_addr,
-            authentication = if password.is_some() { "scram-sha-256" } else { "none" },
+            authentication = if scram.is_some() { "scram-sha-256" } else { "none" },
+            tls = tls.is_some(),
             "PostgreSQL endpoint listening"
         );
+        let task = tokio::spawn(accept_loop(listener, sessions, limits, scram, tls, stopped));
         Ok(Self {
             local_addr,
             stop,
@@ -244,7 +256,7 @@ pub async fn serve(
     limits: PgLimits,
 ) -> Result<(), PgServerError> {
     let (_stop, stopped) = watch::channel(false);
-    accept_loop(listener, sessions, limits, None, stopped).await;
+    accept_loop(listener, sessions, limits, None, None, stopped).await;
     Ok(())
 }
 
@@ -253,6 +265,7 @@ async fn accept_loop(
     sessions: Arc<dyn SessionFactory>,
     limits: PgLimits,
     scram: Option<auth::Scram>,
+    tls: Option<holdfast_tls::TlsAcceptor>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let shared = Arc::new(Shared {
@@ -267,7 +280,7 @@ async fn accept_loop(
     };
     let slots = Arc::new(Semaphore::new(cap));
     let refusing = Arc::new(Semaphore::new(REFUSING_AT_ONCE));
-    let conn_limits = limits.connection();
+    let conn_limits = limits.connection(tls.clone());
     loop {
         tokio::select! {
             changed = stopped.changed() => {
@@ -281,6 +294,7 @@ async fn accept_loop(
                     Ok(slot) => {
                         let session = Arc::new(Session::new(sessions.context(), limits));
                         let handlers = ConnectionHandlers::new(session, Arc::clone(&shared));
+                        let conn_limits = conn_limits.clone();
                         connections.spawn(async move {
                             let _slot = slot;
                             if let Err(e) = conn::serve(socket, handlers, conn_limits).await {
@@ -296,9 +310,10 @@ async fn accept_loop(
                         };
                         let cancel = Arc::new(DefaultCancelHandler::new(Arc::clone(&shared.manager)));
                         let timeout = limits.startup_timeout.min(Duration::from_secs(5));
+                        let tls = tls.clone();
                         connections.spawn(async move {
                             let _turn = turn;
-                            conn::refuse(socket, cap, cancel, timeout).await;
+                            conn::refuse(socket, cap, cancel, timeout, tls).await;
                         });
                     }
                 },

@@ -6,18 +6,22 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use holdfast_pgwire::{PgPassword, PgServer};
+use holdfast_pgwire::{PgPassword, PgSecurity, PgServer};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 const PASSWORD: &str = "correct horse battery staple";
 
 async fn start(password: Option<&str>) -> PgServer {
-    PgServer::bind_with_password(
+    let security = PgSecurity {
+        password: password.map(PgPassword::new),
+        tls: None,
+    };
+    PgServer::bind_secured(
         "127.0.0.1:0",
         Arc::new(common::fixture_context),
         common::default_limits(),
-        password.map(PgPassword::new),
+        security,
     )
     .await
     .expect("bind")
@@ -101,4 +105,46 @@ async fn without_a_password_everyone_is_admitted() {
 fn the_password_never_shows_in_debug_output() {
     let shown = format!("{:?}", PgPassword::new(PASSWORD));
     assert!(!shown.contains(PASSWORD), "{shown}");
+}
+
+/// A listener with a certificate speaks TLS only: a client that does not ask for it is refused
+/// with 28000 and a message saying how to connect.
+#[tokio::test]
+async fn a_tls_listener_refuses_plaintext_clients() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = std::env::temp_dir().join(format!("holdfast-pg-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let ca = holdfast_tls::issue::Authority::generate("Test CA")?;
+    let issued = ca.issue(&["127.0.0.1".to_owned()])?;
+    let (cert, key) = (dir.join("sql.pem"), dir.join("sql-key.pem"));
+    std::fs::write(&cert, issued.cert_pem)?;
+    std::fs::write(&key, issued.key_pem)?;
+    let identity = holdfast_tls::Identity::load(&cert, &key)?;
+    let tls = holdfast_tls::server_config(identity, &[holdfast_tls::ALPN_POSTGRES], None)?;
+    let server = PgServer::bind_secured(
+        "127.0.0.1:0",
+        Arc::new(common::fixture_context),
+        common::default_limits(),
+        PgSecurity {
+            password: None,
+            tls: Some(Arc::new(tls)),
+        },
+    )
+    .await?;
+    let err = connect(server.local_addr(), None)
+        .await
+        .err()
+        .ok_or("a plaintext client was admitted")?;
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION),
+        "{err}"
+    );
+    let message = err.as_db_error().map(|e| e.message().to_owned());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("sslmode=require")),
+        "{message:?}"
+    );
+    Ok(())
 }

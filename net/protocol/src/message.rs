@@ -120,6 +120,21 @@ impl From<Outcome> for RawOutcome {
     }
 }
 
+/// Length of `start.awakeable_key` in bytes (an HMAC-SHA256 output).
+pub const AWAKEABLE_KEY_BYTES: usize = 32;
+
+/// Decodes `start.awakeable_key`, refusing any length but [`AWAKEABLE_KEY_BYTES`].
+fn awakeable_key<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Payload, D::Error> {
+    let key = Payload::deserialize(deserializer)?;
+    if key.0.len() != AWAKEABLE_KEY_BYTES {
+        return Err(de::Error::invalid_length(
+            key.0.len(),
+            &"an awakeable key of 32 bytes",
+        ));
+    }
+    Ok(key)
+}
+
 /// HTTP-style headers in order; a name may repeat.
 pub type Headers = Vec<(String, String)>;
 
@@ -128,6 +143,11 @@ pub type Headers = Vec<(String, String)>;
 pub struct Start {
     /// Attempt number of this invocation, from 1; fences results of older attempts.
     pub attempt: u32,
+    /// The invocation's awakeable key, exactly [`AWAKEABLE_KEY_BYTES`] bytes: the SDK signs the
+    /// ids of the invocation's awakeables with it, so that those ids cannot be forged. The kernel
+    /// derives it one-way from the invocation's secret, which itself never leaves the kernel.
+    #[serde(deserialize_with = "awakeable_key")]
+    pub awakeable_key: Payload,
     /// Headers of the original request, visible to the handler.
     pub headers: Headers,
     /// Invocation id (`inv_` + 48 hex digits): seeds the SDK's deterministic random source and
@@ -145,9 +165,6 @@ pub struct Start {
     /// The entry those failures were related to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_entry: Option<EntryIndex>,
-    /// The invocation's secret, 16 bytes known only to the kernel and the SDK: the SDK derives the
-    /// tokens of the invocation's awakeable ids from it, so that those ids cannot be forged.
-    pub secret: Payload,
     /// Eager snapshot of the object's state, sorted by key.
     pub state: Vec<(String, Payload)>,
     /// Whether `state` holds every key (a missing key is then known to be absent).
@@ -327,7 +344,7 @@ pub struct Awakeable {
 pub struct CompleteAwakeable {
     /// Awakeable id, as handed out by the SDK that created the awakeable (`docs/protocol.md`,
     /// section 4; parsed and verified by `holdfast_types::AwakeableId`). The kernel ignores an id
-    /// that is malformed or whose token was not made with its invocation's secret.
+    /// that is malformed or whose token was not made with its invocation's awakeable key.
     pub id: String,
     /// `Value` to resolve, `Failure` to reject.
     pub result: Outcome,

@@ -14,9 +14,9 @@ fn payload() -> impl Strategy<Value = Payload> {
     proptest::collection::vec(any::<u8>(), 0..24).prop_map(|v| Payload(Bytes::from(v)))
 }
 
-/// An invocation secret: always 16 bytes on the wire.
-fn secret() -> impl Strategy<Value = Payload> {
-    any::<[u8; 16]>().prop_map(|b| Payload::from(&b[..]))
+/// An awakeable key: always 32 bytes on the wire.
+fn awakeable_key() -> impl Strategy<Value = Payload> {
+    any::<[u8; AWAKEABLE_KEY_BYTES]>().prop_map(|b| Payload::from(&b[..]))
 }
 
 fn index() -> impl Strategy<Value = EntryIndex> {
@@ -110,6 +110,7 @@ fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         (
             any::<u32>(),
+            awakeable_key(),
             headers(),
             text(),
             proptest::option::of(text()),
@@ -117,13 +118,13 @@ fn message() -> impl Strategy<Value = Message> {
             any::<u32>(),
             any::<u64>(),
             proptest::option::of(index()),
-            secret(),
             proptest::collection::vec((text(), payload()), 0..3),
             any::<bool>()
         )
             .prop_map(
                 |(
                     attempt,
+                    awakeable_key,
                     headers,
                     id,
                     key,
@@ -131,12 +132,12 @@ fn message() -> impl Strategy<Value = Message> {
                     retry_count,
                     retry_elapsed_ms,
                     retry_entry,
-                    secret,
                     state,
                     state_complete,
                 )| {
                     Message::Start(Start {
                         attempt,
+                        awakeable_key,
                         headers,
                         id,
                         key,
@@ -144,7 +145,6 @@ fn message() -> impl Strategy<Value = Message> {
                         retry_count,
                         retry_elapsed_ms,
                         retry_entry,
-                        secret,
                         state,
                         state_complete,
                     })

@@ -3,19 +3,20 @@
  * hex(token, 16 bytes), lower case, 92 characters in all.
  *
  * The invocation id and the index tell the kernel which entry to complete. The token is the first
- * 16 bytes of SHA-256("holdfast-awakeable" ‖ secret ‖ index as u32 big-endian), where the secret is
- * the 16 bytes the kernel sends in `start.secret` and shows nobody else: knowing an invocation id,
- * which every caller gets, is not enough to forge or guess the id of one of its awakeables.
+ * 16 bytes of HMAC-SHA256(key, index as u32 big-endian), where the key is the invocation's 32-byte
+ * awakeable key, sent by the kernel in `start.awakeable_key` and shown to nobody else: knowing an
+ * invocation id, which every caller gets, is not enough to forge or guess the id of one of its
+ * awakeables. The kernel derives the key one-way from the invocation's secret, which it keeps to
+ * itself; the key signs this invocation's awakeable ids and nothing else.
  */
-import { createHash } from "node:crypto";
+import { createHmac } from "node:crypto";
 
-/** Length of an invocation's secret, in bytes. */
-export const SECRET_BYTES = 16;
+/** Length of an invocation's awakeable key (`start.awakeable_key`), in bytes. */
+export const AWAKEABLE_KEY_BYTES = 32;
 /** Length of an awakeable id's token, in bytes. */
 export const TOKEN_BYTES = 16;
 
 const PREFIX = "awk_";
-const TOKEN_DOMAIN = "holdfast-awakeable";
 const INVOCATION_ID = /^inv_([0-9a-f]{48})$/;
 const AWAKEABLE_ID = /^awk_([0-9a-f]{48})([0-9a-f]{8})([0-9a-f]{32})$/;
 
@@ -25,7 +26,7 @@ export interface AwakeableIdParts {
   invocationId: string;
   /** Index of its `awakeable` entry. */
   index: number;
-  /** The token derived from the invocation's secret and `index`. */
+  /** The token made from the invocation's awakeable key and `index`. */
   token: Uint8Array;
 }
 
@@ -35,24 +36,24 @@ function checkIndex(index: number): void {
   }
 }
 
-/** The token of awakeable entry `index` under an invocation's 16-byte `secret`. */
-export function awakeableToken(secret: Uint8Array, index: number): Uint8Array {
-  if (secret.length !== SECRET_BYTES) throw new TypeError(`an invocation secret has ${SECRET_BYTES} bytes, not ${secret.length}`);
+/** The token of awakeable entry `index` under an invocation's 32-byte awakeable `key`. */
+export function awakeableToken(key: Uint8Array, index: number): Uint8Array {
+  if (key.length !== AWAKEABLE_KEY_BYTES) throw new TypeError(`an awakeable key has ${AWAKEABLE_KEY_BYTES} bytes, not ${key.length}`);
   checkIndex(index);
   const be = Buffer.alloc(4);
   be.writeUInt32BE(index);
-  const digest = createHash("sha256").update(TOKEN_DOMAIN).update(secret).update(be).digest();
-  return new Uint8Array(digest.subarray(0, TOKEN_BYTES));
+  const mac = createHmac("sha256", key).update(be).digest();
+  return new Uint8Array(mac.subarray(0, TOKEN_BYTES));
 }
 
 /**
- * The id of the awakeable created by entry `index` of invocation `invocationId`, whose secret is
- * `secret` (`start.secret`). Throws a TypeError if the invocation id or the secret is malformed.
+ * The id of the awakeable created by entry `index` of invocation `invocationId`, whose awakeable key
+ * is `key` (`start.awakeable_key`). Throws a TypeError if the invocation id or the key is malformed.
  */
-export function awakeableId(invocationId: string, index: number, secret: Uint8Array): string {
+export function awakeableId(invocationId: string, index: number, key: Uint8Array): string {
   const match = INVOCATION_ID.exec(invocationId);
   if (!match) throw new TypeError(`'${invocationId}' is not an invocation id (inv_ followed by 48 lower-case hex digits)`);
-  const token = awakeableToken(secret, index);
+  const token = awakeableToken(key, index);
   return `${PREFIX}${match[1]}${index.toString(16).padStart(8, "0")}${Buffer.from(token).toString("hex")}`;
 }
 

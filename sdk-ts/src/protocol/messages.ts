@@ -29,6 +29,8 @@ interface Kinds {
   bool: boolean;
   str: string;
   bin: Uint8Array;
+  /** Binary of exactly 32 bytes: an awakeable key. */
+  key: Uint8Array;
   outcome: Outcome;
   indexes: number[];
   headers: [string, string][];
@@ -79,7 +81,7 @@ export const SCHEMAS = {
     retry_count: "u32",
     retry_entry: "u32?",
     retry_elapsed_ms: "u64",
-    secret: "bin",
+    awakeable_key: "key",
   },
   completion: { entry: "u32", result: "outcome" },
   entry_ack: { entry: "u32" },
@@ -255,6 +257,11 @@ const CHECKS: { [K in Kind]: (value: unknown, path: string) => Kinds[K] } = {
   },
   str: checkString,
   bin: checkBytes,
+  key: (v, p) => {
+    const bytes = checkBytes(v, p);
+    if (bytes.length !== 32) throw invalid(p, "32 bytes");
+    return bytes;
+  },
   outcome: checkOutcome,
   indexes: (v, p) => checkArray(v, p).map((x, i) => checkInt(x, 0xffff_ffff, `${p}[${i}]`, "a u32")),
   headers: (v, p) => checkPairs(v, p, checkString),

@@ -6,7 +6,7 @@ use holdfast_fsm::Effect;
 use holdfast_fsm::memory::MemoryStore;
 use holdfast_fsm::state::Status;
 use holdfast_protocol::{EntryIndex, Outcome};
-use holdfast_types::awakeable::{derive_secret, token};
+use holdfast_types::awakeable::{awakeable_key, derive_secret, token};
 use holdfast_types::{
     AwakeableId, Command, Epoch, HandlerKind, InvocationId, OutboxMessage, PartitionId,
 };
@@ -108,13 +108,18 @@ fn awakeable_completion_with_a_wrong_token_is_ignored() {
     let before = store.clone();
     let forged = [
         // Signed with another secret, the secret of the invocation id alone, another entry's
-        // token, and no token at all.
+        // token, the secret's bytes used as the key, and no token at all.
         AwakeableId::new(id, EntryIndex(1), SECRET + 1),
         AwakeableId::new(id, EntryIndex(1), 0),
         AwakeableId {
-            token: token(SECRET, EntryIndex(2)),
+            token: token(&awakeable_key(SECRET), EntryIndex(2)),
             ..awakeable
         },
+        AwakeableId::with_key(id, EntryIndex(1), &{
+            let mut raw = [0u8; 32];
+            raw[..16].copy_from_slice(&SECRET.to_be_bytes());
+            raw
+        }),
         AwakeableId {
             token: [0; 16],
             ..awakeable

@@ -7,7 +7,7 @@ use holdfast_fsm::state::Status;
 use holdfast_fsm::{Config, Effect, apply};
 use holdfast_protocol::message::Entry;
 use holdfast_protocol::{EntryIndex, Outcome};
-use holdfast_types::awakeable::token;
+use holdfast_types::awakeable::{awakeable_key, token};
 use holdfast_types::{
     Command, Ending, Epoch, HandlerKind, InvocationId, InvocationRequest, OutboxMessage,
     PartitionId, Timer, TimerKey,
@@ -165,7 +165,7 @@ fn command_strategy() -> impl Strategy<Value = Command> {
         1 => (which.clone(), index.clone()).prop_map(|(w, index)| Command::CompleteAwakeable {
             id: id(w),
             index,
-            token: token(requests()[w % INVOCATIONS].secret, index),
+            token: token(&awakeable_key(requests()[w % INVOCATIONS].secret), index),
             outcome: Outcome::Void,
         }),
         1 => (which, any::<bool>()).prop_map(|(w, repin)| Command::ResumeOn {

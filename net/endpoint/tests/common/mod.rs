@@ -15,6 +15,7 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 pub fn start(known: u32) -> Start {
     Start {
         attempt: 1,
+        awakeable_key: Payload::from(&[7u8; 32][..]),
         headers: Vec::new(),
         id: "inv_endpoint_test".to_owned(),
         key: None,
@@ -22,7 +23,6 @@ pub fn start(known: u32) -> Start {
         retry_count: 0,
         retry_elapsed_ms: 0,
         retry_entry: None,
-        secret: Payload::from(&[7u8; 16][..]),
         state: Vec::new(),
         state_complete: true,
     }
