@@ -460,6 +460,7 @@ fn endpoint_failure(error: &holdfast_endpoint::Error) -> Ending {
     use holdfast_endpoint::Error;
     let code = match error {
         Error::Connect { .. }
+        | Error::Tls { .. }
         | Error::ConnectTimeout { .. }
         | Error::Transport { .. }
         | Error::AttemptClosed { .. } => UNAVAILABLE,

@@ -45,7 +45,11 @@ pub struct Cluster {
 impl Cluster {
     /// Binds the node's cluster address and prepares the transport to every other member
     /// (dialled at its configured address, or a test override).
-    pub fn start(config: &Config, incarnations: Arc<Incarnations>) -> Result<Self, Error> {
+    pub fn start(
+        config: &Config,
+        incarnations: Arc<Incarnations>,
+        tls: Option<holdfast_cluster::PeerTls>,
+    ) -> Result<Self, Error> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(TRANSPORT_THREADS)
             .thread_name("holdfast-cluster")
@@ -74,7 +78,10 @@ impl Cluster {
             tracing::warn!(peer, %address, "dialling a peer at a test override address");
             dial.insert(peer, address);
         }
-        let settings = Settings::default();
+        let settings = Settings {
+            tls,
+            ..Settings::default()
+        };
         let own = Some(config.member().address).filter(|a| a.port() != 0);
         let listener = match own {
             Some(address) => Some(

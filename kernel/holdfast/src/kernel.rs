@@ -55,6 +55,9 @@ pub enum BootError {
     /// The request-signing key cannot be read or created.
     #[error(transparent)]
     SigningKey(#[from] crate::keys::Error),
+    /// A TLS certificate, key or CA file does not load.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::Error),
 }
 
 /// What a protocol frame adds around the one message it carries (entry fields, encoding).
@@ -215,12 +218,15 @@ pub struct Kernel {
     router: Router,
     placement: Arc<Placement>,
     raft_log: holdfast_raft_store::SharedLog,
+    /// The listeners' certificates (the transport's and the endpoints' are in use already).
+    tls: crate::tls::NodeTls,
     _data_dir: DataDir,
 }
 
 impl Kernel {
     /// Opens the data dir and starts every partition actor. Must run inside an actix System.
     pub fn boot(config: &Config, spans: holdfast_otlp::SpanSink) -> Result<Self, BootError> {
+        let tls = crate::tls::NodeTls::load(config)?;
         let data_dir = DataDir::open(
             &config.node.data_dir,
             config.node.id,
@@ -251,7 +257,7 @@ impl Kernel {
             data_dir.peers_file(),
         )
         .map_err(|e| BootError::Peers(e.to_string()))?;
-        let mut cluster = Cluster::start(config, Arc::new(incarnations))?;
+        let mut cluster = Cluster::start(config, Arc::new(incarnations), tls.peers.clone())?;
         let replication = |group: GroupId, voters: Vec<u64>, learners: Vec<u64>| {
             let nodes = |ids: &[u64]| -> std::collections::BTreeMap<u64, BasicNode> {
                 ids.iter()
@@ -328,6 +334,7 @@ impl Kernel {
             // One message plus its framing: larger frames are refused before they are buffered.
             max_frame_len: u32::try_from(limit + FRAMING_BYTES).unwrap_or(u32::MAX),
             signer: Some(Arc::new(signer)),
+            tls: tls.endpoints.clone(),
             ..ClientConfig::default()
         });
         let (timeouts, mut fsm) = invocation_settings(&config.invocation);
@@ -409,8 +416,14 @@ impl Kernel {
             cluster,
             placement,
             raft_log,
+            tls,
             _data_dir: data_dir,
         })
+    }
+
+    /// The node's TLS configurations, for its listeners.
+    pub fn tls(&self) -> &crate::tls::NodeTls {
+        &self.tls
     }
 
     /// The node's raft-log file, shared by every group.

@@ -19,6 +19,7 @@ mod kernel;
 mod keys;
 mod loadgen;
 mod sqlbench;
+mod tls;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -81,6 +82,29 @@ enum Command {
     /// The node's request-signing key.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Certificates for TLS listeners and mutual TLS between nodes.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+/// What `holdfast tls` does.
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Issue a certificate signed by the certificate authority in `--dir` (created there as
+    /// `ca.pem` + `ca-key.pem` if absent), valid for server and client authentication, written
+    /// as `<name>.pem` + `<name>-key.pem`. For clusters and tests that run their own CA.
+    Issue {
+        /// Directory of the CA and the issued files.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// File name stem of the certificate, e.g. `node-1`.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// DNS name or IP address the certificate is for (repeatable): a node's certificate
+        /// names the IP of its `[[cluster.nodes]] address`.
+        #[arg(long = "host", value_name = "HOST", required = true)]
+        hosts: Vec<String>,
+    },
 }
 
 /// What `holdfast keys` does.
@@ -135,7 +159,8 @@ fn boot(config: &Config, spans: holdfast_otlp::SpanSink) -> anyhow::Result<Kerne
         BootError::DataDir(_)
         | BootError::Raft(_)
         | BootError::Peers(_)
-        | BootError::SigningKey(_) => Refused(e.to_string()).into(),
+        | BootError::SigningKey(_)
+        | BootError::Tls(_) => Refused(e.to_string()).into(),
         BootError::Metadata(_) | BootError::Cluster(_) => anyhow::Error::new(e),
     })
 }
@@ -175,6 +200,9 @@ fn main() -> ExitCode {
         } => sql_command(&query, admin, config, token.as_deref()),
         Command::Cluster(command) => cluster_command(command),
         Command::Keys(KeysCommand::Public { config }) => keys_public(config),
+        Command::Tls(TlsCommand::Issue { dir, name, hosts }) => {
+            tls::issue(&dir, &name, &hosts).map_err(|e| Refused(e.to_string()).into())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -231,6 +259,7 @@ fn cluster_command(command: ClusterCommand) -> anyhow::Result<()> {
 fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     let config = load_config(file.as_deref())?;
     if check {
+        tls::NodeTls::load(&config).map_err(|e| Refused(e.to_string()))?;
         println!(
             "configuration ok: node {} with {} partitions, data dir {}, admin {}, ingress {}, sql {}",
             config.node.id,
@@ -275,6 +304,7 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
             cors: holdfast_ingress::access::Cors::new(
                 config.ingress.cors_allowed_origins.iter().cloned(),
             ),
+            tls: kernel.tls().ingress.clone(),
             ..holdfast_ingress::IngressConfig::default()
         };
         warn_if_exposed(&config);
@@ -304,6 +334,7 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 ),
                 deployment_allowlist: config.admin.deployment_allowlist.clone(),
             },
+            kernel.tls().admin.clone(),
         ) {
             Ok(admin) => admin,
             Err(e) => {
@@ -337,7 +368,7 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
             }
         };
         let engine = query.clone();
-        let pg = match holdfast_pgwire::PgServer::bind_with_password(
+        let pg = match holdfast_pgwire::PgServer::bind_secured(
             config.sql.bind_address,
             std::sync::Arc::new(move || engine.context()),
             holdfast_pgwire::PgLimits {
@@ -351,11 +382,14 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 max_message_bytes: usize::try_from(config.sql.max_message_bytes)
                     .unwrap_or(usize::MAX),
             },
-            config
-                .sql
-                .password
-                .as_ref()
-                .map(|p| holdfast_pgwire::PgPassword::new(p.expose())),
+            holdfast_pgwire::PgSecurity {
+                password: config
+                    .sql
+                    .password
+                    .as_ref()
+                    .map(|p| holdfast_pgwire::PgPassword::new(p.expose())),
+                tls: kernel.tls().sql.clone(),
+            },
         )
         .await
         {
@@ -416,23 +450,51 @@ fn warn_if_exposed(config: &Config) {
             "ingress",
             config.ingress.bind_address,
             config.ingress.auth_tokens.is_empty(),
+            config.ingress.tls.is_none(),
         ),
         (
             "admin",
             config.admin.bind_address,
             config.admin.auth_tokens.is_empty(),
+            config.admin.tls.is_none(),
+        ),
+        (
+            "sql",
+            config.sql.bind_address,
+            config.sql.password.is_none(),
+            config.sql.tls.is_none(),
         ),
     ];
-    for (name, address, open) in listeners {
-        if open && !address.ip().is_loopback() {
+    for (name, address, open, plain) in listeners {
+        if address.ip().is_loopback() {
+            continue;
+        }
+        if open {
             tracing::warn!(
                 listener = name,
                 %address,
                 "the {name} listener is bound to a non-loopback address without authentication: \
-                 anyone who reaches it can use it; set `{name}.auth_tokens` or \
-                 `{name}.auth_token_file` (docs/security.md)"
+                 anyone who reaches it can use it; set its tokens or password (docs/security.md)"
             );
         }
+        if plain {
+            tracing::warn!(
+                listener = name,
+                %address,
+                "the {name} listener is bound to a non-loopback address without TLS: credentials \
+                 and data cross the network in clear; set `{name}.tls_cert_file` and \
+                 `{name}.tls_key_file` (docs/security.md)"
+            );
+        }
+    }
+    let transport = config.member().address;
+    if config.cluster.tls.is_none() && !transport.ip().is_loopback() {
+        tracing::warn!(
+            %transport,
+            "the node transport listens on a non-loopback address without TLS: anyone who \
+             reaches it can pose as a peer; set `cluster.tls_ca_file`, `cluster.tls_cert_file` \
+             and `cluster.tls_key_file` (docs/security.md)"
+        );
     }
 }
 

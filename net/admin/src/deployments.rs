@@ -69,16 +69,20 @@ fn normalise(uri: &str) -> Result<(String, http::Uri), String> {
         .trim()
         .parse()
         .map_err(|e| format!("`{uri}` is not a valid uri: {e}"))?;
-    if parsed.scheme_str() != Some("http") {
-        return Err(format!(
-            "`{uri}`: only http:// endpoints (HTTP/2 without TLS) are supported"
-        ));
-    }
+    let scheme = match parsed.scheme_str() {
+        Some(scheme @ ("http" | "https")) => scheme,
+        _ => {
+            return Err(format!(
+                "`{uri}`: the endpoint must be http:// (HTTP/2 without TLS) or https:// (HTTP/2 \
+                 over TLS)"
+            ));
+        }
+    };
     let Some(authority) = parsed.authority() else {
         return Err(format!("`{uri}` has no host"));
     };
     let path = parsed.path().trim_end_matches('/');
-    let text = format!("http://{authority}{path}/");
+    let text = format!("{scheme}://{authority}{path}/");
     let parsed = text.parse().map_err(|e| format!("`{uri}`: {e}"))?;
     Ok((text, parsed))
 }

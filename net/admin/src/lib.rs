@@ -198,15 +198,16 @@ async fn not_found(request: actix_web::HttpRequest) -> HttpResponse {
 /// Binds the admin API on `address`, open to everyone, and returns the server to be awaited or
 /// stopped.
 pub fn serve(address: SocketAddr, kernel: Kernel) -> std::io::Result<Server> {
-    serve_with(address, kernel, AdminAccess::default())
+    serve_with(address, kernel, AdminAccess::default(), None)
 }
 
-/// Binds the admin API on `address` with the given tokens and allowlist, and returns the server
-/// to be awaited or stopped.
+/// Binds the admin API on `address` with the given tokens and allowlist, over HTTPS when `tls`
+/// is given, and returns the server to be awaited or stopped.
 pub fn serve_with(
     address: SocketAddr,
     kernel: Kernel,
     access: AdminAccess,
+    tls: Option<holdfast_tls::ServerConfig>,
 ) -> std::io::Result<Server> {
     let data = web::Data::new(kernel);
     let access = web::Data::new(access);
@@ -255,8 +256,10 @@ pub fn serve_with(
     })
     .workers(1)
     .disable_signals()
-    .shutdown_timeout(5)
-    .bind(address)?
-    .run();
-    Ok(server)
+    .shutdown_timeout(5);
+    let server = match tls {
+        Some(tls) => server.bind_rustls_0_23(address, tls)?,
+        None => server.bind(address)?,
+    };
+    Ok(server.run())
 }

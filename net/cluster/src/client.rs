@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWrite;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
@@ -602,20 +603,42 @@ impl Transport {
     }
 }
 
-/// Opens the TCP connection and the HTTP/2 session, and spawns the task that drives it and
-/// closes it when a ping goes unanswered.
+/// Opens the TCP connection (with TLS when configured) and the HTTP/2 session, and spawns the
+/// task that drives it and closes it when a ping goes unanswered.
 async fn open(peer: u64, address: SocketAddr, settings: Settings) -> Result<Conn, CallError> {
     let unreachable = |reason: String| CallError::Unreachable { peer, reason };
     let tcp = TcpStream::connect(address)
         .await
         .map_err(|e| unreachable(format!("connect to {address}: {e}")))?;
     let _ = tcp.set_nodelay(true);
+    let Some(tls) = settings.tls.clone() else {
+        return session(peer, address, tcp, settings).await;
+    };
+    let name = holdfast_tls::ServerName::from(address.ip());
+    let stream = holdfast_tls::TlsConnector::from(tls.client)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| unreachable(format!("TLS handshake with {address}: {e}")))?;
+    session(peer, address, stream, settings).await
+}
+
+/// The HTTP/2 session over an open byte stream, and its driving task.
+async fn session<T>(
+    peer: u64,
+    address: SocketAddr,
+    io: T,
+    settings: Settings,
+) -> Result<Conn, CallError>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let unreachable = |reason: String| CallError::Unreachable { peer, reason };
     let (send, mut connection) = h2::client::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_frame_size(256 * 1024)
         .enable_push(false)
-        .handshake::<_, Bytes>(tcp)
+        .handshake::<_, Bytes>(io)
         .await
         .map_err(|e| unreachable(format!("HTTP/2 handshake with {address}: {e}")))?;
     let closed = Arc::new(watch::channel(false).0);

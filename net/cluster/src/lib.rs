@@ -25,7 +25,7 @@ pub use incarnations::{IncarnationError, Incarnations};
 pub use raft::{GroupNetwork, GroupPeer, RaftService};
 pub use scan::{ScanChunks, ScanError, ScanReply, ScanService};
 pub use server::{ForwardService, Groups, Listener, Published, ServeError};
-pub use wire::{GroupId, Identity, Lane, RaftRpc, Settings, forward_path};
+pub use wire::{GroupId, Identity, Lane, PeerTls, RaftRpc, Settings, forward_path};
 
 /// Test-only: `HOLDFAST_TEST_DIAL_OVERRIDES="2=127.0.0.1:4000,3=127.0.0.1:4001"` makes this node
 /// dial those peers at those addresses (the test harness's fault-injecting proxies).

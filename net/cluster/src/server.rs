@@ -183,16 +183,38 @@ struct Shared {
     incarnations: Option<Arc<crate::Incarnations>>,
 }
 
-/// Serves one peer connection: nothing but a hello is answered until a hello was accepted.
+/// Accepts one peer connection: the TLS handshake first when the transport has TLS (a peer
+/// without a certificate of the cluster's CA is refused here, with a log line naming it).
 async fn connection(tcp: TcpStream, from: SocketAddr, shared: Arc<Shared>) {
-    let settings = &shared.settings;
     let _ = tcp.set_nodelay(true);
+    let Some(tls) = shared.settings.tls.clone() else {
+        return serve_peer(tcp, from, shared).await;
+    };
+    let accept = holdfast_tls::TlsAcceptor::from(tls.server).accept(tcp);
+    match tokio::time::timeout(shared.settings.connect_timeout, accept).await {
+        Ok(Ok(stream)) => serve_peer(stream, from, shared).await,
+        Ok(Err(e)) => warn!(
+            %from,
+            error = %e,
+            "refused a peer connection: TLS handshake failed (is its certificate issued by the \
+             cluster's CA, `cluster.tls_ca_file`?)"
+        ),
+        Err(_) => debug!(%from, "peer TLS handshake timed out"),
+    }
+}
+
+/// Serves one peer connection: nothing but a hello is answered until a hello was accepted.
+async fn serve_peer<T>(io: T, from: SocketAddr, shared: Arc<Shared>)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let settings = &shared.settings;
     let handshake = h2::server::Builder::new()
         .initial_window_size(4 << 20)
         .initial_connection_window_size(16 << 20)
         .max_frame_size(256 * 1024)
         .max_concurrent_streams(1024)
-        .handshake::<_, Bytes>(tcp);
+        .handshake::<_, Bytes>(io);
     let mut conn = match tokio::time::timeout(settings.connect_timeout, handshake).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {

@@ -102,6 +102,25 @@ pub struct Settings {
     /// server sends keepalives while it waits (read barrier, slow disk), so only a stuck peer
     /// or a caller that stopped reading gets here.
     pub scan_idle_timeout: Duration,
+    /// Mutual TLS between nodes; `None`: plain TCP.
+    pub tls: Option<PeerTls>,
+}
+
+/// Mutual TLS of the node transport: both sides present a certificate of the cluster's CA and
+/// accept only peers that do; a client checks the server's certificate against the address it
+/// dialled.
+#[derive(Clone)]
+pub struct PeerTls {
+    /// What this node's listener presents and requires.
+    pub server: std::sync::Arc<holdfast_tls::ServerConfig>,
+    /// What this node presents and trusts when it connects.
+    pub client: std::sync::Arc<holdfast_tls::ClientConfig>,
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerTls")
+    }
 }
 
 impl Default for Settings {
@@ -114,6 +133,7 @@ impl Default for Settings {
             max_message_bytes: 64 << 20,
             snapshot_idle_timeout: Duration::from_secs(10),
             scan_idle_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }

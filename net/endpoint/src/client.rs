@@ -35,6 +35,8 @@ pub struct ClientConfig {
     /// Signs every request (discovery and attempts) with the kernel's key, Restate's identity
     /// scheme `v1`; `None` sends requests unsigned.
     pub signer: Option<Arc<RequestSigner>>,
+    /// Verifies `https://` endpoints (ALPN must offer `h2`); `None`: the system's trust roots.
+    pub tls: Option<Arc<holdfast_tls::ClientConfig>>,
 }
 
 impl Default for ClientConfig {
@@ -46,6 +48,7 @@ impl Default for ClientConfig {
             max_manifest_len: 1024 * 1024,
             send_queue_len: 64,
             signer: None,
+            tls: None,
         }
     }
 }
@@ -82,7 +85,7 @@ impl EndpointClient {
     pub fn new(config: ClientConfig) -> Self {
         EndpointClient {
             inner: Arc::new(Inner {
-                pool: Pool::new(config.connect_timeout),
+                pool: Pool::new(config.connect_timeout, config.tls.clone()),
                 config,
             }),
         }

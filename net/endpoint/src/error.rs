@@ -48,6 +48,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS handshake with an `https://` endpoint failed: its certificate is not trusted or
+    /// not for its host, or it does not offer HTTP/2.
+    #[error("TLS with endpoint {endpoint} failed: {reason}")]
+    Tls {
+        /// The endpoint's `scheme://host:port`.
+        endpoint: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// Connecting (TCP and HTTP/2 preface) took longer than the configured limit.
     #[error("connecting to endpoint {endpoint} timed out after {timeout:?}")]
     ConnectTimeout {

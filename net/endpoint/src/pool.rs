@@ -1,15 +1,17 @@
 //! One shared HTTP/2 connection per endpoint authority: every attempt to an endpoint is a stream on
-//! the same connection, and a connection found dead is replaced on next use.
+//! the same connection, and a connection found dead is replaced on next use. `https://` endpoints
+//! get TLS with ALPN `h2`, their certificate verified against the client's trust roots.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use h2::SendStream;
 use h2::client::{ResponseFuture, SendRequest};
 use http::Request;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
@@ -39,16 +41,37 @@ pub(crate) struct Pool {
     connect_timeout: Duration,
     slots: Mutex<HashMap<Authority, Slot>>,
     opened: AtomicU64,
+    /// TLS for `https://` endpoints: the configured one, or on first use the system's roots.
+    tls: OnceLock<Result<holdfast_tls::TlsConnector, String>>,
 }
 
 impl Pool {
-    /// An empty pool whose connects give up after `connect_timeout`.
-    pub(crate) fn new(connect_timeout: Duration) -> Self {
+    /// An empty pool whose connects give up after `connect_timeout`; `tls` verifies `https://`
+    /// endpoints (`None`: the system's roots, loaded when first needed).
+    pub(crate) fn new(
+        connect_timeout: Duration,
+        tls: Option<Arc<holdfast_tls::ClientConfig>>,
+    ) -> Self {
+        let configured = OnceLock::new();
+        if let Some(config) = tls {
+            let _ = configured.set(Ok(holdfast_tls::TlsConnector::from(config)));
+        }
         Pool {
             connect_timeout,
             slots: Mutex::new(HashMap::new()),
             opened: AtomicU64::new(0),
+            tls: configured,
         }
+    }
+
+    fn connector(&self) -> Result<&holdfast_tls::TlsConnector, String> {
+        let connector = self.tls.get_or_init(|| {
+            let trust = holdfast_tls::Trust::System { extra: None };
+            holdfast_tls::client_config(trust, None, &[holdfast_tls::ALPN_H2])
+                .map(|config| holdfast_tls::TlsConnector::from(Arc::new(config)))
+                .map_err(|e| e.to_string())
+        });
+        connector.as_ref().map_err(Clone::clone)
     }
 
     /// How many connections were established since the pool was created.
@@ -130,35 +153,65 @@ impl Pool {
             if let Err(e) = tcp.set_nodelay(true) {
                 debug!(endpoint = %authority, error = %e, "cannot disable Nagle's algorithm");
             }
-            h2::client::Builder::new()
-                .initial_window_size(STREAM_WINDOW)
-                .initial_connection_window_size(CONNECTION_WINDOW)
-                .enable_push(false)
-                .handshake::<_, Bytes>(tcp)
+            if !authority.is_secure() {
+                return establish(tcp, &endpoint).await;
+            }
+            let tls_error = |reason: String| Error::Tls {
+                endpoint: endpoint.clone(),
+                reason,
+            };
+            let connector = self.connector().map_err(tls_error)?;
+            let name = holdfast_tls::server_name(authority.connect_host())
+                .map_err(|e| tls_error(e.to_string()))?;
+            let tls = connector
+                .connect(name, tcp)
                 .await
-                .map_err(|source| Error::Transport {
-                    endpoint: endpoint.clone(),
-                    source,
-                })
+                .map_err(|e| tls_error(e.to_string()))?;
+            if tls.get_ref().1.alpn_protocol() != Some(holdfast_tls::ALPN_H2) {
+                return Err(tls_error(
+                    "the endpoint does not offer HTTP/2 (ALPN h2) over TLS".to_owned(),
+                ));
+            }
+            establish(tls, &endpoint).await
         };
-        let (send, connection) = tokio::time::timeout(self.connect_timeout, handshake)
+        let (send, alive) = tokio::time::timeout(self.connect_timeout, handshake)
             .await
             .map_err(|_| Error::ConnectTimeout {
                 endpoint: endpoint.clone(),
                 timeout: self.connect_timeout,
             })??;
         let id = self.opened.fetch_add(1, Ordering::Relaxed) + 1;
-        let alive = Arc::new(AtomicBool::new(true));
-        let flag = alive.clone();
-        tokio::spawn(async move {
-            match connection.await {
-                Ok(()) => debug!(%endpoint, id, "HTTP/2 connection closed"),
-                Err(e) if e.is_io() => warn!(%endpoint, id, error = %e, "HTTP/2 connection lost"),
-                Err(e) => debug!(%endpoint, id, error = %e, "HTTP/2 connection ended"),
-            }
-            flag.store(false, Ordering::Release);
-        });
         debug!(endpoint = %authority, id, "HTTP/2 connection established");
         Ok(Conn { id, send, alive })
     }
+}
+
+/// Runs the HTTP/2 handshake over `io` and spawns the connection's driver; the flag turns false
+/// when the connection ends.
+async fn establish<T>(io: T, endpoint: &str) -> Result<(SendRequest<Bytes>, Arc<AtomicBool>), Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, connection) = h2::client::Builder::new()
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .enable_push(false)
+        .handshake::<_, Bytes>(io)
+        .await
+        .map_err(|source| Error::Transport {
+            endpoint: endpoint.to_owned(),
+            source,
+        })?;
+    let alive = Arc::new(AtomicBool::new(true));
+    let flag = alive.clone();
+    let endpoint = endpoint.to_owned();
+    tokio::spawn(async move {
+        match connection.await {
+            Ok(()) => debug!(%endpoint, "HTTP/2 connection closed"),
+            Err(e) if e.is_io() => warn!(%endpoint, error = %e, "HTTP/2 connection lost"),
+            Err(e) => debug!(%endpoint, error = %e, "HTTP/2 connection ended"),
+        }
+        flag.store(false, Ordering::Release);
+    });
+    Ok((send, alive))
 }

@@ -10,9 +10,11 @@ use crate::Error;
 /// Where connections go: one shared HTTP/2 connection exists per authority.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Authority {
+    /// `https://`: the connection is TLS, the certificate checked against the host.
+    secure: bool,
     /// Host as written in the URI, lower-cased (IPv6 literals keep their brackets).
     host: String,
-    /// Port, 80 when the URI has none.
+    /// Port, 80 (443 for https) when the URI has none.
     port: u16,
 }
 
@@ -29,15 +31,24 @@ impl Authority {
     pub(crate) fn port(&self) -> u16 {
         self.port
     }
+
+    /// Whether connections are TLS.
+    pub(crate) fn is_secure(&self) -> bool {
+        self.secure
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.secure { "https" } else { "http" }
+    }
 }
 
 impl fmt::Display for Authority {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}:{}", self.host, self.port)
+        write!(f, "{}://{}:{}", self.scheme(), self.host, self.port)
     }
 }
 
-/// A validated endpoint base URI (`http://host[:port][/prefix]`).
+/// A validated endpoint base URI (`http[s]://host[:port][/prefix]`).
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
     authority: Authority,
@@ -50,22 +61,19 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    /// Checks that `base` is a cleartext HTTP URI with a host and no query, fragment or user info.
+    /// Checks that `base` is an HTTP or HTTPS URI with a host and no query, fragment or user
+    /// info.
     pub(crate) fn parse(base: &Uri) -> Result<Self, Error> {
         let invalid = |reason: &str| Error::InvalidUri {
             uri: base.to_string(),
             reason: reason.to_owned(),
         };
-        match base.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(invalid(
-                    "only cleartext http:// endpoints are supported (HTTP/2 with prior knowledge)",
-                ));
-            }
-            Some(_) => return Err(invalid("the scheme must be http://")),
+        let secure = match base.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            Some(_) => return Err(invalid("the scheme must be http:// or https://")),
             None => return Err(invalid("the URI must be absolute (http://host:port)")),
-        }
+        };
         let Some(authority) = base.authority() else {
             return Err(invalid("the URI has no host"));
         };
@@ -79,10 +87,13 @@ impl Target {
         if host.is_empty() {
             return Err(invalid("the URI has no host"));
         }
-        let port = authority.port_u16().unwrap_or(80);
+        let port = authority
+            .port_u16()
+            .unwrap_or(if secure { 443 } else { 80 });
+        let key = Authority { secure, host, port };
         Ok(Target {
-            authority: Authority { host, port },
-            origin: format!("http://{authority}"),
+            origin: format!("{}://{authority}", key.scheme()),
+            authority: key,
             prefix: base.path().trim_end_matches('/').to_owned(),
             display: base.to_string().trim_end_matches('/').to_owned(),
         })
@@ -152,14 +163,25 @@ mod tests {
     }
 
     #[test]
-    fn only_cleartext_http_is_accepted() {
-        for bad in [
-            "https://h:1",
-            "ftp://h",
-            "/relative",
-            "http://u@h:1",
-            "http://h:1/?q=1",
-        ] {
+    fn https_defaults_to_port_443_and_is_its_own_authority() {
+        let t = target("https://Svc.example.com/api").expect("valid");
+        assert!(t.authority().is_secure());
+        assert_eq!(t.authority().to_string(), "https://svc.example.com:443");
+        assert_ne!(
+            t.authority(),
+            target("http://svc.example.com:443")
+                .expect("valid")
+                .authority()
+        );
+        assert_eq!(
+            t.uri(&t.path("/discover")).expect("uri").to_string(),
+            "https://Svc.example.com/api/discover"
+        );
+    }
+
+    #[test]
+    fn only_http_and_https_are_accepted() {
+        for bad in ["ftp://h", "/relative", "http://u@h:1", "http://h:1/?q=1"] {
             assert!(
                 matches!(target(bad), Err(Error::InvalidUri { .. })),
                 "{bad}"

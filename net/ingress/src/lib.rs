@@ -93,6 +93,8 @@ pub struct IngressConfig {
     pub auth: access::BearerAuth,
     /// Origins that get CORS headers and preflight answers; none by default.
     pub cors: access::Cors,
+    /// With a TLS configuration the listener speaks HTTPS (HTTP/2 or HTTP/1.1 by ALPN) only.
+    pub tls: Option<holdfast_tls::ServerConfig>,
 }
 
 impl IngressConfig {
@@ -112,6 +114,7 @@ impl Default for IngressConfig {
             spans: holdfast_otlp::SpanSink::disabled(),
             auth: access::BearerAuth::default(),
             cors: access::Cors::default(),
+            tls: None,
         }
     }
 }
@@ -152,6 +155,7 @@ fn build(
     let metrics = config.metrics.clone();
     let auth = config.auth.clone();
     let cors = config.cors.clone();
+    let tls = config.tls.clone();
     let state = web::Data::new(handler::State {
         inflight: input::Budget::new(config.max_inflight_bytes),
         config,
@@ -207,9 +211,11 @@ fn build(
     .workers(workers)
     .disable_signals()
     .shutdown_timeout(5);
-    let server = match bind {
-        Bind::Address(address) => server.bind(address)?,
-        Bind::Listener(listener) => server.listen(listener)?,
+    let server = match (bind, tls) {
+        (Bind::Address(address), None) => server.bind(address)?,
+        (Bind::Address(address), Some(tls)) => server.bind_rustls_0_23(address, tls)?,
+        (Bind::Listener(listener), None) => server.listen(listener)?,
+        (Bind::Listener(listener), Some(tls)) => server.listen_rustls_0_23(listener, tls)?,
     };
     Ok(server.run())
 }
