@@ -2,7 +2,11 @@
 //! ingress (`/health` stays open), CORS only for listed origins, registration only inside the
 //! allowlist, and a data dir nobody else can read.
 
-use holdfast_e2e::{NodeFiles, Response, ServiceProcess, free_port, http, terminate, wait_healthy};
+use std::time::Duration;
+
+use holdfast_e2e::{
+    NodeFiles, Response, ServiceProcess, free_port, http, poll, terminate, wait_healthy,
+};
 
 const FIXTURE: &str = "tests/e2e/fixtures/counter-as-service.mjs";
 const ADMIN_TOKENS: &str = r#"auth_tokens = ["admin-old", "admin-new"]"#;
@@ -263,6 +267,45 @@ fn the_data_dir_is_private() {
     assert_eq!(mode(&files.data_dir.join("node.json")), 0o600);
     let (status, stderr) = terminate(node);
     assert!(status.success(), "{stderr}");
+}
+
+#[test]
+fn a_rewritten_token_file_rotates_tokens_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = dir.path().join("admin.tokens");
+    std::fs::write(&tokens, "# current\nfirst-token\n").expect("write tokens");
+    let line = format!("auth_token_file = {:?}", tokens.display().to_string());
+    let files = files(&line, "");
+    let mut node = files.serve();
+    wait_healthy(files.admin, &mut node);
+    let status = |token: &str| {
+        let header = bearer(token);
+        http(
+            files.admin,
+            "GET",
+            "/deployments",
+            &[("authorization", &header)],
+            "",
+        )
+        .expect("admin")
+        .status
+    };
+    assert_eq!(status("first-token"), 200);
+    assert_eq!(status("second-token"), 401);
+    // Rotation: the new token joins, then the old one leaves; no restart in between.
+    std::fs::write(&tokens, "first-token\nsecond-token\n").expect("write tokens");
+    poll("the second token", Duration::from_secs(10), || {
+        (status("second-token") == 200).then_some(())
+    });
+    assert_eq!(status("first-token"), 200);
+    std::fs::write(&tokens, "second-token\n").expect("write tokens");
+    poll(
+        "the first token to be revoked",
+        Duration::from_secs(10),
+        || (status("first-token") == 401).then_some(()),
+    );
+    assert_eq!(status("second-token"), 200);
+    drop(node);
 }
 
 #[test]

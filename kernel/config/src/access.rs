@@ -18,13 +18,16 @@ use crate::layer::Sourced;
 pub struct Ingress {
     /// Address to bind; port 0 asks the OS for an ephemeral port.
     pub bind_address: SocketAddr,
-    /// Bearer tokens accepted, from `auth_tokens` and the lines of `auth_token_file`; empty:
-    /// no authentication.
+    /// Bearer tokens accepted from `auth_tokens`; with the file's tokens, empty: no
+    /// authentication.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub auth_tokens: Vec<Token>,
-    /// The file the tokens of `auth_token_file` were read from (one per line), if any.
+    /// The file of further tokens (one per line), re-read while the node runs, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token_file: Option<PathBuf>,
+    /// The tokens `auth_token_file` held when the configuration was loaded.
+    #[serde(skip)]
+    pub file_tokens: Vec<Token>,
     /// Origins (`scheme://host[:port]`, exact match, or `*`) that get CORS headers; empty: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cors_allowed_origins: Vec<String>,
@@ -39,13 +42,16 @@ pub struct Ingress {
 pub struct Admin {
     /// Address to bind; port 0 asks the OS for an ephemeral port.
     pub bind_address: SocketAddr,
-    /// Bearer tokens accepted, from `auth_tokens` and the lines of `auth_token_file`; empty:
-    /// no authentication.
+    /// Bearer tokens accepted from `auth_tokens`; with the file's tokens, empty: no
+    /// authentication.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub auth_tokens: Vec<Token>,
-    /// The file the tokens of `auth_token_file` were read from (one per line), if any.
+    /// The file of further tokens (one per line), re-read while the node runs, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token_file: Option<PathBuf>,
+    /// The tokens `auth_token_file` held when the configuration was loaded.
+    #[serde(skip)]
+    pub file_tokens: Vec<Token>,
     /// The networks and host names `POST /deployments` may register endpoints on; empty: any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deployment_allowlist: Vec<HostPattern>,
@@ -313,33 +319,28 @@ pub(crate) fn origins(
     Ok(items)
 }
 
-/// Every token of a listener: the inline ones, then those of the token file (one per line;
-/// blank lines and lines starting with `#` are skipped). The file must exist, be readable and
+/// The tokens of a listener's token file, if it names one. The file must exist, be readable and
 /// hold at least one token.
-pub(crate) fn resolve_tokens(
-    inline: Option<Sourced<Vec<Token>>>,
-    file: Option<&Sourced<PathBuf>>,
-    file_key: &str,
-) -> Result<Vec<Token>, Error> {
-    let mut tokens = inline.map(|t| t.value).unwrap_or_default();
-    if let Some(file) = file {
-        tokens.extend(read_token_file(&file.value, &file.origin, file_key)?);
-    }
-    Ok(tokens)
+pub(crate) fn file_tokens(file: Option<&Sourced<PathBuf>>, key: &str) -> Result<Vec<Token>, Error> {
+    let Some(file) = file else {
+        return Ok(Vec::new());
+    };
+    read_token_file(&file.value).map_err(|expected| Error::InvalidValue {
+        origin: file.origin.clone(),
+        key: key.to_owned(),
+        value: format!("{:?}", file.value.display().to_string()),
+        expected,
+    })
 }
 
-fn read_token_file(path: &Path, origin: &Origin, key: &str) -> Result<Vec<Token>, Error> {
-    let refuse = |expected: String| Error::InvalidValue {
-        origin: origin.clone(),
-        key: key.to_owned(),
-        value: format!("{:?}", path.display().to_string()),
-        expected,
-    };
+/// The tokens of a token file: one per line, blank lines and lines starting with `#` skipped; a
+/// file without any is refused. `Err` says what the file should be, for an error message.
+pub fn read_token_file(path: &Path) -> Result<Vec<Token>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        refuse(format!(
+        format!(
             "a readable file of tokens, one per line (reading {} failed: {e})",
             path.display()
-        ))
+        )
     })?;
     let mut tokens = Vec::new();
     for (number, line) in text.lines().enumerate() {
@@ -348,19 +349,19 @@ fn read_token_file(path: &Path, origin: &Origin, key: &str) -> Result<Vec<Token>
             continue;
         }
         if !token_ok(line) {
-            return Err(refuse(format!(
+            return Err(format!(
                 "one token of visible ASCII characters per line (line {} of {} is not)",
                 number + 1,
                 path.display()
-            )));
+            ));
         }
         tokens.push(Token(line.to_owned()));
     }
     if tokens.is_empty() {
-        return Err(refuse(format!(
+        return Err(format!(
             "a file holding at least one token ({} holds none)",
             path.display()
-        )));
+        ));
     }
     Ok(tokens)
 }

@@ -27,7 +27,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use access::{Admin, HostPattern, Ingress, Token};
+pub use access::{Admin, HostPattern, Ingress, Token, read_token_file};
 pub use error::{Error, Origin};
 pub use sql_password::SqlPassword;
 

@@ -98,6 +98,7 @@ fn default_config() -> Config {
             bind_address: addr("127.0.0.1:8080"),
             auth_tokens: Vec::new(),
             auth_token_file: None,
+            file_tokens: Vec::new(),
             cors_allowed_origins: Vec::new(),
             tls: None,
         },
@@ -105,6 +106,7 @@ fn default_config() -> Config {
             bind_address: addr("127.0.0.1:9070"),
             auth_tokens: Vec::new(),
             auth_token_file: None,
+            file_tokens: Vec::new(),
             deployment_allowlist: Vec::new(),
             tls: None,
         },
@@ -1847,13 +1849,10 @@ fn auth_token_files_add_their_lines() -> TestResult {
         tokens.display().to_string()
     );
     let config = ok(Some(&toml), &[]);
+    assert_eq!(config.admin.auth_tokens, vec![Token::new("inline")]);
     assert_eq!(
-        config.admin.auth_tokens,
-        vec![
-            Token::new("inline"),
-            Token::new("first"),
-            Token::new("second")
-        ]
+        config.admin.file_tokens,
+        vec![Token::new("first"), Token::new("second")]
     );
     assert_eq!(config.admin.auth_token_file, Some(tokens.clone()));
     let var = tokens.display().to_string();
@@ -1861,8 +1860,9 @@ fn auth_token_files_add_their_lines() -> TestResult {
         None,
         &[("HOLDFAST__INGRESS__AUTH_TOKEN_FILE", var.as_str())],
     );
+    assert!(config.ingress.auth_tokens.is_empty());
     assert_eq!(
-        config.ingress.auth_tokens,
+        config.ingress.file_tokens,
         vec![Token::new("first"), Token::new("second")]
     );
     Ok(())

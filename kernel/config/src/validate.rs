@@ -228,11 +228,12 @@ fn access(merged: &mut Partial) -> Result<(Ingress, Admin), Error> {
     let admin_file = merged.admin_auth_token_file.take();
     let ingress = Ingress {
         bind_address: unbound,
-        auth_tokens: crate::access::resolve_tokens(
-            merged.ingress_auth_tokens.take(),
-            ingress_file.as_ref(),
-            "ingress.auth_token_file",
-        )?,
+        auth_tokens: merged
+            .ingress_auth_tokens
+            .take()
+            .map(|t| t.value)
+            .unwrap_or_default(),
+        file_tokens: crate::access::file_tokens(ingress_file.as_ref(), "ingress.auth_token_file")?,
         auth_token_file: ingress_file.map(|f| f.value),
         cors_allowed_origins: merged
             .ingress_cors_allowed_origins
@@ -243,11 +244,12 @@ fn access(merged: &mut Partial) -> Result<(Ingress, Admin), Error> {
     };
     let admin = Admin {
         bind_address: unbound,
-        auth_tokens: crate::access::resolve_tokens(
-            merged.admin_auth_tokens.take(),
-            admin_file.as_ref(),
-            "admin.auth_token_file",
-        )?,
+        auth_tokens: merged
+            .admin_auth_tokens
+            .take()
+            .map(|t| t.value)
+            .unwrap_or_default(),
+        file_tokens: crate::access::file_tokens(admin_file.as_ref(), "admin.auth_token_file")?,
         auth_token_file: admin_file.map(|f| f.value),
         deployment_allowlist: merged
             .admin_deployment_allowlist

@@ -298,8 +298,10 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
         let ingress_config = holdfast_ingress::IngressConfig {
             spans: spans.clone(),
             max_body_bytes: config.invocation.max_message_bytes,
-            auth: holdfast_ingress::access::BearerAuth::new(
-                config.ingress.auth_tokens.iter().map(|t| t.expose()),
+            auth: bearer_auth(
+                &config.ingress.auth_tokens,
+                config.ingress.auth_token_file.as_ref(),
+                &config.ingress.file_tokens,
             ),
             cors: holdfast_ingress::access::Cors::new(
                 config.ingress.cors_allowed_origins.iter().cloned(),
@@ -329,8 +331,10 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 log: kernel.raft_log().clone(),
             },
             holdfast_admin::AdminAccess {
-                auth: holdfast_ingress::access::BearerAuth::new(
-                    config.admin.auth_tokens.iter().map(|t| t.expose()),
+                auth: bearer_auth(
+                    &config.admin.auth_tokens,
+                    config.admin.auth_token_file.as_ref(),
+                    &config.admin.file_tokens,
                 ),
                 deployment_allowlist: config.admin.deployment_allowlist.clone(),
             },
@@ -444,18 +448,38 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
 
 /// Warns about an HTTP listener bound beyond loopback that lets anyone in: whoever reaches the
 /// address can invoke services (ingress) or register, kill and query (admin).
+/// A listener's tokens: the inline ones, and those of its token file, re-read when it changes.
+fn bearer_auth(
+    inline: &[holdfast_config::Token],
+    file: Option<&PathBuf>,
+    file_tokens: &[holdfast_config::Token],
+) -> holdfast_ingress::access::BearerAuth {
+    let auth = holdfast_ingress::access::BearerAuth::new(inline.iter().map(|t| t.expose()));
+    let Some(file) = file else {
+        return auth;
+    };
+    auth.with_token_file(
+        file.clone(),
+        file_tokens.iter().map(|t| t.expose()),
+        |path| {
+            holdfast_config::read_token_file(path)
+                .map(|tokens| tokens.iter().map(|t| t.expose().to_owned()).collect())
+        },
+    )
+}
+
 fn warn_if_exposed(config: &Config) {
     let listeners = [
         (
             "ingress",
             config.ingress.bind_address,
-            config.ingress.auth_tokens.is_empty(),
+            config.ingress.auth_tokens.is_empty() && config.ingress.auth_token_file.is_none(),
             config.ingress.tls.is_none(),
         ),
         (
             "admin",
             config.admin.bind_address,
-            config.admin.auth_tokens.is_empty(),
+            config.admin.auth_tokens.is_empty() && config.admin.auth_token_file.is_none(),
             config.admin.tls.is_none(),
         ),
         (

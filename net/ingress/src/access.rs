@@ -4,24 +4,85 @@
 //! Tokens are compared in constant time: each configured token and the presented one are
 //! hashed (SHA-256, so lengths do not leak either) and the digests compared byte by byte without
 //! an early exit; every configured token is tried, so several are accepted at once while
-//! clients rotate from one to the next.
+//! clients rotate from one to the next. A token file is re-read when it changes (checked at most
+//! once a second, on requests), so tokens rotate without a restart.
 
 use actix_web::HttpResponse;
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How often, at most, a token file is checked for changes.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// Reads a token file: its tokens, or why it is not usable.
+pub type ReadTokens = fn(&Path) -> Result<Vec<String>, String>;
 
 /// The bearer tokens a listener accepts; empty: every request is let in.
 #[derive(Clone, Default)]
 pub struct BearerAuth {
-    /// SHA-256 of each accepted token.
+    /// SHA-256 of each token given inline.
     digests: Vec<[u8; 32]>,
+    /// A token file whose current tokens are accepted too.
+    file: Option<Arc<TokenFile>>,
+}
+
+/// A token file and the digests of the tokens it held when last read.
+struct TokenFile {
+    path: PathBuf,
+    read: ReadTokens,
+    state: Mutex<FileState>,
+}
+
+struct FileState {
+    digests: Arc<Vec<[u8; 32]>>,
+    stamp: (Option<SystemTime>, u64),
+    checked: Instant,
+}
+
+fn stamp(path: &Path) -> (Option<SystemTime>, u64) {
+    std::fs::metadata(path).map_or((None, 0), |m| (m.modified().ok(), m.len()))
+}
+
+impl TokenFile {
+    /// The file's tokens, re-read first if it changed since the last check; a file that no
+    /// longer reads keeps its previous tokens (and says so in the log).
+    fn digests(&self) -> Arc<Vec<[u8; 32]>> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.checked.elapsed() >= RECHECK {
+            state.checked = Instant::now();
+            let now = stamp(&self.path);
+            if now != state.stamp {
+                state.stamp = now;
+                match (self.read)(&self.path) {
+                    Ok(tokens) => {
+                        tracing::info!(file = %self.path.display(), tokens = tokens.len(), "token file reloaded");
+                        state.digests =
+                            Arc::new(tokens.iter().map(|t| digest(t.as_bytes())).collect());
+                    }
+                    Err(reason) => tracing::warn!(
+                        file = %self.path.display(),
+                        %reason,
+                        "the changed token file does not read; its previous tokens stay accepted"
+                    ),
+                }
+            }
+        }
+        state.digests.clone()
+    }
 }
 
 impl fmt::Debug for BearerAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BearerAuth({} token(s))", self.digests.len())
+        write!(f, "BearerAuth({} token(s)", self.digests.len())?;
+        if let Some(file) = &self.file {
+            write!(f, " + {}", file.path.display())?;
+        }
+        f.write_str(")")
     }
 }
 
@@ -33,12 +94,37 @@ impl BearerAuth {
                 .into_iter()
                 .map(|t| digest(t.as_ref().as_bytes()))
                 .collect(),
+            file: None,
         }
+    }
+
+    /// Also accepts the tokens of `path` (`initial`: what it holds now), re-read with `read`
+    /// whenever the file changes.
+    pub fn with_token_file<T: AsRef<str>>(
+        mut self,
+        path: PathBuf,
+        initial: impl IntoIterator<Item = T>,
+        read: ReadTokens,
+    ) -> BearerAuth {
+        let digests = initial
+            .into_iter()
+            .map(|t| digest(t.as_ref().as_bytes()))
+            .collect();
+        self.file = Some(Arc::new(TokenFile {
+            state: Mutex::new(FileState {
+                digests: Arc::new(digests),
+                stamp: stamp(&path),
+                checked: Instant::now(),
+            }),
+            path,
+            read,
+        }));
+        self
     }
 
     /// Whether requests need a token.
     pub fn enabled(&self) -> bool {
-        !self.digests.is_empty()
+        !self.digests.is_empty() || self.file.is_some()
     }
 
     /// Whether `headers` carry `Authorization: Bearer <one of the tokens>` (always true when
@@ -55,9 +141,15 @@ impl BearerAuth {
             return false;
         };
         let presented = digest(presented.as_bytes());
+        let from_file = self
+            .file
+            .as_ref()
+            .map(|file| file.digests())
+            .unwrap_or_default();
         // No early exit: every configured token is compared in full.
         self.digests
             .iter()
+            .chain(from_file.iter())
             .fold(false, |found, d| found | equal(d, &presented))
     }
 }
@@ -206,6 +298,33 @@ mod tests {
         assert!(!auth.permits(&HeaderMap::new()));
         assert!(BearerAuth::new(Vec::<String>::new()).permits(&HeaderMap::new()));
         assert!(!format!("{auth:?}").contains("old"));
+    }
+
+    #[test]
+    fn a_changed_token_file_replaces_its_tokens_and_a_broken_one_keeps_them() {
+        fn read(path: &Path) -> Result<Vec<String>, String> {
+            let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+            let tokens: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+            if tokens.is_empty() {
+                return Err("no tokens".to_owned());
+            }
+            Ok(tokens)
+        }
+        let dir = std::env::temp_dir().join(format!("holdfast-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("tokens");
+        std::fs::write(&path, "first").expect("write");
+        let auth = BearerAuth::new(["inline"]).with_token_file(path.clone(), ["first"], read);
+        assert!(auth.permits(&with_authorization("Bearer first")));
+        std::fs::write(&path, "second third").expect("write");
+        std::thread::sleep(RECHECK + Duration::from_millis(50));
+        assert!(auth.permits(&with_authorization("Bearer second")));
+        assert!(!auth.permits(&with_authorization("Bearer first")));
+        assert!(auth.permits(&with_authorization("Bearer inline")));
+        std::fs::write(&path, "").expect("write");
+        std::thread::sleep(RECHECK + Duration::from_millis(50));
+        assert!(auth.permits(&with_authorization("Bearer third")));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
