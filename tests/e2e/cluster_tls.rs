@@ -9,10 +9,11 @@
 //!   through nodes 1, 3 and 2 (counts running on across nodes, a call crossing partitions), and
 //!   no node refuses a peer; a plaintext connection to a node's transport is refused.
 //! - `a_node_without_a_certificate_of_the_cluster_ca_is_refused`: node 3 has a certificate of
-//!   another CA and an otherwise identical config. Nodes 1 and 2 form a quorum and serve calls,
-//!   they and node 3 log the refused TLS handshakes, and for several seconds node 3 stays cut
-//!   off: no node reports a connection to or from it, it sees no leader and its replicas never
-//!   receive an entry, it never learns the deployment, and its ingress serves no call.
+//!   another CA and an otherwise identical config (it trusts the cluster's CA too). Nodes 1
+//!   and 2 form a quorum and serve calls; node 1 or 2 rejects node 3's client certificate and
+//!   node 3 logs the handshakes the others abort; for several seconds node 3 stays cut off: no
+//!   node reports a connection to or from it, it sees no leader and no leader sees its
+//!   replicas apply an entry, it never learns the deployment, and its ingress serves no call.
 //!
 //! The harness writes every node's config; the `[cluster] tls_*` keys differ per node and must
 //! sit in the `[cluster]` table (which `ClusterOptions::extra_toml`, appended after `[log]`,
@@ -23,7 +24,7 @@ use holdfast_e2e::cluster::{Cluster, ClusterOptions, ClusterView};
 use holdfast_e2e::{ServiceProcess, free_port, holdfast_bin, http, http_get, poll, register};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -79,29 +80,36 @@ fn issue(dir: &Path, name: &str, host: &str) {
     );
 }
 
-/// Three nodes (the default options) on mutual TLS: node `i` gets a certificate for the IP of
-/// its cluster address from the CA directory `ca_dirs[i - 1]` (relative to the cluster's
-/// directory) and trusts that directory's CA. Returns once every node's admin API answers.
-fn start_with_tls(ca_dirs: [&str; 3]) -> Logged {
+/// Three nodes (the default options) on mutual TLS: every node trusts the cluster's CA (the
+/// one in `ca/` under the cluster's directory) and node `i` presents a certificate for the IP
+/// of its cluster address, issued by the CA in the directory `issuers[i - 1]` (`"ca"` for the
+/// cluster's own; any other name is a CA of its own). Returns once every admin API answers.
+fn start_with_tls(issuers: [&str; 3]) -> Logged {
     let cluster = Logged(Cluster::start(ClusterOptions {
         deferred: vec![1, 2, 3],
         ..ClusterOptions::default()
     }));
-    for (node, ca_dir) in cluster.nodes().iter().zip(ca_dirs) {
-        let dir = cluster.dir().join(ca_dir);
+    let path = |file: PathBuf| file.display().to_string();
+    let cluster_ca = cluster.dir().join("ca");
+    for (node, issuer) in cluster.nodes().iter().zip(issuers) {
+        let dir = cluster.dir().join(issuer);
         let name = format!("node-{}", node.id());
         issue(&dir, &name, &node.addrs().raft.ip().to_string());
         let keys = format!(
             "[cluster]\ntls_ca_file = {:?}\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
-            dir.join("ca.pem").display().to_string(),
-            dir.join(format!("{name}.pem")).display().to_string(),
-            dir.join(format!("{name}-key.pem")).display().to_string(),
+            path(cluster_ca.join("ca.pem")),
+            path(dir.join(format!("{name}.pem"))),
+            path(dir.join(format!("{name}-key.pem"))),
         );
         let text = std::fs::read_to_string(node.config()).expect("read node config");
         assert!(text.contains("[cluster]\n"), "{text}");
         std::fs::write(node.config(), text.replacen("[cluster]\n", &keys, 1))
             .expect("write node config");
     }
+    assert!(
+        cluster_ca.join("ca.pem").exists(),
+        "no node has a certificate of the cluster's CA"
+    );
     for node in cluster.nodes() {
         node.start();
     }
@@ -219,11 +227,10 @@ fn a_cluster_with_mutual_tls_forms_and_serves() {
         .expect("send a preface");
     let mut answer = Vec::new();
     let _ = plain.read_to_end(&mut answer);
-    println!("DEBUG plaintext answer: {answer:?}");
-    println!("DEBUG view 1: {:?}", view(&cluster, 1));
+    // Nothing but (at most) a TLS alert record (content type 21) before the listener hangs up.
     assert!(
-        !answer.starts_with(&[0, 0]) && !answer.windows(4).any(|w| w == b"HTTP"),
-        "a plaintext client got an HTTP/2 or HTTP answer: {answer:?}"
+        answer.is_empty() || answer[0] == 21,
+        "a plaintext client got something other than a TLS alert: {answer:?}"
     );
     cluster.node(1).log().wait_until(
         "node 1 to refuse the plaintext connection",
@@ -236,8 +243,9 @@ fn a_cluster_with_mutual_tls_forms_and_serves() {
 #[test]
 fn a_node_without_a_certificate_of_the_cluster_ca_is_refused() {
     let started = Instant::now();
-    // Node 3's certificate is as valid as the others' (same IP, same key usages, a CA with the
-    // same name) but signed by another CA, which node 3 also trusts instead of the cluster's.
+    // Node 3's certificate is as well-formed as the others' (same IP, same key usages, an
+    // issuer with the same name) but signed by another CA; like every node, it trusts the
+    // cluster's CA (its config differs from the others' only in the certificate and key).
     let cluster = start_with_tls(["ca", "ca", "rogue-ca"]);
 
     // Nodes 1 and 2 are a quorum of every group (RF 3): every partition gets a leader among
@@ -258,15 +266,25 @@ fn a_node_without_a_certificate_of_the_cluster_ca_is_refused() {
         );
     }
 
-    // Each side's handshake fails: the dialling node rejects the other's server certificate,
-    // and the listener logs the aborted handshake. So nodes 1 and 2 log node 3's attempts,
-    // and node 3 logs theirs.
-    let refused_by_1_or_2 = poll("node 1 or 2 to refuse node 3", PATIENCE, || {
-        [1u64, 2]
-            .into_iter()
-            .find(|id| cluster.node(*id).log().count(REFUSED) > 0)
-    });
-    println!("node {refused_by_1_or_2} refused node 3");
+    // Both directions fail. Node 3 dialling node 1 or 2 accepts their certificate (it trusts
+    // the cluster's CA), presents its own, and the listener rejects it: that node logs the
+    // refusal with rustls's reason ("invalid peer certificate"), proving the listener checks
+    // a client's certificate itself. Node 1 or 2 dialling node 3 rejects node 3's server
+    // certificate and aborts, so node 3's listener logs a refusal too.
+    let (refused_by, line) = poll(
+        "node 1 or 2 to reject node 3's certificate",
+        PATIENCE,
+        || {
+            [1u64, 2].into_iter().find_map(|id| {
+                let lines = cluster.node(id).log().lines();
+                let line = lines
+                    .into_iter()
+                    .find(|l| l.contains(REFUSED) && l.contains("invalid peer certificate"))?;
+                Some((id, line))
+            })
+        },
+    );
+    println!("node {refused_by} rejected node 3: {line}");
     cluster
         .node(3)
         .log()
@@ -277,7 +295,8 @@ fn a_node_without_a_certificate_of_the_cluster_ca_is_refused() {
     // For several seconds, after the others have served calls: node 3 takes no part. Sampled
     // repeatedly, each of these holds every time:
     // - no connection between node 3 and the others in either direction (`alive` is "this node
-    //   has an open, handshaken connection to that peer"), while 1 and 2 are connected;
+    //   has an open connection to that peer that passed TLS and the hello"; 1 and 2 may
+    //   be briefly disconnected from each other on a loaded machine, so that is not asserted);
     // - node 3 knows no leader of any partition (it cannot win an election without a vote
     //   from 1 or 2, and no leader's append reaches it);
     // - no leader reports that node 3's replica has applied any entry of its partition;
@@ -287,8 +306,10 @@ fn a_node_without_a_certificate_of_the_cluster_ca_is_refused() {
     let mut samples = 0;
     while Instant::now() < until {
         let views: Vec<ClusterView> = (1..=3).map(|id| view(&cluster, id)).collect();
-        assert_eq!(alive(&views[0]), [1, 2], "node 1's view: {:?}", views[0]);
-        assert_eq!(alive(&views[1]), [1, 2], "node 2's view: {:?}", views[1]);
+        for id in [1, 2] {
+            let seen = &views[id - 1];
+            assert!(!alive(seen).contains(&3), "node {id}'s view: {seen:?}");
+        }
         assert_eq!(alive(&views[2]), [3], "node 3's view: {:?}", views[2]);
         for seen in &views[2].partitions {
             assert_eq!(seen.leader, None, "node 3 knows a leader: {seen:?}");
@@ -310,11 +331,6 @@ fn a_node_without_a_certificate_of_the_cluster_ca_is_refused() {
         samples += 1;
         std::thread::sleep(Duration::from_millis(250));
     }
-    for id in 1..=3 {
-        println!("DEBUG view {id}: {:?}", view(&cluster, id));
-    }
-    println!("DEBUG node3 log:\n{}", cluster.node(3).log().text());
-    println!("DEBUG node1 log:\n{}", cluster.node(1).log().text());
     let (status, body) = call(&cluster, 3, "/greeter/Ada/greet", "");
     assert_ne!(status, 200, "a call through node 3 succeeded: {body}");
     println!(

@@ -1,6 +1,6 @@
 //! TLS on every listener of a node, with certificates made by `holdfast tls issue`: curl reaches
 //! the admin API and the ingress over HTTPS only, psql connects with `sslmode=verify-full` and is
-//! refused in plaintext, the kernel calls an `https://` endpoint it trusts through
+//! refused in plaintext, `holdfast sql` verifies the admin API with `--ca-file`, the kernel calls an `https://` endpoint it trusts through
 //! `invocation.endpoint_tls_ca_file` (and refuses one it does not trust), a certificate replaced
 //! on disk is served without a restart, and a key that does not load stops the start.
 
@@ -149,6 +149,20 @@ fn every_listener_speaks_tls_and_https_endpoints_are_verified() {
     );
     assert!(ok, "{err}");
     assert!(out.contains(" 1\n"), "{out}");
+    // So does the command line, given the CA (it reads the admin address and TLS from the file).
+    let ca_arg = ca.to_str().expect("utf-8");
+    let query = "SELECT count(*) AS greeted FROM sys_invocation";
+    let output = files.run(&["sql", query, "--ca-file", ca_arg]);
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        table.contains("greeted") && table.contains(" 1\n"),
+        "{table}"
+    );
     let (ok, _, err) = psql(
         files.sql,
         &["SELECT 1"],

@@ -1,28 +1,36 @@
 //! The command line's client of a node's admin API: `holdfast sql "…"` (`POST /query`, printed
 //! as an aligned table, the way psql does) and `holdfast cluster status` (`GET /cluster`).
 //! Both send `Authorization: Bearer <token>` when given a token (`--token` or
-//! `HOLDFAST_ADMIN_TOKEN`), for a node with `admin.auth_tokens` set.
+//! `HOLDFAST_ADMIN_TOKEN`), for a node with `admin.auth_tokens` set, and speak HTTPS to an admin
+//! API with a certificate (trusting `--ca-file` or the system's roots).
 
 use anyhow::{Context as _, bail};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Sends `query` to the admin API at `admin` (with `token`, if any) and returns the rendered
-/// table.
-pub fn sql(admin: SocketAddr, query: &str, token: Option<&str>) -> anyhow::Result<String> {
-    let body = serde_json::json!({ "query": query }).to_string();
-    request(admin, "POST", "/query", "text/plain", &body, token)
+/// Where the admin API is and how to talk to it.
+pub struct Admin<'a> {
+    /// Its address.
+    pub address: SocketAddr,
+    /// The bearer token to send, if any.
+    pub token: Option<&'a str>,
+    /// HTTPS, trusting these CA certificates (`None`: the system's roots); `None` outside:
+    /// plain HTTP.
+    pub https: Option<Option<&'a Path>>,
 }
 
-/// `GET /cluster` of the admin API at `admin` (with `token`, if any), rendered as tables (or the
-/// JSON itself).
-pub fn cluster_status(
-    admin: SocketAddr,
-    json: bool,
-    token: Option<&str>,
-) -> anyhow::Result<String> {
-    let body = request(admin, "GET", "/cluster", "application/json", "", token)?;
+/// Sends `query` to the admin API and returns the rendered table.
+pub fn sql(admin: &Admin<'_>, query: &str) -> anyhow::Result<String> {
+    let body = serde_json::json!({ "query": query }).to_string();
+    request(admin, "POST", "/query", "text/plain", &body)
+}
+
+/// `GET /cluster` of the admin API, rendered as tables (or the JSON itself).
+pub fn cluster_status(admin: &Admin<'_>, json: bool) -> anyhow::Result<String> {
+    let body = request(admin, "GET", "/cluster", "application/json", "")?;
     if json {
         return Ok(body + "\n");
     }
@@ -90,26 +98,55 @@ fn render_cluster(view: &serde_json::Value) -> String {
 }
 
 /// One request to the admin API; the body of a 200 answer, or the error's message.
+/// A byte stream to the admin API: TCP, or TLS over it.
+trait Wire: Read + Write {}
+impl<T: Read + Write> Wire for T {}
+
+/// Connects to the admin API, with TLS when it speaks HTTPS.
+fn connect(admin: &Admin<'_>) -> anyhow::Result<Box<dyn Wire>> {
+    let address = admin.address;
+    let tcp = TcpStream::connect_timeout(&address, Duration::from_secs(5))
+        .with_context(|| format!("cannot reach the admin API at {address}"))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(600)))?;
+    let Some(ca) = admin.https else {
+        return Ok(Box::new(tcp));
+    };
+    let trust = match ca {
+        Some(ca) => holdfast_tls::Trust::Only(ca),
+        None => holdfast_tls::Trust::System { extra: None },
+    };
+    let config = holdfast_tls::client_config(trust, None, &[holdfast_tls::ALPN_HTTP1])?;
+    let name = holdfast_tls::ServerName::from(address.ip());
+    let connection = holdfast_tls::ClientConnection::new(Arc::new(config), name)
+        .context("cannot start TLS with the admin API")?;
+    Ok(Box::new(holdfast_tls::StreamOwned::new(connection, tcp)))
+}
+
 fn request(
-    admin: SocketAddr,
+    admin: &Admin<'_>,
     method: &str,
     path: &str,
     accept: &str,
     body: &str,
-    token: Option<&str>,
 ) -> anyhow::Result<String> {
+    let token = admin.token;
     let authorization = authorization(token)?;
-    let mut stream = TcpStream::connect_timeout(&admin, Duration::from_secs(5))
-        .with_context(|| format!("cannot reach the admin API at {admin}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(600)))?;
+    let address = admin.address;
+    let mut stream = connect(admin)?;
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nhost: {admin}\r\nconnection: close\r\naccept: {accept}\r\n\
+        "{method} {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\naccept: {accept}\r\n\
          content-type: application/json\r\n{authorization}content-length: {}\r\n\r\n{body}",
         body.len()
-    )?;
+    )
+    .with_context(|| format!("cannot send to the admin API at {address}"))?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
+    if let Err(e) = stream.read_to_end(&mut response) {
+        // A TLS peer that closes without close_notify still sent a whole response.
+        if e.kind() != std::io::ErrorKind::UnexpectedEof || response.is_empty() {
+            return Err(e).with_context(|| format!("cannot read from the admin API at {address}"));
+        }
+    }
     let text = String::from_utf8_lossy(&response);
     let (head, rest) = text
         .split_once("\r\n\r\n")
@@ -129,7 +166,7 @@ fn request(
     };
     if status == 401 {
         bail!(
-            "the admin API at {admin} refused the request (401): {}",
+            "the admin API at {address} refused the request (401): {}",
             if token.is_some() {
                 "the token is not accepted"
             } else {

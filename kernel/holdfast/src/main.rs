@@ -60,21 +60,8 @@ enum Command {
     Sql {
         /// The query, e.g. `SELECT id, status FROM sys_invocation`.
         query: String,
-        /// The node's admin address; defaults to `admin.bind_address` of the configuration.
-        #[arg(long, value_name = "ADDR")]
-        admin: Option<std::net::SocketAddr>,
-        /// TOML configuration layered over the embedded single-node default.
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Bearer token for an admin API with `admin.auth_tokens` set (prefer the environment
-        /// variable: arguments are visible to other users of the machine).
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "HOLDFAST_ADMIN_TOKEN",
-            hide_env_values = true
-        )]
-        token: Option<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
     /// Inspect the cluster through a node's admin API.
     #[command(subcommand)]
@@ -124,25 +111,70 @@ enum KeysCommand {
 enum ClusterCommand {
     /// Show the members and, per partition, its leader, term and replicas (`GET /cluster`).
     Status {
-        /// The admin address of any node; defaults to `admin.bind_address` of the configuration.
-        #[arg(long, value_name = "ADDR")]
-        admin: Option<std::net::SocketAddr>,
-        /// TOML configuration layered over the embedded single-node default.
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        admin: AdminArgs,
         /// Print the JSON document instead of tables.
         #[arg(long)]
         json: bool,
-        /// Bearer token for an admin API with `admin.auth_tokens` set (prefer the environment
-        /// variable: arguments are visible to other users of the machine).
-        #[arg(
-            long,
-            value_name = "TOKEN",
-            env = "HOLDFAST_ADMIN_TOKEN",
-            hide_env_values = true
-        )]
-        token: Option<String>,
     },
+}
+
+/// How a command reaches a node's admin API.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The admin address of a node; defaults to `admin.bind_address` of the configuration.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<std::net::SocketAddr>,
+    /// TOML configuration layered over the embedded single-node default.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Bearer token for an admin API with `admin.auth_tokens` set (prefer the environment
+    /// variable: arguments are visible to other users of the machine).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "HOLDFAST_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// Speak HTTPS (implied by `--ca-file`, and by `admin.tls_cert_file` in the configuration).
+    #[arg(long)]
+    https: bool,
+    /// CA certificates (PEM) the admin API's certificate is verified with; default: the
+    /// system's roots.
+    #[arg(long, value_name = "FILE", env = "HOLDFAST_ADMIN_CA_FILE")]
+    ca_file: Option<PathBuf>,
+}
+
+impl AdminArgs {
+    /// The admin API's address and whether (and with which CA) it speaks HTTPS.
+    fn resolve(&self) -> anyhow::Result<(std::net::SocketAddr, bool)> {
+        let (address, configured_tls) = match self.admin {
+            Some(admin) => (admin, false),
+            None => {
+                let config = load_config(self.config.as_deref())?;
+                (config.admin.bind_address, config.admin.tls.is_some())
+            }
+        };
+        Ok((
+            address,
+            self.https || self.ca_file.is_some() || configured_tls,
+        ))
+    }
+
+    /// Runs `call` against the admin API these arguments name.
+    fn with<T>(
+        &self,
+        call: impl FnOnce(&admin_client::Admin<'_>) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let (address, https) = self.resolve()?;
+        let admin = admin_client::Admin {
+            address,
+            token: self.token.as_deref(),
+            https: https.then_some(self.ca_file.as_deref()),
+        };
+        call(&admin)
+    }
 }
 
 /// A failure that maps to exit status 2: the user's configuration or data dir was refused.
@@ -192,13 +224,14 @@ fn main() -> ExitCode {
         Command::Serve { config, check } => serve(config, check),
         Command::Bench(which) => bench::run(which),
         Command::Dump { config } => dump(config),
-        Command::Sql {
-            query,
-            admin,
-            config,
-            token,
-        } => sql_command(&query, admin, config, token.as_deref()),
-        Command::Cluster(command) => cluster_command(command),
+        Command::Sql { query, admin } => admin.with(|admin| {
+            print!("{}", admin_client::sql(admin, &query)?);
+            Ok(())
+        }),
+        Command::Cluster(ClusterCommand::Status { admin, json }) => admin.with(|admin| {
+            print!("{}", admin_client::cluster_status(admin, json)?);
+            Ok(())
+        }),
         Command::Keys(KeysCommand::Public { config }) => keys_public(config),
         Command::Tls(TlsCommand::Issue { dir, name, hosts }) => {
             tls::issue(&dir, &name, &hosts).map_err(|e| Refused(e.to_string()).into())
@@ -217,42 +250,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn sql_command(
-    query: &str,
-    admin: Option<std::net::SocketAddr>,
-    config: Option<PathBuf>,
-    token: Option<&str>,
-) -> anyhow::Result<()> {
-    let admin = match admin {
-        Some(admin) => admin,
-        None => load_config(config.as_deref())?.admin.bind_address,
-    };
-    print!("{}", admin_client::sql(admin, query, token)?);
-    Ok(())
-}
-
 fn keys_public(config: Option<PathBuf>) -> anyhow::Result<()> {
     let config = load_config(config.as_deref())?;
     let signer = keys::load(&config).map_err(|e| Refused(e.to_string()))?;
     println!("{}", signer.public_key());
-    Ok(())
-}
-
-fn cluster_command(command: ClusterCommand) -> anyhow::Result<()> {
-    let ClusterCommand::Status {
-        admin,
-        config,
-        json,
-        token,
-    } = command;
-    let admin = match admin {
-        Some(admin) => admin,
-        None => load_config(config.as_deref())?.admin.bind_address,
-    };
-    print!(
-        "{}",
-        admin_client::cluster_status(admin, json, token.as_deref())?
-    );
     Ok(())
 }
 

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 pub mod issue;
 
 pub use rustls::pki_types::ServerName;
-pub use rustls::{ClientConfig, ServerConfig};
+pub use rustls::{ClientConfig, ClientConnection, ServerConfig, StreamOwned};
 pub use tokio_rustls::client::TlsStream as ClientStream;
 pub use tokio_rustls::server::TlsStream as ServerStream;
 pub use tokio_rustls::{TlsAcceptor, TlsConnector};
