@@ -193,6 +193,12 @@ async fn connection(tcp: TcpStream, from: SocketAddr, shared: Arc<Shared>) {
     let accept = holdfast_tls::TlsAcceptor::from(tls.server).accept(tcp);
     match tokio::time::timeout(shared.settings.connect_timeout, accept).await {
         Ok(Ok(stream)) => serve_peer(stream, from, shared).await,
+        Ok(Err(e)) if holdfast_tls::refused_by_peer(&e) => warn!(
+            %from,
+            error = %e,
+            "a peer aborted the TLS handshake: it does not accept this node's certificate (is \
+             `cluster.tls_cert_file` issued by the cluster's CA?)"
+        ),
         Ok(Err(e)) => warn!(
             %from,
             error = %e,

@@ -2,12 +2,16 @@
 //! by it, each usable both as a server and as a client (mutual TLS between nodes).
 //!
 //! The authority is identified by its name and key alone, so it can be rebuilt from its key file
-//! to issue more certificates later.
+//! to issue more certificates later. Its common name ends in a fingerprint of its key, so two
+//! authorities never share a name and a certificate of the wrong one is reported as an unknown
+//! issuer, not as a bad signature.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
 };
+
+use sha2::{Digest, Sha256};
 
 use crate::TlsError;
 
@@ -26,10 +30,12 @@ pub struct Issued {
     pub key_pem: String,
 }
 
-fn authority_params(name: &str) -> CertificateParams {
+fn authority_params(name: &str, key: &KeyPair) -> CertificateParams {
     let mut params = CertificateParams::default();
     let mut subject = DistinguishedName::new();
-    subject.push(DnType::CommonName, name);
+    let digest = Sha256::digest(key.public_key_raw());
+    let fingerprint: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    subject.push(DnType::CommonName, format!("{name} {fingerprint}"));
     params.distinguished_name = subject;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
@@ -56,7 +62,7 @@ impl Authority {
     }
 
     fn with_key(name: &str, key: KeyPair) -> Result<Authority, TlsError> {
-        let params = authority_params(name);
+        let params = authority_params(name, &key);
         let cert_pem = params.self_signed(&key).map_err(issue_error)?.pem();
         Ok(Authority {
             issuer: Issuer::new(params, key),

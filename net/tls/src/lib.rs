@@ -316,6 +316,15 @@ pub fn client_config(
     Ok(config)
 }
 
+/// Whether a failed handshake was the peer's refusal (it sent an alert: it does not trust this
+/// side's certificate) rather than this side's.
+pub fn refused_by_peer(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| matches!(e, rustls::Error::AlertReceived(_)))
+}
+
 /// The name a server's certificate must match for `host` (a DNS name or an IP address; the
 /// brackets of an IPv6 literal are removed).
 pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
