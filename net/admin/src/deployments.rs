@@ -390,7 +390,11 @@ mod tests {
             normalise(" http://127.0.0.1:9080/api/ ").map(|(t, _)| t),
             Ok("http://127.0.0.1:9080/api/".to_string())
         );
-        assert!(normalise("https://127.0.0.1:9080").is_err());
+        assert_eq!(
+            normalise("https://Svc.example:8443/api").map(|(t, _)| t),
+            Ok("https://Svc.example:8443/api/".to_string())
+        );
+        assert!(normalise("ftp://127.0.0.1:9080").is_err());
         assert!(normalise("not a uri").is_err());
         assert!(normalise("/relative").is_err());
     }

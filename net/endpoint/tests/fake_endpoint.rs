@@ -386,16 +386,20 @@ async fn discovery_refuses_wrong_content_type_bad_json_errors_and_huge_bodies() 
 }
 
 #[tokio::test]
-async fn only_http_uris_are_accepted() {
+async fn only_http_and_https_uris_are_accepted() {
     let client = EndpointClient::default();
-    let base: Uri = "https://127.0.0.1:1".parse().expect("a URI");
-    let err = client.discover(&base).await.expect_err("https refused");
+    let base: Uri = "ftp://127.0.0.1:1".parse().expect("a URI");
+    let err = client.discover(&base).await.expect_err("ftp refused");
     assert!(matches!(err, Error::InvalidUri { .. }), "{err:?}");
     let err = client
         .start_attempt(&base, "Fake", "go", start(1), vec![input(json!(1))])
         .await
-        .expect_err("https refused");
+        .expect_err("ftp refused");
     assert!(matches!(err, Error::InvalidUri { .. }), "{err:?}");
+    // An https:// endpoint is tried (over TLS): nothing listens on port 1.
+    let base: Uri = "https://127.0.0.1:1".parse().expect("a URI");
+    let err = client.discover(&base).await.expect_err("nothing listens");
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
 }
 
 #[tokio::test]
