@@ -233,6 +233,12 @@ export const SOURCE_FIXTURES = "../../test/fixtures/";
 export const COMPILED_FIXTURES = "./fixtures/";
 
 /** Starts a fixture as its own Node process and waits until it prints a line matching `ready`. */
+/** Fixture processes still running; killed when the test file's process exits, whatever happened. */
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
 export async function startProcess(
   fixture: string,
   env: Record<string, string>,
@@ -241,6 +247,11 @@ export async function startProcess(
 ): Promise<{ child: ChildProcess; line: string }> {
   const file = fileURLToPath(new URL(fixture, import.meta.url));
   const child = spawn(process.execPath, [...nodeArgs, file], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] });
+  running.add(child);
+  child.once("exit", () => running.delete(child));
+  // A fixture never keeps the test file alive: a test stuck on it fails instead of hanging the run.
+  child.unref();
+  (child.stdout as (NodeJS.ReadableStream & { unref?: () => void }) | null)?.unref?.();
   const line = await new Promise<string>((resolve, reject) => {
     let out = "";
     const timer = setTimeout(() => reject(new Error(`${fixture} did not start: ${out}`)), 10_000);
@@ -255,6 +266,23 @@ export async function startProcess(
     child.once("exit", (code) => reject(new Error(`${fixture} exited with ${code}: ${out}`)));
   });
   return { child, line };
+}
+
+/** Resolves once something accepts TCP connections on 127.0.0.1:`port` (within 10 s). */
+export async function waitForPort(port: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, "127.0.0.1", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+    });
+    if (open) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on port ${port}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /** GETs a URL over HTTP/1.1 or an HTTP/2 session and parses the JSON body. */

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import http2 from "node:http2";
 import * as restate from "@holdfast/sdk/legacy";
 import { fileURLToPath } from "node:url";
-import { COMPILED_FIXTURES, SOURCE_FIXTURES, exchange, freePort, getJson, input, ok, openHttp2Stream, start, startProcess, view } from "./harness.js";
+import { COMPILED_FIXTURES, SOURCE_FIXTURES, exchange, freePort, getJson, input, ok, openHttp2Stream, start, startProcess, view, waitForPort } from "./harness.js";
 
 test("the hello-world keyed router runs as written and counts per key", async () => {
   // The example listens on 8080 as written; a preload moves it to a free port so the test can run
@@ -16,6 +16,8 @@ test("the hello-world keyed router runs as written and counts per key", async ()
   const remap = ["--import", fileURLToPath(new URL(SOURCE_FIXTURES + "remap-port.mjs", import.meta.url))];
   const env = { REMAP_PORT_FROM: "8080", REMAP_PORT_TO: String(port) };
   const { child } = await startProcess(COMPILED_FIXTURES + "founding-hello.js", env, /listening on 8080/, remap);
+  // The example prints its line right after calling listen, before the port is bound.
+  await waitForPort(port);
   const session = http2.connect(`http://127.0.0.1:${port}`);
   try {
     const manifest = (await getJson(session, "/discover")).body as { services: unknown[] };
