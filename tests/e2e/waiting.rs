@@ -99,9 +99,17 @@ fn awakeables_are_completed_from_outside_and_from_handlers_once() {
     let done = attach(ingress, &id);
     assert_eq!(done.status, 200, "{}", done.body);
     assert_eq!(done.json(), json!(r#"resolved with {"ok":true}"#));
-    // Its invocation completed: nobody waits on it anymore.
+    // Its invocation completed: a late resolution or rejection (a webhook retrying) is accepted
+    // and ignored, as Restate answers it, and changes nothing.
     let late = complete(ingress, &awakeable, "resolve", "application/json", "1");
-    assert_eq!(late.status, 404, "{}", late.body);
+    assert_eq!((late.status, late.body.as_str()), (202, ""));
+    let late = complete(ingress, &awakeable, "reject", "text/plain", "too late");
+    assert_eq!(late.status, 202, "{}", late.body);
+    assert_eq!(attach(ingress, &id).json(), json!(r#"resolved with {"ok":true}"#));
+    // A forged token for that completed invocation is still unknown.
+    let forged = format!("{}{}", &awakeable[..awakeable.len() - 32], "0".repeat(32));
+    let refused = complete(ingress, &forged, "resolve", "application/json", "1");
+    assert_eq!(refused.status, 404, "{}", refused.body);
 
     // Rejected from outside: the handler fails with the reason.
     let (id, awakeable) = waiting(ingress, "a2");

@@ -1,6 +1,7 @@
 //! Awakeables completed from outside (the ingress): checked against the applied state (read off
 //! the actor's thread), so an unknown or forged id is answered without writing, then proposed as
-//! a command.
+//! a command. An id of an invocation that has completed since is accepted and ignored, so a
+//! webhook retrying its delivery is not told the awakeable never existed.
 
 use crate::actor::PartitionActor;
 use crate::{CompleteAwakeable, ProposeError};
@@ -11,20 +12,36 @@ use holdfast_protocol::Entry;
 use holdfast_raft_store::StateMachine;
 use holdfast_types::{AwakeableId, Command};
 
-/// Whether `id` names an awakeable entry of a live invocation in `state` and was issued for it.
-/// A completed invocation's awakeables are gone with it: nobody waits anymore.
+/// What the applied state says about an awakeable id.
+enum Known {
+    /// An awakeable entry of a live invocation, issued for it: the completion is proposed.
+    Live,
+    /// Issued by an invocation that has completed: nobody waits anymore, nothing to write.
+    Done,
+    /// Unknown, purged or forged.
+    Unknown,
+}
+
+/// Whether `id` was issued by an invocation in `state`, and whether that invocation still runs.
 fn knows_awakeable(
     state: &StateMachine,
     id: &AwakeableId,
-) -> Result<bool, holdfast_raft_store::Error> {
+) -> Result<Known, holdfast_raft_store::Error> {
     let Some(record) = state.invocation(id.invocation)? else {
-        return Ok(false);
+        return Ok(Known::Unknown);
     };
-    if matches!(record.status, Status::Completed { .. }) || !id.is_signed_by(record.secret) {
-        return Ok(false);
+    if !id.is_signed_by(record.secret) {
+        return Ok(Known::Unknown);
+    }
+    // A valid token was made by the invocation's SDK, which signs only its awakeable entries.
+    if matches!(record.status, Status::Completed { .. }) {
+        return Ok(Known::Done);
     }
     let entry = state.journal_entry(id.invocation, id.index)?;
-    Ok(entry.is_some_and(|item| matches!(item.entry, Entry::Awakeable(_))))
+    Ok(match entry {
+        Some(item) if matches!(item.entry, Entry::Awakeable(_)) => Known::Live,
+        _ => Known::Unknown,
+    })
 }
 
 impl Handler<CompleteAwakeable> for PartitionActor {
@@ -39,7 +56,7 @@ impl Handler<CompleteAwakeable> for PartitionActor {
         let read = self.read_state(move |state| knows_awakeable(state, &id));
         Box::pin(read.into_actor(self).then(move |known, act, ctx| {
             let done: BoxFuture<'static, Result<bool, ProposeError>> = match known {
-                Ok(true) => {
+                Ok(Known::Live) => {
                     let committed = act.enqueue(
                         vec![Command::CompleteAwakeable {
                             id: id.invocation,
@@ -52,7 +69,9 @@ impl Handler<CompleteAwakeable> for PartitionActor {
                     );
                     Box::pin(async move { committed.await.map(|_| true) })
                 }
-                other => Box::pin(std::future::ready(other)),
+                Ok(Known::Done) => Box::pin(std::future::ready(Ok(true))),
+                Ok(Known::Unknown) => Box::pin(std::future::ready(Ok(false))),
+                Err(e) => Box::pin(std::future::ready(Err(e.into()))),
             };
             done.into_actor(act)
         }))
