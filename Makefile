@@ -12,14 +12,13 @@ build:
 
 ## Start a single-node kernel on the embedded default configuration (data in ./holdfast-data)
 ## with the example services registered, and print how to call them.
-run: sdk
-	$(CARGO) build -p holdfast
+## The same build as `make test` (features unify the same way), so one follows the other at once.
+run: sdk build
 	examples/run.sh
 
 ## Start three local nodes from deploy/cluster.toml with the example services registered, and
 ## print how to call any node and how to kill one.
-cluster: sdk
-	$(CARGO) build -p holdfast
+cluster: sdk build
 	examples/cluster.sh
 
 sdk:
@@ -28,8 +27,7 @@ sdk:
 ## Everything CI runs: the SDK (built first: Rust tests drive real Node endpoints), then Rust unit, storage-suite and end-to-end tests.
 test: test-sdk test-rust
 
-test-rust:
-	$(CARGO) build --workspace --all-targets
+test-rust: build
 	$(CARGO) test --workspace --no-fail-fast
 
 test-sdk:
