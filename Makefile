@@ -28,6 +28,7 @@ sdk:
 test: test-sdk test-rust
 
 test-rust: build
+	cd tests/e2e/ui && npm ci --no-audit --no-fund
 	$(CARGO) test --workspace --no-fail-fast
 
 test-sdk:
@@ -41,6 +42,7 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@if [ -f sdk-ts/package.json ]; then cd sdk-ts && npm ci --no-audit --no-fund && npm run lint; fi
+	npx --prefix sdk-ts tsc -p net/admin/ui
 
 fmt:
 	$(CARGO) fmt --all

@@ -394,3 +394,77 @@ fn the_state_of_an_invocation_decides_which_requests_it_accepts() {
     assert_done(&node.control(&holder, "purge"), 200);
     node.stop();
 }
+
+/// `POST /services/{service}/state`: the whole state of a key, replaced by an operator.
+fn edit_state(node: &Node, service: &str, key: &str, state: &Value) -> Response {
+    let new_state: serde_json::Map<String, Value> = state
+        .as_object()
+        .expect("an object of entries")
+        .iter()
+        .map(|(name, value)| (name.clone(), json!(value.to_string().into_bytes())))
+        .collect();
+    let body = json!({ "version": null, "object_key": key, "new_state": new_state });
+    http_json(
+        node.files.admin,
+        "POST",
+        &format!("/services/{service}/state"),
+        &body,
+    )
+    .expect("POST state")
+}
+
+#[test]
+fn operators_replace_an_objects_state_but_never_under_a_running_handler() {
+    let node = Node::start();
+    post(node.ingress(), "/Ledger/s1/note", "\"first\"");
+    assert_eq!(node.notes("s1"), ["first"]);
+
+    // Replaced whole, then read by the next handler.
+    let edited = edit_state(&node, "Ledger", "s1", &json!({ "notes": ["edited"] }));
+    assert_eq!((edited.status, edited.body.as_str()), (202, ""));
+    assert_eq!(node.notes("s1"), ["edited"]);
+    post(node.ingress(), "/Ledger/s1/note", "\"after\"");
+    assert_eq!(node.notes("s1"), ["edited", "after"]);
+    // An empty state clears the key.
+    assert_eq!(edit_state(&node, "Ledger", "s1", &json!({})).status, 202);
+    assert!(node.notes("s1").is_empty());
+
+    // While a handler holds the key's lock the edit is refused, and nothing changes.
+    let holding = node.send("/Slot/busy/hold", &json!(1500));
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = edit_state(&node, "Slot", "busy", &json!({ "x": 1 }));
+    assert_error(&refused, 409, "object_locked");
+    assert!(
+        refused.json()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&holding)),
+        "{}",
+        refused.body
+    );
+    assert_eq!(node.attach(&holding).join().expect("attach").status, 200);
+    assert_eq!(
+        edit_state(&node, "Slot", "busy", &json!({ "x": 1 })).status,
+        202
+    );
+
+    // Bad targets are refused before anything is proposed.
+    assert_error(
+        &edit_state(&node, "Nope", "k", &json!({})),
+        404,
+        "service_not_found",
+    );
+    assert_error(
+        &edit_state(&node, "Worker", "k", &json!({})),
+        400,
+        "service_has_no_state",
+    );
+    let malformed = http_json(
+        node.files.admin,
+        "POST",
+        "/services/Ledger/state",
+        &json!({ "object_key": "k", "new_state": { "n": "not bytes" } }),
+    )
+    .expect("POST state");
+    assert_error(&malformed, 400, "invalid_body");
+    node.stop();
+}

@@ -26,8 +26,33 @@ fn a_registered_endpoint_is_discovered_listed_and_survives_a_restart() {
     let mut node = files.serve();
     wait_healthy(files.admin, &mut node);
 
+    // A dry run discovers and answers what registering would do, and writes nothing.
+    let dry = |files: &NodeFiles| {
+        let body = json!({"uri": endpoint.uri, "dry_run": true, "breaking": false});
+        http_json(files.admin, "POST", "/deployments", &body).expect("POST /deployments")
+    };
+    let preview = dry(&files);
+    assert_eq!(preview.status, 201, "{}", preview.body);
+    assert!(
+        preview.json()["services"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+    );
+    let listed = http_get(files.admin, "/deployments").expect("list").json();
+    assert_eq!(
+        listed["deployments"],
+        json!([]),
+        "a dry run registered something"
+    );
+
     let created = register(&files, &endpoint.uri, false);
     assert_eq!(created.status, 201, "{}", created.body);
+    // Now a dry run says it exists already (200) with the real id.
+    let again = dry(&files);
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["id"], created.json()["id"]);
+    let listed = http_get(files.admin, "/deployments").expect("list").json();
+    assert_eq!(listed["deployments"][0]["http_version"], "HTTP/2.0");
     let body = created.json();
     let id = body["id"].as_str().expect("deployment id").to_string();
     assert!(id.starts_with("dp_"), "{id}");

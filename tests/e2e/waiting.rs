@@ -105,7 +105,10 @@ fn awakeables_are_completed_from_outside_and_from_handlers_once() {
     assert_eq!((late.status, late.body.as_str()), (202, ""));
     let late = complete(ingress, &awakeable, "reject", "text/plain", "too late");
     assert_eq!(late.status, 202, "{}", late.body);
-    assert_eq!(attach(ingress, &id).json(), json!(r#"resolved with {"ok":true}"#));
+    assert_eq!(
+        attach(ingress, &id).json(),
+        json!(r#"resolved with {"ok":true}"#)
+    );
     // A forged token for that completed invocation is still unknown.
     let forged = format!("{}{}", &awakeable[..awakeable.len() - 32], "0".repeat(32));
     let refused = complete(ingress, &forged, "resolve", "application/json", "1");

@@ -71,7 +71,7 @@ impl Handler<CompleteAwakeable> for PartitionActor {
                 }
                 Ok(Known::Done) => Box::pin(std::future::ready(Ok(true))),
                 Ok(Known::Unknown) => Box::pin(std::future::ready(Ok(false))),
-                Err(e) => Box::pin(std::future::ready(Err(e.into()))),
+                Err(e) => Box::pin(std::future::ready(Err(e))),
             };
             done.into_actor(act)
         }))

@@ -36,6 +36,7 @@ mod metrics;
 mod model_tests;
 mod router;
 mod shuffle;
+mod state_edit;
 mod telemetry;
 mod timers;
 
@@ -45,6 +46,7 @@ pub use holdfast_fsm::control::Refusal;
 pub use membership::GetMembers;
 pub use metrics::{HandlerMetrics, Histogram};
 pub use router::{Answer, Request, Router};
+pub use state_edit::{EditState, EditStateError};
 
 use actix::Message;
 use holdfast_fsm::Effect;

@@ -10,14 +10,16 @@
 use crate::actor::PartitionActor;
 use crate::{
     AwaitApplied, AwaitInvocation, CompleteAwakeable, Control, ControlError, ControlRequest,
-    Controlled, GetInvocation, GetMembers, Invoke, Invoked, Lookup, ProposeError, ProposeInternal,
-    ReadIndex, StandForElection,
+    Controlled, EditState, EditStateError, GetInvocation, GetMembers, Invoke, Invoked, Lookup,
+    ProposeError, ProposeInternal, ReadIndex, StandForElection,
 };
 use actix::Addr;
 use bytes::Bytes;
 use holdfast_cluster::{CallError, GroupId, Lane, Transport, forward_path};
 use holdfast_protocol::Outcome;
-use holdfast_types::{Command, InvocationId, InvocationRequest, LogIndex, NodeId, PartitionId};
+use holdfast_types::{
+    Command, InvocationId, InvocationRequest, LogIndex, NodeId, ObjectKey, PartitionId, StateEntry,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,6 +68,13 @@ pub enum Request {
         /// What to do with it.
         request: ControlRequest,
     },
+    /// [`EditState`]: an operator replaces an object's state.
+    EditState {
+        /// The object.
+        object: ObjectKey,
+        /// Its new state.
+        entries: Vec<StateEntry>,
+    },
 }
 
 impl Request {
@@ -98,6 +107,10 @@ pub enum Answer {
     Controlled(Controlled),
     /// To `Control`: refused by the invocation's state or the registry (nothing written).
     ControlRefused(ControlError),
+    /// To `EditState`: the state was replaced.
+    StateEdited,
+    /// To `EditState`: refused because an invocation holds (or took) the object's lock.
+    StateRefused(EditStateError),
 }
 
 struct Inner {
@@ -360,6 +373,14 @@ impl Router {
                 Ok(Err(refused)) => Ok(Answer::ControlRefused(refused)),
                 Err(e) => Err(gone(e)),
             },
+            Request::EditState { object, entries } => {
+                match actor.send(EditState { object, entries }).await {
+                    Ok(Ok(())) => Ok(Answer::StateEdited),
+                    Ok(Err(EditStateError::Propose(e))) => Err(e),
+                    Ok(Err(refused)) => Ok(Answer::StateRefused(refused)),
+                    Err(e) => Err(gone(e)),
+                }
+            }
         };
         classify(answer)
     }

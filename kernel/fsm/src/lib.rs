@@ -84,6 +84,7 @@ pub fn apply<S: Store>(
         } => object_state::set(&mut cx, object, name, value)?,
         Command::ClearState { object, name } => object_state::clear(&mut cx, object, name)?,
         Command::ClearAllState { object } => object_state::clear_all(&mut cx, object)?,
+        Command::EditState { object, entries } => object_state::edit(&mut cx, object, entries)?,
         Command::Invoke(request) => invoke::apply(&mut cx, request, request.at_ms)?,
         Command::JournalAppend {
             id,
@@ -155,7 +156,7 @@ pub fn apply<S: Store>(
 mod tests {
     use super::*;
     use crate::memory::MemoryStore;
-    use holdfast_types::ObjectKey;
+    use holdfast_types::{InvocationId, ObjectKey, StateEntry};
     use proptest::prelude::*;
 
     fn object(key: &str) -> ObjectKey {
@@ -243,6 +244,39 @@ mod tests {
         );
     }
 
+    #[test]
+    fn an_edit_replaces_the_whole_state_unless_the_object_is_locked() {
+        let edit = |entries: &[(&str, &[u8])]| Command::EditState {
+            object: object("a"),
+            entries: entries
+                .iter()
+                .map(|(name, value)| StateEntry {
+                    name: (*name).into(),
+                    value: value.to_vec(),
+                })
+                .collect(),
+        };
+        let store = applied(&[
+            set("a", "x", b"1"),
+            set("a", "y", b"2"),
+            edit(&[("z", b"3")]),
+        ]);
+        assert_eq!(store.get_state(&object("a"), "x"), Ok(None));
+        assert_eq!(store.get_state(&object("a"), "y"), Ok(None));
+        assert_eq!(store.get_state(&object("a"), "z"), Ok(Some(b"3".to_vec())));
+
+        // While an invocation holds the object's lock the edit changes nothing.
+        let mut store = applied(&[set("a", "x", b"1")]);
+        let holder = InvocationId::from_bytes(&[7u8; InvocationId::BYTES]).expect("an id");
+        store.put_lock(&object("a"), holder).expect("lock");
+        let effects = apply(&mut store, &Config::default(), &edit(&[])).expect("applied");
+        assert!(effects.is_empty());
+        assert_eq!(store.get_state(&object("a"), "x"), Ok(Some(b"1".to_vec())));
+        store.delete_lock(&object("a")).expect("unlock");
+        apply(&mut store, &Config::default(), &edit(&[])).expect("applied");
+        assert_eq!(store.get_state(&object("a"), "x"), Ok(None));
+    }
+
     fn command_strategy() -> impl Strategy<Value = Command> {
         let key = prop::sample::select(vec!["a", "b", "c"]);
         let name = prop::sample::select(vec!["x", "y"]);
@@ -257,7 +291,22 @@ mod tests {
                 object: object(k),
                 name: n.into()
             }),
-            key.prop_map(|k| Command::ClearAllState { object: object(k) }),
+            key.clone()
+                .prop_map(|k| Command::ClearAllState { object: object(k) }),
+            (
+                key,
+                prop::option::of(prop::collection::vec(any::<u8>(), 0..4))
+            )
+                .prop_map(|(k, value)| Command::EditState {
+                    object: object(k),
+                    entries: value
+                        .map(|value| StateEntry {
+                            name: "x".into(),
+                            value
+                        })
+                        .into_iter()
+                        .collect(),
+                }),
         ]
     }
 
@@ -281,6 +330,9 @@ mod tests {
                             Command::SetState { object: o, name: n, value } if o.key == key && n == name => expected = Some(value.clone()),
                             Command::ClearState { object: o, name: n } if o.key == key && n == name => expected = None,
                             Command::ClearAllState { object: o } if o.key == key => expected = None,
+                            Command::EditState { object: o, entries } if o.key == key => {
+                                expected = entries.iter().find(|e| e.name == name).map(|e| e.value.clone());
+                            }
                             _ => {}
                         }
                     }

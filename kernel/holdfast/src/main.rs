@@ -5,13 +5,15 @@
 //! - `holdfast dump [--config FILE]` recovers every partition and prints its applied state.
 //! - `holdfast keys public [--config FILE]` prints the node's request-signing public key
 //!   (`publickeyv1_…`), creating the key file on first use.
-//! - `holdfast sql [--config FILE | --admin ADDR] "QUERY"` queries a running node's state and
-//!   invocations and prints an aligned table.
+//! - `holdfast sql "QUERY"`, `holdfast deployments|services|invocations|state|cluster …` talk
+//!   to a running node's admin API (`--admin-url URL`, `--admin ADDR` or `--config FILE`; see
+//!   [`cli`]) and print tables, or JSON with `--json`.
 //!
 //! Exit status: 0 on success, 2 when the configuration or data dir is refused, 1 on other failures.
 
 mod admin_client;
 mod bench;
+mod cli;
 mod cluster;
 mod datadir;
 mod dispatch;
@@ -56,16 +58,24 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
-    /// Run a SQL query against a running node (its admin API) and print the rows as a table.
+    /// Run a SQL query against a running node (its admin API) and print the rows as a table
+    /// (`--json`: a JSON array).
     Sql {
         /// The query, e.g. `SELECT id, status FROM sys_invocation`.
         query: String,
         #[command(flatten)]
-        admin: AdminArgs,
+        admin: cli::AdminArgs,
     },
+    /// Register, list, describe and remove deployments.
+    Deployments(cli::AdminCommand<cli::deployments::DeploymentsCommand>),
+    /// List and describe services, and change their settings.
+    Services(cli::AdminCommand<cli::services::ServicesCommand>),
+    /// List, describe and control invocations (one by id, or every match of filters).
+    Invocations(cli::AdminCommand<cli::invocations::InvocationsCommand>),
+    /// Read the state of virtual objects and workflows.
+    State(cli::AdminCommand<cli::state::StateCommand>),
     /// Inspect the cluster through a node's admin API.
-    #[command(subcommand)]
-    Cluster(ClusterCommand),
+    Cluster(cli::AdminCommand<cli::cluster::ClusterCommand>),
     /// The node's request-signing key.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -104,77 +114,6 @@ enum KeysCommand {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
-}
-
-/// What `holdfast cluster` does.
-#[derive(Subcommand)]
-enum ClusterCommand {
-    /// Show the members and, per partition, its leader, term and replicas (`GET /cluster`).
-    Status {
-        #[command(flatten)]
-        admin: AdminArgs,
-        /// Print the JSON document instead of tables.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-/// How a command reaches a node's admin API.
-#[derive(clap::Args)]
-struct AdminArgs {
-    /// The admin address of a node; defaults to `admin.bind_address` of the configuration.
-    #[arg(long, value_name = "ADDR")]
-    admin: Option<std::net::SocketAddr>,
-    /// TOML configuration layered over the embedded single-node default.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Bearer token for an admin API with `admin.auth_tokens` set (prefer the environment
-    /// variable: arguments are visible to other users of the machine).
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = "HOLDFAST_ADMIN_TOKEN",
-        hide_env_values = true
-    )]
-    token: Option<String>,
-    /// Speak HTTPS (implied by `--ca-file`, and by `admin.tls_cert_file` in the configuration).
-    #[arg(long)]
-    https: bool,
-    /// CA certificates (PEM) the admin API's certificate is verified with; default: the
-    /// system's roots.
-    #[arg(long, value_name = "FILE", env = "HOLDFAST_ADMIN_CA_FILE")]
-    ca_file: Option<PathBuf>,
-}
-
-impl AdminArgs {
-    /// The admin API's address and whether (and with which CA) it speaks HTTPS.
-    fn resolve(&self) -> anyhow::Result<(std::net::SocketAddr, bool)> {
-        let (address, configured_tls) = match self.admin {
-            Some(admin) => (admin, false),
-            None => {
-                let config = load_config(self.config.as_deref())?;
-                (config.admin.bind_address, config.admin.tls.is_some())
-            }
-        };
-        Ok((
-            address,
-            self.https || self.ca_file.is_some() || configured_tls,
-        ))
-    }
-
-    /// Runs `call` against the admin API these arguments name.
-    fn with<T>(
-        &self,
-        call: impl FnOnce(&admin_client::Admin<'_>) -> anyhow::Result<T>,
-    ) -> anyhow::Result<T> {
-        let (address, https) = self.resolve()?;
-        let admin = admin_client::Admin {
-            address,
-            token: self.token.as_deref(),
-            https: https.then_some(self.ca_file.as_deref()),
-        };
-        call(&admin)
-    }
 }
 
 /// A failure that maps to exit status 2: the user's configuration or data dir was refused.
@@ -224,14 +163,12 @@ fn main() -> ExitCode {
         Command::Serve { config, check } => serve(config, check),
         Command::Bench(which) => bench::run(which),
         Command::Dump { config } => dump(config),
-        Command::Sql { query, admin } => admin.with(|admin| {
-            print!("{}", admin_client::sql(admin, &query)?);
-            Ok(())
-        }),
-        Command::Cluster(ClusterCommand::Status { admin, json }) => admin.with(|admin| {
-            print!("{}", admin_client::cluster_status(admin, json)?);
-            Ok(())
-        }),
+        Command::Sql { query, admin } => admin.run(|ctx| cli::sql::run(ctx, &query)),
+        Command::Deployments(c) => c.run(cli::deployments::run),
+        Command::Services(c) => c.run(cli::services::run),
+        Command::Invocations(c) => c.run(cli::invocations::run),
+        Command::State(c) => c.run(cli::state::run),
+        Command::Cluster(c) => c.run(cli::cluster::run),
         Command::Keys(KeysCommand::Public { config }) => keys_public(config),
         Command::Tls(TlsCommand::Issue { dir, name, hosts }) => {
             tls::issue(&dir, &name, &hosts).map_err(|e| Refused(e.to_string()).into())

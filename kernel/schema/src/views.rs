@@ -49,6 +49,8 @@ pub struct DeploymentSummary {
     /// `BidiStream` or `RequestResponse`: how the invoker talks to it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol_type: Option<&'static str>,
+    /// The HTTP version the kernel talks to it with: always `HTTP/2.0`.
+    pub http_version: &'static str,
     /// Registration time, RFC 3339 in UTC.
     pub created_at: String,
     /// Lowest protocol version the endpoint speaks.
@@ -78,6 +80,8 @@ pub struct DeploymentDetail {
     /// `BidiStream` or `RequestResponse`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol_type: Option<&'static str>,
+    /// The HTTP version the kernel talks to it with: always `HTTP/2.0`.
+    pub http_version: &'static str,
     /// Registration time, RFC 3339 in UTC.
     pub created_at: String,
     /// Lowest protocol version the endpoint speaks.
@@ -197,6 +201,9 @@ pub fn registration(deployment: &Deployment, defaults: &AttemptPolicy) -> Regist
     }
 }
 
+/// How the kernel talks to every endpoint: HTTP/2 (prior knowledge, or ALPN over TLS).
+const HTTP_VERSION: &str = "HTTP/2.0";
+
 /// The answer to `GET /deployments`.
 pub fn deployment_list(registry: &Registry) -> DeploymentList {
     DeploymentList {
@@ -214,6 +221,7 @@ pub fn deployment_summary(deployment: &Deployment) -> DeploymentSummary {
         id: deployment.id,
         uri: deployment.uri.clone(),
         protocol_type: protocol_type(deployment),
+        http_version: HTTP_VERSION,
         created_at: rfc3339(deployment.created_at),
         min_protocol_version: deployment.min_protocol_version,
         max_protocol_version: deployment.max_protocol_version,
@@ -234,6 +242,7 @@ pub fn deployment_detail(deployment: &Deployment, defaults: &AttemptPolicy) -> D
         id: deployment.id,
         uri: deployment.uri.clone(),
         protocol_type: protocol_type(deployment),
+        http_version: HTTP_VERSION,
         created_at: rfc3339(deployment.created_at),
         min_protocol_version: deployment.min_protocol_version,
         max_protocol_version: deployment.max_protocol_version,

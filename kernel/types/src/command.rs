@@ -30,6 +30,16 @@ impl ObjectKey {
     }
 }
 
+/// One named state entry of an object, as an operator writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateEntry {
+    /// The entry's name.
+    pub name: String,
+    /// Its value, as the SDK stores it (JSON bytes for the TypeScript SDK).
+    #[serde(with = "serde_bytes")]
+    pub value: Vec<u8>,
+}
+
 /// One command in a partition log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -44,6 +54,13 @@ pub enum Command {
     ClearState { object: ObjectKey, name: String },
     /// Removes every state entry of an object.
     ClearAllState { object: ObjectKey },
+    /// An operator replaces an object's whole state with `entries` (none: cleared), unless an
+    /// invocation holds the object's lock when the command applies (then nothing changes, so a
+    /// running handler never sees its state change under it).
+    EditState {
+        object: ObjectKey,
+        entries: Vec<StateEntry>,
+    },
     /// Creates an invocation (from the ingress); duplicates of an existing id attach to it.
     Invoke(Box<InvocationRequest>),
     /// A new journal entry from attempt `epoch`; refused unless that attempt is the running one
@@ -148,7 +165,8 @@ impl Command {
         match self {
             Command::SetState { object, .. }
             | Command::ClearState { object, .. }
-            | Command::ClearAllState { object } => Some(object),
+            | Command::ClearAllState { object }
+            | Command::EditState { object, .. } => Some(object),
             _ => None,
         }
     }
@@ -173,6 +191,14 @@ impl Command {
                 object.service.len() + object.key.len() + name.len()
             }
             Command::ClearAllState { object } => object.service.len() + object.key.len(),
+            Command::EditState { object, entries } => {
+                object.service.len()
+                    + object.key.len()
+                    + entries
+                        .iter()
+                        .map(|e| e.name.len() + e.value.len() + 4)
+                        .sum::<usize>()
+            }
             Command::Invoke(request) => {
                 request.argument.0.len()
                     + request

@@ -26,7 +26,7 @@ pub mod timer;
 pub mod trace;
 
 pub use awakeable::AwakeableId;
-pub use command::{Command, ObjectKey};
+pub use command::{Command, ObjectKey, StateEntry};
 pub use deployment::{DeploymentId, ParseDeploymentIdError};
 pub use ids::{EntryIndex, Epoch, InvocationId, LogIndex, NodeId, ParseIdError, PartitionId, Term};
 pub use invocation::{Ending, HandlerKind, InvocationRequest, OutboxMessage, Source, Target};

@@ -14,12 +14,16 @@ use holdfast_schema::{
 use serde::Deserialize;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The body of `POST /deployments`.
+/// The body of `POST /deployments`; other fields clients send (`breaking`, `use_http_11`,
+/// `additional_headers`) are ignored.
 #[derive(Deserialize)]
 pub(crate) struct RegisterRequest {
     uri: String,
     #[serde(default)]
     force: bool,
+    /// Discover and check, answer what registering would do, and write nothing.
+    #[serde(default)]
+    dry_run: bool,
 }
 
 /// The query of `DELETE /deployments/{id}`.
@@ -127,6 +131,46 @@ fn allowed(access: &AdminAccess, uri: &http::Uri) -> bool {
             .any(|pattern| pattern.matches(host))
 }
 
+/// The answer a registration would get, computed on a copy of the registry: nothing is written
+/// (the id shown for a new deployment is the copy's, not the one a real registration gets).
+fn preview(kernel: &Kernel, command: &RegistryCommand) -> HttpResponse {
+    let mut registry = (**kernel.registry.borrow()).clone();
+    match registry.apply(command) {
+        Ok(Applied::Registered(id)) => answer(&registry, id, true, &kernel.attempt_defaults),
+        Ok(Applied::AlreadyRegistered(id)) => {
+            answer(&registry, id, false, &kernel.attempt_defaults)
+        }
+        Ok(other) => HttpResponse::InternalServerError().json(ApiError::new(
+            "unexpected_outcome",
+            format!("registration would apply as {other:?}"),
+        )),
+        Err(refusal) => refused(&refusal),
+    }
+}
+
+/// 201 with a new deployment's registration (and its location), 200 with an existing one's.
+fn answer(
+    registry: &holdfast_schema::Registry,
+    id: DeploymentId,
+    created: bool,
+    defaults: &holdfast_schema::AttemptPolicy,
+) -> HttpResponse {
+    let Some(deployment) = registry.deployment(&id) else {
+        return HttpResponse::InternalServerError().json(ApiError::new(
+            "unexpected_outcome",
+            format!("{id} not in the registry"),
+        ));
+    };
+    let body = views::registration(deployment, defaults);
+    if created {
+        HttpResponse::Created()
+            .insert_header(("location", format!("deployments/{id}")))
+            .json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    }
+}
+
 pub(crate) async fn register(
     kernel: web::Data<Kernel>,
     access: web::Data<AdminAccess>,
@@ -168,6 +212,9 @@ pub(crate) async fn register(
     if let Err(refusal) = kernel.registry.borrow().check(&command) {
         return refused(&refusal);
     }
+    if body.dry_run {
+        return preview(&kernel, &command);
+    }
     let applied = match kernel.metadata.send(ChangeRegistry(command)).await {
         Ok(Ok(Ok(applied))) => applied,
         Ok(Ok(Err(refusal))) => return refused(&refusal),
@@ -185,20 +232,7 @@ pub(crate) async fn register(
         }
     };
     let registry = kernel.registry.borrow().clone();
-    let Some(deployment) = registry.deployment(&id) else {
-        return HttpResponse::InternalServerError().json(ApiError::new(
-            "unexpected_outcome",
-            format!("{id} not in the registry"),
-        ));
-    };
-    let body = views::registration(deployment, &kernel.attempt_defaults);
-    if created {
-        HttpResponse::Created()
-            .insert_header(("location", format!("deployments/{id}")))
-            .json(body)
-    } else {
-        HttpResponse::Ok().json(body)
-    }
+    answer(&registry, id, created, &kernel.attempt_defaults)
 }
 
 fn parse_id(id: &str) -> Result<DeploymentId, ApiError> {

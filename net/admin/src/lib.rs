@@ -11,9 +11,11 @@
 //!   PATCH /services/{name} ──► ChangeRegistry (ModifyService) to the MetadataActor
 //!   POST /query ──► QueryEngine (DataFusion over the partition stores) ──► JSON rows or a table
 //!   PATCH /invocations/{id}/cancel|kill|purge|pause|resume ──► Control to the owning partition
+//!   GET /ui, /ui/{file} ──► the web UI's embedded files, which call the routes above
 //! ```
 //!
-//! With bearer tokens configured ([`AdminAccess::auth`]) every request but `GET /health` needs
+//! With bearer tokens configured ([`AdminAccess::auth`]) every request but `GET /health` and the
+//! UI's files (no data in them) needs
 //! `Authorization: Bearer <token>` (401 otherwise); with a deployment allowlist
 //! ([`AdminAccess::deployment_allowlist`]) `POST /deployments` refuses endpoints on other hosts.
 
@@ -22,6 +24,8 @@ mod deployments;
 mod invocations;
 mod prometheus;
 mod query;
+mod state;
+mod ui;
 
 pub use cluster::ClusterInfo;
 
@@ -217,9 +221,10 @@ pub fn serve_with(
             .app_data(data.clone())
             .app_data(access.clone())
             .wrap_fn(move |request, service| {
-                let refused = (request.path() != "/health"
-                    && !gate.auth.permits(request.headers()))
-                .then(|| holdfast_ingress::access::unauthorized(request.headers()));
+                let open =
+                    request.path() == "/health" || ui::is_public(request.method(), request.path());
+                let refused = (!open && !gate.auth.permits(request.headers()))
+                    .then(|| holdfast_ingress::access::unauthorized(request.headers()));
                 match refused {
                     Some(answer) => futures::future::Either::Left(std::future::ready(Ok(
                         request.into_response(answer)
@@ -239,11 +244,13 @@ pub fn serve_with(
             .route("/services", web::get().to(deployments::services))
             .route("/services/{name}", web::get().to(deployments::service))
             .route("/services/{name}", web::patch().to(deployments::modify))
+            .route("/services/{name}/state", web::post().to(state::edit))
             .route("/query", web::post().to(query::query))
             .route(
                 "/invocations/{id}/{action}",
                 web::patch().to(invocations::control),
             )
+            .configure(ui::routes)
             .app_data(web::JsonConfig::default().error_handler(|error, _| {
                 let message = error.to_string();
                 actix_web::error::InternalError::from_response(

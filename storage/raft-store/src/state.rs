@@ -283,6 +283,16 @@ impl StateMachine {
         }
     }
 
+    /// The invocation holding `object`'s exclusive lock, if any.
+    pub fn lock_holder(&self, object: &ObjectKey) -> Result<Option<InvocationId>, Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(tables::LOCKS)?;
+        match table.get(object_prefix(object).as_slice())? {
+            Some(bytes) => Ok(Some(tables::read_id("locks", bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
     /// An invocation's journal in index order, for starting an attempt.
     pub fn journal(&self, id: InvocationId) -> Result<Vec<(EntryIndex, JournalItem)>, Error> {
         let txn = self.db.begin_read()?;

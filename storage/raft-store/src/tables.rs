@@ -154,7 +154,7 @@ fn delete_prefix(table: &mut BytesTable<'_>, prefix: &[u8]) -> Result<(), Error>
     Ok(())
 }
 
-fn read_id(table: &'static str, bytes: &[u8]) -> Result<InvocationId, Error> {
+pub(crate) fn read_id(table: &'static str, bytes: &[u8]) -> Result<InvocationId, Error> {
     InvocationId::from_bytes(bytes).ok_or(Error::CorruptRecord {
         table,
         len: bytes.len(),

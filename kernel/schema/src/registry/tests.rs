@@ -948,6 +948,7 @@ fn views_have_the_admin_api_shapes() {
                 "id": "dp_0000000000000000000001",
                 "uri": A,
                 "protocol_type": "BidiStream",
+                "http_version": "HTTP/2.0",
                 "created_at": "2023-11-14T22:13:20.001Z",
                 "min_protocol_version": 1,
                 "max_protocol_version": 1,

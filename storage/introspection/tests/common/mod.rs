@@ -59,7 +59,8 @@ fn partition_of(command: &Command) -> PartitionId {
     let id = match command {
         Command::SetState { object, .. }
         | Command::ClearState { object, .. }
-        | Command::ClearAllState { object } => {
+        | Command::ClearAllState { object }
+        | Command::EditState { object, .. } => {
             return routing::partition_of(object, PARTITIONS);
         }
         Command::Invoke(request) => request.id,
