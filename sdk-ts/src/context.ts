@@ -2,7 +2,7 @@
  * The context handed to handlers: every durable step (state, run, sleep, calls, awakeables, workflow
  * promises, deterministic random and time) goes through it and becomes a journal entry.
  */
-import { awakeableId, isAwakeableId, type Failure, type HandlerKind, type Outcome } from "./protocol/index.js";
+import { awakeableId, isAwakeableId, publicInvocationId, type Failure, type HandlerKind, type Outcome } from "./protocol/index.js";
 import { ErrorCodes, TerminalError, errorFromFailure } from "./errors.js";
 import { entryMillis, type Duration } from "./duration.js";
 import { serde as serdes, type Serde } from "./serde.js";
@@ -198,7 +198,7 @@ export class ContextImpl implements WorkflowContext {
 
   request(): Request {
     return {
-      id: this.start.id,
+      id: publicInvocationId(this.start.id),
       headers: new Map(this.start.headers),
       attemptHeaders: this.attemptHeaders,
       body: this.inv.input,

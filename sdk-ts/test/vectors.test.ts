@@ -13,6 +13,7 @@ import {
   encodeMessage,
   isAwakeableId,
   parseAwakeableId,
+  publicInvocationId,
   type Message,
 } from "@holdfast/sdk/protocol";
 import { endpoint, service, object, workflow, handlers } from "@holdfast/sdk";
@@ -83,6 +84,13 @@ test("vectors decode the same when fed one byte at a time", () => {
     assert.equal(got.length, 1, file);
     assert.deepEqual(toJson(got[0]?.body), v.body, file);
   }
+});
+
+test("invocation id vectors: the public text is made from the wire text start.id carries", () => {
+  const cases = JSON.parse(readFileSync(dir + "invocation-ids.json", "utf8")) as { wire: string; public: string }[];
+  assert.ok(cases.length >= 3);
+  for (const c of cases) assert.equal(publicInvocationId(c.wire), c.public, JSON.stringify(c));
+  assert.equal(publicInvocationId("not-an-id"), "not-an-id");
 });
 
 /** One case of awakeable-ids.json: the kernel derives `awakeable_key` from `secret`; the SDK sees only the key. */

@@ -52,14 +52,12 @@ fn call_in_background(ingress: SocketAddr, path: &str, body: Value) -> JoinHandl
     std::thread::spawn(move || call(ingress, &path, &body))
 }
 
-/// The partition of an invocation id: `inv_` + 16 hex digits of its partition key + the nonce.
+/// The partition of an invocation id: its partition key modulo the partition count.
 fn partition_of(id: &str) -> u64 {
-    let key = id
-        .strip_prefix("inv_")
-        .and_then(|rest| rest.get(..16))
-        .unwrap_or_else(|| panic!("not an invocation id: {id}"));
-    let key = u64::from_str_radix(key, 16).unwrap_or_else(|e| panic!("{id}: {e}"));
-    key % u64::from(PARTITIONS)
+    let id: holdfast_types::InvocationId = id
+        .parse()
+        .unwrap_or_else(|e| panic!("not an invocation id: {e}"));
+    id.partition_key % u64::from(PARTITIONS)
 }
 
 /// A `{start, end}` interval (milliseconds on the endpoint's clock) from a handler's answer.

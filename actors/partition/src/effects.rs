@@ -307,7 +307,8 @@ impl PartitionActor {
             attempt: epoch.0,
             awakeable_key: Payload::from(&awakeable_key(record.secret)[..]),
             headers: record.headers.clone(),
-            id: id.to_string(),
+            // The wire text: what SDKs derive awakeable ids and their random seed from.
+            id: id.hex(),
             key: target.key.clone(),
             known_entries: u32::try_from(journal.len()).unwrap_or(u32::MAX),
             retry_count: record.retries,

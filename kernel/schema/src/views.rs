@@ -23,6 +23,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Registration {
     /// The deployment's id (new, or the existing one for an identical re-registration).
+    #[serde(serialize_with = "holdfast_types::deployment::serialize_public")]
     pub id: DeploymentId,
     /// Its services.
     pub services: Vec<ServiceView>,
@@ -43,6 +44,7 @@ pub struct DeploymentList {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeploymentSummary {
     /// Its id.
+    #[serde(serialize_with = "holdfast_types::deployment::serialize_public")]
     pub id: DeploymentId,
     /// Where it listens.
     pub uri: String,
@@ -74,6 +76,7 @@ pub struct ServiceRevision {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeploymentDetail {
     /// Its id.
+    #[serde(serialize_with = "holdfast_types::deployment::serialize_public")]
     pub id: DeploymentId,
     /// Where it listens.
     pub uri: String,
@@ -109,6 +112,7 @@ pub struct ServiceView {
     /// Its handlers.
     pub handlers: Vec<HandlerView>,
     /// The deployment serving this revision.
+    #[serde(serialize_with = "holdfast_types::deployment::serialize_public")]
     pub deployment_id: DeploymentId,
     /// The revision.
     pub revision: u32,

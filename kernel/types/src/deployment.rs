@@ -1,5 +1,6 @@
-//! Deployment identifiers: `dp_` followed by 22 base62 digits, the one type every layer (the
-//! registry, the log's pinned deployments, the admin API) uses.
+//! Deployment identifiers: `dp_1` (the `1` is the text's version) followed by 22 base62 digits,
+//! the one type every layer (the registry, the log's pinned deployments, the admin API) uses.
+//! The text of earlier releases (`dp_` and the 22 digits) is still read.
 //!
 //! The digits encode a 128-bit seed chosen by whoever proposes the registration and recorded in the
 //! log command, so every node derives the same id without any randomness in this crate.
@@ -12,7 +13,8 @@ use std::str::FromStr;
 pub const PREFIX: &str = "dp_";
 /// Number of base62 digits after the prefix: enough for any `u128` (62^22 > 2^128).
 const DIGITS: usize = 22;
-const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/// The version character in front of the digits.
+const VERSION: char = '1';
 
 /// Names one registered deployment; in-flight invocations stay pinned to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -32,18 +34,11 @@ impl DeploymentId {
 
 impl fmt::Display for DeploymentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut digits = [b'0'; DIGITS];
-        let mut rest = self.0;
-        for slot in digits.iter_mut().rev() {
-            // `rest % 62` is below 62, so the index is always inside the alphabet.
-            *slot = ALPHABET[(rest % 62) as usize];
-            rest /= 62;
-        }
-        f.write_str(PREFIX)?;
-        for digit in digits {
-            fmt::Write::write_char(f, char::from(digit))?;
-        }
-        Ok(())
+        let mut text = String::with_capacity(PREFIX.len() + 1 + DIGITS);
+        text.push_str(PREFIX);
+        text.push(VERSION);
+        crate::base62::push(&mut text, self.0, DIGITS);
+        f.write_str(&text)
     }
 }
 
@@ -53,8 +48,10 @@ pub enum ParseDeploymentIdError {
     /// The string does not start with `dp_`.
     #[error("deployment id must start with '{PREFIX}'")]
     Prefix,
-    /// The part after the prefix is not exactly 22 characters long.
-    #[error("deployment id must have {DIGITS} characters after '{PREFIX}', found {0}")]
+    /// The part after the prefix is neither `1` and 22 digits nor (an earlier release's) 22 digits.
+    #[error(
+        "deployment id must have '{VERSION}' and {DIGITS} characters after '{PREFIX}', found {0} characters"
+    )]
     Length(usize),
     /// A character outside `0-9A-Za-z`.
     #[error("deployment id contains {0:?}, which is not a base62 digit")]
@@ -72,35 +69,43 @@ impl FromStr for DeploymentId {
             .strip_prefix(PREFIX)
             .ok_or(ParseDeploymentIdError::Prefix)?;
         let count = digits.chars().count();
-        if count != DIGITS {
-            return Err(ParseDeploymentIdError::Length(count));
+        let digits = match (count, digits.strip_prefix(VERSION)) {
+            (23, Some(rest)) => rest,
+            (DIGITS, _) => digits,
+            _ => return Err(ParseDeploymentIdError::Length(count)),
+        };
+        if let Some(c) = digits.chars().find(|c| crate::base62::digit(*c).is_none()) {
+            return Err(ParseDeploymentIdError::Digit(c));
         }
-        let mut value: u128 = 0;
-        for c in digits.chars() {
-            let digit = digit_value(c).ok_or(ParseDeploymentIdError::Digit(c))?;
-            value = value
-                .checked_mul(62)
-                .and_then(|v| v.checked_add(u128::from(digit)))
-                .ok_or(ParseDeploymentIdError::Overflow)?;
-        }
+        let value = crate::base62::parse(digits).ok_or(ParseDeploymentIdError::Overflow)?;
         Ok(Self(value))
     }
 }
 
-fn digit_value(c: char) -> Option<u8> {
-    match c {
-        '0'..='9' => Some(c as u8 - b'0'),
-        'A'..='Z' => Some(c as u8 - b'A' + 10),
-        'a'..='z' => Some(c as u8 - b'a' + 36),
-        _ => None,
+impl DeploymentId {
+    /// The stored text: `dp_` and the 22 digits, as logs and snapshots have always held it.
+    fn stored(self) -> String {
+        let mut text = String::with_capacity(PREFIX.len() + DIGITS);
+        text.push_str(PREFIX);
+        crate::base62::push(&mut text, self.0, DIGITS);
+        text
     }
 }
 
-/// Ids travel as their rendered string, so logs, snapshots and JSON all read the same.
+/// Stored in the text of earlier releases ([`DeploymentId::stored`]), so the log and snapshots
+/// do not change; APIs show [`fmt::Display`]'s.
 impl Serialize for DeploymentId {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(&self.stored())
     }
+}
+
+/// Serializes an id in its public text, for the views APIs answer with.
+pub fn serialize_public<T: fmt::Display, S: Serializer>(
+    id: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(id)
 }
 
 impl<'de> Deserialize<'de> for DeploymentId {
@@ -118,24 +123,41 @@ mod tests {
     fn render_is_fixed_width_and_deterministic() {
         assert_eq!(
             DeploymentId::from_seed(0).to_string(),
-            "dp_0000000000000000000000"
+            "dp_10000000000000000000000"
         );
         assert_eq!(
             DeploymentId::from_seed(61).to_string(),
-            "dp_000000000000000000000z"
+            "dp_1000000000000000000000z"
         );
         assert_eq!(
             DeploymentId::from_seed(62).to_string(),
-            "dp_0000000000000000000010"
+            "dp_10000000000000000000010"
         );
         assert_eq!(
             DeploymentId::from_seed(u128::MAX).to_string(),
-            "dp_7n42DGM5Tflk9n8mt7Fhc7"
+            "dp_17n42DGM5Tflk9n8mt7Fhc7"
         );
         let seed = 0x1234_5678_9abc_def0_0fed_cba9_8765_4321;
         assert_eq!(
             DeploymentId::from_seed(seed).to_string(),
             DeploymentId::from_seed(seed).to_string()
+        );
+    }
+
+    #[test]
+    fn the_text_of_earlier_releases_is_still_read() {
+        let id = DeploymentId::from_seed(62);
+        assert_eq!("dp_0000000000000000000010".parse::<DeploymentId>(), Ok(id));
+        assert_eq!("dp_10000000000000000000010".parse::<DeploymentId>(), Ok(id));
+        assert!(
+            "dp_20000000000000000000010"
+                .parse::<DeploymentId>()
+                .is_err()
+        );
+        assert!(
+            "dp_100000000000000000000100"
+                .parse::<DeploymentId>()
+                .is_err()
         );
     }
 

@@ -154,28 +154,64 @@ impl ObjectKey {
     }
 }
 
+/// Digits of the partition key in the public text (62^11 > 2^64).
+const KEY_DIGITS: usize = 11;
+/// Digits of the nonce in the public text (62^22 > 2^128).
+const NONCE_DIGITS: usize = 22;
+
+impl InvocationId {
+    /// The wire text: `inv_` and 48 lower-case hex digits (partition key, then nonce), what the
+    /// log, the snapshots and the service protocol's `start` carry. Users see [`Display`]'s.
+    ///
+    /// [`Display`]: fmt::Display
+    pub fn hex(&self) -> String {
+        format!("inv_{:016x}{:032x}", self.partition_key, self.nonce)
+    }
+}
+
+/// The public text, the one every API shows: `inv_1` (the `1` is the text's version), then the
+/// partition key in 11 and the nonce in 22 base62 digits.
 impl fmt::Display for InvocationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "inv_{:016x}{:032x}", self.partition_key, self.nonce)
+        let mut text = String::with_capacity(5 + KEY_DIGITS + NONCE_DIGITS);
+        text.push_str("inv_1");
+        crate::base62::push(&mut text, u128::from(self.partition_key), KEY_DIGITS);
+        crate::base62::push(&mut text, self.nonce, NONCE_DIGITS);
+        f.write_str(&text)
     }
 }
 
 /// Why a string is not an invocation id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid invocation id {0:?}: expected inv_ followed by 48 lower-case hex digits")]
+#[error(
+    "invalid invocation id {0:?}: expected inv_1 followed by 33 base62 digits (or inv_ followed by \
+     48 lower-case hex digits)"
+)]
 pub struct ParseIdError(pub String);
 
 impl FromStr for InvocationId {
     type Err = ParseIdError;
 
+    /// Reads the public text and the wire text alike.
     fn from_str(s: &str) -> Result<Self, ParseIdError> {
         let invalid = || ParseIdError(s.to_owned());
-        let hex = s.strip_prefix("inv_").ok_or_else(invalid)?;
+        let rest = s.strip_prefix("inv_").ok_or_else(invalid)?;
+        if let Some(digits) = rest
+            .strip_prefix('1')
+            .filter(|d| d.len() == KEY_DIGITS + NONCE_DIGITS)
+        {
+            let (key, nonce) = digits.split_at(KEY_DIGITS);
+            let key = crate::base62::parse(key).ok_or_else(invalid)?;
+            return Ok(Self {
+                partition_key: u64::try_from(key).map_err(|_| invalid())?,
+                nonce: crate::base62::parse(nonce).ok_or_else(invalid)?,
+            });
+        }
         let lower_hex = |c: u8| c.is_ascii_digit() || (b'a'..=b'f').contains(&c);
-        if hex.len() != 48 || !hex.bytes().all(lower_hex) {
+        if rest.len() != 48 || !rest.bytes().all(lower_hex) {
             return Err(invalid());
         }
-        let (key, nonce) = hex.split_at(16);
+        let (key, nonce) = rest.split_at(16);
         Ok(Self {
             partition_key: u64::from_str_radix(key, 16).map_err(|_| invalid())?,
             nonce: u128::from_str_radix(nonce, 16).map_err(|_| invalid())?,
@@ -183,10 +219,10 @@ impl FromStr for InvocationId {
     }
 }
 
-/// Stored and sent as its string form, the same one users see.
+/// Stored and sent in its wire text ([`InvocationId::hex`]), unchanged across releases.
 impl Serialize for InvocationId {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(&self.hex())
     }
 }
 
@@ -212,10 +248,28 @@ mod tests {
             partition_key: 0x0123_4567_89ab_cdef,
             nonce: 0xfedc_ba98_7654_3210_0011_2233_4455_6677,
         };
-        let text = id.to_string();
-        assert_eq!(text, "inv_0123456789abcdeffedcba98765432100011223344556677");
-        assert_eq!(text.parse::<InvocationId>(), Ok(id));
+        let wire = id.hex();
+        assert_eq!(wire, "inv_0123456789abcdeffedcba98765432100011223344556677");
+        assert_eq!(wire.parse::<InvocationId>(), Ok(id));
+        let public = id.to_string();
+        assert!(
+            public.starts_with("inv_1") && public.len() == 38,
+            "{public}"
+        );
+        assert_eq!(public.parse::<InvocationId>(), Ok(id));
         assert_eq!(InvocationId::from_bytes(&id.to_bytes()), Some(id));
+        for extreme in [
+            InvocationId {
+                partition_key: 0,
+                nonce: 0,
+            },
+            InvocationId {
+                partition_key: u64::MAX,
+                nonce: u128::MAX,
+            },
+        ] {
+            assert_eq!(extreme.to_string().parse::<InvocationId>(), Ok(extreme));
+        }
     }
 
     #[test]
@@ -263,7 +317,7 @@ mod tests {
     #[test]
     fn idempotent_id_is_stable_across_releases() {
         let id = InvocationId::idempotent(&Target::new("Greeter", "greet", None), "k");
-        assert_eq!(id.to_string(), PINNED_IDEMPOTENT);
+        assert_eq!(id.hex(), PINNED_IDEMPOTENT);
     }
 
     #[test]
@@ -279,7 +333,7 @@ mod tests {
     fn invocation_id_serde_is_its_text() {
         let id = InvocationId::new(&counter("a"), 42);
         let bytes = rmp_serde::to_vec(&id).expect("encode");
-        assert_eq!(&bytes[2..], id.to_string().as_bytes());
+        assert_eq!(&bytes[2..], id.hex().as_bytes());
         assert_eq!(
             rmp_serde::from_slice::<InvocationId>(&bytes).expect("decode"),
             id

@@ -14,6 +14,7 @@
 //! - [`trace`]: trace contexts stored with invocations, derived span ids, finished spans.
 
 pub mod awakeable;
+mod base62;
 pub mod codec;
 pub mod command;
 pub mod deployment;

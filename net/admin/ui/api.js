@@ -197,7 +197,7 @@ export function contains(value) {
 }
 
 /** Invocation ids as the API writes them. */
-export const INVOCATION_ID = /^inv_[0-9a-f]{48}$/;
+export const INVOCATION_ID = /^inv_1[0-9A-Za-z]{33}$/;
 
 /**
  * @typedef {{name: string, ty: string, public: boolean}} Handler

@@ -225,7 +225,7 @@ function jump() {
     event.preventDefault();
     const id = input.value.trim();
     if (!api.INVOCATION_ID.test(id)) {
-      toast(`"${id}" is not an invocation id (inv_ and 48 hex digits)`, "error");
+      toast(`"${id}" is not an invocation id (inv_1 and 33 letters and digits)`, "error");
       return;
     }
     input.value = "";

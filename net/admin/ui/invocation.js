@@ -54,7 +54,7 @@ export async function render(page) {
       h("h1", null, "Invocation"),
       errorBox({
         code: "invalid_invocation_id",
-        message: `"${id}" is not an invocation id: expected inv_ followed by 48 lower-case hex digits.`,
+        message: `"${id}" is not an invocation id: expected inv_1 followed by 33 letters and digits.`,
       }),
       h("a", { href: "#/invocations" }, "← All invocations"),
     );

@@ -1122,7 +1122,7 @@ async fn bad_requests_are_rejected_before_dispatch() {
         (
             h.get("/restate/invocation/inv_doesnotexist/output").await,
             400,
-            "invalid invocation id \"inv_doesnotexist\": expected inv_ followed by 48 lower-case hex digits".into(),
+            "invalid invocation id \"inv_doesnotexist\": expected inv_1 followed by 33 base62 digits (or inv_ followed by 48 lower-case hex digits)".into(),
         ),
         (
             h.get("/restate/invocation/Counter/add/ik1/output").await,

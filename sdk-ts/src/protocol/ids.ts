@@ -20,6 +20,30 @@ const PREFIX = "awk_";
 const INVOCATION_ID = /^inv_([0-9a-f]{48})$/;
 const AWAKEABLE_ID = /^awk_([0-9a-f]{48})([0-9a-f]{8})([0-9a-f]{32})$/;
 
+const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/** `value` as exactly `width` base62 digits. */
+function base62(value: bigint, width: number): string {
+  let out = "";
+  for (let i = 0; i < width; i++) {
+    out = BASE62[Number(value % 62n)] + out;
+    value /= 62n;
+  }
+  return out;
+}
+
+/**
+ * The public text of an invocation id — `inv_1`, then the partition key in 11 and the nonce in 22
+ * base62 digits — from the wire text `start.id` carries (`inv_` + 48 hex digits), as the kernel's
+ * APIs show it; other text is returned unchanged.
+ */
+export function publicInvocationId(wire: string): string {
+  const match = INVOCATION_ID.exec(wire);
+  if (!match) return wire;
+  const hex = match[1] as string;
+  return `inv_1${base62(BigInt("0x" + hex.slice(0, 16)), 11)}${base62(BigInt("0x" + hex.slice(16)), 22)}`;
+}
+
 /** What an awakeable id is made of. */
 export interface AwakeableIdParts {
   /** The invocation that created the awakeable (`inv_` + 48 hex digits). */

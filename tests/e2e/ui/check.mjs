@@ -131,7 +131,7 @@ try {
 
   // 5. Bad input: an unknown id, a malformed one.
   await page.evaluate(() => {
-    location.hash = "#/invocation/inv_00000000000000010000000000000000000000000000002a";
+    location.hash = "#/invocation/inv_100000000001000000000000000000000g";
   });
   await page.waitForSelector("main .error", WAIT);
   steps.unknown_id_message = await text("main .error");

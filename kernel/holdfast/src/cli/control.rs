@@ -113,7 +113,7 @@ impl Target {
                  --older-than, --newer-than) to {} every match",
                 action.name()
             ),
-            (Some(id), true) => one(ctx, action, invocation_id(id)?, deployment),
+            (Some(id), true) => one(ctx, action, &invocation_id(id)?, deployment),
             (None, false) => self.bulk(ctx, action, deployment),
         }
     }

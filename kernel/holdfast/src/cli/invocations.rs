@@ -153,15 +153,18 @@ struct Described {
     journal: Vec<Entry>,
 }
 
-/// `text` if it is an invocation id (`inv_` and 48 hex digits), which needs no quoting.
-pub fn invocation_id(text: &str) -> anyhow::Result<&str> {
-    text.parse::<holdfast_types::InvocationId>()
-        .with_context(|| format!("'{text}' is not an invocation id (inv_ and 48 hex digits)"))?;
-    Ok(text)
+/// The public text of the invocation id `text` (either text is accepted), which needs no quoting.
+pub fn invocation_id(text: &str) -> anyhow::Result<String> {
+    let id = text
+        .parse::<holdfast_types::InvocationId>()
+        .with_context(|| {
+            format!("'{text}' is not an invocation id (inv_1 and 33 base62 digits)")
+        })?;
+    Ok(id.to_string())
 }
 
 fn describe(ctx: &Ctx<'_>, id: &str) -> anyhow::Result<()> {
-    let id = quote(invocation_id(id)?);
+    let id = quote(&invocation_id(id)?);
     let found =
         ctx.query::<Invocation>(&format!("SELECT * FROM sys_invocation WHERE id = {id}"))?;
     let Some(invocation) = found.rows.into_iter().next() else {
