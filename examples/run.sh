@@ -32,6 +32,8 @@ cat <<MSG
 
 holdfast is running: ingress http://127.0.0.1:8080, admin http://127.0.0.1:9070, psql 127.0.0.1:9071
 (data in ./holdfast-data)
+
+web UI: http://127.0.0.1:9070/ui   (invocations, journals, state, deployments, SQL, cluster)
 example services registered from http://127.0.0.1:$PORT. Try:
 
   curl -s -X POST http://127.0.0.1:8080/greeter/Ada/greet
