@@ -171,3 +171,35 @@ fn bad_registrations_are_refused_with_json_errors() {
     assert_eq!(bad_id.status, 400, "{}", bad_id.body);
     terminate(node);
 }
+
+/// Clients that read `GET /version` address the API under `/v4`: the same routes and answers.
+#[test]
+fn the_api_is_served_under_its_version_prefix_too() {
+    let endpoint = Endpoint::start(ANCHOR);
+    let files = NodeFiles::new(1, "");
+    let mut node = files.serve();
+    wait_healthy(files.admin, &mut node);
+    let version = http_get(files.admin, "/version").expect("GET /version");
+    assert_eq!(version.status, 200, "{}", version.body);
+    let version = version.json();
+    assert_eq!(version["max_admin_api_version"], 4);
+    assert_eq!(
+        version["ingress_endpoint"],
+        format!("http://{}/", files.ingress)
+    );
+    let body = json!({"uri": endpoint.uri});
+    let created = http_json(files.admin, "POST", "/v4/deployments", &body).expect("POST");
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.json()["id"].as_str().expect("id").to_owned();
+    assert!(id.starts_with("dp_1") && id.len() == 26, "{id}");
+    let plain = http_get(files.admin, "/services").expect("GET").json();
+    let prefixed = http_get(files.admin, "/v4/services").expect("GET").json();
+    assert_eq!(plain, prefixed);
+    let described = http_get(files.admin, &format!("/v4/deployments/{id}")).expect("GET");
+    assert_eq!(described.status, 200, "{}", described.body);
+    assert_eq!(
+        http_get(files.admin, "/v4/health").expect("GET").status,
+        200
+    );
+    terminate(node);
+}

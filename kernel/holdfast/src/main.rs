@@ -267,6 +267,15 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                 },
                 router: kernel.router().clone(),
                 log: kernel.raft_log().clone(),
+                ingress_endpoint: Some(format!(
+                    "{}://{}/",
+                    if config.ingress.tls.is_some() {
+                        "https"
+                    } else {
+                        "http"
+                    },
+                    config.ingress.bind_address
+                )),
             },
             holdfast_admin::AdminAccess {
                 auth: bearer_auth(

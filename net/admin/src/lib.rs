@@ -12,6 +12,8 @@
 //!   POST /query ──► QueryEngine (DataFusion over the partition stores) ──► JSON rows or a table
 //!   PATCH /invocations/{id}/cancel|kill|purge|pause|resume ──► Control to the owning partition
 //!   GET /ui, /ui/{file} ──► the web UI's embedded files, which call the routes above
+//!   POST /services/{name}/state ──► EditState to the key's partition (refused while locked)
+//!   GET /version ──► what this API speaks; every route above is also served under /v4
 //! ```
 //!
 //! With bearer tokens configured ([`AdminAccess::auth`]) every request but `GET /health` and the
@@ -73,6 +75,8 @@ pub struct Kernel {
     pub router: holdfast_partition::Router,
     /// The node's raft-log file, whose writer's counters `/metrics` shows.
     pub log: holdfast_raft_store::SharedLog,
+    /// The ingress's base URL (`http://127.0.0.1:8080/`), shown by `GET /version`.
+    pub ingress_endpoint: Option<String>,
 }
 
 /// Who may use the admin API, and which endpoints it may register.
@@ -205,6 +209,44 @@ pub fn serve(address: SocketAddr, kernel: Kernel) -> std::io::Result<Server> {
     serve_with(address, kernel, AdminAccess::default(), None)
 }
 
+/// The versioned path prefix the API is also served under; clients that ask `GET /version` use
+/// it. Version 4 has the same routes and shapes as the unprefixed paths.
+const API_PREFIX: &str = "/v4";
+
+/// `GET /version`: what this admin API is and speaks.
+async fn version(kernel: web::Data<Kernel>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "min_admin_api_version": 4,
+        "max_admin_api_version": 4,
+        "ingress_endpoint": kernel.ingress_endpoint,
+        "features": {},
+    }))
+}
+
+/// Every API route, served at the root and under [`API_PREFIX`].
+fn api(config: &mut web::ServiceConfig) {
+    config
+        .route("/health", web::get().to(health))
+        .route("/metrics", web::get().to(metrics))
+        .route("/cluster", web::get().to(cluster::view))
+        .route("/cluster/nodes", web::post().to(cluster::add))
+        .route("/cluster/nodes/{id}", web::delete().to(cluster::remove))
+        .route("/deployments", web::post().to(deployments::register))
+        .route("/deployments", web::get().to(deployments::list))
+        .route("/deployments/{id}", web::get().to(deployments::get))
+        .route("/deployments/{id}", web::delete().to(deployments::remove))
+        .route("/services", web::get().to(deployments::services))
+        .route("/services/{name}", web::get().to(deployments::service))
+        .route("/services/{name}", web::patch().to(deployments::modify))
+        .route("/services/{name}/state", web::post().to(state::edit))
+        .route("/query", web::post().to(query::query))
+        .route(
+            "/invocations/{id}/{action}",
+            web::patch().to(invocations::control),
+        );
+}
+
 /// Binds the admin API on `address` with the given tokens and allowlist, over HTTPS when `tls`
 /// is given, and returns the server to be awaited or stopped.
 pub fn serve_with(
@@ -221,8 +263,10 @@ pub fn serve_with(
             .app_data(data.clone())
             .app_data(access.clone())
             .wrap_fn(move |request, service| {
-                let open =
-                    request.path() == "/health" || ui::is_public(request.method(), request.path());
+                let path = request.path();
+                let open = matches!(path, "/health" | "/version")
+                    || path.strip_prefix(API_PREFIX) == Some("/health")
+                    || ui::is_public(request.method(), path);
                 let refused = (!open && !gate.auth.permits(request.headers()))
                     .then(|| holdfast_ingress::access::unauthorized(request.headers()));
                 match refused {
@@ -232,24 +276,9 @@ pub fn serve_with(
                     None => futures::future::Either::Right(service.call(request)),
                 }
             })
-            .route("/health", web::get().to(health))
-            .route("/metrics", web::get().to(metrics))
-            .route("/cluster", web::get().to(cluster::view))
-            .route("/cluster/nodes", web::post().to(cluster::add))
-            .route("/cluster/nodes/{id}", web::delete().to(cluster::remove))
-            .route("/deployments", web::post().to(deployments::register))
-            .route("/deployments", web::get().to(deployments::list))
-            .route("/deployments/{id}", web::get().to(deployments::get))
-            .route("/deployments/{id}", web::delete().to(deployments::remove))
-            .route("/services", web::get().to(deployments::services))
-            .route("/services/{name}", web::get().to(deployments::service))
-            .route("/services/{name}", web::patch().to(deployments::modify))
-            .route("/services/{name}/state", web::post().to(state::edit))
-            .route("/query", web::post().to(query::query))
-            .route(
-                "/invocations/{id}/{action}",
-                web::patch().to(invocations::control),
-            )
+            .route("/version", web::get().to(version))
+            .configure(api)
+            .service(web::scope(API_PREFIX).configure(api))
             .configure(ui::routes)
             .app_data(web::JsonConfig::default().error_handler(|error, _| {
                 let message = error.to_string();
