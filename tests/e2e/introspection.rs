@@ -27,8 +27,14 @@ struct Node {
 }
 
 fn post(address: SocketAddr, path: &str, body: &Value) -> Response {
-    http(address, "POST", path, &[JSON], &body.to_string())
-        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    http(
+        address,
+        "POST",
+        path,
+        &[JSON, ("accept", "application/json")],
+        &body.to_string(),
+    )
+    .unwrap_or_else(|e| panic!("POST {path}: {e}"))
 }
 
 /// A kernel on 4 partitions with invocations in several states.

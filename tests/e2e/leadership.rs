@@ -286,7 +286,7 @@ fn query(admin: SocketAddr, sql: &str) -> Value {
         admin,
         "POST",
         "/query",
-        &[JSON],
+        &[JSON, ("accept", "application/json")],
         &json!({ "query": sql }).to_string(),
     )
     .expect("query");

@@ -20,7 +20,7 @@ fn query(admin: SocketAddr, sql: &str) -> Response {
         admin,
         "POST",
         "/query",
-        &[JSON],
+        &[JSON, ("accept", "application/json")],
         &json!({ "query": sql }).to_string(),
     )
     .unwrap_or_else(|e| panic!("POST /query {sql}: {e}"))

@@ -168,7 +168,10 @@ fn a_call_chain_is_one_trace_with_attempts_calls_a_retry_and_a_sleep() {
         files.admin,
         "POST",
         "/query",
-        &[("content-type", "application/json")],
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+        ],
         &json!({"query": format!("SELECT trace_id FROM sys_invocation WHERE id = '{back_id}'")})
             .to_string(),
     )

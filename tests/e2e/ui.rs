@@ -25,6 +25,7 @@ fn admin(address: SocketAddr, method: &str, path: &str, body: &Value) -> Respons
         path,
         &[
             ("content-type", "application/json"),
+            ("accept", "application/json"),
             ("authorization", &bearer),
         ],
         &body.to_string(),

@@ -380,7 +380,10 @@ pub fn http_json(
         address,
         method,
         path,
-        &[("content-type", "application/json")],
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+        ],
         &body.to_string(),
     )
 }
