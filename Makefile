@@ -29,6 +29,7 @@ test: test-sdk test-rust
 
 test-rust: build
 	cd tests/e2e/ui && npm ci --no-audit --no-fund
+	cd tests/e2e/restate-cli && npm ci --no-audit --no-fund
 	$(CARGO) test --workspace --no-fail-fast
 
 test-sdk:

@@ -1,10 +1,12 @@
-//! Deployment identifiers: `dp_1` (the `1` is the text's version) followed by 22 base62 digits,
-//! the one type every layer (the registry, the log's pinned deployments, the admin API) uses.
-//! The text of earlier releases (`dp_` and the 22 digits) is still read.
+//! Deployment identifiers: `dp_1` (the `1` is the text's version) followed by 22 base62 digits
+//! in Restate's form (`0-9a-zA-Z`, the number byte-swapped), the one type every layer (the
+//! registry, the log's pinned deployments, the admin API) uses. Logs and snapshots hold the text
+//! of earlier releases (`dp_` and the 22 digits in `0-9A-Za-z`), which is still read.
 //!
 //! The digits encode a 128-bit seed chosen by whoever proposes the registration and recorded in the
 //! log command, so every node derives the same id without any randomness in this crate.
 
+use crate::base62::Alphabet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
@@ -37,7 +39,7 @@ impl fmt::Display for DeploymentId {
         let mut text = String::with_capacity(PREFIX.len() + 1 + DIGITS);
         text.push_str(PREFIX);
         text.push(VERSION);
-        crate::base62::push(&mut text, self.0, DIGITS);
+        crate::base62::Alphabet::Public.push(&mut text, self.0.swap_bytes(), DIGITS);
         f.write_str(&text)
     }
 }
@@ -69,16 +71,21 @@ impl FromStr for DeploymentId {
             .strip_prefix(PREFIX)
             .ok_or(ParseDeploymentIdError::Prefix)?;
         let count = digits.chars().count();
-        let digits = match (count, digits.strip_prefix(VERSION)) {
-            (23, Some(rest)) => rest,
-            (DIGITS, _) => digits,
+        let (digits, alphabet) = match (count, digits.strip_prefix(VERSION)) {
+            (23, Some(rest)) => (rest, Alphabet::Public),
+            (DIGITS, _) => (digits, Alphabet::Stored),
             _ => return Err(ParseDeploymentIdError::Length(count)),
         };
-        if let Some(c) = digits.chars().find(|c| crate::base62::digit(*c).is_none()) {
+        if let Some(c) = digits.chars().find(|c| alphabet.digit(*c).is_none()) {
             return Err(ParseDeploymentIdError::Digit(c));
         }
-        let value = crate::base62::parse(digits).ok_or(ParseDeploymentIdError::Overflow)?;
-        Ok(Self(value))
+        let value = alphabet
+            .parse(digits)
+            .ok_or(ParseDeploymentIdError::Overflow)?;
+        Ok(Self(match alphabet {
+            Alphabet::Public => value.swap_bytes(),
+            Alphabet::Stored => value,
+        }))
     }
 }
 
@@ -87,7 +94,7 @@ impl DeploymentId {
     fn stored(self) -> String {
         let mut text = String::with_capacity(PREFIX.len() + DIGITS);
         text.push_str(PREFIX);
-        crate::base62::push(&mut text, self.0, DIGITS);
+        Alphabet::Stored.push(&mut text, self.0, DIGITS);
         text
     }
 }
@@ -125,17 +132,18 @@ mod tests {
             DeploymentId::from_seed(0).to_string(),
             "dp_10000000000000000000000"
         );
+        // Restate's form: the number byte-swapped, digits then lower then upper case.
         assert_eq!(
-            DeploymentId::from_seed(61).to_string(),
-            "dp_1000000000000000000000z"
+            DeploymentId::from_seed(61u128.swap_bytes()).to_string(),
+            "dp_1000000000000000000000Z"
         );
         assert_eq!(
-            DeploymentId::from_seed(62).to_string(),
+            DeploymentId::from_seed(62u128.swap_bytes()).to_string(),
             "dp_10000000000000000000010"
         );
         assert_eq!(
             DeploymentId::from_seed(u128::MAX).to_string(),
-            "dp_17n42DGM5Tflk9n8mt7Fhc7"
+            "dp_17N42dgm5tFLK9N8MT7fHC7"
         );
         let seed = 0x1234_5678_9abc_def0_0fed_cba9_8765_4321;
         assert_eq!(
@@ -146,9 +154,14 @@ mod tests {
 
     #[test]
     fn the_text_of_earlier_releases_is_still_read() {
+        // Stored text: no version, digits then upper then lower case, not swapped.
         let id = DeploymentId::from_seed(62);
         assert_eq!("dp_0000000000000000000010".parse::<DeploymentId>(), Ok(id));
-        assert_eq!("dp_10000000000000000000010".parse::<DeploymentId>(), Ok(id));
+        assert_eq!(
+            "dp_000000000000000000000z".parse::<DeploymentId>(),
+            Ok(DeploymentId::from_seed(61))
+        );
+        assert_eq!(id.stored(), "dp_0000000000000000000010");
         assert!(
             "dp_20000000000000000000010"
                 .parse::<DeploymentId>()

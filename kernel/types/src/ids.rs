@@ -169,14 +169,21 @@ impl InvocationId {
     }
 }
 
-/// The public text, the one every API shows: `inv_1` (the `1` is the text's version), then the
-/// partition key in 11 and the nonce in 22 base62 digits.
+/// The public text, the one every API shows, in Restate's form so its tools read it: `inv_1`
+/// (the `1` is the text's version), then the partition key in 11 and the nonce in 22 base62
+/// digits (`0-9a-zA-Z`), each number written byte-swapped (the value whose little-endian bytes
+/// are its big-endian ones).
 impl fmt::Display for InvocationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let public = crate::base62::Alphabet::Public;
         let mut text = String::with_capacity(5 + KEY_DIGITS + NONCE_DIGITS);
         text.push_str("inv_1");
-        crate::base62::push(&mut text, u128::from(self.partition_key), KEY_DIGITS);
-        crate::base62::push(&mut text, self.nonce, NONCE_DIGITS);
+        public.push(
+            &mut text,
+            u128::from(self.partition_key.swap_bytes()),
+            KEY_DIGITS,
+        );
+        public.push(&mut text, self.nonce.swap_bytes(), NONCE_DIGITS);
         f.write_str(&text)
     }
 }
@@ -200,11 +207,12 @@ impl FromStr for InvocationId {
             .strip_prefix('1')
             .filter(|d| d.len() == KEY_DIGITS + NONCE_DIGITS)
         {
+            let public = crate::base62::Alphabet::Public;
             let (key, nonce) = digits.split_at(KEY_DIGITS);
-            let key = crate::base62::parse(key).ok_or_else(invalid)?;
+            let key = public.parse(key).ok_or_else(invalid)?;
             return Ok(Self {
-                partition_key: u64::try_from(key).map_err(|_| invalid())?,
-                nonce: crate::base62::parse(nonce).ok_or_else(invalid)?,
+                partition_key: u64::try_from(key).map_err(|_| invalid())?.swap_bytes(),
+                nonce: public.parse(nonce).ok_or_else(invalid)?.swap_bytes(),
             });
         }
         let lower_hex = |c: u8| c.is_ascii_digit() || (b'a'..=b'f').contains(&c);

@@ -53,7 +53,7 @@ export function fill(parent, ...children) {
 /** Every invocation status, in lifecycle order, as `sys_invocation.status` names them. */
 export const STATUSES = [
   "scheduled",
-  "inboxed",
+  "pending",
   "running",
   "backing-off",
   "suspended",

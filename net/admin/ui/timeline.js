@@ -30,7 +30,7 @@ export function kind(type) {
       return "run";
     case "Call":
       return "call";
-    case "Send":
+    case "OneWayCall":
       return "send";
     case "Sleep":
       return "sleep";
@@ -58,7 +58,7 @@ export function summary(entry, now) {
   switch (entry.entry_type) {
     case "Call":
       return `call ${entry.invoked_target ?? ""}`;
-    case "Send":
+    case "OneWayCall":
       return `send ${entry.invoked_target ?? ""}`;
     case "Sleep":
       if (!entry.sleep_wakeup_at) return "sleep";

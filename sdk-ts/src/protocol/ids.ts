@@ -20,10 +20,15 @@ const PREFIX = "awk_";
 const INVOCATION_ID = /^inv_([0-9a-f]{48})$/;
 const AWAKEABLE_ID = /^awk_([0-9a-f]{48})([0-9a-f]{8})([0-9a-f]{32})$/;
 
-const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const BASE62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
-/** `value` as exactly `width` base62 digits. */
-function base62(value: bigint, width: number): string {
+/**
+ * The number written by big-endian `hex` bytes, byte-swapped (read little-endian), as exactly
+ * `width` base62 digits.
+ */
+function swappedBase62(hex: string, width: number): string {
+  const bytes = hex.match(/../g) ?? [];
+  let value = BigInt("0x" + (bytes.reverse().join("") || "0"));
   let out = "";
   for (let i = 0; i < width; i++) {
     out = BASE62[Number(value % 62n)] + out;
@@ -33,15 +38,16 @@ function base62(value: bigint, width: number): string {
 }
 
 /**
- * The public text of an invocation id — `inv_1`, then the partition key in 11 and the nonce in 22
- * base62 digits — from the wire text `start.id` carries (`inv_` + 48 hex digits), as the kernel's
- * APIs show it; other text is returned unchanged.
+ * The public text of an invocation id, in Restate's form — `inv_1`, then the partition key in 11
+ * and the nonce in 22 base62 digits (`0-9a-zA-Z`), each number byte-swapped — from the wire text
+ * `start.id` carries (`inv_` + 48 hex digits), as the kernel's APIs show it; other text is
+ * returned unchanged.
  */
 export function publicInvocationId(wire: string): string {
   const match = INVOCATION_ID.exec(wire);
   if (!match) return wire;
   const hex = match[1] as string;
-  return `inv_1${base62(BigInt("0x" + hex.slice(0, 16)), 11)}${base62(BigInt("0x" + hex.slice(16)), 22)}`;
+  return `inv_1${swappedBase62(hex.slice(0, 16), 11)}${swappedBase62(hex.slice(16), 22)}`;
 }
 
 /** What an awakeable id is made of. */

@@ -143,11 +143,6 @@ impl<'a> Cell<'a> {
         value.map_or(Cell::Null, Cell::Time)
     }
 
-    /// A boolean, or NULL.
-    pub(crate) fn opt_bool(value: Option<bool>) -> Self {
-        value.map_or(Cell::Null, Cell::Bool)
-    }
-
     fn kind(&self) -> &'static str {
         match self {
             Cell::Null => "null",

@@ -52,6 +52,7 @@ async fn every_table_is_listed_with_its_columns() {
             "sys_idempotency",
             "sys_inbox",
             "sys_invocation",
+            "sys_invocation_status",
             "sys_journal",
             "sys_keyed_service_status",
             "sys_promise",
@@ -98,7 +99,15 @@ async fn every_table_is_listed_with_its_columns() {
             "completed_at",
             "scheduled_start_at",
             "completion_result",
-            "completion_failure"
+            "completion_failure",
+            "invoked_by_target",
+            "last_attempt_deployment_id",
+            "last_attempt_server",
+            "next_retry_at",
+            "last_start_at",
+            "last_failure_related_entry_index",
+            "last_failure_related_entry_name",
+            "last_failure_related_entry_type"
         ]
     );
     let status = invocation
@@ -143,7 +152,8 @@ async fn every_table_is_listed_with_its_columns() {
             "value",
             "value_length",
             "service",
-            "service_key_utf8"
+            "service_key_utf8",
+            "key_length"
         ]
     );
     assert_eq!(
@@ -239,7 +249,7 @@ async fn invocations_show_every_status_and_their_origin() {
     assert_eq!(running[9], n("1"));
     assert_eq!(running[14], s("2023-11-14T22:13:20Z"));
 
-    assert_eq!(row(ids.inboxed)[3], s("inboxed"));
+    assert_eq!(row(ids.inboxed)[3], s("pending"));
     assert_eq!(row(ids.inboxed)[9], n("0"));
 
     let suspended = row(ids.suspended);
@@ -283,6 +293,39 @@ async fn invocations_show_every_status_and_their_origin() {
 
     assert_eq!(row(ids.workflow)[2], s("workflow"));
     assert_eq!(row(ids.workflow)[1], s("Signup/w1/run"));
+
+    let caller = query(
+        &engine,
+        &format!(
+            "SELECT invoked_by_target, last_attempt_deployment_id IS NULL, next_retry_at \
+             FROM sys_invocation WHERE id = '{}'",
+            ids.callee
+        ),
+    )
+    .await;
+    assert_eq!(
+        rows(&caller),
+        vec![vec![s("Greeter/greet"), s("true"), None]]
+    );
+
+    // The same rows with the lifecycle's own status names.
+    let lifecycle = query(
+        &engine,
+        "SELECT id, status FROM sys_invocation_status ORDER BY id",
+    )
+    .await;
+    let lifecycle = rows(&lifecycle);
+    let status_of = |id: holdfast_types::InvocationId| {
+        lifecycle
+            .iter()
+            .find(|r| r[0] == Some(id.to_string()))
+            .map(|r| r[1].clone())
+    };
+    assert_eq!(lifecycle.len(), 8);
+    assert_eq!(status_of(ids.inboxed), Some(s("inboxed")));
+    assert_eq!(status_of(ids.running), Some(s("invoked")));
+    assert_eq!(status_of(ids.suspended), Some(s("suspended")));
+    assert_eq!(status_of(ids.succeeded), Some(s("completed")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,7 +399,7 @@ async fn journals_join_their_invocations() {
                 s("0"),
                 s("Input"),
                 None,
-                None,
+                s("true"),
                 None,
                 None,
                 None,
@@ -367,7 +410,7 @@ async fn journals_join_their_invocations() {
                 s("0"),
                 s("Input"),
                 None,
-                None,
+                s("true"),
                 None,
                 None,
                 None,
@@ -411,7 +454,7 @@ async fn journals_join_their_invocations() {
                 s("0"),
                 s("Input"),
                 None,
-                None,
+                s("true"),
                 None,
                 None,
                 None,

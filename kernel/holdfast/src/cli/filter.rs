@@ -8,8 +8,10 @@ use std::time::Duration;
 pub enum Status {
     /// Waiting for its start time.
     Scheduled,
-    /// Queued behind another invocation on its key.
-    Inboxed,
+    /// Queued in its object's inbox behind the invocation holding the key (`inboxed` also
+    /// accepted).
+    #[value(alias = "inboxed")]
+    Pending,
     /// An attempt is running.
     Running,
     /// Waiting for a timer, a call, an awakeable or a promise.
@@ -27,7 +29,7 @@ impl Status {
     fn sql_name(self) -> &'static str {
         match self {
             Status::Scheduled => "scheduled",
-            Status::Inboxed => "inboxed",
+            Status::Pending => "pending",
             Status::Running => "running",
             Status::Suspended => "suspended",
             Status::BackingOff => "backing-off",

@@ -915,7 +915,7 @@ fn views_have_the_admin_api_shapes() {
                     "on_max_attempts": null
                 }
             }],
-            "deployment_id": "dp_10000000000000000000001",
+            "deployment_id": "dp_101SZwviYzes2mjOamuMJWw",
             "revision": 1,
             "public": true,
             "idempotency_retention": "1d",
@@ -945,7 +945,7 @@ fn views_have_the_admin_api_shapes() {
         list,
         serde_json::json!({
             "deployments": [{
-                "id": "dp_10000000000000000000001",
+                "id": "dp_101SZwviYzes2mjOamuMJWw",
                 "uri": A,
                 "protocol_type": "BidiStream",
                 "http_version": "HTTP/2.0",
@@ -971,7 +971,7 @@ fn views_have_the_admin_api_shapes() {
         &crate::AttemptPolicy::default(),
     ))
     .expect("json");
-    assert_eq!(registered["id"], "dp_10000000000000000000001");
+    assert_eq!(registered["id"], "dp_101SZwviYzes2mjOamuMJWw");
     assert_eq!(registered["services"].as_array().map(Vec::len), Some(2));
     assert_eq!(registered["max_protocol_version"], 1);
 }
@@ -1004,7 +1004,7 @@ fn refusals_render_as_error_bodies() {
     assert_eq!(body.code, "conflict");
     assert_eq!(
         body.message,
-        "deployment dp_10000000000000000000001 serves the newest revision of Greeter; \
+        "deployment dp_101SZwviYzes2mjOamuMJWw serves the newest revision of Greeter; \
          set force to apply it anyway"
     );
 }

@@ -1,5 +1,7 @@
-//! `sys_invocation`: one row per invocation the partition knows (scheduled, inboxed, running,
-//! suspended, backing off, paused, or completed and still retained).
+//! `sys_invocation`: one row per invocation the partition knows (scheduled, pending in its
+//! object's inbox, running, suspended, backing off, paused, or completed and still retained).
+//! `sys_invocation_status` has the same rows and columns with the lifecycle's own status names
+//! (`inboxed`, `invoked` for running and backing off), as Restate's two tables differ.
 
 use super::{columns, failure_text, outcome_result, target_text};
 use crate::pushdown::{Lookup, Routing};
@@ -38,17 +40,38 @@ columns! {
         ScheduledStartAt = "scheduled_start_at": Time,
         CompletionResult = "completion_result": Utf8,
         CompletionFailure = "completion_failure": Utf8,
+        InvokedByTarget = "invoked_by_target": Utf8,
+        LastAttemptDeploymentId = "last_attempt_deployment_id": Utf8,
+        LastAttemptServer = "last_attempt_server": Utf8,
+        NextRetryAt = "next_retry_at": Time,
+        LastStartAt = "last_start_at": Time,
+        LastFailureRelatedEntryIndex = "last_failure_related_entry_index": U64,
+        LastFailureRelatedEntryName = "last_failure_related_entry_name": Utf8,
+        LastFailureRelatedEntryType = "last_failure_related_entry_type": Utf8,
     }
 }
 
-/// The SQL name of a status; a running attempt is `running`, as Restate calls it.
-pub(crate) fn status_name(status: &Status) -> &'static str {
+/// Which status names a table shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StatusNames {
+    /// `sys_invocation`'s, as an operator reads them: `pending`, `running`, `backing-off`, …
+    Operator,
+    /// `sys_invocation_status`'s, the lifecycle's own: `inboxed`, `invoked`, …
+    Lifecycle,
+}
+
+/// The SQL name of a status in a table showing `names` (in `sys_invocation` a running attempt
+/// is `running`, one waiting in its object's inbox `pending`, as Restate calls them).
+fn status_name_as(status: &Status, names: StatusNames) -> &'static str {
+    let operator = names == StatusNames::Operator;
     match status {
         Status::Scheduled { .. } => "scheduled",
+        Status::Inboxed if operator => "pending",
         Status::Inboxed => "inboxed",
-        Status::Invoked { .. } => "running",
+        Status::Invoked { .. } if operator => "running",
+        Status::BackingOff { .. } if operator => "backing-off",
+        Status::Invoked { .. } | Status::BackingOff { .. } => "invoked",
         Status::Suspended { .. } => "suspended",
-        Status::BackingOff { .. } => "backing-off",
         Status::Paused { .. } => "paused",
         Status::Completed { .. } => "completed",
     }
@@ -57,8 +80,9 @@ pub(crate) fn status_name(status: &Status) -> &'static str {
 struct InvocationRow<'a> {
     id: InvocationId,
     rec: &'a Invocation,
+    names: StatusNames,
     service_ty: Option<&'static str>,
-    caller_service: Option<String>,
+    caller: Option<Caller>,
 }
 
 impl Row for InvocationRow<'_> {
@@ -84,12 +108,15 @@ impl Row for InvocationRow<'_> {
             Col::TargetServiceKey => Cell::opt_str(target.key.as_deref()),
             Col::TargetHandlerName => Cell::Str(&target.handler),
             Col::TargetServiceTy => Cell::opt_str(self.service_ty),
-            Col::Status => Cell::Str(status_name(&rec.status)),
+            Col::Status => Cell::Str(status_name_as(&rec.status, self.names)),
             Col::InvokedBy => Cell::Str(match rec.source {
                 Source::Ingress => "ingress",
                 Source::Invocation { .. } => "service",
             }),
-            Col::InvokedByServiceName => Cell::opt_str(self.caller_service.as_deref()),
+            Col::InvokedByServiceName => {
+                Cell::opt_str(self.caller.as_ref().map(|c| c.service.as_str()))
+            }
+            Col::InvokedByTarget => Cell::opt_str(self.caller.as_ref().map(|c| c.target.as_str())),
             Col::InvokedById => match &rec.source {
                 Source::Invocation { id, .. } => Cell::Text(id.to_string()),
                 Source::Ingress => Cell::Null,
@@ -129,16 +156,40 @@ impl Row for InvocationRow<'_> {
                 Some(Outcome::Failure(failure)) => Cell::Text(failure_text(failure)),
                 _ => Cell::Null,
             },
+            // Attempts run on the deployment the invocation is pinned to.
+            Col::LastAttemptDeploymentId => Cell::opt_text(
+                rec.deployment
+                    .filter(|_| rec.attempts > 0)
+                    .map(|d| d.to_string()),
+            ),
+            Col::NextRetryAt => Cell::opt_time(match &rec.status {
+                Status::BackingOff { retry_at_ms, .. } => *retry_at_ms,
+                _ => None,
+            }),
+            // Not recorded: the SDK's version, an attempt's start time and the entry a failure
+            // was about are not kept in the log.
+            Col::LastAttemptServer
+            | Col::LastStartAt
+            | Col::LastFailureRelatedEntryIndex
+            | Col::LastFailureRelatedEntryName
+            | Col::LastFailureRelatedEntryType => Cell::Null,
         }
     }
 }
 
-/// Finds the service of calling invocations, which may live in other partitions: each other
-/// partition is read through one snapshot for the whole scan, and answers are cached.
+/// The invocation that called another: its service and its target text.
+#[derive(Clone)]
+struct Caller {
+    service: String,
+    target: String,
+}
+
+/// Finds calling invocations, which may live in other partitions: each other partition is read
+/// through one snapshot for the whole scan, and answers are cached.
 struct Callers<'a> {
     part: &'a PartitionRead<'a>,
     others: HashMap<PartitionId, Option<StateSnapshot>>,
-    known: HashMap<InvocationId, Option<String>>,
+    known: HashMap<InvocationId, Option<Caller>>,
 }
 
 /// Callers remembered per scan before the cache starts over (bounds its memory).
@@ -153,11 +204,7 @@ impl<'a> Callers<'a> {
         }
     }
 
-    fn service_of(
-        &mut self,
-        caller: InvocationId,
-        sink: &mut Sink,
-    ) -> Result<Option<String>, ScanError> {
+    fn find(&mut self, caller: InvocationId, sink: &mut Sink) -> Result<Option<Caller>, ScanError> {
         if let Some(known) = self.known.get(&caller) {
             return Ok(known.clone());
         }
@@ -200,31 +247,43 @@ impl<'a> Callers<'a> {
                 None => None,
             }
         };
-        let service = record.map(|rec| rec.target.service);
+        let found = record.map(|rec| Caller {
+            target: target_text(
+                &rec.target.service,
+                rec.target.key.as_deref(),
+                &rec.target.handler,
+            ),
+            service: rec.target.service,
+        });
         if self.known.len() >= CALLER_CACHE {
             self.known.clear();
         }
-        self.known.insert(caller, service.clone());
-        Ok(service)
+        self.known.insert(caller, found.clone());
+        Ok(found)
     }
 }
 
-/// `sys_invocation`.
+/// `sys_invocation`, or `sys_invocation_status` with the lifecycle's status names.
 pub(crate) struct InvocationTable {
     schema: SchemaRef,
+    names: StatusNames,
 }
 
 impl InvocationTable {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(names: StatusNames) -> Self {
         Self {
             schema: Col::schema(),
+            names,
         }
     }
 }
 
 impl SysTable for InvocationTable {
     fn name(&self) -> &'static str {
-        "sys_invocation"
+        match self.names {
+            StatusNames::Operator => "sys_invocation",
+            StatusNames::Lifecycle => "sys_invocation_status",
+        }
     }
 
     fn schema(&self) -> SchemaRef {
@@ -249,27 +308,28 @@ impl SysTable for InvocationTable {
         sink: &mut Sink,
     ) -> Result<ControlFlow<()>, ScanError> {
         let wants_ty = sink.wants(Col::TargetServiceTy.index());
-        let wants_caller = sink.wants(Col::InvokedByServiceName.index());
+        let wants_caller = sink.wants(Col::InvokedByServiceName.index())
+            || sink.wants(Col::InvokedByTarget.index());
+        let names = self.names;
         let mut callers = Callers::new(part);
         let mut emit = |id: InvocationId,
                         rec: &Invocation,
                         sink: &mut Sink|
          -> Result<ControlFlow<()>, ScanError> {
-            let caller_service = match (&rec.source, wants_caller) {
-                (Source::Invocation { id: caller, .. }, true) => {
-                    callers.service_of(*caller, sink)?
-                }
+            let caller = match (&rec.source, wants_caller) {
+                (Source::Invocation { id: caller, .. }, true) => callers.find(*caller, sink)?,
                 _ => None,
             };
             let row = InvocationRow {
                 id,
                 rec,
+                names,
                 service_ty: if wants_ty {
                     part.shared.service_type(&rec.target.service)
                 } else {
                     None
                 },
-                caller_service,
+                caller,
             };
             sink.push(&row)
         };

@@ -18,7 +18,7 @@ columns! {
         Index = "index": U32,
         EntryType = "entry_type": Utf8,
         Name = "name": Utf8,
-        Completed = "completed": Bool,
+        Completed = "completed": Bool [required],
         InvokedId = "invoked_id": Utf8,
         InvokedTarget = "invoked_target": Utf8,
         SleepWakeupAt = "sleep_wakeup_at": Time,
@@ -26,8 +26,8 @@ columns! {
     }
 }
 
-/// The SQL name of an entry's type: its variant name (`StateKeys` reads `GetStateKeys`, as in
-/// Restate).
+/// The SQL name of an entry's type: its variant name, except where Restate's tools know it by
+/// another (`StateKeys` reads `GetStateKeys`, `Send` reads `OneWayCall`).
 fn entry_type(entry: &Entry) -> &'static str {
     match entry {
         Entry::Input(_) => "Input",
@@ -38,7 +38,7 @@ fn entry_type(entry: &Entry) -> &'static str {
         Entry::ClearAllState(_) => "ClearAllState",
         Entry::StateKeys(_) => "GetStateKeys",
         Entry::Call(_) => "Call",
-        Entry::Send(_) => "Send",
+        Entry::Send(_) => "OneWayCall",
         Entry::Sleep(_) => "Sleep",
         Entry::Run(_) => "Run",
         Entry::Awakeable(_) => "Awakeable",
@@ -90,10 +90,9 @@ impl Row for JournalRow<'_> {
             Col::Index => Cell::U32(self.index.0),
             Col::EntryType => Cell::Str(entry_type(entry)),
             Col::Name => Cell::opt_str(entry_name(entry)),
-            // Only completable entries are ever completed; for the others it is NULL.
-            Col::Completed => {
-                Cell::opt_bool(is_completable(entry).then(|| self.item.outcome().is_some()))
-            }
+            // False only while a completable entry waits for its result: the others have
+            // nothing to wait for.
+            Col::Completed => Cell::Bool(!is_completable(entry) || self.item.outcome().is_some()),
             Col::InvokedId => Cell::opt_text(self.item.callee.map(|id| id.to_string())),
             Col::InvokedTarget => Cell::opt_text(match entry {
                 Entry::Call(e) => Some(target_text(&e.service, e.key.as_deref(), &e.handler)),

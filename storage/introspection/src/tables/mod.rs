@@ -140,7 +140,12 @@ pub(crate) use columns;
 /// Every partition table.
 pub(crate) fn partition_tables() -> Vec<Arc<dyn SysTable>> {
     vec![
-        Arc::new(invocation::InvocationTable::new()),
+        Arc::new(invocation::InvocationTable::new(
+            invocation::StatusNames::Operator,
+        )),
+        Arc::new(invocation::InvocationTable::new(
+            invocation::StatusNames::Lifecycle,
+        )),
         Arc::new(journal::JournalTable::new()),
         Arc::new(state::StateTable::new()),
         Arc::new(inbox::InboxTable::new()),

@@ -19,6 +19,7 @@ columns! {
         ValueLength = "value_length": U64,
         Service = "service": Utf8,
         ServiceKeyUtf8 = "service_key_utf8": Utf8,
+        KeyLength = "key_length": U64,
     }
 }
 
@@ -41,6 +42,7 @@ impl Row for StateRow<'_> {
             Col::ValueUtf8 => utf8(self.value),
             Col::Value => Cell::Bytes(self.value),
             Col::ValueLength => Cell::U64(self.value.len() as u64),
+            Col::KeyLength => Cell::U64(self.name.len() as u64),
         }
     }
 }
