@@ -53,7 +53,10 @@ impl Node {
             .env("HOME", self.home.path())
             .env("RESTATE_CLI_CONFIG_HOME", self.home.path())
             .env("RESTATE_ADMIN_URL", format!("http://{}", self.files.admin))
-            .env("RESTATE_INGRESS_URL", format!("http://{}", self.files.ingress))
+            .env(
+                "RESTATE_INGRESS_URL",
+                format!("http://{}", self.files.ingress),
+            )
             .env("NO_COLOR", "1")
             .env("COLUMNS", "300")
             .env_remove("RESTATE_ENVIRONMENT")
@@ -82,7 +85,10 @@ impl Node {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        assert!(!output.status.success(), "restate {args:?} succeeded: {text}");
+        assert!(
+            !output.status.success(),
+            "restate {args:?} succeeded: {text}"
+        );
         assert!(!text.contains("panicked"), "restate {args:?}: {text}");
         text
     }
@@ -101,14 +107,19 @@ impl Node {
         )
         .expect("POST /query");
         assert_eq!(answer.status, 200, "{sql}: {}", answer.body);
-        answer.json()["rows"].as_array().cloned().unwrap_or_default()
+        answer.json()["rows"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The status of invocation `id` in `sys_invocation`, if it is there.
     fn status(&self, id: &str) -> Option<String> {
-        self.rows(&format!("SELECT status FROM sys_invocation WHERE id = '{id}'"))
-            .first()
-            .and_then(|row| row["status"].as_str().map(str::to_owned))
+        self.rows(&format!(
+            "SELECT status FROM sys_invocation WHERE id = '{id}'"
+        ))
+        .first()
+        .and_then(|row| row["status"].as_str().map(str::to_owned))
     }
 
     /// Posts `body` to `path` on the ingress, answered `status`; the invocation id it names.
@@ -179,7 +190,15 @@ fn restates_cli_works_against_holdfast() {
     assert_eq!(node.status(&queued).as_deref(), Some("pending"));
 
     let status = node.ok(&["services", "status"]);
-    for expected in ["Summary", "Worker", "nap", "Slot", "hold", "Active Keys", &holder] {
+    for expected in [
+        "Summary",
+        "Worker",
+        "nap",
+        "Slot",
+        "hold",
+        "Active Keys",
+        &holder,
+    ] {
         assert!(status.contains(expected), "{expected}: {status}");
     }
 
@@ -191,7 +210,10 @@ fn restates_cli_works_against_holdfast() {
     assert!(suspended.contains(&nap), "{suspended}");
     assert!(!suspended.contains(&holder), "{suspended}");
     let pending = node.ok(&["invocations", "list", "--status", "pending"]);
-    assert!(pending.contains(&queued) && !pending.contains(&nap), "{pending}");
+    assert!(
+        pending.contains(&queued) && !pending.contains(&nap),
+        "{pending}"
+    );
 
     let described = node.ok(&["invocations", "describe", &nap]);
     for expected in [
@@ -286,7 +308,10 @@ fn restates_cli_works_against_holdfast() {
     let mut expected = vec![holder.clone(), queued.clone()];
     expected.sort();
     assert_eq!(ids, expected, "{json}");
-    assert!(rows.iter().all(|row| row["status"] == "completed"), "{json}");
+    assert!(
+        rows.iter().all(|row| row["status"] == "completed"),
+        "{json}"
+    );
     let bad = node.fails(&["sql", "SELECT nope FROM sys_invocation"]);
     assert!(bad.contains("nope"), "{bad}");
 }

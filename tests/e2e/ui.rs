@@ -166,7 +166,10 @@ fn an_operator_works_through_every_page_in_chromium() {
     assert_eq!(steps["slash_focuses_filter"], true, "{steps}");
     assert!(steps["overview_suspended"].as_u64() >= Some(1), "{steps}");
     assert_eq!(steps["invocation_status"], "suspended", "{steps}");
-    assert_eq!(steps["journal_types"], json!(["Input", "OneWayCall", "Sleep"]));
+    assert_eq!(
+        steps["journal_types"],
+        json!(["Input", "OneWayCall", "Sleep"])
+    );
     assert!(
         steps["waiting_bars"][0]
             .as_str()
