@@ -4,7 +4,10 @@
 //! (`tests/e2e/fixtures/timer-services.mjs`), their `--json` output checked against what the
 //! kernel holds and their tables for the expected rows.
 
-use holdfast_e2e::{Kernel, NodeFiles, ServiceProcess, free_port, holdfast_bin, http, poll};
+use holdfast_e2e::{
+    Kernel, NodeFiles, ServiceProcess, free_port, holdfast_bin, http, http_json, poll,
+};
+use holdfast_types::state_version;
 use serde_json::{Value, json};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -369,6 +372,8 @@ fn every_admin_command_shows_what_the_kernel_has() {
         &["services", "describe", "Nope"][..],
         &["services", "config", "Nope", "--public", "false"],
         &["state", "get", "Nope", "k"],
+        &["state", "set", "Nope", "k", "n", "1"],
+        &["state", "clear", "Nope", "k"],
     ] {
         let missing = node.error(args);
         assert!(
@@ -395,6 +400,92 @@ fn every_admin_command_shows_what_the_kernel_has() {
         strings(listed["deployments"].as_array().expect("list"), "id"),
         [deployment]
     );
+
+    // Editing state (last: the reads through the ingress add invocations): `state set` keeps the other entries, and sends the version of the state
+    // it read; the next handler reads what it set.
+    let first = node.json(&["state", "set", "Notes", "n1", "tag", r#""blue""#]);
+    assert_eq!(
+        (&first["action"], &first["name"], &first["attempts"]),
+        (&json!("set"), &json!("tag"), &json!(1)),
+        "{first}"
+    );
+    let second = node.json(&[
+        "state",
+        "set",
+        "Notes",
+        "n1",
+        "notes",
+        r#"[{"note": "edited"}]"#,
+    ]);
+    assert_eq!(second["based_on"], first["version"], "{second}");
+    let edited = [
+        ("notes", &br#"[{"note":"edited"}]"#[..]),
+        ("tag", &br#""blue""#[..]),
+    ];
+    assert_eq!(second["version"], state_version(edited), "{second}");
+    let listed = http(node.files.ingress, "POST", "/Notes/n1/list", &[], "").expect("ingress");
+    assert_eq!(
+        listed.json(),
+        json!([{"note": "edited"}]),
+        "{}",
+        listed.body
+    );
+    let state = node.json(&["state", "get", "Notes", "n1"]);
+    let entries = state["entries"].as_array().expect("entries");
+    assert_eq!(strings(entries, "key"), ["notes", "tag"], "{state}");
+    assert_eq!(state["entries"][1]["value"], "blue", "{state}");
+
+    // An edit based on a state that has changed since is refused (409) and changes nothing;
+    // one based on the current state applies.
+    let post_state = |version: &Value, new_state: Value| {
+        let body = json!({ "version": version, "object_key": "n1", "new_state": new_state });
+        http_json(node.files.admin, "POST", "/services/Notes/state", &body).expect("POST state")
+    };
+    let stale = state_version([("tag", &br#""blue""#[..])]);
+    for old in [json!(stale), first["version"].clone()] {
+        let refused = post_state(&old, json!({ "x": [49] }));
+        assert_eq!(refused.status, 409, "{}", refused.body);
+        assert_eq!(
+            refused.json(),
+            json!({
+                "code": "state_version_mismatch",
+                "message": format!(
+                    "the state of Notes/n1 changed since version {} was read; read it again",
+                    old.as_str().expect("a version")
+                ),
+            })
+        );
+        assert_eq!(node.json(&["state", "get", "Notes", "n1"]), state);
+    }
+    let same = json!({ "notes": br#"[{"note":"edited"}]"#, "tag": br#""blue""# });
+    assert_eq!(post_state(&second["version"], same).status, 202);
+    assert_eq!(node.json(&["state", "get", "Notes", "n1"]), state);
+
+    // `state clear` removes one entry, or all of them.
+    let cleared = node.text(&["state", "clear", "Notes", "n1", "tag"]);
+    assert_eq!(cleared, "cleared tag of Notes/n1\n");
+    let state = node.json(&["state", "get", "Notes", "n1"]);
+    assert_eq!(
+        strings(state["entries"].as_array().expect("entries"), "key"),
+        ["notes"]
+    );
+    let cleared = node.json(&["state", "clear", "Notes", "n1"]);
+    assert_eq!(cleared["action"], "clear_all", "{cleared}");
+    assert_eq!(
+        cleared["version"],
+        state_version(Vec::<(&str, &[u8])>::new()),
+        "{cleared}"
+    );
+    assert_eq!(
+        node.text(&["state", "get", "Notes", "n1"]),
+        "no state for Notes/n1\n"
+    );
+    let listed = http(node.files.ingress, "POST", "/Notes/n1/list", &[], "").expect("ingress");
+    assert_eq!(listed.json(), json!([]), "{}", listed.body);
+    let forced = node.json(&["state", "set", "Notes", "n1", "tag", "1", "--force"]);
+    assert_eq!(forced["based_on"], Value::Null, "{forced}");
+    let not_json = node.error(&["state", "set", "Notes", "n1", "tag", "blue"]);
+    assert!(not_json.contains("not JSON"), "{not_json}");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 use holdfast_e2e::{
     Endpoint, NodeFiles, Response, http, http_get, http_json, terminate, wait_healthy,
 };
+use holdfast_types::state_version;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 
@@ -397,13 +398,18 @@ fn the_state_of_an_invocation_decides_which_requests_it_accepts() {
 
 /// `POST /services/{service}/state`: the whole state of a key, replaced by an operator.
 fn edit_state(node: &Node, service: &str, key: &str, state: &Value) -> Response {
+    edit_state_at(node, service, key, state, Value::Null)
+}
+
+/// [`edit_state`] based on the state with `version` (`null`: forced).
+fn edit_state_at(node: &Node, service: &str, key: &str, state: &Value, version: Value) -> Response {
     let new_state: serde_json::Map<String, Value> = state
         .as_object()
         .expect("an object of entries")
         .iter()
         .map(|(name, value)| (name.clone(), json!(value.to_string().into_bytes())))
         .collect();
-    let body = json!({ "version": null, "object_key": key, "new_state": new_state });
+    let body = json!({ "version": version, "object_key": key, "new_state": new_state });
     http_json(
         node.files.admin,
         "POST",
@@ -428,6 +434,26 @@ fn operators_replace_an_objects_state_but_never_under_a_running_handler() {
     // An empty state clears the key.
     assert_eq!(edit_state(&node, "Ledger", "s1", &json!({})).status, 202);
     assert!(node.notes("s1").is_empty());
+
+    // With a version, the edit applies only to the state that version was computed from.
+    let empty = json!(state_version(Vec::<(&str, &[u8])>::new()));
+    let edit = |notes: Value, version: &Value| {
+        edit_state_at(
+            &node,
+            "Ledger",
+            "s1",
+            &json!({ "notes": notes }),
+            version.clone(),
+        )
+    };
+    assert_eq!(edit(json!(["v1"]), &empty).status, 202);
+    assert_eq!(node.notes("s1"), ["v1"]);
+    let stale = edit(json!(["v2"]), &empty);
+    assert_error(&stale, 409, "state_version_mismatch");
+    assert_eq!(node.notes("s1"), ["v1"]);
+    let current = json!(state_version([("notes", &br#"["v1"]"#[..])]));
+    assert_eq!(edit(json!(["v2"]), &current).status, 202);
+    assert_eq!(node.notes("s1"), ["v2"]);
 
     // While a handler holds the key's lock the edit is refused, and nothing changes.
     let holding = node.send("/Slot/busy/hold", &json!(1500));

@@ -74,6 +74,9 @@ pub enum Request {
         object: ObjectKey,
         /// Its new state.
         entries: Vec<StateEntry>,
+        /// The version of the state the edit was based on; `None`: edit whatever the state.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected_version: Option<String>,
     },
 }
 
@@ -109,7 +112,8 @@ pub enum Answer {
     ControlRefused(ControlError),
     /// To `EditState`: the state was replaced.
     StateEdited,
-    /// To `EditState`: refused because an invocation holds (or took) the object's lock.
+    /// To `EditState`: refused because an invocation holds (or took) the object's lock, or the
+    /// state no longer has the version the edit was based on.
     StateRefused(EditStateError),
 }
 
@@ -373,8 +377,17 @@ impl Router {
                 Ok(Err(refused)) => Ok(Answer::ControlRefused(refused)),
                 Err(e) => Err(gone(e)),
             },
-            Request::EditState { object, entries } => {
-                match actor.send(EditState { object, entries }).await {
+            Request::EditState {
+                object,
+                entries,
+                expected_version,
+            } => {
+                let edit = EditState {
+                    object,
+                    entries,
+                    expected_version,
+                };
+                match actor.send(edit).await {
                     Ok(Ok(())) => Ok(Answer::StateEdited),
                     Ok(Err(EditStateError::Propose(e))) => Err(e),
                     Ok(Err(refused)) => Ok(Answer::StateRefused(refused)),

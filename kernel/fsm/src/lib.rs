@@ -84,7 +84,11 @@ pub fn apply<S: Store>(
         } => object_state::set(&mut cx, object, name, value)?,
         Command::ClearState { object, name } => object_state::clear(&mut cx, object, name)?,
         Command::ClearAllState { object } => object_state::clear_all(&mut cx, object)?,
-        Command::EditState { object, entries } => object_state::edit(&mut cx, object, entries)?,
+        Command::EditState {
+            object,
+            entries,
+            expected_version,
+        } => object_state::edit(&mut cx, object, entries, expected_version.as_deref())?,
         Command::Invoke(request) => invoke::apply(&mut cx, request, request.at_ms)?,
         Command::JournalAppend {
             id,
@@ -255,6 +259,7 @@ mod tests {
                     value: value.to_vec(),
                 })
                 .collect(),
+            expected_version: None,
         };
         let store = applied(&[
             set("a", "x", b"1"),
@@ -275,6 +280,66 @@ mod tests {
         store.delete_lock(&object("a")).expect("unlock");
         apply(&mut store, &Config::default(), &edit(&[])).expect("applied");
         assert_eq!(store.get_state(&object("a"), "x"), Ok(None));
+    }
+
+    fn versioned_edit(entries: &[(&str, &[u8])], expected_version: Option<String>) -> Command {
+        Command::EditState {
+            object: object("a"),
+            entries: entries
+                .iter()
+                .map(|(name, value)| StateEntry {
+                    name: (*name).into(),
+                    value: value.to_vec(),
+                })
+                .collect(),
+            expected_version,
+        }
+    }
+
+    #[test]
+    fn an_edit_with_the_current_version_applies() {
+        let version = holdfast_types::state_version([("x", &b"1"[..]), ("y", &b"2"[..])]);
+        let store = applied(&[
+            set("a", "y", b"2"),
+            set("a", "x", b"1"),
+            versioned_edit(&[("z", b"3")], Some(version)),
+        ]);
+        assert_eq!(store.get_state(&object("a"), "x"), Ok(None));
+        assert_eq!(store.get_state(&object("a"), "y"), Ok(None));
+        assert_eq!(store.get_state(&object("a"), "z"), Ok(Some(b"3".to_vec())));
+
+        // An object without state has the version of the empty state.
+        let empty = holdfast_types::state_version(Vec::<(&str, &[u8])>::new());
+        let store = applied(&[versioned_edit(&[("z", b"3")], Some(empty))]);
+        assert_eq!(store.get_state(&object("a"), "z"), Ok(Some(b"3".to_vec())));
+    }
+
+    #[test]
+    fn an_edit_with_a_stale_version_changes_nothing() {
+        let stale = holdfast_types::state_version([("x", &b"1"[..])]);
+        let mut store = applied(&[set("a", "x", b"1"), set("a", "x", b"2")]);
+        let before = store.clone();
+        let effects = apply(
+            &mut store,
+            &Config::default(),
+            &versioned_edit(&[("z", b"3")], Some(stale)),
+        )
+        .expect("applied");
+        assert!(effects.is_empty());
+        assert_eq!(store, before);
+        assert_eq!(store.get_state(&object("a"), "x"), Ok(Some(b"2".to_vec())));
+        assert_eq!(store.get_state(&object("a"), "z"), Ok(None));
+    }
+
+    #[test]
+    fn an_edit_without_a_version_is_forced() {
+        let store = applied(&[
+            set("a", "x", b"1"),
+            set("a", "x", b"2"),
+            versioned_edit(&[("z", b"3")], None),
+        ]);
+        assert_eq!(store.get_state(&object("a"), "x"), Ok(None));
+        assert_eq!(store.get_state(&object("a"), "z"), Ok(Some(b"3".to_vec())));
     }
 
     fn command_strategy() -> impl Strategy<Value = Command> {
@@ -306,6 +371,7 @@ mod tests {
                         })
                         .into_iter()
                         .collect(),
+                    expected_version: None,
                 }),
         ]
     }
@@ -330,7 +396,7 @@ mod tests {
                             Command::SetState { object: o, name: n, value } if o.key == key && n == name => expected = Some(value.clone()),
                             Command::ClearState { object: o, name: n } if o.key == key && n == name => expected = None,
                             Command::ClearAllState { object: o } if o.key == key => expected = None,
-                            Command::EditState { object: o, entries } if o.key == key => {
+                            Command::EditState { object: o, entries, .. } if o.key == key => {
                                 expected = entries.iter().find(|e| e.name == name).map(|e| e.value.clone());
                             }
                             _ => {}

@@ -181,28 +181,56 @@ pub fn run(args: SqlArgs) -> anyhow::Result<serde_json::Value> {
             })
         };
         let mut scans = serde_json::Map::new();
-        for (name, sql, expected) in [
+        let invocations = args.invocations.to_string();
+        let states = args.state_rows.to_string();
+        // Each query with what its answer must show: the counts, and the web UI's pages (its
+        // overview's counts by status, a page of the invocation list newest first, unfiltered
+        // and filtered by service and status).
+        let page = |clause: &str| {
+            format!(
+                "SELECT id, target, target_service_name, target_service_key, \
+                 target_handler_name, status, completion_result, retry_count, journal_size, \
+                 created_at, modified_at, completed_at, last_failure FROM sys_invocation \
+                 {clause} ORDER BY created_at DESC, id LIMIT 51 OFFSET 0"
+            )
+        };
+        for (name, sql, shows) in [
             (
                 "count_invocations",
-                "SELECT count(*) AS n FROM sys_invocation",
-                args.invocations,
+                "SELECT count(*) AS n FROM sys_invocation".to_owned(),
+                Shows::Text(&invocations),
             ),
             (
                 "count_state",
-                "SELECT count(*) AS n FROM state",
-                args.state_rows,
+                "SELECT count(*) AS n FROM state".to_owned(),
+                Shows::Text(&states),
+            ),
+            (
+                "ui_overview",
+                "SELECT status, completion_result, count(*) AS n FROM sys_invocation \
+                 GROUP BY status, completion_result"
+                    .to_owned(),
+                Shows::Text(&invocations),
+            ),
+            ("ui_list_page", page(""), Shows::Rows(51)),
+            (
+                "ui_list_page_filtered",
+                page("WHERE target_service_name = 'Bench' AND status = 'running'"),
+                Shows::Rows(51),
             ),
         ] {
             let mut times = Vec::new();
             for _ in 0..3 {
                 let started = Instant::now();
-                let result = engine.query(sql).await?;
+                let result = engine.query(&sql).await?;
                 times.push(started.elapsed());
                 let rendered = holdfast_introspection::render_table(&result);
-                anyhow::ensure!(
-                    rendered.contains(&expected.to_string()),
-                    "{sql} returned {rendered}"
-                );
+                let rows: usize = result.batches.iter().map(|b| b.num_rows()).sum();
+                let shown = match shows {
+                    Shows::Text(text) => rendered.contains(text),
+                    Shows::Rows(n) => rows == n,
+                };
+                anyhow::ensure!(shown, "{sql} returned {rendered}");
             }
             times.sort();
             scans.insert(
@@ -228,4 +256,13 @@ pub fn run(args: SqlArgs) -> anyhow::Result<serde_json::Value> {
         }
         Ok(result)
     })
+}
+
+/// What a benchmarked query's answer must show to count.
+#[derive(Clone, Copy)]
+enum Shows<'a> {
+    /// This text somewhere in the rendered table.
+    Text(&'a str),
+    /// Exactly this many rows.
+    Rows(usize),
 }

@@ -75,6 +75,30 @@ mod tests {
         }
     }
 
+    /// `EditState` without an expected version encodes as before the field existed, so records
+    /// already in logs decode (with no version); with one, it round-trips.
+    #[test]
+    fn edit_state_version_is_optional() {
+        use crate::StateEntry;
+        let edit = |expected_version: Option<&str>| Command::EditState {
+            object: ObjectKey::new("C", "k"),
+            entries: vec![StateEntry {
+                name: "n".into(),
+                value: vec![1, 2],
+            }],
+            expected_version: expected_version.map(str::to_owned),
+        };
+        let old = unhex(GOLDEN_EDIT_STATE);
+        assert_eq!(decode::<Command>(&old).expect("decode"), edit(None));
+        assert_eq!(
+            hex(&encode(&edit(None)).expect("encode")),
+            GOLDEN_EDIT_STATE
+        );
+        let versioned = edit(Some("S6MyUcVGhqv_Nm54F5guL_XKfJMeFCOXIi7QEc5GZZA"));
+        let bytes = encode(&versioned).expect("encode");
+        assert_eq!(decode::<Command>(&bytes).expect("decode"), versioned);
+    }
+
     /// Golden bytes: if this changes, existing logs can no longer be read.
     #[test]
     fn set_state_encoding_is_pinned() {
@@ -367,5 +391,7 @@ mod tests {
         "0181a75265737461727482a26964d934696e765f303030303030303030303030303030313030303030303030303030303030303030303030303030303030303030303032a565706f636803",
     ];
 
+    /// `EditState` as written before it had `expected_version`.
+    const GOLDEN_EDIT_STATE: &str = "0181a945646974537461746582a66f626a65637482a773657276696365a143a36b6579a16ba7656e74726965739182a46e616d65a16ea576616c7565c4020102";
     const GOLDEN_SET_STATE: &str = "0181a8536574537461746583a66f626a65637482a773657276696365a143a36b6579a16ba46e616d65a16ea576616c7565c4020102";
 }

@@ -40,6 +40,31 @@ pub struct StateEntry {
     pub value: Vec<u8>,
 }
 
+/// The version of an object's state, as Restate's CLI computes it before `state edit`/`clear`:
+/// base64url (no padding) of the SHA-256 of the entries sorted by name (byte order), each
+/// written as `u64_be(i) ‖ 0x01 ‖ name ‖ 0x02 ‖ value ‖ 0x03` with `i` its position. An edit that
+/// carries a version is refused unless the object's state still has it.
+pub fn state_version<N, V>(entries: impl IntoIterator<Item = (N, V)>) -> String
+where
+    N: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<(N, V)> = entries.into_iter().collect();
+    sorted.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+    let mut hasher = Sha256::new();
+    for (i, (name, value)) in sorted.iter().enumerate() {
+        hasher.update((i as u64).to_be_bytes());
+        hasher.update([0x01]);
+        hasher.update(name.as_ref());
+        hasher.update([0x02]);
+        hasher.update(value.as_ref());
+        hasher.update([0x03]);
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hasher.finalize())
+}
+
 /// One command in a partition log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -57,9 +82,14 @@ pub enum Command {
     /// An operator replaces an object's whole state with `entries` (none: cleared), unless an
     /// invocation holds the object's lock when the command applies (then nothing changes, so a
     /// running handler never sees its state change under it).
+    ///
+    /// With `expected_version`, the edit is also skipped unless the object's current state has
+    /// that [`state_version`] (an edit based on stale state); absent: applied whatever the state.
     EditState {
         object: ObjectKey,
         entries: Vec<StateEntry>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected_version: Option<String>,
     },
     /// Creates an invocation (from the ingress); duplicates of an existing id attach to it.
     Invoke(Box<InvocationRequest>),
@@ -191,9 +221,14 @@ impl Command {
                 object.service.len() + object.key.len() + name.len()
             }
             Command::ClearAllState { object } => object.service.len() + object.key.len(),
-            Command::EditState { object, entries } => {
+            Command::EditState {
+                object,
+                entries,
+                expected_version,
+            } => {
                 object.service.len()
                     + object.key.len()
+                    + expected_version.as_ref().map_or(0, |v| v.len() + 2)
                     + entries
                         .iter()
                         .map(|e| e.name.len() + e.value.len() + 4)
@@ -239,5 +274,34 @@ impl Command {
             Command::CompleteAwakeable { outcome, .. } => payload(outcome) + 96,
         };
         32 + body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::state_version;
+
+    /// The values Restate's CLI computes for the same states.
+    #[test]
+    fn state_version_matches_restate() {
+        assert_eq!(
+            state_version([("count", b"5")]),
+            "S6MyUcVGhqv_Nm54F5guL_XKfJMeFCOXIi7QEc5GZZA"
+        );
+        assert_eq!(
+            state_version(Vec::<(&str, &[u8])>::new()),
+            "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
+        );
+    }
+
+    #[test]
+    fn state_version_sorts_by_name_and_separates_fields() {
+        let a = state_version([("b", &b"2"[..]), ("a", &b"1"[..])]);
+        assert_eq!(a, state_version([("a", &b"1"[..]), ("b", &b"2"[..])]));
+        assert_ne!(a, state_version([("a", &b"2"[..]), ("b", &b"1"[..])]));
+        assert_ne!(
+            state_version([("ab", &b""[..])]),
+            state_version([("a", &b"b"[..])])
+        );
     }
 }

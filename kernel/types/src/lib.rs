@@ -27,7 +27,7 @@ pub mod timer;
 pub mod trace;
 
 pub use awakeable::AwakeableId;
-pub use command::{Command, ObjectKey, StateEntry};
+pub use command::{Command, ObjectKey, StateEntry, state_version};
 pub use deployment::{DeploymentId, ParseDeploymentIdError};
 pub use ids::{EntryIndex, Epoch, InvocationId, LogIndex, NodeId, ParseIdError, PartitionId, Term};
 pub use invocation::{Ending, HandlerKind, InvocationRequest, OutboxMessage, Source, Target};

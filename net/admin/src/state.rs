@@ -1,8 +1,12 @@
 //! `POST /services/{service}/state`: an operator replaces the whole state of one virtual object
 //! or workflow key — `{"object_key": "k", "new_state": {"name": [byte, …]}, "version": …}` — as
 //! Restate's admin API takes it. The edit is carried out by the key's partition leader and is
-//! refused (409) while an invocation holds the object's lock, so a running handler never has its
-//! state changed under it. `version` is accepted and not compared: the lock is the guard.
+//! refused (409 `object_locked`) while an invocation holds the object's lock, so a running handler
+//! never has its state changed under it. `version` is the state's version as Restate's CLI
+//! computes it ([`holdfast_types::state_version`]) when it read the state the edit is based on:
+//! the partition compares it with the current state's when the edit applies, and refuses the edit
+//! (409 `state_version_mismatch`, nothing changed) if the state changed since. `null` or absent:
+//! the edit is forced, whatever the state.
 
 use std::collections::BTreeMap;
 
@@ -19,9 +23,9 @@ use crate::{ApiError, Kernel};
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EditRequest {
-    /// An opaque version of the state the edit was based on (accepted, not compared).
+    /// The version of the state the edit was based on: the edit is refused unless the object's
+    /// state still has it. `None`: forced.
     #[serde(default)]
-    #[allow(dead_code)]
     version: Option<String>,
     /// The object's key.
     object_key: String,
@@ -41,9 +45,9 @@ pub(crate) async fn edit(
 ) -> HttpResponse {
     let service = service.into_inner();
     let EditRequest {
+        version,
         object_key,
         new_state,
-        ..
     } = body.into_inner();
     let ty = kernel.registry.borrow().service(&service).map(|s| s.ty);
     match ty {
@@ -74,7 +78,14 @@ pub(crate) async fn edit(
     let shown = format!("{}/{}", object.service, object.key);
     match kernel
         .router
-        .ask(partition, Request::EditState { object, entries })
+        .ask(
+            partition,
+            Request::EditState {
+                object,
+                entries,
+                expected_version: version,
+            },
+        )
         .await
     {
         Ok(Answer::StateEdited) => HttpResponse::Accepted().finish(),
@@ -91,6 +102,13 @@ pub(crate) async fn edit(
 fn refusal(object: &str, refused: EditStateError) -> HttpResponse {
     let message = format!("state of {object}: {refused}");
     match refused {
+        EditStateError::VersionMismatch(version) => error(
+            StatusCode::CONFLICT,
+            "state_version_mismatch",
+            format!(
+                "the state of {object} changed since version {version} was read; read it again"
+            ),
+        ),
         EditStateError::Locked(_) | EditStateError::Raced => {
             error(StatusCode::CONFLICT, "object_locked", message)
         }
