@@ -278,7 +278,16 @@ fn every_admin_command_shows_what_the_kernel_has() {
     let journal = described["journal"].as_array().expect("journal");
     assert_eq!(strings(journal, "entry_type"), ["Input", "Run", "Sleep"]);
     assert_eq!(journal[1]["name"], "started");
+    assert_eq!(journal[1]["completed"], true);
     assert_eq!(journal[2]["completed"], false);
+    // Every entry the handler wrote carries the time it was appended, in order.
+    let times = strings(&journal[1..], "appended_at");
+    assert_eq!(times.len(), 2, "{journal:?}");
+    assert!(
+        described["invocation"]["created_at"].as_str() <= Some(times[0].as_str())
+            && times[0] <= times[1],
+        "{described}"
+    );
     let text = node.text(&["invocations", "describe", &sleeping]);
     for expected in [
         "target",

@@ -123,8 +123,8 @@ pub struct JournalItem {
     /// with the same id (purged, then created again) must not complete this entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fire_at_ms: Option<u64>,
-    /// For entries that wait for a result (call, run, sleep, awakeable, promise): the attempt
-    /// that wrote it and when, so the span of the wait starts there.
+    /// The attempt that wrote it and when (`sys_journal.appended_at`; a wait's span starts
+    /// there); absent for the input entry and in entries written before every entry had it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub appended: Option<Appended>,
 }

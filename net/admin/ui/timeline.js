@@ -6,14 +6,13 @@
 //   not finished (striped). A grey segment first when it was scheduled to start later
 //   (`scheduled_start_at`); a dashed purple line where a sleep wakes (`sleep_wakeup_at`); the red
 //   line is now.
-// - journal entries: `sys_journal` has no append or completion times, so the entry lanes use the
-//   journal's order as their axis: an entry's bar starts at its position. A finished entry (or one
-//   that completes nothing: state, sends, output) fills its own step. An entry still waiting for
-//   its completion (a sleep not yet woken, an awakeable or promise not resolved, a call not
-//   answered, a run not acknowledged) stretches striped to the end: that is what the invocation
-//   waits for now. Should the table gain `appended_at` (and `completed_at`) columns, the entry
-//   lanes switch to the wall clock: from append to completion (to now while open; to the wake-up
-//   time for a sleep).
+// - journal entries, on the wall clock when `sys_journal.appended_at` is known: from the entry's
+//   append (the input's: the invocation's creation) to its completion where the row has one
+//   (`completed_at`), to the wake-up time for a sleep, to now while it still waits (striped: that
+//   is what the invocation waits for now), else a point. Journals written before entries had
+//   times use the journal's order as their axis: an entry's bar starts at its position, a
+//   finished entry (or one that completes nothing: state, sends, output) fills its own step, an
+//   open one stretches striped to the end.
 
 import { h, formatTime, duration } from "./dom.js";
 
@@ -75,7 +74,7 @@ export function summary(entry, now) {
 }
 
 /**
- * Whether the entry still waits for a completion (`completed` is null for entries that complete
+ * Whether the entry still waits for a completion (`completed` is true for entries that complete
  * nothing).
  * @param {Row} entry
  */

@@ -138,7 +138,8 @@ async fn every_table_is_listed_with_its_columns() {
             "invoked_id",
             "invoked_target",
             "sleep_wakeup_at",
-            "promise_name"
+            "promise_name",
+            "appended_at"
         ]
     );
     assert_eq!(

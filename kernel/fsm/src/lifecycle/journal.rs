@@ -52,12 +52,10 @@ pub(crate) fn apply<S: Store>(cx: &mut Ctx<'_, S>, append: Append<'_>) -> Result
     }
 
     let mut item = JournalItem::new(append.entry.clone());
-    if observe::is_timed(append.entry) {
-        item.appended = Some(Appended {
-            epoch,
-            at_ms: append.at_ms,
-        });
-    }
+    item.appended = Some(Appended {
+        epoch,
+        at_ms: append.at_ms,
+    });
     let mut callee = None;
     match append.entry {
         Entry::Call(call) if call.result.is_none() => {

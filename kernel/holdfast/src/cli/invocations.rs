@@ -144,6 +144,7 @@ struct Entry {
     invoked_target: Option<String>,
     sleep_wakeup_at: Option<String>,
     promise_name: Option<String>,
+    appended_at: Option<String>,
 }
 
 /// `invocations describe --json`.
@@ -219,15 +220,21 @@ fn render(described: &Described) -> String {
         ("idempotency key", or_dash(i.idempotency_key.as_deref())),
         ("trace id", or_dash(i.trace_id.as_deref())),
     ]);
-    let mut timeline = Table::new(&["#", "KIND", "NAME", "DETAIL", "STATE"]);
+    let mut timeline = Table::new(&["#", "AT", "KIND", "NAME", "DETAIL", "STATE"]);
     for entry in &described.journal {
+        // The input entry was written when the invocation was created.
+        let at = entry
+            .appended_at
+            .as_deref()
+            .or(i.created_at.as_deref().filter(|_| entry.index == 0));
         timeline.row(vec![
             entry.index.to_string(),
+            or_dash(at),
             entry.entry_type.clone(),
             or_dash(entry.name.as_deref().or(entry.promise_name.as_deref())),
             detail(entry),
             match entry.completed {
-                Some(true) => "completed",
+                Some(true) => "done",
                 Some(false) => "waiting",
                 None => "-",
             }

@@ -23,6 +23,7 @@ columns! {
         InvokedTarget = "invoked_target": Utf8,
         SleepWakeupAt = "sleep_wakeup_at": Time,
         PromiseName = "promise_name": Utf8,
+        AppendedAt = "appended_at": Time,
     }
 }
 
@@ -101,6 +102,7 @@ impl Row for JournalRow<'_> {
             }),
             Col::SleepWakeupAt => Cell::opt_time(self.item.fire_at_ms),
             Col::PromiseName => Cell::opt_str(promise_name(entry)),
+            Col::AppendedAt => Cell::opt_time(self.item.appended.map(|a| a.at_ms)),
         }
     }
 }
