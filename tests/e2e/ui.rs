@@ -166,6 +166,19 @@ fn an_operator_works_through_every_page_in_chromium() {
     assert_eq!(steps["slash_focuses_filter"], true, "{steps}");
     assert!(steps["overview_suspended"].as_u64() >= Some(1), "{steps}");
     assert_eq!(steps["invocation_status"], "suspended", "{steps}");
+    // The trace id links to the configured trace viewer.
+    let trace_id = sql(
+        files.admin,
+        &format!("SELECT trace_id FROM sys_invocation WHERE id = '{napping}'"),
+    )[0]["trace_id"]
+        .as_str()
+        .expect("a trace id")
+        .to_owned();
+    assert_eq!(
+        steps["trace_link"],
+        TRACE_URL.replace("{trace_id}", &trace_id),
+        "{steps}"
+    );
     assert_eq!(
         steps["journal_types"],
         json!(["Input", "OneWayCall", "Sleep"])
@@ -224,9 +237,12 @@ fn an_operator_works_through_every_page_in_chromium() {
     terminate(child);
 }
 
-/// A two-partition node whose admin API needs `Bearer ui-test-token`.
+/// Where the UI's node says traces are viewed.
+const TRACE_URL: &str = "http://127.0.0.1:16686/trace/{trace_id}";
+
+/// A two-partition node whose admin API needs `Bearer ui-test-token`, with a trace viewer.
 fn ui_node() -> NodeFiles {
-    let files = NodeFiles::new(2, "");
+    let files = NodeFiles::new(2, &format!("[tracing]\ntrace_url = \"{TRACE_URL}\"\n"));
     let text = std::fs::read_to_string(&files.config).expect("read config");
     let text = text.replacen(
         "[admin]\n",

@@ -82,6 +82,8 @@ pub(crate) struct Partial {
     pub tracing_batch_size: Option<Sourced<usize>>,
     pub tracing_flush_interval_ms: Option<Sourced<u64>>,
     pub tracing_export_timeout_ms: Option<Sourced<u64>>,
+    /// `tracing.trace_url`; `""` (or never set): no link.
+    pub tracing_trace_url: Option<Sourced<String>>,
 }
 
 impl Partial {
@@ -144,6 +146,7 @@ impl Partial {
             tracing_export_timeout_ms: upper
                 .tracing_export_timeout_ms
                 .or(self.tracing_export_timeout_ms),
+            tracing_trace_url: upper.tracing_trace_url.or(self.tracing_trace_url),
         }
     }
 }
@@ -513,6 +516,9 @@ pub(crate) fn read_layer(tree: Map<String, Value>, layer: &Layer<'_>) -> Result<
                             partial.tracing_export_timeout_ms =
                                 Some(int(&value, &key, MILLIS, layer)?);
                         }
+                        "trace_url" => {
+                            partial.tracing_trace_url = Some(trace_url(&value, &key, layer)?);
+                        }
                         _ => return Err(unknown(&key, layer)),
                     }
                 }
@@ -784,6 +790,26 @@ fn url(value: &Value, key: &str, layer: &Layer<'_>) -> Result<Sourced<String>, E
         origin: layer.origin(key),
     })
 }
+
+/// A trace viewer's URL template: an http(s) URL holding `{trace_id}`, or `""` for none.
+fn trace_url(value: &Value, key: &str, layer: &Layer<'_>) -> Result<Sourced<String>, Error> {
+    let sourced = url(value, key, layer)?;
+    if !sourced.value.is_empty() && !sourced.value.contains(TRACE_ID) {
+        return Err(Error::InvalidValue {
+            origin: layer.origin(key),
+            key: key.to_owned(),
+            value: format!("{:?}", sourced.value),
+            expected: format!(
+                "a URL holding {TRACE_ID}, like \"http://127.0.0.1:16686/trace/{TRACE_ID}\", \
+                 or \"\" for none"
+            ),
+        });
+    }
+    Ok(sourced)
+}
+
+/// What a trace URL template holds where the trace id goes.
+const TRACE_ID: &str = "{trace_id}";
 
 /// Checks the shape of an HTTP(S) URL: scheme, a non-empty host, an optional numeric port, and
 /// no whitespace. Deliberately small: the HTTP client parses it for real when it starts.

@@ -243,6 +243,10 @@ pub struct Tracing {
     pub flush_interval_ms: u64,
     /// Deadline in ms of one export request, retries included (>= 1; default 5000).
     pub export_timeout_ms: u64,
+    /// Where a trace is viewed — a URL with `{trace_id}` in it, such as Jaeger's
+    /// `http://127.0.0.1:16686/trace/{trace_id}` — so the web UI links trace ids there; `None`:
+    /// no link.
+    pub trace_url: Option<String>,
 }
 
 impl Tracing {

@@ -159,6 +159,7 @@ fn default_config() -> Config {
             batch_size: 512,
             flush_interval_ms: 500,
             export_timeout_ms: 5000,
+            trace_url: None,
         },
     }
 }
@@ -1300,6 +1301,7 @@ endpoint = \"http://jaeger:4318\"
 service_name = \"holdfast-eu\"
 queue_capacity = 1000
 flush_interval_ms = 50
+trace_url = \"http://jaeger:16686/trace/{trace_id}\"
 ",
         ),
         &[
@@ -1316,6 +1318,7 @@ flush_interval_ms = 50
             batch_size: 100,
             flush_interval_ms: 50,
             export_timeout_ms: 250,
+            trace_url: Some("http://jaeger:16686/trace/{trace_id}".to_owned()),
         }
     );
     assert!(config.tracing.enabled());
@@ -1460,6 +1463,25 @@ fn tracing_ranges_are_enforced() {
         &[],
     );
     assert_eq!(config.tracing.batch_size, 16_777_216);
+}
+
+#[test]
+fn a_trace_url_must_say_where_the_trace_id_goes() {
+    assert_out_of_range(
+        "[tracing]\ntrace_url = \"http://jaeger:16686/search\"\n",
+        "tracing.trace_url",
+        "\"http://jaeger:16686/search\"",
+        "a URL holding {trace_id}, like \"http://127.0.0.1:16686/trace/{trace_id}\", or \"\" \
+         for none",
+    );
+    assert_out_of_range(
+        "[tracing]\ntrace_url = \"jaeger/{trace_id}\"\n",
+        "tracing.trace_url",
+        "\"jaeger/{trace_id}\"",
+        "an http:// or https:// URL with a host, like \"http://127.0.0.1:4318\", or \"\" for none",
+    );
+    let none = ok(Some("[tracing]\ntrace_url = \"\"\n"), &[]);
+    assert_eq!(none.tracing.trace_url, None);
 }
 
 #[test]

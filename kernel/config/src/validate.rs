@@ -149,6 +149,11 @@ fn tracing(merged: &mut Partial) -> Result<Tracing, Error> {
             "tracing.export_timeout_ms",
         )?
         .value,
+        trace_url: merged
+            .tracing_trace_url
+            .take()
+            .map(|url| url.value)
+            .filter(|url| !url.is_empty()),
     })
 }
 

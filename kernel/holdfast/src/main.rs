@@ -276,6 +276,7 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
                     },
                     config.ingress.bind_address
                 )),
+                trace_url: config.tracing.trace_url.clone(),
             },
             holdfast_admin::AdminAccess {
                 auth: bearer_auth(

@@ -77,6 +77,9 @@ pub struct Kernel {
     pub log: holdfast_raft_store::SharedLog,
     /// The ingress's base URL (`http://127.0.0.1:8080/`), shown by `GET /version`.
     pub ingress_endpoint: Option<String>,
+    /// Where a trace is viewed (`[tracing] trace_url`, with `{trace_id}`), shown by
+    /// `GET /version` so the web UI links trace ids there.
+    pub trace_url: Option<String>,
 }
 
 /// Who may use the admin API, and which endpoints it may register.
@@ -221,6 +224,7 @@ async fn version(kernel: web::Data<Kernel>) -> HttpResponse {
         "max_admin_api_version": 4,
         "ingress_endpoint": kernel.ingress_endpoint,
         "features": {},
+        "trace_url": kernel.trace_url,
     }))
 }
 

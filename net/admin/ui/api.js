@@ -236,3 +236,19 @@ export function cluster() {
 export function health() {
   return request("GET", "/health");
 }
+
+/** @type {Promise<string | null> | null} */
+let traceUrl = null;
+
+/**
+ * Where a trace is viewed (`[tracing] trace_url`, holding `{trace_id}`), or null: asked of
+ * `GET /version` once per page load.
+ * @returns {Promise<string | null>}
+ */
+export function traceUrlTemplate() {
+  traceUrl ??= request("GET", "/version").then(
+    (version) => (typeof version?.trace_url === "string" ? version.trace_url : null),
+    () => null,
+  );
+  return traceUrl;
+}

@@ -81,9 +81,10 @@ export async function render(page) {
   const load = async () => {
     const mine = ++generation;
     try {
-      const [invocations, entries] = await Promise.all([
+      const [invocations, entries, traceUrl] = await Promise.all([
         api.rows(`SELECT * FROM sys_invocation WHERE id = ${api.lit(id)}`),
         api.rows(`SELECT * FROM sys_journal WHERE id = ${api.lit(id)} ORDER BY index`),
+        api.traceUrlTemplate(),
       ]);
       if (mine !== generation || !page.alive()) return;
       const invocation = invocations[0];
@@ -100,7 +101,7 @@ export async function render(page) {
         return;
       }
       shownStatus = invocation.status;
-      fill(head, header(invocation, act));
+      fill(head, header(invocation, act, traceUrl));
       fill(body, ...details(invocation, entries));
     } catch (error) {
       if (mine === generation && page.alive()) fill(body, errorBox(error));
@@ -149,10 +150,24 @@ export async function render(page) {
 }
 
 /**
+ * The trace id, linked to the trace viewer when one is configured.
+ * @param {string | null | undefined} traceId
+ * @param {string | null} traceUrl
+ */
+function traceLink(traceId, traceUrl) {
+  if (!traceId) return "—";
+  const code = h("code", null, traceId);
+  if (!traceUrl) return code;
+  const href = traceUrl.replaceAll("{trace_id}", encodeURIComponent(traceId));
+  return h("a", { id: "trace-link", href, target: "_blank", rel: "noopener noreferrer" }, code);
+}
+
+/**
  * @param {import("./api.js").Row} inv
  * @param {(action: string) => void} act
+ * @param {string | null} traceUrl
  */
-function header(inv, act) {
+function header(inv, act, traceUrl) {
   const can = allowed(inv.status);
   const end = inv.completed_at ? new Date(inv.completed_at).getTime() : Date.now();
   /** @type {[string, import("./dom.js").Nested][]} */
@@ -166,7 +181,7 @@ function header(inv, act) {
     ["Attempts", h("span", { id: "attempts" }, inv.retry_count ?? 0)],
     ["Journal entries", inv.journal_size ?? 0],
     ["Deployment", inv.pinned_deployment_id ? h("a", { href: "#/deployments" }, h("code", null, inv.pinned_deployment_id)) : "not pinned yet"],
-    ["Trace id", inv.trace_id ? h("code", null, inv.trace_id) : "—"],
+    ["Trace id", traceLink(inv.trace_id, traceUrl)],
     [
       "Invoked by",
       inv.invoked_by_id

@@ -114,6 +114,7 @@ try {
   steps.journal_types = await page.$$eval("#timeline .lane[data-type]", (lanes) => lanes.map((l) => l.getAttribute("data-type")));
   steps.waiting_bars = await page.$$eval("#timeline .lane[data-type] .bar.open", (bars) => bars.map((b) => b.textContent));
   steps.journal_rows = await page.$$eval("main table.grid tbody tr", (rows) => rows.length);
+  steps.trace_link = await page.$eval("#trace-link", (a) => a.getAttribute("href")).catch(() => null);
   await shot("invocation");
 
   // 4. Cancel it, confirmed in the dialog; the status changes without a reload.
