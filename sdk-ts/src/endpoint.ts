@@ -23,6 +23,7 @@ import { ContextImpl } from "./context.js";
 import { Invocation, type HandlerBody, type Transport } from "./invocation.js";
 import { attemptSettings, handlerMeta, type AnyHandler, type Definition } from "./definitions.js";
 import { IdentityVerifier } from "./identity.js";
+import { SDK_VERSION_NAME } from "./version.js";
 
 /** Endpoint settings. */
 export interface EndpointOptions {
@@ -105,6 +106,7 @@ export class Endpoint {
     return {
       min_protocol_version: MIN_PROTOCOL_VERSION,
       max_protocol_version: MAX_PROTOCOL_VERSION,
+      sdk_version: SDK_VERSION_NAME,
       protocol_modes: ["stream", "request-response"],
       services: [...this.defs.values()].map((def) => ({
         name: def.name,

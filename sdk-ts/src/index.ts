@@ -17,6 +17,7 @@ export type {
 export { endpoint, createEndpointHandler, serve, Endpoint } from "./endpoint.js";
 export type { EndpointOptions, NodeHandler } from "./endpoint.js";
 export { IdentityVerifier } from "./identity.js";
+export { SDK_VERSION } from "./version.js";
 export { rpc, CallOptions, SendOptions } from "./context.js";
 export type {
   Client,

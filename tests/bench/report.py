@@ -209,6 +209,9 @@ if sql:
     f"| point lookup `SELECT id, status FROM sys_invocation WHERE id = '…'` (reads one partition, one record) | p50 {q['lookup_p50_ms']:.2f} ms, p99 {q['lookup_p99_ms']:.2f} ms |",
     f"| `SELECT count(*) FROM sys_invocation` ({q['invocations']:,} rows) | {q['count_invocations_ms']:.0f} ms (median of 3) |",
     f"| `SELECT count(*) FROM state` ({q['state_rows']:,} rows) | {q['count_state_ms']:.0f} ms (median of 3) |",
+    f"| web UI overview: counts by status (`GROUP BY status, completion_result` over {q['invocations']:,} invocations) | {q['ui_overview_ms']:.0f} ms (median of 3) |",
+    f"| web UI invocations page: 50 newest (`ORDER BY created_at DESC, id LIMIT 51`) | {q['ui_list_page_ms']:.0f} ms (median of 3) |",
+    f"| web UI invocations page filtered by service and status | {q['ui_list_page_filtered_ms']:.0f} ms (median of 3) |",
     "",
     f"Resident memory of the process before the scans {q['rss_before_scans_mib']:.1f} MiB, highest while they streamed "
     f"{q['rss_peak_during_scans_mib']:.1f} MiB (sampled every 5 ms): scans stream batches of 1,024 rows through a "

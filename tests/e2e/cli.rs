@@ -304,6 +304,23 @@ fn every_admin_command_shows_what_the_kernel_has() {
         strings(done["journal"].as_array().expect("journal"), "entry_type"),
         ["Input", "GetState", "Run", "SetState", "Output"]
     );
+    // Entries that complete show their result; the others none.
+    assert_eq!(
+        done["journal"]
+            .as_array()
+            .expect("journal")
+            .iter()
+            .map(|e| e["completion_result"].clone())
+            .collect::<Vec<_>>(),
+        [
+            Value::Null,
+            json!("success"),
+            json!("success"),
+            Value::Null,
+            Value::Null
+        ],
+        "{done}"
+    );
 
     // State.
     let state = node.json(&["state", "get", "Notes", "n1"]);

@@ -53,6 +53,13 @@ fn a_registered_endpoint_is_discovered_listed_and_survives_a_restart() {
     assert_eq!(again.json()["id"], created.json()["id"]);
     let listed = http_get(files.admin, "/deployments").expect("list").json();
     assert_eq!(listed["deployments"][0]["http_version"], "HTTP/2.0");
+    // The SDK the endpoint announced in its manifest, as Restate's admin API shows it.
+    let from_the_sdk = |view: &serde_json::Value| {
+        view["sdk_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("holdfast-sdk-typescript/"))
+    };
+    assert!(from_the_sdk(&listed["deployments"][0]), "{listed}");
     let body = created.json();
     let id = body["id"].as_str().expect("deployment id").to_string();
     assert!(id.starts_with("dp_"), "{id}");
@@ -92,8 +99,10 @@ fn a_registered_endpoint_is_discovered_listed_and_survives_a_restart() {
         .expect("GET deployments")
         .json();
     assert_eq!(listed["deployments"][0]["id"], id, "{listed}");
+    assert!(from_the_sdk(&listed["deployments"][0]), "{listed}");
     let detail = http_get(files.admin, &format!("/deployments/{id}")).expect("GET deployment");
     assert_eq!(detail.status, 200, "{}", detail.body);
+    assert!(from_the_sdk(&detail.json()), "{}", detail.body);
     terminate(node);
 }
 

@@ -168,7 +168,14 @@ fn restates_cli_works_against_holdfast() {
         assert!(services.contains(expected), "{expected}: {services}");
     }
     let worker = node.ok(&["services", "describe", "Worker"]);
-    for expected in ["Worker", "nap", "steps", &deployment] {
+    // The CLI prints the serving deployment's "SDK Version".
+    for expected in [
+        "Worker",
+        "nap",
+        "steps",
+        &deployment,
+        "holdfast-sdk-typescript/",
+    ] {
         assert!(worker.contains(expected), "{expected}: {worker}");
     }
     let unknown = node.fails(&["services", "describe", "Nope"]);

@@ -76,6 +76,7 @@ mod tests {
             manifest: Manifest {
                 min_protocol_version: 1,
                 max_protocol_version: 1,
+                sdk_version: None,
                 protocol_modes: vec![ProtocolMode::Stream],
                 services: vec![Service {
                     name: "S".into(),

@@ -171,6 +171,9 @@ pub enum Invalid {
     /// A workflow completion retention set on a service that is not a workflow.
     #[error("service '{0}' is not a workflow, so it has no workflow completion retention")]
     NotAWorkflow(String),
+    /// An `sdk_version` that is empty, longer than 128 bytes, or not printable ASCII.
+    #[error("sdk_version {0:?} is not 1 to 128 printable ASCII characters")]
+    SdkVersion(String),
 }
 
 /// One way a registration or removal would break live services.

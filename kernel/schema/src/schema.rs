@@ -295,6 +295,9 @@ pub struct Deployment {
     pub protocol_modes: Vec<ProtocolMode>,
     /// The service revisions it serves, sorted by name.
     pub services: Vec<ServiceSchema>,
+    /// The SDK and version the endpoint declared in its manifest, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdk_version: Option<String>,
 }
 
 impl Deployment {

@@ -59,6 +59,9 @@ pub struct DeploymentSummary {
     pub min_protocol_version: u32,
     /// Highest protocol version the endpoint speaks.
     pub max_protocol_version: u32,
+    /// The SDK and version the endpoint declared, e.g. `holdfast-sdk-typescript/0.1.0`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sdk_version: Option<String>,
     /// The service revisions it serves.
     pub services: Vec<ServiceRevision>,
 }
@@ -91,6 +94,9 @@ pub struct DeploymentDetail {
     pub min_protocol_version: u32,
     /// Highest protocol version the endpoint speaks.
     pub max_protocol_version: u32,
+    /// The SDK and version the endpoint declared, e.g. `holdfast-sdk-typescript/0.1.0`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sdk_version: Option<String>,
     /// The service revisions it serves.
     pub services: Vec<ServiceView>,
 }
@@ -229,6 +235,7 @@ pub fn deployment_summary(deployment: &Deployment) -> DeploymentSummary {
         created_at: rfc3339(deployment.created_at),
         min_protocol_version: deployment.min_protocol_version,
         max_protocol_version: deployment.max_protocol_version,
+        sdk_version: deployment.sdk_version.clone(),
         services: deployment
             .services
             .iter()
@@ -250,6 +257,7 @@ pub fn deployment_detail(deployment: &Deployment, defaults: &AttemptPolicy) -> D
         created_at: rfc3339(deployment.created_at),
         min_protocol_version: deployment.min_protocol_version,
         max_protocol_version: deployment.max_protocol_version,
+        sdk_version: deployment.sdk_version.clone(),
         services: deployment
             .services
             .iter()

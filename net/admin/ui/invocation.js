@@ -234,6 +234,20 @@ function header(inv, act, traceUrl) {
 }
 
 /**
+ * How far an entry got: waiting, its result (a failure with its reason), or done.
+ * @param {import("./api.js").Row} e
+ */
+function result(e) {
+  if (e.completed === false) return h("span", { class: "pill warn" }, "waiting");
+  if (e.completion_result === "failure") {
+    return h("span", { class: "pill bad", title: e.completion_failure ?? "" }, `failed ${e.completion_failure ?? ""}`);
+  }
+  if (e.completion_result === "success") return h("span", { class: "pill ok" }, "success");
+  if (e.completed === true) return h("span", { class: "pill" }, "done");
+  return h("span", { class: "muted" }, "—");
+}
+
+/**
  * The timeline, the journal's rows and the failures.
  * @param {import("./api.js").Row} inv
  * @param {import("./api.js").Row[]} entries
@@ -252,6 +266,9 @@ function details(inv, entries) {
     "invoked_target",
     "sleep_wakeup_at",
     "promise_name",
+    "appended_at",
+    "completion_result",
+    "completion_failure",
   ]);
   const extra = entries.length ? Object.keys(entries[0]).filter((k) => !known.has(k)) : [];
   return [
@@ -268,14 +285,11 @@ function details(inv, entries) {
           { label: "Type", cell: (e) => h("strong", null, e.entry_type) },
           { label: "What", cell: (e) => summary(e, now) },
           {
-            label: "Completed",
-            cell: (e) =>
-              e.completed === null || e.completed === undefined
-                ? h("span", { class: "muted" }, "—")
-                : e.completed
-                  ? h("span", { class: "pill ok" }, "completed")
-                  : h("span", { class: "pill warn" }, "waiting"),
+            label: "Appended",
+            // The input entry was written when the invocation was created.
+            cell: (e) => time(e.appended_at ?? (e.index === 0 ? inv.created_at : null)),
           },
+          { label: "Result", cell: result },
           {
             label: "Callee",
             class: "id",

@@ -49,6 +49,7 @@ fn manifest() -> Manifest {
     Manifest {
         min_protocol_version: 1,
         max_protocol_version: 1,
+        sdk_version: None,
         protocol_modes: vec![ProtocolMode::Stream],
         services: vec![
             Service {
@@ -861,6 +862,7 @@ async fn registry_versions_published_later_are_used_by_the_next_request() {
         manifest: Manifest {
             min_protocol_version: 1,
             max_protocol_version: 1,
+            sdk_version: None,
             protocol_modes: vec![ProtocolMode::Stream],
             services: vec![Service {
                 name: "Later".into(),

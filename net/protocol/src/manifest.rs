@@ -17,6 +17,9 @@ pub struct Manifest {
     pub protocol_modes: Vec<ProtocolMode>,
     /// The services bound to the endpoint.
     pub services: Vec<Service>,
+    /// The SDK serving the endpoint and its version, shown to operators as the deployment's SDK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdk_version: Option<String>,
 }
 
 /// How an invocation request exchanges frames.

@@ -140,6 +140,14 @@ fn manifest_vector_parses() {
     let manifest: Manifest = serde_json::from_str(&text).expect("valid manifest");
     assert!(manifest.min_protocol_version <= holdfast_protocol::PROTOCOL_VERSION);
     assert!(holdfast_protocol::PROTOCOL_VERSION <= manifest.max_protocol_version);
+    assert!(
+        manifest
+            .sdk_version
+            .as_deref()
+            .is_some_and(|v| v.starts_with("holdfast-sdk-typescript/")),
+        "{:?}",
+        manifest.sdk_version
+    );
     let back: Value = serde_json::to_value(&manifest).expect("serializable");
     assert_eq!(back, serde_json::from_str::<Value>(&text).expect("JSON"));
 }
@@ -176,6 +184,12 @@ fn manifest_overrides_vector_round_trips() {
         &fs::read_to_string(vectors_dir().join("manifest.json")).expect("manifest vector"),
     )
     .expect("valid manifest");
+    // So is the SDK version: a manifest without it reads and writes back without it.
+    let mut bare = serde_json::from_str::<Value>(&text).expect("JSON");
+    bare.as_object_mut().expect("object").remove("sdk_version");
+    let read: Manifest = serde_json::from_value(bare.clone()).expect("valid manifest");
+    assert_eq!(read.sdk_version, None);
+    assert_eq!(serde_json::to_value(&read).expect("serializable"), bare);
     assert!(plain.services.iter().all(|s| s.retry_policy.is_none()
         && s.inactivity_timeout_ms.is_none()
         && s.handlers.iter().all(|h| h.retry_policy.is_none())));

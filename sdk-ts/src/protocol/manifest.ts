@@ -59,6 +59,8 @@ export interface ServiceManifest extends AttemptSettingsManifest {
 export interface Manifest {
   min_protocol_version: number;
   max_protocol_version: number;
+  /** The SDK serving the endpoint and its version (e.g. `holdfast-sdk-typescript/0.1.0`), shown to operators. */
+  sdk_version?: string;
   protocol_modes: ProtocolMode[];
   services: ServiceManifest[];
 }

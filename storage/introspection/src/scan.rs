@@ -44,7 +44,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use holdfast_raft_store::{StateMachine, StateSnapshot};
 use holdfast_schema::Registry;
-use holdfast_types::PartitionId;
+use holdfast_types::{DeploymentId, PartitionId};
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::ControlFlow;
@@ -434,6 +434,8 @@ pub(crate) struct ScanShared {
     pub registry: Arc<Registry>,
     /// The SQL type name of each live service, built on first use.
     service_types: OnceLock<HashMap<String, &'static str>>,
+    /// The SDK version each deployment declared, built on first use.
+    sdk_versions: OnceLock<HashMap<DeploymentId, Option<String>>>,
 }
 
 impl ScanShared {
@@ -449,6 +451,7 @@ impl ScanShared {
             source,
             registry,
             service_types: OnceLock::new(),
+            sdk_versions: OnceLock::new(),
         }
     }
 
@@ -465,6 +468,20 @@ impl ScanShared {
             })
             .get(name)
             .copied()
+    }
+
+    /// The SDK version deployment `id` declared, if the registry knows it and it declared one.
+    pub(crate) fn sdk_version(&self, id: DeploymentId) -> Option<&str> {
+        self.sdk_versions
+            .get_or_init(|| {
+                self.registry
+                    .deployments()
+                    .into_iter()
+                    .map(|deployment| (deployment.id, deployment.sdk_version.clone()))
+                    .collect()
+            })
+            .get(&id)
+            .and_then(Option::as_deref)
     }
 }
 

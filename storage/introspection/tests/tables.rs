@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Cluster, Ids, PARTITIONS, names, rows, s, scenario};
+use common::{Cluster, Ids, PARTITIONS, SDK_VERSION, deployment_id, names, rows, s, scenario};
 use futures::StreamExt;
 use holdfast_introspection::{QueryEngine, QueryError, QueryLimits, QueryResult, render_table};
 use holdfast_types::{Command, ObjectKey, routing};
@@ -139,7 +139,9 @@ async fn every_table_is_listed_with_its_columns() {
             "invoked_target",
             "sleep_wakeup_at",
             "promise_name",
-            "appended_at"
+            "appended_at",
+            "completion_result",
+            "completion_failure"
         ]
     );
     assert_eq!(
@@ -214,7 +216,8 @@ async fn every_table_is_listed_with_its_columns() {
             "created_at",
             "min_service_protocol_version",
             "max_service_protocol_version",
-            "services"
+            "services",
+            "sdk_version"
         ]
     );
 }
@@ -309,6 +312,29 @@ async fn invocations_show_every_status_and_their_origin() {
         vec![vec![s("Greeter/greet"), s("true"), None]]
     );
 
+    // The server of the last attempt: the SDK of the pinned deployment, once an attempt ran.
+    let servers = query(
+        &engine,
+        "SELECT id, pinned_deployment_id, last_attempt_deployment_id, last_attempt_server \
+         FROM sys_invocation",
+    )
+    .await;
+    let servers = rows(&servers);
+    let server_of = |id: holdfast_types::InvocationId| {
+        servers
+            .iter()
+            .find(|r| r[0] == Some(id.to_string()))
+            .map(|r| r[1..].to_vec())
+            .unwrap_or_else(|| panic!("no row for {id}"))
+    };
+    let pinned = Some(deployment_id().to_string());
+    assert_eq!(
+        server_of(ids.running),
+        [pinned.clone(), pinned.clone(), s(SDK_VERSION)]
+    );
+    assert_eq!(server_of(ids.inboxed), [pinned, None, None]);
+    assert_eq!(server_of(ids.succeeded), [None, None, None]);
+
     // The same rows with the lifecycle's own status names.
     let lifecycle = query(
         &engine,
@@ -382,6 +408,25 @@ async fn the_founding_post_queries_run_verbatim() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journals_join_their_invocations() {
     let (_cluster, ids, engine) = setup().await;
+    // A completable entry shows its result once it has one; the others show none.
+    let results = query(
+        &engine,
+        &format!(
+            "SELECT index, completion_result, completion_failure FROM sys_journal \
+             WHERE id = '{}' ORDER BY index",
+            ids.suspended
+        ),
+    )
+    .await;
+    assert_eq!(
+        rows(&results),
+        [
+            vec![s("0"), None, None],
+            vec![s("1"), s("success"), None],
+            vec![s("2"), None, None],
+            vec![s("3"), None, None],
+        ]
+    );
     let result = query(
         &engine,
         "SELECT i.status, j.index, j.entry_type, j.name, j.completed, j.invoked_id, \
@@ -597,7 +642,7 @@ async fn the_registry_tables_show_services_and_deployments() {
     );
     let deployments = query(
         &engine,
-        "SELECT ty, endpoint, created_at, services FROM sys_deployment",
+        "SELECT ty, endpoint, created_at, services, sdk_version FROM sys_deployment",
     )
     .await;
     assert_eq!(
@@ -606,7 +651,8 @@ async fn the_registry_tables_show_services_and_deployments() {
             s("http"),
             s("http://localhost:9080/"),
             s("2023-11-14T22:13:20Z"),
-            s("Counter,Greeter,Signup")
+            s("Counter,Greeter,Signup"),
+            s(SDK_VERSION)
         ]]
     );
     let joined = query(

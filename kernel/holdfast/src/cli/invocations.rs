@@ -145,6 +145,8 @@ struct Entry {
     sleep_wakeup_at: Option<String>,
     promise_name: Option<String>,
     appended_at: Option<String>,
+    completion_result: Option<String>,
+    completion_failure: Option<String>,
 }
 
 /// `invocations describe --json`.
@@ -233,12 +235,7 @@ fn render(described: &Described) -> String {
             entry.entry_type.clone(),
             or_dash(entry.name.as_deref().or(entry.promise_name.as_deref())),
             detail(entry),
-            match entry.completed {
-                Some(true) => "done",
-                Some(false) => "waiting",
-                None => "-",
-            }
-            .to_owned(),
+            state(entry),
         ]);
     }
     out.push_str(&format!(
@@ -247,6 +244,22 @@ fn render(described: &Described) -> String {
     ));
     out.push_str(&timeline.render(width()));
     out
+}
+
+/// How far an entry got: waiting, done, or the result of one that completes (a failure with
+/// its code and message).
+fn state(entry: &Entry) -> String {
+    match (
+        entry.completed,
+        entry.completion_result.as_deref(),
+        &entry.completion_failure,
+    ) {
+        (Some(false), ..) => "waiting".to_owned(),
+        (_, Some("failure"), Some(failure)) => format!("failed {failure}"),
+        (_, Some(result), _) => result.to_owned(),
+        (Some(true), None, _) => "done".to_owned(),
+        (None, ..) => "-".to_owned(),
+    }
 }
 
 /// What a journal entry points at: a call's target and callee, a sleep's wake-up time.

@@ -94,6 +94,7 @@ impl Registry {
                 max_protocol_version: manifest.max_protocol_version,
                 protocol_modes,
                 services,
+                sdk_version: manifest.sdk_version.clone(),
             }),
             previous: previous.map(|p| p.id),
         })
@@ -178,11 +179,13 @@ impl Registry {
 }
 
 /// Whether `deployment` was registered from a manifest equal to `manifest` (order of services,
-/// handlers and modes aside; operator settings are not part of the manifest).
+/// handlers and modes aside; operator settings are not part of the manifest). A different
+/// `sdk_version` makes a new deployment: the endpoint at the uri was upgraded.
 fn serves_the_same(deployment: &Deployment, manifest: &Manifest) -> bool {
     let served = &deployment.protocol_modes;
     let declared = &manifest.protocol_modes;
     deployment.min_protocol_version == manifest.min_protocol_version
+        && deployment.sdk_version == manifest.sdk_version
         && deployment.max_protocol_version == manifest.max_protocol_version
         && served.iter().all(|m| declared.contains(m))
         && declared.iter().all(|m| served.contains(m))
@@ -282,6 +285,9 @@ fn validate(manifest: &Manifest) -> Result<(), Invalid> {
     if manifest.protocol_modes.is_empty() {
         return Err(Invalid::NoProtocolMode);
     }
+    if let Some(sdk_version) = &manifest.sdk_version {
+        check_sdk_version(sdk_version)?;
+    }
     if manifest.services.is_empty() {
         return Err(Invalid::NoServices);
     }
@@ -351,6 +357,21 @@ fn check_name(name: &str) -> Result<(), Invalid> {
             .any(|c| c == '/' || c.is_whitespace() || c.is_control());
     if bad {
         Err(Invalid::Name(name.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Longest `sdk_version` accepted, in bytes.
+const SDK_VERSION_MAX_LEN: usize = 128;
+
+/// The SDK version is shown to operators as it is: 1 to 128 printable ASCII characters.
+fn check_sdk_version(sdk_version: &str) -> Result<(), Invalid> {
+    let bad = sdk_version.is_empty()
+        || sdk_version.len() > SDK_VERSION_MAX_LEN
+        || !sdk_version.bytes().all(|b| (0x20..=0x7e).contains(&b));
+    if bad {
+        Err(Invalid::SdkVersion(sdk_version.to_owned()))
     } else {
         Ok(())
     }

@@ -66,6 +66,17 @@ fn manifest(services: Vec<Service>) -> Manifest {
         max_protocol_version: 1,
         protocol_modes: vec![ProtocolMode::Stream, ProtocolMode::RequestResponse],
         services,
+        sdk_version: None,
+    }
+}
+
+const SDK: &str = "holdfast-sdk-typescript/0.1.0";
+
+/// `manifest(services)` declaring `sdk_version`.
+fn manifest_from(sdk_version: &str, services: Vec<Service>) -> Manifest {
+    Manifest {
+        sdk_version: Some(sdk_version.into()),
+        ..manifest(services)
     }
 }
 
@@ -730,6 +741,22 @@ fn malformed_registrations_are_refused() {
                 count: 0,
             },
         ),
+        (
+            manifest_from("", vec![greeter()]),
+            Invalid::SdkVersion(String::new()),
+        ),
+        (
+            manifest_from(&"x".repeat(129), vec![greeter()]),
+            Invalid::SdkVersion("x".repeat(129)),
+        ),
+        (
+            manifest_from("sdk/1.0\n", vec![greeter()]),
+            Invalid::SdkVersion("sdk/1.0\n".into()),
+        ),
+        (
+            manifest_from("sdk-é/1.0", vec![greeter()]),
+            Invalid::SdkVersion("sdk-é/1.0".into()),
+        ),
     ];
     for (bad, reason) in cases {
         let refusal = refused(&mut registry, &register(2, B, bad, true));
@@ -977,6 +1004,83 @@ fn views_have_the_admin_api_shapes() {
 }
 
 #[test]
+fn the_sdk_version_is_kept_and_shown_in_the_deployment_views() {
+    let mut registry = Registry::new();
+    let longest = "v".repeat(128);
+    ok(
+        &mut registry,
+        &register(1, A, manifest_from(SDK, vec![greeter()]), false),
+    );
+    ok(
+        &mut registry,
+        &register(2, B, manifest_from(&longest, vec![counter()]), false),
+    );
+    let deployment = registry.deployment(&id(1)).expect("deployment");
+    assert_eq!(deployment.sdk_version.as_deref(), Some(SDK));
+    assert_eq!(
+        registry
+            .deployment(&id(2))
+            .and_then(|d| d.sdk_version.as_deref()),
+        Some(longest.as_str())
+    );
+
+    let list = serde_json::to_value(views::deployment_list(&registry)).expect("json");
+    assert_eq!(list["deployments"][0]["sdk_version"], SDK);
+    assert_eq!(list["deployments"][1]["sdk_version"], longest.as_str());
+    let detail = serde_json::to_value(views::deployment_detail(
+        deployment,
+        &crate::AttemptPolicy::default(),
+    ))
+    .expect("json");
+    assert_eq!(detail["sdk_version"], SDK);
+
+    // Without one, the views omit the field (as the shapes above show for the list).
+    let mut without = Registry::new();
+    ok(
+        &mut without,
+        &register(1, A, manifest(vec![greeter()]), false),
+    );
+    let detail = serde_json::to_value(views::deployment_detail(
+        without.deployment(&id(1)).expect("deployment"),
+        &crate::AttemptPolicy::default(),
+    ))
+    .expect("json");
+    assert!(detail.get("sdk_version").is_none(), "{detail}");
+}
+
+#[test]
+fn a_new_sdk_version_at_the_same_uri_is_a_new_deployment() {
+    let mut registry = Registry::new();
+    ok(
+        &mut registry,
+        &register(1, A, manifest_from(SDK, vec![greeter()]), false),
+    );
+    // The same manifest and SDK version again: the same deployment.
+    let again = register(2, A, manifest_from(SDK, vec![greeter()]), false);
+    assert_eq!(ok(&mut registry, &again), Applied::AlreadyRegistered(id(1)));
+    // Only the SDK version changed: the endpoint was upgraded.
+    let upgraded = register(
+        3,
+        A,
+        manifest_from("holdfast-sdk-typescript/0.2.0", vec![greeter()]),
+        false,
+    );
+    assert_eq!(ok(&mut registry, &upgraded), Applied::Registered(id(3)));
+    assert_eq!(newest(&registry, "Greeter"), (2, id(3)));
+    assert_eq!(
+        registry.deployment(&id(1)).and_then(|d| d.superseded_by),
+        Some(id(3))
+    );
+    // Dropping the SDK version is a change too.
+    let dropped = register(4, A, manifest(vec![greeter()]), false);
+    assert_eq!(ok(&mut registry, &dropped), Applied::Registered(id(4)));
+    assert_eq!(
+        registry.deployment(&id(4)).map(|d| d.sdk_version.clone()),
+        Some(None)
+    );
+}
+
+#[test]
 fn workflow_views_carry_their_completion_retention() {
     let mut registry = Registry::new();
     ok(
@@ -1193,5 +1297,39 @@ fn registries_stored_before_overrides_existed_still_decode() {
     assert_eq!(
         part.retry_policy.on_max_attempts,
         Some(crate::OnMaxAttempts::Pause)
+    );
+}
+
+#[test]
+fn deployments_stored_before_sdk_versions_existed_still_decode() {
+    let mut registry = Registry::new();
+    ok(
+        &mut registry,
+        &register(1, A, manifest(vec![counter(), greeter()]), false),
+    );
+    // A deployment record as stored before: no `sdk_version` field at all.
+    let deployment = registry.deployment(&id(1)).expect("deployment").clone();
+    let old = serde_json::to_value(&deployment).expect("json");
+    assert!(old.get("sdk_version").is_none(), "{old}");
+    let bytes = codec::encode(&old).expect("encode");
+    let decoded: Deployment = codec::decode(&bytes).expect("decode");
+    assert_eq!(decoded, deployment);
+    assert_eq!(decoded.sdk_version, None);
+    // A whole registry too, and one with the field round-trips it.
+    let bytes = codec::encode(&serde_json::to_value(&registry).expect("json")).expect("encode");
+    let decoded: Registry = codec::decode(&bytes).expect("decode");
+    assert_eq!(decoded, registry);
+    ok(
+        &mut registry,
+        &register(2, B, manifest_from(SDK, vec![signup()]), false),
+    );
+    let bytes = codec::encode(&registry).expect("encode");
+    let decoded: Registry = codec::decode(&bytes).expect("decode");
+    assert_eq!(decoded, registry);
+    assert_eq!(
+        decoded
+            .deployment(&id(2))
+            .and_then(|d| d.sdk_version.as_deref()),
+        Some(SDK)
     );
 }

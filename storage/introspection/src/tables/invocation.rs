@@ -83,6 +83,8 @@ struct InvocationRow<'a> {
     names: StatusNames,
     service_ty: Option<&'static str>,
     caller: Option<Caller>,
+    /// The SDK version of the deployment that ran the last attempt.
+    server: Option<&'a str>,
 }
 
 impl Row for InvocationRow<'_> {
@@ -166,10 +168,12 @@ impl Row for InvocationRow<'_> {
                 Status::BackingOff { retry_at_ms, .. } => *retry_at_ms,
                 _ => None,
             }),
-            // Not recorded: the SDK's version, an attempt's start time and the entry a failure
-            // was about are not kept in the log.
-            Col::LastAttemptServer
-            | Col::LastStartAt
+            // The SDK version the pinned deployment declared (attempts run on it); NULL before a
+            // first attempt or when the deployment declared none or was removed.
+            Col::LastAttemptServer => Cell::opt_str(self.server),
+            // Not recorded: an attempt's start time and the entry a failure was about are not
+            // kept in the log.
+            Col::LastStartAt
             | Col::LastFailureRelatedEntryIndex
             | Col::LastFailureRelatedEntryName
             | Col::LastFailureRelatedEntryType => Cell::Null,
@@ -308,6 +312,7 @@ impl SysTable for InvocationTable {
         sink: &mut Sink,
     ) -> Result<ControlFlow<()>, ScanError> {
         let wants_ty = sink.wants(Col::TargetServiceTy.index());
+        let wants_server = sink.wants(Col::LastAttemptServer.index());
         let wants_caller = sink.wants(Col::InvokedByServiceName.index())
             || sink.wants(Col::InvokedByTarget.index());
         let names = self.names;
@@ -330,6 +335,12 @@ impl SysTable for InvocationTable {
                     None
                 },
                 caller,
+                server: match rec.deployment {
+                    Some(deployment) if wants_server && rec.attempts > 0 => {
+                        part.shared.sdk_version(deployment)
+                    }
+                    _ => None,
+                },
             };
             sink.push(&row)
         };

@@ -1,12 +1,12 @@
 //! `sys_journal`: one row per journal entry of every invocation the partition keeps a journal
 //! for.
 
-use super::{columns, target_text};
+use super::{columns, failure_text, outcome_result, target_text};
 use crate::pushdown::{Lookup, Routing};
 use crate::scan::{Cell, Flow, PartitionRead, Row, ScanError, Sink, SysTable};
 use datafusion::arrow::datatypes::SchemaRef;
 use holdfast_fsm::state::{JournalItem, is_completable};
-use holdfast_protocol::{Entry, EntryIndex};
+use holdfast_protocol::{Entry, EntryIndex, Outcome};
 use holdfast_raft_store::InvocationScope;
 use holdfast_types::InvocationId;
 use std::ops::ControlFlow;
@@ -24,6 +24,8 @@ columns! {
         SleepWakeupAt = "sleep_wakeup_at": Time,
         PromiseName = "promise_name": Utf8,
         AppendedAt = "appended_at": Time,
+        CompletionResult = "completion_result": Utf8,
+        CompletionFailure = "completion_failure": Utf8,
     }
 }
 
@@ -103,6 +105,19 @@ impl Row for JournalRow<'_> {
             Col::SleepWakeupAt => Cell::opt_time(self.item.fire_at_ms),
             Col::PromiseName => Cell::opt_str(promise_name(entry)),
             Col::AppendedAt => Cell::opt_time(self.item.appended.map(|a| a.at_ms)),
+            // A completable entry's result once it has one: `success` or `failure`, and then how
+            // it failed.
+            Col::CompletionResult => Cell::opt_str(
+                is_completable(entry)
+                    .then(|| self.item.outcome().map(outcome_result))
+                    .flatten(),
+            ),
+            Col::CompletionFailure => match self.item.outcome() {
+                Some(Outcome::Failure(failure)) if is_completable(entry) => {
+                    Cell::Text(failure_text(failure))
+                }
+                _ => Cell::Null,
+            },
         }
     }
 }

@@ -35,6 +35,7 @@ columns! {
         MinServiceProtocolVersion = "min_service_protocol_version": U32,
         MaxServiceProtocolVersion = "max_service_protocol_version": U32,
         Services = "services": Utf8,
+        SdkVersion = "sdk_version": Utf8,
     }
 }
 
@@ -139,6 +140,9 @@ impl RegistryTable {
                             .collect::<Vec<_>>()
                             .join(",")
                     }))),
+                    Arc::new(StringArray::from_iter(
+                        deployments.iter().map(|d| d.sdk_version.as_deref()),
+                    )),
                 ]
             }
         };

@@ -18,8 +18,8 @@ use holdfast_protocol::{EntryIndex, Outcome, Payload};
 use holdfast_raft_store::{Batch, StateMachine, TypeConfig};
 use holdfast_schema::{Registry, RegistryCommand, Timestamp};
 use holdfast_types::{
-    Command, Ending, Epoch, HandlerKind, InvocationId, InvocationRequest, ObjectKey, PartitionId,
-    Source, Target, routing,
+    Command, DeploymentId, Ending, Epoch, HandlerKind, InvocationId, InvocationRequest, ObjectKey,
+    PartitionId, Source, Target, routing,
 };
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry as RaftEntry, EntryPayload, LogId};
@@ -182,7 +182,16 @@ fn service(name: &str, ty: ServiceType, handlers: Vec<Handler>) -> Service {
     }
 }
 
-/// One deployment serving Counter (object), Greeter (service) and Signup (workflow).
+/// The SDK version the fixture's deployment declares.
+pub const SDK_VERSION: &str = "holdfast-sdk-typescript/0.1.0";
+
+/// The id of the fixture's deployment (registered with seed 7).
+pub fn deployment_id() -> DeploymentId {
+    DeploymentId::from_seed(7)
+}
+
+/// One deployment serving Counter (object), Greeter (service) and Signup (workflow), declaring
+/// [`SDK_VERSION`].
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
     let manifest = Manifest {
@@ -212,6 +221,7 @@ pub fn registry() -> Registry {
                 ],
             ),
         ],
+        sdk_version: Some(SDK_VERSION.into()),
     };
     registry
         .apply(&RegistryCommand::RegisterDeployment {
@@ -273,9 +283,9 @@ fn value(bytes: &[u8]) -> Outcome {
 
 /// The invocations of the scenario, by role.
 pub struct Ids {
-    /// Counter/a/add: running, holds the lock of Counter/a.
+    /// Counter/a/add, pinned to the fixture's deployment: running, holds the lock of Counter/a.
     pub running: InvocationId,
-    /// Counter/a/add: waits in Counter/a's inbox.
+    /// Counter/a/add, pinned to the fixture's deployment: waits in Counter/a's inbox.
     pub inboxed: InvocationId,
     /// Greeter/greet with idempotency key `idem-1`: ran `step1`, called Counter/b/add, slept,
     /// then suspended.
@@ -301,20 +311,12 @@ pub async fn scenario(cluster: &mut Cluster) -> Ids {
     let counter = |key: &str| Target::new("Counter", "add", Some(key.to_owned()));
     let running = InvocationId::new(&counter("a"), 1);
     let inboxed = InvocationId::new(&counter("a"), 2);
-    cluster
-        .run(Command::Invoke(Box::new(request(
-            counter("a"),
-            running,
-            HandlerKind::Exclusive,
-        ))))
-        .await;
-    cluster
-        .run(Command::Invoke(Box::new(request(
-            counter("a"),
-            inboxed,
-            HandlerKind::Exclusive,
-        ))))
-        .await;
+    // Both pinned to the fixture's deployment: only `running` has had an attempt.
+    for id in [running, inboxed] {
+        let mut pinned = request(counter("a"), id, HandlerKind::Exclusive);
+        pinned.deployment = Some(deployment_id());
+        cluster.run(Command::Invoke(Box::new(pinned))).await;
+    }
     cluster
         .run(append(
             running,
