@@ -134,6 +134,33 @@ fn an_admin_port_in_use_fails_the_start_naming_the_key() {
 }
 
 #[test]
+fn a_peer_port_in_use_fails_the_start_naming_the_key_without_a_panic() {
+    let files = NodeFiles::new(1, "");
+    let config = std::fs::read_to_string(&files.config).expect("read config");
+    let peer = config
+        .lines()
+        .find_map(|line| line.strip_prefix("address = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("the node's peer address");
+    let _taken = std::net::TcpListener::bind(peer).expect("occupy the peer port");
+    let output = files.run(&["serve"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen for peers on {peer}"))
+            && stderr.contains("cluster.nodes"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Said once, not repeated as its own cause.
+    assert_eq!(
+        stderr.matches("Address already in use").count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[test]
 fn serve_without_a_config_file_runs_on_the_embedded_default() {
     let cwd = tempfile::tempdir().expect("tempdir");
     let [admin, ingress, sql] = holdfast_e2e::free_ports::<3>();

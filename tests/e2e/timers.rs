@@ -237,19 +237,27 @@ fn ten_thousand_concurrent_sleeps_each_fire_once_and_not_early_in_flat_memory() 
     let distinct: BTreeSet<&String> = woke.iter().collect();
     assert_eq!(distinct.len(), woke.len(), "some sleep fired twice");
     let by_id: HashMap<&str, u64> = many.iter().map(|(id, ms)| (id.as_str(), *ms)).collect();
-    for (id, ms) in &many {
-        assert!(distinct.contains(id), "{id} never woke");
+    let slept = |id: &str| {
         let output =
             http_get(ingress, &format!("/restate/invocation/{id}/output")).expect("output");
         assert_eq!(output.status, 200, "{id}: {}", output.body);
         let result = output.json();
         let slept = result["woke"].as_u64().unwrap_or(0) - result["started"].as_u64().unwrap_or(0);
+        (slept, result["ms"].as_u64().unwrap_or(0))
+    };
+    for (id, ms) in &many {
+        assert!(distinct.contains(id), "{id} never woke");
+        let (slept, asked) = slept(id);
         assert!(slept >= *ms, "{id} woke after {slept} ms, asked {ms}");
-        assert_eq!(by_id[id.as_str()], result["ms"].as_u64().unwrap_or(0));
+        assert_eq!(by_id[id.as_str()], asked);
     }
-    // The 100 long sleeps are still pending.
-    for (id, _) in &few {
-        assert!(!distinct.contains(id), "{id} woke two minutes early");
+    // The 100 two-minute sleeps are still pending, or (if submitting the rest took longer than
+    // that on a busy machine) woke no earlier than asked.
+    for (id, ms) in &few {
+        if distinct.contains(id) {
+            let (slept, _) = slept(id);
+            assert!(slept >= *ms, "{id} woke after {slept} ms, asked {ms}");
+        }
     }
 }
 

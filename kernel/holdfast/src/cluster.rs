@@ -84,15 +84,21 @@ impl Cluster {
         };
         let own = Some(config.member().address).filter(|a| a.port() != 0);
         let listener = match own {
-            Some(address) => Some(
-                Listener::bind(
+            Some(address) => {
+                match Listener::bind(
                     address,
                     identity.clone(),
                     settings.clone(),
                     Groups::default(),
-                )?
-                .with_incarnations(incarnations.clone()),
-            ),
+                ) {
+                    Ok(listener) => Some(listener.with_incarnations(incarnations.clone())),
+                    Err(e) => {
+                        // Dropping a runtime blocks, which the caller's async context forbids.
+                        runtime.shutdown_background();
+                        return Err(e.into());
+                    }
+                }
+            }
             None => None,
         };
         let transport = Transport::new(identity, dial, settings, runtime.handle().clone());

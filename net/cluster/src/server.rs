@@ -66,11 +66,12 @@ pub trait ForwardService: Send + Sync + 'static {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The node's cluster address could not be bound.
-    #[error("cannot listen for peers on {address} (key `cluster.nodes` of node {node}): {source}")]
+    #[error("cannot listen for peers on {address} (key `cluster.nodes` of node {node}): {reason}")]
     Bind {
         address: SocketAddr,
         node: u64,
-        source: std::io::Error,
+        /// Why, shown in the message itself (so it is not repeated as a cause).
+        reason: std::io::Error,
     },
 }
 
@@ -95,10 +96,10 @@ impl Listener {
         settings: Settings,
         groups: Groups,
     ) -> Result<Self, ServeError> {
-        let bind_error = |source| ServeError::Bind {
+        let bind_error = |reason| ServeError::Bind {
             address,
             node: identity.node,
-            source,
+            reason,
         };
         let listener = std::net::TcpListener::bind(address).map_err(bind_error)?;
         listener.set_nonblocking(true).map_err(bind_error)?;

@@ -869,8 +869,12 @@ async fn a_query_past_its_timeout_fails() {
         statement_timeout: Duration::ZERO,
         ..QueryLimits::default()
     });
+    // Far too much work to finish within one poll, however the runtime schedules it.
     let result = hasty
-        .query("SELECT count(*) FROM sys_invocation a, sys_journal b, state c")
+        .query(
+            "SELECT count(*) FROM sys_invocation a, sys_journal b, state c, \
+             generate_series(1, 100000000) d",
+        )
         .await;
     assert_eq!(result.err(), Some(QueryError::Timeout(Duration::ZERO)));
 }
