@@ -549,8 +549,14 @@ fn a_node_down_past_the_purged_log_catches_up_by_snapshot_and_can_lead() {
         }
     }
     // Snapshots are built in the background from flushed state: wait until a leader purged its
-    // log past where node 3 stopped, so node 3 cannot catch up from the log alone.
+    // log past where node 3 stopped, so node 3 cannot catch up from the log alone. A leader
+    // postpones a purge while a replication to node 3 has the range in flight and retries it
+    // only on further replication progress: keep writing (to other keys) until it has purged.
+    let nudges = std::cell::Cell::new(0u32);
     poll("a leader to purge past node 3's position", PATIENCE, || {
+        let nudge = nudges.get();
+        nudges.set(nudge + 1);
+        add(1, &format!("nudge{}", nudge % 16));
         [1u64, 2].iter().find_map(|node| {
             let view = cluster.view(*node).ok()?;
             view.partitions.iter().find_map(|p| {
