@@ -250,17 +250,7 @@ mod tests {
 
     #[test]
     fn an_edit_replaces_the_whole_state_unless_the_object_is_locked() {
-        let edit = |entries: &[(&str, &[u8])]| Command::EditState {
-            object: object("a"),
-            entries: entries
-                .iter()
-                .map(|(name, value)| StateEntry {
-                    name: (*name).into(),
-                    value: value.to_vec(),
-                })
-                .collect(),
-            expected_version: None,
-        };
+        let edit = |entries: &[(&str, &[u8])]| versioned_edit(entries, None);
         let store = applied(&[
             set("a", "x", b"1"),
             set("a", "y", b"2"),
