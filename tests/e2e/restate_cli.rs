@@ -95,17 +95,8 @@ impl Node {
 
     /// Rows of `sql` from the admin API, as JSON.
     fn rows(&self, sql: &str) -> Vec<Value> {
-        let answer = http(
-            self.files.admin,
-            "POST",
-            "/query",
-            &[
-                ("content-type", "application/json"),
-                ("accept", "application/json"),
-            ],
-            &json!({ "query": sql }).to_string(),
-        )
-        .expect("POST /query");
+        let answer = http_json(self.files.admin, "POST", "/query", &json!({ "query": sql }))
+            .expect("POST /query");
         assert_eq!(answer.status, 200, "{sql}: {}", answer.body);
         answer.json()["rows"]
             .as_array()
