@@ -4,7 +4,7 @@
 use crate::faults::{Fault, FaultProxy};
 use crate::{Kernel, ProcessLog, http_get, signal};
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -258,6 +258,11 @@ pub struct Cluster {
     dir: tempfile::TempDir,
 }
 
+/// `127.0.0.1:port`.
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
 impl Cluster {
     /// Writes every node's config into one temporary directory, starts the proxies (if
     /// `proxied`) and all processes but the `deferred` ones together, and waits until their
@@ -272,21 +277,15 @@ impl Cluster {
             );
         }
         let dir = tempfile::tempdir().expect("cluster tempdir");
-        // Held until the proxies are bound, so none of them can take a node's port.
-        let held: Vec<TcpListener> = (0..(options.nodes + options.spares) * 4)
-            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-            .collect();
-        let addrs: Vec<NodeAddrs> = held
-            .chunks(4)
-            .zip(1u64..)
-            .map(|(ports, id)| {
-                let addr = |i: usize| ports[i].local_addr().expect("local address");
+        let addrs: Vec<NodeAddrs> = (1u64..=(options.nodes + options.spares) as u64)
+            .map(|id| {
+                let [ingress, admin, sql, raft] = crate::free_ports::<4>().map(loopback);
                 NodeAddrs {
                     id,
-                    ingress: addr(0),
-                    admin: addr(1),
-                    sql: addr(2),
-                    raft: addr(3),
+                    ingress,
+                    admin,
+                    sql,
+                    raft,
                 }
             })
             .collect();
@@ -298,7 +297,6 @@ impl Cluster {
                 }
             }
         }
-        drop(held);
 
         let members = &addrs[..options.nodes];
         let nodes: Vec<NodeHandle> = addrs

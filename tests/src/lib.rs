@@ -47,18 +47,43 @@ pub fn free_port() -> u16 {
     free_ports::<1>()[0]
 }
 
-/// `N` distinct loopback ports that were free a moment ago (all held open while chosen, so the
-/// OS cannot hand out the same one twice).
+/// `N` distinct loopback ports that were free a moment ago.
+///
+/// They are taken below the OS's ephemeral range, so no outgoing connection (a node dialing a
+/// peer, a client calling the ingress) can grab one between this call and the process that binds
+/// it; a process-wide counter keeps the tests of one binary from choosing the same port twice.
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
-    std::array::from_fn(|i| {
-        listeners[i]
-            .local_addr()
-            .map(|a| a.port())
-            .expect("local address")
-    })
+    std::array::from_fn(|_| next_listenable_port())
+}
+
+fn next_listenable_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let end = ephemeral_range_start().max(FIRST + 2_000);
+    let span = end - FIRST;
+    // Test binaries of different runs start at different places so their leftovers (a port in
+    // TIME_WAIT, a kernel being torn down) are unlikely to be next in line.
+    let seed = std::process::id().wrapping_mul(7_919) % span;
+    let _ = NEXT.compare_exchange(0, seed + 1, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        let Ok(port) = u16::try_from(FIRST + offset) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{end}");
+}
+
+/// The first port the OS hands to outgoing connections (Linux: `ip_local_port_range`).
+fn ephemeral_range_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// A node's configuration file and data dir in a private temporary directory.
