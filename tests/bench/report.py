@@ -7,11 +7,18 @@ so a report can be rendered again without measuring again.
 import json, sys, platform, datetime, os
 results, out = sys.argv[1:]
 rows = [json.loads(l) for l in open(results) if l.strip()]
-context = next(r for r in rows if r["bench"] == "context")
-startup = next(r for r in rows if r["bench"] == "startup")
-restate, fsyncs, secs = context["restate"], context["fsyncs"], context["seconds"]
-startups, median = startup["all_ms"], startup["median_ms"]
-rss, threads = startup["idle_rss_mib"], startup["threads"]
+# Results of a partial run (e.g. tests/bench/invocations.sh alone) lack some rows: the sections
+# they feed are left out.
+context = next((r for r in rows if r["bench"] == "context"), None)
+startup = next((r for r in rows if r["bench"] == "startup"), None)
+if context:
+    restate, fsyncs, secs = context["restate"], context["fsyncs"], context["seconds"]
+else:
+    restate, fsyncs = "not measured|not measured", None
+    secs = next((f"{r['seconds']:.0f}" for r in rows if r["bench"] == "http"), "?")
+if startup:
+    startups, median = startup["all_ms"], startup["median_ms"]
+    rss, threads = startup["idle_rss_mib"], startup["threads"]
 
 def cluster_section(rows, cluster, secs):
     """Three nodes beside one node (tests/bench/cluster.sh)."""
@@ -59,7 +66,7 @@ def ratio(ours, theirs):
         return f"{float(str(ours).split()[0]) / float(theirs.split()[0]):.3f}×"
     except (ValueError, IndexError, ZeroDivisionError):
         return "—"
-fsync = next(r for r in rows if r["bench"] == "fsync")
+fsync = next((r for r in rows if r["bench"] == "fsync"), None)
 logs = [r for r in rows if r["bench"] == "log"]
 cpu = next((l.split(":",1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 lines = [
@@ -69,6 +76,9 @@ lines = [
 f"{datetime.date.today()}: {os.cpu_count()} cores ({cpu}), Linux {platform.release()}. "
 "Load generator and kernel share the machine; figures are percentiles of one run, compare ratios, "
 "not absolute values, across machines.",
+]
+if fsync:
+    lines += [
 "",
 "## Group commit through the partition log",
 "",
@@ -81,17 +91,81 @@ f"`holdfast bench fsync --seconds {secs}`: 4 KiB append + fdatasync in a loop on
 "| workload | proposals/s | p50 ms | p99 ms | commands per raft entry | raft appends per fsync | vs raw fsync rate |",
 "|---|---|---|---|---|---|---|",
 f"| raw fsync (4 KiB + fdatasync) | {fsync['per_second']:.0f} fsync/s | {fsync['p50_ms']:.3f} | {fsync['p99_ms']:.3f} | 1 | 1 | 1.00× |",
-]
-for r in logs:
+    ]
+for r in logs if fsync else []:
     where = "1 partition" if r["spread"] == "one" else f"{r['partitions']} partitions"
     per_batch = r["ops"] / max(r["batches"], 1)
     per_fsync = f"{r['log_appends'] / max(r['log_fsyncs'], 1):.1f}" if "log_fsyncs" in r else "—"
     lines.append(f"| {r['proposers']} proposer(s), {where} | {r['per_second']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {per_batch:.1f} | {per_fsync} | {r['per_second']/fsync['per_second']:.2f}× |")
 inv = [r for r in rows if r["bench"] == "http"]
 servers = {r["engine"]: r for r in rows if r["bench"] == "server"}
+drains = [r for r in rows if r["bench"] == "drain"]
+WORKLOADS = ["greet", "counter_hot", "counter_1k", "steps", "chain", "send", "sleep"]
+verdict = lambda ok: "met" if ok else "not met"
+
+def per_req(row, role):
+    """CPU ms per completed request of one process in one run, None in results without it."""
+    return row.get(f"{role}_cpu_ms_per_req") if row else None
+
+def fmt(value, spec=".2f"):
+    return "—" if value is None else format(value, spec)
+
+def disk_per_invocation(server, state):
+    """(allocated, apparent) bytes per invocation of the data dir, state running|stopped, or None."""
+    try:
+        return (server[f"disk_{state}_kib"] * 1024 / server["invocations"],
+                server[f"disk_{state}_apparent_kib"] * 1024 / server["invocations"])
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
+
+def bar_table(cell, h, r, hd, rd):
+    """The project's bar, one row per criterion: measured value, bar, met or not."""
+    rows_out = ["", "Against the project's bar:", "",
+                "| criterion | measured | bar | verdict |", "|---|---|---|---|"]
+    def row(criterion, measured, bar, ok):
+        rows_out.append(f"| {criterion} | {measured} | {bar} | {'not measured' if ok is None else verdict(ok)} |")
+    def worst(conc, value, pick):
+        pairs = [(n, cell("holdfast", n, conc), cell("restate", n, conc)) for n in WORKLOADS]
+        found = [(value(a, b), n) for n, a, b in pairs if a and b and value(a, b) is not None]
+        return pick(found) if found else None
+    tput = worst(64, lambda a, b: a["per_second"] / b["per_second"] if b["per_second"] else None, min)
+    row("throughput at 64 clients, every workload (lowest Holdfast / Restate)",
+        f"{tput[0]:.2f}× ({tput[1]})" if tput else "—", "≥ 3×", tput and tput[0] >= 3)
+    p50 = worst(1, lambda a, b: a["p50_ms"] / b["p50_ms"] if b["p50_ms"] else None, max)
+    row("p50 latency at 1 client, every workload (highest Holdfast / Restate)",
+        f"{p50[0]:.2f} ({p50[1]})" if p50 else "—", "≤ 0.5", p50 and p50[0] <= 0.5)
+    cpu_worst = None
+    for conc in (1, 64):
+        found = worst(conc, lambda a, b: per_req(a, "server") / per_req(b, "server")
+                      if per_req(a, "server") is not None and per_req(b, "server") else None, max)
+        if found and (cpu_worst is None or found[0] > cpu_worst[0]):
+            cpu_worst = (found[0], f"{found[1]}, {conc} client{'s' if conc > 1 else ''}")
+    overall = ""
+    if h.get("invocations") and r.get("invocations") and r.get("cpu_s"):
+        overall = f"; all workloads together {(h['cpu_s'] / h['invocations']) / (r['cpu_s'] / r['invocations']):.2f}×"
+    row("server CPU per invocation (highest Holdfast / Restate over workloads and client counts)",
+        f"{cpu_worst[0]:.2f}× ({cpu_worst[1]}){overall}" if cpu_worst else "—", "≤ 0.25×",
+        cpu_worst and cpu_worst[0] <= 0.25)
+    mem = h["peak_rss_mib"] / r["peak_rss_mib"]
+    row("peak memory over the invocation workloads (Holdfast / Restate)",
+        f"{mem:.2f}× ({h['peak_rss_mib']} / {r['peak_rss_mib']} MiB)", "≤ 0.25×", mem <= 0.25)
+    if startup:
+        row("idle memory (Holdfast, after 3 s idle)", f"{rss} MiB", "< 50 MiB", float(rss) < 50)
+        row("start-up to healthy (Holdfast, median of 5)", f"{median} ms", "< 100 ms", float(median) < 100)
+    else:
+        row("idle memory (Holdfast, after 3 s idle)", "—", "< 50 MiB", None)
+        row("start-up to healthy (Holdfast, median of 5)", "—", "< 100 ms", None)
+    disk = [(hd[s][0] / rd[s][0], s) for s in ("running", "stopped") if hd.get(s) and rd.get(s) and rd[s][0]]
+    high = max(disk) if disk else None
+    row("disk per invocation, allocated (higher Holdfast / Restate of running and after a graceful stop)",
+        f"{high[0]:.2f}× ({high[1]})" if high else "—", "≤ 1×", high and high[0] <= 1)
+    return rows_out
+
 if inv:
     def cell(engine, name, conc):
         return next((r for r in inv if r["engine"] == engine and r["workload"] == name and r["concurrency"] == conc), None)
+    # Results from before CPU was sampled get the table without its CPU columns.
+    with_cpu = any("server_cpu_ms_per_req" in x for x in inv)
     lines += [
     "",
     "## Invocations, beside Restate 1.7.12 in the same run",
@@ -101,12 +175,29 @@ if inv:
     "HTTP/1.1 connection per client) against each engine's ingress, one engine after the other on fresh data dirs, "
     "durability on (Holdfast fsyncs every acknowledged step). Workloads: `greet` = `POST /Greeter/greet` (no durable "
     "step); `counter_hot` = `POST /Counter/hot/add` (one key); `counter_1k` = `/Counter/k<0..999>/add`; `steps` = "
-    "`/Steps/run3` (three `ctx.run`); `chain` = `/Chain/call` (a durable call to Greeter).",
+    "`/Steps/run3` (three `ctx.run`); `chain` = `/Chain/call` (a durable call to Greeter); `send` = "
+    "`POST /Greeter/greet/send` (one-way: the ingress answers 202 once the invocation is durably accepted, so its "
+    "rates and latencies are those of acceptance, and a backlog builds up that the engine executes afterwards); "
+    "`sleep` = `/Sleeper/nap` with body `10` (the handler sleeps 10 ms on a durable timer).",
+    ]
+    if with_cpu:
+        lines += [
+    "",
+    "CPU per request: utime + stime of the server process and of the Node endpoint process "
+    "(`/proc/PID/stat`) before and after each run, divided by the requests the run completed. For `send` the "
+    "interval also covers executing the backlog the run left behind, so the figure is the cost of a whole invocation.",
+    "",
+    "| workload | clients | Holdfast req/s | p50 / p99 ms | Restate req/s | p50 / p99 ms | throughput × | p50 ratio "
+    "| server CPU ms/req, Holdfast / Restate | server CPU ratio | SDK CPU ms/req, Holdfast / Restate |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+    else:
+        lines += [
     "",
     "| workload | clients | Holdfast req/s | p50 / p99 ms | Restate req/s | p50 / p99 ms | throughput × | p50 ratio |",
     "|---|---|---|---|---|---|---|---|",
-    ]
-    for name in ["greet", "counter_hot", "counter_1k", "steps", "chain"]:
+        ]
+    for name in WORKLOADS:
         for conc in [1, 64]:
             h, r = cell("holdfast", name, conc), cell("restate", name, conc)
             if not h:
@@ -117,8 +208,29 @@ if inv:
                 ratios = f"{h['per_second']/max(r['per_second'],1e-9):.2f}× | {h['p50_ms']/max(r['p50_ms'],1e-9):.2f}"
             else:
                 rs, ratios = "— | —", "— | —"
+            hc, rc = per_req(h, "server"), per_req(r, "server")
+            cpu_ratio = f"{hc / rc:.2f}" if hc is not None and rc else "—"
+            cpus = (f" {fmt(hc)} / {fmt(rc)} | {cpu_ratio} | "
+                    f"{fmt(per_req(h, 'sdk'))} / {fmt(per_req(r, 'sdk'))} |") if with_cpu else ""
             fails = h.get("failures", 0) + (r.get("failures", 0) if r else 0)
-            lines.append(f"| {name} | {conc} | {hs} | {rs} | {ratios} |" + (f" ({fails} failed requests)" if fails else ""))
+            lines.append(f"| {name} | {conc} | {hs} | {rs} | {ratios} |{cpus}" + (f" ({fails} failed requests)" if fails else ""))
+    loadgen = [x["loadgen_cpu_ms_per_req"] for x in inv if "loadgen_cpu_ms_per_req" in x]
+    if loadgen:
+        lines += ["", f"The load generator itself spent {min(loadgen):.2f}–{max(loadgen):.2f} ms of CPU per request "
+                  "(all runs, both engines)."]
+    sent = [d for d in drains if d.get("concurrency") == 64] or drains
+    if sent:
+        def drained(d):
+            engine = "Holdfast" if d["engine"] == "holdfast" else "Restate"
+            if d["invocations"] == 0:
+                return f"{engine} none (the first query found every invocation completed)"
+            if not d.get("drained", True):
+                return f"{engine} {d['invocations']:,}, gave up after {d['seconds']:.0f} s with {d['left']:,} left"
+            return f"{engine} {d['invocations']:,}, all completed {d['seconds']:.1f} s after the run ended"
+        lines += ["", f"Backlog after the `send` run with {sent[0].get('concurrency', 64)} clients (invocations accepted "
+                  "but not completed when the run ended, counted with `SELECT count(*) FROM sys_invocation WHERE "
+                  "status <> 'completed'` on `POST /query`, polled every 0.1 s until none was left; the time includes "
+                  "the queries' own): " + "; ".join(drained(d) for d in sent) + "."]
     h, r = servers.get("holdfast"), servers.get("restate")
     if h:
         rr = f"{r['peak_rss_mib']} MiB" if r else "—"
@@ -126,16 +238,21 @@ if inv:
         lines += ["", f"Peak resident memory of the server over all invocation workloads (VmHWM): Holdfast {h['peak_rss_mib']} MiB, "
                   f"Restate {rr} (ratio {memory}). Server CPU over the workloads: Holdfast {h['cpu_s']} s"
                   + (f", Restate {r['cpu_s']} s." if r else ".")]
-        pairs = [(cell("holdfast", n, c), cell("restate", n, c)) for n in ["greet", "counter_hot", "counter_1k", "steps", "chain"] for c in [1, 64]]
-        pairs = [(a, b) for a, b in pairs if a and b]
-        if pairs and r:
-            tput = [a["per_second"] / b["per_second"] for a, b in pairs]
-            p50 = [a["p50_ms"] / b["p50_ms"] for a, b in pairs]
-            verdict = lambda ok: "met" if ok else "not met"
-            lines += ["", "Against the project's bar (at least 3× Restate's throughput, half its latency, a quarter of its memory): "
-                      f"throughput {min(tput):.2f}×–{max(tput):.2f}× ({verdict(min(tput) >= 3)}), "
-                      f"p50 latency {min(p50):.2f}–{max(p50):.2f} of Restate's ({verdict(max(p50) <= 0.5)}), "
-                      f"peak memory {h['peak_rss_mib']/r['peak_rss_mib']:.2f}× ({verdict(h['peak_rss_mib'] <= r['peak_rss_mib'] / 4)})."]
+        hd = {state: disk_per_invocation(h, state) for state in ("running", "stopped")}
+        rd = {state: disk_per_invocation(r, state) for state in ("running", "stopped")} if r else {}
+        if hd["running"]:
+            def bytes_cell(d):
+                return "—" if not d else f"{d[0]:,.0f} B ({d[1]:,.0f} B apparent)"
+            def disk_ratio(state):
+                return f"{hd[state][0] / rd[state][0]:.2f}×" if rd.get(state) and hd[state] and rd[state][0] else "—"
+            counts = f"Holdfast {h['invocations']:,}" + (f", Restate {r['invocations']:,}" if r and "invocations" in r else "")
+            lines += ["", "Disk per invocation: the data dir's allocated size (`du -sk`; apparent size beside it) after "
+                      f"all workloads, divided by the requests the engine completed ({counts}). Running: Holdfast "
+                      f"{bytes_cell(hd['running'])}, Restate {bytes_cell(rd.get('running'))}, ratio {disk_ratio('running')}. "
+                      f"After a graceful stop (SIGTERM): Holdfast {bytes_cell(hd['stopped'])}, Restate "
+                      f"{bytes_cell(rd.get('stopped'))}, ratio {disk_ratio('stopped')}."]
+        if r:
+            lines += bar_table(cell, h, r, hd, rd)
 tracing = [r for r in rows if r["bench"] == "tracing"]
 if tracing:
     def traced(mode, conc):
@@ -221,11 +338,15 @@ if sql:
 cluster = [r for r in rows if r["bench"] == "cluster_http"]
 if cluster:
     lines += cluster_section(rows, cluster, secs)
-lines += [
+if context:
+    lines += [
 "",
 f"Fsyncs on the acknowledgement path, counted with `strace -f -c` around `holdfast bench log --proposers 64 "
 f"--seconds 3` on one partition: {fsyncs}. Each group commit costs one fdatasync of the raft log; applied "
 "state is flushed in the background.",
+    ]
+if startup:
+    lines += [
 "",
 "## Start-up and memory",
 "",
@@ -236,6 +357,8 @@ f"--seconds 3` on one partition: {fsyncs}. Each group commit costs one fdatasync
 "|---|---|---|---|",
 f"| start-up to healthy, median (all runs, ms) | {median} ms ({startups.strip()}) | {restate.split('|')[0]} | {ratio(median, restate.split('|')[0])} |",
 f"| idle resident memory | {rss} MiB, {threads} threads | {restate.split('|')[1]} | {ratio(rss, restate.split('|')[1])} |",
+    ]
+lines += [
 "",
 "Command: `make bench` (`SECONDS_PER_RUN` sets the run length). Raw results of the last run are JSON lines "
 "printed by each `holdfast bench` command.",
