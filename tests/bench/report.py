@@ -363,4 +363,13 @@ lines += [
 "Command: `make bench` (`SECONDS_PER_RUN` sets the run length). Raw results of the last run are JSON lines "
 "printed by each `holdfast bench` command.",
 ]
-open(out, "w").write("\n".join(lines) + "\n")
+# Sections measured by hand (profiles, before/after comparisons) sit below this marker in the
+# report and are carried over when it is rendered again.
+MARKER = "<!-- Sections below are measured by hand and kept when `make bench` rewrites this file. -->"
+kept = ""
+if os.path.exists(out):
+    previous = open(out).read()
+    if MARKER in previous:
+        kept = previous[previous.index(MARKER):]
+text = "\n".join(lines) + "\n"
+open(out, "w").write(text + ("\n" + kept if kept else ""))

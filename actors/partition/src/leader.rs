@@ -16,7 +16,8 @@
 //! read. Dropping the `Leader` stops every attempt, the shuffle and the timer wheel it owns.
 //!
 //! A reconciler checks every [`RECONCILE_INTERVAL`] that each invocation whose attempt should
-//! be running has one, and restarts (and logs) any that does not.
+//! be running has one, and restarts (and logs) any that does not in two passes in a row (a pass
+//! reads the store off the actor's thread, so an attempt may end between its read and its check).
 
 use crate::actor::{Lane, PartitionActor};
 use crate::shuffle::{self, ShuffleActor};
@@ -32,6 +33,8 @@ use std::time::Duration;
 
 /// How often the leader looks for invocations that should run and do not.
 pub(crate) const RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
+/// How soon a pass that found undriven attempts looks again before restarting them.
+const CONFIRM_AFTER: Duration = Duration::from_secs(1);
 /// How long a node leads before it hands leadership back to the preferred replica.
 const HANDBACK_SETTLE: Duration = Duration::from_secs(5);
 /// The least time between two hand-backs of one partition.
@@ -151,6 +154,9 @@ pub(crate) struct Leader {
     pub(crate) timers: Addr<TimerWheelActor>,
     /// A reconciler pass is reading the store.
     pub(crate) reconciling: bool,
+    /// Attempts the last reconciler pass found undriven: restarted only if the next pass finds
+    /// them so again, since a pass's read can predate an ending committed while it ran.
+    pub(crate) suspects: HashSet<(InvocationId, Epoch)>,
 }
 
 impl Leader {
@@ -291,6 +297,7 @@ impl PartitionActor {
             shuffle,
             timers,
             reconciling: false,
+            suspects: HashSet::new(),
         }));
         let restarted = resume.len();
         for command in resume {
@@ -484,7 +491,14 @@ impl PartitionActor {
             self.start_waiting(ctx);
             return;
         }
-        for (id, epoch) in stranded {
+        let (confirmed, suspected): (Vec<_>, Vec<_>) = stranded
+            .into_iter()
+            .partition(|found| leader.suspects.contains(found));
+        leader.suspects = suspected.into_iter().collect();
+        if !leader.suspects.is_empty() {
+            ctx.run_later(CONFIRM_AFTER, |act, ctx| act.reconcile(ctx));
+        }
+        for (id, epoch) in confirmed {
             tracing::warn!(partition = %self.partition(), invocation = %id, attempt = epoch.0,
                 "reconciler: invocation is running with no attempt; restarting it");
             self.reconciled += 1;

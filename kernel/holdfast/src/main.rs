@@ -31,6 +31,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// The kernel allocates and frees many small buffers per step (frames, commands, futures):
+/// mimalloc's thread-local free lists measured cheaper than glibc's malloc (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "holdfast", version, about = "Durable execution kernel")]
 struct Cli {
@@ -136,20 +141,19 @@ fn boot(config: &Config, spans: holdfast_otlp::SpanSink) -> anyhow::Result<Kerne
     })
 }
 
-/// Caps glibc's malloc arenas. Group commits hand work to short-lived blocking threads, and with
-/// one arena per thread freed memory stays spread over many arenas: resident memory grew to twice
-/// what the kernel uses. Two arenas keep it close to the live heap at no measurable speed cost.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: called first thing in main, before any other thread exists; mallopt only adjusts
-    // allocator parameters.
+/// Turns transparent huge pages off for this process. The allocator returns freed memory to the
+/// OS and takes it back as load comes and goes; with huge pages every such fault zeroes 2 MiB,
+/// which measured as a sixth of the kernel's CPU under load (docs/benchmarks.md).
+fn disable_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_THP_DISABLE) only sets a flag on this process's memory map.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
 }
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    disable_huge_pages();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -14,7 +14,9 @@
 //! checks the signature, that `aud` is the path it was called on and that the token is within
 //! `nbf..exp`.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -33,6 +35,12 @@ pub const PUBLIC_KEY_PREFIX: &str = "publickeyv1_";
 /// How long a token stays valid after it is issued (and how far before it is already valid, to
 /// absorb clock skew between the kernel and the endpoint).
 pub const TOKEN_VALIDITY: Duration = Duration::from_secs(60);
+/// How long a signed token is reused for further requests to the same path: signing costs tens
+/// of microseconds per request, and a reused token still has most of its validity left.
+pub const TOKEN_REUSE: Duration = Duration::from_secs(10);
+/// Most paths whose tokens are kept for reuse (one per handler in practice); beyond it the cache
+/// starts over.
+const REUSED_PATHS: usize = 4096;
 
 /// Why a key cannot be made, read, written or parsed.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +67,8 @@ pub enum KeyError {
 pub struct RequestSigner {
     key: SigningKey,
     public: String,
+    /// The newest token per path and the second it was issued at.
+    issued: Mutex<HashMap<String, (u64, Arc<str>)>>,
 }
 
 impl fmt::Debug for RequestSigner {
@@ -95,7 +105,11 @@ impl RequestSigner {
 
     fn from_key(key: SigningKey) -> Self {
         let public = format_public_key(&key.verifying_key());
-        RequestSigner { key, public }
+        RequestSigner {
+            key,
+            public,
+            issued: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The public key as endpoints are configured with it: `publickeyv1_<base58>`.
@@ -133,8 +147,34 @@ impl RequestSigner {
     pub fn headers(&self, path: &str) -> [(&'static str, String); 2] {
         [
             (SIGNATURE_SCHEME_HEADER, SIGNATURE_SCHEME_V1.to_owned()),
-            (JWT_V1_HEADER, self.token(path, SystemTime::now())),
+            (
+                JWT_V1_HEADER,
+                self.reused_token(path, SystemTime::now()).to_string(),
+            ),
         ]
+    }
+
+    /// A token for `path` valid at `now`: the one issued for it within the last
+    /// [`TOKEN_REUSE`], or a newly signed one.
+    pub fn reused_token(&self, path: &str, now: SystemTime) -> Arc<str> {
+        let second = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let fresh = |issued: u64| second >= issued && second - issued < TOKEN_REUSE.as_secs();
+        // A poisoned lock only means another thread panicked mid-insert: the map is still valid.
+        let mut issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, token)) = issued.get(path)
+            && fresh(*at)
+        {
+            return token.clone();
+        }
+        let token: Arc<str> = self.token(path, now).into();
+        if issued.len() >= REUSED_PATHS {
+            issued.clear();
+        }
+        issued.insert(path.to_owned(), (second, token.clone()));
+        token
     }
 }
 
@@ -217,6 +257,32 @@ mod tests {
                 .verify_strict(forged_input.as_bytes(), &signature)
                 .is_err()
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_token_is_reused_per_path_within_the_reuse_window_only() -> TestResult {
+        let signer = RequestSigner::generate()?;
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let first = signer.reused_token("/invoke/a/b", t0);
+        assert_eq!(
+            first,
+            signer.reused_token("/invoke/a/b", t0 + Duration::from_secs(9))
+        );
+        // Another path gets its own audience.
+        let other = signer.reused_token("/invoke/a/c", t0);
+        assert_ne!(first, other);
+        let claims = json_part(other.split('.').nth(1).ok_or("no claims")?)?;
+        assert_eq!(claims["aud"], "/invoke/a/c");
+        // Past the window (or with a clock that went back) a new token is signed, issued then.
+        let later = signer.reused_token("/invoke/a/b", t0 + TOKEN_REUSE);
+        assert_ne!(first, later);
+        let claims = json_part(later.split('.').nth(1).ok_or("no claims")?)?;
+        assert_eq!(claims["iat"], 1_700_000_010u64);
+        let earlier = signer.reused_token("/invoke/a/b", t0);
+        assert_ne!(later, earlier);
+        // What is reused is still valid when handed out: at most TOKEN_REUSE old of 60 s.
+        assert!(TOKEN_REUSE < TOKEN_VALIDITY / 2);
         Ok(())
     }
 

@@ -13,6 +13,9 @@ pub enum Error {
     /// A stored record could not be encoded or decoded.
     #[error("stored record: {0}")]
     Codec(#[from] holdfast_types::codec::Error),
+    /// A packed record could not be compressed or unpacked.
+    #[error("packed record: {0}")]
+    Pack(#[from] crate::pack::PackError),
     /// A file or directory could not be created or read.
     #[error("{}: {source}", path.display())]
     Io {

@@ -17,11 +17,15 @@
 //! state machine commits without fsync and is flushed lazily ([`StateMachine::flush`]), because
 //! after a crash openraft re-applies every committed entry above the durable applied log id.
 //! Log entries are purged only below a snapshot, and a snapshot is built only from flushed state.
+//!
+//! Log entries and the invocation tables' records are stored packed (module `pack`: zstd against a
+//! built-in dictionary), which takes about a quarter of their plain codec bytes.
 
 mod error;
 mod keys;
 mod log;
 mod migrate;
+mod pack;
 pub mod records;
 mod shared;
 mod state;
@@ -30,6 +34,7 @@ mod tables;
 pub use error::Error;
 pub use log::LogStore;
 pub use migrate::{Migration, migrate_legacy_log};
+pub use pack::PackError;
 pub use shared::{GroupKey, LogWriterStats, SharedLog};
 pub use state::{
     AppliedBatch, InvocationScope, ObjectScope, PartitionSummary, Resumable, SnapshotFile,

@@ -1,7 +1,7 @@
 //! One group's raft log: a cheap handle on the node's [`SharedLog`] and the group's key in it.
 //!
 //! ```text
-//!   raft-log.redb  log   (group, index)          → EntryRecord<D>
+//!   raft-log.redb  log   (group, index)          → EntryRecord<D>, packed ([`crate::pack`])
 //!                  meta  (group, "vote")         → VoteRecord            durable
 //!                        (group, "committed")    → Option<LogIdRecord>   lazy
 //!                        (group, "last_purged")  → Option<LogIdRecord>   lazy, with the purge
@@ -15,7 +15,7 @@
 
 use crate::records::{self, EntryRecord, VoteRecord};
 use crate::shared::{GroupKey, LAST_PURGED, LOG, META, Op, SharedLog};
-use crate::{Error, TypeConfig};
+use crate::{Error, TypeConfig, pack};
 use holdfast_types::codec;
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
@@ -114,7 +114,7 @@ where
         let encoded = entries
             .into_iter()
             .map(|entry| {
-                let bytes = codec::encode(&EntryRecord::from(&entry))?;
+                let bytes = pack::encode(&EntryRecord::from(&entry))?;
                 Ok((entry.log_id.index, bytes))
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -143,7 +143,7 @@ where
     }
 
     /// Reads the entries in `range`, stopping before the first one that would take the encoded
-    /// total past `max_bytes` (the first entry is always read).
+    /// (unpacked) total past `max_bytes` (the first entry is always read).
     fn entries(
         &self,
         range: (Bound<u64>, Bound<u64>),
@@ -154,13 +154,13 @@ where
         let mut out = Vec::new();
         let mut total = 0usize;
         for item in table.range(group_bounds(self.group, range))? {
-            let (_, bytes) = item?;
-            let bytes = bytes.value();
+            let (_, stored) = item?;
+            let bytes = pack::unpack(stored.value())?;
             total = total.saturating_add(bytes.len());
             if total > max_bytes && !out.is_empty() {
                 break;
             }
-            out.push(codec::decode::<EntryRecord<C::D>>(bytes)?.into());
+            out.push(codec::decode::<EntryRecord<C::D>>(&bytes)?.into());
         }
         Ok(out)
     }
@@ -176,7 +176,7 @@ where
         let all = group_bounds(self.group, (Bound::Unbounded, Bound::Unbounded));
         let last = match table.range(all)?.next_back().transpose()? {
             Some((_, bytes)) => {
-                let entry: Entry<C> = codec::decode::<EntryRecord<C::D>>(bytes.value())?.into();
+                let entry: Entry<C> = pack::decode::<EntryRecord<C::D>>(bytes.value())?.into();
                 Some(entry.log_id)
             }
             None => last_purged_log_id,

@@ -483,6 +483,7 @@ mod tests {
     use holdfast_types::{Command, ObjectKey, codec};
     use openraft::storage::RaftLogStorage;
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftLogReader, Vote};
+    use redb::{ReadableDatabase, ReadableTable};
     use std::future::Future;
     use std::pin::Pin;
     use std::task::{Context, Waker};
@@ -502,6 +503,28 @@ mod tests {
                 object: ObjectKey::new("Counter", "k"),
                 name: format!("n{index}"),
                 value: vec![7; value_bytes],
+            }])),
+        }
+    }
+
+    /// Entry `index` carrying `value_bytes` pseudo-random bytes of state: packing cannot
+    /// shrink it, so it takes as many bytes of a commit's budget as it carries.
+    fn incompressible_entry(index: u64, value_bytes: usize) -> Entry<TypeConfig> {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ index;
+        let value = (0..value_bytes)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()[0]
+            })
+            .collect();
+        Entry {
+            log_id: log_id(index),
+            payload: EntryPayload::Normal(Batch(vec![Command::SetState {
+                object: ObjectKey::new("Counter", "k"),
+                name: format!("n{index}"),
+                value,
             }])),
         }
     }
@@ -645,6 +668,32 @@ mod tests {
         Ok(())
     }
 
+    /// Entries are stored packed, but a replication read is bounded by what they decode from:
+    /// what the follower receives, not what the file holds.
+    #[tokio::test]
+    async fn replication_reads_are_bounded_by_unpacked_bytes() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = SharedLog::open(&dir.path().join("raft-log.redb"))?;
+        let mut a = store(&log, 0);
+        // 3 MiB of one byte each: a few hundred bytes once packed.
+        a.append_entries((1..=4).map(|index| entry(index, 3 << 20)))
+            .await?;
+        let stored: usize = {
+            let txn = log.database().begin_read()?;
+            let table = txn.open_table(LOG)?;
+            let mut total = 0;
+            for item in table.iter()? {
+                total += item?.1.value().len();
+            }
+            total
+        };
+        assert!(stored < 1 << 20, "{stored} bytes stored");
+        let sent = a.limited_get_log_entries(1, 5).await?;
+        let indexes: Vec<u64> = sent.iter().map(|e| e.log_id.index).collect();
+        assert_eq!(indexes, [1, 2]);
+        Ok(())
+    }
+
     #[tokio::test]
     async fn lazy_writes_alone_commit_without_fsync() -> TestResult {
         let dir = tempfile::tempdir()?;
@@ -673,7 +722,7 @@ mod tests {
         let committed = codec::encode(&records::log_id_record(Some(&log_id(1))))?;
         let held = hold_writer(&log)?;
         // Alone in its commit: it fills the commit's byte budget by itself.
-        let big = enqueue(c.append_entries([entry(1, COMMIT_BYTES)]));
+        let big = enqueue(c.append_entries([incompressible_entry(1, COMMIT_BYTES)]));
         let doomed = [
             enqueue(a.append_entries([entry(2, 8)])),
             enqueue(b.append_entries([entry(1, 8)])),

@@ -16,7 +16,7 @@ use crate::keys::{object_prefix, parse_state_key, take_part};
 use crate::records;
 use crate::state::snapshot::{SnapshotDir, SnapshotFile as File};
 use crate::tables::{self, STATE, Tables};
-use crate::{Applied, Batch, Error, TypeConfig};
+use crate::{Applied, Batch, Error, TypeConfig, pack};
 use holdfast_fsm::state::{Invocation, JournalItem, Promise};
 use holdfast_types::{
     EntryIndex, InvocationId, LogIndex, ObjectKey, OutboxMessage, Target, TimerKey, codec,
@@ -278,7 +278,7 @@ impl StateMachine {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(tables::INVOCATIONS)?;
         match table.get(id.to_bytes().as_slice())? {
-            Some(bytes) => Ok(Some(codec::decode(bytes.value())?)),
+            Some(bytes) => Ok(Some(pack::decode(bytes.value())?)),
             None => Ok(None),
         }
     }
@@ -309,7 +309,7 @@ impl StateMachine {
                 .map_err(|_| Error::CorruptKey(key.value().len()))?;
             out.push((
                 EntryIndex(u32::from_be_bytes(index)),
-                codec::decode(value.value())?,
+                pack::decode(value.value())?,
             ));
         }
         Ok(out)
@@ -325,7 +325,7 @@ impl StateMachine {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(tables::JOURNAL)?;
         match table.get(crate::keys::journal_key(id, index).as_slice())? {
-            Some(value) => Ok(Some(codec::decode(value.value())?)),
+            Some(value) => Ok(Some(pack::decode(value.value())?)),
             None => Ok(None),
         }
     }
@@ -343,7 +343,7 @@ impl StateMachine {
             let (key, _) = item?;
             let id = read_invocation_id(tables::ACTIVE.name(), key.value())?;
             if let Some(record) = invocations.get(key.value())? {
-                active.push((id, codec::decode(record.value())?));
+                active.push((id, pack::decode(record.value())?));
             }
         }
         let outbox = if outbox {
@@ -961,7 +961,7 @@ fn read_outbox(table: &ReadTable) -> Result<Vec<(u64, OutboxMessage)>, Error> {
             .value()
             .try_into()
             .map_err(|_| Error::CorruptKey(key.value().len()))?;
-        out.push((u64::from_be_bytes(seq), codec::decode(value.value())?));
+        out.push((u64::from_be_bytes(seq), pack::decode(value.value())?));
     }
     Ok(out)
 }
@@ -1014,7 +1014,7 @@ impl StateSnapshot {
     pub fn invocation(&self, id: InvocationId) -> Result<Option<Invocation>, Error> {
         let table = self.table(tables::INVOCATIONS)?;
         match table.get(id.to_bytes().as_slice())? {
-            Some(bytes) => Ok(Some(codec::decode(bytes.value())?)),
+            Some(bytes) => Ok(Some(pack::decode(bytes.value())?)),
             None => Ok(None),
         }
     }
@@ -1028,7 +1028,7 @@ impl StateSnapshot {
         let table = self.table(tables::INVOCATIONS)?;
         scan_prefix(&table, &scope.prefix(), |key, value| {
             let id = InvocationId::from_bytes(key).ok_or(Error::CorruptKey(key.len()))?;
-            Ok(visit(id, codec::decode(value)?))
+            Ok(visit(id, pack::decode(value)?))
         })
     }
 
@@ -1047,7 +1047,7 @@ impl StateSnapshot {
             let id = InvocationId::from_bytes(id).ok_or_else(corrupt)?;
             let index: [u8; 4] = index.try_into().map_err(|_| corrupt())?;
             let index = EntryIndex(u32::from_be_bytes(index));
-            Ok(visit(id, index, codec::decode(value)?))
+            Ok(visit(id, index, pack::decode(value)?))
         })
     }
 
@@ -1121,7 +1121,7 @@ impl StateSnapshot {
         let table = self.table(tables::PROMISES)?;
         scan_prefix(&table, &scope.prefix(), |key, value| {
             let (object, name) = parse_state_key(key)?;
-            Ok(visit(&object, &name, codec::decode(value)?))
+            Ok(visit(&object, &name, pack::decode(value)?))
         })
     }
 }

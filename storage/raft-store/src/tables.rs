@@ -20,13 +20,14 @@
 //! respectively `Invoked` or `BackingOff` (an attempt runs or is due), kept in step by
 //! `put_invocation`/`delete_invocation`: the suspended count is the table's length, and a new
 //! leader (and its reconciler) finds what must run without reading every retained invocation.
-//! Integers are big-endian so keys sort numerically; records use the log codec.
+//! Integers are big-endian so keys sort numerically; records use the log codec, packed
+//! ([`crate::pack`]).
 
-use crate::Error;
 use crate::keys::{idempotency_key, inbox_key, journal_key, object_prefix, promise_key, state_key};
+use crate::{Error, pack};
 use holdfast_fsm::state::{Invocation, JournalItem, Promise, Status};
 use holdfast_types::{
-    EntryIndex, InvocationId, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey, codec,
+    EntryIndex, InvocationId, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey,
 };
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
@@ -123,7 +124,7 @@ pub(crate) fn rebuild_indexes(txn: &WriteTransaction) -> Result<(), Error> {
     active.retain(|_, _| false)?;
     for item in invocations.iter()? {
         let (key, value) = item?;
-        let record: Invocation = codec::decode(value.value())?;
+        let record: Invocation = pack::decode(value.value())?;
         if matches!(record.status, Status::Suspended { .. }) {
             suspended.insert(key.value(), &[][..])?;
         }
@@ -174,7 +175,7 @@ fn get_record<T: serde::de::DeserializeOwned>(
     key: &[u8],
 ) -> Result<Option<T>, Error> {
     match table.get(key)? {
-        Some(bytes) => Ok(Some(codec::decode(bytes.value())?)),
+        Some(bytes) => Ok(Some(pack::decode(bytes.value())?)),
         None => Ok(None),
     }
 }
@@ -184,7 +185,7 @@ fn put_record<T: serde::Serialize>(
     key: &[u8],
     value: &T,
 ) -> Result<(), Error> {
-    table.insert(key, codec::encode(value)?.as_slice())?;
+    table.insert(key, pack::encode(value)?.as_slice())?;
     Ok(())
 }
 
