@@ -168,22 +168,38 @@ export interface WorkflowSharedContext extends ObjectSharedContext {
 export interface WorkflowContext extends WorkflowSharedContext, ObjectContext {}
 
 const EMPTY = new Uint8Array(0);
+const textEncoder = new TextEncoder();
+
+/** The headers of the HTTP request carrying an attempt, or how to get them when first asked for. */
+export type AttemptHeaders =
+  | ReadonlyMap<string, string | string[] | undefined>
+  | (() => ReadonlyMap<string, string | string[] | undefined>);
 
 /** One context object serves every handler type; the interfaces above restrict what each sees. */
 export class ContextImpl implements WorkflowContext {
-  readonly rand: Rand;
-  readonly date: ContextDate;
+  // Made when first used: most handlers never touch them.
+  private random?: Rand;
+  private clock?: ContextDate;
+  private requestInfo?: Request;
 
   constructor(
     private readonly inv: Invocation,
     private readonly kind: HandlerKind,
-    private readonly attemptHeaders: ReadonlyMap<string, string | string[] | undefined>,
+    private readonly attemptHeaders: AttemptHeaders,
   ) {
-    this.rand = new DeterministicRandom(this.start.id);
-    this.date = {
+    // Fails here, as it always has, if the attempt has not started.
+    void this.start;
+  }
+
+  get rand(): Rand {
+    return (this.random ??= new DeterministicRandom(this.start.id));
+  }
+
+  get date(): ContextDate {
+    return (this.clock ??= {
       now: () => this.run("Date.now", () => Date.now()),
       toJSON: () => this.run("Date.toJSON", () => new Date().toJSON()),
-    };
+    });
   }
 
   private get start() {
@@ -197,19 +213,35 @@ export class ContextImpl implements WorkflowContext {
   }
 
   request(): Request {
-    return {
-      id: publicInvocationId(this.start.id),
-      headers: new Map(this.start.headers),
-      attemptHeaders: this.attemptHeaders,
-      body: this.inv.input,
-      attempt: this.start.attempt,
-    };
+    if (this.requestInfo === undefined) {
+      const start = this.start;
+      const attemptHeaders = this.attemptHeaders;
+      // The same object on every call; each part is worked out when first read.
+      let id: string | undefined;
+      let headers: ReadonlyMap<string, string> | undefined;
+      let attempt: ReadonlyMap<string, string | string[] | undefined> | undefined;
+      this.requestInfo = {
+        get id() {
+          return (id ??= publicInvocationId(start.id));
+        },
+        get headers() {
+          return (headers ??= new Map(start.headers));
+        },
+        get attemptHeaders() {
+          return (attempt ??= typeof attemptHeaders === "function" ? attemptHeaders() : attemptHeaders);
+        },
+        body: this.inv.input,
+        attempt: start.attempt,
+      };
+    }
+    return this.requestInfo;
   }
 
   run<T>(nameOrAction: string | (() => T | Promise<T>), action?: () => T | Promise<T>, options?: RunOptions<T>): DurablePromise<T> {
-    const [name, fn] = typeof nameOrAction === "function" ? ["run", nameOrAction] : [nameOrAction, action];
+    const named = typeof nameOrAction !== "function";
+    const fn = named ? action : nameOrAction;
     if (typeof fn !== "function") throw new TypeError("ctx.run needs an action");
-    return this.inv.run(name, fn, options?.serde ?? serdes.json, options);
+    return this.inv.run(named ? nameOrAction : "run", fn, options?.serde ?? serdes.json, options);
   }
 
   sleep(duration: Duration, _name?: string): DurablePromise<void> {
@@ -424,7 +456,7 @@ class DeterministicRandom implements Rand {
 
   constructor(seed: string) {
     let h = 0x811c9dc5;
-    for (const byte of new TextEncoder().encode(seed)) h = Math.imul(h ^ byte, 0x01000193) >>> 0;
+    for (const byte of textEncoder.encode(seed)) h = Math.imul(h ^ byte, 0x01000193) >>> 0;
     this.s = new Uint32Array(4);
     for (let i = 0; i < 4; i++) {
       // splitmix32 spreads the single hash over the four words of state.

@@ -19,7 +19,7 @@ import {
   type ProtocolMode,
 } from "./protocol/index.js";
 import { ErrorCodes, TerminalError, messageOf } from "./errors.js";
-import { ContextImpl } from "./context.js";
+import { ContextImpl, type AttemptHeaders } from "./context.js";
 import { Invocation, type HandlerBody, type Transport } from "./invocation.js";
 import { attemptSettings, handlerMeta, type AnyHandler, type Definition } from "./definitions.js";
 import { IdentityVerifier } from "./identity.js";
@@ -45,10 +45,19 @@ export type NodeHandler = (
   res: http.ServerResponse | http2.Http2ServerResponse,
 ) => void;
 
-type Route =
-  | { kind: "discover" }
-  | { kind: "invoke"; def: Definition; handler: AnyHandler; name: string }
-  | { kind: "refuse"; status: number; message: string };
+/** A handler an invocation path leads to, with what the SDK knows about it. */
+interface Target {
+  kind: "invoke";
+  def: Definition;
+  handler: AnyHandler;
+  name: string;
+  meta: ReturnType<typeof handlerMeta>;
+}
+
+type Route = { kind: "discover" } | Target | { kind: "refuse"; status: number; message: string };
+
+/** How many invocation paths the endpoint remembers the target of. */
+const MAX_CACHED_TARGETS = 1024;
 
 const DEFAULT_SUSPEND_AFTER_MS = 30_000;
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n");
@@ -57,8 +66,17 @@ const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n");
 /** Where `listen` binds unless told otherwise: loopback, reachable from this machine only. */
 const LOOPBACK = "127.0.0.1";
 
+/** The path of a request target, without its query. */
+function pathOf(url: string | undefined): string {
+  if (url === undefined) return "/";
+  const query = url.indexOf("?");
+  return query < 0 ? url : url.slice(0, query);
+}
+
 export class Endpoint {
   private readonly defs = new Map<string, Definition>();
+  /** The targets of invocation paths already routed (the definitions bound are fixed by then). */
+  private readonly targets = new Map<string, Target>();
   private options: EndpointOptions = {};
   private verifier = new IdentityVerifier([]);
   private warnedUnverified = false;
@@ -67,6 +85,7 @@ export class Endpoint {
   bind(def: Definition<string, any>): this {
     if (this.defs.has(def.name)) throw new Error(`service ${def.name} is already bound`);
     this.defs.set(def.name, def as Definition);
+    this.targets.clear();
     return this;
   }
 
@@ -98,7 +117,8 @@ export class Endpoint {
 
   /** Why the request to `url` with these headers is refused (401), or `undefined`. */
   private identityRefusal(url: string | undefined, header: (name: string) => string | undefined): string | undefined {
-    return this.verifier.check((url ?? "/").split("?")[0] as string, header);
+    if (!this.verifier.enabled) return undefined;
+    return this.verifier.check(pathOf(url), header);
   }
 
   /** The discovery manifest of the bound definitions. */
@@ -163,25 +183,34 @@ export class Endpoint {
   }
 
   private route(method: string | undefined, url: string | undefined, contentType: string | undefined): Route {
-    const path = (url ?? "/").split("?")[0] as string;
-    if (/\/discover\/?$/.test(path)) {
-      return method === "GET" ? { kind: "discover" } : { kind: "refuse", status: 405, message: "use GET /discover" };
+    const path = pathOf(url);
+    let target = this.targets.get(path);
+    if (target !== undefined && (target.def.handlers as Record<string, AnyHandler>)[target.name] !== target.handler) {
+      this.targets.delete(path);
+      target = undefined;
     }
-    const match = /\/invoke\/([^/]+)\/([^/]+)\/?$/.exec(path);
-    if (!match) return { kind: "refuse", status: 404, message: `no route for ${path}` };
-    const [service, handler] = [decodeURIComponent(match[1] as string), decodeURIComponent(match[2] as string)];
-    const def = this.defs.get(service);
-    const fn = def && Object.hasOwn(def.handlers, handler) ? (def.handlers as Record<string, AnyHandler>)[handler] : undefined;
-    if (!def || !fn) return { kind: "refuse", status: 404, message: `no handler ${service}/${handler}` };
+    if (target === undefined) {
+      if (/\/discover\/?$/.test(path)) {
+        return method === "GET" ? { kind: "discover" } : { kind: "refuse", status: 405, message: "use GET /discover" };
+      }
+      const match = /\/invoke\/([^/]+)\/([^/]+)\/?$/.exec(path);
+      if (!match) return { kind: "refuse", status: 404, message: `no route for ${path}` };
+      const [service, handler] = [decodeURIComponent(match[1] as string), decodeURIComponent(match[2] as string)];
+      const def = this.defs.get(service);
+      const fn = def && Object.hasOwn(def.handlers, handler) ? (def.handlers as Record<string, AnyHandler>)[handler] : undefined;
+      if (!def || !fn) return { kind: "refuse", status: 404, message: `no handler ${service}/${handler}` };
+      target = { kind: "invoke", def, handler: fn, name: handler, meta: handlerMeta(def.type, handler, fn) };
+      if (this.targets.size < MAX_CACHED_TARGETS) this.targets.set(path, target);
+    }
     if (method !== "POST") return { kind: "refuse", status: 405, message: "use POST to invoke" };
-    if (contentType?.split(";")[0]?.trim() !== INVOCATION_CONTENT_TYPE) {
+    if (contentType !== INVOCATION_CONTENT_TYPE && contentType?.split(";")[0]?.trim() !== INVOCATION_CONTENT_TYPE) {
       return { kind: "refuse", status: 415, message: `expected content-type ${INVOCATION_CONTENT_TYPE}` };
     }
-    return { kind: "invoke", def, handler: fn, name: handler };
+    return target;
   }
 
-  private handlerBody(route: Extract<Route, { kind: "invoke" }>, attemptHeaders: ReadonlyMap<string, string | string[] | undefined>): HandlerBody {
-    const meta = handlerMeta(route.def.type, route.name, route.handler);
+  private handlerBody(route: Target, attemptHeaders: AttemptHeaders): HandlerBody {
+    const meta = route.meta;
     return async (inv) => {
       let input: unknown;
       try {
@@ -194,7 +223,7 @@ export class Endpoint {
     };
   }
 
-  private invocation(route: Extract<Route, { kind: "invoke" }>, headers: ReadonlyMap<string, string | string[] | undefined>, transport: Transport) {
+  private invocation(route: Target, headers: AttemptHeaders, transport: Transport) {
     const inv = new Invocation(transport, this.handlerBody(route, headers), this.options.suspendAfterMs ?? DEFAULT_SUSPEND_AFTER_MS);
     const decoder = new FrameDecoder();
     return {
@@ -246,26 +275,41 @@ export class Endpoint {
       reply.end(JSON.stringify({ message: `unknown ${MODE_HEADER}` }));
       return;
     }
-    const frames: Uint8Array[] = [];
-    const transport: Transport =
-      mode === "stream"
-        ? { write: (frame) => reply.write(frame), close: () => reply.end() }
-        : {
-            write: (frame) => frames.push(frame),
-            close: () => {
-              const body = concatFrames(frames);
-              reply.writeHead(200, { "content-type": INVOCATION_CONTENT_TYPE, "content-length": body.length });
-              reply.end(body);
-            },
-          };
-    if (mode === "stream") {
+    let gone = false;
+    let transport: Transport;
+    if (mode === "request-response") {
+      const frames: Uint8Array[] = [];
+      transport = {
+        write: (frame) => frames.push(frame),
+        close: () => {
+          const body = concatFrames(frames);
+          reply.writeHead(200, { "content-type": INVOCATION_CONTENT_TYPE, "content-length": body.length });
+          reply.end(body);
+        },
+      };
+    } else if (res instanceof http2.Http2ServerResponse) {
+      // Straight on the HTTP/2 stream: the compatibility layer would add an empty trailers frame.
+      const stream = res.stream;
+      if (!stream.destroyed && !stream.closed) stream.respond({ ":status": 200, "content-type": INVOCATION_CONTENT_TYPE });
+      transport = batchedWrites(
+        (bytes) => void (gone || stream.write(bytes)),
+        (bytes) => void (gone || (bytes === undefined ? stream.end() : stream.end(bytes))),
+      );
+    } else {
       reply.writeHead(200, { "content-type": INVOCATION_CONTENT_TYPE });
       reply.flushHeaders();
+      transport = batchedWrites(
+        (bytes) => void (gone || reply.write(bytes)),
+        (bytes) => void (bytes === undefined || gone ? reply.end() : reply.end(bytes)),
+      );
     }
-    const attempt = this.invocation(route, new Map(Object.entries(req.headers)), transport);
+    const attempt = this.invocation(route, () => new Map(Object.entries(req.headers)), transport);
     req.on("data", (chunk: Buffer) => attempt.push(chunk));
     req.on("end", () => attempt.end());
-    reply.on("close", () => attempt.inv.abort());
+    reply.on("close", () => {
+      gone = true;
+      attempt.inv.abort();
+    });
   }
 
   private async serveFetch(request: globalThis.Request): Promise<Response> {
@@ -279,7 +323,7 @@ export class Endpoint {
     }
     const mode = requestedMode(request.headers.get(MODE_HEADER) ?? undefined, "request-response");
     if (mode === undefined) return Response.json({ message: `unknown ${MODE_HEADER}` }, { status: 400 });
-    const headers = new Map<string, string>(request.headers);
+    const headers = () => new Map<string, string>(request.headers);
     const responseHeaders = { "content-type": INVOCATION_CONTENT_TYPE };
     if (mode === "request-response") {
       const frames: Uint8Array[] = [];
@@ -295,6 +339,72 @@ export class Endpoint {
     void pump(request.body, attempt);
     return new Response(body, { headers: responseHeaders });
   }
+}
+
+/**
+ * A transport that sends the frames written in one turn of the event loop's work (the current
+ * callback and the promise reactions it sets off) together, in one write, right after that turn;
+ * closing sends what is pending along with the end of the stream.
+ */
+function batchedWrites(send: (bytes: Uint8Array) => void, end: (bytes: Uint8Array | undefined) => void): Transport {
+  let pending: Uint8Array[] = [];
+  const take = (): Uint8Array | undefined => {
+    const frames = pending;
+    if (frames.length === 0) return undefined;
+    pending = [];
+    return frames.length === 1 ? frames[0] : joinFrames(frames);
+  };
+  const flush = () => {
+    const bytes = take();
+    if (bytes !== undefined) send(bytes);
+  };
+  return {
+    write(frame) {
+      if (pending.push(frame) === 1) flushSoon(flush);
+    },
+    close() {
+      end(take());
+    },
+  };
+}
+
+/** Flushes due after the current turn, of every transport: one microtask and one tick for all. */
+let flushesDue: (() => void)[] = [];
+
+function flushSoon(flush: () => void): void {
+  if (flushesDue.push(flush) === 1) queueMicrotask(scheduleFlushes);
+}
+
+/** A tick queued from a promise reaction runs once every reaction queued so far has run. */
+function scheduleFlushes(): void {
+  process.nextTick(runFlushes);
+}
+
+function runFlushes(): void {
+  const due = flushesDue;
+  flushesDue = [];
+  for (const flush of due) {
+    try {
+      flush();
+    } catch (error) {
+      // As if thrown by a tick of its own: the other flushes still run.
+      queueMicrotask(() => {
+        throw error;
+      });
+    }
+  }
+}
+
+/** The frames as one buffer: a view when they lie back to back in one buffer, else a copy. */
+function joinFrames(frames: readonly Uint8Array[]): Uint8Array {
+  const first = frames[0] as Uint8Array;
+  let end = first.byteOffset + first.byteLength;
+  for (let i = 1; i < frames.length; i++) {
+    const frame = frames[i] as Uint8Array;
+    if (frame.buffer !== first.buffer || frame.byteOffset !== end) return concatFrames(frames);
+    end += frame.byteLength;
+  }
+  return new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset);
 }
 
 async function pump(body: ReadableStream<Uint8Array> | null, attempt: { push(c: Uint8Array): void; end(): void; inv: Invocation }) {

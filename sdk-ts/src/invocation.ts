@@ -59,6 +59,14 @@ class AttemptEnded extends Error {
 }
 
 const inRun = new AsyncLocalStorage<boolean>();
+
+/**
+ * Calls a `run` action and settles with its result, as an async function returning `action()`
+ * would (a throw becomes a rejection; a returned promise is followed), at the same ticks.
+ */
+function startAction<T>(action: () => T | Promise<T>): Promise<T> {
+  return new Promise<T>((resolve) => resolve(action()));
+}
 const COMBINATOR_PREFIX = "holdfast:";
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -70,12 +78,13 @@ export class Invocation implements PromiseHost {
   input: Uint8Array = new Uint8Array(0);
   private journal: MessageOf<EntryName | "input">[] = [];
   private nextIndex = 1;
-  private readonly completions = new Map<number, Outcome>();
-  private readonly acked = new Set<number>();
-  private readonly leaves = new Map<number, (outcome: Outcome) => void>();
-  private readonly ackWaiters = new Map<number, () => void>();
-  private readonly awaited = new Set<DurablePromise<unknown>>();
-  private state = new Map<string, Uint8Array | null>();
+  // The maps and sets below are made when first needed: many attempts never use most of them.
+  private completions?: Map<number, Outcome>;
+  private acked?: Set<number>;
+  private leaves?: Map<number, (outcome: Outcome) => void>;
+  private ackWaiters?: Map<number, () => void>;
+  private awaited?: Set<DurablePromise<unknown>>;
+  private state?: Map<string, Uint8Array | null>;
   private stateComplete = false;
   private seq = 0;
   private runningActions = 0;
@@ -85,18 +94,21 @@ export class Invocation implements PromiseHost {
   private checkScheduled = false;
   private suspendTimer?: NodeJS.Timeout;
   /** Roughly when each sleep entry of this attempt ends (the kernel's deadline is authoritative). */
-  private readonly wakeAt = new Map<number, number>();
+  private wakeAt?: Map<number, number>;
   private readonly attemptStartedAt = Date.now();
-  /** Resolves when the attempt has ended (output, suspension or error written and closed). */
-  readonly done: Promise<void>;
-  private markDone!: () => void;
+  private donePromise?: Promise<void>;
+  private markDone?: () => void;
 
   constructor(
     private readonly transport: Transport,
     private readonly body: HandlerBody,
     private readonly suspendAfterMs: number,
-  ) {
-    this.done = new Promise((resolve) => (this.markDone = resolve));
+  ) {}
+
+  /** Resolves when the attempt has ended (output, suspension or error written and closed). */
+  get done(): Promise<void> {
+    this.donePromise ??= this.ended ? Promise.resolve() : new Promise((resolve) => (this.markDone = resolve));
+    return this.donePromise;
   }
 
   // ---- input from the kernel -------------------------------------------------------------------
@@ -107,7 +119,6 @@ export class Invocation implements PromiseHost {
     if (message.type === "start") {
       if (this.start) return this.violation("a second start message");
       this.start = message.body;
-      this.state = new Map(message.body.state);
       this.stateComplete = message.body.state_complete;
     } else if (!this.start) {
       return this.violation(`${message.type} before start`);
@@ -118,8 +129,8 @@ export class Invocation implements PromiseHost {
     } else if (message.type === "completion") {
       this.complete(message.body.entry, message.body.result);
     } else if (message.type === "entry_ack") {
-      this.acked.add(message.body.entry);
-      this.ackWaiters.get(message.body.entry)?.();
+      (this.acked ??= new Set()).add(message.body.entry);
+      this.ackWaiters?.get(message.body.entry)?.();
     } else {
       return this.violation(`unexpected ${message.type} from the kernel`);
     }
@@ -166,9 +177,9 @@ export class Invocation implements PromiseHost {
     const promise = this.leaf<T>(index);
     const settleWith = (outcome: Outcome) => promise.settle(this.settledFrom(outcome, decode, failure));
     const eager = replayed ? undefined : (body as { result?: Outcome }).result;
-    const known = recorded ?? eager ?? this.completions.get(index);
+    const known = recorded ?? eager ?? this.completions?.get(index);
     if (known) settleWith(known);
-    else this.leaves.set(index, settleWith);
+    else (this.leaves ??= new Map()).set(index, settleWith);
     return promise;
   }
 
@@ -186,46 +197,72 @@ export class Invocation implements PromiseHost {
       promise.settle(fromOutcome(recorded));
       return promise;
     }
-    this.leaves.set(index, (outcome) => promise.settle(fromOutcome(outcome)));
-    const propose = (produced: Outcome) => {
-      if (this.ended || promise.settled) return;
-      // A result larger than the kernel accepts fails the step terminally instead.
-      const size = produced.value?.length ?? 0;
-      const result: Outcome =
-        size > MAX_MESSAGE_BYTES
-          ? { failure: { code: 413, message: `ctx.run ${name}: a result of ${size} bytes exceeds the limit of ${MAX_MESSAGE_BYTES} bytes (the kernel's invocation.max_message_bytes)` } }
-          : produced;
-      this.transport.write(encodeMessage({ type: "completion", flags: FLAG_ACK, body: { entry: index, result } }));
-      const release = () => promise.settle(fromOutcome(result));
-      if (this.acked.has(index)) release();
-      else this.ackWaiters.set(index, release);
-    };
-    const failed = (error: unknown) => {
-      if (error instanceof TerminalError) return propose({ failure: { code: error.code, message: error.message } });
-      const delay = this.retryDelay(index, options);
-      if (delay === "exhausted") return propose({ failure: { code: ErrorCodes.INTERNAL, message: messageOf(error) } });
-      this.fail(ErrorCodes.INTERNAL, `run '${name}' failed: ${messageOf(error)}`, true, index, delay);
-    };
-    const execute = async () => {
-      let result: Outcome;
-      try {
-        result = { value: serde.serialize(await inRun.run(true, async () => action())) };
-      } catch (error) {
-        return failed(error);
-      }
-      propose(result);
-    };
+    (this.leaves ??= new Map()).set(index, (outcome: Outcome) => promise.settle(fromOutcome(outcome)));
     this.runningActions++;
-    void execute().finally(() => {
+    const done = () => {
       this.runningActions--;
       this.scheduleCheck();
-    });
+    };
+    // Settles like an async function returning `action()`, inside the run's context.
+    const running: Promise<T> = inRun.run(true, startAction<T>, action);
+    void running.then(
+      (value) => {
+        try {
+          let result: Outcome;
+          try {
+            result = { value: serde.serialize(value) };
+          } catch (error) {
+            return this.runFailed(index, name, error, options, promise, fromOutcome);
+          }
+          this.propose(index, name, result, promise, fromOutcome);
+        } finally {
+          done();
+        }
+      },
+      (error: unknown) => {
+        try {
+          this.runFailed(index, name, error, options, promise, fromOutcome);
+        } finally {
+          done();
+        }
+      },
+    );
     return promise;
+  }
+
+  private runFailed<T>(
+    index: number,
+    name: string,
+    error: unknown,
+    options: RunOptions<T> | undefined,
+    promise: DurablePromise<T>,
+    fromOutcome: (outcome: Outcome) => Settled<T>,
+  ): void {
+    if (error instanceof TerminalError) return this.propose(index, name, { failure: { code: error.code, message: error.message } }, promise, fromOutcome);
+    const delay = this.retryDelay(index, options);
+    if (delay === "exhausted") return this.propose(index, name, { failure: { code: ErrorCodes.INTERNAL, message: messageOf(error) } }, promise, fromOutcome);
+    this.fail(ErrorCodes.INTERNAL, `run '${name}' failed: ${messageOf(error)}`, true, index, delay);
+  }
+
+  /** Sends the result of the `run` entry at `index`; it is released to the handler once acknowledged. */
+  private propose<T>(index: number, name: string, produced: Outcome, promise: DurablePromise<T>, fromOutcome: (outcome: Outcome) => Settled<T>): void {
+    if (this.ended || promise.settled) return;
+    // A result larger than the kernel accepts fails the step terminally instead.
+    const size = produced.value?.length ?? 0;
+    const result: Outcome =
+      size > MAX_MESSAGE_BYTES
+        ? { failure: { code: 413, message: `ctx.run ${name}: a result of ${size} bytes exceeds the limit of ${MAX_MESSAGE_BYTES} bytes (the kernel's invocation.max_message_bytes)` } }
+        : produced;
+    this.transport.write(encodeMessage({ type: "completion", flags: FLAG_ACK, body: { entry: index, result } }));
+    const release = () => promise.settle(fromOutcome(result));
+    if (this.acked?.has(index)) release();
+    else (this.ackWaiters ??= new Map()).set(index, release);
   }
 
   /** The mutable state cache: the eager snapshot plus this attempt's writes. */
   stateCache(): { values: Map<string, Uint8Array | null>; complete: boolean } {
-    return { values: this.state, complete: this.stateComplete };
+    // The eager snapshot becomes a map when state is first used.
+    return { values: (this.state ??= new Map(this.start?.state)), complete: this.stateComplete };
   }
 
   /** Marks the whole state as known (after `clearAll`). */
@@ -239,14 +276,14 @@ export class Invocation implements PromiseHost {
   }
 
   awaiting(promise: DurablePromise<unknown>): void {
-    this.awaited.add(promise);
+    (this.awaited ??= new Set()).add(promise);
     this.scheduleCheck();
   }
 
   sleep(duration: Duration): DurablePromise<void> {
     const ms = entryMillis(duration, "a sleep");
     const promise = this.completable<"sleep", void>("sleep", { duration_ms: ms }, () => undefined);
-    this.wakeAt.set(this.lastIndex, Date.now() + ms);
+    (this.wakeAt ??= new Map()).set(this.lastIndex, Date.now() + ms);
     return promise;
   }
 
@@ -342,7 +379,7 @@ export class Invocation implements PromiseHost {
     this.ended = true;
     clearTimeout(this.suspendTimer);
     this.transport.close();
-    this.markDone();
+    this.markDone?.();
   }
 
   /** Records a step: checks it against the journal while replaying, else sends it to the kernel. */
@@ -378,10 +415,10 @@ export class Invocation implements PromiseHost {
   }
 
   private complete(index: number, outcome: Outcome): void {
-    this.completions.set(index, outcome);
-    const settle = this.leaves.get(index);
+    (this.completions ??= new Map()).set(index, outcome);
+    const settle = this.leaves?.get(index);
     if (settle) {
-      this.leaves.delete(index);
+      this.leaves?.delete(index);
       settle(outcome);
     }
   }
@@ -410,23 +447,29 @@ export class Invocation implements PromiseHost {
 
   // ---- suspension ------------------------------------------------------------------------------
 
-  /** Re-evaluates suspension once the current microtasks have run. */
+  /** Re-evaluates suspension once the current microtasks have run (in the event loop's check phase). */
   private scheduleCheck(): void {
     if (this.checkScheduled || this.ended || !this.started) return;
     this.checkScheduled = true;
-    setImmediate(() => {
-      this.checkScheduled = false;
-      this.checkSuspension();
-    });
+    if (checksDue.push(this) === 1) setImmediate(runDueChecks);
+  }
+
+  /** The check `scheduleCheck` asked for. */
+  runScheduledCheck(): void {
+    this.checkScheduled = false;
+    this.checkSuspension();
   }
 
   /** Entries the handler is blocked on, or undefined if it is not blocked only on the kernel. */
   private blockedOn(): number[] | undefined {
-    for (const p of this.awaited) if (p.settled) this.awaited.delete(p);
-    if (this.awaited.size === 0 || this.runningActions > 0) return undefined;
-    const waiting = new Set<number>();
-    for (const p of this.awaited) for (const i of p.pending()) waiting.add(i);
-    return waiting.size > 0 ? [...waiting].sort((a, b) => a - b) : undefined;
+    const awaited = this.awaited;
+    if (awaited === undefined) return undefined;
+    for (const p of awaited) if (p.settled) awaited.delete(p);
+    if (awaited.size === 0 || this.runningActions > 0) return undefined;
+    const waiting: number[] = [];
+    for (const p of awaited) for (const i of p.pending()) waiting.push(i);
+    if (waiting.length <= 1) return waiting.length === 1 ? waiting : undefined;
+    return [...new Set(waiting)].sort((a, b) => a - b);
   }
 
   private checkSuspension(): void {
@@ -451,12 +494,30 @@ export class Invocation implements PromiseHost {
    */
   private sleepsPastSuspension(blocked: number[]): boolean {
     const horizon = Date.now() + this.suspendAfterMs;
-    return blocked.every((index) => (this.wakeAt.get(index) ?? 0) > horizon);
+    return blocked.every((index) => (this.wakeAt?.get(index) ?? 0) > horizon);
   }
 
   private suspend(waitingOn: number[]): void {
     this.transport.write(encodeMessage({ type: "suspension", body: { waiting_on: waitingOn } }));
     this.finish();
+  }
+}
+
+/** Invocations waiting for their suspension check; one immediate runs the checks of all. */
+let checksDue: Invocation[] = [];
+
+function runDueChecks(): void {
+  const due = checksDue;
+  checksDue = [];
+  for (const invocation of due) {
+    try {
+      invocation.runScheduledCheck();
+    } catch (error) {
+      // As if thrown by an immediate of its own: the other checks still run.
+      queueMicrotask(() => {
+        throw error;
+      });
+    }
   }
 }
 

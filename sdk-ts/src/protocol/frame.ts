@@ -3,6 +3,7 @@
  * body length u32) followed by a canonical MessagePack body (map keys sorted, absent fields omitted).
  */
 import { decode, encode } from "@msgpack/msgpack";
+import { decodeBodyFast, encodeFrameFast } from "./fast.js";
 import {
   FLAG_ACK,
   MESSAGE_TYPES,
@@ -29,10 +30,15 @@ export const MAX_MESSAGE_BYTES = DEFAULT_MAX_FRAME_LEN - 64 * 1024;
 
 const KNOWN_FLAGS = FLAG_ACK;
 
-/** Encodes one message into a complete frame (header and body). */
+/**
+ * Encodes one message into a complete frame (header and body). The frame may be a view of a larger
+ * buffer shared with other frames (mind `byteOffset`).
+ */
 export function encodeMessage(message: Message): Uint8Array {
-  const fields: Record<string, unknown> = {};
   const body = message.body as Record<string, unknown>;
+  const fast = encodeFrameFast(message.type, message.flags ?? 0, body);
+  if (fast !== undefined) return fast;
+  const fields: Record<string, unknown> = {};
   for (const field of Object.keys(SCHEMAS[message.type])) {
     if (body[field] !== undefined) fields[field] = body[field];
   }
@@ -46,10 +52,13 @@ export function encodeMessage(message: Message): Uint8Array {
   return frame;
 }
 
-function decodeBody(type: MessageName, flags: number, body: Uint8Array): Message {
+/** Decodes the body of a frame, bytes `start` to `end` of `data`. */
+function decodeBody(type: MessageName, flags: number, data: Uint8Array, start: number, end: number): Message {
+  const fast = decodeBodyFast(type, data, start, end);
+  if (fast !== undefined) return { type, flags, body: fast } as Message;
   let raw: unknown;
   try {
-    raw = decode(body);
+    raw = decode(data.subarray(start, end));
   } catch (e) {
     throw new ProtocolError("invalid_body", `${type}: ${(e as Error).message}`);
   }
@@ -61,10 +70,15 @@ function decodeBody(type: MessageName, flags: number, body: Uint8Array): Message
  * messages completed so far; `finish` reports a frame cut off by the end of the stream.
  */
 export class FrameDecoder {
+  /** Chunks not consumed yet; the first one from `offset` on. */
   private chunks: Uint8Array[] = [];
+  private offset = 0;
+  /** Bytes not consumed yet. */
   private buffered = 0;
   /** Total size (header and body) of the frame at the head of the buffer, once its header is known. */
   private needed = HEADER_LEN;
+  /** Whether the header of the frame at the head of the buffer has been read (its body may be empty). */
+  private headerRead = false;
 
   constructor(private readonly maxFrameLen: number = DEFAULT_MAX_FRAME_LEN) {}
 
@@ -73,18 +87,39 @@ export class FrameDecoder {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     const out: Message[] = [];
-    while (this.buffered >= this.needed) {
-      const data = this.take();
-      if (this.needed === HEADER_LEN) {
-        this.needed = HEADER_LEN + this.checkHeader(data);
-        this.keep(data);
-        continue;
+    try {
+      while (this.buffered >= this.needed) {
+        // The frame's first `needed` bytes, in one piece.
+        let data = this.chunks[0] as Uint8Array;
+        let at = this.offset;
+        if (data.length - at < this.needed) {
+          data = concatFrames(this.offset > 0 ? [data.subarray(at), ...this.chunks.slice(1)] : this.chunks);
+          at = 0;
+          this.chunks = [data];
+          this.offset = 0;
+        }
+        if (!this.headerRead) {
+          this.needed = HEADER_LEN + this.checkHeader(data, at);
+          this.headerRead = true;
+          continue;
+        }
+        const type = messageName(u16(data, at)) as MessageName;
+        out.push(decodeBody(type, u16(data, at + 2), data, at + HEADER_LEN, at + this.needed));
+        this.offset = at + this.needed;
+        this.buffered -= this.needed;
+        if (this.offset === data.length) {
+          this.chunks.shift();
+          this.offset = 0;
+        }
+        this.needed = HEADER_LEN;
+        this.headerRead = false;
       }
-      const view = new DataView(data.buffer, data.byteOffset, HEADER_LEN);
-      const type = messageName(view.getUint16(0)) as MessageName;
-      out.push(decodeBody(type, view.getUint16(2), data.subarray(HEADER_LEN, this.needed)));
-      this.keep(data.subarray(this.needed));
-      this.needed = HEADER_LEN;
+    } catch (error) {
+      // Malformed input: what was buffered is dropped.
+      this.chunks = [];
+      this.offset = 0;
+      this.buffered = 0;
+      throw error;
     }
     return out;
   }
@@ -96,12 +131,11 @@ export class FrameDecoder {
     }
   }
 
-  /** Validates a frame header before its body is buffered and returns the body length. */
-  private checkHeader(data: Uint8Array): number {
-    const view = new DataView(data.buffer, data.byteOffset, HEADER_LEN);
-    const code = view.getUint16(0);
-    const flags = view.getUint16(2);
-    const length = view.getUint32(4);
+  /** Validates the frame header at `at` of `data` before its body is buffered and returns the body length. */
+  private checkHeader(data: Uint8Array, at: number): number {
+    const code = u16(data, at);
+    const flags = u16(data, at + 2);
+    const length = u16(data, at + 4) * 0x10000 + u16(data, at + 6);
     // Type and flags first: a header that names no message is garbage, whatever length it claims;
     // only a well-formed header with too long a body is a message above the limit.
     if (messageName(code) === undefined) {
@@ -113,20 +147,11 @@ export class FrameDecoder {
     }
     return length;
   }
+}
 
-  private take(): Uint8Array {
-    const data = this.chunks.length === 1 ? (this.chunks[0] as Uint8Array) : concatFrames(this.chunks);
-    this.chunks = [];
-    this.buffered = 0;
-    return data;
-  }
-
-  private keep(rest: Uint8Array): void {
-    if (rest.length > 0) {
-      this.chunks = [rest];
-      this.buffered = rest.length;
-    }
-  }
+/** The big-endian u16 at `offset` of `data`. */
+function u16(data: Uint8Array, offset: number): number {
+  return ((data[offset] as number) << 8) | (data[offset + 1] as number);
 }
 
 /** Decodes a buffer holding whole frames only. */

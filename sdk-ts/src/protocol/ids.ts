@@ -22,19 +22,41 @@ const AWAKEABLE_ID = /^awk_([0-9a-f]{48})([0-9a-f]{8})([0-9a-f]{32})$/;
 
 const BASE62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
+/** Byte `i` of lower-case `hex`. */
+function hexByte(hex: string, i: number): number {
+  const digit = (c: number) => (c <= 57 ? c - 48 : c - 87);
+  return digit(hex.charCodeAt(2 * i)) * 16 + digit(hex.charCodeAt(2 * i + 1));
+}
+
 /**
  * The number written by big-endian `hex` bytes, byte-swapped (read little-endian), as exactly
  * `width` base62 digits.
  */
 function swappedBase62(hex: string, width: number): string {
-  const bytes = hex.match(/../g) ?? [];
-  let value = BigInt("0x" + (bytes.reverse().join("") || "0"));
-  let out = "";
-  for (let i = 0; i < width; i++) {
-    out = BASE62[Number(value % 62n)] + out;
-    value /= 62n;
+  // 16-bit limbs, most significant first: the last byte of `hex` weighs most.
+  const bytes = hex.length >> 1;
+  const limbs: number[] = [];
+  for (let i = bytes - 1; i >= 0; i -= 2) {
+    const high = hexByte(hex, i);
+    const low = i > 0 ? hexByte(hex, i - 1) : -1;
+    // An odd byte count leaves a last limb of one byte.
+    limbs.push(low < 0 ? high : high * 256 + low);
   }
-  return out;
+  const oddTail = bytes % 2 === 1;
+  const codes: number[] = new Array(width);
+  for (let k = width - 1; k >= 0; k--) {
+    // Long division by 62; the remainder is the next base62 digit, least significant first.
+    let remainder = 0;
+    for (let i = 0; i < limbs.length; i++) {
+      const base = oddTail && i === limbs.length - 1 ? 256 : 65536;
+      const current = remainder * base + (limbs[i] as number);
+      const quotient = Math.floor(current / 62);
+      limbs[i] = quotient;
+      remainder = current - quotient * 62;
+    }
+    codes[k] = BASE62.charCodeAt(remainder);
+  }
+  return String.fromCharCode(...codes);
 }
 
 /**
