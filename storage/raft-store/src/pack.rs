@@ -149,6 +149,20 @@ pub(crate) fn decode<T: DeserializeOwned>(stored: &[u8]) -> Result<T, Error> {
     Ok(codec::decode(&unpack(stored)?)?)
 }
 
+/// `len` pseudo-random bytes from `seed` (xorshift): data no compressor can shrink, for tests.
+#[cfg(test)]
+pub(crate) fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,15 +263,7 @@ mod tests {
         let tiny = codec::encode(&7u64)?;
         assert_eq!(pack(tiny.clone())?, tiny);
         // 4 KiB of pseudo-random bytes: nothing for zstd to find.
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let noise: Vec<u8> = (0..4096)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state.to_le_bytes()[0]
-            })
-            .collect();
+        let noise = noise(0x2545_f491_4f6c_dd1d, 4096);
         let plain = codec::encode(&serde_bytes::ByteBuf::from(noise))?;
         assert_eq!(pack(plain.clone())?, plain);
         Ok(())

@@ -510,15 +510,7 @@ mod tests {
     /// Entry `index` carrying `value_bytes` pseudo-random bytes of state: packing cannot
     /// shrink it, so it takes as many bytes of a commit's budget as it carries.
     fn incompressible_entry(index: u64, value_bytes: usize) -> Entry<TypeConfig> {
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ index;
-        let value = (0..value_bytes)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state.to_le_bytes()[0]
-            })
-            .collect();
+        let value = crate::pack::noise(0x9e37_79b9_7f4a_7c15 ^ index, value_bytes);
         Entry {
             log_id: log_id(index),
             payload: EntryPayload::Normal(Batch(vec![Command::SetState {
