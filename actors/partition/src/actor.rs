@@ -36,6 +36,8 @@ pub struct Settings {
     pub dir: PathBuf,
     /// The node's raft-log file, which holds this partition's log (as its group).
     pub log: holdfast_raft_store::SharedLog,
+    /// Page cache of this partition's `state.redb` (`[storage] state_cache_bytes`).
+    pub state_cache_bytes: usize,
     /// How the group is replicated: this node, its voters, consensus settings and transport.
     pub replication: Replication,
     /// Most commands in one group commit.
@@ -504,12 +506,13 @@ async fn start_group(
 ) -> Result<Group, String> {
     let dir = settings.dir.clone();
     let shared = settings.log.clone();
-    let partition = settings.partition;
-    let (log, state) =
-        tokio::task::spawn_blocking(move || holdfast_raft_store::open(&dir, &shared, partition))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+    let (partition, cache) = (settings.partition, settings.state_cache_bytes);
+    let (log, state) = tokio::task::spawn_blocking(move || {
+        holdfast_raft_store::open(&dir, &shared, partition, cache)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
     let state = state.with_config(settings.fsm);
     let applying = state.clone().with_effects(effects);
     let raft = holdfast_raft_group::start(&settings.replication, log, applying).await?;

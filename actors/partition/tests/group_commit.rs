@@ -28,6 +28,7 @@ fn settings_with_log(dir: &Path, log_dir: &Path) -> Settings {
         dir: dir.to_path_buf(),
         log: holdfast_raft_store::SharedLog::open(&log_dir.join("raft-log.redb"))
             .expect("open the raft log"),
+        state_cache_bytes: holdfast_raft_store::STATE_CACHE_BYTES,
         replication: Replication::sole(
             NodeId(1),
             holdfast_cluster::GroupId::Partition(0),

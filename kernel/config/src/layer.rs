@@ -14,8 +14,10 @@ use crate::Member;
 use crate::error::{Error, Origin};
 
 mod sql_limits;
+mod storage;
 mod tls;
 pub(crate) use sql_limits::SqlLimitKeys;
+pub(crate) use storage::StorageKeys;
 pub(crate) use tls::TlsKeys;
 
 /// Prefix of the structured environment variables, e.g. `HOLDFAST__ADMIN__BIND_ADDRESS`.
@@ -67,6 +69,8 @@ pub(crate) struct Partial {
     pub snapshot_interval: Option<Sourced<u64>>,
     pub election_timeout_ms: Option<Sourced<u64>>,
     pub heartbeat_interval_ms: Option<Sourced<u64>>,
+    /// The `[storage]` page-cache sizes.
+    pub storage: StorageKeys,
     pub inactivity_timeout_ms: Option<Sourced<u64>>,
     pub abort_timeout_ms: Option<Sourced<u64>>,
     pub retry_initial_interval_ms: Option<Sourced<u64>>,
@@ -124,6 +128,7 @@ impl Partial {
             snapshot_interval: upper.snapshot_interval.or(self.snapshot_interval),
             election_timeout_ms: upper.election_timeout_ms.or(self.election_timeout_ms),
             heartbeat_interval_ms: upper.heartbeat_interval_ms.or(self.heartbeat_interval_ms),
+            storage: self.storage.overlay(upper.storage),
             inactivity_timeout_ms: upper.inactivity_timeout_ms.or(self.inactivity_timeout_ms),
             abort_timeout_ms: upper.abort_timeout_ms.or(self.abort_timeout_ms),
             retry_initial_interval_ms: upper
@@ -452,6 +457,11 @@ pub(crate) fn read_layer(tree: Map<String, Value>, layer: &Layer<'_>) -> Result<
                         }
                         _ => return Err(unknown(&key, layer)),
                     }
+                }
+            }
+            "storage" => {
+                for (name, value) in sorted(fields) {
+                    partial.storage.read(&name, &value, layer)?;
                 }
             }
             "invocation" => {

@@ -52,6 +52,8 @@ pub struct Config {
     pub cluster: Cluster,
     /// Replicated-log tuning.
     pub log: Log,
+    /// Page-cache sizes of the node's storage files.
+    pub storage: Storage,
     /// Retry policy and attempt timeouts of invocations, unless a service or handler declares
     /// its own in its discovery manifest.
     pub invocation: Invocation,
@@ -187,6 +189,18 @@ pub struct Log {
     pub election_timeout_ms: u64,
     /// Period of the leader's heartbeats in ms (10..=60000, < `election_timeout_ms`; default 250).
     pub heartbeat_interval_ms: u64,
+}
+
+/// Page caches of the node's redb files: with them, a node's memory is bounded whatever the
+/// amount of data it keeps (`log_cache_bytes + partitions × state_cache_bytes` at most).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// Cache of the node's raft log file, shared by every partition's log (64 KiB..=1 TiB).
+    pub log_cache_bytes: usize,
+    /// Cache of each partition's state file (64 KiB..=1 TiB): hot objects, live invocations and
+    /// their journals.
+    pub state_cache_bytes: usize,
 }
 
 /// How invocations are retried and how long a silent attempt may run: the node-wide defaults

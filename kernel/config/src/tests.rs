@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::{
     Admin, Cluster, ClusterIdentity, Config, DEFAULT_TOML, Error, HostPattern, Ingress, Invocation,
-    Log, Member, Node, Origin, Sql, SqlPassword, Token, Tracing,
+    Log, Member, Node, Origin, Sql, SqlPassword, Storage, Token, Tracing,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -140,6 +140,10 @@ fn default_config() -> Config {
             snapshot_interval: 20_000,
             election_timeout_ms: 500,
             heartbeat_interval_ms: 250,
+        },
+        storage: Storage {
+            log_cache_bytes: 16 << 20,
+            state_cache_bytes: 6 << 20,
         },
         invocation: Invocation {
             inactivity_timeout_ms: 60_000,
@@ -1271,6 +1275,43 @@ fn sql_resource_limits_are_read_and_checked() -> TestResult {
             .err()
             .ok_or(format!("accepted {bad}"))?;
         assert!(err.to_string().contains(key), "{bad}: {err}");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- [storage]
+
+#[test]
+fn storage_cache_sizes_are_read_and_checked() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, "[storage]\nlog_cache_bytes = 1048576\n")?;
+    let config = Config::load_from(Some(&path), &HashMap::new())?;
+    assert_eq!(config.storage.log_cache_bytes, 1 << 20);
+    assert_eq!(
+        config.storage.state_cache_bytes,
+        6 << 20,
+        "the default stays"
+    );
+    let env = HashMap::from([(
+        "HOLDFAST__STORAGE__STATE_CACHE_BYTES".to_owned(),
+        "524288".to_owned(),
+    )]);
+    let config = Config::load_from(Some(&path), &env)?;
+    assert_eq!(config.storage.state_cache_bytes, 512 << 10);
+    assert_eq!(config.storage.log_cache_bytes, 1 << 20);
+    for (bad, key) in [
+        ("log_cache_bytes = 4096", "storage.log_cache_bytes"),
+        ("state_cache_bytes = -1", "storage.state_cache_bytes"),
+        ("state_cache_bytes = \"6 MiB\"", "storage.state_cache_bytes"),
+        ("cache_bytes = 1048576", "storage.cache_bytes"),
+    ] {
+        std::fs::write(&path, format!("[storage]\n{bad}\n"))?;
+        let err = Config::load_from(Some(&path), &HashMap::new())
+            .err()
+            .ok_or(format!("accepted {bad}"))?;
+        assert!(err.to_string().contains(key), "{bad}: {err}");
+        assert!(err.to_string().contains("node.toml"), "{bad}: {err}");
     }
     Ok(())
 }

@@ -27,6 +27,7 @@ pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
     let statement_timeout_ms = required(merged.statement_timeout_ms, "sql.statement_timeout_ms")?;
     let max_rows = required(merged.max_rows, "sql.max_rows")?;
     let sql_limits = std::mem::take(&mut merged.sql_limits).finish()?;
+    let storage = std::mem::take(&mut merged.storage).finish()?;
     let sql_password_file = merged.sql_password_file.take();
     let sql_password =
         crate::sql_password::resolve(merged.sql_password.take(), sql_password_file.as_ref())?;
@@ -91,6 +92,7 @@ pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
             election_timeout_ms: election_timeout_ms.value,
             heartbeat_interval_ms: heartbeat_interval_ms.value,
         },
+        storage,
         invocation,
         tracing,
     })

@@ -276,14 +276,14 @@ impl DataDir {
     /// Opens the node's raft log ([`DataDir::raft_log`]), first moving into it the per-group
     /// `log.redb` files a layout-1 data dir has (each group in one durable transaction, its
     /// old file removed after), then records the current layout version. Safe to repeat after
-    /// an interruption.
-    pub fn open_raft_log(&self) -> Result<SharedLog, Error> {
+    /// an interruption. The file's page cache holds `cache_bytes`.
+    pub fn open_raft_log(&self, cache_bytes: usize) -> Result<SharedLog, Error> {
         let path = self.raft_log();
         let failed = |source| Error::Log {
             path: path.clone(),
             source,
         };
-        let log = SharedLog::open(&path).map_err(failed)?;
+        let log = SharedLog::open_with_cache(&path, cache_bytes).map_err(failed)?;
         for (group, legacy) in self.legacy_logs()? {
             let migration =
                 holdfast_raft_store::migrate_legacy_log(&log, group, &legacy).map_err(failed)?;
@@ -706,7 +706,7 @@ mod tests {
 
         let data_dir = DataDir::open(&root, 1, &cluster)?;
         assert_eq!(stored(&root)?["layout_version"], 1, "not before the move");
-        let log = data_dir.open_raft_log()?;
+        let log = data_dir.open_raft_log(holdfast_raft_store::LOG_CACHE_BYTES)?;
         assert_eq!(log.path().file_name(), Some("raft-log.redb".as_ref()));
         assert!(root.join("raft-log.redb").exists());
         let json = stored(&root)?;
@@ -729,7 +729,7 @@ mod tests {
 
         let data_dir = DataDir::open(&root, 1, &identity())?;
         let err = data_dir
-            .open_raft_log()
+            .open_raft_log(holdfast_raft_store::LOG_CACHE_BYTES)
             .err()
             .ok_or("moved an unreadable log")?;
         assert!(matches!(err, Error::Log { .. }), "{err}");

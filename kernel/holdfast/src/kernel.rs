@@ -234,7 +234,9 @@ impl Kernel {
         )
         .map_err(Box::new)?;
         // One raft-log file for every group of the node (old per-group logs are moved into it).
-        let raft_log = data_dir.open_raft_log().map_err(Box::new)?;
+        let raft_log = data_dir
+            .open_raft_log(config.storage.log_cache_bytes)
+            .map_err(Box::new)?;
         let election = config.log.election_timeout_ms;
         let raft = Arc::new(
             openraft::Config {
@@ -354,6 +356,7 @@ impl Kernel {
                     partition: PartitionId(n),
                     dir: data_dir.partition(n),
                     log: raft_log.clone(),
+                    state_cache_bytes: config.storage.state_cache_bytes,
                     replication,
                     max_batch_commands: config.log.max_batch_commands,
                     max_batch_bytes: config.log.max_batch_bytes,

@@ -35,10 +35,10 @@ pub use error::Error;
 pub use log::LogStore;
 pub use migrate::{Migration, migrate_legacy_log};
 pub use pack::PackError;
-pub use shared::{GroupKey, LogWriterStats, SharedLog};
+pub use shared::{GroupKey, LOG_CACHE_BYTES, LogWriterStats, SharedLog};
 pub use state::{
-    AppliedBatch, InvocationScope, ObjectScope, PartitionSummary, Resumable, SnapshotFile,
-    StateEntry, StateMachine, StateSnapshot, WeakStateMachine,
+    AppliedBatch, InvocationScope, ObjectScope, PartitionSummary, Resumable, STATE_CACHE_BYTES,
+    SnapshotFile, StateEntry, StateMachine, StateSnapshot, WeakStateMachine,
 };
 
 use holdfast_types::{Command, LogIndex, PartitionId};
@@ -75,17 +75,18 @@ pub struct Applied {
 }
 
 /// Opens (creating if needed) the stores of `partition`: its log in the node's shared `log`,
-/// its applied state in `dir`.
+/// its applied state in `dir` with a page cache of `state_cache_bytes`.
 pub fn open(
     dir: &Path,
     log: &SharedLog,
     partition: PartitionId,
+    state_cache_bytes: usize,
 ) -> Result<(LogStore, StateMachine), Error> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.to_path_buf(),
         source,
     })?;
     let log = LogStore::new(log, GroupKey::partition(partition));
-    let state = StateMachine::open(&dir.join("state.redb"))?;
+    let state = StateMachine::open_with_cache(&dir.join("state.redb"), state_cache_bytes)?;
     Ok((log, state))
 }

@@ -43,8 +43,9 @@ const QUEUE_REQUESTS: usize = 1024;
 /// Most payload (entry and meta bytes) one commit gathers beyond its first request: about as
 /// much as one replication message carries.
 pub const COMMIT_BYTES: usize = 8 << 20;
-/// Page cache of the shared file: the recent tails of every group's log.
-const CACHE_BYTES: usize = 16 << 20;
+/// Page cache of the shared file unless the node configures one: the recent tails of every
+/// group's log.
+pub const LOG_CACHE_BYTES: usize = 16 << 20;
 /// How long opening waits for a handle of the same file that is being dropped to close it.
 const REOPEN_PATIENCE: Duration = Duration::from_secs(2);
 
@@ -166,9 +167,16 @@ struct Inner {
 static OPEN: Mutex<Vec<(PathBuf, Weak<Inner>)>> = Mutex::new(Vec::new());
 
 impl SharedLog {
-    /// Opens (creating if needed) the log file at `path` and starts its writer thread, or
-    /// returns the handle this process already has open on it.
+    /// Opens (creating if needed) the log file at `path` with the default page cache
+    /// ([`LOG_CACHE_BYTES`]); see [`SharedLog::open_with_cache`].
     pub fn open(path: &Path) -> Result<Self, Error> {
+        Self::open_with_cache(path, LOG_CACHE_BYTES)
+    }
+
+    /// Opens (creating if needed) the log file at `path` with a page cache of `cache_bytes` and
+    /// starts its writer thread, or returns the handle this process already has open on it
+    /// (whose cache is the one it was opened with).
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, Error> {
         let path = canonical(path)?;
         let mut open = OPEN.lock().unwrap_or_else(PoisonError::into_inner);
         open.retain(|(_, inner)| inner.strong_count() > 0);
@@ -180,7 +188,7 @@ impl SharedLog {
             return Ok(Self { inner });
         }
         let fault = std::env::var(FAULT_ENV).ok().and_then(|n| n.parse().ok());
-        let inner = Arc::new(Inner::open(path.clone(), fault)?);
+        let inner = Arc::new(Inner::open(path.clone(), cache_bytes, fault)?);
         open.push((path, Arc::downgrade(&inner)));
         Ok(Self { inner })
     }
@@ -245,8 +253,8 @@ impl fmt::Debug for SharedLog {
 
 impl Inner {
     /// Opens the file and starts its writer, failing a group's appends after `fault` of them.
-    fn open(path: PathBuf, fault: Option<u64>) -> Result<Self, Error> {
-        let db = open_database(&path)?;
+    fn open(path: PathBuf, cache_bytes: usize, fault: Option<u64>) -> Result<Self, Error> {
+        let db = open_database(&path, cache_bytes)?;
         let txn = db.begin_write()?;
         txn.open_table(LOG)?;
         txn.open_table(META)?;
@@ -294,10 +302,10 @@ impl Drop for Inner {
 
 /// Opens the database, waiting a little while a handle of this process that is being dropped
 /// still holds the file.
-fn open_database(path: &Path) -> Result<Database, Error> {
+fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, Error> {
     let started = std::time::Instant::now();
     loop {
-        match Database::builder().set_cache_size(CACHE_BYTES).create(path) {
+        match Database::builder().set_cache_size(cache_bytes).create(path) {
             Ok(db) => return Ok(db),
             Err(redb::DatabaseError::DatabaseAlreadyOpen)
                 if started.elapsed() < REOPEN_PATIENCE =>
@@ -706,7 +714,7 @@ mod tests {
         let path = dir.path().join("raft-log.redb");
         // Each group may append once; its second append fails as a failed fsync would.
         let log = SharedLog {
-            inner: Arc::new(Inner::open(canonical(&path)?, Some(1))?),
+            inner: Arc::new(Inner::open(canonical(&path)?, LOG_CACHE_BYTES, Some(1))?),
         };
         let (a, b, mut c) = (store(&log, 0), store(&log, 1), store(&log, 2));
         a.append_entries([entry(1, 8)]).await?;

@@ -51,8 +51,9 @@ const SNAPSHOT_DATA: &str = "data";
 const SNAPSHOT_FILE: &str = "file";
 
 type NodeId = u64;
-/// Page cache of one partition's state: hot objects, live invocations and their journals.
-const STATE_CACHE_BYTES: usize = 6 << 20;
+/// Page cache of one partition's state unless the node configures one: hot objects, live
+/// invocations and their journals.
+pub const STATE_CACHE_BYTES: usize = 6 << 20;
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
 type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
 
@@ -208,11 +209,18 @@ fn sm_write_err(e: Error) -> StorageError<NodeId> {
 }
 
 impl StateMachine {
-    /// Opens or creates the state database at `path`, with its snapshot directory next to it
-    /// (leftovers of a crash removed, a snapshot of the previous release converted to a file).
+    /// Opens or creates the state database at `path` with the default page cache
+    /// ([`STATE_CACHE_BYTES`]); see [`StateMachine::open_with_cache`].
     pub fn open(path: &Path) -> Result<Self, Error> {
+        Self::open_with_cache(path, STATE_CACHE_BYTES)
+    }
+
+    /// Opens or creates the state database at `path` with a page cache of `cache_bytes`, its
+    /// snapshot directory next to it (leftovers of a crash removed, a snapshot of the previous
+    /// release converted to a file).
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, Error> {
         let db = Database::builder()
-            .set_cache_size(STATE_CACHE_BYTES)
+            .set_cache_size(cache_bytes)
             .create(path)?;
         let txn = db.begin_write()?;
         // A database written before an index existed gets the indexes built once, here.

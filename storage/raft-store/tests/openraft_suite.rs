@@ -39,9 +39,13 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for RedbBuilder {
             fill(&log, GroupKey(neighbour)).await?;
         }
         let partition_dir = dir.path().join("partitions").join(PARTITION.to_string());
-        let (store, state) =
-            holdfast_raft_store::open(&partition_dir, &log, PartitionId(PARTITION))
-                .map_err(|e| StorageIOError::write(&e))?;
+        let (store, state) = holdfast_raft_store::open(
+            &partition_dir,
+            &log,
+            PartitionId(PARTITION),
+            holdfast_raft_store::STATE_CACHE_BYTES,
+        )
+        .map_err(|e| StorageIOError::write(&e))?;
         Ok((dir, store, state))
     }
 }
