@@ -33,6 +33,8 @@ use std::time::Duration;
 
 /// The kernel allocates and frees many small buffers per step (frames, commands, futures):
 /// mimalloc's thread-local free lists measured cheaper than glibc's malloc (docs/benchmarks.md).
+/// Built without its huge-page advice (`no_thp`): it runs before `main`, and a first fault in an
+/// advised region could stall start-up for seconds compacting memory.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
