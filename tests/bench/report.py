@@ -118,6 +118,16 @@ def disk_per_invocation(server, state):
     except (KeyError, TypeError, ZeroDivisionError):
         return None
 
+def completed_per_second(row, drains):
+    """Invocations of a one-way run completed per second, the backlog it left included: requests
+    accepted, over the run plus the time the engine took to execute what was still queued."""
+    drain = next((d for d in drains if d["engine"] == row["engine"] and d["workload"] == row["workload"]
+                  and d.get("concurrency") == row["concurrency"]), None)
+    if not drain or not drain.get("drained", True):
+        return None
+    extra = drain["seconds"] if drain["invocations"] else 0.0
+    return row["ops"] / (row["seconds"] + extra)
+
 def bar_table(cell, h, r, hd, rd):
     """The project's bar, one row per criterion: measured value, bar, met or not."""
     rows_out = ["", "Against the project's bar:", "",
@@ -128,8 +138,14 @@ def bar_table(cell, h, r, hd, rd):
         pairs = [(n, cell("holdfast", n, conc), cell("restate", n, conc)) for n in WORKLOADS]
         found = [(value(a, b), n) for n, a, b in pairs if a and b and value(a, b) is not None]
         return pick(found) if found else None
-    tput = worst(64, lambda a, b: a["per_second"] / b["per_second"] if b["per_second"] else None, min)
-    row("throughput at 64 clients, every workload (lowest Holdfast / Restate)",
+    def throughput(a, b):
+        # A one-way send is work done when it completes, not when it is accepted.
+        if a["workload"] == "send":
+            ca, cb = completed_per_second(a, drains), completed_per_second(b, drains)
+            return ca / cb if ca and cb else None
+        return a["per_second"] / b["per_second"] if b["per_second"] else None
+    tput = worst(64, throughput, min)
+    row("throughput at 64 clients, every workload; `send` counted to completion (lowest Holdfast / Restate)",
         f"{tput[0]:.2f}× ({tput[1]})" if tput else "—", "≥ 3×", tput and tput[0] >= 3)
     p50 = worst(1, lambda a, b: a["p50_ms"] / b["p50_ms"] if b["p50_ms"] else None, max)
     row("p50 latency at 1 client, every workload (highest Holdfast / Restate)",
@@ -231,6 +247,12 @@ if inv:
                   "but not completed when the run ended, counted with `SELECT count(*) FROM sys_invocation WHERE "
                   "status <> 'completed'` on `POST /query`, polled every 0.1 s until none was left; the time includes "
                   "the queries' own): " + "; ".join(drained(d) for d in sent) + "."]
+        h64, r64 = cell("holdfast", "send", sent[0].get("concurrency", 64)), cell("restate", "send", sent[0].get("concurrency", 64))
+        ch, cr = (completed_per_second(x, drains) if x else None for x in (h64, r64))
+        if ch and cr:
+            lines += ["", f"Counted to completion (requests accepted over the run plus the time to execute the backlog), "
+                      f"`send` at {h64['concurrency']} clients completed {ch:.0f} invocations/s on Holdfast and {cr:.0f}/s on "
+                      f"Restate: {ch / cr:.2f}×. The bar's throughput row counts `send` this way."]
     h, r = servers.get("holdfast"), servers.get("restate")
     if h:
         rr = f"{r['peak_rss_mib']} MiB" if r else "—"
@@ -301,12 +323,13 @@ if timers:
     f"| kernel resident memory: {t['pending']:,} pending / after the burst / after the steady run | {t['rss_pending_mib']} / {t['rss_after_burst_mib']} / {t['rss_after_steady_mib']} MiB |",
     f"| kernel peak resident memory (VmHWM) through the burst | {t.get('peak_through_burst_mib', 'not measured')} MiB |",
     "",
-    "Memory with pending timers is bounded by the store's page caches (8 MiB per partition), not by the number of "
-    "timers: the timer wheel keeps at most 1,024 per partition in memory. A burst is bounded by "
+    "Memory with pending timers is bounded by the stores' page caches (`[storage]`: 16 MiB for the raft log and "
+    "6 MiB per partition by default), not by the number of timers: the timer wheel keeps at most 1,024 per partition "
+    "in memory. A burst is bounded by "
     "`invocation.max_concurrent_attempts` (256 per partition by default): the stated bound for 20,000 timers due at "
     "once on the default 8 partitions is a peak below 256 MiB. The end-to-end test "
     "`cargo test -p holdfast-e2e --test timers ten_thousand -- --nocapture` prints the kernel's RSS with 100 and with "
-    "10,100 pending sleeps on 4 partitions.",
+    "10,100 pending sleeps on 4 partitions with 1 MiB caches, measured before any of them comes due.",
     ]
     if not t["burst_registered_before_due"]:
         lines += ["", "(The burst took longer to register than its 25 s lead: the last timers were registered after their deadline.)"]
