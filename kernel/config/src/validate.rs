@@ -269,7 +269,9 @@ fn access(merged: &mut Partial) -> Result<(Ingress, Admin), Error> {
 }
 
 /// The embedded default sets every key, so this only fails if the default itself is broken.
-fn required<T>(value: Option<Sourced<T>>, key: &str) -> Result<Sourced<T>, Error> {
+/// The merged value of `key`; a key no layer set (the embedded default sets every one) is a
+/// [`Error::MissingKey`].
+pub(crate) fn required<T>(value: Option<Sourced<T>>, key: &str) -> Result<Sourced<T>, Error> {
     value.ok_or_else(|| Error::MissingKey {
         origin: Origin::Default,
         key: key.to_owned(),

@@ -5,7 +5,8 @@
 use config::Value;
 
 use super::{Layer, MILLIS, Range, Sourced, int};
-use crate::error::{Error, Origin};
+use crate::error::Error;
+use crate::validate::required;
 
 /// `sql.memory_limit_bytes` and `sql.max_result_bytes`: 0 (off) up to 2^53.
 const BYTES_OR_OFF: Range = Range::between(0, 1 << 53);
@@ -86,19 +87,13 @@ impl SqlLimitKeys {
     /// Every key's merged value; a key no layer set (the embedded default always does) is a
     /// [`Error::MissingKey`].
     pub(crate) fn finish(self) -> Result<SqlLimitValues, Error> {
-        fn need<T>(value: Option<Sourced<T>>, key: &str) -> Result<T, Error> {
-            value.map(|v| v.value).ok_or_else(|| Error::MissingKey {
-                origin: Origin::Default,
-                key: key.to_owned(),
-            })
-        }
         Ok(SqlLimitValues {
-            memory_limit_bytes: need(self.memory_limit_bytes, "sql.memory_limit_bytes")?,
-            max_result_bytes: need(self.max_result_bytes, "sql.max_result_bytes")?,
-            max_connections: need(self.max_connections, "sql.max_connections")?,
-            startup_timeout_ms: need(self.startup_timeout_ms, "sql.startup_timeout_ms")?,
-            idle_timeout_ms: need(self.idle_timeout_ms, "sql.idle_timeout_ms")?,
-            max_message_bytes: need(self.max_message_bytes, "sql.max_message_bytes")?,
+            memory_limit_bytes: required(self.memory_limit_bytes, "sql.memory_limit_bytes")?.value,
+            max_result_bytes: required(self.max_result_bytes, "sql.max_result_bytes")?.value,
+            max_connections: required(self.max_connections, "sql.max_connections")?.value,
+            startup_timeout_ms: required(self.startup_timeout_ms, "sql.startup_timeout_ms")?.value,
+            idle_timeout_ms: required(self.idle_timeout_ms, "sql.idle_timeout_ms")?.value,
+            max_message_bytes: required(self.max_message_bytes, "sql.max_message_bytes")?.value,
         })
     }
 }

@@ -5,7 +5,8 @@ use config::Value;
 
 use super::{Layer, Range, Sourced, int};
 use crate::Storage;
-use crate::error::{Error, Origin};
+use crate::error::Error;
+use crate::validate::required;
 
 /// A page cache: at least 64 KiB (a few pages), at most 2^40 bytes.
 const CACHE_BYTES: Range = Range::between(64 << 10, 1 << 40);
@@ -47,15 +48,9 @@ impl StorageKeys {
     /// Every key's merged value; a key no layer set (the embedded default always does) is a
     /// [`Error::MissingKey`].
     pub(crate) fn finish(self) -> Result<Storage, Error> {
-        fn need<T>(value: Option<Sourced<T>>, key: &str) -> Result<T, Error> {
-            value.map(|v| v.value).ok_or_else(|| Error::MissingKey {
-                origin: Origin::Default,
-                key: key.to_owned(),
-            })
-        }
         Ok(Storage {
-            log_cache_bytes: need(self.log_cache_bytes, "storage.log_cache_bytes")?,
-            state_cache_bytes: need(self.state_cache_bytes, "storage.state_cache_bytes")?,
+            log_cache_bytes: required(self.log_cache_bytes, "storage.log_cache_bytes")?.value,
+            state_cache_bytes: required(self.state_cache_bytes, "storage.state_cache_bytes")?.value,
         })
     }
 }
