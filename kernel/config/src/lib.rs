@@ -192,7 +192,8 @@ pub struct Log {
 }
 
 /// Page caches of the node's redb files: with them, a node's memory is bounded whatever the
-/// amount of data it keeps (`log_cache_bytes + partitions × state_cache_bytes` at most).
+/// amount of data it keeps (`log_cache_bytes + partitions × state_cache_bytes` at most, plus the
+/// metadata store's fixed 1 MiB).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Storage {

@@ -268,9 +268,8 @@ fn access(merged: &mut Partial) -> Result<(Ingress, Admin), Error> {
     Ok((ingress, admin))
 }
 
-/// The embedded default sets every key, so this only fails if the default itself is broken.
-/// The merged value of `key`; a key no layer set (the embedded default sets every one) is a
-/// [`Error::MissingKey`].
+/// The merged value of `key`; a key no layer set is a [`Error::MissingKey`], which only happens
+/// if the embedded default itself is broken (it sets every key).
 pub(crate) fn required<T>(value: Option<Sourced<T>>, key: &str) -> Result<Sourced<T>, Error> {
     value.ok_or_else(|| Error::MissingKey {
         origin: Origin::Default,
