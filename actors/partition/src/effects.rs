@@ -130,9 +130,10 @@ impl PartitionActor {
         }
     }
 
-    /// Starts attempt `epoch` of `id`, if it is still the invocation's current attempt: what it
-    /// replays (record, journal, eager state) is read off the actor's thread, and the attempt
-    /// holds its slot meanwhile.
+    /// Starts attempt `epoch` of `id`, if it is still the invocation's current attempt. What it
+    /// replays (record, journal, eager state) is read here when the journal is short, since the
+    /// hop to a blocking thread and back costs more than such a read; a longer one is read off the
+    /// actor's thread, and the attempt holds its slot meanwhile.
     fn run_attempt(&mut self, id: InvocationId, epoch: Epoch, ctx: &mut Context<Self>) {
         let Some(group) = &self.group else { return };
         let Leadership::Leading(leader) = &mut self.leadership else {
@@ -142,6 +143,13 @@ impl PartitionActor {
         let term = leader.term;
         let state = group.state.clone();
         let budget = self.settings.max_message_bytes / 4;
+        if let Ok(Some(record)) = state.invocation(id)
+            && record.journal_len <= INLINE_JOURNAL_ENTRIES
+        {
+            let stored = Stored::of(&state, id, record, epoch, budget);
+            self.start_attempt(term, id, epoch, stored, ctx);
+            return;
+        }
         let read = async move {
             tokio::task::spawn_blocking(move || Stored::read(&state, id, epoch, budget))
                 .await
@@ -456,6 +464,10 @@ fn outcome_len(outcome: &Outcome) -> usize {
     }
 }
 
+/// Journals up to this many entries are read on the actor's thread when their attempt starts
+/// (a new invocation has one: its input).
+const INLINE_JOURNAL_ENTRIES: u32 = 8;
+
 /// What an attempt replays, read from the store: its record, journal and eager state.
 struct Stored {
     record: Invocation,
@@ -476,6 +488,18 @@ impl Stored {
         let Some(record) = store.invocation(id).map_err(|e| e.to_string())? else {
             return Ok(None);
         };
+        Self::of(store, id, record, epoch, budget)
+    }
+
+    /// What attempt `epoch` of `id` replays, given its `record`; `None` if it is no longer the
+    /// current attempt.
+    fn of(
+        store: &StateMachine,
+        id: InvocationId,
+        record: Invocation,
+        epoch: Epoch,
+        budget: usize,
+    ) -> Result<Option<Stored>, String> {
         if record.status != (Status::Invoked { epoch }) {
             return Ok(None);
         }

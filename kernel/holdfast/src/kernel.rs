@@ -6,9 +6,10 @@
 //!        │
 //!        ├── Arbiter "metadata" ── Supervisor ─► MetadataActor ─► metadata raft group + redb
 //!        └── Arbiter "partitions" ── Supervisor ─► PartitionActor 0..N ─► openraft groups + redb,
-//!                                                  attempts, shuffles and timer wheels
-//!   blocking threads: redb reads (attempts starting, lookups, control, awakeables), fsyncs,
-//!   flushes, snapshots
+//!                                                  attempts and their endpoint connections,
+//!                                                  shuffles and timer wheels
+//!   blocking threads: redb reads (long journals of attempts starting, lookups, control,
+//!   awakeables), fsyncs, flushes, snapshots
 //! ```
 
 use crate::cluster::Cluster;
@@ -16,7 +17,7 @@ use crate::datadir::{self, DataDir};
 use actix::{Addr, Arbiter, Supervisor};
 use holdfast_cluster::{GroupId, Groups};
 use holdfast_config::Config;
-use holdfast_endpoint::{ClientConfig, EndpointClient};
+use holdfast_endpoint::{ClientConfig, ConnectionHome, EndpointClient};
 use holdfast_invocation::Timeouts;
 use holdfast_metadata::MetadataActor;
 use holdfast_partition::{
@@ -337,6 +338,12 @@ impl Kernel {
             max_frame_len: u32::try_from(limit + FRAMING_BYTES).unwrap_or(u32::MAX),
             signer: Some(Arc::new(signer)),
             tls: tls.endpoints.clone(),
+            // Attempts run on the partitions' thread; their connections live there too, so a
+            // frame is written and read without a hop to another thread.
+            home: Some(ConnectionHome::new({
+                let partitions = partitions_arbiter.handle();
+                move |task| partitions.spawn(task)
+            })),
             ..ClientConfig::default()
         });
         let (timeouts, mut fsm) = invocation_settings(&config.invocation);

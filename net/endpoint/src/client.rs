@@ -15,7 +15,7 @@ use http::{Method, Request, Uri};
 
 use crate::attempt::{Attempt, Opened};
 use crate::identity::RequestSigner;
-use crate::pool::Pool;
+use crate::pool::{ConnectionHome, Pool};
 use crate::target::{Target, check_segment};
 use crate::{Error, discover};
 
@@ -37,6 +37,9 @@ pub struct ClientConfig {
     pub signer: Option<Arc<RequestSigner>>,
     /// Verifies `https://` endpoints (ALPN must offer `h2`); `None`: the system's trust roots.
     pub tls: Option<Arc<holdfast_tls::ClientConfig>>,
+    /// Where connections to endpoints are made and driven: the thread the attempts run on, so a
+    /// frame crosses no thread between attempt and socket; `None`: wherever first used.
+    pub home: Option<ConnectionHome>,
 }
 
 impl Default for ClientConfig {
@@ -49,6 +52,7 @@ impl Default for ClientConfig {
             send_queue_len: 64,
             signer: None,
             tls: None,
+            home: None,
         }
     }
 }
@@ -85,7 +89,11 @@ impl EndpointClient {
     pub fn new(config: ClientConfig) -> Self {
         EndpointClient {
             inner: Arc::new(Inner {
-                pool: Pool::new(config.connect_timeout, config.tls.clone()),
+                pool: Pool::new(
+                    config.connect_timeout,
+                    config.tls.clone(),
+                    config.home.clone(),
+                ),
                 config,
             }),
         }

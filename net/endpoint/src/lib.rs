@@ -35,3 +35,4 @@ pub use attempt::{Attempt, AttemptSender, Event};
 pub use client::{ClientConfig, EndpointClient};
 pub use error::Error;
 pub use identity::{KeyError, RequestSigner};
+pub use pool::{BoxedTask, ConnectionHome};

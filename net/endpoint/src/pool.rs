@@ -3,6 +3,8 @@
 //! get TLS with ALPN `h2`, their certificate verified against the client's trust roots.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -13,6 +15,7 @@ use h2::client::{ResponseFuture, SendRequest};
 use http::Request;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
 use crate::Error;
@@ -43,6 +46,30 @@ pub(crate) struct Pool {
     opened: AtomicU64,
     /// TLS for `https://` endpoints: the configured one, or on first use the system's roots.
     tls: OnceLock<Result<holdfast_tls::TlsConnector, String>>,
+    /// Where connections are made and driven; `None`: on the runtime of their first use.
+    home: Option<ConnectionHome>,
+}
+
+/// The runtime that makes and drives the pool's connections, given as a function that spawns a
+/// task on it (false: it has stopped). A socket is served by the runtime it was made on, so
+/// attempts running on that runtime's thread reach their connection without waking another.
+#[derive(Clone)]
+pub struct ConnectionHome(Arc<dyn Fn(BoxedTask) -> bool + Send + Sync>);
+
+/// A task handed to a [`ConnectionHome`].
+pub type BoxedTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+impl ConnectionHome {
+    /// A home that runs each task with `spawn`.
+    pub fn new(spawn: impl Fn(BoxedTask) -> bool + Send + Sync + 'static) -> Self {
+        ConnectionHome(Arc::new(spawn))
+    }
+}
+
+impl std::fmt::Debug for ConnectionHome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnectionHome")
+    }
 }
 
 impl Pool {
@@ -51,6 +78,7 @@ impl Pool {
     pub(crate) fn new(
         connect_timeout: Duration,
         tls: Option<Arc<holdfast_tls::ClientConfig>>,
+        home: Option<ConnectionHome>,
     ) -> Self {
         let configured = OnceLock::new();
         if let Some(config) = tls {
@@ -61,6 +89,7 @@ impl Pool {
             slots: Mutex::new(HashMap::new()),
             opened: AtomicU64::new(0),
             tls: configured,
+            home,
         }
     }
 
@@ -143,47 +172,84 @@ impl Pool {
 
     async fn connect(&self, authority: &Authority) -> Result<Conn, Error> {
         let endpoint = authority.to_string();
-        let handshake = async {
-            let tcp = TcpStream::connect((authority.connect_host(), authority.port()))
-                .await
-                .map_err(|source| Error::Connect {
-                    endpoint: endpoint.clone(),
-                    source,
-                })?;
-            if let Err(e) = tcp.set_nodelay(true) {
-                debug!(endpoint = %authority, error = %e, "cannot disable Nagle's algorithm");
-            }
-            if !authority.is_secure() {
-                return establish(tcp, &endpoint).await;
-            }
-            let tls_error = |reason: String| Error::Tls {
+        let connector = if authority.is_secure() {
+            let connector = self.connector().map_err(|reason| Error::Tls {
                 endpoint: endpoint.clone(),
                 reason,
-            };
-            let connector = self.connector().map_err(tls_error)?;
-            let name = holdfast_tls::server_name(authority.connect_host())
-                .map_err(|e| tls_error(e.to_string()))?;
-            let tls = connector
-                .connect(name, tcp)
-                .await
-                .map_err(|e| tls_error(e.to_string()))?;
-            if tls.get_ref().1.alpn_protocol() != Some(holdfast_tls::ALPN_H2) {
-                return Err(tls_error(
-                    "the endpoint does not offer HTTP/2 (ALPN h2) over TLS".to_owned(),
-                ));
-            }
-            establish(tls, &endpoint).await
+            })?;
+            Some(connector.clone())
+        } else {
+            None
         };
-        let (send, alive) = tokio::time::timeout(self.connect_timeout, handshake)
-            .await
-            .map_err(|_| Error::ConnectTimeout {
-                endpoint: endpoint.clone(),
-                timeout: self.connect_timeout,
-            })??;
+        let handshake = handshake(authority.clone(), connector, self.connect_timeout);
+        let (send, alive) = match &self.home {
+            None => handshake.await?,
+            Some(home) => {
+                let (made, result) = oneshot::channel();
+                let stopped = || Error::Connect {
+                    endpoint: endpoint.clone(),
+                    source: std::io::Error::other(
+                        "the thread that drives endpoint connections has stopped",
+                    ),
+                };
+                if !(home.0)(Box::pin(async move {
+                    let _ = made.send(handshake.await);
+                })) {
+                    return Err(stopped());
+                }
+                result.await.map_err(|_| stopped())??
+            }
+        };
         let id = self.opened.fetch_add(1, Ordering::Relaxed) + 1;
         debug!(endpoint = %authority, id, "HTTP/2 connection established");
         Ok(Conn { id, send, alive })
     }
+}
+
+/// Connects to `authority` (TCP, TLS with `connector` for `https://`, the HTTP/2 preface) within
+/// `timeout`, on whichever runtime polls it: the socket and the driver stay on that runtime.
+async fn handshake(
+    authority: Authority,
+    connector: Option<holdfast_tls::TlsConnector>,
+    timeout: Duration,
+) -> Result<(SendRequest<Bytes>, Arc<AtomicBool>), Error> {
+    let endpoint = authority.to_string();
+    let connect = async {
+        let tcp = TcpStream::connect((authority.connect_host(), authority.port()))
+            .await
+            .map_err(|source| Error::Connect {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+        if let Err(e) = tcp.set_nodelay(true) {
+            debug!(endpoint = %authority, error = %e, "cannot disable Nagle's algorithm");
+        }
+        let Some(connector) = connector else {
+            return establish(tcp, &endpoint).await;
+        };
+        let tls_error = |reason: String| Error::Tls {
+            endpoint: endpoint.clone(),
+            reason,
+        };
+        let name = holdfast_tls::server_name(authority.connect_host())
+            .map_err(|e| tls_error(e.to_string()))?;
+        let tls = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| tls_error(e.to_string()))?;
+        if tls.get_ref().1.alpn_protocol() != Some(holdfast_tls::ALPN_H2) {
+            return Err(tls_error(
+                "the endpoint does not offer HTTP/2 (ALPN h2) over TLS".to_owned(),
+            ));
+        }
+        establish(tls, &endpoint).await
+    };
+    tokio::time::timeout(timeout, connect)
+        .await
+        .map_err(|_| Error::ConnectTimeout {
+            endpoint: endpoint.clone(),
+            timeout,
+        })?
 }
 
 /// Runs the HTTP/2 handshake over `io` and spawns the connection's driver; the flag turns false

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
-use holdfast_endpoint::{ClientConfig, EndpointClient, Error, Event};
+use holdfast_endpoint::{ClientConfig, ConnectionHome, EndpointClient, Error, Event};
 use holdfast_protocol::manifest::CONTENT_TYPE as MANIFEST_CONTENT_TYPE;
 use holdfast_protocol::message::{Completion, End};
 use holdfast_protocol::{Decoder, EntryIndex, Frame, INVOCATION_CONTENT_TYPE, Message, Outcome};
@@ -584,4 +584,72 @@ async fn a_client_with_a_signer_signs_discovery_and_attempts() {
     while next_event(&mut attempt).await.is_some() {}
     assert_eq!(paths.recv().await.as_deref(), Some("/discover"));
     assert_eq!(paths.recv().await.as_deref(), Some("/invoke/Fake/go"));
+}
+
+#[tokio::test]
+async fn connections_are_made_on_the_clients_home_and_a_stopped_home_is_a_connect_error() {
+    let (listener, base) = bind_local().await;
+    discovery(listener, MANIFEST_CONTENT_TYPE, manifest(1, 1));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let handle = runtime.handle().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let home_thread = std::thread::Builder::new()
+        .name("endpoint-home".to_owned())
+        .spawn(move || {
+            let _ = runtime.block_on(stopped);
+        })
+        .expect("a thread");
+    let ran_on = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = ran_on.clone();
+    let home = ConnectionHome::new(move |task| {
+        let seen = seen.clone();
+        handle.spawn(async move {
+            let name = std::thread::current().name().unwrap_or_default().to_owned();
+            seen.lock().expect("not poisoned").push(name);
+            task.await;
+        });
+        true
+    });
+    let client = EndpointClient::new(ClientConfig {
+        home: Some(home),
+        ..ClientConfig::default()
+    });
+    client
+        .discover(&base)
+        .await
+        .expect("discovery through the home");
+    client
+        .discover(&base)
+        .await
+        .expect("the same connection again");
+    assert_eq!(
+        *ran_on.lock().expect("not poisoned"),
+        ["endpoint-home"],
+        "one connection, made on the home thread"
+    );
+    assert_eq!(client.connections_opened(), 1);
+
+    // The home stops: its connections end with it, and a new one cannot be made.
+    stop.send(()).expect("the home runs");
+    home_thread.join().expect("the home thread ends");
+    let err = client
+        .discover(&base)
+        .await
+        .expect_err("no home to connect on");
+    assert!(
+        matches!(&err, Error::Connect { .. }) && err.to_string().contains("stopped"),
+        "{err}"
+    );
+    let refused = EndpointClient::new(ClientConfig {
+        home: Some(ConnectionHome::new(|_| false)),
+        ..ClientConfig::default()
+    });
+    let err = refused
+        .discover(&base)
+        .await
+        .expect_err("the home refuses tasks");
+    assert!(matches!(&err, Error::Connect { .. }), "{err}");
 }

@@ -134,12 +134,9 @@ where
         &self,
         key: &'static str,
         value: &T,
-        durable: bool,
     ) -> Result<(), Error> {
         let bytes = codec::encode(value)?;
-        self.log
-            .write(self.group, Op::Meta(key, bytes), durable)
-            .await
+        self.log.write(self.group, Op::Meta(key, bytes), true).await
     }
 
     /// Reads the entries in `range`, stopping before the first one that would take the encoded
@@ -235,7 +232,7 @@ where
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.write_meta(VOTE, &VoteRecord::from(vote), true)
+        self.write_meta(VOTE, &VoteRecord::from(vote))
             .await
             .map_err(|e| StorageIOError::write_vote(&e).into())
     }
@@ -246,19 +243,27 @@ where
             .map_err(|e| StorageIOError::read_vote(&e).into())
     }
 
-    /// The committed pointer is saved lazily: it only speeds up re-applying after a restart, and
-    /// becomes durable with the next durable commit of the shared log (any group's append).
+    /// The committed pointer is saved lazily: it only speeds up re-applying after a restart, so
+    /// it is queued for the writer without waiting (openraft applies only after this returns),
+    /// and becomes durable with the next durable commit of the shared log (any group's append).
     async fn save_committed(
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
         let committed = records::log_id_record(committed.as_ref());
-        self.write_meta(COMMITTED, &committed, false)
+        let bytes = codec::encode(&committed).map_err(|e| write_err(e.into()))?;
+        self.log
+            .enqueue(self.group, Op::Meta(COMMITTED, bytes))
             .await
             .map_err(write_err)
     }
 
+    /// Waits for a queued [`Self::save_committed`] to be committed first, so a read follows it.
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        self.log
+            .write(self.group, Op::Barrier, false)
+            .await
+            .map_err(read_err)?;
         let committed = self.read_meta(COMMITTED).map_err(read_err)?.flatten();
         Ok(records::log_id(committed))
     }

@@ -91,6 +91,8 @@ pub(crate) enum Op {
     Purge { through: u64, marker: Vec<u8> },
     /// Remove every entry and meta key of the group (its replica moved to another node).
     Forget,
+    /// Change nothing: answered once every request queued before it is committed.
+    Barrier,
 }
 
 impl Op {
@@ -99,7 +101,7 @@ impl Op {
         match self {
             Op::Append(entries) => entries.iter().map(|(_, bytes)| bytes.len()).sum(),
             Op::Meta(_, value) => value.len(),
-            Op::Truncate(_) | Op::Forget => 0,
+            Op::Truncate(_) | Op::Forget | Op::Barrier => 0,
             Op::Purge { marker, .. } => marker.len(),
         }
     }
@@ -239,6 +241,23 @@ impl SharedLog {
             .await
             .map_err(|_| Error::WriterStopped)?;
         answer.await.map_err(|_| Error::WriterStopped)?
+    }
+
+    /// Hands `op` to the writer without waiting for its commit: it is committed in order with
+    /// the requests around it, and a failed commit fails every later request.
+    pub(crate) async fn enqueue(&self, group: GroupKey, op: Op) -> Result<(), Error> {
+        let requests = self.inner.requests.as_ref().ok_or(Error::WriterStopped)?;
+        let (done, _) = oneshot::channel();
+        let request = Request {
+            group,
+            op,
+            durable: false,
+            done,
+        };
+        requests
+            .send(request)
+            .await
+            .map_err(|_| Error::WriterStopped)
     }
 }
 
@@ -429,6 +448,7 @@ impl Writer {
                         log.retain_in((group, 0)..=(group, u64::MAX), |_, _| false)?;
                         meta.retain_in((group, "")..=(group, "\u{10ffff}"), |_, _| false)?;
                     }
+                    Op::Barrier => {}
                 }
             }
         }
@@ -494,7 +514,7 @@ mod tests {
     use redb::{ReadableDatabase, ReadableTable};
     use std::future::Future;
     use std::pin::Pin;
-    use std::task::{Context, Waker};
+    use std::task::{Context, Poll, Waker};
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
     type Pending<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + 'a>>;
@@ -551,6 +571,27 @@ mod tests {
     /// next commit, so the requests sent meanwhile queue up.
     fn hold_writer(log: &SharedLog) -> Result<redb::WriteTransaction, redb::TransactionError> {
         log.database().begin_write()
+    }
+
+    #[tokio::test]
+    async fn saving_the_committed_pointer_does_not_wait_for_the_writer() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = SharedLog::open(&dir.path().join("raft-log.redb"))?;
+        let mut a = store(&log, 0);
+        a.append_entries([entry(1, 8)]).await?;
+        let held = hold_writer(&log)?;
+        let save = a.save_committed(Some(log_id(1)));
+        let saved = Box::pin(save)
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()));
+        assert!(
+            matches!(saved, Poll::Ready(Ok(()))),
+            "returned while the writer was held"
+        );
+        held.abort()?;
+        // The read waits for the queued pointer to be committed.
+        assert_eq!(a.read_committed().await?, Some(log_id(1)));
+        Ok(())
     }
 
     #[tokio::test]
@@ -738,7 +779,14 @@ mod tests {
         let (mut a, mut b) = (a, b);
         assert_eq!(indexes(&mut a).await?, vec![1]);
         assert_eq!(indexes(&mut b).await?, Vec::<u64>::new());
-        assert_eq!(c.read_committed().await?, None);
+        let txn = log.database().begin_read()?;
+        let meta = txn.open_table(META)?;
+        assert!(
+            meta.get((2, "committed"))?.is_none(),
+            "the committed pointer was not written"
+        );
+        // Reading it waits for the writer, which refuses every request now.
+        assert!(c.read_committed().await.is_err());
         // Every later request is refused, whatever its group or kind.
         let later = c.save_vote(&Vote::new(4, 1)).await;
         assert!(later.is_err(), "{later:?}");
