@@ -39,6 +39,9 @@ type NodeId = u64;
 pub struct LogStore<C = TypeConfig> {
     log: SharedLog,
     group: GroupKey,
+    /// The committed pointer saved since this handle's last append (encoded), written with the
+    /// next one; a clone starts without.
+    committed: Option<Vec<u8>>,
     config: PhantomData<fn() -> C>,
 }
 
@@ -47,6 +50,7 @@ impl<C> Clone for LogStore<C> {
         Self {
             log: self.log.clone(),
             group: self.group,
+            committed: None,
             config: PhantomData,
         }
     }
@@ -69,6 +73,7 @@ impl<C> LogStore<C> {
         Self {
             log: log.clone(),
             group,
+            committed: None,
             config: PhantomData,
         }
     }
@@ -107,10 +112,17 @@ where
 {
     /// Appends `entries` and returns once they are on disk: what [`RaftLogStorage::append`]
     /// does before it tells openraft, usable without its callback (tests, tools).
-    pub async fn append_entries<I>(&self, entries: I) -> Result<(), Error>
+    /// A committed pointer saved since the last append is queued just before it, so the writer
+    /// usually commits both together.
+    pub async fn append_entries<I>(&mut self, entries: I) -> Result<(), Error>
     where
         I: IntoIterator<Item = Entry<C>>,
     {
+        if let Some(committed) = self.committed.take() {
+            self.log
+                .enqueue(self.group, Op::Meta(COMMITTED, committed))
+                .await?;
+        }
         let encoded = entries
             .into_iter()
             .map(|entry| {
@@ -243,28 +255,23 @@ where
             .map_err(|e| StorageIOError::read_vote(&e).into())
     }
 
-    /// The committed pointer is saved lazily: it only speeds up re-applying after a restart, so
-    /// it is queued for the writer without waiting (openraft applies only after this returns),
-    /// and becomes durable with the next durable commit of the shared log (any group's append).
+    /// The committed pointer is saved lazily: it only speeds up re-applying after a restart, so it
+    /// is kept here and written with this group's next append (in the same fsync'd commit), and
+    /// saving it costs openraft, which applies only after this returns, no trip to the writer.
     async fn save_committed(
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
         let committed = records::log_id_record(committed.as_ref());
-        let bytes = codec::encode(&committed).map_err(|e| write_err(e.into()))?;
-        self.log
-            .enqueue(self.group, Op::Meta(COMMITTED, bytes))
-            .await
-            .map_err(write_err)
+        self.committed = Some(codec::encode(&committed).map_err(|e| write_err(e.into()))?);
+        Ok(())
     }
 
-    /// Waits for a queued [`Self::save_committed`] to be committed first, so a read follows it.
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        self.log
-            .write(self.group, Op::Barrier, false)
-            .await
-            .map_err(read_err)?;
-        let committed = self.read_meta(COMMITTED).map_err(read_err)?.flatten();
+        let committed = match &self.committed {
+            Some(bytes) => codec::decode(bytes).map_err(|e| read_err(e.into()))?,
+            None => self.read_meta(COMMITTED).map_err(read_err)?.flatten(),
+        };
         Ok(records::log_id(committed))
     }
 
