@@ -142,8 +142,8 @@ fn default_config() -> Config {
             heartbeat_interval_ms: 250,
         },
         storage: Storage {
-            log_cache_bytes: 16 << 20,
-            state_cache_bytes: 6 << 20,
+            log_cache_bytes: 8 << 20,
+            state_cache_bytes: 2 << 20,
         },
         invocation: Invocation {
             inactivity_timeout_ms: 60_000,
@@ -1290,7 +1290,7 @@ fn storage_cache_sizes_are_read_and_checked() -> TestResult {
     assert_eq!(config.storage.log_cache_bytes, 1 << 20);
     assert_eq!(
         config.storage.state_cache_bytes,
-        6 << 20,
+        2 << 20,
         "the default stays"
     );
     let env = HashMap::from([(

@@ -45,7 +45,7 @@ const QUEUE_REQUESTS: usize = 1024;
 pub const COMMIT_BYTES: usize = 8 << 20;
 /// Page cache of the shared file unless the node configures one: the recent tails of every
 /// group's log.
-pub const LOG_CACHE_BYTES: usize = 16 << 20;
+pub const LOG_CACHE_BYTES: usize = 8 << 20;
 /// How long opening waits for a handle of the same file that is being dropped to close it.
 const REOPEN_PATIENCE: Duration = Duration::from_secs(2);
 

@@ -53,7 +53,7 @@ const SNAPSHOT_FILE: &str = "file";
 type NodeId = u64;
 /// Page cache of one partition's state unless the node configures one: hot objects, live
 /// invocations and their journals.
-pub const STATE_CACHE_BYTES: usize = 6 << 20;
+pub const STATE_CACHE_BYTES: usize = 2 << 20;
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
 type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
 
