@@ -130,10 +130,10 @@ impl PartitionActor {
         }
     }
 
-    /// Starts attempt `epoch` of `id`, if it is still the invocation's current attempt. What it
-    /// replays (record, journal, eager state) is read here when the journal is short, since the
-    /// hop to a blocking thread and back costs more than such a read; a longer one is read off the
-    /// actor's thread, and the attempt holds its slot meanwhile.
+    /// Starts attempt `epoch` of `id`, if it is still the invocation's current attempt. Its record
+    /// is read here; its journal and eager state too when the journal is short, since the hop to a
+    /// blocking thread and back costs more than such a read; a longer one is read off the actor's
+    /// thread, and the attempt holds its slot meanwhile.
     fn run_attempt(&mut self, id: InvocationId, epoch: Epoch, ctx: &mut Context<Self>) {
         let Some(group) = &self.group else { return };
         let Leadership::Leading(leader) = &mut self.leadership else {
@@ -143,15 +143,21 @@ impl PartitionActor {
         let term = leader.term;
         let state = group.state.clone();
         let budget = self.settings.max_message_bytes / 4;
-        if let Ok(Some(record)) = state.invocation(id)
-            && record.journal_len <= INLINE_JOURNAL_ENTRIES
-        {
+        let record = match state.invocation(id) {
+            Ok(Some(record)) => record,
+            read => {
+                let stored = read.map(|_| None).map_err(|e| e.to_string());
+                self.start_attempt(term, id, epoch, stored, ctx);
+                return;
+            }
+        };
+        if record.journal_len <= INLINE_JOURNAL_ENTRIES {
             let stored = Stored::of(&state, id, record, epoch, budget);
             self.start_attempt(term, id, epoch, stored, ctx);
             return;
         }
         let read = async move {
-            tokio::task::spawn_blocking(move || Stored::read(&state, id, epoch, budget))
+            tokio::task::spawn_blocking(move || Stored::of(&state, id, record, epoch, budget))
                 .await
                 .map_err(|e| e.to_string())
                 .and_then(|read| read)
@@ -477,22 +483,8 @@ struct Stored {
 }
 
 impl Stored {
-    /// Reads attempt `epoch` of `id` (blocking); `None` when that is no longer the invocation's
-    /// running attempt. At most `budget` bytes of state are read eagerly.
-    fn read(
-        store: &StateMachine,
-        id: InvocationId,
-        epoch: Epoch,
-        budget: usize,
-    ) -> Result<Option<Stored>, String> {
-        let Some(record) = store.invocation(id).map_err(|e| e.to_string())? else {
-            return Ok(None);
-        };
-        Self::of(store, id, record, epoch, budget)
-    }
-
     /// What attempt `epoch` of `id` replays, given its `record`; `None` if it is no longer the
-    /// current attempt.
+    /// current attempt. At most `budget` bytes of state are read eagerly.
     fn of(
         store: &StateMachine,
         id: InvocationId,
