@@ -26,6 +26,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 /// Most applied batches whose effects wait for the actor; applying waits beyond it.
 const EFFECTS_CAPACITY: usize = 256;
+/// How long a clean stop waits for each of its checkpoint and the log purge that follows.
+const STOP_PURGE_WITHIN: Duration = Duration::from_secs(2);
 
 /// Everything a partition actor needs to (re)start its raft group.
 #[derive(Debug, Clone)]
@@ -481,8 +483,11 @@ impl PartitionActor {
         self.settings.replication.withdraw();
         let waiters = std::mem::take(&mut self.shutdown_waiters);
         let partition = self.partition();
+        let group_id = self.settings.replication.group;
         let close = async move {
             if let Some(group) = group {
+                holdfast_raft_group::checkpoint_and_purge(&group.raft, group_id, STOP_PURGE_WITHIN)
+                    .await;
                 if let Err(e) = group.raft.shutdown().await {
                     tracing::warn!(%partition, error = %e, "raft group did not stop cleanly");
                 }

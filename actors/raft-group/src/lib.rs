@@ -191,6 +191,46 @@ where
     Ok(raft)
 }
 
+/// At a clean stop: a snapshot (for a partition, a checkpoint) of everything applied, then the
+/// log purged up to it, so a stopped node keeps no log its state already holds. Best effort:
+/// gives up after `within` per step (a purge waits while a peer is still sent that range), and a
+/// node that skips it only keeps more log.
+pub async fn checkpoint_and_purge<C>(raft: &Raft<C>, group: GroupId, within: Duration)
+where
+    C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
+{
+    let Some(applied) = raft.metrics().borrow().last_applied else {
+        return;
+    };
+    if raft.metrics().borrow().purged >= Some(applied) {
+        return;
+    }
+    let wait = raft.wait(Some(within));
+    let checkpointed = async {
+        raft.trigger().snapshot().await.map_err(|e| e.to_string())?;
+        wait.metrics(
+            |m| m.snapshot >= Some(applied),
+            "a checkpoint at the applied index",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        raft.trigger()
+            .purge_log(applied.index)
+            .await
+            .map_err(|e| e.to_string())?;
+        wait.metrics(
+            |m| m.purged >= Some(applied),
+            "the log purged to the checkpoint",
+        )
+        .await
+        .map_err(|e| e.to_string())
+    };
+    match checkpointed.await {
+        Ok(_) => tracing::debug!(%group, index = applied.index, "checkpointed and purged the log"),
+        Err(e) => tracing::info!(%group, error = %e, "the log was not purged at stop; it is kept"),
+    }
+}
+
 fn sole_voter(metrics: &watch::Receiver<RaftMetrics<u64, BasicNode>>, node: u64) -> bool {
     let metrics = metrics.borrow();
     let voters: Vec<u64> = metrics.membership_config.voter_ids().collect();

@@ -182,7 +182,8 @@ pub struct Log {
     pub max_batch_commands: usize,
     /// Group commit: most encoded bytes per raft entry (>= 1024).
     pub max_batch_bytes: usize,
-    /// Raft entries between snapshots (>= 100).
+    /// Raft entries between checkpoints (>= 100): each makes the applied state durable and lets
+    /// the log be purged up to half an interval behind it.
     pub snapshot_interval: u64,
     /// Lower bound of the raft election timeout in ms (50..=60000; default 1000); the upper bound
     /// is twice it.

@@ -137,7 +137,7 @@ fn default_config() -> Config {
         log: Log {
             max_batch_commands: 1024,
             max_batch_bytes: 4_194_304,
-            snapshot_interval: 20_000,
+            snapshot_interval: 2_000,
             election_timeout_ms: 500,
             heartbeat_interval_ms: 250,
         },

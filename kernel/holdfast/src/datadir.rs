@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 const LAYOUT_VERSION: u32 = 2;
 /// The oldest layout this release opens: one `log.redb` per group, migrated on open.
 const OLDEST_LAYOUT: u32 = 1;
+/// How long compaction after a stop waits, over all files, for the node's handles to close.
+const CLOSE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Why a data directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -340,6 +342,33 @@ impl DataDir {
     /// The directory holding partition `n`'s stores.
     pub fn partition(&self, n: u32) -> PathBuf {
         self.root.join("partitions").join(n.to_string())
+    }
+
+    /// Compacts the node's redb files (the raft log, the metadata state, each partition's state)
+    /// where enough of a file is free pages, once the node has stopped and closed them: a clean
+    /// stop leaves each file about the size of what it holds. A file that cannot be compacted is
+    /// logged and left as it is. Returns the bytes the files held before and after.
+    pub fn compact_files(&self) -> (u64, u64) {
+        let mut files = vec![self.raft_log(), self.metadata().join("state.redb")];
+        files.extend((0..self.identity.partitions).map(|n| self.partition(n).join("state.redb")));
+        let (mut before, mut after) = (0, 0);
+        // Threads of the stopped node may still be dropping their last handles.
+        let deadline = std::time::Instant::now() + CLOSE_PATIENCE;
+        for file in files.iter().filter(|file| file.exists()) {
+            let patience = deadline.saturating_duration_since(std::time::Instant::now());
+            match holdfast_raft_store::compact(file, patience) {
+                Ok(Some(compacted)) => {
+                    tracing::debug!(file = %file.display(), before = compacted.before, after = compacted.after, "compacted");
+                    before += compacted.before;
+                    after += compacted.after;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "not compacted; the file keeps its free pages");
+                }
+            }
+        }
+        (before, after)
     }
 }
 

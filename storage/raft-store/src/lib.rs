@@ -21,6 +21,7 @@
 //! Log entries and the invocation tables' records are stored packed (module `pack`: zstd against a
 //! built-in dictionary), which takes about a quarter of their plain codec bytes.
 
+mod compact;
 mod error;
 mod keys;
 mod log;
@@ -31,6 +32,7 @@ mod shared;
 mod state;
 mod tables;
 
+pub use compact::{Compacted, compact};
 pub use error::Error;
 pub use log::LogStore;
 pub use migrate::{Migration, migrate_legacy_log};

@@ -37,7 +37,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
@@ -47,7 +47,7 @@ const COMMANDS_APPLIED: &str = "commands_applied";
 const SNAPSHOT_META: &str = "meta";
 /// The previous release kept the snapshot itself here; converted to a file on open.
 const SNAPSHOT_DATA: &str = "data";
-/// The current snapshot's file name in the snapshot directory.
+/// The current snapshot's file name in the snapshot directory; absent for a checkpoint.
 const SNAPSHOT_FILE: &str = "file";
 
 type NodeId = u64;
@@ -98,6 +98,9 @@ pub struct StateMachine {
     db: Arc<Database>,
     snapshots: Arc<SnapshotDir>,
     snapshots_built: Arc<AtomicU64>,
+    /// True until the first `get_current_snapshot`: openraft makes it when the group starts
+    /// and keeps only the metadata, so a checkpoint is not written to a file for it.
+    startup_snapshot_read: bool,
     config: holdfast_fsm::Config,
     /// Where the effects of every applied entry go, whoever proposed it (see [`AppliedBatch`]).
     effects: Option<mpsc::Sender<AppliedBatch>>,
@@ -139,6 +142,7 @@ impl WeakStateMachine {
             db: self.db.upgrade()?,
             snapshots: self.snapshots.clone(),
             snapshots_built: self.snapshots_built.clone(),
+            startup_snapshot_read: true,
             config: self.config,
             effects: None,
         })
@@ -252,6 +256,7 @@ impl StateMachine {
             db: Arc::new(db),
             snapshots: Arc::new(snapshots),
             snapshots_built: Arc::new(AtomicU64::new(0)),
+            startup_snapshot_read: true,
             config: holdfast_fsm::Config::default(),
             effects: None,
         })
@@ -546,25 +551,39 @@ impl StateMachine {
         self.snapshots.path()
     }
 
-    /// Records `meta` and its file `name` as the current snapshot (within `txn`).
-    fn record_snapshot(txn: &redb::WriteTransaction, meta: &Meta, name: &str) -> Result<(), Error> {
+    /// Records `meta` and its file `name` (none for a checkpoint) as the current snapshot
+    /// (within `txn`).
+    fn record_snapshot(
+        txn: &redb::WriteTransaction,
+        meta: &Meta,
+        name: Option<&str>,
+    ) -> Result<(), Error> {
         let mut table = txn.open_table(SNAPSHOT)?;
         put_meta(
             &mut table,
             SNAPSHOT_META,
             &records::SnapshotMetaRecord::from(meta),
         )?;
-        put_meta(&mut table, SNAPSHOT_FILE, &name)?;
+        match name {
+            Some(name) => put_meta(&mut table, SNAPSHOT_FILE, &name)?,
+            None => {
+                table.remove(SNAPSHOT_FILE)?;
+            }
+        }
         table.remove(SNAPSHOT_DATA)?;
         Ok(())
     }
 
-    /// The current snapshot's metadata and file name, if there is one.
+    /// The current snapshot's metadata and file name (none for a checkpoint), if there is one.
     fn current_snapshot(
         table: &impl ReadableTable<&'static str, &'static [u8]>,
-    ) -> Result<Option<(Meta, String)>, Error> {
-        let meta = get_meta::<records::SnapshotMetaRecord>(table, SNAPSHOT_META)?.map(Meta::from);
-        Ok(meta.zip(get_meta::<String>(table, SNAPSHOT_FILE)?))
+    ) -> Result<Option<(Meta, Option<String>)>, Error> {
+        let Some(meta) =
+            get_meta::<records::SnapshotMetaRecord>(table, SNAPSHOT_META)?.map(Meta::from)
+        else {
+            return Ok(None);
+        };
+        Ok(Some((meta, get_meta::<String>(table, SNAPSHOT_FILE)?)))
     }
 
     /// A data dir of the previous release keeps its snapshot as one blob in the `snapshot`
@@ -615,32 +634,74 @@ impl StateMachine {
         dir.rename_into_place(&temp, &name)?;
         guard.disarm();
         let txn = db.begin_write()?;
-        Self::record_snapshot(&txn, &meta, &name)?;
+        Self::record_snapshot(&txn, &meta, Some(&name))?;
         txn.commit()?;
-        dir.remove_others(&name);
+        dir.remove_others(Some(&name));
         tracing::info!(snapshot = %meta.snapshot_id, file = %name, "converted the previous release's snapshot to a file");
         Ok(())
     }
 
-    /// Writes the applied state to a new snapshot file and makes it the current snapshot,
-    /// unless a newer one was installed meanwhile. Blocking.
-    fn build_file(db: &Database, dir: &SnapshotDir, seq: u64) -> Result<(Meta, File), Error> {
-        let started = Instant::now();
-        let txn = db.begin_read()?;
-        let (meta, commands_applied) = {
-            let table = txn.open_table(META)?;
-            let last_log_id = get_applied(&table)?;
-            let snapshot_id = match last_log_id {
-                Some(id) => format!("{}-{}-{seq}", id.leader_id, id.index),
-                None => format!("none-{seq}"),
-            };
-            let meta = Meta {
-                last_log_id,
-                last_membership: get_membership(&table)?,
-                snapshot_id,
-            };
-            (meta, get_meta(&table, COMMANDS_APPLIED)?.unwrap_or(0))
+    /// What a snapshot taken in `table`'s transaction describes (the applied position and
+    /// membership, under a new id), and the commands applied up to it.
+    fn snapshot_meta(
+        table: &impl ReadableTable<&'static str, &'static [u8]>,
+        seq: u64,
+    ) -> Result<(Meta, u64), Error> {
+        let last_log_id = get_applied(table)?;
+        let snapshot_id = match last_log_id {
+            Some(id) => format!("{}-{}-{seq}", id.leader_id, id.index),
+            None => format!("none-{seq}"),
         };
+        let meta = Meta {
+            last_log_id,
+            last_membership: get_membership(table)?,
+            snapshot_id,
+        };
+        Ok((meta, get_meta(table, COMMANDS_APPLIED)?.unwrap_or(0)))
+    }
+
+    /// Makes the applied state durable and records its position as the current snapshot, with
+    /// no file: openraft may purge the log below it, and a file is written only when a peer
+    /// needs one. Answers the current snapshot's metadata. Blocking.
+    fn checkpoint(db: &Database, dir: &SnapshotDir, seq: u64) -> Result<Meta, Error> {
+        // A durable write transaction: applying waits for it, so the position read here is
+        // exactly what its commit puts on disk, with every applied change before it.
+        let txn = db.begin_write()?;
+        let (meta, _) = Self::snapshot_meta(&txn.open_table(META)?, seq)?;
+        let _publishing = dir.lock();
+        let current = Self::current_snapshot(&txn.open_table(SNAPSHOT)?)?;
+        if let Some((current, _)) = current
+            && current.last_log_id >= meta.last_log_id
+        {
+            // Nothing applied since the current snapshot (already durable): it stays.
+            txn.abort()?;
+            return Ok(current);
+        }
+        Self::record_snapshot(&txn, &meta, None)?;
+        txn.commit()?;
+        dir.remove_others(None);
+        Ok(meta)
+    }
+
+    /// The read transaction a snapshot file of the applied state as of now is written from,
+    /// with the metadata it describes and the commands applied up to it.
+    fn begin_file(db: &Database, seq: u64) -> Result<(redb::ReadTransaction, Meta, u64), Error> {
+        let txn = db.begin_read()?;
+        let (meta, commands_applied) = Self::snapshot_meta(&txn.open_table(META)?, seq)?;
+        Ok((txn, meta, commands_applied))
+    }
+
+    /// Writes the state `txn` sees to the snapshot file of `meta` and makes it the current
+    /// snapshot, unless a newer one was recorded meanwhile; answers the file, open for reading,
+    /// and its path. Blocking.
+    fn write_file(
+        db: &Database,
+        dir: &SnapshotDir,
+        txn: redb::ReadTransaction,
+        meta: &Meta,
+        commands_applied: u64,
+    ) -> Result<(std::fs::File, std::path::PathBuf), Error> {
+        let started = Instant::now();
         let name = SnapshotDir::file_name(&meta.snapshot_id);
         let temp = dir.temp_path(&name);
         let io = |path: &Path| {
@@ -650,7 +711,7 @@ impl StateMachine {
         let mut guard = snapshot::RemoveOnDrop::new(temp.clone());
         let file = std::fs::File::create(&temp).map_err(io(&temp))?;
         let mut out = BufWriter::with_capacity(snapshot::IO_BUFFER, file);
-        let record = records::SnapshotMetaRecord::from(&meta);
+        let record = records::SnapshotMetaRecord::from(meta);
         let counts = snapshot::write_state(&txn, record, commands_applied, &mut out, &temp)?;
         drop(txn);
         let file = out.into_inner().map_err(|e| io(&temp)(e.into_error()))?;
@@ -668,16 +729,16 @@ impl StateMachine {
         let current = Self::current_snapshot(&txn.open_table(SNAPSHOT)?)?;
         match current {
             Some((current, current_name)) if current.last_log_id > meta.last_log_id => {
-                // A newer snapshot was installed while this one was built.
+                // A newer snapshot was recorded while this one was written.
                 txn.abort()?;
-                if current_name != name {
+                if current_name.as_deref() != Some(name.as_str()) {
                     let _ = std::fs::remove_file(&path);
                 }
             }
             _ => {
-                Self::record_snapshot(&txn, &meta, &name)?;
+                Self::record_snapshot(&txn, meta, Some(&name))?;
                 txn.commit()?;
-                dir.remove_others(&name);
+                dir.remove_others(Some(&name));
             }
         }
         tracing::info!(
@@ -686,9 +747,27 @@ impl StateMachine {
             tables = counts.tables,
             rows = counts.rows,
             ms = started.elapsed().as_millis() as u64,
-            "built a snapshot"
+            "wrote a snapshot file"
         );
-        Ok((meta, File::current(reader, path)))
+        Ok((reader, path))
+    }
+
+    /// Writes the applied state to a snapshot file now and makes it the current snapshot (what
+    /// a peer behind the purged log is sent); returns it open for reading.
+    pub async fn write_snapshot(&self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let (db, dir) = (self.db.clone(), self.snapshots.clone());
+        let seq = self.snapshots_built.fetch_add(1, Ordering::Relaxed);
+        let (meta, file) = blocking(move || {
+            let (txn, meta, commands_applied) = Self::begin_file(&db, seq)?;
+            let (file, path) = Self::write_file(&db, &dir, txn, &meta, commands_applied)?;
+            Ok((meta, File::current(file, path)))
+        })
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
     }
 
     /// Replaces the applied state with the snapshot in `file` and makes that file the current
@@ -731,25 +810,25 @@ impl StateMachine {
         dir.rename_into_place(&path, &name)?;
         guard.disarm();
         let _publishing = dir.lock();
-        Self::record_snapshot(&txn, meta, &name)?;
+        Self::record_snapshot(&txn, meta, Some(&name))?;
         txn.commit()?;
-        dir.remove_others(&name);
+        dir.remove_others(Some(&name));
         Ok((bytes, installed.counts))
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    /// A checkpoint (see [`StateMachine::checkpoint`]): one durable commit, whatever the size
+    /// of the state, so openraft can purge the log often. openraft keeps only the metadata.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        // Logs are purged below a snapshot, so the state it describes must be durable first.
-        self.flush().await.map_err(sm_write_err)?;
         let (db, dir) = (self.db.clone(), self.snapshots.clone());
         let seq = self.snapshots_built.fetch_add(1, Ordering::Relaxed);
-        let (meta, file) = blocking(move || Self::build_file(&db, &dir, seq))
+        let meta = blocking(move || Self::checkpoint(&db, &dir, seq))
             .await
             .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(file),
+            snapshot: Box::new(File::empty(self.snapshots.path())),
         })
     }
 }
@@ -847,13 +926,44 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let metadata_only = std::mem::replace(&mut self.startup_snapshot_read, false);
         let (db, dir) = (self.db.clone(), self.snapshots.clone());
+        let seq = self.snapshots_built.fetch_add(1, Ordering::Relaxed);
         let read = move || -> Result<Option<Snapshot<TypeConfig>>, Error> {
             // Held until the file is open: a new snapshot cannot remove it in between.
             let _publishing = dir.lock();
             let txn = db.begin_read()?;
             let Some((meta, name)) = Self::current_snapshot(&txn.open_table(SNAPSHOT)?)? else {
                 return Ok(None);
+            };
+            let Some(name) = name else {
+                if metadata_only {
+                    return Ok(Some(Snapshot {
+                        meta,
+                        snapshot: Box::new(File::empty(dir.path())),
+                    }));
+                }
+                // A checkpoint has no file: one is written from the state as it is now (at
+                // or past the checkpoint), off this thread, and its reader waits for it.
+                let (state, now, commands_applied) = Self::begin_file(&db, seq)?;
+                // Nothing applied since the checkpoint: the file is the checkpoint's own.
+                let meta = if now.last_log_id == meta.last_log_id {
+                    meta
+                } else {
+                    now
+                };
+                let path = dir.file_path(&SnapshotDir::file_name(&meta.snapshot_id));
+                let (done, finished) = oneshot::channel();
+                let owned = meta.clone();
+                let (db, dir) = (db.clone(), dir.clone());
+                tokio::task::spawn_blocking(move || {
+                    let written = Self::write_file(&db, &dir, state, &owned, commands_applied);
+                    let _ = done.send(written.map(|(file, _)| file));
+                });
+                return Ok(Some(Snapshot {
+                    meta,
+                    snapshot: Box::new(File::writing(path, finished)),
+                }));
             };
             let path = dir.file_path(&name);
             let file = std::fs::File::open(&path).map_err(|source| Error::Io {
@@ -1568,7 +1678,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut source = open(&dir, "source.redb");
         suspended_invocation(&mut source, "a", 1).await;
-        let snapshot = source.build_snapshot().await.expect("snapshot");
+        let snapshot = source.write_snapshot().await.expect("snapshot");
         // What the previous release sent: one blob, here without the index table.
         let mut body = legacy_body(&snapshot);
         body.tables
@@ -1589,7 +1699,7 @@ mod tests {
     #[tokio::test]
     async fn snapshots_carry_timers_and_promises() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut source = open(&dir, "source.redb");
+        let source = open(&dir, "source.redb");
         let target = open(&dir, "target.redb");
         let run = ObjectKey::new("Signup", "bob");
         let promise = Promise::Pending {
@@ -1605,7 +1715,7 @@ mod tests {
         let stale = sleep(5, 99);
         write(&target, |t| t.put_timer(&stale).expect("put"));
 
-        let snapshot = source.build_snapshot().await.expect("snapshot");
+        let snapshot = source.write_snapshot().await.expect("snapshot");
         let mut installing = target.clone();
         installing
             .install_snapshot(&snapshot.meta, snapshot.snapshot)
@@ -1625,7 +1735,7 @@ mod tests {
         assert_eq!(sm.snapshot_dir(), dir.path().join("snapshots"));
         assert!(sm.get_current_snapshot().await.expect("read").is_none());
         suspended_invocation(&mut sm, "a", 1).await;
-        let first = sm.build_snapshot().await.expect("snapshot");
+        let first = sm.write_snapshot().await.expect("snapshot");
         let first_name = SnapshotDir::file_name(&first.meta.snapshot_id);
         assert_eq!(snapshot_files(&sm), std::slice::from_ref(&first_name));
         assert!(first.snapshot.path().ends_with(&first_name));
@@ -1633,7 +1743,7 @@ mod tests {
         assert!(bytes.starts_with(&snapshot::MAGIC), "not the framed format");
 
         suspended_invocation(&mut sm, "b", 4).await;
-        let second = sm.build_snapshot().await.expect("snapshot");
+        let second = sm.write_snapshot().await.expect("snapshot");
         assert_ne!(first.meta.snapshot_id, second.meta.snapshot_id);
         let second_name = SnapshotDir::file_name(&second.meta.snapshot_id);
         assert_eq!(snapshot_files(&sm), [second_name]);
@@ -1663,12 +1773,103 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_checkpoint_writes_no_file_until_a_peer_needs_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = open(&dir, "state.redb");
+        suspended_invocation(&mut sm, "a", 1).await;
+        drop(sm.write_snapshot().await.expect("an older file"));
+        suspended_invocation(&mut sm, "b", 4).await;
+        let applied = |sm: &StateMachine| sm.summary().expect("summary").applied;
+        let checkpoint = sm.build_snapshot().await.expect("checkpoint");
+        assert_eq!(
+            checkpoint.meta.last_log_id.map(|id| LogIndex(id.index)),
+            applied(&sm)
+        );
+        assert!(snapshot_files(&sm).is_empty(), "the older file was kept");
+
+        // openraft's first read, when the group starts: the metadata, and no file is written.
+        let startup = sm
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(startup.meta, checkpoint.meta);
+        let mut bytes = Vec::new();
+        let mut data = startup.snapshot;
+        tokio::io::AsyncReadExt::read_to_end(&mut *data, &mut bytes)
+            .await
+            .expect("read");
+        assert!(bytes.is_empty());
+        assert!(snapshot_files(&sm).is_empty());
+
+        // Applied past the checkpoint, then a peer needs a snapshot: it is written from the
+        // state as it is now, and describes that position.
+        suspended_invocation(&mut sm, "c", 7).await;
+        let sent = sm
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("present");
+        assert!(sent.meta.last_log_id > checkpoint.meta.last_log_id);
+        assert_eq!(
+            sent.meta.last_log_id.map(|id| LogIndex(id.index)),
+            applied(&sm)
+        );
+        let mut target = open(&dir, "target.redb");
+        target
+            .install_snapshot(&sent.meta, sent.snapshot)
+            .await
+            .expect("install");
+        assert_eq!(target.suspended_invocations().expect("count"), 3);
+        assert_eq!(
+            target.summary().expect("summary"),
+            sm.summary().expect("summary")
+        );
+
+        // The written file is now the current snapshot: served again as it is, and kept by a
+        // checkpoint with nothing applied since; a checkpoint further on removes it.
+        assert_eq!(snapshot_files(&sm).len(), 1);
+        let again = sm
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(again.meta, sent.meta);
+        assert_eq!(
+            sm.build_snapshot().await.expect("checkpoint").meta,
+            sent.meta
+        );
+        assert_eq!(snapshot_files(&sm).len(), 1);
+        suspended_invocation(&mut sm, "d", 10).await;
+        let later = sm.build_snapshot().await.expect("checkpoint");
+        assert!(later.meta.last_log_id > sent.meta.last_log_id);
+        assert!(snapshot_files(&sm).is_empty());
+        // The handle read before still reads its (removed) file whole.
+        let mut served = Vec::new();
+        let mut data = again.snapshot;
+        tokio::io::AsyncReadExt::read_to_end(&mut *data, &mut served)
+            .await
+            .expect("read");
+        assert!(served.starts_with(&snapshot::MAGIC));
+
+        // The record survives reopening: a group starting again sees the checkpoint.
+        drop((sm, target));
+        let mut reopened = open(&dir, "state.redb");
+        let current = reopened
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(current.meta, later.meta);
+    }
+
+    #[tokio::test]
     async fn a_snapshot_of_the_previous_release_is_converted_on_open() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut source = open(&dir, "state.redb");
         suspended_invocation(&mut source, "a", 1).await;
         write(&source, |t| t.put_timer(&sleep(10, 1)).expect("put"));
-        let built = source.build_snapshot().await.expect("snapshot");
+        let built = source.write_snapshot().await.expect("snapshot");
         // What the previous release left: the blob and its metadata in the table, no file.
         let blob = codec::encode(&legacy_body(&built)).expect("encode");
         {
@@ -1743,7 +1944,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut sm = open(&dir, "state.redb");
         suspended_invocation(&mut sm, "a", 1).await;
-        let built = sm.build_snapshot().await.expect("snapshot");
+        let built = sm.write_snapshot().await.expect("snapshot");
         let name = SnapshotDir::file_name(&built.meta.snapshot_id);
         // A crash mid-receive (the file is never dropped), mid-build, and between a rename and
         // its record.
@@ -1784,7 +1985,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut source = open(&dir, "source.redb");
         suspended_invocation(&mut source, "a", 1).await;
-        let built = source.build_snapshot().await.expect("snapshot");
+        let built = source.write_snapshot().await.expect("snapshot");
         let bytes = std::fs::read(built.snapshot.path()).expect("read");
 
         let mut target = open(&dir, "target.redb");

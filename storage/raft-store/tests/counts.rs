@@ -9,7 +9,7 @@ use holdfast_protocol::{EntryIndex, Outcome, Payload};
 use holdfast_raft_store::{Batch, StateMachine};
 use holdfast_types::{Command, Ending, Epoch, InvocationId, OutboxMessage, PartitionId};
 use openraft::storage::RaftStateMachine;
-use openraft::{CommittedLeaderId, Entry as RaftEntry, EntryPayload, LogId, RaftSnapshotBuilder};
+use openraft::{CommittedLeaderId, Entry as RaftEntry, EntryPayload, LogId};
 
 fn call_entry() -> Entry {
     Entry::Call(Call {
@@ -205,7 +205,7 @@ async fn counts_survive_a_snapshot_install_and_keep_moving_afterwards() {
     )
     .await;
     assert_eq!(counts(&source), (1, 1));
-    let snapshot = source.build_snapshot().await.expect("snapshot");
+    let snapshot = source.write_snapshot().await.expect("snapshot");
 
     // The target had different state: the install replaces its counts, not adds to them.
     let target_dir = tempfile::tempdir().expect("tempdir");

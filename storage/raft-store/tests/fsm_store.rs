@@ -11,7 +11,7 @@ use holdfast_protocol::{EntryIndex, Outcome, Payload};
 use holdfast_raft_store::{Batch, StateMachine, TypeConfig};
 use holdfast_types::{Command, Ending, Epoch, InvocationId, OutboxMessage, PartitionId};
 use openraft::storage::RaftStateMachine;
-use openraft::{CommittedLeaderId, Entry as RaftEntry, EntryPayload, LogId, RaftSnapshotBuilder};
+use openraft::{CommittedLeaderId, Entry as RaftEntry, EntryPayload, LogId};
 
 /// Two exclusive invocations of one object (the second inboxed), state reads and writes, a
 /// call, a retry, a suspension and its completion, completion, a shuffled message and purge.
@@ -262,7 +262,7 @@ async fn snapshots_carry_invocations_journals_and_outbox() {
     let source_dir = tempfile::tempdir().expect("tempdir");
     let mut source = StateMachine::open(&source_dir.path().join("state.redb")).expect("open");
     applied_to_redb(&mut source, commands).await;
-    let snapshot = source.build_snapshot().await.expect("snapshot");
+    let snapshot = source.write_snapshot().await.expect("snapshot");
     let target_dir = tempfile::tempdir().expect("tempdir");
     let mut target = StateMachine::open(&target_dir.path().join("state.redb")).expect("open");
     target

@@ -4,7 +4,7 @@
 use holdfast_raft_store::{Batch, StateMachine, TypeConfig};
 use holdfast_types::{Command, ObjectKey};
 use openraft::storage::RaftStateMachine;
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use std::ops::ControlFlow;
 use std::time::Instant;
 use tokio::io::AsyncWriteExt;
@@ -61,7 +61,7 @@ async fn a_multi_mib_snapshot_goes_through_files_and_installs_whole() {
     fill(&mut source, 6_000, 4 << 10).await;
 
     let started = Instant::now();
-    let built = source.build_snapshot().await.expect("build");
+    let built = source.write_snapshot().await.expect("build");
     let built_in = started.elapsed();
     let size = std::fs::metadata(built.snapshot.path())
         .expect("snapshot file")

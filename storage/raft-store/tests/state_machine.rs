@@ -4,7 +4,7 @@
 use holdfast_raft_store::{Batch, StateMachine, TypeConfig};
 use holdfast_types::{Command, LogIndex, ObjectKey};
 use openraft::storage::RaftStateMachine;
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftSnapshotBuilder};
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 
 fn entry(index: u64, commands: Vec<Command>) -> Entry<TypeConfig> {
     Entry {
@@ -88,7 +88,7 @@ async fn a_snapshot_installed_elsewhere_reproduces_the_state() {
         ])
         .await
         .expect("apply");
-    let snapshot = source.build_snapshot().await.expect("snapshot");
+    let snapshot = source.write_snapshot().await.expect("snapshot");
     assert_eq!(snapshot.meta.last_log_id.map(|id| id.index), Some(2));
 
     let target_dir = tempfile::tempdir().expect("tempdir");

@@ -24,6 +24,7 @@ use redb::{ReadTransaction, ReadableTable, TableHandle, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use std::fs::{self, File};
+use std::future::Future;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -31,6 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::oneshot;
 
 /// The first bytes of every snapshot file of this format.
 pub(crate) const MAGIC: [u8; 8] = *b"HFSNAP\0\n";
@@ -483,16 +485,31 @@ impl Drop for RemoveOnDrop {
 /// while receiving one. A received file that is dropped before it was installed is deleted.
 #[derive(Debug)]
 pub struct SnapshotFile {
-    file: tokio::fs::File,
+    source: Source,
     path: PathBuf,
     remove: RemoveOnDrop,
+}
+
+/// Where a [`SnapshotFile`]'s bytes come from.
+#[derive(Debug)]
+enum Source {
+    /// An open file.
+    Open(tokio::fs::File),
+    /// A file still being written on a blocking thread: the first read or seek waits for it,
+    /// then seeks to `seek` if one was asked for meanwhile.
+    Writing {
+        done: oneshot::Receiver<Result<File, Error>>,
+        seek: Option<io::SeekFrom>,
+    },
+    /// No bytes: a checkpoint's metadata, for a caller that reads only the metadata.
+    Empty,
 }
 
 impl SnapshotFile {
     /// The snapshot's current snapshot file, for reading.
     pub(crate) fn current(file: File, path: PathBuf) -> Self {
         Self {
-            file: tokio::fs::File::from_std(file),
+            source: Source::Open(tokio::fs::File::from_std(file)),
             path,
             remove: RemoveOnDrop::disarmed(),
         }
@@ -501,13 +518,31 @@ impl SnapshotFile {
     /// A new file to receive a snapshot into, deleted unless installed.
     pub(crate) fn incoming(file: File, path: PathBuf) -> Self {
         Self {
-            file: tokio::fs::File::from_std(file),
+            source: Source::Open(tokio::fs::File::from_std(file)),
             remove: RemoveOnDrop::new(path.clone()),
             path,
         }
     }
 
-    /// Where the bytes are.
+    /// The file at `path`, once the writer that answers on `done` has finished it.
+    pub(crate) fn writing(path: PathBuf, done: oneshot::Receiver<Result<File, Error>>) -> Self {
+        Self {
+            source: Source::Writing { done, seek: None },
+            path,
+            remove: RemoveOnDrop::disarmed(),
+        }
+    }
+
+    /// No bytes (reads end at once): the metadata of a checkpoint, which has no file.
+    pub(crate) fn empty(dir: &Path) -> Self {
+        Self {
+            source: Source::Empty,
+            path: dir.to_path_buf(),
+            remove: RemoveOnDrop::disarmed(),
+        }
+    }
+
+    /// Where the bytes are (the snapshot directory for a checkpoint's empty file).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -516,13 +551,61 @@ impl SnapshotFile {
     /// still deletes a received file unless it is disarmed.
     pub(crate) async fn into_parts(self) -> io::Result<(File, PathBuf, RemoveOnDrop)> {
         let Self {
-            mut file,
+            source,
             path,
             remove,
         } = self;
-        file.flush().await?;
-        Ok((file.into_std().await, path, remove))
+        let file = match source {
+            Source::Open(mut file) => {
+                file.flush().await?;
+                file.into_std().await
+            }
+            Source::Writing { done, .. } => finished(done.await)?,
+            Source::Empty => return Err(no_bytes()),
+        };
+        Ok((file, path, remove))
     }
+
+    /// The open file, once a file being written is finished; `None` for a checkpoint.
+    fn poll_open(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<Option<&mut tokio::fs::File>>> {
+        if let Source::Writing { done, seek } = &mut self.source {
+            let file = match Pin::new(done).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(result) => finished(result)?,
+            };
+            let seek = seek.take();
+            let mut file = tokio::fs::File::from_std(file);
+            if let Some(position) = seek {
+                Pin::new(&mut file).start_seek(position)?;
+            }
+            self.source = Source::Open(file);
+        }
+        Poll::Ready(Ok(match &mut self.source {
+            Source::Open(file) => Some(file),
+            _ => None,
+        }))
+    }
+}
+
+/// The file a snapshot writer answered with, or why there is none.
+fn finished(result: Result<Result<File, Error>, oneshot::error::RecvError>) -> io::Result<File> {
+    match result {
+        Ok(Ok(file)) => Ok(file),
+        Ok(Err(e)) => Err(io::Error::other(e)),
+        Err(_) => Err(io::Error::other(
+            "the snapshot writer stopped before the file was complete",
+        )),
+    }
+}
+
+fn no_bytes() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "a checkpoint has no snapshot file to read or write",
+    )
 }
 
 impl AsyncRead for SnapshotFile {
@@ -531,7 +614,22 @@ impl AsyncRead for SnapshotFile {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.file).poll_read(cx, buf)
+        match self.poll_open(cx) {
+            Poll::Ready(Ok(Some(file))) => Pin::new(file).poll_read(cx, buf),
+            Poll::Ready(Ok(None)) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl SnapshotFile {
+    /// The file to write to: only a received file is written, never one being built.
+    fn writable(&mut self) -> io::Result<&mut tokio::fs::File> {
+        match &mut self.source {
+            Source::Open(file) => Ok(file),
+            _ => Err(no_bytes()),
+        }
     }
 }
 
@@ -541,25 +639,37 @@ impl AsyncWrite for SnapshotFile {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.file).poll_write(cx, buf)
+        Pin::new(self.writable()?).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.file).poll_flush(cx)
+        Pin::new(self.writable()?).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.file).poll_shutdown(cx)
+        Pin::new(self.writable()?).poll_shutdown(cx)
     }
 }
 
 impl AsyncSeek for SnapshotFile {
     fn start_seek(mut self: Pin<&mut Self>, position: io::SeekFrom) -> io::Result<()> {
-        Pin::new(&mut self.file).start_seek(position)
+        match &mut self.source {
+            Source::Open(file) => Pin::new(file).start_seek(position),
+            Source::Writing { seek, .. } => {
+                *seek = Some(position);
+                Ok(())
+            }
+            Source::Empty => Ok(()),
+        }
     }
 
     fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
-        Pin::new(&mut self.file).poll_complete(cx)
+        match self.poll_open(cx) {
+            Poll::Ready(Ok(Some(file))) => Pin::new(file).poll_complete(cx),
+            Poll::Ready(Ok(None)) => Poll::Ready(Ok(0)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -606,12 +716,13 @@ impl SnapshotDir {
         Ok(())
     }
 
-    /// Removes every snapshot file of the directory but `keep`; files being built or received
-    /// (which remove themselves when abandoned) are left alone.
+    /// Removes every snapshot file of the directory but `keep` (all of them for a checkpoint,
+    /// which has no file); files being built or received (which remove themselves when
+    /// abandoned) are left alone.
     /// Failures are logged: a leftover costs disk until the next snapshot, nothing else.
-    pub(crate) fn remove_others(&self, keep: &str) {
+    pub(crate) fn remove_others(&self, keep: Option<&str>) {
         self.remove_matching(|name| {
-            name != keep && !name.starts_with(INCOMING_PREFIX) && !name.ends_with(TEMP_SUFFIX)
+            Some(name) != keep && !name.starts_with(INCOMING_PREFIX) && !name.ends_with(TEMP_SUFFIX)
         });
     }
 
