@@ -191,18 +191,34 @@ where
     Ok(raft)
 }
 
-/// At a clean stop: a snapshot (for a partition, a checkpoint) of everything applied, then the
-/// log purged up to it, so a stopped node keeps no log its state already holds. Best effort:
-/// gives up after `within` per step (a purge waits while a peer is still sent that range), and a
-/// node that skips it only keeps more log.
+/// At a clean stop of a group with no other member: a snapshot (for a partition, a checkpoint)
+/// of everything applied, then the log purged up to it, so a stopped node keeps no log its state
+/// already holds. A group with peers keeps its log: they may need it when they come back, and
+/// sending a snapshot instead costs the whole state. Best effort: gives up after `within` per
+/// step, and a node that skips it only keeps more log.
 pub async fn checkpoint_and_purge<C>(raft: &Raft<C>, group: GroupId, within: Duration)
 where
     C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
 {
-    let Some(applied) = raft.metrics().borrow().last_applied else {
+    let (applied, purged, alone) = {
+        let metrics = raft.metrics();
+        let metrics = metrics.borrow();
+        let members: Vec<u64> = metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect();
+        (
+            metrics.last_applied,
+            metrics.purged,
+            members == [metrics.id],
+        )
+    };
+    let Some(applied) = applied else {
         return;
     };
-    if raft.metrics().borrow().purged >= Some(applied) {
+    if !alone || purged >= Some(applied) {
         return;
     }
     let wait = raft.wait(Some(within));

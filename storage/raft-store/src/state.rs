@@ -703,7 +703,7 @@ impl StateMachine {
     ) -> Result<(std::fs::File, std::path::PathBuf), Error> {
         let started = Instant::now();
         let name = SnapshotDir::file_name(&meta.snapshot_id);
-        let temp = dir.temp_path(&name);
+        let temp = dir.unique_temp_path(&name);
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| Error::Io { path, source }
@@ -718,29 +718,31 @@ impl StateMachine {
         file.sync_all().map_err(io(&temp))?;
         let bytes = file.metadata().map_err(io(&temp))?.len();
         drop(file);
-        let path = dir.rename_into_place(&temp, &name)?;
-        guard.disarm();
         // Opened before it is published, so that no later snapshot can remove it under us.
-        let reader = std::fs::File::open(&path).map_err(io(&path))?;
+        let reader = std::fs::File::open(&temp).map_err(io(&temp))?;
         // A durable commit: the state the file was read from is on disk before openraft purges
-        // the log below it. The write transaction comes before the lock, as everywhere.
+        // the log below it. The write transaction comes before the lock, as everywhere; the file
+        // gets its name only under the lock, so a checkpoint recorded meanwhile (which removes
+        // every named file) cannot remove it between its rename and its record.
         let txn = db.begin_write()?;
         let _publishing = dir.lock();
         let current = Self::current_snapshot(&txn.open_table(SNAPSHOT)?)?;
-        match current {
-            Some((current, current_name)) if current.last_log_id > meta.last_log_id => {
-                // A newer snapshot was recorded while this one was written.
+        let path = match current {
+            Some((current, _)) if current.last_log_id > meta.last_log_id => {
+                // A newer snapshot was recorded while this one was written: the temporary file
+                // goes with its guard, and the reader keeps what it opened.
                 txn.abort()?;
-                if current_name.as_deref() != Some(name.as_str()) {
-                    let _ = std::fs::remove_file(&path);
-                }
+                temp.clone()
             }
             _ => {
+                let path = dir.rename_into_place(&temp, &name)?;
+                guard.disarm();
                 Self::record_snapshot(&txn, meta, Some(&name))?;
                 txn.commit()?;
                 dir.remove_others(Some(&name));
+                path
             }
-        }
+        };
         tracing::info!(
             snapshot = %meta.snapshot_id,
             bytes,
@@ -1861,6 +1863,92 @@ mod tests {
             .expect("read")
             .expect("present");
         assert_eq!(current.meta, later.meta);
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_recorded_while_a_file_is_written_leaves_a_consistent_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = open(&dir, "state.redb");
+        suspended_invocation(&mut sm, "a", 1).await;
+        let snapshots = sm.snapshots.clone();
+        let recorded = |sm: &StateMachine| {
+            let txn = sm.db.begin_read().expect("read");
+            StateMachine::current_snapshot(&txn.open_table(SNAPSHOT).expect("table"))
+                .expect("record")
+                .expect("present")
+        };
+
+        // A checkpoint at the same position lands while the file is written: the file is
+        // recorded, and it exists under the recorded name.
+        let (txn, meta, commands) = StateMachine::begin_file(&sm.db, 100).expect("begin");
+        StateMachine::checkpoint(&sm.db, &snapshots, 101).expect("checkpoint");
+        let (_, path) =
+            StateMachine::write_file(&sm.db, &snapshots, txn, &meta, commands).expect("write");
+        let (current, name) = recorded(&sm);
+        assert_eq!(current, meta);
+        let name = name.expect("a file is recorded");
+        assert_eq!(path, sm.snapshot_dir().join(&name));
+        assert!(path.exists(), "the recorded file {name} is missing");
+        assert_eq!(snapshot_files(&sm), [name]);
+
+        // A checkpoint further on lands while a file is written: the checkpoint stays, and no
+        // file is left behind, yet the writer's reader has the whole file.
+        let (txn, meta, commands) = StateMachine::begin_file(&sm.db, 102).expect("begin");
+        suspended_invocation(&mut sm, "b", 4).await;
+        let later = StateMachine::checkpoint(&sm.db, &snapshots, 103).expect("checkpoint");
+        let (mut reader, _) =
+            StateMachine::write_file(&sm.db, &snapshots, txn, &meta, commands).expect("write");
+        assert_eq!(recorded(&sm), (later, None));
+        assert!(snapshot_files(&sm).is_empty(), "{:?}", snapshot_files(&sm));
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut bytes).expect("read");
+        assert!(bytes.starts_with(&snapshot::MAGIC));
+    }
+
+    #[tokio::test]
+    async fn after_a_restart_a_checkpoint_is_written_to_a_file_for_a_peer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = open(&dir, "state.redb");
+        suspended_invocation(&mut sm, "a", 1).await;
+        let checkpoint = sm.build_snapshot().await.expect("checkpoint");
+        drop(sm);
+        let mut sm = open(&dir, "state.redb");
+        let startup = sm
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(startup.meta, checkpoint.meta);
+        // Two peers need it at once: two writers of the same file.
+        let other = sm
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("present");
+        let sent = sm
+            .get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!(sent.meta, checkpoint.meta);
+        assert_eq!(other.meta, checkpoint.meta);
+        let mut first = Vec::new();
+        let mut data = other.snapshot;
+        tokio::io::AsyncReadExt::read_to_end(&mut *data, &mut first)
+            .await
+            .expect("read the file written for the other peer");
+        let mut bytes = Vec::new();
+        let mut data = sent.snapshot;
+        tokio::io::AsyncSeekExt::seek(&mut *data, std::io::SeekFrom::End(0))
+            .await
+            .expect("seek to the end");
+        tokio::io::AsyncSeekExt::seek(&mut *data, std::io::SeekFrom::Start(0))
+            .await
+            .expect("seek back");
+        tokio::io::AsyncReadExt::read_to_end(&mut *data, &mut bytes)
+            .await
+            .expect("read the written file");
+        assert!(bytes.starts_with(&snapshot::MAGIC));
     }
 
     #[tokio::test]

@@ -782,6 +782,14 @@ impl SnapshotDir {
         self.path.join(format!("{stem}{TEMP_SUFFIX}"))
     }
 
+    /// A temporary path of its own for one writer of the snapshot file `name`: two writers of
+    /// the same snapshot never share a file.
+    pub(crate) fn unique_temp_path(&self, name: &str) -> PathBuf {
+        let n = self.incoming.fetch_add(1, Ordering::Relaxed);
+        let stem = name.strip_suffix(SUFFIX).unwrap_or(name);
+        self.path.join(format!("{stem}-w{n}{TEMP_SUFFIX}"))
+    }
+
     pub(crate) fn file_path(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }
