@@ -1269,6 +1269,23 @@ mod tests {
         incoming
     }
 
+    /// The current snapshot, which must exist.
+    async fn current_snapshot(sm: &mut StateMachine) -> Snapshot<TypeConfig> {
+        sm.get_current_snapshot()
+            .await
+            .expect("read")
+            .expect("present")
+    }
+
+    /// Every byte of a snapshot's data.
+    async fn read_all(mut data: Box<File>) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut *data, &mut bytes)
+            .await
+            .expect("read the snapshot");
+        bytes
+    }
+
     /// The names of the files in `sm`'s snapshot directory, sorted.
     fn snapshot_files(sm: &StateMachine) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(sm.snapshot_dir())
@@ -1757,20 +1774,12 @@ mod tests {
             .expect("read the removed file");
         assert_eq!(again, bytes);
 
-        let current = sm
-            .get_current_snapshot()
-            .await
-            .expect("read")
-            .expect("present");
+        let current = current_snapshot(&mut sm).await;
         assert_eq!(current.meta, second.meta);
         // The record names the file: it survives reopening.
         drop((sm, current, second.snapshot));
         let mut reopened = open(&dir, "state.redb");
-        let current = reopened
-            .get_current_snapshot()
-            .await
-            .expect("read")
-            .expect("present");
+        let current = current_snapshot(&mut reopened).await;
         assert_eq!(current.meta, second.meta);
     }
 
@@ -1790,28 +1799,16 @@ mod tests {
         assert!(snapshot_files(&sm).is_empty(), "the older file was kept");
 
         // openraft's first read, when the group starts: the metadata, and no file is written.
-        let startup = sm
-            .get_current_snapshot()
-            .await
-            .expect("read")
-            .expect("present");
+        let startup = current_snapshot(&mut sm).await;
         assert_eq!(startup.meta, checkpoint.meta);
-        let mut bytes = Vec::new();
-        let mut data = startup.snapshot;
-        tokio::io::AsyncReadExt::read_to_end(&mut *data, &mut bytes)
-            .await
-            .expect("read");
+        let bytes = read_all(startup.snapshot).await;
         assert!(bytes.is_empty());
         assert!(snapshot_files(&sm).is_empty());
 
         // Applied past the checkpoint, then a peer needs a snapshot: it is written from the
         // state as it is now, and describes that position.
         suspended_invocation(&mut sm, "c", 7).await;
-        let sent = sm
-            .get_current_snapshot()
-            .await
-            .expect("read")
-            .expect("present");
+        let sent = current_snapshot(&mut sm).await;
         assert!(sent.meta.last_log_id > checkpoint.meta.last_log_id);
         assert_eq!(
             sent.meta.last_log_id.map(|id| LogIndex(id.index)),
@@ -1831,11 +1828,7 @@ mod tests {
         // The written file is now the current snapshot: served again as it is, and kept by a
         // checkpoint with nothing applied since; a checkpoint further on removes it.
         assert_eq!(snapshot_files(&sm).len(), 1);
-        let again = sm
-            .get_current_snapshot()
-            .await
-            .expect("read")
-            .expect("present");
+        let again = current_snapshot(&mut sm).await;
         assert_eq!(again.meta, sent.meta);
         assert_eq!(
             sm.build_snapshot().await.expect("checkpoint").meta,
@@ -1847,21 +1840,13 @@ mod tests {
         assert!(later.meta.last_log_id > sent.meta.last_log_id);
         assert!(snapshot_files(&sm).is_empty());
         // The handle read before still reads its (removed) file whole.
-        let mut served = Vec::new();
-        let mut data = again.snapshot;
-        tokio::io::AsyncReadExt::read_to_end(&mut *data, &mut served)
-            .await
-            .expect("read");
+        let served = read_all(again.snapshot).await;
         assert!(served.starts_with(&snapshot::MAGIC));
 
         // The record survives reopening: a group starting again sees the checkpoint.
         drop((sm, target));
         let mut reopened = open(&dir, "state.redb");
-        let current = reopened
-            .get_current_snapshot()
-            .await
-            .expect("read")
-            .expect("present");
+        let current = current_snapshot(&mut reopened).await;
         assert_eq!(current.meta, later.meta);
     }
 
@@ -1913,30 +1898,14 @@ mod tests {
         let checkpoint = sm.build_snapshot().await.expect("checkpoint");
         drop(sm);
         let mut sm = open(&dir, "state.redb");
-        let startup = sm
-            .get_current_snapshot()
-            .await
-            .expect("read")
-            .expect("present");
+        let startup = current_snapshot(&mut sm).await;
         assert_eq!(startup.meta, checkpoint.meta);
         // Two peers need it at once: two writers of the same file.
-        let other = sm
-            .get_current_snapshot()
-            .await
-            .expect("read")
-            .expect("present");
-        let sent = sm
-            .get_current_snapshot()
-            .await
-            .expect("read")
-            .expect("present");
+        let other = current_snapshot(&mut sm).await;
+        let sent = current_snapshot(&mut sm).await;
         assert_eq!(sent.meta, checkpoint.meta);
         assert_eq!(other.meta, checkpoint.meta);
-        let mut first = Vec::new();
-        let mut data = other.snapshot;
-        tokio::io::AsyncReadExt::read_to_end(&mut *data, &mut first)
-            .await
-            .expect("read the file written for the other peer");
+        assert!(read_all(other.snapshot).await.starts_with(&snapshot::MAGIC));
         let mut bytes = Vec::new();
         let mut data = sent.snapshot;
         tokio::io::AsyncSeekExt::seek(&mut *data, std::io::SeekFrom::End(0))
@@ -1986,11 +1955,7 @@ mod tests {
                 "blob kept"
             );
         }
-        let current = upgraded
-            .get_current_snapshot()
-            .await
-            .expect("read")
-            .expect("present");
+        let current = current_snapshot(&mut upgraded).await;
         assert_eq!(current.meta, built.meta);
 
         // The converted file installs like a built one.
@@ -2019,11 +1984,7 @@ mod tests {
             other.timers_after(None, 10).expect("timers"),
             [sleep(10, 1)]
         );
-        let served = other
-            .get_current_snapshot()
-            .await
-            .expect("read")
-            .expect("present");
+        let served = current_snapshot(&mut other).await;
         assert_eq!(served.meta, built.meta);
     }
 
@@ -2047,11 +2008,7 @@ mod tests {
 
         let mut reopened = open(&dir, "state.redb");
         assert_eq!(snapshot_files(&reopened), [name]);
-        let current = reopened
-            .get_current_snapshot()
-            .await
-            .expect("read")
-            .expect("present");
+        let current = current_snapshot(&mut reopened).await;
         assert_eq!(current.meta, built.meta);
     }
 
