@@ -195,3 +195,34 @@ fn bad_requests_are_refused_before_anything_is_written() {
     }
     terminate(node);
 }
+
+#[test]
+fn a_clean_stop_purges_the_log_and_compacts_the_files_and_the_state_survives_it() {
+    let (files, node, _endpoint) = node_with(ANCHOR);
+    for n in 1..=300 {
+        let response = post(files.ingress, "/Counter/disk/add", "1");
+        assert_eq!(response.status, 200, "{}", response.body);
+        assert_eq!(response.json(), json!(n));
+    }
+    let length = |path: &std::path::Path| std::fs::metadata(path).expect("file").len();
+    let raft_log = files.data_dir.join("raft-log.redb");
+    let running = length(&raft_log);
+    let (status, stderr) = terminate(node);
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains("not compacted"), "{stderr}");
+    // Every entry is purged behind a final checkpoint, and the file gives its pages back.
+    let stopped = length(&raft_log);
+    println!("raft log: {running} bytes running, {stopped} after a clean stop");
+    assert!(
+        stopped <= 128 << 10 && stopped < running,
+        "raft log of {stopped} bytes after a clean stop ({running} running)"
+    );
+
+    // The state the purged entries built is all there after a restart.
+    let mut node = files.serve();
+    wait_healthy(files.admin, &mut node);
+    let response = post(files.ingress, "/Counter/disk/add", "1");
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.json(), json!(301));
+    terminate(node);
+}
