@@ -345,9 +345,10 @@ impl DataDir {
     }
 
     /// Compacts the node's redb files (the raft log, the metadata state, each partition's state)
-    /// where enough of a file is free pages, once the node has stopped and closed them: a clean
-    /// stop leaves each file about the size of what it holds. A file that cannot be compacted is
-    /// logged and left as it is. Returns the bytes the files held before and after.
+    /// once the node has stopped and closed them: a clean stop leaves each file about the size
+    /// of what it holds. A file that cannot be compacted is logged and left as it is. Returns
+    /// the bytes the compacted files held before and after (files with no free pages count in
+    /// neither).
     pub fn compact_files(&self) -> (u64, u64) {
         let mut files = vec![self.raft_log(), self.metadata().join("state.redb")];
         files.extend((0..self.identity.partitions).map(|n| self.partition(n).join("state.redb")));
