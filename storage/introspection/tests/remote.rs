@@ -260,12 +260,18 @@ async fn a_query_that_gives_up_drops_the_remote_scan_it_waits_for() {
         setup.stores.clone(),
         registry,
         QueryLimits {
-            statement_timeout: Duration::from_millis(200),
+            // Long enough for planning to reach the remote scan on a loaded machine (debug
+            // build, two cores shared with other tests): the scan must start before the timeout.
+            statement_timeout: Duration::from_secs(2),
             ..QueryLimits::default()
         },
     );
     let failed = impatient.query("SELECT count(*) FROM state").await;
     assert!(matches!(failed, Err(QueryError::Timeout(_))), "{failed:?}");
+    assert!(
+        setup.stores.sent.lock().expect("lock").is_some(),
+        "the query timed out before it started the remote scan"
+    );
     // The silent scan is dropped (on a real node: its stream reset, the peer's scan stopped).
     for _ in 0..100 {
         if dropped.load(Ordering::Relaxed) {
