@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR
 CARGO ?= cargo
 HOLDFAST := $(CARGO_TARGET_DIR)/debug/holdfast
 
-.PHONY: build run cluster sdk test test-rust test-sdk bench lint fmt clean-data
+.PHONY: build run cluster sdk test test-rust test-sdk bench link-order lint fmt clean-data
 
 build:
 	$(CARGO) build --workspace --all-targets
@@ -38,6 +38,11 @@ test-sdk:
 ## Measure group commit, fsync, start-up and idle memory; writes docs/benchmarks.md.
 bench:
 	tests/bench/run.sh
+
+## Regenerate kernel/holdfast/link-order.txt, the functions release builds place side by side
+## (needs root and perf; see docs/benchmarks.md, "Link order").
+link-order:
+	tests/bench/link-order.sh
 
 lint:
 	$(CARGO) fmt --all --check

@@ -83,6 +83,8 @@ run_engine() {
   local peak; peak=$(rss_peak_mib "$server")
   local recorded; recorded=$(sql_count "SELECT count(*) AS n FROM sys_invocation" || echo null)
   local running; running=$(disk_kib "$data_dir")
+  # A hook for tests/bench/link-order.sh: more work on the loaded engine, after the figures are taken.
+  [ -z "${BENCH_BEFORE_STOP:-}" ] || $BENCH_BEFORE_STOP
   kill -TERM "$server"; wait "$server" || true
   local stopped; stopped=$(disk_kib "$data_dir")
   python3 - "$engine" "$peak" "$cpu0" "$cpu1" "$workloads_ops" "$recorded" $running $stopped <<'PY' | tee -a "$RESULTS" >&2
