@@ -16,6 +16,7 @@ cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/holdfast/target}"
 LIST=$PWD/kernel/holdfast/link-order.txt
 BIN=$CARGO_TARGET_DIR/release/holdfast
+command -v perf >/dev/null || { echo "link-order: needs perf (Debian package linux-perf)" >&2; exit 1; }
 WORK=$(mktemp -d)
 READ_AHEAD=/sys/class/bdi/$(findmnt -no MAJ:MIN -T "$CARGO_TARGET_DIR" | head -1 | tr -d " ")/read_ahead_kb
 [ -w "$READ_AHEAD" ] || { echo "link-order: cannot set $READ_AHEAD (run as root on a block device)" >&2; exit 1; }
