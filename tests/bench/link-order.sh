@@ -3,12 +3,12 @@
 # benchmark's workloads and SQL queries, which build.rs asks the linker to place side by side.
 # Each round builds the release binary with the current list, runs the Holdfast half of
 # tests/bench/invocations.sh, then the introspection queries of link-order-queries.sh, under
-# `perf record` of instruction-fetch page faults (Debian package linux-perf, run as root), and appends every function on those faults' call stacks that the list
-# lacks. For the run, read-ahead on the binary's disk is set to 0 and the binary is dropped from the
-# page cache, so every page of code the kernel executes faults on its own instead of being mapped
-# with its neighbours (the setting is restored on exit). A page faults once, naming the first
-# function run on it, so each round finds functions the previous one hid; stop when a round adds
-# few.
+# `perf record` of instruction-fetch page faults (Debian package linux-perf; run as root), and
+# appends every function on those faults' call stacks that the list lacks. For the run, read-ahead
+# on the binary's disk is 0 and the binary is dropped from the page cache, so every page of code
+# the kernel executes faults on its own instead of being mapped with its neighbours (read-ahead is
+# restored after). A page faults once, naming the first function run on it, so each round finds
+# functions the previous one hid; stop when a round adds few.
 # Usage: tests/bench/link-order.sh [ROUNDS] [SECONDS_EACH]
 set -euo pipefail
 ROUNDS=${1:-5} SECONDS_EACH=${2:-2}
