@@ -82,6 +82,15 @@ pub struct Settings {
     pub placement: Arc<holdfast_schema::Placement>,
 }
 
+/// Batches a partition has in raft at once. With two, the next batch waits in raft while the one
+/// before it is written and is appended while that one is applied, so an attempt's entries that
+/// arrive meanwhile wait for a write, not for a write and an apply.
+const BATCHES_IN_FLIGHT: usize = 2;
+/// How long after an attempt was given something to act on clients' proposals may wait for its
+/// entries, to share their batch (see [`PartitionActor::hold_clients`]): about an endpoint's
+/// turn on a busy machine.
+const HOLD_CLIENTS: Duration = Duration::from_millis(1);
+
 /// Commands proposed together, waiting to be acknowledged; they always share one batch.
 struct Queued {
     commands: Vec<Command>,
@@ -164,9 +173,15 @@ pub struct PartitionActor {
     internal: VecDeque<Queued>,
     /// Invocations the reconciler found running with no attempt, since start.
     pub(crate) reconciled: u64,
-    in_flight: bool,
+    /// Batches handed to raft and not yet answered (at most [`BATCHES_IN_FLIGHT`]).
+    in_flight: usize,
     /// A `CommitQueued` is on its way to this actor.
     commit_scheduled: bool,
+    /// When this leader last gave an attempt something to act on (started it, or delivered a
+    /// completion): its next entries are likely on their way.
+    pub(crate) nudged_at: Option<Instant>,
+    /// Until when clients' proposals are held back to share a batch with those entries.
+    held_until: Option<Instant>,
     closing: bool,
     /// Raft still calls this node leader but no quorum has answered it for longer than the
     /// lease: it acts as a follower (no attempts, timers or shuffle, proposals refused) until a
@@ -209,8 +224,10 @@ impl PartitionActor {
             queued_bytes: 0,
             internal: VecDeque::new(),
             reconciled: 0,
-            in_flight: false,
+            in_flight: 0,
             commit_scheduled: false,
+            nudged_at: None,
+            held_until: None,
             closing: false,
             lease_lost: false,
             leading_since: None,
@@ -283,9 +300,16 @@ impl PartitionActor {
     /// has caught up): the kernel's own proposals first, then clients'.
     pub(crate) fn commit_next(&mut self, ctx: &mut Context<Self>) {
         let leading = matches!(self.leadership, Leadership::Leading(_));
-        if self.in_flight || !leading || (self.queue.is_empty() && self.internal.is_empty()) {
+        if self.in_flight >= BATCHES_IN_FLIGHT
+            || !leading
+            || (self.queue.is_empty() && self.internal.is_empty())
+        {
             return;
         }
+        if self.internal.is_empty() && self.hold_clients(ctx) {
+            return;
+        }
+        self.held_until = None;
         let Some(group) = &self.group else { return };
         let (max_commands, max_bytes) = (
             self.settings.max_batch_commands,
@@ -313,14 +337,14 @@ impl PartitionActor {
                 waiting.push((next.reply, next.arrived));
             }
         }
-        self.in_flight = true;
+        self.in_flight += 1;
         let raft = group.raft.clone();
         let size = commands.len();
         let deadline = self.settings.proposal_deadline;
         let write =
             async move { tokio::time::timeout(deadline, raft.client_write(Batch(commands))).await };
         ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
-            act.in_flight = false;
+            act.in_flight = act.in_flight.saturating_sub(1);
             let partition = act.partition();
             let outcome = match result {
                 Ok(Ok(response)) => {
@@ -369,6 +393,28 @@ impl PartitionActor {
             act.commit_next(ctx);
             act.finish_shutdown_when_idle(ctx);
         }));
+    }
+
+    /// Whether to hold clients' proposals back a little: an attempt was just given something to
+    /// act on, so its entries will likely arrive within [`HOLD_CLIENTS`], and one batch for both
+    /// costs one raft entry, apply and fsync instead of two (a hot key's attempt would otherwise
+    /// be committed apart from the acceptance of the request that follows it). Clients' proposals
+    /// wait at most until [`HOLD_CLIENTS`] after the last nudge; a timer commits them then.
+    fn hold_clients(&mut self, ctx: &mut Context<Self>) -> bool {
+        let now = Instant::now();
+        if let Some(until) = self.held_until {
+            return now < until;
+        }
+        let Some(until) = self
+            .nudged_at
+            .map(|at| at + HOLD_CLIENTS)
+            .filter(|until| *until > now)
+        else {
+            return false;
+        };
+        self.held_until = Some(until);
+        ctx.run_later(until - now, |act, ctx| act.commit_next(ctx));
+        true
     }
 
     /// Queues the kernel's own `commands` without waiting for the answer. A refusal needs no
@@ -427,7 +473,7 @@ impl PartitionActor {
         }
         // Commit once the messages already in the mailbox are queued too: an attempt's entries
         // and its ending, or a burst of requests, then share one batch and one fsync.
-        if !self.commit_scheduled && !self.in_flight {
+        if !self.commit_scheduled && self.in_flight < BATCHES_IN_FLIGHT {
             self.commit_scheduled = true;
             ctx.notify(CommitQueued);
         }
@@ -474,7 +520,7 @@ impl PartitionActor {
         let draining = !(self.queue.is_empty() && self.internal.is_empty())
             && matches!(self.leadership, Leadership::Leading(_))
             && self.group.is_some();
-        if !self.closing || self.in_flight || draining || self.shutdown_waiters.is_empty() {
+        if !self.closing || self.in_flight > 0 || draining || self.shutdown_waiters.is_empty() {
             return;
         }
         self.refuse_queued(&ProposeError::ShuttingDown(self.partition()));
@@ -559,7 +605,7 @@ impl Supervised for PartitionActor {
         }
         self.observed = Role::default();
         self.opening = false;
-        self.in_flight = false;
+        self.in_flight = 0;
         self.commit_scheduled = false;
         self.step_down();
     }

@@ -52,6 +52,7 @@ impl PartitionActor {
                             index: *index,
                             outcome: outcome.clone(),
                         });
+                        self.nudged_at = Some(std::time::Instant::now());
                     }
                 }
                 Effect::Ack { id, epoch, index } => {
@@ -202,6 +203,7 @@ impl PartitionActor {
                 if let Leadership::Leading(leader) = &mut self.leadership {
                     leader.running.insert(id, (epoch, attempt));
                 }
+                self.nudged_at = Some(std::time::Instant::now());
             }
             Err(message) => {
                 // Nothing can run it now (e.g. its service is not registered yet): fail this

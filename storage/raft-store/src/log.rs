@@ -11,7 +11,14 @@
 //! together with whatever the other groups queued meanwhile (one fsync for all of them);
 //! openraft is told entries are flushed only after that commit returns. The committed pointer
 //! and purges are committed without fsync, ordered with the group's other writes, and become
-//! durable with the next durable commit. Reads open their own read transaction.
+//! durable with the next durable commit.
+//!
+//! An append returns once the writer has its entries and reports their fsync through openraft's
+//! callback, as openraft's storage API asks (openraft 0.9 still awaits that callback before its
+//! next log write). Until written, the entries live in the group's [`Tail`], where reads find
+//! them; the tail also keeps the last few written entries, so applying what was just committed,
+//! or sending it to followers, does not read it back from the file and decode it. Older entries
+//! are read from the file, in a read transaction of their own.
 
 use crate::records::{self, EntryRecord, VoteRecord};
 use crate::shared::{GroupKey, LAST_PURGED, LOG, META, Op, SharedLog};
@@ -23,9 +30,12 @@ use openraft::{
     Vote,
 };
 use redb::ReadableDatabase;
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::marker::PhantomData;
-use std::ops::{Bound, RangeBounds};
+use std::ops::{Bound, RangeBounds, RangeInclusive};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
@@ -34,46 +44,139 @@ pub const REPLICATION_BYTES: usize = 8 << 20;
 
 type NodeId = u64;
 
+/// Written entries the tail keeps beyond those still being written, by count and by encoded bytes:
+/// enough for the batches committed since the last apply.
+pub(crate) const TAIL_WRITTEN_ENTRIES: usize = 64;
+const TAIL_WRITTEN_BYTES: usize = 1 << 20;
+
 /// Handle to one group's raft log in the node's [`SharedLog`]; clones share it. Generic over
 /// the group's type configuration so partitions and the metadata log share one implementation.
-pub struct LogStore<C = TypeConfig> {
+pub struct LogStore<C: openraft::RaftTypeConfig = TypeConfig> {
     log: SharedLog,
     group: GroupKey,
     /// The committed pointer saved since this handle's last append (encoded), written with the
     /// next one; a clone starts without.
     committed: Option<Vec<u8>>,
+    /// The newest entries, shared by every clone of this handle.
+    pub(crate) tail: Arc<Tail<C>>,
     config: PhantomData<fn() -> C>,
 }
 
-impl<C> Clone for LogStore<C> {
+impl<C: openraft::RaftTypeConfig> Clone for LogStore<C> {
     fn clone(&self) -> Self {
         Self {
             log: self.log.clone(),
             group: self.group,
             committed: None,
+            tail: self.tail.clone(),
             config: PhantomData,
         }
     }
 }
 
+/// An entry with its encoded (unpacked) size, which bounds replication reads.
+type TailEntry<C> = (Entry<C>, usize);
+
+/// The newest entries of a group's log, in index order and without gaps: every entry appended
+/// whose commit has not yet returned, and up to [`TAIL_WRITTEN_ENTRIES`] written ones before
+/// them. Reads take what they can from here and the rest from the file.
+pub(crate) struct Tail<C: openraft::RaftTypeConfig> {
+    entries: Mutex<VecDeque<TailEntry<C>>>,
+    /// The last index a returned commit wrote (0: none yet); set by the writer thread.
+    written: AtomicU64,
+}
+
+impl<C: openraft::RaftTypeConfig> Tail<C> {
+    fn new() -> Self {
+        Self {
+            entries: Mutex::new(VecDeque::new()),
+            written: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<TailEntry<C>>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds entries that follow the tail (any it holds from their first index on are replaced,
+    /// and a tail they do not follow is dropped), then drops written entries beyond the budget.
+    fn push(&self, appended: Vec<TailEntry<C>>) {
+        let Some(first) = appended.first().map(|(entry, _)| entry.log_id.index) else {
+            return;
+        };
+        let mut entries = self.lock();
+        entries.retain(|(entry, _)| entry.log_id.index < first);
+        if entries
+            .back()
+            .is_some_and(|(entry, _)| entry.log_id.index + 1 != first)
+        {
+            entries.clear();
+        }
+        entries.extend(appended);
+        let written = self.written.load(Ordering::Acquire);
+        let mut bytes: usize = entries.iter().map(|(_, size)| size).sum();
+        while let Some((entry, size)) = entries.front() {
+            let over = entries.len() > TAIL_WRITTEN_ENTRIES || bytes > TAIL_WRITTEN_BYTES;
+            if !over || entry.log_id.index > written {
+                break;
+            }
+            bytes -= size;
+            entries.pop_front();
+        }
+    }
+
+    /// Drops the entries from `index` on (a truncation) or up to and including it (a purge).
+    fn remove(&self, range: impl RangeBounds<u64>) {
+        self.lock()
+            .retain(|(entry, _)| !range.contains(&entry.log_id.index));
+    }
+
+    /// The first index the tail holds, and its entries within `range` (clones).
+    fn read(&self, range: RangeInclusive<u64>) -> Option<(u64, Vec<TailEntry<C>>)>
+    where
+        Entry<C>: Clone,
+    {
+        let entries = self.lock();
+        let first = entries.front()?.0.log_id.index;
+        let found = entries
+            .iter()
+            .filter(|(entry, _)| range.contains(&entry.log_id.index))
+            .cloned()
+            .collect();
+        Some((first, found))
+    }
+
+    fn last(&self) -> Option<LogId<NodeId>>
+    where
+        C: openraft::RaftTypeConfig<NodeId = NodeId>,
+    {
+        self.lock().back().map(|(entry, _)| entry.log_id)
+    }
+}
+
 /// The type configurations whose entries this store can keep: openraft's own entry type with
 /// `u64` node ids and basic nodes, whose commands [`codec`] can encode (entries are stored as
-/// [`EntryRecord`]s).
+/// [`EntryRecord`]s) and clone (the tail hands out copies).
 pub trait LogTypes:
-    openraft::RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<Self>>
+    openraft::RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<Self>, D: Clone>
 {
 }
 
-impl<C: openraft::RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<C>>> LogTypes for C {}
+impl<C> LogTypes for C where
+    C: openraft::RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<C>, D: Clone>
+{
+}
 
-impl<C> LogStore<C> {
+impl<C: openraft::RaftTypeConfig> LogStore<C> {
     /// The log of `group` in `log`. Every handle of one group sees the same log; a group must
-    /// be driven by one raft instance at a time.
+    /// be driven by one raft instance at a time, through this handle or its clones (a separate
+    /// handle does not see entries still being written).
     pub fn new(log: &SharedLog, group: GroupKey) -> Self {
         Self {
             log: log.clone(),
             group,
             committed: None,
+            tail: Arc::new(Tail::new()),
             config: PhantomData,
         }
     }
@@ -82,6 +185,21 @@ impl<C> LogStore<C> {
     pub fn group(&self) -> GroupKey {
         self.group
     }
+}
+
+/// `range` as first and last index, or `None` if it holds none.
+fn inclusive(range: &(Bound<u64>, Bound<u64>)) -> Option<(u64, u64)> {
+    let first = match range.0 {
+        Bound::Included(i) => i,
+        Bound::Excluded(i) => i.checked_add(1)?,
+        Bound::Unbounded => 0,
+    };
+    let last = match range.1 {
+        Bound::Included(i) => i,
+        Bound::Excluded(i) => i.checked_sub(1)?,
+        Bound::Unbounded => u64::MAX,
+    };
+    (first <= last).then_some((first, last))
 }
 
 /// A key of the shared `log` table: group and index.
@@ -112,25 +230,65 @@ where
 {
     /// Appends `entries` and returns once they are on disk: what [`RaftLogStorage::append`]
     /// does before it tells openraft, usable without its callback (tests, tools).
-    /// A committed pointer saved since the last append is queued just before it, so the writer
-    /// usually commits both together.
     pub async fn append_entries<I>(&mut self, entries: I) -> Result<(), Error>
     where
         I: IntoIterator<Item = Entry<C>>,
     {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.queue_append(entries, move |outcome| {
+            let _ = done.send(outcome);
+        })
+        .await?;
+        answer.await.map_err(|_| Error::WriterStopped)?
+    }
+
+    /// Puts `entries` in the tail, where reads find them at once, and hands them to the writer;
+    /// returns once it has them. `flushed` is called with the outcome once they are on disk.
+    /// A committed pointer saved since the last append is queued just before it, so the writer
+    /// usually commits both together.
+    pub(crate) async fn queue_append<I>(
+        &mut self,
+        entries: I,
+        flushed: impl FnOnce(Result<(), Error>) + Send + 'static,
+    ) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = Entry<C>>,
+    {
+        let mut encoded = Vec::new();
+        let mut kept = Vec::new();
+        for entry in entries {
+            let plain = codec::encode(&EntryRecord::from(&entry))?;
+            let size = plain.len();
+            encoded.push((entry.log_id.index, pack::pack(plain)?));
+            kept.push((entry, size));
+        }
+        let (Some(first), Some(last)) = (
+            encoded.first().map(|(index, _)| *index),
+            encoded.last().map(|(index, _)| *index),
+        ) else {
+            flushed(Ok(()));
+            return Ok(());
+        };
         if let Some(committed) = self.committed.take() {
             self.log
                 .enqueue(self.group, Op::Meta(COMMITTED, committed))
                 .await?;
         }
-        let encoded = entries
-            .into_iter()
-            .map(|entry| {
-                let bytes = pack::encode(&EntryRecord::from(&entry))?;
-                Ok((entry.log_id.index, bytes))
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
-        self.log.write(self.group, Op::Append(encoded), true).await
+        self.tail.push(kept);
+        let tail = self.tail.clone();
+        let done = Box::new(move |outcome: Result<(), Error>| {
+            match &outcome {
+                Ok(()) => {
+                    tail.written.fetch_max(last, Ordering::AcqRel);
+                }
+                // Not on disk, so not in the log: no read may return them.
+                Err(_) => tail.remove(first..),
+            }
+            flushed(outcome);
+        });
+        self.log
+            .submit(self.group, Op::Append(encoded), true, done)
+            .await
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
@@ -158,18 +316,43 @@ where
         range: (Bound<u64>, Bound<u64>),
         max_bytes: usize,
     ) -> Result<Vec<Entry<C>>, Error> {
-        let txn = self.log.database().begin_read()?;
-        let table = txn.open_table(LOG)?;
+        // The tail first: what it drops meanwhile has been written, so the file has it.
+        let Some((first, last)) = inclusive(&range) else {
+            return Ok(Vec::new());
+        };
+        // The part of `range` before the tail, if any, is read from the file.
+        let (file_last, from_tail) = match self.tail.read(first..=last) {
+            Some((tail_first, found)) => (
+                tail_first
+                    .checked_sub(1)
+                    .map(|end| end.min(last))
+                    .filter(|end| first <= *end),
+                found,
+            ),
+            None => (Some(last), Vec::new()),
+        };
         let mut out = Vec::new();
         let mut total = 0usize;
-        for item in table.range(group_bounds(self.group, range))? {
-            let (_, stored) = item?;
-            let bytes = pack::unpack(stored.value())?;
-            total = total.saturating_add(bytes.len());
+        if let Some(file_last) = file_last {
+            let txn = self.log.database().begin_read()?;
+            let table = txn.open_table(LOG)?;
+            let file_range = (Bound::Included(first), Bound::Included(file_last));
+            for item in table.range(group_bounds(self.group, file_range))? {
+                let (_, stored) = item?;
+                let bytes = pack::unpack(stored.value())?;
+                total = total.saturating_add(bytes.len());
+                if total > max_bytes && !out.is_empty() {
+                    return Ok(out);
+                }
+                out.push(codec::decode::<EntryRecord<C::D>>(&bytes)?.into());
+            }
+        }
+        for (entry, size) in from_tail {
+            total = total.saturating_add(size);
             if total > max_bytes && !out.is_empty() {
                 break;
             }
-            out.push(codec::decode::<EntryRecord<C::D>>(&bytes)?.into());
+            out.push(entry);
         }
         Ok(out)
     }
@@ -183,12 +366,15 @@ where
         };
         let table = txn.open_table(LOG)?;
         let all = group_bounds(self.group, (Bound::Unbounded, Bound::Unbounded));
-        let last = match table.range(all)?.next_back().transpose()? {
-            Some((_, bytes)) => {
-                let entry: Entry<C> = pack::decode::<EntryRecord<C::D>>(bytes.value())?.into();
-                Some(entry.log_id)
-            }
-            None => last_purged_log_id,
+        let last = match self.tail.last() {
+            Some(last) => Some(last),
+            None => match table.range(all)?.next_back().transpose()? {
+                Some((_, bytes)) => {
+                    let entry: Entry<C> = pack::decode::<EntryRecord<C::D>>(bytes.value())?.into();
+                    Some(entry.log_id)
+                }
+                None => last_purged_log_id,
+            },
         };
         Ok(LogState {
             last_purged_log_id,
@@ -284,24 +470,28 @@ where
         I: IntoIterator<Item = Entry<C>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let written = self.append_entries(entries).await;
-        match written {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(write_err(e))
-            }
-        }
+        // Returns once the writer has the entries; openraft learns they are on disk from the
+        // callback, which the writer calls after the fsync'd commit that carries them.
+        self.queue_append(entries, move |outcome| {
+            callback.log_io_completed(outcome.map_err(|e| std::io::Error::other(e.to_string())));
+        })
+        .await
+        .map_err(write_err)
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let from = log_id.index;
+        self.tail.remove(from..);
         self.log
-            .write(self.group, Op::Truncate(log_id.index), true)
+            .write(self.group, Op::Truncate(from), true)
             .await
-            .map_err(write_err)
+            .map_err(write_err)?;
+        // Every earlier append has been answered by now (the writer commits in order): entries
+        // appended from here on are not written until their own commit says so.
+        self.tail
+            .written
+            .fetch_min(from.saturating_sub(1), Ordering::AcqRel);
+        Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
@@ -309,6 +499,7 @@ where
             .map_err(|e| write_err(e.into()))?;
         // Purging need not be durable: if it is lost, the entries and the marker reappear together.
         let through = log_id.index;
+        self.tail.remove(..=through);
         self.log
             .write(self.group, Op::Purge { through, marker }, false)
             .await

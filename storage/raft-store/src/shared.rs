@@ -105,13 +105,17 @@ impl Op {
     }
 }
 
+/// What the writer calls with a request's outcome once its commit is done (or failed); it runs
+/// on the writer thread, so it only hands the outcome on.
+pub(crate) type Done = Box<dyn FnOnce(Result<(), Error>) + Send>;
+
 /// A change waiting for the writer, and where its outcome goes.
 struct Request {
     group: GroupKey,
     op: Op,
     /// Whether the change must be on disk when it is answered (its commit is fsync'd).
     durable: bool,
-    done: oneshot::Sender<Result<(), Error>>,
+    done: Done,
 }
 
 /// What the writer has done since the log was opened, for benchmarks and metrics. Commits and
@@ -226,30 +230,36 @@ impl SharedLog {
 
     /// Hands `op` to the writer and waits until it is committed (and on disk if `durable`).
     pub(crate) async fn write(&self, group: GroupKey, op: Op, durable: bool) -> Result<(), Error> {
-        let requests = self.inner.requests.as_ref().ok_or(Error::WriterStopped)?;
         let (done, answer) = oneshot::channel();
-        let request = Request {
-            group,
-            op,
-            durable,
-            done,
-        };
-        requests
-            .send(request)
-            .await
-            .map_err(|_| Error::WriterStopped)?;
+        let done: Done = Box::new(move |outcome| {
+            // A requester that went away needs no answer; its change is committed.
+            let _ = done.send(outcome);
+        });
+        self.submit(group, op, durable, done).await?;
         answer.await.map_err(|_| Error::WriterStopped)?
     }
 
     /// Hands `op` to the writer without waiting for its commit: it is committed in order with
     /// the requests around it, and a failed commit fails every later request.
     pub(crate) async fn enqueue(&self, group: GroupKey, op: Op) -> Result<(), Error> {
+        self.submit(group, op, false, Box::new(drop)).await
+    }
+
+    /// Hands `op` to the writer and returns once it is queued (waiting only for room in the
+    /// queue); the writer calls `done` with the outcome of the commit that carries it. If the
+    /// writer is gone, `done` is dropped uncalled and the error is returned here.
+    pub(crate) async fn submit(
+        &self,
+        group: GroupKey,
+        op: Op,
+        durable: bool,
+        done: Done,
+    ) -> Result<(), Error> {
         let requests = self.inner.requests.as_ref().ok_or(Error::WriterStopped)?;
-        let (done, _) = oneshot::channel();
         let request = Request {
             group,
             op,
-            durable: false,
+            durable,
             done,
         };
         requests
@@ -384,7 +394,7 @@ impl Writer {
     fn serve(&mut self, batch: Vec<Request>) {
         if let Some(cause) = &self.failed {
             for request in batch {
-                let _ = request.done.send(Err(Error::LogFailed(cause.clone())));
+                (request.done)(Err(Error::LogFailed(cause.clone())));
             }
             return;
         }
@@ -393,8 +403,7 @@ impl Writer {
             Ok(()) => {
                 self.count(&batch, durable);
                 for request in batch {
-                    // A requester that went away needs no answer; its change is committed.
-                    let _ = request.done.send(Ok(()));
+                    (request.done)(Ok(()));
                 }
             }
             Err(e) => {
@@ -406,7 +415,7 @@ impl Writer {
                 );
                 let cause = Arc::new(e);
                 for request in batch {
-                    let _ = request.done.send(Err(Error::CommitFailed(cause.clone())));
+                    (request.done)(Err(Error::CommitFailed(cause.clone())));
                 }
                 self.failed = Some(cause);
             }
@@ -590,6 +599,85 @@ mod tests {
         Ok(())
     }
 
+    /// The file's own view of a group's log, without the handle's tail.
+    fn stored_indexes(log: &SharedLog, group: u32) -> Result<Vec<u64>, Box<dyn std::error::Error>> {
+        let txn = log.database().begin_read()?;
+        let table = txn.open_table(LOG)?;
+        let mut out = Vec::new();
+        for item in table.range((group, 0)..=(group, u64::MAX))? {
+            out.push(item?.0.value().1);
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn an_append_is_readable_once_queued_and_reported_once_written() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = SharedLog::open(&dir.path().join("raft-log.redb"))?;
+        let mut a = store(&log, 0);
+        a.append_entries((1..=3).map(|index| entry(index, 8)))
+            .await?;
+        let held = hold_writer(&log)?;
+        let (flushed, reported) = std::sync::mpsc::channel();
+        a.queue_append((4..=5).map(|index| entry(index, 8)), move |outcome| {
+            let _ = flushed.send(outcome.is_ok());
+        })
+        .await?;
+        // Queued, not written: openraft reads it from the tail (to replicate and apply it).
+        assert_eq!(stored_indexes(&log, 0)?, vec![1, 2, 3]);
+        assert!(reported.try_recv().is_err(), "reported before its commit");
+        assert_eq!(indexes(&mut a).await?, vec![1, 2, 3, 4, 5]);
+        let across: Vec<u64> = a
+            .try_get_log_entries(2..5)
+            .await?
+            .iter()
+            .map(|e| e.log_id.index)
+            .collect();
+        assert_eq!(
+            across,
+            vec![2, 3, 4],
+            "a read spanning the file and the tail"
+        );
+        assert_eq!(
+            a.clone().get_log_state().await?.last_log_id,
+            Some(log_id(5))
+        );
+        held.abort()?;
+        assert!(reported.recv_timeout(Duration::from_secs(10))?);
+        assert_eq!(stored_indexes(&log, 0)?, vec![1, 2, 3, 4, 5]);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn the_tail_keeps_a_bounded_number_of_written_entries_and_follows_truncation()
+    -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = SharedLog::open(&dir.path().join("raft-log.redb"))?;
+        let mut a = store(&log, 0);
+        for index in 1..=200 {
+            a.append_entries([entry(index, 8)]).await?;
+        }
+        let kept = a.tail.lock().len();
+        assert!(
+            kept <= crate::log::TAIL_WRITTEN_ENTRIES + 1,
+            "{kept} entries kept"
+        );
+        assert_eq!(indexes(&mut a).await?, (1..=200).collect::<Vec<_>>());
+        // A bounded read starting in the file continues into the tail.
+        let bounded = a.limited_get_log_entries(100, 201).await?;
+        assert_eq!(bounded.len(), 101);
+        a.truncate(log_id(150)).await?;
+        assert_eq!(indexes(&mut a).await?, (1..=149).collect::<Vec<_>>());
+        assert_eq!(a.get_log_state().await?.last_log_id, Some(log_id(149)));
+        // Appended again after the truncation: held until written, then read back.
+        a.append_entries((150..=152).map(|index| entry(index, 16)))
+            .await?;
+        assert_eq!(indexes(&mut a).await?, (1..=152).collect::<Vec<_>>());
+        a.purge(log_id(151)).await?;
+        assert_eq!(indexes(&mut a).await?, vec![152]);
+        Ok(())
+    }
+
     #[tokio::test]
     async fn interleaved_appends_of_two_groups_keep_separate_logs() -> TestResult {
         let dir = tempfile::tempdir()?;
@@ -662,7 +750,11 @@ mod tests {
             group.save_vote(&Vote::new_committed(2, 1)).await?;
             group.purge(log_id(1)).await?;
         }
+        // The group's raft stops (dropping its handles) before its log is forgotten; a later
+        // replica opens a new handle.
+        drop(gone);
         log.forget(GroupKey(2)).await?;
+        let mut gone = store(&log, 2);
         assert_eq!(indexes(&mut gone).await?, Vec::<u64>::new());
         let state = gone.get_log_state().await?;
         assert_eq!((state.last_purged_log_id, state.last_log_id), (None, None));
