@@ -21,7 +21,22 @@ fn main() {
             order.display()
         );
         println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+        // The link arguments name the file, not its content: a digest of the content, passed as a
+        // compile-time variable, makes cargo relink when only the list changed.
+        if let Ok(list) = std::fs::read(&order) {
+            println!(
+                "cargo:rustc-env=HOLDFAST_LINK_ORDER_DIGEST={:016x}",
+                fnv1a(&list)
+            );
+        }
     }
+}
+
+/// 64-bit FNV-1a: enough to tell two versions of the list apart.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Whether rustc links this build with the LLD it ships: its default on x86_64 Linux since 1.90
