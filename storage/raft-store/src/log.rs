@@ -79,7 +79,10 @@ type TailEntry<C> = (Entry<C>, usize);
 
 /// The newest entries of a group's log, in index order and without gaps: every entry appended
 /// whose commit has not yet returned, and up to [`TAIL_WRITTEN_ENTRIES`] written ones before
-/// them. Reads take what they can from here and the rest from the file.
+/// them. Reads take what they can from here and the rest from the file. The unwritten part is
+/// bounded by openraft, which awaits each append's callback before its next one (one append per
+/// group, whose batch is bounded by `log.max_batch_bytes` or, on a follower, by what one
+/// replication message carries).
 pub(crate) struct Tail<C: openraft::RaftTypeConfig> {
     entries: Mutex<VecDeque<TailEntry<C>>>,
     /// The last index a returned commit wrote (0: none yet); set by the writer thread.

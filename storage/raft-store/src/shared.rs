@@ -11,8 +11,8 @@
 //!   LogStore(partition 0) ─┐                          thread "holdfast-log-writer"
 //!   LogStore(partition 1) ─┼─► bounded queue ─► wait for one request, take what else is queued
 //!   LogStore(metadata)    ─┘   (request +        (up to COMMIT_BYTES), apply it all in one
-//!                               oneshot)         write transaction (fsync'd if any request
-//!        ◄──────────────── answers ──────────── must be durable), answer every request
+//!                               callback)        write transaction (fsync'd if any request
+//!        ◄──────────── calls back ──────────── must be durable), call back every request
 //! ```
 //!
 //! Only writes go through the thread, so the writes of a group are committed in the order it
