@@ -41,6 +41,7 @@ pub(crate) struct Partial {
     pub data_dir: Option<Sourced<PathBuf>>,
     pub node_address: Option<Sourced<SocketAddr>>,
     pub signing_key_file: Option<Sourced<PathBuf>>,
+    pub partition_threads: Option<Sourced<u32>>,
     pub ingress: Option<Sourced<SocketAddr>>,
     pub admin: Option<Sourced<SocketAddr>>,
     pub ingress_auth_tokens: Option<Sourced<Vec<crate::Token>>>,
@@ -98,6 +99,7 @@ impl Partial {
             data_dir: upper.data_dir.or(self.data_dir),
             node_address: upper.node_address.or(self.node_address),
             signing_key_file: upper.signing_key_file.or(self.signing_key_file),
+            partition_threads: upper.partition_threads.or(self.partition_threads),
             ingress: upper.ingress.or(self.ingress),
             admin: upper.admin.or(self.admin),
             ingress_auth_tokens: upper.ingress_auth_tokens.or(self.ingress_auth_tokens),
@@ -189,6 +191,8 @@ impl Range {
 
 pub(crate) const NODE_ID: Range = Range::at_least(1);
 pub(crate) const PARTITIONS: Range = Range::between(1, 4096);
+/// `node.partition_threads`: 0 is "one per core".
+pub(crate) const PARTITION_THREADS: Range = Range::between(0, 256);
 pub(crate) const REPLICATION_FACTOR: Range = Range::at_least(1);
 pub(crate) const MAX_BATCH_COMMANDS: Range = Range::between(1, 65536);
 pub(crate) const MAX_BATCH_BYTES: Range = Range::at_least(1024);
@@ -361,6 +365,10 @@ pub(crate) fn read_layer(tree: Map<String, Value>, layer: &Layer<'_>) -> Result<
                         "data_dir" => partial.data_dir = Some(path(&value, &key, layer)?),
                         "signing_key_file" => {
                             partial.signing_key_file = Some(path(&value, &key, layer)?);
+                        }
+                        "partition_threads" => {
+                            partial.partition_threads =
+                                Some(int(&value, &key, PARTITION_THREADS, layer)?);
                         }
                         "address" => {
                             let value = member_address(&value, &key, layer)?;

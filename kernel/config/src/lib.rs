@@ -77,6 +77,9 @@ pub struct Node {
     /// endpoints; absent means `<data_dir>/signing-key`, created on first start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key_file: Option<PathBuf>,
+    /// Threads the node's partitions run on (their actors, attempts and endpoint connections);
+    /// 0 means one per core, never more than `cluster.partitions`.
+    pub partition_threads: u32,
 }
 
 /// A TCP listener; kept as a struct so each listener is its own TOML table.

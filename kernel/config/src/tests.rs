@@ -93,6 +93,7 @@ fn default_config() -> Config {
             data_dir: PathBuf::from("./holdfast-data"),
             address: None,
             signing_key_file: None,
+            partition_threads: 0,
         },
         ingress: Ingress {
             bind_address: addr("127.0.0.1:8080"),
@@ -2027,6 +2028,29 @@ fn access_keys_survive_a_round_trip() -> TestResult {
     let back: Config = serde_json::from_str(&json)?;
     assert_eq!(back, config);
     Ok(())
+}
+
+// ---------------------------------------------------------------- node.partition_threads
+
+#[test]
+fn partition_threads_default_to_one_per_core_and_are_layered() {
+    assert_eq!(ok(None, &[]).node.partition_threads, 0);
+    let from_file = ok(Some("[node]\npartition_threads = 2\n"), &[]);
+    assert_eq!(from_file.node.partition_threads, 2);
+    let from_env = ok(
+        Some("[node]\npartition_threads = 2\n"),
+        &[("HOLDFAST__NODE__PARTITION_THREADS", "3")],
+    );
+    assert_eq!(from_env.node.partition_threads, 3);
+    assert_out_of_range(
+        "[node]\npartition_threads = 257\n",
+        "node.partition_threads",
+        "257",
+        "0..=256",
+    );
+    let (err, _) = fail(Some("[node]\npartition_threads = \"two\"\n"), &[]);
+    assert!(matches!(err, Error::InvalidType { .. }), "{err}");
+    assert_eq!(err.key(), Some("node.partition_threads"));
 }
 
 // ---------------------------------------------------------------- node.signing_key_file

@@ -55,6 +55,8 @@ pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
             data_dir: data_dir.value,
             address: node_address.map(|a| a.value),
             signing_key_file: merged.signing_key_file.take().map(|f| f.value),
+            partition_threads: required(merged.partition_threads.take(), "node.partition_threads")?
+                .value,
         },
         ingress: Ingress {
             bind_address: ingress.value,

@@ -211,7 +211,7 @@ pub struct Kernel {
     metadata: Addr<MetadataActor>,
     registry: watch::Receiver<Arc<Registry>>,
     endpoints: EndpointClient,
-    /// The metadata log's thread and the partitions' thread.
+    /// The metadata log's thread and the partitions' threads.
     arbiters: Vec<Arbiter>,
     /// The transport to the other nodes and its runtime.
     cluster: Cluster,
@@ -295,14 +295,18 @@ impl Kernel {
         });
         let node_ids: Vec<u64> = config.cluster.nodes.iter().map(|m| m.id).collect();
         let mut served = Vec::new();
-        // The metadata log has a thread of its own. Partitions share one: on a 2-core machine a
-        // thread per partition cost a third of the invocation throughput and raised timer
-        // lateness from 9 ms to 300 ms (docs/benchmarks.md), from cross-thread wake-ups between
-        // partitions and the attempts' shared endpoint connections. What attempts replay, the
-        // records lookups, control requests and awakeables check, the timer wheel's pages, the
-        // status counts, fsyncs and flushes are read and written on blocking threads.
+        // The metadata log has a thread of its own. Partitions are spread over a few threads, one
+        // per core by default: a thread per partition on a 2-core machine cost a third of the
+        // invocation throughput and raised timer lateness from 9 ms to 300 ms, from cross-thread
+        // wake-ups; one thread for all of them left a core idle a fifth of the time under load
+        // (docs/benchmarks.md). Each thread drives its own connections to the endpoints. What
+        // attempts replay, the records lookups, control requests and awakeables check, the timer
+        // wheel's pages, the status counts, fsyncs and flushes are read and written on blocking
+        // threads.
         let arbiter = Arbiter::new();
-        let partitions_arbiter = Arbiter::new();
+        let partitions_arbiters: Vec<Arbiter> = (0..partition_threads(config))
+            .map(|_| Arbiter::new())
+            .collect();
         // The registry is recovered before anything serves requests: an empty one would refuse
         // calls to registered services until the metadata log caught up.
         let recovered = holdfast_metadata_store::recover(&data_dir.metadata())
@@ -333,19 +337,26 @@ impl Kernel {
             public_key = signer.public_key(),
             "signing requests to service endpoints"
         );
-        let endpoints = EndpointClient::new(ClientConfig {
-            // One message plus its framing: larger frames are refused before they are buffered.
-            max_frame_len: u32::try_from(limit + FRAMING_BYTES).unwrap_or(u32::MAX),
-            signer: Some(Arc::new(signer)),
-            tls: tls.endpoints.clone(),
-            // Attempts run on the partitions' thread; their connections live there too, so a
-            // frame is written and read without a hop to another thread.
-            home: Some(ConnectionHome::new({
-                let partitions = partitions_arbiter.handle();
-                move |task| partitions.spawn(task)
-            })),
-            ..ClientConfig::default()
-        });
+        let signer = Arc::new(signer);
+        // One client per partitions' thread: attempts run there and their connections live there
+        // too, so a frame is written and read without a hop to another thread.
+        let homed: Vec<EndpointClient> = partitions_arbiters
+            .iter()
+            .map(|thread| {
+                let thread = thread.handle();
+                EndpointClient::new(ClientConfig {
+                    // One message plus its framing: larger frames are refused before they are
+                    // buffered.
+                    max_frame_len: u32::try_from(limit + FRAMING_BYTES).unwrap_or(u32::MAX),
+                    signer: Some(signer.clone()),
+                    tls: tls.endpoints.clone(),
+                    home: Some(ConnectionHome::new(move |task| thread.spawn(task))),
+                    ..ClientConfig::default()
+                })
+            })
+            .collect();
+        // Discovery and the admin's requests use the first thread's client.
+        let endpoints = homed[0].clone();
         let (timeouts, mut fsm) = invocation_settings(&config.invocation);
         fsm.tracing = spans.enabled();
         let mut stores = Vec::new();
@@ -375,14 +386,15 @@ impl Kernel {
                     max_concurrent_attempts: config.invocation.max_concurrent_attempts,
                     flush_interval: Duration::from_secs(1),
                     registry: registry.clone(),
-                    endpoints: endpoints.clone(),
+                    endpoints: homed[n as usize % homed.len()].clone(),
                     timeouts,
                     fsm,
                     published: Arc::new(published),
                     spans: spans.clone(),
                     placement: placement.clone(),
                 };
-                let addr = Supervisor::start_in_arbiter(&partitions_arbiter.handle(), move |_| {
+                let thread = &partitions_arbiters[n as usize % partitions_arbiters.len()];
+                let addr = Supervisor::start_in_arbiter(&thread.handle(), move |_| {
                     PartitionActor::new(settings)
                 });
                 (PartitionId(n), addr)
@@ -421,7 +433,9 @@ impl Kernel {
             partitions,
             metadata,
             registry,
-            arbiters: vec![arbiter, partitions_arbiter],
+            arbiters: std::iter::once(arbiter)
+                .chain(partitions_arbiters)
+                .collect(),
             router,
             cluster,
             placement,
@@ -553,4 +567,14 @@ impl Kernel {
         }
         self.cluster.stop();
     }
+}
+
+/// How many threads the partitions run on: `node.partition_threads`, or one per core when it is
+/// 0; at least one and never more than the node's partitions.
+fn partition_threads(config: &Config) -> usize {
+    let wanted = match config.node.partition_threads {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n as usize,
+    };
+    wanted.clamp(1, config.cluster.partitions.max(1) as usize)
 }
