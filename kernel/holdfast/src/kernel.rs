@@ -298,7 +298,7 @@ impl Kernel {
         // The metadata log has a thread of its own. Partitions are spread over a few threads, one
         // per core by default: a thread per partition on a 2-core machine cost a third of the
         // invocation throughput and raised timer lateness from 9 ms to 300 ms, from cross-thread
-        // wake-ups; one thread for all of them left a core idle a fifth of the time under load
+        // wake-ups; one thread for all of them left a fifth of the two cores idle under load
         // (docs/benchmarks.md). Each thread drives its own connections to the endpoints. What
         // attempts replay, the records lookups, control requests and awakeables check, the timer
         // wheel's pages, the status counts, fsyncs and flushes are read and written on blocking
