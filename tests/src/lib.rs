@@ -549,6 +549,18 @@ impl Kernel {
         kernel
     }
 
+    /// Starts `holdfast serve` on `files` with `HOLDFAST_LOG=log_filter` and `env` (config
+    /// overrides such as `HOLDFAST__NODE__PARTITION_THREADS`) and waits until healthy.
+    pub fn start_with(files: &NodeFiles, log_filter: &str, env: &[(&str, &str)]) -> Self {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut kernel = Kernel::stopped(&files.config, files.admin, log_filter, &env);
+        kernel.restart();
+        kernel
+    }
+
     /// Starts `holdfast serve --config <config>` with `HOLDFAST_LOG=log_filter` and `env` without
     /// waiting for it: a cluster node cannot elect leaders until its peers run too.
     pub fn launch(
