@@ -256,6 +256,15 @@ fn kernel_crashes_lose_no_acknowledged_invocation_and_apply_each_request_once() 
         "warn",
         &[("HOLDFAST__NODE__PARTITION_THREADS", "3")],
     );
+    let pid = kernel.pid();
+    poll("three partitions' threads", Duration::from_secs(5), || {
+        let named = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("holdfast-part-"))
+            .count();
+        (named == 3).then_some(())
+    });
     let endpoint = ServiceProcess::start(FIXTURE, free_port(), &[]);
     register(files.admin, &endpoint.uri);
     let ingress = files.ingress;

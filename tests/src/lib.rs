@@ -544,9 +544,7 @@ pub struct Kernel {
 impl Kernel {
     /// Starts `holdfast serve` on `files` with `HOLDFAST_LOG=log_filter` and waits until healthy.
     pub fn start(files: &NodeFiles, log_filter: &str) -> Self {
-        let mut kernel = Kernel::stopped(&files.config, files.admin, log_filter, &[]);
-        kernel.restart();
-        kernel
+        Kernel::start_with(files, log_filter, &[])
     }
 
     /// Starts `holdfast serve` on `files` with `HOLDFAST_LOG=log_filter` and `env` (config

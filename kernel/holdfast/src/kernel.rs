@@ -305,7 +305,11 @@ impl Kernel {
         // threads.
         let arbiter = Arbiter::new();
         let partitions_arbiters: Vec<Arbiter> = (0..partition_threads(config))
-            .map(|_| Arbiter::new())
+            .map(|i| {
+                let thread = Arbiter::new();
+                thread.spawn(async move { name_this_thread(&format!("holdfast-part-{i}")) });
+                thread
+            })
             .collect();
         // The registry is recovered before anything serves requests: an empty one would refuse
         // calls to registered services until the metadata log caught up.
@@ -577,4 +581,17 @@ fn partition_threads(config: &Config) -> usize {
         n => n as usize,
     };
     wanted.clamp(1, config.cluster.partitions.max(1) as usize)
+}
+
+/// Names the calling thread (at most 15 bytes show), so `top -H` and `/proc/<pid>/task/*/comm`
+/// tell the partitions' threads apart from the other runtimes'.
+fn name_this_thread(name: &str) {
+    #[cfg(target_os = "linux")]
+    if let Ok(name) = std::ffi::CString::new(name) {
+        // SAFETY: the name is a NUL-terminated string that outlives the call, and the thread
+        // names itself.
+        unsafe {
+            libc::pthread_setname_np(libc::pthread_self(), name.as_ptr());
+        }
+    }
 }
