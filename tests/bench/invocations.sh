@@ -22,15 +22,6 @@ SERVICES_PORT=9080
 rss_peak_mib() { awk '/^VmHWM/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
 cpu_s() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14+$15)/t}' "/proc/$1/stat"; }
 
-workloads=(
-  "greet|/Greeter/greet|\"bench\""
-  "counter_hot|/Counter/hot/add|1"
-  "counter_1k|/Counter/k{key}/add|1"
-  "steps|/Steps/run3|{}"
-  "chain|/Chain/call|\"bench\""
-  "send|/Greeter/greet/send|\"bench\""
-  "sleep|/Sleeper/nap|10"
-)
 DRAIN_TIMEOUT_S=120
 
 # One number from the engine's SQL endpoint (both engines answer `{"rows":[{"n":…}]}`).

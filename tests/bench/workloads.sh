@@ -12,6 +12,18 @@
 # leaves queued (one-way sends) counts toward that run.
 # Sets `workloads_ops` to the number of requests completed over all runs.
 
+# The invocation benchmark's workloads, beside Restate's (invocations.sh) and part by part
+# (critical-path.sh); a script with other workloads sets `workloads` after sourcing this.
+workloads=(
+  "greet|/Greeter/greet|\"bench\""
+  "counter_hot|/Counter/hot/add|1"
+  "counter_1k|/Counter/k{key}/add|1"
+  "steps|/Steps/run3|{}"
+  "chain|/Chain/call|\"bench\""
+  "send|/Greeter/greet/send|\"bench\""
+  "sleep|/Sleeper/nap|10"
+)
+
 # CPU time of a process so far, in clock ticks (utime + stime of /proc/PID/stat; the fields are
 # counted after the command name, which may contain spaces).
 cpu_ticks() {
