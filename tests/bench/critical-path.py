@@ -10,7 +10,8 @@ With one client, the request is the machine's only work, so at every instant the
 CPUs are what the request is waiting on. Each instant of the recording is given to what ran then:
 one thread alone goes to its part (below); two threads at once go to "two at once"; no thread
 running goes to "disk" while a thread of the kernel sleeps uninterruptibly (in fdatasync),
-otherwise to "idle" (a wake-up on its way, or a timer). Prints one JSON object: microseconds per request by part.
+otherwise to "idle" (a wake-up on its way, or a timer). Prints one JSON object: microseconds per
+request by part.
 """
 import json
 import re
@@ -31,6 +32,8 @@ def part_of(tid, tids):
             return "partitions"
         if comm.startswith("holdfast-log"):
             return "log writer"
+        # actix-web's workers serve the ingress and the admin API; with one client calling
+        # the ingress, the admin API is idle.
         if comm.startswith("actix-rt"):
             return "ingress"
         return "kernel, other threads"
