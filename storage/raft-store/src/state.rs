@@ -514,7 +514,7 @@ impl StateMachine {
         txn.set_durability(Durability::None)?;
         let mut responses = Vec::with_capacity(entries.len());
         {
-            let mut store = Tables::open(&txn)?;
+            let mut store = Tables::open(&txn);
             let mut meta = txn.open_table(META)?;
             let mut commands_applied: u64 = get_meta(&meta, COMMANDS_APPLIED)?.unwrap_or(0);
             for entry in entries {
@@ -1327,7 +1327,7 @@ mod tests {
     fn write<T>(sm: &StateMachine, work: impl FnOnce(&mut Tables<'_>) -> T) -> T {
         let txn = sm.db.begin_write().expect("begin");
         let out = {
-            let mut tables = Tables::open(&txn).expect("tables");
+            let mut tables = Tables::open(&txn);
             work(&mut tables)
         };
         txn.commit().expect("commit");

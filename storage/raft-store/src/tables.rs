@@ -29,7 +29,8 @@ use holdfast_fsm::state::{Invocation, JournalItem, Promise, Status};
 use holdfast_types::{
     EntryIndex, InvocationId, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey,
 };
-use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction};
+use std::cell::OnceCell;
 
 type Bytes = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
@@ -71,41 +72,81 @@ pub(crate) const INDEXES: [Bytes; 2] = [SUSPENDED, ACTIVE];
 
 type BytesTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
 
-/// The open tables of one write transaction.
+/// The state tables of one write transaction, each opened when first used: an apply batch
+/// touches a few of the thirteen, and an open table costs its lookup and, at commit, the
+/// write-back of its root whether it was used or not.
 pub(crate) struct Tables<'t> {
-    state: BytesTable<'t>,
-    invocations: BytesTable<'t>,
-    journal: BytesTable<'t>,
-    locks: BytesTable<'t>,
-    inbox: BytesTable<'t>,
-    idempotency: BytesTable<'t>,
-    outbox: BytesTable<'t>,
-    dedup: BytesTable<'t>,
-    counters: BytesTable<'t>,
-    timers: BytesTable<'t>,
-    promises: BytesTable<'t>,
-    suspended: BytesTable<'t>,
-    active: BytesTable<'t>,
+    state: Lazy<'t>,
+    invocations: Lazy<'t>,
+    journal: Lazy<'t>,
+    locks: Lazy<'t>,
+    inbox: Lazy<'t>,
+    idempotency: Lazy<'t>,
+    outbox: Lazy<'t>,
+    dedup: Lazy<'t>,
+    counters: Lazy<'t>,
+    timers: Lazy<'t>,
+    promises: Lazy<'t>,
+    suspended: Lazy<'t>,
+    active: Lazy<'t>,
 }
 
 impl<'t> Tables<'t> {
-    /// Opens (creating if needed) every state table in `txn`.
-    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, Error> {
-        Ok(Self {
-            state: txn.open_table(STATE)?,
-            invocations: txn.open_table(INVOCATIONS)?,
-            journal: txn.open_table(JOURNAL)?,
-            locks: txn.open_table(LOCKS)?,
-            inbox: txn.open_table(INBOX)?,
-            idempotency: txn.open_table(IDEMPOTENCY)?,
-            outbox: txn.open_table(OUTBOX)?,
-            dedup: txn.open_table(DEDUP)?,
-            counters: txn.open_table(COUNTERS)?,
-            timers: txn.open_table(TIMERS)?,
-            promises: txn.open_table(PROMISES)?,
-            suspended: txn.open_table(SUSPENDED)?,
-            active: txn.open_table(ACTIVE)?,
-        })
+    /// The state tables of `txn`, none opened yet (every one exists: opening the store
+    /// creates them).
+    pub(crate) fn open(txn: &'t WriteTransaction) -> Self {
+        Self {
+            state: Lazy::new(txn, STATE),
+            invocations: Lazy::new(txn, INVOCATIONS),
+            journal: Lazy::new(txn, JOURNAL),
+            locks: Lazy::new(txn, LOCKS),
+            inbox: Lazy::new(txn, INBOX),
+            idempotency: Lazy::new(txn, IDEMPOTENCY),
+            outbox: Lazy::new(txn, OUTBOX),
+            dedup: Lazy::new(txn, DEDUP),
+            counters: Lazy::new(txn, COUNTERS),
+            timers: Lazy::new(txn, TIMERS),
+            promises: Lazy::new(txn, PROMISES),
+            suspended: Lazy::new(txn, SUSPENDED),
+            active: Lazy::new(txn, ACTIVE),
+        }
+    }
+}
+
+/// One table of a write transaction, opened on first use.
+struct Lazy<'t> {
+    txn: &'t WriteTransaction,
+    definition: Bytes,
+    table: OnceCell<BytesTable<'t>>,
+}
+
+impl<'t> Lazy<'t> {
+    fn new(txn: &'t WriteTransaction, definition: Bytes) -> Self {
+        Self {
+            txn,
+            definition,
+            table: OnceCell::new(),
+        }
+    }
+
+    /// The table, opened now if this is its first use.
+    fn read(&self) -> Result<&BytesTable<'t>, Error> {
+        match self.table.get() {
+            Some(table) => Ok(table),
+            None => {
+                let table = self.txn.open_table(self.definition)?;
+                Ok(self.table.get_or_init(|| table))
+            }
+        }
+    }
+
+    /// The table to change, opened now if this is its first use.
+    fn write(&mut self) -> Result<&mut BytesTable<'t>, Error> {
+        self.read()?;
+        let name = self.definition.name();
+        self.table
+            .get_mut()
+            .ok_or_else(|| redb::Error::TableDoesNotExist(name.to_owned()).into())
     }
 }
 
@@ -194,27 +235,34 @@ impl holdfast_fsm::Store for Tables<'_> {
 
     fn get_state(&self, object: &ObjectKey, name: &str) -> Result<Option<Vec<u8>>, Error> {
         let key = state_key(object, name);
-        Ok(self.state.get(key.as_slice())?.map(|v| v.value().to_vec()))
+        Ok(self
+            .state
+            .read()?
+            .get(key.as_slice())?
+            .map(|v| v.value().to_vec()))
     }
 
     fn put_state(&mut self, object: &ObjectKey, name: &str, value: &[u8]) -> Result<(), Error> {
         self.state
+            .write()?
             .insert(state_key(object, name).as_slice(), value)?;
         Ok(())
     }
 
     fn delete_state(&mut self, object: &ObjectKey, name: &str) -> Result<(), Error> {
-        self.state.remove(state_key(object, name).as_slice())?;
+        self.state
+            .write()?
+            .remove(state_key(object, name).as_slice())?;
         Ok(())
     }
 
     fn delete_all_state(&mut self, object: &ObjectKey) -> Result<(), Error> {
-        delete_prefix(&mut self.state, &object_prefix(object))
+        delete_prefix(self.state.write()?, &object_prefix(object))
     }
 
     fn state_names(&self, object: &ObjectKey) -> Result<Vec<String>, Error> {
         let prefix = object_prefix(object);
-        keys_with_prefix(&self.state, &prefix)?
+        keys_with_prefix(self.state.read()?, &prefix)?
             .into_iter()
             .map(|mut key| {
                 let len = key.len();
@@ -224,30 +272,30 @@ impl holdfast_fsm::Store for Tables<'_> {
     }
 
     fn get_invocation(&self, id: InvocationId) -> Result<Option<Invocation>, Error> {
-        get_record(&self.invocations, &id.to_bytes())
+        get_record(self.invocations.read()?, &id.to_bytes())
     }
 
     fn put_invocation(&mut self, id: InvocationId, record: &Invocation) -> Result<(), Error> {
         let key = id.to_bytes();
-        put_record(&mut self.invocations, &key, record)?;
+        put_record(self.invocations.write()?, &key, record)?;
         if matches!(record.status, Status::Suspended { .. }) {
-            self.suspended.insert(key.as_slice(), &[][..])?;
+            self.suspended.write()?.insert(key.as_slice(), &[][..])?;
         } else {
-            self.suspended.remove(key.as_slice())?;
+            self.suspended.write()?.remove(key.as_slice())?;
         }
         if is_active(&record.status) {
-            self.active.insert(key.as_slice(), &[][..])?;
+            self.active.write()?.insert(key.as_slice(), &[][..])?;
         } else {
-            self.active.remove(key.as_slice())?;
+            self.active.write()?.remove(key.as_slice())?;
         }
         Ok(())
     }
 
     fn delete_invocation(&mut self, id: InvocationId) -> Result<(), Error> {
         let key = id.to_bytes();
-        self.invocations.remove(key.as_slice())?;
-        self.suspended.remove(key.as_slice())?;
-        self.active.remove(key.as_slice())?;
+        self.invocations.write()?.remove(key.as_slice())?;
+        self.suspended.write()?.remove(key.as_slice())?;
+        self.active.write()?.remove(key.as_slice())?;
         Ok(())
     }
 
@@ -256,7 +304,7 @@ impl holdfast_fsm::Store for Tables<'_> {
         id: InvocationId,
         index: EntryIndex,
     ) -> Result<Option<JournalItem>, Error> {
-        get_record(&self.journal, &journal_key(id, index))
+        get_record(self.journal.read()?, &journal_key(id, index))
     }
 
     fn put_journal(
@@ -265,15 +313,15 @@ impl holdfast_fsm::Store for Tables<'_> {
         index: EntryIndex,
         item: &JournalItem,
     ) -> Result<(), Error> {
-        put_record(&mut self.journal, &journal_key(id, index), item)
+        put_record(self.journal.write()?, &journal_key(id, index), item)
     }
 
     fn delete_journal(&mut self, id: InvocationId) -> Result<(), Error> {
-        delete_prefix(&mut self.journal, &id.to_bytes())
+        delete_prefix(self.journal.write()?, &id.to_bytes())
     }
 
     fn get_lock(&self, object: &ObjectKey) -> Result<Option<InvocationId>, Error> {
-        match self.locks.get(object_prefix(object).as_slice())? {
+        match self.locks.read()?.get(object_prefix(object).as_slice())? {
             Some(bytes) => Ok(Some(read_id("locks", bytes.value())?)),
             None => Ok(None),
         }
@@ -281,22 +329,26 @@ impl holdfast_fsm::Store for Tables<'_> {
 
     fn put_lock(&mut self, object: &ObjectKey, id: InvocationId) -> Result<(), Error> {
         self.locks
+            .write()?
             .insert(object_prefix(object).as_slice(), id.to_bytes().as_slice())?;
         Ok(())
     }
 
     fn delete_lock(&mut self, object: &ObjectKey) -> Result<(), Error> {
-        self.locks.remove(object_prefix(object).as_slice())?;
+        self.locks
+            .write()?
+            .remove(object_prefix(object).as_slice())?;
         Ok(())
     }
 
     fn inbox_push(&mut self, object: &ObjectKey, id: InvocationId) -> Result<(), Error> {
         let prefix = object_prefix(object);
-        let next = match keys_with_prefix(&self.inbox, &prefix)?.last() {
+        let next = match keys_with_prefix(self.inbox.read()?, &prefix)?.last() {
             Some(last) => read_u64("inbox", &last[prefix.len()..])?.saturating_add(1),
             None => 0,
         };
         self.inbox
+            .write()?
             .insert(inbox_key(object, next).as_slice(), id.to_bytes().as_slice())?;
         Ok(())
     }
@@ -304,7 +356,7 @@ impl holdfast_fsm::Store for Tables<'_> {
     fn inbox_pop(&mut self, object: &ObjectKey) -> Result<Option<InvocationId>, Error> {
         let prefix = object_prefix(object);
         let first = {
-            let mut range = self.inbox.range(prefix.as_slice()..)?;
+            let mut range = self.inbox.read()?.range(prefix.as_slice()..)?;
             match range.next() {
                 Some(item) => {
                     let (key, value) = item?;
@@ -318,7 +370,7 @@ impl holdfast_fsm::Store for Tables<'_> {
         let Some((key, value)) = first else {
             return Ok(None);
         };
-        self.inbox.remove(key.as_slice())?;
+        self.inbox.write()?.remove(key.as_slice())?;
         Ok(Some(read_id("inbox", &value)?))
     }
 
@@ -326,7 +378,7 @@ impl holdfast_fsm::Store for Tables<'_> {
         let prefix = object_prefix(object);
         let wanted = id.to_bytes();
         let mut found = None;
-        for item in self.inbox.range(prefix.as_slice()..)? {
+        for item in self.inbox.read()?.range(prefix.as_slice()..)? {
             let (key, value) = item?;
             if !key.value().starts_with(&prefix) {
                 break;
@@ -338,7 +390,7 @@ impl holdfast_fsm::Store for Tables<'_> {
         }
         match found {
             Some(key) => {
-                self.inbox.remove(key.as_slice())?;
+                self.inbox.write()?.remove(key.as_slice())?;
                 Ok(true)
             }
             None => Ok(false),
@@ -348,6 +400,7 @@ impl holdfast_fsm::Store for Tables<'_> {
     fn get_idempotency(&self, target: &Target, key: &str) -> Result<Option<InvocationId>, Error> {
         match self
             .idempotency
+            .read()?
             .get(idempotency_key(target, key).as_slice())?
         {
             Some(bytes) => Ok(Some(read_id("idempotency", bytes.value())?)),
@@ -361,7 +414,7 @@ impl holdfast_fsm::Store for Tables<'_> {
         key: &str,
         id: InvocationId,
     ) -> Result<(), Error> {
-        self.idempotency.insert(
+        self.idempotency.write()?.insert(
             idempotency_key(target, key).as_slice(),
             id.to_bytes().as_slice(),
         )?;
@@ -370,44 +423,46 @@ impl holdfast_fsm::Store for Tables<'_> {
 
     fn delete_idempotency(&mut self, target: &Target, key: &str) -> Result<(), Error> {
         self.idempotency
+            .write()?
             .remove(idempotency_key(target, key).as_slice())?;
         Ok(())
     }
 
     fn outbox_push(&mut self, message: &OutboxMessage) -> Result<u64, Error> {
-        let last = match self.counters.get(OUTBOX_SEQ)? {
+        let last = match self.counters.read()?.get(OUTBOX_SEQ)? {
             Some(bytes) => read_u64("fsm_counters", bytes.value())?,
             None => 0,
         };
         let seq = last.saturating_add(1);
         self.counters
+            .write()?
             .insert(OUTBOX_SEQ, seq.to_be_bytes().as_slice())?;
-        put_record(&mut self.outbox, &seq.to_be_bytes(), message)?;
+        put_record(self.outbox.write()?, &seq.to_be_bytes(), message)?;
         Ok(seq)
     }
 
     fn outbox_truncate(&mut self, up_to: u64) -> Result<(), Error> {
         let end = up_to.to_be_bytes();
         let mut doomed = Vec::new();
-        for item in self.outbox.range(..=end.as_slice())? {
+        for item in self.outbox.read()?.range(..=end.as_slice())? {
             let (key, _) = item?;
             doomed.push(key.value().to_vec());
         }
         for key in doomed {
-            self.outbox.remove(key.as_slice())?;
+            self.outbox.write()?.remove(key.as_slice())?;
         }
         Ok(())
     }
 
     fn get_dedup(&self, from: PartitionId) -> Result<Option<u64>, Error> {
-        match self.dedup.get(from.0.to_be_bytes().as_slice())? {
+        match self.dedup.read()?.get(from.0.to_be_bytes().as_slice())? {
             Some(bytes) => Ok(Some(read_u64("dedup", bytes.value())?)),
             None => Ok(None),
         }
     }
 
     fn put_dedup(&mut self, from: PartitionId, seq: u64) -> Result<(), Error> {
-        self.dedup.insert(
+        self.dedup.write()?.insert(
             from.0.to_be_bytes().as_slice(),
             seq.to_be_bytes().as_slice(),
         )?;
@@ -415,21 +470,27 @@ impl holdfast_fsm::Store for Tables<'_> {
     }
 
     fn has_timer(&self, timer: &TimerKey) -> Result<bool, Error> {
-        Ok(self.timers.get(timer.to_bytes().as_slice())?.is_some())
+        Ok(self
+            .timers
+            .read()?
+            .get(timer.to_bytes().as_slice())?
+            .is_some())
     }
 
     fn put_timer(&mut self, timer: &TimerKey) -> Result<(), Error> {
-        self.timers.insert(timer.to_bytes().as_slice(), &[][..])?;
+        self.timers
+            .write()?
+            .insert(timer.to_bytes().as_slice(), &[][..])?;
         Ok(())
     }
 
     fn delete_timer(&mut self, timer: &TimerKey) -> Result<(), Error> {
-        self.timers.remove(timer.to_bytes().as_slice())?;
+        self.timers.write()?.remove(timer.to_bytes().as_slice())?;
         Ok(())
     }
 
     fn get_promise(&self, workflow: &ObjectKey, name: &str) -> Result<Option<Promise>, Error> {
-        get_record(&self.promises, &promise_key(workflow, name))
+        get_record(self.promises.read()?, &promise_key(workflow, name))
     }
 
     fn put_promise(
@@ -438,10 +499,14 @@ impl holdfast_fsm::Store for Tables<'_> {
         name: &str,
         promise: &Promise,
     ) -> Result<(), Error> {
-        put_record(&mut self.promises, &promise_key(workflow, name), promise)
+        put_record(
+            self.promises.write()?,
+            &promise_key(workflow, name),
+            promise,
+        )
     }
 
     fn delete_promises(&mut self, workflow: &ObjectKey) -> Result<(), Error> {
-        delete_prefix(&mut self.promises, &object_prefix(workflow))
+        delete_prefix(self.promises.write()?, &object_prefix(workflow))
     }
 }
