@@ -2,7 +2,8 @@
 //! HTTP through the ingress.
 
 use holdfast_e2e::{
-    Endpoint, NodeFiles, Response, Served, http, http_get, http_json, terminate, wait_healthy,
+    Endpoint, NodeFiles, Response, Served, free_port, holdfast_bin, http, http_get, http_json,
+    terminate, wait_healthy,
 };
 use serde_json::json;
 use std::net::SocketAddr;
@@ -225,4 +226,78 @@ fn a_clean_stop_purges_the_log_and_compacts_the_files_and_the_state_survives_it(
     assert_eq!(response.status, 200, "{}", response.body);
     assert_eq!(response.json(), json!(301));
     terminate(node);
+}
+
+/// `holdfast bench floor`, the benchmarks' yardstick, serves every workload through the real
+/// endpoint and commits each durable point once: the accepted invocation, each acknowledged run,
+/// a sleep and its firing, a call and its result, the output with the end.
+#[test]
+fn the_floor_serves_every_workload_and_commits_each_durable_point() {
+    let endpoint = Endpoint::start(ANCHOR);
+    for (log, extra) in [("redb", Some("--log-thread")), ("file", None)] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port())
+            .parse()
+            .expect("address");
+        let mut floor = std::process::Command::new(holdfast_bin())
+            .args([
+                "bench",
+                "floor",
+                "--log",
+                log,
+                "--listen",
+                &listen.to_string(),
+            ])
+            .args(["--endpoint", &endpoint.uri])
+            .arg("--dir")
+            .arg(dir.path())
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn holdfast bench floor");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while http_get(listen, "/in-flight").is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the floor never listened"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // (path, body, status, output, records committed)
+        let cases = [
+            ("/Greeter/greet", "\"x\"", 200, json!("Hello x"), 2),
+            ("/Steps/run3", "{}", 200, json!(6), 5),
+            ("/Chain/call", "\"y\"", 200, json!("Hello y"), 5),
+            ("/Sleeper/nap", "10", 200, json!("slept 10"), 4),
+            ("/Counter/k1/add", "1", 200, json!(1), 2),
+            ("/Greeter/greet/send", "\"z\"", 202, json!({}), 2),
+        ];
+        for (path, body, status, output, _) in &cases {
+            let response = post(listen, path, body);
+            assert_eq!(response.status, *status, "{log} {path}: {}", response.body);
+            assert_eq!(response.json(), *output, "{log} {path}");
+        }
+        let refused = post(listen, "/Greeter", "\"x\"");
+        assert_eq!(refused.status, 404, "{}", refused.body);
+        assert_eq!(refused.json()["code"], json!("not_found"));
+        while http_get(listen, "/in-flight").expect("in-flight").body != "0" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the one-way send never ran"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let mut stdout = floor.stdout.take().expect("stdout");
+        let (status, stderr) = terminate(floor);
+        assert!(status.success(), "{stderr}");
+        let mut counters = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut counters).expect("read counters");
+        let counters: serde_json::Value = serde_json::from_str(&counters).expect("JSON counters");
+        assert_eq!(counters["failures"], json!({}), "{log}: {counters}");
+        let records: u64 = cases.iter().map(|case| case.4).sum();
+        assert_eq!(counters["records"], json!(records), "{log}: {counters}");
+        let commits = counters["commits"].as_u64().expect("commits");
+        assert!((1..=records).contains(&commits), "{log}: {counters}");
+    }
 }

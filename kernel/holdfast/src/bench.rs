@@ -22,6 +22,9 @@ pub enum Bench {
     Http(crate::loadgen::HttpArgs),
     /// SQL introspection over many invocations and state rows: lookups, scans, memory.
     Sql(crate::sqlbench::SqlArgs),
+    /// The least a durable engine can do per request: serves invocations on one thread with
+    /// group-committed durable points and nothing else, to compare the kernel's cost with.
+    Floor(crate::floor::FloorArgs),
     /// Synchronous 4 KiB writes + fdatasync per second on the disk holding DIR.
     Fsync {
         /// A directory on the disk to measure.
@@ -110,6 +113,7 @@ pub fn run(which: Bench) -> anyhow::Result<()> {
         Bench::Log(args) => log(args)?,
         Bench::Http(args) => crate::loadgen::run(args)?,
         Bench::Sql(args) => crate::sqlbench::run(args)?,
+        Bench::Floor(args) => crate::floor::run(args)?,
         Bench::Fsync { dir, seconds } => fsync(&dir, seconds)?,
     };
     println!("{result}");

@@ -17,6 +17,7 @@ mod cli;
 mod cluster;
 mod datadir;
 mod dispatch;
+mod floor;
 mod kernel;
 mod keys;
 mod loadgen;
