@@ -22,34 +22,41 @@ DRAIN_TIMEOUT_S=120
 # run's CPU covers whole invocations, as the engines' runs do.
 after_workload() {
   [ "$1" = send ] || return 0
-  local waited=0
-  until [ "$(curl -fs -m 5 "http://$INGRESS/in-flight" || echo -1)" = 0 ]; do
-    sleep 0.1; waited=$((waited + 1))
-    [ $waited -lt $((DRAIN_TIMEOUT_S * 10)) ] || { echo "floor: backlog not drained" >&2; return 1; }
+  local t0 start left
+  t0=$(date +%s%3N)
+  start=$(curl -fs -m 5 "http://$INGRESS/in-flight" || echo -1)
+  left=$start
+  until [ "$left" = 0 ]; do
+    [ $(( $(date +%s%3N) - t0 )) -lt $(( DRAIN_TIMEOUT_S * 1000 )) ] || { echo "floor: backlog not drained" >&2; return 1; }
+    sleep 0.1
+    left=$(curl -fs -m 5 "http://$INGRESS/in-flight" || echo -1)
   done
+  echo "{\"bench\":\"drain\",\"engine\":\"floor-$floor_name\",\"workload\":\"$1\",\"concurrency\":$2,\"invocations\":$start,\"left\":0,\"drained\":true,\"seconds\":$(python3 -c "print(round(($(date +%s%3N) - $t0) / 1000, 3))")}" \
+    | tee -a "$RESULTS" >&2
 }
 
 services="" floor=""
 trap 'kill $services $floor 2>/dev/null || true' EXIT
 for variant in "redb|redb|" "file|file|" "redb-thread|redb|--log-thread"; do
-  IFS='|' read -r name log extra <<<"$variant"
-  echo "== floor ($name)" >&2
-  rm -rf "$WORK/floor-$name"
+  # Not `name`: run_workloads has a local of that name, which after_workload would see.
+  IFS='|' read -r floor_name log extra <<<"$variant"
+  echo "== floor ($floor_name)" >&2
+  rm -rf "$WORK/floor-$floor_name"
   PORT=9080 node "$ROOT/sdk-ts/test/fixtures/anchor-services.mjs" >"$WORK/floor-services.log" 2>&1 &
   services=$!
-  "$BIN" bench floor --listen "$INGRESS" --endpoint http://127.0.0.1:9080 --dir "$WORK/floor-$name" \
-    --log "$log" $extra >"$WORK/floor-$name.json" 2>"$WORK/floor-$name.log" &
+  "$BIN" bench floor --listen "$INGRESS" --endpoint http://127.0.0.1:9080 --dir "$WORK/floor-$floor_name" \
+    --log "$log" $extra >"$WORK/floor-$floor_name.json" 2>"$WORK/floor-$floor_name.log" &
   floor=$!
   until curl -fs -o /dev/null "http://$INGRESS/in-flight" && curl -s -o /dev/null --http2-prior-knowledge \
       http://127.0.0.1:9080/discover; do
-    kill -0 "$floor" 2>/dev/null || { cat "$WORK/floor-$name.log" >&2; exit 1; }
+    kill -0 "$floor" 2>/dev/null || { cat "$WORK/floor-$floor_name.log" >&2; exit 1; }
     sleep 0.05
   done
-  run_workloads "$BIN" "$INGRESS" "$RESULTS" "$SECONDS_EACH" "{'engine': 'floor-$name'}" "server:$floor" "sdk:$services"
+  run_workloads "$BIN" "$INGRESS" "$RESULTS" "$SECONDS_EACH" "{'engine': 'floor-$floor_name'}" "server:$floor" "sdk:$services"
   kill -TERM "$floor"; wait "$floor" || true
   # Every invocation must have completed, the one-way ones too, or the figures mean nothing.
   python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); r["bench"]="floor-counters"; print(json.dumps(r))
-sys.exit(1 if r["failures"] else 0)' "$WORK/floor-$name.json" | tee -a "$RESULTS" >&2
+sys.exit(1 if r["failures"] else 0)' "$WORK/floor-$floor_name.json" | tee -a "$RESULTS" >&2
   kill "$services" 2>/dev/null || true; wait "$services" 2>/dev/null || true
   services="" floor=""
 done

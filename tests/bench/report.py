@@ -100,6 +100,8 @@ for r in logs if fsync else []:
 inv = [r for r in rows if r["bench"] == "http"]
 servers = {r["engine"]: r for r in rows if r["bench"] == "server"}
 drains = [r for r in rows if r["bench"] == "drain"]
+# The engines compared; the floor's runs (engine `floor-…`) have a section of their own.
+ENGINES = ("holdfast", "restate")
 WORKLOADS = ["greet", "counter_hot", "counter_1k", "steps", "chain", "send", "sleep"]
 verdict = lambda ok: "met" if ok else "not met"
 
@@ -231,11 +233,12 @@ if inv:
                     f"{fmt(per_req(h, 'sdk'))} / {fmt(per_req(r, 'sdk'))} |") if with_cpu else ""
             fails = h.get("failures", 0) + (r.get("failures", 0) if r else 0)
             lines.append(f"| {name} | {conc} | {hs} | {rs} | {ratios} |{cpus}" + (f" ({fails} failed requests)" if fails else ""))
-    loadgen = [x["loadgen_cpu_ms_per_req"] for x in inv if "loadgen_cpu_ms_per_req" in x]
+    loadgen = [x["loadgen_cpu_ms_per_req"] for x in inv if "loadgen_cpu_ms_per_req" in x and x["engine"] in ENGINES]
     if loadgen:
         lines += ["", f"The load generator itself spent {min(loadgen):.2f}–{max(loadgen):.2f} ms of CPU per request "
                   "(all runs, both engines)."]
-    sent = [d for d in drains if d.get("concurrency") == 64] or drains
+    engine_drains = [d for d in drains if d["engine"] in ENGINES]
+    sent = [d for d in engine_drains if d.get("concurrency") == 64] or engine_drains
     if sent:
         def drained(d):
             engine = "Holdfast" if d["engine"] == "holdfast" else "Restate"
@@ -276,6 +279,65 @@ if inv:
                       f"{bytes_cell(rd.get('stopped'))}, ratio {disk_ratio('stopped')}."]
         if r:
             lines += bar_table(cell, h, r, hd, rd)
+FLOORS = [("floor-redb", "floor, redb"), ("floor-redb-thread", "floor, redb, log thread"), ("floor-file", "floor, file")]
+if any(r["engine"].startswith("floor") for r in inv):
+    def run_of(engine, name, conc):
+        return next((r for r in inv if r["engine"] == engine and r["workload"] == name and r["concurrency"] == conc), None)
+    engines = [("holdfast", "Holdfast")] + [f for f in FLOORS if any(r["engine"] == f[0] for r in inv)] + [("restate", "Restate")]
+    names = " / ".join(label for _, label in engines)
+    lines += [
+    "",
+    "## The floor, in the same run",
+    "",
+    "`holdfast bench floor` (`tests/bench/floor.sh`, run by `make bench` after the engines) is the least a durable "
+    "engine can do per request on this machine: one thread serves HTTP/1.1, runs each invocation against the same "
+    "Node endpoint with the kernel's own HTTP/2 client and protocol codec, and commits every durable point the "
+    "kernel commits (the accepted invocation, each acknowledged run, a sleep before its timer and its firing, a call "
+    "and its result, the output with the end) in a group commit with fdatasync shared by every record waiting: a redb "
+    "transaction, or a plain file write. No consensus, actors, state machine, kept state or retries. What the floor "
+    "spends, any engine on this machine with this endpoint spends too; what Holdfast spends above it is its own design. "
+    "The `log thread` variant commits on a thread of its own, as the kernel's log writer does.",
+    "",
+    f"| workload | clients | req/s: {names} | p50 ms | server CPU ms/req | endpoint CPU ms/req |",
+    "|---|---|---|---|---|---|",
+    ]
+    for name in WORKLOADS:
+        for conc in [1, 64]:
+            cells = [run_of(e, name, conc) for e, _ in engines]
+            if not any(cells):
+                continue
+            def col(key, spec):
+                return " / ".join("—" if c is None or c.get(key) is None else format(c[key], spec) for c in cells)
+            lines.append(f"| {name} | {conc} | {col('per_second', '.0f')} | {col('p50_ms', '.2f')} "
+                         f"| {col('server_cpu_ms_per_req', '.3f')} | {col('sdk_cpu_ms_per_req', '.3f')} |")
+    def extreme(a_engine, b_engine, conc, value, pick):
+        found = []
+        for name in WORKLOADS:
+            a, b = run_of(a_engine, name, conc), run_of(b_engine, name, conc)
+            v = value(a, b) if a and b else None
+            if v is not None:
+                found.append((v, name))
+        return pick(found) if found else None
+    def tput(a, b):
+        if a["workload"] == "send":
+            ca, cb = completed_per_second(a, drains), completed_per_second(b, drains)
+            return ca / cb if ca and cb else None
+        return a["per_second"] / b["per_second"] if b["per_second"] else None
+    p50 = lambda a, b: a["p50_ms"] / b["p50_ms"] if b["p50_ms"] else None
+    cpu = lambda a, b: (per_req(a, "server") / per_req(b, "server")
+                        if per_req(a, "server") is not None and per_req(b, "server") else None)
+    def span(a_engine, b_engine, conc, value):
+        lo, hi = extreme(a_engine, b_engine, conc, value, min), extreme(a_engine, b_engine, conc, value, max)
+        return f"{lo[0]:.2f} ({lo[1]}) to {hi[0]:.2f} ({hi[1]})" if lo and hi else "—"
+    if run_of("restate", "greet", 1):
+        lines += ["", "The floor (redb) against Restate, the bar's terms: throughput at 64 clients "
+                  f"{span('floor-redb', 'restate', 64, tput)}×; p50 at one client {span('floor-redb', 'restate', 1, p50)}; "
+                  f"server CPU per request {span('floor-redb', 'restate', 1, cpu)} at one client and "
+                  f"{span('floor-redb', 'restate', 64, cpu)} at 64."]
+    lines += ["", "Holdfast against the floor (redb): throughput at 64 clients "
+              f"{span('holdfast', 'floor-redb', 64, tput)}×; p50 at one client {span('holdfast', 'floor-redb', 1, p50)}×; "
+              f"server CPU per request {span('holdfast', 'floor-redb', 1, cpu)}× at one client and "
+              f"{span('holdfast', 'floor-redb', 64, cpu)}× at 64."]
 tracing = [r for r in rows if r["bench"] == "tracing"]
 if tracing:
     def traced(mode, conc):

@@ -7,7 +7,8 @@
 #   - start-up: process exec until /health reports every partition led
 #   - resident memory of an idle node
 #   - Restate 1.7.12's start-up and idle memory in the same run, when its anchor is available
-#   - invocations beside Restate (tests/bench/invocations.sh) and durable timers
+#   - invocations beside Restate (tests/bench/invocations.sh), the floor (tests/bench/floor.sh)
+#     and durable timers
 #     (tests/bench/timers.sh: TIMERS_PENDING pending, a burst of TIMERS_BURST due at once)
 #   - tracing overhead: the no-op invocation with span export off and on (tests/bench/tracing.sh)
 #   - three nodes beside one node: invocation workloads, appends per fsync, leader loss
@@ -103,6 +104,7 @@ fi
 
 if [ -f sdk-ts/dist/src/index.js ]; then
   tests/bench/invocations.sh "$BIN" "$RESULTS" "$WORK" "$RUN_SECONDS" "$restate_dir"
+  tests/bench/floor.sh "$BIN" "$RESULTS" "$WORK" "$RUN_SECONDS"
   tests/bench/timers.sh "$BIN" "$RESULTS" "$WORK" "${TIMERS_PENDING:-100000}" "${TIMERS_BURST:-20000}"
   tests/bench/tracing.sh "$BIN" "$RESULTS" "$WORK" "$RUN_SECONDS"
   tests/bench/cluster.sh "$BIN" "$RESULTS" "$WORK" "$RUN_SECONDS"
