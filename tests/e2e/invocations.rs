@@ -106,12 +106,47 @@ fn concurrent_exclusive_calls_on_one_key_are_serialized() {
 }
 
 #[test]
-fn services_call_each_other_across_partitions() {
+fn a_call_to_a_service_runs_on_the_callers_partition() {
     let (files, node, _endpoint) = node_with(ANCHOR);
     for name in ["a", "b", "c", "d", "e", "f"] {
         let response = post(files.ingress, "/Chain/call", &format!("\"{name}\""));
         assert_eq!(response.status, 200, "{}", response.body);
         assert_eq!(response.json(), json!(format!("Hello {name}")));
+    }
+    // The callers spread over the partitions by their random ids; each callee joined its caller's.
+    let rows = http(
+        files.admin,
+        "POST",
+        "/query",
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+        ],
+        &json!({ "query": "SELECT id, partition_key, invoked_by_id FROM sys_invocation" })
+            .to_string(),
+    )
+    .expect("query")
+    .json()["rows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let partition_of = |id: &serde_json::Value| {
+        rows.iter()
+            .find(|row| &row["id"] == id)
+            .map(|row| row["partition_key"].clone())
+    };
+    let callees: Vec<_> = rows
+        .iter()
+        .filter(|row| !row["invoked_by_id"].is_null())
+        .collect();
+    assert_eq!(callees.len(), 6, "{rows:?}");
+    for callee in callees {
+        assert!(!callee["partition_key"].is_null(), "{rows:?}");
+        assert_eq!(
+            Some(callee["partition_key"].clone()),
+            partition_of(&callee["invoked_by_id"]),
+            "{rows:?}"
+        );
     }
     terminate(node);
 }

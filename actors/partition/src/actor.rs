@@ -564,7 +564,13 @@ async fn start_group(
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())?;
-    let state = state.with_config(settings.fsm);
+    let state = state.with_config(holdfast_fsm::Config {
+        home: Some(holdfast_fsm::Home {
+            partition,
+            partitions: settings.placement.partitions,
+        }),
+        ..settings.fsm
+    });
     let applying = state.clone().with_effects(effects);
     let raft = holdfast_raft_group::start(&settings.replication, log, applying).await?;
     Ok(Group { raft, state })

@@ -56,7 +56,7 @@ pub mod memory;
 pub mod state;
 pub mod store;
 
-pub use config::{Config, OnMaxAttempts, RetryPolicy};
+pub use config::{Config, Home, OnMaxAttempts, RetryPolicy};
 pub use effect::{Completion, Effect, Observation};
 pub use lifecycle::invoke::WORKFLOW_ALREADY_INVOKED;
 pub use store::Store;
@@ -75,6 +75,7 @@ pub fn apply<S: Store>(
         store,
         config,
         effects: Vec::new(),
+        local: std::collections::VecDeque::new(),
     };
     match command {
         Command::SetState {
@@ -152,6 +153,12 @@ pub fn apply<S: Store>(
             token,
             outcome,
         } => awakeable::apply(&mut cx, *id, *index, token, outcome)?,
+    }
+    // Messages to this partition's own invocations arrive now, in the order they were sent, each
+    // after everything before it is stored: what the outbox and the shuffle would deliver a log
+    // round later. Delivering one may send more; each chain ends (a call completes its caller).
+    while let Some((message, at_ms)) = cx.local.pop_front() {
+        shuffle::deliver(&mut cx, &message, at_ms)?;
     }
     Ok(cx.effects)
 }

@@ -122,6 +122,16 @@ impl InvocationId {
         )
     }
 
+    /// Like [`InvocationId::derived`], except that an unkeyed callee takes the caller's partition
+    /// key: it runs on the caller's partition, so the call and its result stay there.
+    pub fn derived_near(target: &Target, caller: InvocationId, entry: EntryIndex) -> Self {
+        let mut id = Self::derived(target, caller, entry);
+        if target.key.is_none() {
+            id.partition_key = caller.partition_key;
+        }
+        id
+    }
+
     /// The partition owning this invocation among `partitions` partitions (at least one); agrees
     /// with [`routing::partition_of`] for keyed targets.
     pub fn partition(&self, partitions: u32) -> crate::PartitionId {

@@ -31,7 +31,7 @@ pub(crate) fn apply<S: Store>(
         }
         _ => {
             for callee in pending_callees(cx, id, &rec)? {
-                send(cx, OutboxMessage::Cancel { id: callee })?;
+                send(cx, OutboxMessage::Cancel { id: callee }, at_ms)?;
             }
             let pending = pending_entries(cx, id, &rec)?;
             if pending.is_empty() {

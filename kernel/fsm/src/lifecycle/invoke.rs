@@ -116,6 +116,7 @@ fn attach<S: Store>(
                         index: caller.1,
                         outcome,
                     },
+                    request.at_ms,
                 )?,
                 None => {
                     let original = match &rec.source {

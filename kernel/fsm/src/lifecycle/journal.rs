@@ -84,7 +84,7 @@ pub(crate) fn apply<S: Store>(cx: &mut Ctx<'_, S>, append: Append<'_>) -> Result
     rec.journal_len = rec.journal_len.saturating_add(1);
     observe::appended(cx, id, &rec, epoch, index, append.entry, append.at_ms);
     if let Some(request) = callee {
-        send(cx, OutboxMessage::Invoke(Box::new(request)))?;
+        send(cx, OutboxMessage::Invoke(Box::new(request)), append.at_ms)?;
     }
     if let Some(fire_at_ms) = item.fire_at_ms {
         register_timer(cx, TimerKey::new(fire_at_ms, Timer::Sleep { id, index }))?;
@@ -105,8 +105,8 @@ pub(crate) fn apply<S: Store>(cx: &mut Ctx<'_, S>, append: Append<'_>) -> Result
             let keys = cx.store.state_names(object)?;
             settle(cx, id, &mut rec, vec![(index, Outcome::Keys(keys))])?;
         }
-        // Through the outbox even when the awakeable is on this partition, or is this very
-        // invocation's: one path, applied in log order. A malformed id is only journaled.
+        // Sent like any message, even to this very invocation: a message within the partition is
+        // delivered only after this entry is stored. A malformed id is only journaled.
         (Entry::CompleteAwakeable(e), _) => {
             if let Ok(awakeable) = e.id.parse::<AwakeableId>() {
                 let message = OutboxMessage::CompleteAwakeable {
@@ -115,7 +115,7 @@ pub(crate) fn apply<S: Store>(cx: &mut Ctx<'_, S>, append: Append<'_>) -> Result
                     token: awakeable.token,
                     outcome: e.result.clone(),
                 };
-                send(cx, message)?;
+                send(cx, message, append.at_ms)?;
             }
         }
         (Entry::GetPromise(e), Some(object)) if e.result.is_none() => {
@@ -213,7 +213,7 @@ fn call_request(
     let kind = callee_kind(append.callee_kind, &call.key);
     let key = call.idempotency_key.as_deref();
     InvocationRequest {
-        id: callee_id(&target, key, kind, append.id, append.index),
+        id: callee_id(&target, key, kind, append.id, append.index, true),
         kind,
         target,
         argument: call.parameter.clone(),
@@ -250,7 +250,7 @@ fn send_request(
         _ => None,
     };
     InvocationRequest {
-        id: callee_id(&target, key, kind, append.id, append.index),
+        id: callee_id(&target, key, kind, append.id, append.index, false),
         kind,
         target,
         argument: one_way.parameter.clone(),

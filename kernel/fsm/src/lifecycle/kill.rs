@@ -30,7 +30,7 @@ pub(crate) fn apply<S: Store>(
         Status::Suspended { .. } | Status::BackingOff { .. } | Status::Paused { .. } => {}
     }
     for callee in pending_callees(cx, id, &rec)? {
-        send(cx, OutboxMessage::Kill { id: callee })?;
+        send(cx, OutboxMessage::Kill { id: callee }, at_ms)?;
     }
     complete(cx, id, &mut rec, killed(), at_ms)?;
     cx.store.put_invocation(id, &rec)

@@ -30,6 +30,7 @@ use holdfast_protocol::{EntryIndex, Failure, Outcome};
 use holdfast_types::{
     Epoch, HandlerKind, InvocationId, OnMaxAttempts, OutboxMessage, Source, Target, Timer, TimerKey,
 };
+use std::collections::VecDeque;
 
 /// The failure every cancelled entry (or cancelled inboxed invocation) completes with.
 pub(crate) fn cancelled() -> Outcome {
@@ -50,11 +51,13 @@ pub(crate) fn killed() -> Outcome {
 /// The protocol's code for a protocol violation (retryable).
 pub(crate) const PROTOCOL_VIOLATION: u16 = 571;
 
-/// Everything one `apply` call works with: the store, the settings, and the effects so far.
+/// Everything one `apply` call works with: the store, the settings, the effects so far, and the
+/// messages sent to this partition's own invocations, delivered once the command is applied.
 pub(crate) struct Ctx<'a, S: Store> {
     pub store: &'a mut S,
     pub config: &'a Config,
     pub effects: Vec<Effect>,
+    pub local: VecDeque<(OutboxMessage, u64)>,
 }
 
 /// How an attempt failed, before the retry policy decides what follows.
@@ -133,8 +136,22 @@ pub(crate) fn start_attempt<S: Store>(
     });
 }
 
-/// Appends a message to the outbox and asks the leader to ship it.
-pub(crate) fn send<S: Store>(cx: &mut Ctx<'_, S>, message: OutboxMessage) -> Result<(), S::Error> {
+/// Sends a message to an invocation, at `at_ms`: to one of this partition's own, it is delivered
+/// once the current command is applied; to another partition's, it goes into the outbox and the
+/// leader ships it.
+pub(crate) fn send<S: Store>(
+    cx: &mut Ctx<'_, S>,
+    message: OutboxMessage,
+    at_ms: u64,
+) -> Result<(), S::Error> {
+    if cx
+        .config
+        .home
+        .is_some_and(|home| home.owns(message.partition_key()))
+    {
+        cx.local.push_back((message, at_ms));
+        return Ok(());
+    }
     let seq = cx.store.outbox_push(&message)?;
     cx.effects.push(Effect::ShuffleOut {
         seq,
@@ -178,6 +195,7 @@ pub(crate) fn complete<S: Store>(
                 index,
                 outcome: outcome.clone(),
             },
+            at_ms,
         )?;
     }
     register_timer(cx, TimerKey::new(expires_at_ms, Timer::Purge { id }))?;
@@ -340,7 +358,7 @@ pub(crate) fn pending_callees<S: Store>(
             let callee = item.callee.unwrap_or_else(|| {
                 let target = Target::new(&call.service, &call.handler, call.key.clone());
                 let key = call.idempotency_key.as_deref();
-                callee_id(&target, key, HandlerKind::Exclusive, id, index)
+                callee_id(&target, key, HandlerKind::Exclusive, id, index, false)
             });
             callees.push(callee);
         }
@@ -350,18 +368,21 @@ pub(crate) fn pending_callees<S: Store>(
 
 /// The id of the invocation a `call`/`send` entry starts: by idempotency key if it has one, else
 /// the one run of a workflow's key, else derived from the caller and the entry, so every replay
-/// finds the same one.
+/// finds the same one. `near_caller` (calls) keeps an unkeyed callee on the caller's partition:
+/// the caller waits for it, and neither the call nor its result then crosses partitions.
 pub(crate) fn callee_id(
     target: &Target,
     idempotency_key: Option<&str>,
     kind: HandlerKind,
     caller: InvocationId,
     index: EntryIndex,
+    near_caller: bool,
 ) -> InvocationId {
     // A workflow runs once per key, whatever idempotency key a submission carries.
     match (idempotency_key, kind) {
         (_, HandlerKind::Workflow) => InvocationId::workflow(target),
         (Some(key), _) => InvocationId::idempotent(target, key),
+        (None, _) if near_caller => InvocationId::derived_near(target, caller, index),
         (None, _) => InvocationId::derived(target, caller, index),
     }
 }

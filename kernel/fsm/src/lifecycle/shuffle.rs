@@ -1,5 +1,6 @@
 //! `ShuffleIn`: a message from another partition's outbox. Applied once: a sequence number at or
-//! below the last one seen from that partition is a redelivery and is dropped.
+//! below the last one seen from that partition is a redelivery and is dropped. Messages between
+//! invocations of one partition skip the outbox and are delivered here too ([`deliver`]).
 
 use super::{Ctx, awakeable, cancel, completion, invoke, kill};
 use crate::Store;
@@ -16,6 +17,16 @@ pub(crate) fn apply<S: Store>(
         return Ok(());
     }
     cx.store.put_dedup(from, seq)?;
+    deliver(cx, message, at_ms)
+}
+
+/// Applies a message for one of this partition's invocations, from another partition's outbox or
+/// sent within this partition (never deduplicated: it was never in an outbox).
+pub(crate) fn deliver<S: Store>(
+    cx: &mut Ctx<'_, S>,
+    message: &OutboxMessage,
+    at_ms: u64,
+) -> Result<(), S::Error> {
     match message {
         OutboxMessage::Invoke(request) => invoke::apply(cx, request, at_ms),
         OutboxMessage::Completion { id, index, outcome } => {

@@ -50,7 +50,7 @@ fn cancel_of_a_running_invocation_fails_pending_entries_and_cancels_callees() {
         ],
     );
     let effects = step(&mut store, &[cancel(id)]);
-    let callee = InvocationId::derived(&greeter(), id, EntryIndex(1));
+    let callee = InvocationId::derived_near(&greeter(), id, EntryIndex(1));
     let cancelled = failure(409, "cancelled");
     assert_eq!(
         effects,

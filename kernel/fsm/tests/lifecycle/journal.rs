@@ -190,7 +190,7 @@ fn call_entry_goes_to_the_outbox_with_this_invocation_as_source() {
     let mut store = MemoryStore::default();
     let id = running(&mut store, "a", 1);
     let effects = step(&mut store, &[append(id, 1, 1, call(&greeter(), None))]);
-    let callee = InvocationId::derived(&greeter(), id, EntryIndex(1));
+    let callee = InvocationId::derived_near(&greeter(), id, EntryIndex(1));
     let expected = OutboxMessage::Invoke(Box::new(InvocationRequest {
         id: callee,
         target: greeter(),

@@ -18,7 +18,7 @@ fn kill_of_a_running_invocation_fences_completes_and_starts_the_next() {
         ],
     );
     let effects = step(&mut store, &[Command::Kill { id, at_ms: T0 }]);
-    let callee = InvocationId::derived(&greeter(), id, EntryIndex(1));
+    let callee = InvocationId::derived_near(&greeter(), id, EntryIndex(1));
     let killed = failure(409, "killed");
     assert_eq!(
         effects,
