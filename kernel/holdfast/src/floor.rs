@@ -169,6 +169,8 @@ impl Log {
 #[derive(Default)]
 struct Counters {
     requests: AtomicU64,
+    /// Invocations started, callees included: numbers their ids.
+    invocations: AtomicU64,
     commits: AtomicU64,
     records: AtomicU64,
     in_flight: AtomicU64,
@@ -402,7 +404,7 @@ impl Floor {
         if accept {
             self.durable(input.clone()).await?;
         }
-        let id = self.counters.requests.load(Ordering::Relaxed);
+        let id = self.counters.invocations.fetch_add(1, Ordering::Relaxed);
         let start = Start {
             attempt: 1,
             awakeable_key: Payload::from(&[0u8; 32][..]),
