@@ -377,6 +377,18 @@ impl PartitionActor {
         if preferred == self.settings.replication.node || self.lease_lost {
             return;
         }
+        // Not while the group's members are moving, nor to a replica that cannot win yet (a
+        // learner): stepping down then interrupts the move, and the next leader starts it over.
+        let votes = self.group.as_ref().is_some_and(|group| {
+            let metrics = group.raft.metrics();
+            let metrics = metrics.borrow();
+            let membership = metrics.membership_config.membership();
+            membership.get_joint_config().len() == 1
+                && membership.voter_ids().any(|id| id == preferred.0)
+        });
+        if self.changing_members || !votes {
+            return;
+        }
         let Some(since) = self.leading_since else {
             return;
         };
