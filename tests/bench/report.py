@@ -130,6 +130,14 @@ def completed_per_second(row, drains):
     extra = drain["seconds"] if drain["invocations"] else 0.0
     return row["ops"] / (row["seconds"] + extra)
 
+def throughput(a, b):
+    """Throughput of run `a` over run `b`; a one-way send is work done when it completes, not when it is
+    accepted."""
+    if a["workload"] == "send":
+        ca, cb = completed_per_second(a, drains), completed_per_second(b, drains)
+        return ca / cb if ca and cb else None
+    return a["per_second"] / b["per_second"] if b["per_second"] else None
+
 def bar_table(cell, h, r, hd, rd):
     """The project's bar, one row per criterion: measured value, bar, met or not."""
     rows_out = ["", "Against the project's bar:", "",
@@ -140,12 +148,6 @@ def bar_table(cell, h, r, hd, rd):
         pairs = [(n, cell("holdfast", n, conc), cell("restate", n, conc)) for n in WORKLOADS]
         found = [(value(a, b), n) for n, a, b in pairs if a and b and value(a, b) is not None]
         return pick(found) if found else None
-    def throughput(a, b):
-        # A one-way send is work done when it completes, not when it is accepted.
-        if a["workload"] == "send":
-            ca, cb = completed_per_second(a, drains), completed_per_second(b, drains)
-            return ca / cb if ca and cb else None
-        return a["per_second"] / b["per_second"] if b["per_second"] else None
     tput = worst(64, throughput, min)
     row("throughput at 64 clients, every workload; `send` counted to completion (lowest Holdfast / Restate)",
         f"{tput[0]:.2f}× ({tput[1]})" if tput else "—", "≥ 3×", tput and tput[0] >= 3)
@@ -318,11 +320,6 @@ if any(r["engine"].startswith("floor") for r in inv):
             if v is not None:
                 found.append((v, name))
         return pick(found) if found else None
-    def tput(a, b):
-        if a["workload"] == "send":
-            ca, cb = completed_per_second(a, drains), completed_per_second(b, drains)
-            return ca / cb if ca and cb else None
-        return a["per_second"] / b["per_second"] if b["per_second"] else None
     p50 = lambda a, b: a["p50_ms"] / b["p50_ms"] if b["p50_ms"] else None
     cpu = lambda a, b: (per_req(a, "server") / per_req(b, "server")
                         if per_req(a, "server") is not None and per_req(b, "server") else None)
@@ -331,11 +328,11 @@ if any(r["engine"].startswith("floor") for r in inv):
         return f"{lo[0]:.2f} ({lo[1]}) to {hi[0]:.2f} ({hi[1]})" if lo and hi else "—"
     if run_of("restate", "greet", 1):
         lines += ["", "The floor (redb) against Restate, the bar's terms: throughput at 64 clients "
-                  f"{span('floor-redb', 'restate', 64, tput)}×; p50 at one client {span('floor-redb', 'restate', 1, p50)}; "
+                  f"{span('floor-redb', 'restate', 64, throughput)}×; p50 at one client {span('floor-redb', 'restate', 1, p50)}; "
                   f"server CPU per request {span('floor-redb', 'restate', 1, cpu)} at one client and "
                   f"{span('floor-redb', 'restate', 64, cpu)} at 64."]
     lines += ["", "Holdfast against the floor (redb): throughput at 64 clients "
-              f"{span('holdfast', 'floor-redb', 64, tput)}×; p50 at one client {span('holdfast', 'floor-redb', 1, p50)}×; "
+              f"{span('holdfast', 'floor-redb', 64, throughput)}×; p50 at one client {span('holdfast', 'floor-redb', 1, p50)}×; "
               f"server CPU per request {span('holdfast', 'floor-redb', 1, cpu)}× at one client and "
               f"{span('holdfast', 'floor-redb', 64, cpu)}× at 64."]
 tracing = [r for r in rows if r["bench"] == "tracing"]

@@ -60,20 +60,28 @@ pub enum LogKind {
 /// Why the floor could not serve.
 #[derive(Debug, thiserror::Error)]
 pub enum FloorError {
+    /// Reading a request, writing the log file or answering failed.
     #[error("log: {0}")]
     Io(#[from] std::io::Error),
+    /// The redb log failed.
     #[error("log: {0}")]
     Redb(#[from] redb::Error),
+    /// The log's writer stopped; nothing can be made durable any more.
     #[error("the log stopped")]
     LogStopped,
+    /// The exchange with the endpoint failed.
     #[error("{0}")]
     Endpoint(#[from] holdfast_endpoint::Error),
+    /// A frame did not encode or decode.
     #[error("protocol: {0}")]
     Protocol(#[from] holdfast_protocol::Error),
+    /// A message or entry the floor has no part for (suspension, awakeables, promises, …).
     #[error("the endpoint sent {0}, which the floor does not serve")]
     Unsupported(&'static str),
+    /// The endpoint ended without an `output` entry.
     #[error("the attempt ended without an output")]
     NoOutput,
+    /// The handler failed terminally with this code.
     #[error("terminal failure {0}")]
     Terminal(u16),
 }
