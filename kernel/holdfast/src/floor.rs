@@ -388,27 +388,43 @@ impl Floor {
         durable.await.map_err(|_| FloorError::LogStopped)
     }
 
-    /// Runs one invocation to its output: one attempt, every durable point committed in order.
+    /// Runs one invocation to its output; invocations of one key run one after another, as the
+    /// kernel runs them, and a key's turn is forgotten once nobody holds or waits for it.
     async fn invoke(
         self: Arc<Self>,
         target: Target,
         input: Bytes,
         accept: bool,
     ) -> Result<Bytes, FloorError> {
-        // Invocations of one key run one after another, as the kernel runs them.
-        let lock = target.key.as_ref().map(|key| {
-            let mut keys = self
-                .keys
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            keys.entry((target.service.clone(), key.clone()))
-                .or_default()
-                .clone()
-        });
-        let _turn = match &lock {
-            Some(lock) => Some(lock.lock().await),
-            None => None,
+        let Some(key) = target.key.clone().map(|key| (target.service.clone(), key)) else {
+            return self.attempt(target, input, accept).await;
         };
+        let turn = self.key_turns().entry(key.clone()).or_default().clone();
+        let result = {
+            let _held = turn.lock().await;
+            self.clone().attempt(target, input, accept).await
+        };
+        let mut turns = self.key_turns();
+        // The map's reference and this one: nobody else holds or waits for the key.
+        if Arc::strong_count(&turn) == 2 {
+            turns.remove(&key);
+        }
+        result
+    }
+
+    fn key_turns(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), KeyTurn>> {
+        self.keys
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// One attempt of an invocation, every durable point committed in order.
+    async fn attempt(
+        self: Arc<Self>,
+        target: Target,
+        input: Bytes,
+        accept: bool,
+    ) -> Result<Bytes, FloorError> {
         if accept {
             self.durable(input.clone()).await?;
         }
