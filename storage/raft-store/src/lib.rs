@@ -14,7 +14,8 @@
 //! release before kept one `log.redb` per group; [`migrate_legacy_log`] moves them over.
 //!
 //! The log is the ground truth. Appends are durable before openraft is told they are flushed; the
-//! state machine commits without fsync and is flushed lazily ([`StateMachine::flush`]), because
+//! state machine applies into memory, commits to `state.redb` without fsync in large batches and
+//! is flushed lazily ([`StateMachine::flush`]), because
 //! after a crash openraft re-applies every committed entry above the durable applied log id.
 //! Log entries are purged only below a snapshot, and a snapshot is built only from flushed state.
 //!
@@ -25,6 +26,7 @@ mod compact;
 mod error;
 mod keys;
 mod log;
+mod memtable;
 mod migrate;
 mod pack;
 pub mod records;

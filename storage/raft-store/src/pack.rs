@@ -149,6 +149,11 @@ pub(crate) fn decode<T: DeserializeOwned>(stored: &[u8]) -> Result<T, Error> {
     Ok(codec::decode(&unpack(stored)?)?)
 }
 
+/// The record in `stored`, if a row was found.
+pub(crate) fn decode_found<T: DeserializeOwned>(stored: Option<&[u8]>) -> Result<Option<T>, Error> {
+    stored.map(decode).transpose()
+}
+
 /// `len` pseudo-random bytes from `seed` (xorshift): data no compressor can shrink, for tests.
 #[cfg(test)]
 pub(crate) fn noise(seed: u64, len: usize) -> Vec<u8> {

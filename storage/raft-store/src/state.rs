@@ -1,8 +1,10 @@
 //! The state-machine store: the applied state of one partition in `state.redb`.
 //!
-//! Each `apply` call is one redb transaction committed without fsync, so the applied log id and the
-//! state it describes always move together; [`StateMachine::flush`] makes them durable. A crash
-//! loses at most the unflushed tail, which openraft re-applies from the log.
+//! Each `apply` call writes into the partition's memtable (see [`crate::memtable`]), which is
+//! written to `state.redb` in one transaction without fsync once it is large and before every
+//! flush, snapshot and whole-table read, so the applied log id and the state it describes always
+//! move together; [`StateMachine::flush`] makes them durable. A crash loses at most the unflushed
+//! tail, which openraft re-applies from the log.
 //!
 //! Snapshots are files in the partition's `snapshots/` directory (see [`snapshot`] for the
 //! format); `state.redb`'s `snapshot` table records the current one's metadata and file name.
@@ -13,9 +15,10 @@ pub use snapshot::SnapshotFile;
 
 use crate::error::blocking;
 use crate::keys::{object_prefix, parse_state_key, take_part};
+use crate::memtable::{self, Memtable, View};
 use crate::records;
 use crate::state::snapshot::{SnapshotDir, SnapshotFile as File};
-use crate::tables::{self, STATE, Tables};
+use crate::tables::{self, STATE, Tables, slot};
 use crate::{Applied, Batch, Error, TypeConfig, pack};
 use holdfast_fsm::state::{Invocation, JournalItem, Promise};
 use holdfast_types::{
@@ -96,6 +99,8 @@ pub struct Resumable {
 #[derive(Clone)]
 pub struct StateMachine {
     db: Arc<Database>,
+    /// Applied changes not yet written to `db`; shared by every handle on it.
+    memtable: memtable::Shared,
     snapshots: Arc<SnapshotDir>,
     snapshots_built: Arc<AtomicU64>,
     /// True until the first `get_current_snapshot`: openraft makes it when the group starts
@@ -122,6 +127,7 @@ pub struct AppliedBatch {
 #[derive(Clone)]
 pub struct WeakStateMachine {
     db: Weak<Database>,
+    memtable: memtable::Shared,
     snapshots: Arc<SnapshotDir>,
     snapshots_built: Arc<AtomicU64>,
     config: holdfast_fsm::Config,
@@ -140,6 +146,7 @@ impl WeakStateMachine {
     pub fn upgrade(&self) -> Option<StateMachine> {
         Some(StateMachine {
             db: self.db.upgrade()?,
+            memtable: self.memtable.clone(),
             snapshots: self.snapshots.clone(),
             snapshots_built: self.snapshots_built.clone(),
             startup_snapshot_read: true,
@@ -204,6 +211,32 @@ fn put_membership(
     )
 }
 
+/// Writes the memtable `mem` into `db` in one transaction without fsync, with the applied
+/// position it carries, then empties it.
+fn settle(db: &Database, mem: &mut Memtable) -> Result<(), Error> {
+    if mem.is_empty() {
+        return Ok(());
+    }
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::None)?;
+    mem.write_rows(&txn)?;
+    {
+        let mut meta = txn.open_table(META)?;
+        if let Some(applied) = &mem.applied {
+            put_applied(&mut meta, applied.as_ref())?;
+        }
+        if let Some(membership) = &mem.membership {
+            put_membership(&mut meta, membership)?;
+        }
+        if let Some(count) = mem.commands_applied {
+            put_meta(&mut meta, COMMANDS_APPLIED, &count)?;
+        }
+    }
+    txn.commit()?;
+    mem.clear();
+    Ok(())
+}
+
 fn sm_read_err(e: Error) -> StorageError<NodeId> {
     StorageIOError::read_state_machine(&e).into()
 }
@@ -254,6 +287,7 @@ impl StateMachine {
         Self::convert_legacy_snapshot(&db, &snapshots)?;
         Ok(Self {
             db: Arc::new(db),
+            memtable: memtable::Shared::default(),
             snapshots: Arc::new(snapshots),
             snapshots_built: Arc::new(AtomicU64::new(0)),
             startup_snapshot_read: true,
@@ -280,51 +314,54 @@ impl StateMachine {
     pub fn downgrade(&self) -> WeakStateMachine {
         WeakStateMachine {
             db: Arc::downgrade(&self.db),
+            memtable: self.memtable.clone(),
             snapshots: self.snapshots.clone(),
             snapshots_built: self.snapshots_built.clone(),
             config: self.config,
         }
     }
 
+    /// The applied state as of now: the memtable over a fresh read transaction.
+    fn view(&self) -> Result<View<std::sync::MutexGuard<'_, Memtable>>, Error> {
+        let mem = memtable::lock(&self.memtable);
+        let txn = self.db.begin_read()?;
+        Ok(View::new(mem, txn))
+    }
+
+    /// Writes the memtable into `state.redb` (without fsync), for readers of whole tables and
+    /// of the applied position.
+    fn settle(&self) -> Result<(), Error> {
+        settle(&self.db, &mut memtable::lock(&self.memtable))
+    }
+
     /// An invocation's status record, for the leader and tools.
     pub fn invocation(&self, id: InvocationId) -> Result<Option<Invocation>, Error> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(tables::INVOCATIONS)?;
-        match table.get(id.to_bytes().as_slice())? {
-            Some(bytes) => Ok(Some(pack::decode(bytes.value())?)),
-            None => Ok(None),
-        }
+        self.view()?
+            .get(slot::INVOCATIONS, &id.to_bytes(), pack::decode_found)
     }
 
     /// The invocation holding `object`'s exclusive lock, if any.
     pub fn lock_holder(&self, object: &ObjectKey) -> Result<Option<InvocationId>, Error> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(tables::LOCKS)?;
-        match table.get(object_prefix(object).as_slice())? {
-            Some(bytes) => Ok(Some(tables::read_id("locks", bytes.value())?)),
-            None => Ok(None),
-        }
+        self.view()?
+            .get(slot::LOCKS, &object_prefix(object), |value| {
+                value
+                    .map(|bytes| tables::read_id("locks", bytes))
+                    .transpose()
+            })
     }
 
     /// An invocation's journal in index order, for starting an attempt.
     pub fn journal(&self, id: InvocationId) -> Result<Vec<(EntryIndex, JournalItem)>, Error> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(tables::JOURNAL)?;
         let prefix = id.to_bytes();
         let mut out = Vec::new();
-        for item in table.range(prefix.as_slice()..)? {
-            let (key, value) = item?;
-            let Some(index) = key.value().strip_prefix(prefix.as_slice()) else {
-                break;
-            };
-            let index: [u8; 4] = index
-                .try_into()
-                .map_err(|_| Error::CorruptKey(key.value().len()))?;
-            out.push((
-                EntryIndex(u32::from_be_bytes(index)),
-                pack::decode(value.value())?,
-            ));
-        }
+        self.view()?
+            .scan_prefix(slot::JOURNAL, &prefix, |key, value| {
+                let index: [u8; 4] = key[prefix.len()..]
+                    .try_into()
+                    .map_err(|_| Error::CorruptKey(key.len()))?;
+                out.push((EntryIndex(u32::from_be_bytes(index)), pack::decode(value)?));
+                Ok(ControlFlow::Continue(()))
+            })?;
         Ok(out)
     }
 
@@ -335,32 +372,35 @@ impl StateMachine {
         id: InvocationId,
         index: EntryIndex,
     ) -> Result<Option<JournalItem>, Error> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(tables::JOURNAL)?;
-        match table.get(crate::keys::journal_key(id, index).as_slice())? {
-            Some(value) => Ok(Some(pack::decode(value.value())?)),
-            None => Ok(None),
-        }
+        self.view()?.get(
+            slot::JOURNAL,
+            &crate::keys::journal_key(id, index),
+            pack::decode_found,
+        )
     }
 
     /// What a leader resumes from, read at one applied position: the invocations with an
     /// attempt running or due, and (with `outbox`) the undelivered outbox.
     pub fn resumable(&self, outbox: bool) -> Result<Resumable, Error> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        let applied = get_applied(&meta)?;
-        let index = txn.open_table(tables::ACTIVE)?;
-        let invocations = txn.open_table(tables::INVOCATIONS)?;
-        let mut active = Vec::new();
-        for item in index.iter()? {
-            let (key, _) = item?;
-            let id = read_invocation_id(tables::ACTIVE.name(), key.value())?;
-            if let Some(record) = invocations.get(key.value())? {
-                active.push((id, pack::decode(record.value())?));
+        let view = self.view()?;
+        let applied = match view.memtable().applied {
+            Some(applied) => applied,
+            None => get_applied(&view.transaction().open_table(META)?)?,
+        };
+        let mut ids = Vec::new();
+        view.scan(slot::ACTIVE, Bound::Unbounded, |key, _| {
+            ids.push(read_invocation_id(tables::ACTIVE.name(), key)?);
+            Ok(ControlFlow::Continue(()))
+        })?;
+        let mut active = Vec::with_capacity(ids.len());
+        for id in ids {
+            let record = view.get(slot::INVOCATIONS, &id.to_bytes(), pack::decode_found)?;
+            if let Some(record) = record {
+                active.push((id, record));
             }
         }
         let outbox = if outbox {
-            read_outbox(&txn.open_table(tables::OUTBOX)?)?
+            read_outbox(&view)?
         } else {
             Vec::new()
         };
@@ -378,32 +418,30 @@ impl StateMachine {
         object: &ObjectKey,
         budget: usize,
     ) -> Result<(NamedValues, bool), Error> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(tables::STATE)?;
         let prefix = object_prefix(object);
         let mut out = Vec::new();
         let mut used = 0usize;
-        for item in table.range(prefix.as_slice()..)? {
-            let (key, value) = item?;
-            let Some(name) = key.value().strip_prefix(prefix.as_slice()) else {
-                break;
-            };
-            let size = name.len() + value.value().len();
-            if used + size > budget {
-                return Ok((out, false));
-            }
-            used += size;
-            let name = String::from_utf8(name.to_vec())
-                .map_err(|_| Error::CorruptKey(key.value().len()))?;
-            out.push((name, value.value().to_vec()));
-        }
-        Ok((out, true))
+        let mut complete = true;
+        self.view()?
+            .scan_prefix(slot::STATE, &prefix, |key, value| {
+                let name = &key[prefix.len()..];
+                let size = name.len() + value.len();
+                if used + size > budget {
+                    complete = false;
+                    return Ok(ControlFlow::Break(()));
+                }
+                used += size;
+                let name =
+                    String::from_utf8(name.to_vec()).map_err(|_| Error::CorruptKey(key.len()))?;
+                out.push((name, value.to_vec()));
+                Ok(ControlFlow::Continue(()))
+            })?;
+        Ok((out, complete))
     }
 
     /// The undelivered outbox, by sequence number: what the shuffle must (re)send.
     pub fn outbox(&self) -> Result<Vec<(u64, OutboxMessage)>, Error> {
-        let txn = self.db.begin_read()?;
-        read_outbox(&txn.open_table(tables::OUTBOX)?)
+        read_outbox(&self.view()?)
     }
 
     /// The first `limit` pending timers strictly after `after` (from the earliest when `None`), in
@@ -413,8 +451,6 @@ impl StateMachine {
         after: Option<&TimerKey>,
         limit: usize,
     ) -> Result<Vec<TimerKey>, Error> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(tables::TIMERS)?;
         let start = after.map(TimerKey::to_bytes);
         let lower = match &start {
             Some(bytes) => Bound::Excluded(bytes.as_slice()),
@@ -424,46 +460,50 @@ impl StateMachine {
         if limit == 0 {
             return Ok(out);
         }
-        for item in table.range::<&[u8]>((lower, Bound::Unbounded))? {
-            let (key, _) = item?;
-            let timer =
-                TimerKey::from_bytes(key.value()).ok_or(Error::CorruptKey(key.value().len()))?;
-            out.push(timer);
-            if out.len() >= limit {
-                break;
-            }
-        }
+        self.view()?.scan(slot::TIMERS, lower, |key, _| {
+            out.push(TimerKey::from_bytes(key).ok_or(Error::CorruptKey(key.len()))?);
+            Ok(if out.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })?;
         Ok(out)
     }
 
     /// How many timers are pending, for metrics (the table's length: no scan).
     pub fn pending_timers(&self) -> Result<u64, Error> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(tables::TIMERS)?;
-        Ok(table.len()?)
+        self.table_len(tables::TIMERS)
     }
 
     /// How many invocations are suspended waiting for a completion, for metrics (the length of
     /// the suspended index: no scan).
     pub fn suspended_invocations(&self) -> Result<u64, Error> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(tables::SUSPENDED)?;
-        Ok(table.len()?)
+        self.table_len(tables::SUSPENDED)
     }
 
     /// How many invocations wait in object inboxes behind a lock holder, for metrics (every
     /// inbox row is one queued invocation, so this is the table's length: no scan).
     pub fn inbox_depth(&self) -> Result<u64, Error> {
+        self.table_len(tables::INBOX)
+    }
+
+    /// The number of rows of `table`, once the memtable is settled.
+    fn table_len(
+        &self,
+        table: TableDefinition<'static, &'static [u8], &'static [u8]>,
+    ) -> Result<u64, Error> {
+        self.settle()?;
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(tables::INBOX)?;
-        Ok(table.len()?)
+        Ok(txn.open_table(table)?.len()?)
     }
 
     /// Makes every applied change durable (one fsync). Called periodically, before a snapshot and
     /// at shutdown; never on the acknowledgement path.
     pub async fn flush(&self) -> Result<(), Error> {
-        let db = self.db.clone();
+        let (db, memtable) = (self.db.clone(), self.memtable.clone());
         blocking(move || {
+            settle(&db, &mut memtable::lock(&memtable))?;
             let txn = db.begin_write()?;
             txn.commit()?;
             Ok(())
@@ -473,6 +513,7 @@ impl StateMachine {
 
     /// The applied index and command count of this partition.
     pub fn summary(&self) -> Result<PartitionSummary, Error> {
+        self.settle()?;
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
         let applied = get_applied(&meta)?;
@@ -484,6 +525,7 @@ impl StateMachine {
 
     /// Every state entry of this partition, ordered by object and name.
     pub fn entries(&self) -> Result<Vec<StateEntry>, Error> {
+        self.settle()?;
         let txn = self.db.begin_read()?;
         let table = txn.open_table(STATE)?;
         let mut out = Vec::new();
@@ -500,49 +542,72 @@ impl StateMachine {
     }
 
     fn applied_and_membership(&self) -> Result<(Option<LogId<NodeId>>, Membership), Error> {
+        self.settle()?;
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
         Ok((get_applied(&meta)?, get_membership(&meta)?))
     }
 
+    /// Applies `entries` into the memtable, and settles it once it is large. A failure drops
+    /// the memtable: openraft stops the group, which restarts from `state.redb` and re-applies
+    /// the log above it.
     fn apply_entries(
         db: &Database,
+        memtable: &std::sync::Mutex<Memtable>,
         config: &holdfast_fsm::Config,
         entries: &[Entry<TypeConfig>],
     ) -> Result<Vec<Applied>, Error> {
-        let mut txn = db.begin_write()?;
-        txn.set_durability(Durability::None)?;
-        let mut responses = Vec::with_capacity(entries.len());
-        {
-            let mut store = Tables::open(&txn);
-            let mut meta = txn.open_table(META)?;
-            let mut commands_applied: u64 = get_meta(&meta, COMMANDS_APPLIED)?.unwrap_or(0);
-            for entry in entries {
-                let mut effects = Vec::new();
-                match &entry.payload {
-                    EntryPayload::Blank => {}
-                    EntryPayload::Normal(Batch(commands)) => {
-                        for command in commands {
-                            effects.extend(holdfast_fsm::apply(&mut store, config, command)?);
-                        }
-                        commands_applied += commands.len() as u64;
-                    }
-                    EntryPayload::Membership(membership) => {
-                        let stored = Membership::new(Some(entry.log_id), membership.clone());
-                        put_membership(&mut meta, &stored)?;
-                    }
-                }
-                responses.push(Applied {
-                    index: LogIndex(entry.log_id.index),
-                    effects: effects.into(),
-                });
+        let mut mem = memtable::lock(memtable);
+        let applied = Self::apply_into(db, &mut mem, config, entries).and_then(|applied| {
+            if mem.bytes() >= memtable::SETTLE_BYTES {
+                settle(db, &mut mem)?;
             }
-            if let Some(last) = entries.last() {
-                put_applied(&mut meta, Some(&last.log_id))?;
-                put_meta(&mut meta, COMMANDS_APPLIED, &commands_applied)?;
-            }
+            Ok(applied)
+        });
+        if applied.is_err() {
+            mem.clear();
         }
-        txn.commit()?;
+        applied
+    }
+
+    fn apply_into(
+        db: &Database,
+        mem: &mut Memtable,
+        config: &holdfast_fsm::Config,
+        entries: &[Entry<TypeConfig>],
+    ) -> Result<Vec<Applied>, Error> {
+        let txn = db.begin_read()?;
+        let mut commands_applied = match mem.commands_applied {
+            Some(count) => count,
+            None => get_meta(&txn.open_table(META)?, COMMANDS_APPLIED)?.unwrap_or(0),
+        };
+        let mut store = Tables::new(mem, txn);
+        let mut responses = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let mut effects = Vec::new();
+            match &entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Normal(Batch(commands)) => {
+                    for command in commands {
+                        effects.extend(holdfast_fsm::apply(&mut store, config, command)?);
+                    }
+                    commands_applied += commands.len() as u64;
+                }
+                EntryPayload::Membership(membership) => {
+                    store.view().memtable_mut().membership =
+                        Some(Membership::new(Some(entry.log_id), membership.clone()));
+                }
+            }
+            responses.push(Applied {
+                index: LogIndex(entry.log_id.index),
+                effects: effects.into(),
+            });
+        }
+        if let Some(last) = entries.last() {
+            let mem = store.view().memtable_mut();
+            mem.applied = Some(Some(last.log_id));
+            mem.commands_applied = Some(commands_applied);
+        }
         Ok(responses)
     }
 
@@ -663,7 +728,13 @@ impl StateMachine {
     /// Makes the applied state durable and records its position as the current snapshot, with
     /// no file: openraft may purge the log below it, and a file is written only when a peer
     /// needs one. Answers the current snapshot's metadata. Blocking.
-    fn checkpoint(db: &Database, dir: &SnapshotDir, seq: u64) -> Result<Meta, Error> {
+    fn checkpoint(
+        db: &Database,
+        memtable: &std::sync::Mutex<Memtable>,
+        dir: &SnapshotDir,
+        seq: u64,
+    ) -> Result<Meta, Error> {
+        settle(db, &mut memtable::lock(memtable))?;
         // A durable write transaction: applying waits for it, so the position read here is
         // exactly what its commit puts on disk, with every applied change before it.
         let txn = db.begin_write()?;
@@ -757,9 +828,14 @@ impl StateMachine {
     /// Writes the applied state to a snapshot file now and makes it the current snapshot (what
     /// a peer behind the purged log is sent); returns it open for reading.
     pub async fn write_snapshot(&self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let (db, dir) = (self.db.clone(), self.snapshots.clone());
+        let (db, memtable, dir) = (
+            self.db.clone(),
+            self.memtable.clone(),
+            self.snapshots.clone(),
+        );
         let seq = self.snapshots_built.fetch_add(1, Ordering::Relaxed);
         let (meta, file) = blocking(move || {
+            settle(&db, &mut memtable::lock(&memtable))?;
             let (txn, meta, commands_applied) = Self::begin_file(&db, seq)?;
             let (file, path) = Self::write_file(&db, &dir, txn, &meta, commands_applied)?;
             Ok((meta, File::current(file, path)))
@@ -823,9 +899,13 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     /// A checkpoint (see [`StateMachine::checkpoint`]): one durable commit, whatever the size
     /// of the state, so openraft can purge the log often. openraft keeps only the metadata.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let (db, dir) = (self.db.clone(), self.snapshots.clone());
+        let (db, memtable, dir) = (
+            self.db.clone(),
+            self.memtable.clone(),
+            self.snapshots.clone(),
+        );
         let seq = self.snapshots_built.fetch_add(1, Ordering::Relaxed);
-        let meta = blocking(move || Self::checkpoint(&db, &dir, seq))
+        let meta = blocking(move || Self::checkpoint(&db, &memtable, &dir, seq))
             .await
             .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         Ok(Snapshot {
@@ -855,8 +935,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         // Applying commits without fsync, so it is short CPU work: running it inline saves two
         // thread hand-offs per group commit on the acknowledgement path.
-        let applied =
-            Self::apply_entries(&self.db, &self.config, &entries).map_err(sm_write_err)?;
+        let applied = Self::apply_entries(&self.db, &self.memtable, &self.config, &entries)
+            .map_err(sm_write_err)?;
         if let (Some(effects), Some(last)) = (&self.effects, entries.last()) {
             let batch = AppliedBatch {
                 through: LogIndex(last.log_id.index),
@@ -900,10 +980,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 },
             )
         })?;
-        let (db, dir, owned) = (self.db.clone(), self.snapshots.clone(), meta.clone());
-        let (bytes, counts) = blocking(move || Self::install_file(&db, &dir, &owned, parts))
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(signature), &e))?;
+        let (db, memtable, dir, owned) = (
+            self.db.clone(),
+            self.memtable.clone(),
+            self.snapshots.clone(),
+            meta.clone(),
+        );
+        let (bytes, counts) = blocking(move || {
+            // Held throughout: no reader sees the memtable's rows over the installed state.
+            let mut mem = memtable::lock(&memtable);
+            mem.clear();
+            Self::install_file(&db, &dir, &owned, parts)
+        })
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(Some(signature), &e))?;
         let installed = meta.last_log_id;
         tracing::info!(
             last_log_id = ?installed,
@@ -929,9 +1019,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         let metadata_only = std::mem::replace(&mut self.startup_snapshot_read, false);
-        let (db, dir) = (self.db.clone(), self.snapshots.clone());
+        let (db, memtable, dir) = (
+            self.db.clone(),
+            self.memtable.clone(),
+            self.snapshots.clone(),
+        );
         let seq = self.snapshots_built.fetch_add(1, Ordering::Relaxed);
         let read = move || -> Result<Option<Snapshot<TypeConfig>>, Error> {
+            // Before the directory's lock: settling takes the write transaction, which a
+            // checkpoint holds while it waits for that lock.
+            settle(&db, &mut memtable::lock(&memtable))?;
             // Held until the file is open: a new snapshot cannot remove it in between.
             let _publishing = dir.lock();
             let txn = db.begin_read()?;
@@ -1073,16 +1170,15 @@ fn read_invocation_id(table: &'static str, bytes: &[u8]) -> Result<InvocationId,
 
 type ReadTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
 
-fn read_outbox(table: &ReadTable) -> Result<Vec<(u64, OutboxMessage)>, Error> {
+fn read_outbox<M: std::ops::Deref<Target = Memtable>>(
+    view: &View<M>,
+) -> Result<Vec<(u64, OutboxMessage)>, Error> {
     let mut out = Vec::new();
-    for item in table.iter()? {
-        let (key, value) = item?;
-        let seq: [u8; 8] = key
-            .value()
-            .try_into()
-            .map_err(|_| Error::CorruptKey(key.value().len()))?;
-        out.push((u64::from_be_bytes(seq), pack::decode(value.value())?));
-    }
+    view.scan(slot::OUTBOX, Bound::Unbounded, |key, value| {
+        let seq: [u8; 8] = key.try_into().map_err(|_| Error::CorruptKey(key.len()))?;
+        out.push((u64::from_be_bytes(seq), pack::decode(value)?));
+        Ok(ControlFlow::Continue(()))
+    })?;
     Ok(out)
 }
 
@@ -1116,6 +1212,7 @@ pub struct StateSnapshot {
 impl StateMachine {
     /// Opens a consistent read view of the applied state, for introspection scans.
     pub fn read_snapshot(&self) -> Result<StateSnapshot, Error> {
+        self.settle()?;
         Ok(StateSnapshot {
             txn: self.db.begin_read()?,
         })
@@ -1323,14 +1420,14 @@ mod tests {
         )
     }
 
-    /// Runs `work` against the store tables in one committed write transaction.
+    /// Runs `work` against the store tables, as applying does, then settles the memtable.
     fn write<T>(sm: &StateMachine, work: impl FnOnce(&mut Tables<'_>) -> T) -> T {
-        let txn = sm.db.begin_write().expect("begin");
+        let mut mem = memtable::lock(&sm.memtable);
         let out = {
-            let mut tables = Tables::open(&txn);
+            let mut tables = Tables::new(&mut mem, sm.db.begin_read().expect("read"));
             work(&mut tables)
         };
-        txn.commit().expect("commit");
+        settle(&sm.db, &mut mem).expect("settle");
         out
     }
 
@@ -1865,8 +1962,9 @@ mod tests {
 
         // A checkpoint at the same position lands while the file is written: the file is
         // recorded, and it exists under the recorded name.
+        sm.settle().expect("settle");
         let (txn, meta, commands) = StateMachine::begin_file(&sm.db, 100).expect("begin");
-        StateMachine::checkpoint(&sm.db, &snapshots, 101).expect("checkpoint");
+        StateMachine::checkpoint(&sm.db, &sm.memtable, &snapshots, 101).expect("checkpoint");
         let (_, path) =
             StateMachine::write_file(&sm.db, &snapshots, txn, &meta, commands).expect("write");
         let (current, name) = recorded(&sm);
@@ -1878,9 +1976,11 @@ mod tests {
 
         // A checkpoint further on lands while a file is written: the checkpoint stays, and no
         // file is left behind, yet the writer's reader has the whole file.
+        sm.settle().expect("settle");
         let (txn, meta, commands) = StateMachine::begin_file(&sm.db, 102).expect("begin");
         suspended_invocation(&mut sm, "b", 4).await;
-        let later = StateMachine::checkpoint(&sm.db, &snapshots, 103).expect("checkpoint");
+        let later =
+            StateMachine::checkpoint(&sm.db, &sm.memtable, &snapshots, 103).expect("checkpoint");
         let (mut reader, _) =
             StateMachine::write_file(&sm.db, &snapshots, txn, &meta, commands).expect("write");
         assert_eq!(recorded(&sm), (later, None));

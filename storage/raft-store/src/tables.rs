@@ -1,5 +1,6 @@
-//! The pure state machine's [`holdfast_fsm::Store`] over the redb tables of `state.redb`, inside
-//! one write transaction. Every table maps bytes to bytes:
+//! The pure state machine's [`holdfast_fsm::Store`] over the redb tables of `state.redb`: reads
+//! see the memtable over one read transaction, writes go to the memtable ([`crate::memtable`]).
+//! Every table maps bytes to bytes:
 //!
 //! ```text
 //!   state        len service, service, len key, key, name   → value
@@ -24,13 +25,14 @@
 //! ([`crate::pack`]).
 
 use crate::keys::{idempotency_key, inbox_key, journal_key, object_prefix, promise_key, state_key};
+use crate::memtable::{Memtable, View};
 use crate::{Error, pack};
 use holdfast_fsm::state::{Invocation, JournalItem, Promise, Status};
 use holdfast_types::{
     EntryIndex, InvocationId, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey,
 };
-use redb::{ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction};
-use std::cell::OnceCell;
+use redb::{ReadableTable, TableDefinition, TableHandle, WriteTransaction};
+use std::ops::{Bound, ControlFlow};
 
 type Bytes = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
@@ -70,83 +72,103 @@ pub(crate) const ALL: [Bytes; 13] = [
 /// them rebuilt ([`rebuild_indexes`]).
 pub(crate) const INDEXES: [Bytes; 2] = [SUSPENDED, ACTIVE];
 
-type BytesTable<'t> = Table<'t, &'static [u8], &'static [u8]>;
+/// One row, as (key, value).
+type Row = (Vec<u8>, Vec<u8>);
 
-/// The state tables of one write transaction, each opened when first used: an apply batch
-/// touches a few of the thirteen, and an open table costs its lookup and, at commit, the
-/// write-back of its root whether it was used or not.
+/// Each table's position in [`ALL`]: its rows' place in the memtable.
+pub(crate) mod slot {
+    pub(crate) const STATE: usize = 0;
+    pub(crate) const INVOCATIONS: usize = 1;
+    pub(crate) const JOURNAL: usize = 2;
+    pub(crate) const LOCKS: usize = 3;
+    pub(crate) const INBOX: usize = 4;
+    pub(crate) const IDEMPOTENCY: usize = 5;
+    pub(crate) const OUTBOX: usize = 6;
+    pub(crate) const DEDUP: usize = 7;
+    pub(crate) const COUNTERS: usize = 8;
+    pub(crate) const TIMERS: usize = 9;
+    pub(crate) const PROMISES: usize = 10;
+    pub(crate) const SUSPENDED: usize = 11;
+    pub(crate) const ACTIVE: usize = 12;
+}
+
+/// The applied state as one batch of commands sees and changes it: the memtable over a read
+/// transaction of `state.redb`. Writes go to the memtable only.
 pub(crate) struct Tables<'t> {
-    state: Lazy<'t>,
-    invocations: Lazy<'t>,
-    journal: Lazy<'t>,
-    locks: Lazy<'t>,
-    inbox: Lazy<'t>,
-    idempotency: Lazy<'t>,
-    outbox: Lazy<'t>,
-    dedup: Lazy<'t>,
-    counters: Lazy<'t>,
-    timers: Lazy<'t>,
-    promises: Lazy<'t>,
-    suspended: Lazy<'t>,
-    active: Lazy<'t>,
+    view: View<&'t mut Memtable>,
 }
 
 impl<'t> Tables<'t> {
-    /// The state tables of `txn`, none opened yet (every one exists: opening the store
-    /// creates them).
-    pub(crate) fn open(txn: &'t WriteTransaction) -> Self {
+    /// The state `txn` reads, with the changes in `mem` over it; every change goes to `mem`.
+    pub(crate) fn new(mem: &'t mut Memtable, txn: redb::ReadTransaction) -> Self {
         Self {
-            state: Lazy::new(txn, STATE),
-            invocations: Lazy::new(txn, INVOCATIONS),
-            journal: Lazy::new(txn, JOURNAL),
-            locks: Lazy::new(txn, LOCKS),
-            inbox: Lazy::new(txn, INBOX),
-            idempotency: Lazy::new(txn, IDEMPOTENCY),
-            outbox: Lazy::new(txn, OUTBOX),
-            dedup: Lazy::new(txn, DEDUP),
-            counters: Lazy::new(txn, COUNTERS),
-            timers: Lazy::new(txn, TIMERS),
-            promises: Lazy::new(txn, PROMISES),
-            suspended: Lazy::new(txn, SUSPENDED),
-            active: Lazy::new(txn, ACTIVE),
-        }
-    }
-}
-
-/// One table of a write transaction, opened on first use.
-struct Lazy<'t> {
-    txn: &'t WriteTransaction,
-    definition: Bytes,
-    table: OnceCell<BytesTable<'t>>,
-}
-
-impl<'t> Lazy<'t> {
-    fn new(txn: &'t WriteTransaction, definition: Bytes) -> Self {
-        Self {
-            txn,
-            definition,
-            table: OnceCell::new(),
+            view: View::new(mem, txn),
         }
     }
 
-    /// The table, opened now if this is its first use.
-    fn read(&self) -> Result<&BytesTable<'t>, Error> {
-        match self.table.get() {
-            Some(table) => Ok(table),
-            None => {
-                let table = self.txn.open_table(self.definition)?;
-                Ok(self.table.get_or_init(|| table))
+    /// The view under these tables.
+    pub(crate) fn view(&mut self) -> &mut View<&'t mut Memtable> {
+        &mut self.view
+    }
+
+    fn get_record<T: serde::de::DeserializeOwned>(
+        &self,
+        slot: usize,
+        key: &[u8],
+    ) -> Result<Option<T>, Error> {
+        self.view.get(slot, key, pack::decode_found)
+    }
+
+    fn put_record<T: serde::Serialize>(
+        &mut self,
+        slot: usize,
+        key: &[u8],
+        value: &T,
+    ) -> Result<(), Error> {
+        self.view.put(slot, key, pack::encode(value)?);
+        Ok(())
+    }
+
+    fn get_id(&self, slot: usize, key: &[u8]) -> Result<Option<InvocationId>, Error> {
+        self.view.get(slot, key, |value| {
+            value
+                .map(|bytes| read_id(ALL[slot].name(), bytes))
+                .transpose()
+        })
+    }
+
+    fn get_u64(&self, slot: usize, key: &[u8]) -> Result<Option<u64>, Error> {
+        self.view.get(slot, key, |value| {
+            value
+                .map(|bytes| read_u64(ALL[slot].name(), bytes))
+                .transpose()
+        })
+    }
+
+    fn delete_prefix(&mut self, slot: usize, prefix: &[u8]) -> Result<(), Error> {
+        for key in self.view.keys_with_prefix(slot, prefix)? {
+            self.view.delete(slot, &key);
+        }
+        Ok(())
+    }
+
+    /// The first row of table `slot` whose key starts with `prefix` and whose value `wanted`
+    /// accepts, as (key, value).
+    fn first_with_prefix(
+        &self,
+        slot: usize,
+        prefix: &[u8],
+        mut wanted: impl FnMut(&[u8]) -> bool,
+    ) -> Result<Option<Row>, Error> {
+        let mut found = None;
+        self.view.scan_prefix(slot, prefix, |key, value| {
+            if !wanted(value) {
+                return Ok(ControlFlow::Continue(()));
             }
-        }
-    }
-
-    /// The table to change, opened now if this is its first use.
-    fn write(&mut self) -> Result<&mut BytesTable<'t>, Error> {
-        self.read()?;
-        let name = self.definition.name();
-        self.table
-            .get_mut()
-            .ok_or_else(|| redb::Error::TableDoesNotExist(name.to_owned()).into())
+            found = Some((key.to_vec(), value.to_vec()));
+            Ok(ControlFlow::Break(()))
+        })?;
+        Ok(found)
     }
 }
 
@@ -176,26 +198,6 @@ pub(crate) fn rebuild_indexes(txn: &WriteTransaction) -> Result<(), Error> {
     Ok(())
 }
 
-/// Keys of `table` starting with `prefix`, in order.
-fn keys_with_prefix(table: &BytesTable<'_>, prefix: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
-    let mut keys = Vec::new();
-    for item in table.range(prefix..)? {
-        let (key, _) = item?;
-        if !key.value().starts_with(prefix) {
-            break;
-        }
-        keys.push(key.value().to_vec());
-    }
-    Ok(keys)
-}
-
-fn delete_prefix(table: &mut BytesTable<'_>, prefix: &[u8]) -> Result<(), Error> {
-    for key in keys_with_prefix(table, prefix)? {
-        table.remove(key.as_slice())?;
-    }
-    Ok(())
-}
-
 pub(crate) fn read_id(table: &'static str, bytes: &[u8]) -> Result<InvocationId, Error> {
     InvocationId::from_bytes(bytes).ok_or(Error::CorruptRecord {
         table,
@@ -211,58 +213,34 @@ fn read_u64(table: &'static str, bytes: &[u8]) -> Result<u64, Error> {
     Ok(u64::from_be_bytes(array))
 }
 
-fn get_record<T: serde::de::DeserializeOwned>(
-    table: &BytesTable<'_>,
-    key: &[u8],
-) -> Result<Option<T>, Error> {
-    match table.get(key)? {
-        Some(bytes) => Ok(Some(pack::decode(bytes.value())?)),
-        None => Ok(None),
-    }
-}
-
-fn put_record<T: serde::Serialize>(
-    table: &mut BytesTable<'_>,
-    key: &[u8],
-    value: &T,
-) -> Result<(), Error> {
-    table.insert(key, pack::encode(value)?.as_slice())?;
-    Ok(())
-}
-
 impl holdfast_fsm::Store for Tables<'_> {
     type Error = Error;
 
     fn get_state(&self, object: &ObjectKey, name: &str) -> Result<Option<Vec<u8>>, Error> {
         let key = state_key(object, name);
-        Ok(self
-            .state
-            .read()?
-            .get(key.as_slice())?
-            .map(|v| v.value().to_vec()))
+        self.view
+            .get(slot::STATE, &key, |value| Ok(value.map(<[u8]>::to_vec)))
     }
 
     fn put_state(&mut self, object: &ObjectKey, name: &str, value: &[u8]) -> Result<(), Error> {
-        self.state
-            .write()?
-            .insert(state_key(object, name).as_slice(), value)?;
+        self.view
+            .put(slot::STATE, &state_key(object, name), value.to_vec());
         Ok(())
     }
 
     fn delete_state(&mut self, object: &ObjectKey, name: &str) -> Result<(), Error> {
-        self.state
-            .write()?
-            .remove(state_key(object, name).as_slice())?;
+        self.view.delete(slot::STATE, &state_key(object, name));
         Ok(())
     }
 
     fn delete_all_state(&mut self, object: &ObjectKey) -> Result<(), Error> {
-        delete_prefix(self.state.write()?, &object_prefix(object))
+        self.delete_prefix(slot::STATE, &object_prefix(object))
     }
 
     fn state_names(&self, object: &ObjectKey) -> Result<Vec<String>, Error> {
         let prefix = object_prefix(object);
-        keys_with_prefix(self.state.read()?, &prefix)?
+        self.view
+            .keys_with_prefix(slot::STATE, &prefix)?
             .into_iter()
             .map(|mut key| {
                 let len = key.len();
@@ -272,30 +250,30 @@ impl holdfast_fsm::Store for Tables<'_> {
     }
 
     fn get_invocation(&self, id: InvocationId) -> Result<Option<Invocation>, Error> {
-        get_record(self.invocations.read()?, &id.to_bytes())
+        self.get_record(slot::INVOCATIONS, &id.to_bytes())
     }
 
     fn put_invocation(&mut self, id: InvocationId, record: &Invocation) -> Result<(), Error> {
         let key = id.to_bytes();
-        put_record(self.invocations.write()?, &key, record)?;
+        self.put_record(slot::INVOCATIONS, &key, record)?;
         if matches!(record.status, Status::Suspended { .. }) {
-            self.suspended.write()?.insert(key.as_slice(), &[][..])?;
+            self.view.put(slot::SUSPENDED, &key, Vec::new());
         } else {
-            self.suspended.write()?.remove(key.as_slice())?;
+            self.view.delete(slot::SUSPENDED, &key);
         }
         if is_active(&record.status) {
-            self.active.write()?.insert(key.as_slice(), &[][..])?;
+            self.view.put(slot::ACTIVE, &key, Vec::new());
         } else {
-            self.active.write()?.remove(key.as_slice())?;
+            self.view.delete(slot::ACTIVE, &key);
         }
         Ok(())
     }
 
     fn delete_invocation(&mut self, id: InvocationId) -> Result<(), Error> {
         let key = id.to_bytes();
-        self.invocations.write()?.remove(key.as_slice())?;
-        self.suspended.write()?.remove(key.as_slice())?;
-        self.active.write()?.remove(key.as_slice())?;
+        self.view.delete(slot::INVOCATIONS, &key);
+        self.view.delete(slot::SUSPENDED, &key);
+        self.view.delete(slot::ACTIVE, &key);
         Ok(())
     }
 
@@ -304,7 +282,7 @@ impl holdfast_fsm::Store for Tables<'_> {
         id: InvocationId,
         index: EntryIndex,
     ) -> Result<Option<JournalItem>, Error> {
-        get_record(self.journal.read()?, &journal_key(id, index))
+        self.get_record(slot::JOURNAL, &journal_key(id, index))
     }
 
     fn put_journal(
@@ -313,84 +291,57 @@ impl holdfast_fsm::Store for Tables<'_> {
         index: EntryIndex,
         item: &JournalItem,
     ) -> Result<(), Error> {
-        put_record(self.journal.write()?, &journal_key(id, index), item)
+        self.put_record(slot::JOURNAL, &journal_key(id, index), item)
     }
 
     fn delete_journal(&mut self, id: InvocationId) -> Result<(), Error> {
-        delete_prefix(self.journal.write()?, &id.to_bytes())
+        self.delete_prefix(slot::JOURNAL, &id.to_bytes())
     }
 
     fn get_lock(&self, object: &ObjectKey) -> Result<Option<InvocationId>, Error> {
-        match self.locks.read()?.get(object_prefix(object).as_slice())? {
-            Some(bytes) => Ok(Some(read_id("locks", bytes.value())?)),
-            None => Ok(None),
-        }
+        self.get_id(slot::LOCKS, &object_prefix(object))
     }
 
     fn put_lock(&mut self, object: &ObjectKey, id: InvocationId) -> Result<(), Error> {
-        self.locks
-            .write()?
-            .insert(object_prefix(object).as_slice(), id.to_bytes().as_slice())?;
+        self.view
+            .put(slot::LOCKS, &object_prefix(object), id.to_bytes().to_vec());
         Ok(())
     }
 
     fn delete_lock(&mut self, object: &ObjectKey) -> Result<(), Error> {
-        self.locks
-            .write()?
-            .remove(object_prefix(object).as_slice())?;
+        self.view.delete(slot::LOCKS, &object_prefix(object));
         Ok(())
     }
 
     fn inbox_push(&mut self, object: &ObjectKey, id: InvocationId) -> Result<(), Error> {
         let prefix = object_prefix(object);
-        let next = match keys_with_prefix(self.inbox.read()?, &prefix)?.last() {
+        let next = match self.view.keys_with_prefix(slot::INBOX, &prefix)?.last() {
             Some(last) => read_u64("inbox", &last[prefix.len()..])?.saturating_add(1),
             None => 0,
         };
-        self.inbox
-            .write()?
-            .insert(inbox_key(object, next).as_slice(), id.to_bytes().as_slice())?;
+        self.view.put(
+            slot::INBOX,
+            &inbox_key(object, next),
+            id.to_bytes().to_vec(),
+        );
         Ok(())
     }
 
     fn inbox_pop(&mut self, object: &ObjectKey) -> Result<Option<InvocationId>, Error> {
         let prefix = object_prefix(object);
-        let first = {
-            let mut range = self.inbox.read()?.range(prefix.as_slice()..)?;
-            match range.next() {
-                Some(item) => {
-                    let (key, value) = item?;
-                    key.value()
-                        .starts_with(&prefix)
-                        .then(|| (key.value().to_vec(), value.value().to_vec()))
-                }
-                None => None,
-            }
-        };
-        let Some((key, value)) = first else {
+        let Some((key, value)) = self.first_with_prefix(slot::INBOX, &prefix, |_| true)? else {
             return Ok(None);
         };
-        self.inbox.write()?.remove(key.as_slice())?;
+        self.view.delete(slot::INBOX, &key);
         Ok(Some(read_id("inbox", &value)?))
     }
 
     fn inbox_remove(&mut self, object: &ObjectKey, id: InvocationId) -> Result<bool, Error> {
         let prefix = object_prefix(object);
         let wanted = id.to_bytes();
-        let mut found = None;
-        for item in self.inbox.read()?.range(prefix.as_slice()..)? {
-            let (key, value) = item?;
-            if !key.value().starts_with(&prefix) {
-                break;
-            }
-            if value.value() == wanted.as_slice() {
-                found = Some(key.value().to_vec());
-                break;
-            }
-        }
-        match found {
-            Some(key) => {
-                self.inbox.write()?.remove(key.as_slice())?;
+        match self.first_with_prefix(slot::INBOX, &prefix, |value| value == wanted.as_slice())? {
+            Some((key, _)) => {
+                self.view.delete(slot::INBOX, &key);
                 Ok(true)
             }
             None => Ok(false),
@@ -398,14 +349,7 @@ impl holdfast_fsm::Store for Tables<'_> {
     }
 
     fn get_idempotency(&self, target: &Target, key: &str) -> Result<Option<InvocationId>, Error> {
-        match self
-            .idempotency
-            .read()?
-            .get(idempotency_key(target, key).as_slice())?
-        {
-            Some(bytes) => Ok(Some(read_id("idempotency", bytes.value())?)),
-            None => Ok(None),
-        }
+        self.get_id(slot::IDEMPOTENCY, &idempotency_key(target, key))
     }
 
     fn put_idempotency(
@@ -414,83 +358,75 @@ impl holdfast_fsm::Store for Tables<'_> {
         key: &str,
         id: InvocationId,
     ) -> Result<(), Error> {
-        self.idempotency.write()?.insert(
-            idempotency_key(target, key).as_slice(),
-            id.to_bytes().as_slice(),
-        )?;
+        self.view.put(
+            slot::IDEMPOTENCY,
+            &idempotency_key(target, key),
+            id.to_bytes().to_vec(),
+        );
         Ok(())
     }
 
     fn delete_idempotency(&mut self, target: &Target, key: &str) -> Result<(), Error> {
-        self.idempotency
-            .write()?
-            .remove(idempotency_key(target, key).as_slice())?;
+        self.view
+            .delete(slot::IDEMPOTENCY, &idempotency_key(target, key));
         Ok(())
     }
 
     fn outbox_push(&mut self, message: &OutboxMessage) -> Result<u64, Error> {
-        let last = match self.counters.read()?.get(OUTBOX_SEQ)? {
-            Some(bytes) => read_u64("fsm_counters", bytes.value())?,
-            None => 0,
-        };
+        let last = self.get_u64(slot::COUNTERS, OUTBOX_SEQ)?.unwrap_or(0);
         let seq = last.saturating_add(1);
-        self.counters
-            .write()?
-            .insert(OUTBOX_SEQ, seq.to_be_bytes().as_slice())?;
-        put_record(self.outbox.write()?, &seq.to_be_bytes(), message)?;
+        self.view
+            .put(slot::COUNTERS, OUTBOX_SEQ, seq.to_be_bytes().to_vec());
+        self.put_record(slot::OUTBOX, &seq.to_be_bytes(), message)?;
         Ok(seq)
     }
 
     fn outbox_truncate(&mut self, up_to: u64) -> Result<(), Error> {
         let end = up_to.to_be_bytes();
         let mut doomed = Vec::new();
-        for item in self.outbox.read()?.range(..=end.as_slice())? {
-            let (key, _) = item?;
-            doomed.push(key.value().to_vec());
-        }
+        self.view.scan(slot::OUTBOX, Bound::Unbounded, |key, _| {
+            if key > end.as_slice() {
+                return Ok(ControlFlow::Break(()));
+            }
+            doomed.push(key.to_vec());
+            Ok(ControlFlow::Continue(()))
+        })?;
         for key in doomed {
-            self.outbox.write()?.remove(key.as_slice())?;
+            self.view.delete(slot::OUTBOX, &key);
         }
         Ok(())
     }
 
     fn get_dedup(&self, from: PartitionId) -> Result<Option<u64>, Error> {
-        match self.dedup.read()?.get(from.0.to_be_bytes().as_slice())? {
-            Some(bytes) => Ok(Some(read_u64("dedup", bytes.value())?)),
-            None => Ok(None),
-        }
+        self.get_u64(slot::DEDUP, &from.0.to_be_bytes())
     }
 
     fn put_dedup(&mut self, from: PartitionId, seq: u64) -> Result<(), Error> {
-        self.dedup.write()?.insert(
-            from.0.to_be_bytes().as_slice(),
-            seq.to_be_bytes().as_slice(),
-        )?;
+        self.view.put(
+            slot::DEDUP,
+            &from.0.to_be_bytes(),
+            seq.to_be_bytes().to_vec(),
+        );
         Ok(())
     }
 
     fn has_timer(&self, timer: &TimerKey) -> Result<bool, Error> {
-        Ok(self
-            .timers
-            .read()?
-            .get(timer.to_bytes().as_slice())?
-            .is_some())
+        self.view
+            .get(slot::TIMERS, &timer.to_bytes(), |value| Ok(value.is_some()))
     }
 
     fn put_timer(&mut self, timer: &TimerKey) -> Result<(), Error> {
-        self.timers
-            .write()?
-            .insert(timer.to_bytes().as_slice(), &[][..])?;
+        self.view.put(slot::TIMERS, &timer.to_bytes(), Vec::new());
         Ok(())
     }
 
     fn delete_timer(&mut self, timer: &TimerKey) -> Result<(), Error> {
-        self.timers.write()?.remove(timer.to_bytes().as_slice())?;
+        self.view.delete(slot::TIMERS, &timer.to_bytes());
         Ok(())
     }
 
     fn get_promise(&self, workflow: &ObjectKey, name: &str) -> Result<Option<Promise>, Error> {
-        get_record(self.promises.read()?, &promise_key(workflow, name))
+        self.get_record(slot::PROMISES, &promise_key(workflow, name))
     }
 
     fn put_promise(
@@ -499,14 +435,38 @@ impl holdfast_fsm::Store for Tables<'_> {
         name: &str,
         promise: &Promise,
     ) -> Result<(), Error> {
-        put_record(
-            self.promises.write()?,
-            &promise_key(workflow, name),
-            promise,
-        )
+        self.put_record(slot::PROMISES, &promise_key(workflow, name), promise)
     }
 
     fn delete_promises(&mut self, workflow: &ObjectKey) -> Result<(), Error> {
-        delete_prefix(self.promises.write()?, &object_prefix(workflow))
+        self.delete_prefix(slot::PROMISES, &object_prefix(workflow))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_slot_names_its_table() {
+        let slots = [
+            (slot::STATE, STATE),
+            (slot::INVOCATIONS, INVOCATIONS),
+            (slot::JOURNAL, JOURNAL),
+            (slot::LOCKS, LOCKS),
+            (slot::INBOX, INBOX),
+            (slot::IDEMPOTENCY, IDEMPOTENCY),
+            (slot::OUTBOX, OUTBOX),
+            (slot::DEDUP, DEDUP),
+            (slot::COUNTERS, COUNTERS),
+            (slot::TIMERS, TIMERS),
+            (slot::PROMISES, PROMISES),
+            (slot::SUSPENDED, SUSPENDED),
+            (slot::ACTIVE, ACTIVE),
+        ];
+        assert_eq!(slots.len(), ALL.len());
+        for (slot, table) in slots {
+            assert_eq!(ALL[slot].name(), table.name());
+        }
     }
 }
