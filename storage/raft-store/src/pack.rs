@@ -20,7 +20,6 @@ mod dictionary;
 
 use crate::Error;
 use holdfast_types::codec;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -131,6 +130,14 @@ pub(crate) fn pack(plain: Vec<u8>) -> Result<Vec<u8>, Error> {
     Ok(compress(&plain)?.unwrap_or(plain))
 }
 
+/// `plain` as stored, borrowed when packing would not make it smaller.
+pub(crate) fn pack_borrowed(plain: &[u8]) -> Result<Cow<'_, [u8]>, Error> {
+    Ok(match compress(plain)? {
+        Some(packed) => Cow::Owned(packed),
+        None => Cow::Borrowed(plain),
+    })
+}
+
 /// The [`codec`] bytes of a stored record, packed or plain.
 pub(crate) fn unpack(stored: &[u8]) -> Result<Cow<'_, [u8]>, Error> {
     match stored.split_first() {
@@ -139,8 +146,10 @@ pub(crate) fn unpack(stored: &[u8]) -> Result<Cow<'_, [u8]>, Error> {
     }
 }
 
-/// Encodes `value` with the log codec and packs it.
-pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
+/// Encodes `value` with the log codec and packs it (the stores encode, then pack when the
+/// record reaches disk).
+#[cfg(test)]
+pub(crate) fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
     pack(codec::encode(value)?)
 }
 

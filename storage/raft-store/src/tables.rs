@@ -29,7 +29,7 @@ use crate::memtable::{Memtable, View};
 use crate::{Error, pack};
 use holdfast_fsm::state::{Invocation, JournalItem, Promise, Status};
 use holdfast_types::{
-    EntryIndex, InvocationId, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey,
+    EntryIndex, InvocationId, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey, codec,
 };
 use redb::{ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 use std::ops::{Bound, ControlFlow};
@@ -90,6 +90,11 @@ pub(crate) mod slot {
     pub(crate) const PROMISES: usize = 10;
     pub(crate) const SUSPENDED: usize = 11;
     pub(crate) const ACTIVE: usize = 12;
+
+    /// Whether the table's rows are records stored packed ([`crate::pack`]).
+    pub(crate) fn is_packed(slot: usize) -> bool {
+        matches!(slot, INVOCATIONS | JOURNAL | OUTBOX | PROMISES)
+    }
 }
 
 /// The applied state as one batch of commands sees and changes it: the memtable over a read
@@ -125,7 +130,8 @@ impl<'t> Tables<'t> {
         key: &[u8],
         value: &T,
     ) -> Result<(), Error> {
-        self.view.put(slot, key, pack::encode(value)?);
+        // Plain while in the memtable: packed once, when settled (`Memtable::write_rows`).
+        self.view.put(slot, key, codec::encode(value)?);
         Ok(())
     }
 
