@@ -20,11 +20,16 @@ use std::collections::BTreeMap;
 use std::ops::{Bound, ControlFlow, Deref, DerefMut};
 use std::sync::{Mutex, MutexGuard};
 
-/// Bytes of keys and values the memtable holds before applying writes it out: small enough to
-/// leave the node's memory bound intact, large enough that one commit carries hundreds of
-/// invocations' rows. Records are held plain (about four times their packed size) and packed
-/// once, when written out.
-pub(crate) const SETTLE_BYTES: usize = 512 << 10;
+/// Bytes the memtable holds (keys, values and each row's overhead) before applying writes it
+/// out. Settling writes each row into its B-tree leaf, and rows of random invocation ids land on
+/// as many leaves, each a 4 KiB page held until the commit: 512 KiB raised the node's peak
+/// memory by a quarter, 64 KiB by a few MiB (docs/benchmarks.md). Records are held plain
+/// (about four times their packed size) and packed once, when written out.
+pub(crate) const SETTLE_BYTES: usize = 64 << 10;
+
+/// What a row costs the memtable beyond its key and value: its place in the map's node and the
+/// allocations of key and value.
+const ROW_OVERHEAD: usize = 96;
 
 type NodeId = u64;
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
@@ -50,12 +55,15 @@ pub(crate) struct Memtable {
 /// A memtable shared by every handle on one partition's state.
 pub(crate) type Shared = std::sync::Arc<Mutex<Memtable>>;
 
-/// The memtable, locked. A panic while it was held left it as it was; every writer that fails
-/// part-way clears it instead (see [`Memtable::clear`]), so the lock's poison carries nothing.
+/// The memtable, locked. A panic while it was held (in applying) may have left part of a batch
+/// in it: it is cleared then, as after a failed apply, so no settle ever writes half a batch.
 pub(crate) fn lock(shared: &Mutex<Memtable>) -> MutexGuard<'_, Memtable> {
-    shared
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    shared.lock().unwrap_or_else(|poisoned| {
+        let mut mem = poisoned.into_inner();
+        mem.clear();
+        shared.clear_poison();
+        mem
+    })
 }
 
 impl Memtable {
@@ -67,7 +75,8 @@ impl Memtable {
             && self.rows.iter().all(BTreeMap::is_empty)
     }
 
-    /// Bytes of keys and values written since the last settle (rewrites counted each time).
+    /// Bytes written since the last settle, with each row's overhead (rewrites counted each
+    /// time).
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
@@ -79,12 +88,12 @@ impl Memtable {
     }
 
     fn put(&mut self, slot: usize, key: &[u8], value: Vec<u8>) {
-        self.bytes += key.len() + value.len();
+        self.bytes += ROW_OVERHEAD + key.len() + value.len();
         self.rows[slot].insert(key.to_vec(), Some(value));
     }
 
     fn delete(&mut self, slot: usize, key: &[u8]) {
-        self.bytes += key.len();
+        self.bytes += ROW_OVERHEAD + key.len();
         self.rows[slot].insert(key.to_vec(), None);
     }
 
@@ -369,6 +378,28 @@ mod tests {
         let view = View::new(&mut mem, db.begin_read().expect("read"));
         let want: Vec<_> = expected.into_iter().collect();
         assert_eq!(everything(&view, slot, Bound::Unbounded), want);
+    }
+
+    #[test]
+    fn a_panic_while_the_memtable_is_held_leaves_it_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = database(&dir);
+        let shared = Shared::default();
+        let panicked = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let mut mem = lock(&shared);
+                    let mut view = View::new(&mut *mem, db.begin_read().expect("read"));
+                    view.put(0, b"half", b"a batch".to_vec());
+                    panic!("applying failed half-way");
+                })
+                .join()
+        });
+        assert!(panicked.is_err());
+        let mem = lock(&shared);
+        assert!(mem.is_empty());
+        drop(mem);
+        assert!(!shared.is_poisoned());
     }
 
     #[test]
