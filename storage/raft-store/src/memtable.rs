@@ -44,7 +44,7 @@ type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 pub(crate) struct Memtable {
     rows: [Changes; ALL.len()],
     /// The last applied log id, once anything was applied since the last settle.
-    pub(crate) applied: Option<Option<LogId<NodeId>>>,
+    pub(crate) applied: Option<LogId<NodeId>>,
     /// The last applied membership, once a membership entry was applied since the last settle.
     pub(crate) membership: Option<Membership>,
     /// Commands applied in total, once anything was applied since the last settle.

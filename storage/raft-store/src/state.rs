@@ -223,7 +223,7 @@ fn settle(db: &Database, mem: &mut Memtable) -> Result<(), Error> {
     {
         let mut meta = txn.open_table(META)?;
         if let Some(applied) = &mem.applied {
-            put_applied(&mut meta, applied.as_ref())?;
+            put_applied(&mut meta, Some(applied))?;
         }
         if let Some(membership) = &mem.membership {
             put_membership(&mut meta, membership)?;
@@ -384,7 +384,7 @@ impl StateMachine {
     pub fn resumable(&self, outbox: bool) -> Result<Resumable, Error> {
         let view = self.view()?;
         let applied = match view.memtable().applied {
-            Some(applied) => applied,
+            Some(applied) => Some(applied),
             None => get_applied(&view.transaction().open_table(META)?)?,
         };
         let mut ids = Vec::new();
@@ -605,7 +605,7 @@ impl StateMachine {
         }
         if let Some(last) = entries.last() {
             let mem = store.view().memtable_mut();
-            mem.applied = Some(Some(last.log_id));
+            mem.applied = Some(last.log_id);
             mem.commands_applied = Some(commands_applied);
         }
         Ok(responses)
