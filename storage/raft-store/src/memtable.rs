@@ -4,9 +4,10 @@
 //! transaction of its own: a redb commit costs its dirty pages' copies and checksums whatever
 //! it carries, and most rows of a short invocation are rewritten or deleted within a second (its
 //! record per step, the `active` index, a key's lock and inbox). The memtable is written out
-//! ("settled") when it grows past [`SETTLE_BYTES`], before every flush, snapshot and whole-table
-//! read, so `state.redb` plus the memtable is the applied state at every moment. The applied
-//! log id moves with the rows: after a crash, openraft re-applies the log above the one on disk.
+//! ("settled") when it grows past [`SETTLE_BYTES`], and before every flush, snapshot, SQL scan
+//! and table count, which read `state.redb` alone. At every moment `state.redb` plus the
+//! memtable is the applied state. The applied log id is written with the rows it describes:
+//! after a crash, openraft re-applies the log above the one on disk.
 //!
 //! Readers see the memtable's changes over one redb read transaction ([`View`]), taken under
 //! the memtable's lock, so a reader never sees half a batch.

@@ -1,9 +1,9 @@
 //! The state-machine store: the applied state of one partition in `state.redb`.
 //!
 //! Each `apply` call writes into the partition's memtable (see [`crate::memtable`]), which is
-//! written to `state.redb` in one transaction without fsync once it is large and before every
-//! flush, snapshot and whole-table read, so the applied log id and the state it describes always
-//! move together; [`StateMachine::flush`] makes them durable. A crash loses at most the unflushed
+//! written to `state.redb` in one transaction without fsync once it is large, and before every
+//! flush, snapshot, SQL scan and table count. The applied log id is written with the rows it
+//! describes, so the two always move together; [`StateMachine::flush`] makes them durable. A crash loses at most the unflushed
 //! tail, which openraft re-applies from the log.
 //!
 //! Snapshots are files in the partition's `snapshots/` directory (see [`snapshot`] for the
