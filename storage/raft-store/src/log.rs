@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Appends, votes and truncations are committed durably by the shared log's writer thread,
-//! together with whatever the other groups queued meanwhile (one fsync for all of them);
+//! together with whatever the other groups queued meanwhile (one fsync for all of them), or by
+//! the caller itself when nothing is queued;
 //! openraft is told entries are flushed only after that commit returns. The committed pointer
 //! and purges are committed without fsync, ordered with the group's other writes, and become
 //! durable with the next durable commit.
@@ -247,8 +248,7 @@ where
 
     /// Puts `entries` in the tail, where reads find them at once, and hands them to the writer;
     /// returns once it has them. `flushed` is called with the outcome once they are on disk.
-    /// A committed pointer saved since the last append is queued just before it, so the writer
-    /// usually commits both together.
+    /// A committed pointer saved since the last append is written in the same commit.
     pub(crate) async fn queue_append<I>(
         &mut self,
         entries: I,
@@ -272,11 +272,10 @@ where
             flushed(Ok(()));
             return Ok(());
         };
-        if let Some(committed) = self.committed.take() {
-            self.log
-                .enqueue(self.group, Op::Meta(COMMITTED, committed))
-                .await?;
-        }
+        let meta = self
+            .committed
+            .take()
+            .map(|committed| (COMMITTED, committed));
         self.tail.push(kept);
         let tail = self.tail.clone();
         let done = Box::new(move |outcome: Result<(), Error>| {
@@ -290,7 +289,15 @@ where
             flushed(outcome);
         });
         self.log
-            .submit(self.group, Op::Append(encoded), true, done)
+            .submit(
+                self.group,
+                Op::Append {
+                    entries: encoded,
+                    meta,
+                },
+                true,
+                done,
+            )
             .await
     }
 

@@ -1,6 +1,8 @@
 //! The raft logs of every group of a node in one redb file, written by one thread that commits
 //! whatever the groups queued meanwhile in one transaction: under load, the appends of many
-//! groups share one fsync.
+//! groups share one fsync. A write that finds the writer idle and nothing queued is committed
+//! by its caller on its own thread instead (it would only wait for the writer): one client's
+//! commits cost no hand-off to the writer and back.
 //!
 //! ```text
 //!   <data_dir>/raft-log.redb
@@ -15,8 +17,9 @@
 //!        ◄──────────── calls back ──────────── must be durable), call back every request
 //! ```
 //!
-//! Only writes go through the thread, so the writes of a group are committed in the order it
-//! made them; reads open their own read transaction. A failed commit fails every request of
+//! Whoever commits holds the writer's state. A caller commits only while nothing it sent earlier
+//! is uncommitted, so the writes of a group are committed in the order it made them; reads open
+//! their own read transaction. A failed commit fails every request of
 //! its batch and the writer refuses everything after it ([`Error::LogFailed`]): after a failed
 //! fsync the file is in an unknown state, and Linux may report later fsyncs as successful.
 
@@ -26,8 +29,8 @@ use redb::{Database, Durability, TableDefinition};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -81,8 +84,12 @@ impl fmt::Display for GroupKey {
 
 /// One change of one group's log, as the writer applies it.
 pub(crate) enum Op {
-    /// Insert these encoded entries, by index.
-    Append(Vec<(u64, Vec<u8>)>),
+    /// Insert these encoded entries, by index, and set `meta` (a key and its encoded record)
+    /// in the same commit: the committed pointer saved since the group's last append.
+    Append {
+        entries: Vec<(u64, Vec<u8>)>,
+        meta: Option<(&'static str, Vec<u8>)>,
+    },
     /// Set one meta key to an encoded record.
     Meta(&'static str, Vec<u8>),
     /// Remove the entries from this index on.
@@ -97,7 +104,10 @@ impl Op {
     /// The payload bytes this change writes, for the commit's size bound.
     fn bytes(&self) -> usize {
         match self {
-            Op::Append(entries) => entries.iter().map(|(_, bytes)| bytes.len()).sum(),
+            Op::Append { entries, meta } => {
+                entries.iter().map(|(_, bytes)| bytes.len()).sum::<usize>()
+                    + meta.as_ref().map_or(0, |(_, value)| value.len())
+            }
             Op::Meta(_, value) => value.len(),
             Op::Truncate(_) | Op::Forget => 0,
             Op::Purge { marker, .. } => marker.len(),
@@ -164,6 +174,12 @@ struct Inner {
     requests: Option<mpsc::Sender<Request>>,
     writer: Option<std::thread::JoinHandle<()>>,
     counters: Arc<Counters>,
+    /// The writer's state; whoever commits holds it: the writer thread, or a caller that found
+    /// nothing queued (see [`SharedLog::submit`]).
+    state: Arc<Mutex<Writer>>,
+    /// Requests sent to the queue and not yet committed; a caller commits on its own thread only
+    /// when this is zero, so a group's writes stay in the order it made them.
+    queued: Arc<AtomicUsize>,
 }
 
 /// The logs this process has open, by path: redb allows one handle per file and process, so
@@ -239,15 +255,11 @@ impl SharedLog {
         answer.await.map_err(|_| Error::WriterStopped)?
     }
 
-    /// Hands `op` to the writer without waiting for its commit: it is committed in order with
-    /// the requests around it, and a failed commit fails every later request.
-    pub(crate) async fn enqueue(&self, group: GroupKey, op: Op) -> Result<(), Error> {
-        self.submit(group, op, false, Box::new(drop)).await
-    }
-
-    /// Hands `op` to the writer and returns once it is queued (waiting only for room in the
-    /// queue); the writer calls `done` with the outcome of the commit that carries it. If the
-    /// writer is gone, `done` is dropped uncalled and the error is returned here.
+    /// Commits `op` and calls `done` with the outcome. When nothing is queued and no commit is
+    /// under way, the caller commits it on its own thread before returning: it would only wait
+    /// for the writer, and handing it over costs two thread wake-ups per commit. Otherwise `op`
+    /// is queued (waiting only for room) and the writer calls `done` once a commit carries it.
+    /// If the writer is gone, `done` is dropped uncalled and the error is returned here.
     pub(crate) async fn submit(
         &self,
         group: GroupKey,
@@ -255,17 +267,43 @@ impl SharedLog {
         durable: bool,
         done: Done,
     ) -> Result<(), Error> {
-        let requests = self.inner.requests.as_ref().ok_or(Error::WriterStopped)?;
         let request = Request {
             group,
             op,
             durable,
             done,
         };
-        requests
-            .send(request)
-            .await
-            .map_err(|_| Error::WriterStopped)
+        let request = match self.commit_here(request) {
+            None => return Ok(()),
+            Some(request) => request,
+        };
+        let requests = self.inner.requests.as_ref().ok_or(Error::WriterStopped)?;
+        self.inner.queued.fetch_add(1, Ordering::AcqRel);
+        requests.send(request).await.map_err(|_| {
+            self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+            Error::WriterStopped
+        })
+    }
+
+    /// Commits `request` on this thread if the writer is idle with nothing queued (a group's
+    /// earlier writes are then all committed); hands it back otherwise.
+    fn commit_here(&self, request: Request) -> Option<Request> {
+        if self.inner.queued.load(Ordering::Acquire) != 0 {
+            return Some(request);
+        }
+        let mut writer = match self.inner.state.try_lock() {
+            Ok(writer) => writer,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Some(request),
+        };
+        if self.inner.queued.load(Ordering::Acquire) != 0 {
+            return Some(request);
+        }
+        let batch = vec![request];
+        let outcome = writer.serve(&batch);
+        drop(writer);
+        outcome.answer(batch);
+        None
     }
 }
 
@@ -296,10 +334,15 @@ impl Inner {
             appended: HashMap::new(),
             failed: None,
         };
+        let state = Arc::new(Mutex::new(writer));
+        let queued = Arc::new(AtomicUsize::new(0));
         let (requests, queue) = mpsc::channel(QUEUE_REQUESTS);
         let thread = std::thread::Builder::new()
             .name("holdfast-log-writer".into())
-            .spawn(move || writer.run(queue))
+            .spawn({
+                let (state, queued) = (state.clone(), queued.clone());
+                move || run(&state, &queued, queue)
+            })
             .map_err(|source| Error::Io {
                 path: path.clone(),
                 source,
@@ -310,6 +353,8 @@ impl Inner {
             requests: Some(requests),
             writer: Some(thread),
             counters,
+            state,
+            queued,
         })
     }
 }
@@ -373,38 +418,67 @@ struct Writer {
     failed: Option<Arc<Error>>,
 }
 
-impl Writer {
-    /// Serves batches until every handle is gone.
-    fn run(mut self, mut queue: mpsc::Receiver<Request>) {
-        while let Some(first) = queue.blocking_recv() {
-            let mut bytes = first.op.bytes();
-            let mut batch = vec![first];
-            while bytes < COMMIT_BYTES {
-                let Ok(next) = queue.try_recv() else {
-                    break;
-                };
-                bytes = bytes.saturating_add(next.op.bytes());
-                batch.push(next);
-            }
-            self.serve(batch);
+/// How a batch's requests are answered.
+enum Outcome {
+    Committed,
+    /// Its commit failed: nothing of it was written.
+    Failed(Arc<Error>),
+    /// An earlier commit failed, so this one was not tried.
+    Refused(Arc<Error>),
+}
+
+impl Outcome {
+    /// Calls every request's `done` with this outcome.
+    fn answer(&self, batch: Vec<Request>) {
+        for request in batch {
+            (request.done)(match self {
+                Outcome::Committed => Ok(()),
+                Outcome::Failed(cause) => Err(Error::CommitFailed(cause.clone())),
+                Outcome::Refused(cause) => Err(Error::LogFailed(cause.clone())),
+            });
         }
     }
+}
 
-    /// Commits `batch` in one transaction and answers each of its requests.
-    fn serve(&mut self, batch: Vec<Request>) {
+/// The writer thread: serves batches of what is queued until every handle is gone.
+fn run(state: &Mutex<Writer>, queued: &AtomicUsize, mut queue: mpsc::Receiver<Request>) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut bytes = first.op.bytes();
+        let mut batch = vec![first];
+        while bytes < COMMIT_BYTES {
+            let Ok(next) = queue.try_recv() else {
+                break;
+            };
+            bytes = bytes.saturating_add(next.op.bytes());
+            batch.push(next);
+        }
+        let mut writer = lock(state);
+        let outcome = writer.serve(&batch);
+        // Under the lock: a caller that takes it next sees these committed.
+        queued.fetch_sub(batch.len(), Ordering::AcqRel);
+        drop(writer);
+        outcome.answer(batch);
+    }
+}
+
+/// The writer's state, also after a panic while committing (the commit's transaction was
+/// dropped, so nothing of it was written).
+fn lock(state: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Writer {
+    /// Commits `batch` in one transaction (or refuses it after an earlier failure) and says how
+    /// its requests are to be answered; the caller answers them once it released the state.
+    fn serve(&mut self, batch: &[Request]) -> Outcome {
         if let Some(cause) = &self.failed {
-            for request in batch {
-                (request.done)(Err(Error::LogFailed(cause.clone())));
-            }
-            return;
+            return Outcome::Refused(cause.clone());
         }
         let durable = batch.iter().any(|request| request.durable);
-        match self.commit(&batch, durable) {
+        match self.commit(batch, durable) {
             Ok(()) => {
-                self.count(&batch, durable);
-                for request in batch {
-                    (request.done)(Ok(()));
-                }
+                self.count(batch, durable);
+                Outcome::Committed
             }
             Err(e) => {
                 tracing::error!(
@@ -414,10 +488,8 @@ impl Writer {
                     "raft log commit failed; every later write is refused"
                 );
                 let cause = Arc::new(e);
-                for request in batch {
-                    (request.done)(Err(Error::CommitFailed(cause.clone())));
-                }
-                self.failed = Some(cause);
+                self.failed = Some(cause.clone());
+                Outcome::Failed(cause)
             }
         }
     }
@@ -436,9 +508,12 @@ impl Writer {
             for request in batch {
                 let group = request.group.0;
                 match &request.op {
-                    Op::Append(entries) => {
+                    Op::Append { entries, meta: set } => {
                         for (index, bytes) in entries {
                             log.insert((group, *index), bytes.as_slice())?;
+                        }
+                        if let Some((key, value)) = set {
+                            meta.insert((group, *key), value.as_slice())?;
                         }
                     }
                     Op::Meta(key, value) => {
@@ -470,7 +545,7 @@ impl Writer {
         };
         let mut tripped = false;
         for request in batch {
-            if let Op::Append(_) = request.op {
+            if let Op::Append { .. } = request.op {
                 let done = self.appended.entry(request.group).or_insert(0);
                 tripped |= *done >= allowed;
                 *done = done.saturating_add(1);
@@ -494,7 +569,7 @@ impl Writer {
         add(&c.syncs, usize::from(durable));
         add(&c.requests, batch.len());
         for request in batch {
-            if let Op::Append(entries) = &request.op {
+            if let Op::Append { entries, .. } = &request.op {
                 add(&c.appends, 1);
                 add(&c.entries, entries.len());
             }
@@ -573,10 +648,32 @@ mod tests {
         write
     }
 
-    /// A write transaction of the test's own: while it is open, the writer waits to begin its
-    /// next commit, so the requests sent meanwhile queue up.
-    fn hold_writer(log: &SharedLog) -> Result<redb::WriteTransaction, redb::TransactionError> {
-        log.database().begin_write()
+    /// The writer's state, held by a thread of the test until it is released: meanwhile no
+    /// commit begins (neither the writer's nor a caller's own), so requests sent queue up.
+    struct Held {
+        release: std::sync::mpsc::Sender<()>,
+        thread: std::thread::JoinHandle<()>,
+    }
+
+    impl Held {
+        fn release(self) -> TestResult {
+            let _ = self.release.send(());
+            self.thread.join().map_err(|_| "the holding thread panicked")?;
+            Ok(())
+        }
+    }
+
+    fn hold_writer(log: &SharedLog) -> Result<Held, Box<dyn std::error::Error>> {
+        let state = log.inner.state.clone();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (locked, is_locked) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let _writer = lock(&state);
+            let _ = locked.send(());
+            let _ = released.recv();
+        });
+        is_locked.recv_timeout(Duration::from_secs(10))?;
+        Ok(Held { release, thread })
     }
 
     #[tokio::test]
@@ -642,9 +739,38 @@ mod tests {
             a.clone().get_log_state().await?.last_log_id,
             Some(log_id(5))
         );
-        held.abort()?;
+        held.release()?;
         assert!(reported.recv_timeout(Duration::from_secs(10))?);
         assert_eq!(stored_indexes(&log, 0)?, vec![1, 2, 3, 4, 5]);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_write_is_committed_by_its_caller_only_while_nothing_is_queued() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = SharedLog::open(&dir.path().join("raft-log.redb"))?;
+        let mut a = store(&log, 0);
+        let (flushed, reported) = std::sync::mpsc::channel();
+        let report = |flushed: std::sync::mpsc::Sender<_>| {
+            move |outcome: Result<(), Error>| {
+                let _ = flushed.send((outcome.is_ok(), std::thread::current().id()));
+            }
+        };
+        // The writer is idle: the append is on disk when queue_append returns, written here.
+        a.queue_append([entry(1, 8)], report(flushed.clone()))
+            .await?;
+        assert_eq!(reported.try_recv()?, (true, std::thread::current().id()));
+        assert_eq!(stored_indexes(&log, 0)?, vec![1]);
+        // Something is queued (another group's write, say): this one queues behind it and the
+        // writer thread commits it.
+        log.inner.queued.fetch_add(1, Ordering::AcqRel);
+        a.queue_append([entry(2, 8)], report(flushed)).await?;
+        let (ok, thread) = reported.recv_timeout(Duration::from_secs(10))?;
+        log.inner.queued.fetch_sub(1, Ordering::AcqRel);
+        assert!(ok);
+        assert_ne!(thread, std::thread::current().id());
+        assert_eq!(stored_indexes(&log, 0)?, vec![1, 2]);
+        assert_eq!(log.inner.queued.load(Ordering::Acquire), 0);
         Ok(())
     }
 
@@ -775,7 +901,7 @@ mod tests {
             .iter_mut()
             .map(|s| enqueue(s.append_entries([entry(1, 64)])))
             .collect();
-        held.abort()?;
+        held.release()?;
         for write in pending {
             write.await?;
         }
@@ -859,7 +985,7 @@ mod tests {
             enqueue(b.append_entries([entry(1, 8)])),
             enqueue(log.write(GroupKey(2), Op::Meta("committed", committed), false)),
         ];
-        held.abort()?;
+        held.release()?;
         big.await?;
         for write in doomed {
             let result = write.await;
