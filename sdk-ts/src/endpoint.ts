@@ -289,11 +289,26 @@ export class Endpoint {
       };
     } else if (res instanceof http2.Http2ServerResponse) {
       // Straight on the HTTP/2 stream: the compatibility layer would add an empty trailers frame.
+      // The headers go with the first frames, in one write: the kernel is woken once, not twice.
       const stream = res.stream;
-      if (!stream.destroyed && !stream.closed) stream.respond({ ":status": 200, "content-type": INVOCATION_CONTENT_TYPE });
+      let responded = false;
+      const respond = () => {
+        if (responded || stream.destroyed || stream.closed) return;
+        responded = true;
+        stream.respond({ ":status": 200, "content-type": INVOCATION_CONTENT_TYPE });
+      };
       transport = batchedWrites(
-        (bytes) => void (gone || stream.write(bytes)),
-        (bytes) => void (gone || (bytes === undefined ? stream.end() : stream.end(bytes))),
+        (bytes) => {
+          if (gone) return;
+          respond();
+          stream.write(bytes);
+        },
+        (bytes) => {
+          if (gone) return;
+          respond();
+          if (bytes === undefined) stream.end();
+          else stream.end(bytes);
+        },
       );
     } else {
       reply.writeHead(200, { "content-type": INVOCATION_CONTENT_TYPE });

@@ -132,18 +132,21 @@ pub(crate) struct Opened {
 }
 
 impl Attempt {
-    /// Starts the writer task and wraps the response side.
+    /// Queues the initial frames, starts the writer task and wraps the response side.
     pub(crate) fn spawn(opened: Opened) -> Self {
         let (queue, outgoing) = mpsc::channel(opened.queue_len.max(1));
         let (shutdown, stop) = oneshot::channel();
         let endpoint: Arc<str> = Arc::from(opened.endpoint);
-        tokio::spawn(write(
-            opened.body,
-            opened.initial,
-            outgoing,
-            stop,
-            endpoint.clone(),
-        ));
+        let mut body = opened.body;
+        // Queued now, before the connection's task next runs, the initial frames leave in the
+        // same write as the request's HEADERS (one send and one wake-up of the endpoint, not
+        // two). What the windows do not allow yet, h2 holds; `initial` holds those bytes anyway.
+        // If the stream cannot take them, the writer tries again and reports why.
+        let initial = match body.send_data(opened.initial.clone(), false) {
+            Ok(()) => None,
+            Err(_) => Some(opened.initial),
+        };
+        tokio::spawn(write(body, initial, outgoing, stop, endpoint.clone()));
         Attempt {
             response: Response::Pending(opened.response),
             buffer: BytesMut::new(),
@@ -269,12 +272,12 @@ enum Wake {
 /// The writer task: owns the request body, writes queued frames in order, ends or resets it.
 async fn write(
     mut body: SendStream<Bytes>,
-    initial: Bytes,
+    initial: Option<Bytes>,
     mut queue: mpsc::Receiver<Outgoing>,
     mut stop: oneshot::Receiver<Shutdown>,
     endpoint: Arc<str>,
 ) {
-    let mut next = Some(Outgoing::Frames(initial));
+    let mut next = initial.map(Outgoing::Frames);
     loop {
         let item = match next.take() {
             Some(item) => Wake::Next(Some(item)),

@@ -658,7 +658,9 @@ mod tests {
     impl Held {
         fn release(self) -> TestResult {
             let _ = self.release.send(());
-            self.thread.join().map_err(|_| "the holding thread panicked")?;
+            self.thread
+                .join()
+                .map_err(|_| "the holding thread panicked")?;
             Ok(())
         }
     }
