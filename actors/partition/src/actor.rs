@@ -179,7 +179,10 @@ pub struct PartitionActor {
     commit_scheduled: bool,
     /// When this leader last gave an attempt something to act on (started it, or delivered a
     /// completion): its next entries are likely on their way.
-    pub(crate) nudged_at: Option<Instant>,
+    nudged_at: Option<Instant>,
+    /// Nudges since then not yet answered by an attempt's event: while none is outstanding, no
+    /// entries are on their way and clients' proposals are not held.
+    awaiting: usize,
     /// Until when clients' proposals are held back to share a batch with those entries.
     held_until: Option<Instant>,
     closing: bool,
@@ -227,6 +230,7 @@ impl PartitionActor {
             in_flight: 0,
             commit_scheduled: false,
             nudged_at: None,
+            awaiting: 0,
             held_until: None,
             closing: false,
             lease_lost: false,
@@ -399,11 +403,15 @@ impl PartitionActor {
     /// act on, so its entries will likely arrive within [`HOLD_CLIENTS`], and one batch for both
     /// costs one raft entry, apply and fsync instead of two (a hot key's attempt would otherwise
     /// be committed apart from the acceptance of the request that follows it). Clients' proposals
-    /// wait at most until [`HOLD_CLIENTS`] after the last nudge; a timer commits them then.
+    /// wait at most until [`HOLD_CLIENTS`] after the last nudge (a timer commits them then), and
+    /// not at all once every attempt nudged since has answered.
     fn hold_clients(&mut self, ctx: &mut Context<Self>) -> bool {
         let now = Instant::now();
         if let Some(until) = self.held_until {
             return now < until;
+        }
+        if self.awaiting == 0 {
+            return false;
         }
         let Some(until) = self
             .nudged_at
@@ -415,6 +423,21 @@ impl PartitionActor {
         self.held_until = Some(until);
         ctx.run_later(until - now, |act, ctx| act.commit_next(ctx));
         true
+    }
+
+    /// An attempt was given something to act on: its entries will likely follow.
+    pub(crate) fn nudge(&mut self) {
+        let now = Instant::now();
+        if self.nudged_at.is_none_or(|at| at + HOLD_CLIENTS <= now) {
+            self.awaiting = 0;
+        }
+        self.awaiting += 1;
+        self.nudged_at = Some(now);
+    }
+
+    /// An attempt answered (an entry, a run's result or its end): one nudge less to wait for.
+    pub(crate) fn answered(&mut self) {
+        self.awaiting = self.awaiting.saturating_sub(1);
     }
 
     /// Queues the kernel's own `commands` without waiting for the answer. A refusal needs no

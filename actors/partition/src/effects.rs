@@ -52,7 +52,7 @@ impl PartitionActor {
                             index: *index,
                             outcome: outcome.clone(),
                         });
-                        self.nudged_at = Some(std::time::Instant::now());
+                        self.nudge();
                     }
                 }
                 Effect::Ack { id, epoch, index } => {
@@ -203,7 +203,7 @@ impl PartitionActor {
                 if let Leadership::Leading(leader) = &mut self.leadership {
                     leader.running.insert(id, (epoch, attempt));
                 }
-                self.nudged_at = Some(std::time::Instant::now());
+                self.nudge();
             }
             Err(message) => {
                 // Nothing can run it now (e.g. its service is not registered yet): fail this
@@ -365,6 +365,7 @@ impl Handler<AttemptEvent> for PartitionActor {
     type Result = ();
 
     fn handle(&mut self, event: AttemptEvent, ctx: &mut Context<Self>) {
+        self.answered();
         // Entries and results of an attempt this leader stopped (fenced, replaced, refused) go
         // nowhere: the state machine would fence them anyway.
         if let AttemptEvent::Entry { id, epoch, .. } | AttemptEvent::RunResult { id, epoch, .. } =
