@@ -5,6 +5,7 @@
 //!                             vote, committed pointer and purge marker, keyed by group
 //!                             ([`GroupKey`]: partition n is n, the metadata log u32::MAX);
 //!                             one writer thread, one fsync per batch of appends of any groups
+//!                             (a write finding the writer idle is committed by its caller)
 //!   partitions/<n>/state.redb applied state: object state, invocations, journals, locks, inboxes,
 //!                             outbox, dedup, timers, promises, suspended index; applied log
 //!                             id, membership, snapshot

@@ -14,7 +14,8 @@
 //! and purges are committed without fsync, ordered with the group's other writes, and become
 //! durable with the next durable commit.
 //!
-//! An append returns once the writer has its entries and reports their fsync through openraft's
+//! An append returns once the writer has its entries (or, the writer idle, once it committed them
+//! itself) and reports their fsync through openraft's
 //! callback, as openraft's storage API asks (openraft 0.9 still awaits that callback before its
 //! next log write). Until written, the entries live in the group's [`Tail`], where reads find
 //! them; the tail also keeps the last few written entries, so applying what was just committed,
@@ -86,7 +87,7 @@ type TailEntry<C> = (Entry<C>, usize);
 /// replication message carries).
 pub(crate) struct Tail<C: openraft::RaftTypeConfig> {
     entries: Mutex<VecDeque<TailEntry<C>>>,
-    /// The last index a returned commit wrote (0: none yet); set by the writer thread.
+    /// The last index a returned commit wrote (0: none yet); set by whoever committed it.
     written: AtomicU64,
 }
 
@@ -247,7 +248,7 @@ where
     }
 
     /// Puts `entries` in the tail, where reads find them at once, and hands them to the writer;
-    /// returns once it has them. `flushed` is called with the outcome once they are on disk.
+    /// returns once it has them (or once they are committed, when the writer was idle). `flushed` is called with the outcome once they are on disk.
     /// A committed pointer saved since the last append is written in the same commit.
     pub(crate) async fn queue_append<I>(
         &mut self,
@@ -480,8 +481,9 @@ where
         I: IntoIterator<Item = Entry<C>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        // Returns once the writer has the entries; openraft learns they are on disk from the
-        // callback, which the writer calls after the fsync'd commit that carries them.
+        // Returns once the writer has the entries (or committed them here, the writer idle);
+        // openraft learns they are on disk from the callback, called after the fsync'd commit
+        // that carries them.
         self.queue_append(entries, move |outcome| {
             callback.log_io_completed(outcome.map_err(|e| std::io::Error::other(e.to_string())));
         })
