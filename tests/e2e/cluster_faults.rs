@@ -213,7 +213,10 @@ fn perform(
             Ok(r) if r.status == request.accepted => {
                 return Ending::Acknowledged(r.body.trim().parse().ok());
             }
-            Ok(r) if (400..500).contains(&r.status) && r.status != 429 => {
+            // 408 and 429 say the request was not taken up: worth another try. A node resumed
+            // from a freeze of 5 s answers 408 to the connections it had accepted but not yet
+            // read from: the HTTP server checks their request-head deadline before reading.
+            Ok(r) if (400..500).contains(&r.status) && !matches!(r.status, 408 | 429) => {
                 return Ending::Refused {
                     reason: format!(
                         "{} {key} via node {node}: {} {}",
@@ -222,7 +225,7 @@ fn perform(
                     definite: turn == first,
                 };
             }
-            // 5xx, 429, a malformed answer or a broken connection: try the next node.
+            // 5xx, 408, 429, a malformed answer or a broken connection: try the next node.
             _ => std::thread::sleep(Duration::from_millis(50)),
         }
     }

@@ -295,8 +295,29 @@ impl WantedMembers {
 /// Moves a group this node leads to `wanted`, the safe way: new members join as learners and
 /// catch up (within `catch_up` each) before one joint change makes the voters `wanted.voters`;
 /// then nodes that are neither voters nor wanted learners are removed. Addresses of existing
-/// members are never changed. Returns an error to retry on a later round.
+/// members are never changed. Returns an error to retry on a later round, also as soon as this
+/// node no longer leads (see [`while_leading`]).
 pub async fn change_members<C>(
+    raft: &Raft<C>,
+    wanted: &WantedMembers,
+    catch_up: Duration,
+) -> Result<(), String>
+where
+    C: RaftTypeConfig<
+            NodeId = u64,
+            Node = BasicNode,
+            Responder = openraft::impls::OneshotResponder<C>,
+        >,
+{
+    while_leading(
+        raft.metrics(),
+        change_members_as_leader(raft, wanted, catch_up),
+    )
+    .await
+}
+
+/// The steps of [`change_members`], each awaited until openraft answers it.
+async fn change_members_as_leader<C>(
     raft: &Raft<C>,
     wanted: &WantedMembers,
     catch_up: Duration,
@@ -358,4 +379,74 @@ where
         tracing::info!(nodes = ?extra, "removed nodes from the group");
     }
     Ok(())
+}
+
+/// Runs `change` only while the group's metrics say this node leads. openraft answers what a
+/// leader proposed once that node applies or truncates the entry; a leader deposed meanwhile and
+/// then removed by the change it started (or cut off) does neither, and would wait forever.
+async fn while_leading<T>(
+    mut metrics: watch::Receiver<RaftMetrics<u64, BasicNode>>,
+    change: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    let deposed = async move {
+        while metrics.borrow_and_update().state == ServerState::Leader {
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        biased;
+        done = change => done,
+        () = deposed => Err("this node no longer leads the group; its new leader makes the change".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leading(state: ServerState) -> RaftMetrics<u64, BasicNode> {
+        RaftMetrics {
+            state,
+            ..RaftMetrics::new_initial(1)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_is_abandoned_once_its_leader_is_deposed() {
+        let (metrics, watched) = watch::channel(leading(ServerState::Leader));
+        let change = tokio::spawn(while_leading(
+            watched,
+            std::future::pending::<Result<(), String>>(),
+        ));
+        tokio::task::yield_now().await;
+        assert!(!change.is_finished(), "abandoned while still leading");
+        metrics.send_replace(leading(ServerState::Follower));
+        let outcome = tokio::time::timeout(Duration::from_secs(5), change)
+            .await
+            .expect("the change still waits after the leader was deposed")
+            .expect("task");
+        assert!(outcome.unwrap_err().contains("no longer leads"));
+    }
+
+    #[tokio::test]
+    async fn a_change_that_completes_while_leading_returns_its_outcome() {
+        let (_metrics, watched) = watch::channel(leading(ServerState::Leader));
+        assert_eq!(while_leading(watched, async { Ok(7) }).await, Ok(7));
+        let (_metrics, watched) = watch::channel(leading(ServerState::Leader));
+        let failed = while_leading(watched, async { Err::<(), _>("refused".to_owned()) }).await;
+        assert_eq!(failed, Err("refused".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_change_is_not_started_without_leadership_or_metrics() {
+        let (_metrics, watched) = watch::channel(leading(ServerState::Candidate));
+        let outcome = while_leading(watched, std::future::pending::<Result<(), String>>()).await;
+        assert!(outcome.is_err());
+        let (metrics, watched) = watch::channel(leading(ServerState::Leader));
+        drop(metrics);
+        let outcome = while_leading(watched, std::future::pending::<Result<(), String>>()).await;
+        assert!(outcome.is_err(), "a stopped group's change must not wait");
+    }
 }
