@@ -77,6 +77,11 @@ f"{datetime.date.today()}: {os.cpu_count()} cores ({cpu}), Linux {platform.relea
 "Load generator and kernel share the machine; figures are percentiles of one run, compare ratios, "
 "not absolute values, across machines.",
 ]
+def cpu_per_op(r):
+    """The process's CPU per operation of a `bench log` or `bench fsync` line, if it has one."""
+    return f"{r['cpu_ms_per_op']:.3f}" if "cpu_ms_per_op" in r else "—"
+
+
 if fsync:
     lines += [
 "",
@@ -86,17 +91,18 @@ f"`holdfast bench log --proposers N --spread one|all --seconds {secs}` on a fres
 "N proposers each propose a 100-byte `SetState` and wait for its acknowledgement, which is sent "
 "only after the batch holding it is fsync'd in the raft log and applied. Beside it, "
 f"`holdfast bench fsync --seconds {secs}`: 4 KiB append + fdatasync in a loop on the same disk, the "
-"physical limit of one fsync'd log.",
+"physical limit of one fsync'd log. CPU: the benchmark process's user and system time over the run "
+"(`getrusage`), per proposal or per fsync; the OS's side of an fsync counts as system time.",
 "",
-"| workload | proposals/s | p50 ms | p99 ms | commands per raft entry | raft appends per fsync | vs raw fsync rate |",
-"|---|---|---|---|---|---|---|",
-f"| raw fsync (4 KiB + fdatasync) | {fsync['per_second']:.0f} fsync/s | {fsync['p50_ms']:.3f} | {fsync['p99_ms']:.3f} | 1 | 1 | 1.00× |",
+"| workload | proposals/s | p50 ms | p99 ms | commands per raft entry | raft appends per fsync | vs raw fsync rate | CPU ms per proposal |",
+"|---|---|---|---|---|---|---|---|",
+f"| raw fsync (4 KiB + fdatasync) | {fsync['per_second']:.0f} fsync/s | {fsync['p50_ms']:.3f} | {fsync['p99_ms']:.3f} | 1 | 1 | 1.00× | {cpu_per_op(fsync)} |",
     ]
 for r in logs if fsync else []:
     where = "1 partition" if r["spread"] == "one" else f"{r['partitions']} partitions"
     per_batch = r["ops"] / max(r["batches"], 1)
     per_fsync = f"{r['log_appends'] / max(r['log_fsyncs'], 1):.1f}" if "log_fsyncs" in r else "—"
-    lines.append(f"| {r['proposers']} proposer(s), {where} | {r['per_second']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {per_batch:.1f} | {per_fsync} | {r['per_second']/fsync['per_second']:.2f}× |")
+    lines.append(f"| {r['proposers']} proposer(s), {where} | {r['per_second']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {per_batch:.1f} | {per_fsync} | {r['per_second']/fsync['per_second']:.2f}× | {cpu_per_op(r)} |")
 inv = [r for r in rows if r["bench"] == "http"]
 servers = {r["engine"]: r for r in rows if r["bench"] == "server"}
 drains = [r for r in rows if r["bench"] == "drain"]

@@ -87,6 +87,28 @@ fn object_in(target: PartitionId, partitions: u32, p: usize) -> ObjectKey {
         .unwrap_or_else(|| ObjectKey::new("bench", format!("p{p}")))
 }
 
+/// CPU time this process has used so far, user and system, in seconds: what a benchmark's work
+/// cost beside how long it took (the OS's side of an fsync counts as system time).
+fn process_cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes one `rusage` into the pointer it is given and reads nothing.
+    let status = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    if status != 0 {
+        return 0.0;
+    }
+    // SAFETY: a zero status means getrusage filled the struct.
+    let usage = unsafe { usage.assume_init() };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// Adds the process's CPU per operation since `cpu_before` (from [`process_cpu_seconds`]).
+fn add_cpu(result: &mut serde_json::Value, cpu_before: f64) {
+    let ops = result["ops"].as_u64().unwrap_or(0).max(1) as f64;
+    let ms = (process_cpu_seconds() - cpu_before) * 1000.0;
+    result["cpu_ms_per_op"] = (ms / ops).into();
+}
+
 fn percentile(sorted: &[Duration], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -133,6 +155,7 @@ fn log(args: LogArgs) -> anyhow::Result<serde_json::Value> {
             .await
             .map_err(anyhow::Error::msg)?;
         let log_before = kernel.raft_log().stats();
+        let cpu_before = process_cpu_seconds();
         let started = Instant::now();
         let deadline = started + Duration::from_secs_f64(args.seconds);
         // SIGTERM/SIGINT end the run early: proposers finish their in-flight proposal and stop.
@@ -185,10 +208,12 @@ fn log(args: LogArgs) -> anyhow::Result<serde_json::Value> {
             latencies.extend(outcome?.map_err(anyhow::Error::msg)?);
         }
         let elapsed = started.elapsed();
+        let mut result = summary(&mut latencies, elapsed);
+        // Everything the node did for the proposals: proposers, partitions, openraft, the log.
+        add_cpu(&mut result, cpu_before);
         let batches: u64 = kernel.statuses().await.iter().map(|s| s.batches).sum();
         let log_after = kernel.raft_log().stats();
         kernel.shutdown().await;
-        let mut result = summary(&mut latencies, elapsed);
         result["bench"] = "log".into();
         result["proposers"] = args.proposers.into();
         result["spread"] = serde_json::to_value(args.spread)?;
@@ -211,6 +236,7 @@ fn fsync(dir: &std::path::Path, seconds: f64) -> anyhow::Result<serde_json::Valu
         .open(&path)?;
     let block = vec![0xa5u8; 4096];
     let mut latencies = Vec::new();
+    let cpu_before = process_cpu_seconds();
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
     let mut offset = 0u64;
@@ -223,9 +249,10 @@ fn fsync(dir: &std::path::Path, seconds: f64) -> anyhow::Result<serde_json::Valu
         offset = (offset + 4096) % (64 << 20);
     }
     let elapsed = started.elapsed();
+    let mut result = summary(&mut latencies, elapsed);
+    add_cpu(&mut result, cpu_before);
     drop(file);
     std::fs::remove_file(&path)?;
-    let mut result = summary(&mut latencies, elapsed);
     result["bench"] = "fsync".into();
     Ok(result)
 }
