@@ -41,6 +41,11 @@ pub enum Error {
     /// The shared raft log's writer thread is gone (it panicked, or the log was closed).
     #[error("the raft log writer has stopped")]
     WriterStopped,
+    /// A thread panicked while it held the partition's applied state in memory, which may now
+    /// hold half a batch or miss rows: every later use fails until a restart rebuilds it from
+    /// `state.redb` and the log.
+    #[error("a panic left the partition's applied state in memory uncertain; restart the node")]
+    MemtablePoisoned,
 }
 
 macro_rules! from_redb {

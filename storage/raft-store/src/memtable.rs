@@ -56,15 +56,12 @@ pub(crate) struct Memtable {
 /// A memtable shared by every handle on one partition's state.
 pub(crate) type Shared = std::sync::Arc<Mutex<Memtable>>;
 
-/// The memtable, locked. A panic while it was held (in applying) may have left part of a batch
-/// in it: it is cleared then, as after a failed apply, so no settle ever writes half a batch.
-pub(crate) fn lock(shared: &Mutex<Memtable>) -> MutexGuard<'_, Memtable> {
-    shared.lock().unwrap_or_else(|poisoned| {
-        let mut mem = poisoned.into_inner();
-        mem.clear();
-        shared.clear_poison();
-        mem
-    })
+/// The memtable, locked. After a panic while it was held it is refused for good: the panic may
+/// have left half a batch in it, and clearing it would drop rows that openraft counts as applied
+/// and never applies again. Every later apply then fails, which stops the group, and the node's
+/// restart rebuilds the state from `state.redb` and the log above it.
+pub(crate) fn lock(shared: &Mutex<Memtable>) -> Result<MutexGuard<'_, Memtable>, Error> {
+    shared.lock().map_err(|_| Error::MemtablePoisoned)
 }
 
 impl Memtable {
@@ -382,14 +379,14 @@ mod tests {
     }
 
     #[test]
-    fn a_panic_while_the_memtable_is_held_leaves_it_empty() {
+    fn a_panic_while_the_memtable_is_held_fails_every_later_use() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = database(&dir);
         let shared = Shared::default();
         let panicked = std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    let mut mem = lock(&shared);
+                    let mut mem = lock(&shared).expect("lock");
                     let mut view = View::new(&mut *mem, db.begin_read().expect("read"));
                     view.put(0, b"half", b"a batch".to_vec());
                     panic!("applying failed half-way");
@@ -397,10 +394,11 @@ mod tests {
                 .join()
         });
         assert!(panicked.is_err());
-        let mem = lock(&shared);
-        assert!(mem.is_empty());
-        drop(mem);
-        assert!(!shared.is_poisoned());
+        // Neither written out nor forgotten: refused, again and again.
+        for _ in 0..2 {
+            assert!(matches!(lock(&shared), Err(Error::MemtablePoisoned)));
+        }
+        assert!(shared.is_poisoned());
     }
 
     #[test]

@@ -323,7 +323,7 @@ impl StateMachine {
 
     /// The applied state as of now: the memtable over a fresh read transaction.
     fn view(&self) -> Result<View<std::sync::MutexGuard<'_, Memtable>>, Error> {
-        let mem = memtable::lock(&self.memtable);
+        let mem = memtable::lock(&self.memtable)?;
         let txn = self.db.begin_read()?;
         Ok(View::new(mem, txn))
     }
@@ -331,7 +331,7 @@ impl StateMachine {
     /// Writes the memtable into `state.redb` (without fsync), for readers of whole tables and
     /// of the applied position.
     fn settle(&self) -> Result<(), Error> {
-        settle(&self.db, &mut memtable::lock(&self.memtable))
+        settle(&self.db, &mut *memtable::lock(&self.memtable)?)
     }
 
     /// An invocation's status record, for the leader and tools.
@@ -503,7 +503,7 @@ impl StateMachine {
     pub async fn flush(&self) -> Result<(), Error> {
         let (db, memtable) = (self.db.clone(), self.memtable.clone());
         blocking(move || {
-            settle(&db, &mut memtable::lock(&memtable))?;
+            settle(&db, &mut *memtable::lock(&memtable)?)?;
             let txn = db.begin_write()?;
             txn.commit()?;
             Ok(())
@@ -557,7 +557,7 @@ impl StateMachine {
         config: &holdfast_fsm::Config,
         entries: &[Entry<TypeConfig>],
     ) -> Result<Vec<Applied>, Error> {
-        let mut mem = memtable::lock(memtable);
+        let mut mem = memtable::lock(memtable)?;
         let applied = Self::apply_into(db, &mut mem, config, entries).and_then(|applied| {
             if mem.bytes() >= memtable::SETTLE_BYTES {
                 settle(db, &mut mem)?;
@@ -734,7 +734,7 @@ impl StateMachine {
         dir: &SnapshotDir,
         seq: u64,
     ) -> Result<Meta, Error> {
-        settle(db, &mut memtable::lock(memtable))?;
+        settle(db, &mut *memtable::lock(memtable)?)?;
         // A durable write transaction: applying waits for it, so the position read here is
         // exactly what its commit puts on disk, with every applied change before it.
         let txn = db.begin_write()?;
@@ -835,7 +835,7 @@ impl StateMachine {
         );
         let seq = self.snapshots_built.fetch_add(1, Ordering::Relaxed);
         let (meta, file) = blocking(move || {
-            settle(&db, &mut memtable::lock(&memtable))?;
+            settle(&db, &mut *memtable::lock(&memtable)?)?;
             let (txn, meta, commands_applied) = Self::begin_file(&db, seq)?;
             let (file, path) = Self::write_file(&db, &dir, txn, &meta, commands_applied)?;
             Ok((meta, File::current(file, path)))
@@ -988,7 +988,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         );
         let (bytes, counts) = blocking(move || {
             // Held throughout: no reader sees the memtable's rows over the installed state.
-            let mut mem = memtable::lock(&memtable);
+            let mut mem = memtable::lock(&memtable)?;
             mem.clear();
             Self::install_file(&db, &dir, &owned, parts)
         })
@@ -1028,7 +1028,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let read = move || -> Result<Option<Snapshot<TypeConfig>>, Error> {
             // Before the directory's lock: settling takes the write transaction, which a
             // checkpoint holds while it waits for that lock.
-            settle(&db, &mut memtable::lock(&memtable))?;
+            settle(&db, &mut *memtable::lock(&memtable)?)?;
             // Held until the file is open: a new snapshot cannot remove it in between.
             let _publishing = dir.lock();
             let txn = db.begin_read()?;
@@ -1422,7 +1422,7 @@ mod tests {
 
     /// Runs `work` against the store tables, as applying does, then settles the memtable.
     fn write<T>(sm: &StateMachine, work: impl FnOnce(&mut Tables<'_>) -> T) -> T {
-        let mut mem = memtable::lock(&sm.memtable);
+        let mut mem = memtable::lock(&sm.memtable).expect("memtable");
         let out = {
             let mut tables = Tables::new(&mut mem, sm.db.begin_read().expect("read"));
             work(&mut tables)
@@ -1771,6 +1771,50 @@ mod tests {
             })
             .collect();
         sm.apply(entries).await.expect("apply");
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_the_applied_state_is_held_stops_the_machine_until_it_is_reopened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = open(&dir, "state.redb");
+        suspended_invocation(&mut sm, "a", 1).await;
+        assert_eq!(sm.suspended_invocations().expect("count"), 1);
+        // Applied in memory, not yet in state.redb: a panic now must not drop it unnoticed.
+        suspended_invocation(&mut sm, "b", 4).await;
+        let held = sm.memtable.clone();
+        let panicked = std::thread::spawn(move || {
+            let _mem = memtable::lock(&held).expect("lock");
+            panic!("a reader failed while holding the applied state");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert!(matches!(
+            sm.suspended_invocations(),
+            Err(Error::MemtablePoisoned)
+        ));
+        let applied = sm.applied_state().await;
+        assert!(applied.is_err(), "{applied:?}");
+        let next = Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), 7),
+            payload: EntryPayload::Normal(Batch(vec![holdfast_types::Command::SetState {
+                object: ObjectKey::new("Counter", "c"),
+                name: "n".into(),
+                value: b"1".to_vec(),
+            }])),
+        };
+        let more = sm.apply(vec![next]).await.map(|_| ());
+        assert!(more.is_err(), "applied over uncertain state");
+        let snapshot = sm.write_snapshot().await;
+        assert!(
+            snapshot.is_err(),
+            "a snapshot of uncertain state was written"
+        );
+        drop(sm);
+        // The restart's view: what was settled, and the applied id it describes (openraft
+        // applies the log above it again).
+        let reopened = open(&dir, "state.redb");
+        let (applied, _) = reopened.clone().applied_state().await.expect("applied");
+        assert!(applied.is_some_and(|id| id.index < 6), "{applied:?}");
     }
 
     #[tokio::test]
