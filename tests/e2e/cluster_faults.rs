@@ -540,6 +540,58 @@ fn a_rolling_restart_under_load_fails_no_acknowledged_operation() {
 }
 
 #[test]
+fn leadership_returns_under_load_at_the_first_election() {
+    let _turn = one_under_load();
+    let (cluster, _endpoint, load) = under_load();
+    // Partition p prefers node p mod 3 + 1: node 1 prefers these.
+    let preferring_1: Vec<u32> = (0..cluster.options().partitions)
+        .filter(|p| p % 3 == 0)
+        .collect();
+    cluster.node(1).kill9();
+    poll("node 1's partitions to move", PATIENCE, || {
+        let leaders = cluster.leaders();
+        preferring_1
+            .iter()
+            .all(|p| leaders.get(p).is_some_and(|l| *l != 1))
+            .then_some(())
+    });
+    cluster.node(1).restart();
+    // Once the interim leaders have led a while and node 1 caught up, each hands its partition
+    // back under load. Proposals wait until node 1 holds the whole log, so its first election
+    // wins: no second hand-back, and no leader-less second or more while the old leader, whose
+    // vote a candidate behind its last entry does not get, stands again.
+    poll("node 1 to lead its partitions again", PATIENCE, || {
+        let leaders = cluster.leaders();
+        preferring_1
+            .iter()
+            .all(|p| leaders.get(p) == Some(&1))
+            .then_some(())
+    });
+    for partition in &preferring_1 {
+        let line =
+            format!("handing leadership back to the preferred replica partition={partition} to=1");
+        let handbacks: usize = [2, 3]
+            .iter()
+            .map(|id| {
+                cluster
+                    .node(*id)
+                    .log()
+                    .lines()
+                    .iter()
+                    .filter(|l| l.contains(&line))
+                    .count()
+            })
+            .sum();
+        assert_eq!(
+            handbacks, 1,
+            "partition {partition} was handed back to node 1 {handbacks} times"
+        );
+    }
+    let finished = load.stop();
+    finished.check(cluster.node(2).ingress(), 20);
+}
+
+#[test]
 fn a_paused_leader_is_fenced_when_it_resumes() {
     let _turn = one_under_load();
     let (cluster, _endpoint, load) = under_load();

@@ -174,7 +174,7 @@ pub struct PartitionActor {
     /// Invocations the reconciler found running with no attempt, since start.
     pub(crate) reconciled: u64,
     /// Batches handed to raft and not yet answered (at most [`BATCHES_IN_FLIGHT`]).
-    in_flight: usize,
+    pub(crate) in_flight: usize,
     /// A `CommitQueued` is on its way to this actor.
     commit_scheduled: bool,
     /// When this leader last gave an attempt something to act on (started it, or delivered a
@@ -194,6 +194,8 @@ pub struct PartitionActor {
     pub(crate) leading_since: Option<std::time::Instant>,
     /// When leadership was last handed back to the preferred replica.
     pub(crate) handed_back_at: Option<std::time::Instant>,
+    /// A hand-back to the preferred replica under way: proposals wait for it.
+    pub(crate) handover: Option<crate::leader::Handover>,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
     /// The group is being opened.
     pub(crate) opening: bool,
@@ -236,6 +238,7 @@ impl PartitionActor {
             lease_lost: false,
             leading_since: None,
             handed_back_at: None,
+            handover: None,
             shutdown_waiters: Vec::new(),
             opening: false,
             changing_members: false,
@@ -307,6 +310,7 @@ impl PartitionActor {
         if self.in_flight >= BATCHES_IN_FLIGHT
             || !leading
             || (self.queue.is_empty() && self.internal.is_empty())
+            || self.handover.as_ref().is_some_and(|h| h.holds())
         {
             return;
         }
@@ -395,6 +399,7 @@ impl PartitionActor {
                 let _ = reply.send(outcome.clone());
             }
             act.commit_next(ctx);
+            act.continue_handover(ctx);
             act.finish_shutdown_when_idle(ctx);
         }));
     }
@@ -684,6 +689,7 @@ impl StreamHandler<RaftObserved> for PartitionActor {
             });
         }
         self.commit_next(ctx);
+        self.continue_handover(ctx);
         self.finish_shutdown_when_idle(ctx);
     }
 

@@ -27,7 +27,7 @@ use actix::prelude::*;
 use holdfast_fsm::state::{Invocation, Status};
 use holdfast_invocation::{InvocationActor, Stop};
 use holdfast_raft_store::Resumable;
-use holdfast_types::{Command, Epoch, InvocationId};
+use holdfast_types::{Command, Epoch, InvocationId, NodeId};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
@@ -39,6 +39,30 @@ const CONFIRM_AFTER: Duration = Duration::from_secs(1);
 const HANDBACK_SETTLE: Duration = Duration::from_secs(5);
 /// The least time between two hand-backs of one partition.
 const HANDBACK_PAUSE: Duration = Duration::from_secs(10);
+/// How far behind the leader's last entry the preferred replica may be when a hand-back begins:
+/// under load a follower is always a batch or two behind, and the hand-back's hold lets it catch
+/// up the rest.
+const HANDBACK_LAG: u64 = 256;
+/// The longest a hand-back holds proposals back; after it the leader proposes again.
+const HANDBACK_HOLD: Duration = Duration::from_millis(500);
+
+/// A hand-back under way. A candidate whose log ends before the leader's last entry does not
+/// get the leader's vote, and under load the leader appends something new in every round trip:
+/// so proposals wait (for at most [`HANDBACK_HOLD`]) until the preferred replica holds the whole
+/// log and nothing is in flight, and only then is it asked to stand.
+#[derive(Debug)]
+pub(crate) struct Handover {
+    to: NodeId,
+    until: std::time::Instant,
+    asked: bool,
+}
+
+impl Handover {
+    /// Whether proposals wait for it now.
+    pub(crate) fn holds(&self) -> bool {
+        std::time::Instant::now() < self.until
+    }
+}
 /// How long a failed leadership barrier (no quorum yet) waits before it is tried again.
 const BARRIER_RETRY: Duration = Duration::from_millis(100);
 /// Attempts waiting for a free slot, per allowed concurrent attempt, before the rest wait in the
@@ -369,9 +393,10 @@ impl PartitionActor {
     }
 
     /// Hands leadership back to the partition's preferred replica once this node has led for a
-    /// while and the preferred replica is connected and holds the whole log: it is asked to
-    /// stand for election, which this node's vote lets it win. Keeps leaders spread after a node
-    /// returns; at most once per [`HANDBACK_PAUSE`].
+    /// while and the preferred replica is connected and close behind: proposals wait until it
+    /// holds the whole log (see [`Handover`]), then it is asked to stand for election, which this
+    /// node's vote lets it win. Keeps leaders spread after a node returns; at most once per
+    /// [`HANDBACK_PAUSE`].
     pub(crate) fn hand_back(&mut self, ctx: &mut Context<Self>) {
         let preferred = self.preferred();
         if preferred == self.settings.replication.node || self.lease_lost {
@@ -397,21 +422,54 @@ impl PartitionActor {
             && self
                 .handed_back_at
                 .is_none_or(|at| now.duration_since(at) >= HANDBACK_PAUSE);
-        let caught_up = self.replicas.iter().any(|(node, matched)| {
-            *node == preferred && matched.is_some_and(|m| m.0 >= self.observed.last_log)
+        let close = self.replicas.iter().any(|(node, matched)| {
+            *node == preferred
+                && matched
+                    .is_some_and(|m| m.0.saturating_add(HANDBACK_LAG) >= self.observed.last_log)
         });
         let reachable = self.settings.replication.transport.connected(preferred.0);
-        let Some(router) = self
-            .router
-            .clone()
-            .filter(|_| settled && caught_up && reachable)
-        else {
+        if !(settled && close && reachable) || self.router.is_none() || self.handover.is_some() {
             return;
-        };
+        }
         self.handed_back_at = Some(now);
         let partition = self.partition();
         tracing::info!(%partition, to = %preferred, "handing leadership back to the preferred replica");
-        let asked = async move { router.tell(preferred, partition, Request::Elect).await };
+        self.handover = Some(Handover {
+            to: preferred,
+            until: now + HANDBACK_HOLD,
+            asked: false,
+        });
+        ctx.run_later(HANDBACK_HOLD, move |act, ctx| {
+            if act.handover.as_ref().is_some_and(|h| !h.holds()) {
+                act.handover = None;
+                tracing::info!(%partition, to = %preferred, "the preferred replica did not take over; proposing again");
+                act.commit_next(ctx);
+            }
+        });
+        self.continue_handover(ctx);
+    }
+
+    /// Asks the preferred replica of a hand-back under way to stand, once it holds every entry
+    /// this node appended and no batch is on its way into the log.
+    pub(crate) fn continue_handover(&mut self, ctx: &mut Context<Self>) {
+        let Some(handover) = &self.handover else {
+            return;
+        };
+        let to = handover.to;
+        let caught_up = self.replicas.iter().any(|(node, matched)| {
+            *node == to && matched.is_some_and(|m| m.0 >= self.observed.last_log)
+        });
+        if handover.asked || !handover.holds() || self.in_flight > 0 || !caught_up {
+            return;
+        }
+        let Some(router) = self.router.clone() else {
+            return;
+        };
+        if let Some(handover) = &mut self.handover {
+            handover.asked = true;
+        }
+        let partition = self.partition();
+        let asked = async move { router.tell(to, partition, Request::Elect).await };
         ctx.spawn(asked.into_actor(self).map(move |answer, _, _| {
             if let Err(e) = answer {
                 tracing::debug!(%partition, error = %e, "the preferred replica did not stand");
@@ -426,6 +484,7 @@ impl PartitionActor {
         }
         self.leadership = Leadership::Following;
         self.leading_since = None;
+        self.handover = None;
         // Dropping the senders answers each waiting request with "the partition lost track".
         self.waiters.clear();
     }
