@@ -539,6 +539,19 @@ fn a_rolling_restart_under_load_fails_no_acknowledged_operation() {
     println!("rolling restart: {} operations ended info", verdict.info);
 }
 
+/// The time of day of a log line's leading RFC 3339 timestamp, in seconds.
+fn seconds_of_day(line: &str) -> Option<f64> {
+    let time = line
+        .split_whitespace()
+        .next()?
+        .split('T')
+        .nth(1)?
+        .trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+}
+
 #[test]
 fn leadership_returns_under_load_at_the_first_election() {
     let _turn = one_under_load();
@@ -586,6 +599,26 @@ fn leadership_returns_under_load_at_the_first_election() {
             handbacks, 1,
             "partition {partition} was handed back to node 1 {handbacks} times"
         );
+        let handed = [2, 3]
+            .iter()
+            .flat_map(|id| cluster.node(*id).log().lines())
+            .find(|l| l.contains(&line));
+        let elected = format!("elected leader; catching up partition={partition} ");
+        let won = cluster
+            .node(1)
+            .log()
+            .lines()
+            .into_iter()
+            .rfind(|l| l.contains(&elected));
+        if let (Some(at), Some(won)) = (
+            handed.as_deref().and_then(seconds_of_day),
+            won.as_deref().and_then(seconds_of_day),
+        ) {
+            println!(
+                "partition {partition}: node 1 elected {:.0} ms after the hand-back began",
+                (won - at) * 1000.0
+            );
+        }
     }
     let finished = load.stop();
     finished.check(cluster.node(2).ingress(), 20);
