@@ -195,7 +195,7 @@ pub struct PartitionActor {
     /// When leadership was last handed back to the preferred replica.
     pub(crate) handed_back_at: Option<std::time::Instant>,
     /// A hand-back to the preferred replica under way: proposals wait for it.
-    pub(crate) handover: Option<crate::leader::Handover>,
+    pub(crate) handing_back: Option<crate::leader::HandBack>,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
     /// The group is being opened.
     pub(crate) opening: bool,
@@ -238,7 +238,7 @@ impl PartitionActor {
             lease_lost: false,
             leading_since: None,
             handed_back_at: None,
-            handover: None,
+            handing_back: None,
             shutdown_waiters: Vec::new(),
             opening: false,
             changing_members: false,
@@ -310,7 +310,7 @@ impl PartitionActor {
         if self.in_flight >= BATCHES_IN_FLIGHT
             || !leading
             || (self.queue.is_empty() && self.internal.is_empty())
-            || self.handover.as_ref().is_some_and(|h| h.holds())
+            || self.handing_back.as_ref().is_some_and(|h| h.holds())
         {
             return;
         }
@@ -399,7 +399,7 @@ impl PartitionActor {
                 let _ = reply.send(outcome.clone());
             }
             act.commit_next(ctx);
-            act.continue_handover(ctx);
+            act.continue_hand_back(ctx);
             act.finish_shutdown_when_idle(ctx);
         }));
     }
@@ -689,7 +689,7 @@ impl StreamHandler<RaftObserved> for PartitionActor {
             });
         }
         self.commit_next(ctx);
-        self.continue_handover(ctx);
+        self.continue_hand_back(ctx);
         self.finish_shutdown_when_idle(ctx);
     }
 

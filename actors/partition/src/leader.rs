@@ -45,29 +45,29 @@ const HANDBACK_PAUSE: Duration = Duration::from_secs(10);
 const HANDBACK_LAG: u64 = 256;
 /// The longest a hand-back holds proposals back; after it the leader proposes again.
 const HANDBACK_HOLD: Duration = Duration::from_millis(500);
+/// How long a failed leadership barrier (no quorum yet) waits before it is tried again.
+const BARRIER_RETRY: Duration = Duration::from_millis(100);
+/// Attempts waiting for a free slot, per allowed concurrent attempt, before the rest wait in the
+/// store only (the reconciler picks them up as the queue drains).
+const WAITING_PER_SLOT: usize = 16;
 
 /// A hand-back under way. A candidate whose log ends before the leader's last entry does not
 /// get the leader's vote, and under load the leader appends something new in every round trip:
 /// so proposals wait (for at most [`HANDBACK_HOLD`]) until the preferred replica holds the whole
 /// log and nothing is in flight, and only then is it asked to stand.
 #[derive(Debug)]
-pub(crate) struct Handover {
+pub(crate) struct HandBack {
     to: NodeId,
     until: std::time::Instant,
     asked: bool,
 }
 
-impl Handover {
+impl HandBack {
     /// Whether proposals wait for it now.
     pub(crate) fn holds(&self) -> bool {
         std::time::Instant::now() < self.until
     }
 }
-/// How long a failed leadership barrier (no quorum yet) waits before it is tried again.
-const BARRIER_RETRY: Duration = Duration::from_millis(100);
-/// Attempts waiting for a free slot, per allowed concurrent attempt, before the rest wait in the
-/// store only (the reconciler picks them up as the queue drains).
-const WAITING_PER_SLOT: usize = 16;
 
 /// Attempts waiting for a free slot, in order; bounded, so a burst of thousands of due timers
 /// costs a few bytes each up to the bound and nothing beyond it (those stay `Invoked` in the
@@ -394,7 +394,7 @@ impl PartitionActor {
 
     /// Hands leadership back to the partition's preferred replica once this node has led for a
     /// while and the preferred replica is connected and close behind: proposals wait until it
-    /// holds the whole log (see [`Handover`]), then it is asked to stand for election, which this
+    /// holds the whole log (see [`HandBack`]), then it is asked to stand for election, which this
     /// node's vote lets it win. Keeps leaders spread after a node returns; at most once per
     /// [`HANDBACK_PAUSE`].
     pub(crate) fn hand_back(&mut self, ctx: &mut Context<Self>) {
@@ -428,45 +428,46 @@ impl PartitionActor {
                     .is_some_and(|m| m.0.saturating_add(HANDBACK_LAG) >= self.observed.last_log)
         });
         let reachable = self.settings.replication.transport.connected(preferred.0);
-        if !(settled && close && reachable) || self.router.is_none() || self.handover.is_some() {
+        if !(settled && close && reachable) || self.router.is_none() || self.handing_back.is_some()
+        {
             return;
         }
         self.handed_back_at = Some(now);
         let partition = self.partition();
         tracing::info!(%partition, to = %preferred, "handing leadership back to the preferred replica");
-        self.handover = Some(Handover {
+        self.handing_back = Some(HandBack {
             to: preferred,
             until: now + HANDBACK_HOLD,
             asked: false,
         });
         ctx.run_later(HANDBACK_HOLD, move |act, ctx| {
-            if act.handover.as_ref().is_some_and(|h| !h.holds()) {
-                act.handover = None;
+            if act.handing_back.as_ref().is_some_and(|h| !h.holds()) {
+                act.handing_back = None;
                 tracing::info!(%partition, to = %preferred, "the preferred replica did not take over; proposing again");
                 act.commit_next(ctx);
             }
         });
-        self.continue_handover(ctx);
+        self.continue_hand_back(ctx);
     }
 
     /// Asks the preferred replica of a hand-back under way to stand, once it holds every entry
     /// this node appended and no batch is on its way into the log.
-    pub(crate) fn continue_handover(&mut self, ctx: &mut Context<Self>) {
-        let Some(handover) = &self.handover else {
+    pub(crate) fn continue_hand_back(&mut self, ctx: &mut Context<Self>) {
+        let Some(hand_back) = &self.handing_back else {
             return;
         };
-        let to = handover.to;
+        let to = hand_back.to;
         let caught_up = self.replicas.iter().any(|(node, matched)| {
             *node == to && matched.is_some_and(|m| m.0 >= self.observed.last_log)
         });
-        if handover.asked || !handover.holds() || self.in_flight > 0 || !caught_up {
+        if hand_back.asked || !hand_back.holds() || self.in_flight > 0 || !caught_up {
             return;
         }
         let Some(router) = self.router.clone() else {
             return;
         };
-        if let Some(handover) = &mut self.handover {
-            handover.asked = true;
+        if let Some(hand_back) = &mut self.handing_back {
+            hand_back.asked = true;
         }
         let partition = self.partition();
         let asked = async move { router.tell(to, partition, Request::Elect).await };
@@ -484,7 +485,7 @@ impl PartitionActor {
         }
         self.leadership = Leadership::Following;
         self.leading_since = None;
-        self.handover = None;
+        self.handing_back = None;
         // Dropping the senders answers each waiting request with "the partition lost track".
         self.waiters.clear();
     }
