@@ -388,12 +388,9 @@ async fn while_leading<T>(
     mut metrics: watch::Receiver<RaftMetrics<u64, BasicNode>>,
     change: impl std::future::Future<Output = Result<T, String>>,
 ) -> Result<T, String> {
+    // Also over when the metrics' sender is gone: the group stopped.
     let deposed = async move {
-        while metrics.borrow_and_update().state == ServerState::Leader {
-            if metrics.changed().await.is_err() {
-                return;
-            }
-        }
+        let _ = metrics.wait_for(|m| m.state != ServerState::Leader).await;
     };
     tokio::select! {
         biased;

@@ -88,25 +88,29 @@ fn object_in(target: PartitionId, partitions: u32, p: usize) -> ObjectKey {
 }
 
 /// CPU time this process has used so far, user and system, in seconds: what a benchmark's work
-/// cost beside how long it took (the OS's side of an fsync counts as system time).
-fn process_cpu_seconds() -> f64 {
+/// cost beside how long it took (the OS's side of an fsync counts as system time). `None` if the
+/// OS would not say.
+fn process_cpu_seconds() -> Option<f64> {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage writes one `rusage` into the pointer it is given and reads nothing.
     let status = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
     if status != 0 {
-        return 0.0;
+        return None;
     }
     // SAFETY: a zero status means getrusage filled the struct.
     let usage = unsafe { usage.assume_init() };
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    Some(seconds(usage.ru_utime) + seconds(usage.ru_stime))
 }
 
-/// Adds the process's CPU per operation since `cpu_before` (from [`process_cpu_seconds`]).
-fn add_cpu(result: &mut serde_json::Value, cpu_before: f64) {
+/// Adds the process's CPU per operation since `cpu_before` (from [`process_cpu_seconds`]), when
+/// both readings exist.
+fn add_cpu(result: &mut serde_json::Value, cpu_before: Option<f64>) {
+    let (Some(before), Some(after)) = (cpu_before, process_cpu_seconds()) else {
+        return;
+    };
     let ops = result["ops"].as_u64().unwrap_or(0).max(1) as f64;
-    let ms = (process_cpu_seconds() - cpu_before) * 1000.0;
-    result["cpu_ms_per_op"] = (ms / ops).into();
+    result["cpu_ms_per_op"] = ((after - before) * 1000.0 / ops).into();
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> f64 {

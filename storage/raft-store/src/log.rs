@@ -248,7 +248,8 @@ where
     }
 
     /// Puts `entries` in the tail, where reads find them at once, and hands them to the writer;
-    /// returns once it has them (or once they are committed, when the writer was idle). `flushed` is called with the outcome once they are on disk.
+    /// returns once it has them (or once they are committed, when the writer was idle).
+    /// `flushed` is called with the outcome once they are on disk.
     /// A committed pointer saved since the last append is written in the same commit.
     pub(crate) async fn queue_append<I>(
         &mut self,
