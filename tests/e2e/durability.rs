@@ -272,8 +272,10 @@ fn kernel_crashes_lose_no_acknowledged_invocation_and_apply_each_request_once() 
     let kills = Arc::new(AtomicUsize::new(0));
     let answered = Arc::new(Mutex::new(Vec::<Answered>::new()));
     // Six clients call Counter.add(1) on four shared keys, two send Counter.add(1) one-way to
-    // keys of their own; every request has its own idempotency key and is retried until answered.
-    let clients: Vec<JoinHandle<Result<(), String>>> = (0..8)
+    // keys of their own, and one sends Steps.run3 one-way (nobody awaits its result, so its
+    // ending may wait in the log for the next commit); every request has its own idempotency
+    // key and is retried until answered.
+    let clients: Vec<JoinHandle<Result<(), String>>> = (0..9)
         .map(|t| {
             let (stop, kills, answered) = (stop.clone(), kills.clone(), answered.clone());
             std::thread::spawn(move || {
@@ -281,16 +283,16 @@ fn kernel_crashes_lose_no_acknowledged_invocation_and_apply_each_request_once() 
                 while !stop.load(Ordering::SeqCst) {
                     i += 1;
                     let sender = t >= 6;
-                    let key = if sender {
-                        format!("s{t}")
-                    } else {
-                        format!("k{}", (t + i) % 4)
+                    let key = match t {
+                        8 => "unkeyed".to_string(),
+                        6 | 7 => format!("s{t}"),
+                        _ => format!("k{}", (t + i) % 4),
                     };
                     let idempotency_key = format!("r{t}-{i}");
-                    let (path, want) = if sender {
-                        (format!("/Counter/{key}/add/send"), 202)
-                    } else {
-                        (format!("/Counter/{key}/add"), 200)
+                    let (path, want) = match t {
+                        8 => ("/Steps/run3/send".to_string(), 202),
+                        6 | 7 => (format!("/Counter/{key}/add/send"), 202),
+                        _ => (format!("/Counter/{key}/add"), 200),
                     };
                     let response = until_answered(ingress, &path, &idempotency_key, want)?;
                     let answer = if sender {
@@ -347,7 +349,25 @@ fn kernel_crashes_lose_no_acknowledged_invocation_and_apply_each_request_once() 
         per_key.entry(a.key.clone()).or_default().push(a);
     }
     let mut sends_before_a_kill = 0;
+    let mut runs_before_a_kill = 0;
     for (key, requests) in &per_key {
+        if key == "unkeyed" {
+            // Every accepted one-way run completes with its result, those accepted before a kill
+            // (whose ending may have waited in the log when it came) among them.
+            for a in requests {
+                let id = a.answer.as_str().expect("an invocation id");
+                let attached =
+                    http_get(ingress, &format!("/restate/invocation/{id}/attach")).expect("attach");
+                assert_eq!(
+                    attached.status, 200,
+                    "Steps.run3 send {} ({id}) accepted after {} kills: {}",
+                    a.idempotency_key, a.kills_before, attached.body
+                );
+                assert_eq!(attached.json(), json!(6), "Steps.run3 send {id}");
+                runs_before_a_kill += usize::from(a.kills_before < 3);
+            }
+            continue;
+        }
         if key.starts_with('s') {
             // Every accepted send completes, also those accepted before a kill.
             for a in requests {
@@ -396,6 +416,10 @@ fn kernel_crashes_lose_no_acknowledged_invocation_and_apply_each_request_once() 
     assert!(
         sends_before_a_kill > 0,
         "no send was accepted before a kill"
+    );
+    assert!(
+        runs_before_a_kill > 0,
+        "no Steps.run3 send was accepted before a kill"
     );
     let status = kernel.terminate();
     assert!(status.success(), "holdfast exit status {status}");

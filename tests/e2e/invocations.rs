@@ -170,6 +170,40 @@ fn a_send_is_accepted_at_once_and_runs_to_completion() {
 }
 
 #[test]
+fn one_way_invocations_nobody_awaits_end_with_the_next_commit_and_all_complete() {
+    let (files, node, _endpoint) = node_with(ANCHOR);
+    let parked = || -> f64 {
+        let page = http_get(files.admin, "/metrics").expect("metrics").body;
+        page.lines()
+            .filter_map(|line| line.strip_prefix("holdfast_log_parked_total "))
+            .filter_map(|value| value.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(parked(), 0.0, "nothing parked before any invocation");
+    // One client, one send after the other: each one's ending is proposed while the log is idle
+    // or busy with the next acceptance, so it waits for a commit instead of making its own.
+    let ids: Vec<String> = (0..40)
+        .map(|i| {
+            let accepted = post(files.ingress, "/Greeter/greet/send", &format!("\"n{i}\""));
+            assert_eq!(accepted.status, 202, "{}", accepted.body);
+            accepted.json()["invocationId"]
+                .as_str()
+                .expect("id")
+                .to_string()
+        })
+        .collect();
+    // Attached at once, the last one's waiter makes its ending go without waiting longer.
+    for (i, id) in ids.iter().enumerate().rev() {
+        let attached =
+            http_get(files.ingress, &format!("/restate/invocation/{id}/attach")).expect("attach");
+        assert_eq!(attached.status, 200, "{}", attached.body);
+        assert_eq!(attached.json(), json!(format!("Hello n{i}")));
+    }
+    assert!(parked() > 0.0, "no ending was parked");
+    terminate(node);
+}
+
+#[test]
 fn an_idempotency_key_runs_the_handler_once() {
     let (files, node, _endpoint) = node_with(ANCHOR);
     let headers = [

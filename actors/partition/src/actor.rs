@@ -90,10 +90,15 @@ const BATCHES_IN_FLIGHT: usize = 2;
 /// entries, to share their batch (see [`PartitionActor::hold_clients`]): about an endpoint's
 /// turn on a busy machine.
 const HOLD_CLIENTS: Duration = Duration::from_millis(1);
+/// Longest a batch nobody waits for may wait in the log for another commit's fsync before it
+/// is committed on its own (see [`Lane::Unawaited`]).
+pub(crate) const DEFER_FOR: Duration = Duration::from_millis(2);
 
 /// Commands proposed together, waiting to be acknowledged; they always share one batch.
 struct Queued {
     commands: Vec<Command>,
+    /// Queued in [`Lane::Unawaited`].
+    unawaited: bool,
     size: usize,
     reply: oneshot::Sender<Result<Committed, ProposeError>>,
     arrived: Instant,
@@ -144,6 +149,11 @@ pub(crate) enum Lane {
     /// shuffle): committed first and never refused as overloaded; its volume is bounded by the
     /// attempts, the timer wheel and the shuffle that produce it.
     Internal,
+    /// Like [`Lane::Internal`], for what nobody waits for (the output and ending of an
+    /// invocation whose result no one awaits). A batch of nothing else may wait in the log, up
+    /// to [`DEFER_FOR`], to share the fsync of the node's next commit: at one client, the ending
+    /// of one one-way invocation then rides with the acceptance of the next.
+    Unawaited,
 }
 
 /// Stops the process because this partition's storage failed (see
@@ -175,6 +185,8 @@ pub struct PartitionActor {
     pub(crate) reconciled: u64,
     /// Batches handed to raft and not yet answered (at most [`BATCHES_IN_FLIGHT`]).
     pub(crate) in_flight: usize,
+    /// Of those, batches marked deferrable (see [`Lane::Unawaited`]).
+    deferred: usize,
     /// A `CommitQueued` is on its way to this actor.
     commit_scheduled: bool,
     /// When this leader last gave an attempt something to act on (started it, or delivered a
@@ -230,6 +242,7 @@ impl PartitionActor {
             internal: VecDeque::new(),
             reconciled: 0,
             in_flight: 0,
+            deferred: 0,
             commit_scheduled: false,
             nudged_at: None,
             awaiting: 0,
@@ -306,6 +319,10 @@ impl PartitionActor {
     /// Sends the next batch to raft if none is in flight and this node leads the partition (and
     /// has caught up): the kernel's own proposals first, then clients'.
     pub(crate) fn commit_next(&mut self, ctx: &mut Context<Self>) {
+        // A deferred batch ahead in the log would hold up what waits for an answer.
+        if !self.queue.is_empty() || self.internal.iter().any(|queued| !queued.unawaited) {
+            self.expedite();
+        }
         let leading = matches!(self.leadership, Leadership::Leading(_));
         if self.in_flight >= BATCHES_IN_FLIGHT
             || !leading
@@ -326,6 +343,7 @@ impl PartitionActor {
         let mut commands = Vec::new();
         let mut waiting = Vec::new();
         let mut bytes = 0;
+        let mut deferrable = true;
         for (client, queue) in [(false, &mut self.internal), (true, &mut self.queue)] {
             while let Some(next) = queue.front() {
                 let full = !commands.is_empty()
@@ -341,18 +359,29 @@ impl PartitionActor {
                     self.queued_bytes = self.queued_bytes.saturating_sub(next.size);
                 }
                 bytes += next.size;
+                deferrable &= next.unawaited;
                 commands.extend(next.commands);
                 waiting.push((next.reply, next.arrived));
             }
         }
         self.in_flight += 1;
+        if deferrable {
+            self.deferred += 1;
+            ctx.run_later(DEFER_FOR, |act, _| act.expedite());
+        }
         let raft = group.raft.clone();
         let size = commands.len();
         let deadline = self.settings.proposal_deadline;
-        let write =
-            async move { tokio::time::timeout(deadline, raft.client_write(Batch(commands))).await };
+        let batch = Batch {
+            commands,
+            deferrable,
+        };
+        let write = async move { tokio::time::timeout(deadline, raft.client_write(batch)).await };
         ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
             act.in_flight = act.in_flight.saturating_sub(1);
+            if deferrable {
+                act.deferred = act.deferred.saturating_sub(1);
+            }
             let partition = act.partition();
             let outcome = match result {
                 Ok(Ok(response)) => {
@@ -430,6 +459,14 @@ impl PartitionActor {
         true
     }
 
+    /// Has a deferred batch of this partition that still waits in the log committed now (see
+    /// [`Lane::Unawaited`]); nothing to do while none is in flight.
+    pub(crate) fn expedite(&mut self) {
+        if self.deferred > 0 {
+            self.settings.log.expedite();
+        }
+    }
+
     /// An attempt was given something to act on: its entries will likely follow.
     pub(crate) fn nudge(&mut self) {
         let now = Instant::now();
@@ -489,6 +526,7 @@ impl PartitionActor {
         let queued = Queued {
             size,
             commands,
+            unawaited: lane == Lane::Unawaited,
             reply,
             arrived: Instant::now(),
         };
@@ -497,7 +535,7 @@ impl PartitionActor {
                 self.queued_bytes += size;
                 self.queue.push_back(queued);
             }
-            Lane::Internal => self.internal.push_back(queued),
+            Lane::Internal | Lane::Unawaited => self.internal.push_back(queued),
         }
         // Commit once the messages already in the mailbox are queued too: an attempt's entries
         // and its ending, or a burst of requests, then share one batch and one fsync.
@@ -639,7 +677,9 @@ impl Supervised for PartitionActor {
         }
         self.observed = Role::default();
         self.opening = false;
+        self.expedite();
         self.in_flight = 0;
+        self.deferred = 0;
         self.commit_scheduled = false;
         self.step_down();
     }
@@ -812,6 +852,7 @@ impl Handler<Shutdown> for PartitionActor {
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
         self.closing = true;
+        self.expedite();
         // Stop acting as leader at once: attempts, shuffle and timers end; queued proposals
         // (attempt endings among them) still drain before raft stops.
         if let Leadership::Leading(leader) = &mut self.leadership {

@@ -64,6 +64,7 @@ impl PartitionActor {
                     if leader.attempt(*id, *epoch).is_some()
                         && let Some((_, attempt)) = leader.running.remove(id)
                     {
+                        leader.unawaited.remove(id);
                         attempt.do_send(Stop);
                     }
                     leader.waiting.remove(*id, *epoch);
@@ -104,6 +105,7 @@ impl PartitionActor {
             return;
         };
         if let Some((_, stale)) = leader.running.remove(&id) {
+            leader.unawaited.remove(&id);
             stale.do_send(Stop);
         }
         leader.waiting.push(id, epoch);
@@ -184,6 +186,7 @@ impl PartitionActor {
             return;
         }
         leader.starting.remove(&id);
+        let unawaited = matches!(&stored, Ok(Some(stored)) if unawaited(&stored.record));
         let spec = stored.and_then(|stored| {
             stored
                 .map(|stored| self.attempt_spec(id, epoch, stored))
@@ -202,6 +205,9 @@ impl PartitionActor {
                 .start();
                 if let Leadership::Leading(leader) = &mut self.leadership {
                     leader.running.insert(id, (epoch, attempt));
+                    if unawaited {
+                        leader.unawaited.insert(id);
+                    }
                 }
                 self.nudge();
             }
@@ -214,7 +220,7 @@ impl PartitionActor {
                     retryable: true,
                     retry_after_ms: None,
                 };
-                self.end_attempt(id, epoch, ending, ctx);
+                self.end_attempt(id, epoch, ending, Lane::Internal, ctx);
                 self.start_waiting(ctx);
             }
         }
@@ -235,6 +241,7 @@ impl PartitionActor {
             && leader.attempt(id, epoch).is_some()
             && let Some((_, attempt)) = leader.running.remove(&id)
         {
+            leader.unawaited.remove(&id);
             attempt.do_send(Stop);
         }
         tracing::warn!(partition = %self.partition(), invocation = %id, attempt = epoch.0, size,
@@ -247,7 +254,7 @@ impl PartitionActor {
             retryable: false,
             retry_after_ms: None,
         };
-        self.end_attempt(id, epoch, ending, ctx);
+        self.end_attempt(id, epoch, ending, Lane::Internal, ctx);
         self.start_waiting(ctx);
     }
 
@@ -258,6 +265,7 @@ impl PartitionActor {
         id: InvocationId,
         epoch: Epoch,
         ending: Ending,
+        lane: Lane,
         ctx: &mut Context<Self>,
     ) {
         if let Leadership::Leading(leader) = &mut self.leadership {
@@ -269,7 +277,7 @@ impl PartitionActor {
             ending,
             at_ms: now_ms(),
         };
-        let committed = self.enqueue(vec![ended], Lane::Internal, ctx);
+        let committed = self.enqueue(vec![ended], lane, ctx);
         ctx.spawn(committed.into_actor(self).map(move |_, act, _| {
             if let Leadership::Leading(leader) = &mut act.leadership {
                 leader.ending.remove(&id);
@@ -418,10 +426,25 @@ impl Handler<AttemptEvent> for PartitionActor {
                 ack,
             },
             AttemptEvent::Ended { id, epoch, ending } => {
+                let mut lane = Lane::Internal;
                 if let Leadership::Leading(leader) = &mut self.leadership
                     && leader.attempt(id, epoch).is_some()
                 {
                     leader.running.remove(&id);
+                    let final_ending = matches!(
+                        ending,
+                        Ending::Completed
+                            | Ending::Failed {
+                                retryable: false,
+                                ..
+                            }
+                    );
+                    if leader.unawaited.remove(&id)
+                        && final_ending
+                        && !self.waiters.contains_key(&id)
+                    {
+                        lane = Lane::Unawaited;
+                    }
                 }
                 self.start_waiting(ctx);
                 if let Ending::Failed {
@@ -434,7 +457,7 @@ impl Handler<AttemptEvent> for PartitionActor {
                     tracing::warn!(partition = %self.partition(), invocation = %id, attempt = epoch.0,
                         code, retryable, %message, "attempt failed");
                 }
-                self.end_attempt(id, epoch, ending, ctx);
+                self.end_attempt(id, epoch, ending, lane, ctx);
                 return;
             }
         };
@@ -447,7 +470,23 @@ impl Handler<AttemptEvent> for PartitionActor {
             }
             _ => return self.submit(vec![command], ctx),
         };
-        let committed = self.enqueue(vec![command], Lane::Internal, ctx);
+        // An output nobody awaits goes with the ending that follows it.
+        let output = matches!(
+            &command,
+            Command::JournalAppend {
+                entry: Entry::Output(_),
+                ..
+            }
+        );
+        let lane = match &self.leadership {
+            Leadership::Leading(leader)
+                if output && leader.unawaited.contains(&id) && !self.waiters.contains_key(&id) =>
+            {
+                Lane::Unawaited
+            }
+            _ => Lane::Internal,
+        };
+        let committed = self.enqueue(vec![command], lane, ctx);
         ctx.spawn(committed.into_actor(self).map(move |_, act, _| {
             if let Leadership::Leading(leader) = &act.leadership
                 && let Some(attempt) = leader.attempt(id, epoch)
@@ -456,6 +495,12 @@ impl Handler<AttemptEvent> for PartitionActor {
             }
         }));
     }
+}
+
+/// Whether nobody awaits the result of the invocation `record` describes: nobody asked for a
+/// response or attached, and it holds no object's lock that others queue for.
+fn unawaited(record: &Invocation) -> bool {
+    !record.response && record.callers.is_empty() && record.target.object().is_none()
 }
 
 /// The size of an entry as journaled (its canonical body); unencodable counts as too large.

@@ -122,6 +122,8 @@ impl PartitionActor {
     fn wait_for(&mut self, id: InvocationId) -> oneshot::Receiver<holdfast_protocol::Outcome> {
         let (waiter, result) = oneshot::channel();
         self.waiters.entry(id).or_default().push(waiter);
+        // Its ending may be the deferred batch: someone waits for it now.
+        self.expedite();
         result
     }
 }

@@ -170,6 +170,10 @@ pub(crate) struct Leader {
     pub(crate) starting: HashMap<InvocationId, Epoch>,
     /// Invocations whose attempt ended and whose `AttemptEnded` is not committed yet.
     pub(crate) ending: HashSet<InvocationId>,
+    /// Running invocations whose result nobody awaited when their attempt started (no caller,
+    /// no lock): their output and ending go in [`crate::actor::Lane::Unawaited`] unless an
+    /// ingress request waits for them by then.
+    pub(crate) unawaited: HashSet<InvocationId>,
     /// Invocations with a `Restart` proposed and not committed yet.
     pub(crate) restarting: HashSet<InvocationId>,
     /// Delivers the outbox.
@@ -317,6 +321,7 @@ impl PartitionActor {
             ),
             starting: HashMap::new(),
             ending: HashSet::new(),
+            unawaited: HashSet::new(),
             restarting: HashSet::new(),
             shuffle,
             timers,

@@ -90,7 +90,7 @@ pub fn run(args: SqlArgs) -> anyhow::Result<serde_json::Value> {
             next_index[partition] += 1;
             let entry = Entry::<TypeConfig> {
                 log_id: LogId::new(CommittedLeaderId::new(1, 1), next_index[partition]),
-                payload: EntryPayload::Normal(Batch(commands)),
+                payload: EntryPayload::Normal(Batch::new(commands)),
             };
             let mut store = stores[partition].1.clone();
             async move { store.apply(vec![entry]).await.map(|_| ()) }

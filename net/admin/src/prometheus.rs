@@ -445,6 +445,11 @@ pub(crate) fn render(scrape: &Scrape<'_>) -> String {
             log.group_writes,
         ),
         (
+            "holdfast_log_parked_total",
+            "Appends nobody waited for, parked to share the next commit's fsync.",
+            log.parked,
+        ),
+        (
             "holdfast_trace_spans_emitted_total",
             "Spans handed to the exporter queue.",
             traces.emitted,
@@ -532,6 +537,7 @@ mod tests {
                 syncs: 3,
                 appends: 12,
                 group_writes: 9,
+                parked: 2,
                 ..Default::default()
             },
         })
@@ -651,6 +657,7 @@ mod tests {
             ("holdfast_log_fsyncs_total", "3"),
             ("holdfast_log_appends_total", "12"),
             ("holdfast_log_group_writes_total", "9"),
+            ("holdfast_log_parked_total", "2"),
             ("holdfast_partition_batch_size_count{partition=\"1\"}", "0"),
             (
                 "holdfast_partition_commit_latency_seconds_bucket{partition=\"0\",le=\"+Inf\"}",

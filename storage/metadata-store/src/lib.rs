@@ -40,6 +40,9 @@ openraft::declare_raft_types!(
         AsyncRuntime = openraft::TokioRuntime,
 );
 
+/// Metadata entries are always written at once: every one is an operator's change that waits.
+impl holdfast_raft_store::LogTypes for MetadataConfig {}
+
 /// What applying one metadata log entry did, handed back to its proposer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome(pub Option<Result<Applied, Refusal>>);

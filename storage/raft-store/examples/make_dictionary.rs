@@ -128,7 +128,7 @@ fn main() -> Result<()> {
             continue; // the metadata log: rare and of another type
         }
         let entry: Entry<TypeConfig> = codec::decode::<EntryRecord<Batch>>(value.value())?.into();
-        if let EntryPayload::Normal(Batch(commands)) = &entry.payload
+        if let EntryPayload::Normal(Batch { commands, .. }) = &entry.payload
             && commands.len() == 1
         {
             shapes.add(format!("log: {}", shape(&commands[0])), value.value());

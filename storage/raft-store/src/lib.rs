@@ -37,7 +37,7 @@ mod tables;
 
 pub use compact::{Compacted, compact};
 pub use error::Error;
-pub use log::LogStore;
+pub use log::{LogStore, LogTypes};
 pub use migrate::{Migration, migrate_legacy_log};
 pub use pack::PackError;
 pub use shared::{GroupKey, LOG_CACHE_BYTES, LogWriterStats, SharedLog};
@@ -64,8 +64,28 @@ openraft::declare_raft_types!(
 );
 
 /// One raft entry's payload: the commands of one group commit, applied in order and atomically.
+/// Stored and sent as its commands alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Batch(pub Vec<Command>);
+#[serde(transparent)]
+pub struct Batch {
+    /// The commands, in the order they apply.
+    pub commands: Vec<Command>,
+    /// Set by the proposer when nobody waits for these commands: the leader's log may then keep
+    /// the entry for the node's next fsync (see [`SharedLog`]'s deferred appends). Never stored
+    /// or sent, so a replica's copy is always written at once.
+    #[serde(skip)]
+    pub deferrable: bool,
+}
+
+impl Batch {
+    /// A batch of `commands` written as soon as it is appended.
+    pub fn new(commands: Vec<Command>) -> Self {
+        Self {
+            commands,
+            deferrable: false,
+        }
+    }
+}
 
 /// What applying one raft entry produced, handed back to the proposer of that entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,13 +23,13 @@
 //! are read from the file, in a read transaction of their own.
 
 use crate::records::{self, EntryRecord, VoteRecord};
-use crate::shared::{GroupKey, LAST_PURGED, LOG, META, Op, SharedLog};
+use crate::shared::{GroupKey, LAST_PURGED, LOG, META, Op, Request, SharedLog};
 use crate::{Error, TypeConfig, pack};
 use holdfast_types::codec;
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
-    BasicNode, Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError,
-    Vote,
+    BasicNode, Entry, EntryPayload, LogId, LogState, OptionalSend, RaftLogReader, StorageError,
+    StorageIOError, Vote,
 };
 use redb::ReadableDatabase;
 use std::collections::VecDeque;
@@ -165,11 +165,17 @@ impl<C: openraft::RaftTypeConfig> Tail<C> {
 pub trait LogTypes:
     openraft::RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<Self>, D: Clone>
 {
+    /// Whether `entry` may wait in the leader's log for the node's next fsync rather than make
+    /// one of its own ([`SharedLog::expedite`]); no entry someone waits for may.
+    fn deferrable(_entry: &Entry<Self>) -> bool {
+        false
+    }
 }
 
-impl<C> LogTypes for C where
-    C: openraft::RaftTypeConfig<NodeId = u64, Node = BasicNode, Entry = Entry<C>, D: Clone>
-{
+impl LogTypes for TypeConfig {
+    fn deferrable(entry: &Entry<Self>) -> bool {
+        matches!(&entry.payload, EntryPayload::Normal(batch) if batch.deferrable)
+    }
 }
 
 impl<C: openraft::RaftTypeConfig> LogStore<C> {
@@ -261,7 +267,9 @@ where
     {
         let mut encoded = Vec::new();
         let mut kept = Vec::new();
+        let mut deferrable = true;
         for entry in entries {
+            deferrable &= C::deferrable(&entry);
             let plain = codec::encode(&EntryRecord::from(&entry))?;
             let size = plain.len();
             encoded.push((entry.log_id.index, pack::pack(plain)?));
@@ -290,17 +298,12 @@ where
             }
             flushed(outcome);
         });
-        self.log
-            .submit(
-                self.group,
-                Op::Append {
-                    entries: encoded,
-                    meta,
-                },
-                true,
-                done,
-            )
-            .await
+        let op = Op::Append {
+            entries: encoded,
+            meta,
+        };
+        let request = Request::new(self.group, op, true, done).deferrable(deferrable);
+        self.log.submit(request).await
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {

@@ -143,7 +143,7 @@ mod tests {
     fn entry(index: u64) -> Entry<TypeConfig> {
         Entry {
             log_id: log_id(2, index),
-            payload: EntryPayload::Normal(Batch(vec![Command::SetState {
+            payload: EntryPayload::Normal(Batch::new(vec![Command::SetState {
                 object: holdfast_types::ObjectKey::new("Counter", format!("k{index}")),
                 name: "n".into(),
                 value: index.to_le_bytes().to_vec(),

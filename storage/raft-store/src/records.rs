@@ -330,7 +330,7 @@ mod tests {
             },
             Entry {
                 log_id: id,
-                payload: EntryPayload::Normal(Batch(Vec::new())),
+                payload: EntryPayload::Normal(Batch::new(Vec::new())),
             },
             Entry {
                 log_id: id,
@@ -351,6 +351,21 @@ mod tests {
                 "round trip changed the entry"
             );
         }
+        let command = holdfast_types::Command::SetState {
+            object: holdfast_types::ObjectKey::new("Counter", "k"),
+            name: "count".into(),
+            value: vec![1],
+        };
+        let mut deferrable = Batch::new(vec![command.clone()]);
+        deferrable.deferrable = true;
+        let bytes = codec::encode(&deferrable).expect("encode");
+        assert_eq!(
+            bytes,
+            codec::encode(&vec![command]).expect("encode"),
+            "a batch is stored as its commands alone, whatever its mark"
+        );
+        let back: Batch = codec::decode(&bytes).expect("decode");
+        assert!(!back.deferrable, "a replica's copy is never deferrable");
         assert_eq!(
             hex(&codec::encode(&EntryRecord::from(&entries[0])).expect("encode")),
             "0182a66c6f675f696482a96c65616465725f696482a47465726d04a76e6f64655f696402a5696e6465780aa77061796c6f6164a5426c616e6b"

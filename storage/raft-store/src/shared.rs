@@ -17,6 +17,12 @@
 //!        ◄──────────── calls back ──────────── must be durable), call back every request
 //! ```
 //!
+//! An append its proposer marked deferrable (nobody waits for it: see [`crate::Batch`]) that
+//! finds the writer idle is not committed alone: it is parked until the next durable commit,
+//! which carries it with its own requests, or until [`SharedLog::expedite`]. At one client, the
+//! ending of one invocation and the acceptance of the next then share one fsync, and the
+//! acceptance does not wait behind a commit of its own.
+//!
 //! Whoever commits holds the writer's state. A caller commits only while nothing it sent earlier
 //! is uncommitted, so the writes of a group are committed in the order it made them; reads open
 //! their own read transaction. A failed commit fails every request of
@@ -29,7 +35,7 @@ use redb::{Database, Durability, TableDefinition};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -120,12 +126,32 @@ impl Op {
 pub(crate) type Done = Box<dyn FnOnce(Result<(), Error>) + Send>;
 
 /// A change waiting for the writer, and where its outcome goes.
-struct Request {
+pub(crate) struct Request {
     group: GroupKey,
     op: Op,
     /// Whether the change must be on disk when it is answered (its commit is fsync'd).
     durable: bool,
+    /// Whether the change may wait for the node's next durable commit instead of making one.
+    deferrable: bool,
     done: Done,
+}
+
+impl Request {
+    /// A change of `group` that answers `done` once committed (and on disk if `durable`).
+    pub(crate) fn new(group: GroupKey, op: Op, durable: bool, done: Done) -> Self {
+        Self {
+            group,
+            op,
+            durable,
+            deferrable: false,
+            done,
+        }
+    }
+
+    /// The same change, allowed to wait for the next durable commit (see [`SharedLog::expedite`]).
+    pub(crate) fn deferrable(self, deferrable: bool) -> Self {
+        Self { deferrable, ..self }
+    }
 }
 
 /// What the writer has done since the log was opened, for benchmarks and metrics. Commits and
@@ -146,6 +172,8 @@ pub struct LogWriterStats {
     pub group_writes: u64,
     /// The most distinct groups one commit wrote.
     pub max_groups_per_commit: u64,
+    /// Deferrable appends parked for a later commit instead of committed at once.
+    pub parked: u64,
 }
 
 /// The writer's counters, read by [`SharedLog::stats`].
@@ -158,6 +186,7 @@ struct Counters {
     entries: AtomicU64,
     group_writes: AtomicU64,
     max_groups: AtomicU64,
+    parked: AtomicU64,
 }
 
 /// Handle to the node's raft-log file and its writer thread; clones share both, and the last
@@ -180,6 +209,9 @@ struct Inner {
     /// Requests sent to the queue and not yet committed; a caller commits on its own thread only
     /// when this is zero, so a group's writes stay in the order it made them.
     queued: Arc<AtomicUsize>,
+    /// Set by [`SharedLog::expedite`] when nothing was parked yet: the next deferrable request
+    /// is committed at once.
+    hurry: Arc<AtomicBool>,
 }
 
 /// The logs this process has open, by path: redb allows one handle per file and process, so
@@ -230,6 +262,7 @@ impl SharedLog {
             entries: get(&c.entries),
             group_writes: get(&c.group_writes),
             max_groups_per_commit: get(&c.max_groups),
+            parked: get(&c.parked),
         }
     }
 
@@ -251,28 +284,40 @@ impl SharedLog {
             // A requester that went away needs no answer; its change is committed.
             let _ = done.send(outcome);
         });
-        self.submit(group, op, durable, done).await?;
+        self.submit(Request::new(group, op, durable, done)).await?;
         answer.await.map_err(|_| Error::WriterStopped)?
     }
 
-    /// Commits `op` and calls `done` with the outcome. When nothing is queued and no commit is
-    /// under way, the caller commits it on its own thread before returning: it would only wait
-    /// for the writer, and handing it over costs two thread wake-ups per commit. Otherwise `op`
-    /// is queued (waiting only for room) and the writer calls `done` once a commit carries it.
-    /// If the writer is gone, `done` is dropped uncalled and the error is returned here.
-    pub(crate) async fn submit(
-        &self,
-        group: GroupKey,
-        op: Op,
-        durable: bool,
-        done: Done,
-    ) -> Result<(), Error> {
-        let request = Request {
-            group,
-            op,
-            durable,
-            done,
+    /// Commits the parked deferrable appends now, on this thread; if none is parked yet, the
+    /// next deferrable append is committed at once instead. A proposer calls it when something
+    /// it proposed after a deferrable entry must not wait, and when the entry waited long enough.
+    /// It never waits for the writer: a commit under way carries what was parked when it began,
+    /// and one that parks meanwhile sees the request and commits instead (or, in a narrow race,
+    /// leaves it to the next commit or the proposer's next call).
+    pub fn expedite(&self) {
+        self.inner.hurry.store(true, Ordering::Release);
+        let mut writer = match self.inner.state.try_lock() {
+            Ok(writer) => writer,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
         };
+        if writer.parked.is_empty() {
+            return;
+        }
+        self.inner.hurry.store(false, Ordering::Release);
+        let batch = std::mem::take(&mut writer.parked);
+        let outcome = writer.serve(&batch);
+        drop(writer);
+        outcome.answer(batch);
+    }
+
+    /// Commits `request` and calls its `done` with the outcome. When nothing is queued and no
+    /// commit is under way, the caller commits it on its own thread before returning (or parks
+    /// it, if deferrable): it would only wait for the writer, and handing it over costs two
+    /// thread wake-ups per commit. Otherwise it is queued (waiting only for room) and the writer
+    /// calls `done` once a commit carries it. If the writer is gone, `done` is dropped uncalled
+    /// and the error is returned here.
+    pub(crate) async fn submit(&self, request: Request) -> Result<(), Error> {
         let request = match self.commit_here(request) {
             None => return Ok(()),
             Some(request) => request,
@@ -299,7 +344,7 @@ impl SharedLog {
         if self.inner.queued.load(Ordering::Acquire) != 0 {
             return Some(request);
         }
-        let batch = vec![request];
+        let batch = writer.park(vec![request], &self.inner.hurry)?;
         let outcome = writer.serve(&batch);
         drop(writer);
         outcome.answer(batch);
@@ -333,15 +378,17 @@ impl Inner {
             fault,
             appended: HashMap::new(),
             failed: None,
+            parked: Vec::new(),
         };
         let state = Arc::new(Mutex::new(writer));
         let queued = Arc::new(AtomicUsize::new(0));
+        let hurry = Arc::new(AtomicBool::new(false));
         let (requests, queue) = mpsc::channel(QUEUE_REQUESTS);
         let thread = std::thread::Builder::new()
             .name("holdfast-log-writer".into())
             .spawn({
-                let (state, queued) = (state.clone(), queued.clone());
-                move || run(&state, &queued, queue)
+                let (state, queued, hurry) = (state.clone(), queued.clone(), hurry.clone());
+                move || run(&state, &queued, &hurry, queue)
             })
             .map_err(|source| Error::Io {
                 path: path.clone(),
@@ -355,6 +402,7 @@ impl Inner {
             counters,
             state,
             queued,
+            hurry,
         })
     }
 }
@@ -416,6 +464,9 @@ struct Writer {
     appended: HashMap<GroupKey, u64>,
     /// The failure of a commit; once set, every request is refused with it.
     failed: Option<Arc<Error>>,
+    /// Deferrable appends waiting for the next commit, in the order they came: they precede
+    /// every request still queued, so each commit puts them first.
+    parked: Vec<Request>,
 }
 
 /// How a batch's requests are answered.
@@ -440,8 +491,14 @@ impl Outcome {
     }
 }
 
-/// The writer thread: serves batches of what is queued until every handle is gone.
-fn run(state: &Mutex<Writer>, queued: &AtomicUsize, mut queue: mpsc::Receiver<Request>) {
+/// The writer thread: serves batches of what is queued until every handle is gone, then
+/// commits what is parked.
+fn run(
+    state: &Mutex<Writer>,
+    queued: &AtomicUsize,
+    hurry: &AtomicBool,
+    mut queue: mpsc::Receiver<Request>,
+) {
     while let Some(first) = queue.blocking_recv() {
         let mut bytes = first.op.bytes();
         let mut batch = vec![first];
@@ -452,12 +509,23 @@ fn run(state: &Mutex<Writer>, queued: &AtomicUsize, mut queue: mpsc::Receiver<Re
             bytes = bytes.saturating_add(next.op.bytes());
             batch.push(next);
         }
+        let received = batch.len();
         let mut writer = lock(state);
-        let outcome = writer.serve(&batch);
-        // Under the lock: a caller that takes it next sees these committed.
-        queued.fetch_sub(batch.len(), Ordering::AcqRel);
+        let batch = writer.park(batch, hurry);
+        let outcome = batch.as_ref().map(|batch| writer.serve(batch));
+        // Under the lock: a caller that takes it next sees these committed (or parked).
+        queued.fetch_sub(received, Ordering::AcqRel);
         drop(writer);
-        outcome.answer(batch);
+        if let (Some(outcome), Some(batch)) = (outcome, batch) {
+            outcome.answer(batch);
+        }
+    }
+    let mut writer = lock(state);
+    let parked = std::mem::take(&mut writer.parked);
+    if !parked.is_empty() {
+        let outcome = writer.serve(&parked);
+        drop(writer);
+        outcome.answer(parked);
     }
 }
 
@@ -468,6 +536,27 @@ fn lock(state: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
 }
 
 impl Writer {
+    /// Parks `batch` if every request of it is deferrable (and neither [`SharedLog::expedite`]
+    /// asked for the next one nor the log failed); otherwise returns what the commit must carry:
+    /// the parked requests first, then `batch`.
+    fn park(&mut self, batch: Vec<Request>, hurry: &AtomicBool) -> Option<Vec<Request>> {
+        let deferrable = batch.iter().all(|request| request.deferrable);
+        if deferrable && self.failed.is_none() && !hurry.swap(false, Ordering::AcqRel) {
+            self.counters.parked.fetch_add(
+                u64::try_from(batch.len()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            self.parked.extend(batch);
+            return None;
+        }
+        if self.parked.is_empty() {
+            return Some(batch);
+        }
+        let mut carried = std::mem::take(&mut self.parked);
+        carried.extend(batch);
+        Some(carried)
+    }
+
     /// Commits `batch` in one transaction (or refuses it after an earlier failure) and says how
     /// its requests are to be answered; the caller answers them once it released the state.
     fn serve(&mut self, batch: &[Request]) -> Outcome {
@@ -596,6 +685,7 @@ mod tests {
     use std::future::Future;
     use std::pin::Pin;
     use std::task::{Context, Waker};
+    use std::time::Instant;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
     type Pending<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + 'a>>;
@@ -608,7 +698,7 @@ mod tests {
     fn entry(index: u64, value_bytes: usize) -> Entry<TypeConfig> {
         Entry {
             log_id: log_id(index),
-            payload: EntryPayload::Normal(Batch(vec![Command::SetState {
+            payload: EntryPayload::Normal(Batch::new(vec![Command::SetState {
                 object: ObjectKey::new("Counter", "k"),
                 name: format!("n{index}"),
                 value: vec![7; value_bytes],
@@ -622,7 +712,7 @@ mod tests {
         let value = crate::pack::noise(0x9e37_79b9_7f4a_7c15 ^ index, value_bytes);
         Entry {
             log_id: log_id(index),
-            payload: EntryPayload::Normal(Batch(vec![Command::SetState {
+            payload: EntryPayload::Normal(Batch::new(vec![Command::SetState {
                 object: ObjectKey::new("Counter", "k"),
                 name: format!("n{index}"),
                 value,
@@ -773,6 +863,103 @@ mod tests {
         assert_ne!(thread, std::thread::current().id());
         assert_eq!(stored_indexes(&log, 0)?, vec![1, 2]);
         assert_eq!(log.inner.queued.load(Ordering::Acquire), 0);
+        Ok(())
+    }
+
+    /// Entry `index` that nobody waits for, as the partition marks an unawaited ending.
+    fn deferrable_entry(index: u64) -> Entry<TypeConfig> {
+        let mut deferrable = entry(index, 8);
+        if let EntryPayload::Normal(batch) = &mut deferrable.payload {
+            batch.deferrable = true;
+        }
+        deferrable
+    }
+
+    /// Queues a deferrable entry `index` on `store`; the receiver reports its outcome.
+    async fn park(
+        store: &mut LogStore,
+        index: u64,
+    ) -> Result<std::sync::mpsc::Receiver<bool>, Error> {
+        let (flushed, reported) = std::sync::mpsc::channel();
+        store
+            .queue_append([deferrable_entry(index)], move |outcome| {
+                let _ = flushed.send(outcome.is_ok());
+            })
+            .await?;
+        Ok(reported)
+    }
+
+    #[tokio::test]
+    async fn a_deferrable_append_waits_for_the_next_durable_commit_and_shares_its_fsync()
+    -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = SharedLog::open(&dir.path().join("raft-log.redb"))?;
+        let (mut a, mut b) = (store(&log, 0), store(&log, 1));
+        a.append_entries([entry(1, 8)]).await?;
+        let before = log.stats();
+        let reported = park(&mut a, 2).await?;
+        assert!(reported.try_recv().is_err(), "committed alone");
+        assert_eq!(stored_indexes(&log, 0)?, vec![1]);
+        assert_eq!(indexes(&mut a).await?, vec![1, 2], "readable while parked");
+        assert_eq!(log.stats().parked, before.parked + 1);
+        // Another group's append, which its proposer waits for, carries it.
+        b.append_entries([entry(1, 8)]).await?;
+        assert!(reported.try_recv()?);
+        assert_eq!(stored_indexes(&log, 0)?, vec![1, 2]);
+        let after = log.stats();
+        assert_eq!(after.syncs, before.syncs + 1, "one fsync for both");
+        assert_eq!(after.appends, before.appends + 2);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn expediting_commits_what_is_parked_or_else_the_next_deferrable_append() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = SharedLog::open(&dir.path().join("raft-log.redb"))?;
+        let mut a = store(&log, 0);
+        let reported = park(&mut a, 1).await?;
+        log.expedite();
+        assert!(reported.try_recv()?);
+        assert_eq!(stored_indexes(&log, 0)?, vec![1]);
+        // Expedited before its append arrives: the append is committed at once.
+        log.expedite();
+        let reported = park(&mut a, 2).await?;
+        assert!(reported.try_recv()?);
+        assert_eq!(stored_indexes(&log, 0)?, vec![1, 2]);
+        // That used the request up: the next one parks again.
+        let reported = park(&mut a, 3).await?;
+        assert!(reported.try_recv().is_err());
+        drop(a);
+        drop(log);
+        assert!(
+            reported.recv_timeout(Duration::from_secs(10))?,
+            "committed on close"
+        );
+        let log = SharedLog::open(&dir.path().join("raft-log.redb"))?;
+        assert_eq!(stored_indexes(&log, 0)?, vec![1, 2, 3]);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_deferrable_append_queued_behind_a_commit_is_parked_by_the_writer() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let log = SharedLog::open(&dir.path().join("raft-log.redb"))?;
+        let (mut a, mut b) = (store(&log, 0), store(&log, 1));
+        let held = hold_writer(&log)?;
+        let reported = park(&mut a, 1).await?;
+        held.release()?;
+        // The writer took it from its queue and parked it: nothing else was there to carry it.
+        let parked = Instant::now();
+        while log.stats().parked == 0 {
+            assert!(parked.elapsed() < Duration::from_secs(10), "never parked");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(reported.try_recv().is_err());
+        assert_eq!(log.inner.queued.load(Ordering::Acquire), 0);
+        // A write of another group, queued behind nothing, commits it first.
+        b.save_vote(&Vote::new(1, 1)).await?;
+        assert!(reported.try_recv()?);
+        assert_eq!(stored_indexes(&log, 0)?, vec![1]);
         Ok(())
     }
 

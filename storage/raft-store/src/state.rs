@@ -587,7 +587,7 @@ impl StateMachine {
             let mut effects = Vec::new();
             match &entry.payload {
                 EntryPayload::Blank => {}
-                EntryPayload::Normal(Batch(commands)) => {
+                EntryPayload::Normal(Batch { commands, .. }) => {
                     for command in commands {
                         effects.extend(holdfast_fsm::apply(&mut store, config, command)?);
                     }
@@ -1767,7 +1767,7 @@ mod tests {
             .zip(first_index..)
             .map(|(command, index)| Entry {
                 log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
-                payload: EntryPayload::Normal(Batch(vec![command])),
+                payload: EntryPayload::Normal(Batch::new(vec![command])),
             })
             .collect();
         sm.apply(entries).await.expect("apply");
@@ -1796,7 +1796,7 @@ mod tests {
         assert!(applied.is_err(), "{applied:?}");
         let next = Entry {
             log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), 7),
-            payload: EntryPayload::Normal(Batch(vec![holdfast_types::Command::SetState {
+            payload: EntryPayload::Normal(Batch::new(vec![holdfast_types::Command::SetState {
                 object: ObjectKey::new("Counter", "c"),
                 name: "n".into(),
                 value: b"1".to_vec(),

@@ -60,7 +60,7 @@ impl Log {
                 self.next += 1;
                 RaftEntry {
                     log_id: LogId::new(CommittedLeaderId::new(1, 1), self.next),
-                    payload: EntryPayload::Normal(Batch(vec![command])),
+                    payload: EntryPayload::Normal(Batch::new(vec![command])),
                 }
             })
             .collect();

@@ -33,7 +33,7 @@ fn log_id(index: u64) -> LogId<u64> {
 fn entry(index: u64, commands: Vec<Command>) -> Entry<TypeConfig> {
     Entry {
         log_id: log_id(index),
-        payload: EntryPayload::Normal(Batch(commands)),
+        payload: EntryPayload::Normal(Batch::new(commands)),
     }
 }
 

@@ -120,7 +120,7 @@ fn scenario() -> (Vec<Command>, InvocationId, InvocationId) {
 fn raft_entry(index: u64, command: Command) -> RaftEntry<TypeConfig> {
     RaftEntry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Batch(vec![command])),
+        payload: EntryPayload::Normal(Batch::new(vec![command])),
     }
 }
 

@@ -27,7 +27,7 @@ async fn fill(sm: &mut StateMachine, objects: usize, value_bytes: usize) {
         .zip(1u64..)
         .map(|(chunk, index)| Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(Batch(chunk.to_vec())),
+            payload: EntryPayload::Normal(Batch::new(chunk.to_vec())),
         })
         .collect();
     sm.apply(entries).await.expect("apply");

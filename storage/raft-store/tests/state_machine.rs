@@ -9,7 +9,7 @@ use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 fn entry(index: u64, commands: Vec<Command>) -> Entry<TypeConfig> {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Batch(commands)),
+        payload: EntryPayload::Normal(Batch::new(commands)),
     }
 }
 

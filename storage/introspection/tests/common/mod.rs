@@ -124,7 +124,7 @@ impl Cluster {
         *index += 1;
         let entry = RaftEntry::<TypeConfig> {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), *index),
-            payload: EntryPayload::Normal(Batch(commands)),
+            payload: EntryPayload::Normal(Batch::new(commands)),
         };
         let mut store = self.store(partition);
         let applied = store.apply(vec![entry]).await.expect("apply");
