@@ -465,7 +465,8 @@ struct Writer {
     /// The failure of a commit; once set, every request is refused with it.
     failed: Option<Arc<Error>>,
     /// Deferrable appends waiting for the next commit, in the order they came: they precede
-    /// every request still queued, so each commit puts them first.
+    /// every request still queued, so each commit puts them first. At most one per group, since
+    /// openraft waits for a group's append to be written before it makes the next.
     parked: Vec<Request>,
 }
 
