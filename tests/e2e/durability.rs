@@ -350,35 +350,35 @@ fn kernel_crashes_lose_no_acknowledged_invocation_and_apply_each_request_once() 
     }
     let mut sends_before_a_kill = 0;
     let mut runs_before_a_kill = 0;
+    // An accepted send completes, also when accepted before a kill: its result, by attaching.
+    let completed = |a: &Answered| -> Value {
+        let id = a.answer.as_str().expect("an invocation id");
+        let attached =
+            http_get(ingress, &format!("/restate/invocation/{id}/attach")).expect("attach");
+        assert_eq!(
+            attached.status, 200,
+            "send to {} {} ({id}) accepted after {} kills: {}",
+            a.key, a.idempotency_key, a.kills_before, attached.body
+        );
+        attached.json()
+    };
     for (key, requests) in &per_key {
         if key == "unkeyed" {
-            // Every accepted one-way run completes with its result, those accepted before a kill
-            // (whose ending may have waited in the log when it came) among them.
+            // Steps.run3 sent one-way: its ending may have waited in the log when a kill came.
             for a in requests {
-                let id = a.answer.as_str().expect("an invocation id");
-                let attached =
-                    http_get(ingress, &format!("/restate/invocation/{id}/attach")).expect("attach");
                 assert_eq!(
-                    attached.status, 200,
-                    "Steps.run3 send {} ({id}) accepted after {} kills: {}",
-                    a.idempotency_key, a.kills_before, attached.body
+                    completed(a),
+                    json!(6),
+                    "Steps.run3 send {}",
+                    a.idempotency_key
                 );
-                assert_eq!(attached.json(), json!(6), "Steps.run3 send {id}");
                 runs_before_a_kill += usize::from(a.kills_before < 3);
             }
             continue;
         }
         if key.starts_with('s') {
-            // Every accepted send completes, also those accepted before a kill.
             for a in requests {
-                let id = a.answer.as_str().expect("an invocation id");
-                let attached =
-                    http_get(ingress, &format!("/restate/invocation/{id}/attach")).expect("attach");
-                assert_eq!(
-                    attached.status, 200,
-                    "send {} ({id}) accepted after {} kills: {}",
-                    a.idempotency_key, a.kills_before, attached.body
-                );
+                completed(a);
                 sends_before_a_kill += usize::from(a.kills_before < 3);
             }
         } else {
