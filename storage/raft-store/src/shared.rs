@@ -209,8 +209,8 @@ struct Inner {
     /// Requests sent to the queue and not yet committed; a caller commits on its own thread only
     /// when this is zero, so a group's writes stay in the order it made them.
     queued: Arc<AtomicUsize>,
-    /// Set by [`SharedLog::expedite`] when nothing was parked yet: the next deferrable request
-    /// is committed at once.
+    /// Set by [`SharedLog::expedite`] until it finds something parked to commit: meanwhile the
+    /// next deferrable request is committed at once (and clears it) instead of parked.
     hurry: Arc<AtomicBool>,
 }
 
