@@ -92,7 +92,7 @@ const BATCHES_IN_FLIGHT: usize = 2;
 const HOLD_CLIENTS: Duration = Duration::from_millis(1);
 /// Longest a batch nobody waits for may wait in the log for another commit's fsync before it
 /// is committed on its own (see [`Lane::Unawaited`]).
-pub(crate) const DEFER_FOR: Duration = Duration::from_millis(2);
+const DEFER_FOR: Duration = Duration::from_millis(2);
 
 /// Commands proposed together, waiting to be acknowledged; they always share one batch.
 struct Queued {

@@ -205,8 +205,11 @@ impl PartitionActor {
                 .start();
                 if let Leadership::Leading(leader) = &mut self.leadership {
                     leader.running.insert(id, (epoch, attempt));
+                    // Decided afresh for each attempt: a caller may have attached since the last.
                     if unawaited {
                         leader.unawaited.insert(id);
+                    } else {
+                        leader.unawaited.remove(&id);
                     }
                 }
                 self.nudge();
