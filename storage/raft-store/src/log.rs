@@ -3,7 +3,7 @@
 //! ```text
 //!   raft-log.redb  log   (group, index)          → EntryRecord<D>, packed ([`crate::pack`])
 //!                  meta  (group, "vote")         → VoteRecord            durable
-//!                        (group, "committed")    → Option<LogIdRecord>   lazy
+//!                        (group, "committed")    → Option<LogIdRecord>   lazy, every 32nd append
 //!                        (group, "last_purged")  → Option<LogIdRecord>   lazy, with the purge
 //! ```
 //!
@@ -11,8 +11,8 @@
 //! together with whatever the other groups queued meanwhile (one fsync for all of them), or by
 //! the caller itself when nothing is queued;
 //! openraft is told entries are flushed only after that commit returns. The committed pointer
-//! and purges are committed without fsync, ordered with the group's other writes, and become
-//! durable with the next durable commit.
+//! rides with one append in [`COMMITTED_EVERY`], and purges are committed without fsync, ordered
+//! with the group's other writes; both become durable with the next durable commit.
 //!
 //! An append returns once the writer has its entries (or, the writer idle, once it committed them
 //! itself) and reports their fsync through openraft's
@@ -41,6 +41,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
+/// How many of a group's appends go by before the committed pointer is written with one: it
+/// touches a second table (a page more per commit), and a stale one costs only re-applying a
+/// few entries after a restart, once the node's leader commits again.
+pub(crate) const COMMITTED_EVERY: u32 = 32;
 /// Most encoded entry bytes sent to a follower in one append (at least one entry is sent).
 pub const REPLICATION_BYTES: usize = 8 << 20;
 
@@ -59,6 +63,8 @@ pub struct LogStore<C: openraft::RaftTypeConfig = TypeConfig> {
     /// The committed pointer saved since this handle's last append (encoded), written with the
     /// next one; a clone starts without.
     committed: Option<Vec<u8>>,
+    /// Appends since the committed pointer was last written with one (see [`COMMITTED_EVERY`]).
+    appends_since_committed: u32,
     /// The newest entries, shared by every clone of this handle.
     pub(crate) tail: Arc<Tail<C>>,
     config: PhantomData<fn() -> C>,
@@ -70,6 +76,7 @@ impl<C: openraft::RaftTypeConfig> Clone for LogStore<C> {
             log: self.log.clone(),
             group: self.group,
             committed: None,
+            appends_since_committed: 0,
             tail: self.tail.clone(),
             config: PhantomData,
         }
@@ -187,6 +194,7 @@ impl<C: openraft::RaftTypeConfig> LogStore<C> {
             log: log.clone(),
             group,
             committed: None,
+            appends_since_committed: 0,
             tail: Arc::new(Tail::new()),
             config: PhantomData,
         }
@@ -256,7 +264,8 @@ where
     /// Puts `entries` in the tail, where reads find them at once, and hands them to the writer;
     /// returns once it has them (or once they are committed, when the writer was idle).
     /// `flushed` is called with the outcome once they are on disk.
-    /// A committed pointer saved since the last append is written in the same commit.
+    /// The committed pointer saved last is written in the same commit once [`COMMITTED_EVERY`]
+    /// appends went by without it.
     pub(crate) async fn queue_append<I>(
         &mut self,
         entries: I,
@@ -282,10 +291,15 @@ where
             flushed(Ok(()));
             return Ok(());
         };
-        let meta = self
-            .committed
-            .take()
-            .map(|committed| (COMMITTED, committed));
+        self.appends_since_committed = self.appends_since_committed.saturating_add(1);
+        let meta = if self.appends_since_committed >= COMMITTED_EVERY {
+            self.committed.take().map(|committed| {
+                self.appends_since_committed = 0;
+                (COMMITTED, committed)
+            })
+        } else {
+            None
+        };
         self.tail.push(kept);
         let tail = self.tail.clone();
         let done = Box::new(move |outcome: Result<(), Error>| {
@@ -457,8 +471,9 @@ where
     }
 
     /// The committed pointer is saved lazily: it only speeds up re-applying after a restart, so it
-    /// is kept here and written with this group's next append (in the same fsync'd commit), and
-    /// saving it costs openraft, which applies only after this returns, no trip to the writer.
+    /// is kept here and written with one of this group's appends (in the same fsync'd commit, see
+    /// [`COMMITTED_EVERY`]), and saving it costs openraft, which applies only after this returns,
+    /// no trip to the writer.
     async fn save_committed(
         &mut self,
         committed: Option<LogId<NodeId>>,
