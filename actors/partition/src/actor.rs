@@ -657,6 +657,9 @@ impl Actor for PartitionActor {
         let heartbeat = Duration::from_millis(self.settings.replication.raft.heartbeat_interval);
         ctx.run_interval(heartbeat, |act, ctx| act.check_lease(ctx));
         ctx.run_interval(Duration::from_secs(1), |act, ctx| act.hand_back(ctx));
+        ctx.run_interval(crate::schedules::LOOK_EVERY, |act, ctx| {
+            act.look_at_schedules(ctx)
+        });
     }
 }
 

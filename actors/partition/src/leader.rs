@@ -185,6 +185,8 @@ pub(crate) struct Leader {
     /// Attempts the last reconciler pass found undriven: restarted only if the next pass finds
     /// them so again, since a pass's read can predate an ending committed while it ran.
     pub(crate) suspects: HashSet<(InvocationId, Epoch)>,
+    /// The schedules this partition fires: what the leader proposed for them, and its next look.
+    pub(crate) schedules: crate::schedules::Firing,
 }
 
 impl Leader {
@@ -327,6 +329,7 @@ impl PartitionActor {
             timers,
             reconciling: false,
             suspects: HashSet::new(),
+            schedules: crate::schedules::Firing::default(),
         }));
         let restarted = resume.len();
         for command in resume {
@@ -337,6 +340,7 @@ impl PartitionActor {
         }
         self.leading_since = Some(std::time::Instant::now());
         tracing::info!(partition = %self.partition(), term, applied, restarted, "leading");
+        self.look_at_schedules(ctx);
         self.commit_next(ctx);
     }
 

@@ -35,6 +35,7 @@ mod metrics;
 #[cfg(test)]
 mod model_tests;
 mod router;
+mod schedules;
 mod shuffle;
 mod state_edit;
 mod telemetry;

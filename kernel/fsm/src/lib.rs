@@ -22,7 +22,7 @@
 //!   invocation allows; the admin asks it before proposing, the lifecycle steps obey it.
 //! - `lifecycle`: one module per command or lifecycle step (invoke, journal, attempt_ended,
 //!   completion, run_completed, retry, resume, resume_on, pause, shuffle, outbox, cancel, kill,
-//!   purge, object_state, timer, awakeable, promise).
+//!   purge, object_state, timer, awakeable, promise, schedule).
 //!
 //! # Invocation lifecycle
 //! ```text
@@ -153,6 +153,12 @@ pub fn apply<S: Store>(
             token,
             outcome,
         } => awakeable::apply(&mut cx, *id, *index, token, outcome)?,
+        Command::FireSchedule {
+            name,
+            tick_ms,
+            skipped,
+            request,
+        } => schedule::apply(&mut cx, name, *tick_ms, *skipped, request)?,
     }
     // Messages to this partition's own invocations arrive now, in the order they were sent, each
     // after everything before it is stored: what the outbox and the shuffle would deliver a log

@@ -1,7 +1,7 @@
 //! An in-memory [`Store`] for tests and tools: the same contract as the redb store, no I/O.
 
 use crate::Store;
-use crate::state::{Invocation, JournalItem, Promise};
+use crate::state::{Invocation, JournalItem, Promise, ScheduleRun};
 use holdfast_protocol::EntryIndex;
 use holdfast_types::{InvocationId, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -31,6 +31,8 @@ pub struct MemoryStore {
     pub timers: BTreeSet<TimerKey>,
     /// Workflow promises by (workflow object, name).
     pub promises: BTreeMap<(ObjectKey, String), Promise>,
+    /// The record of each fired schedule's ticks, by schedule name.
+    pub schedule_runs: BTreeMap<String, ScheduleRun>,
 }
 
 impl MemoryStore {
@@ -243,6 +245,15 @@ impl Store for MemoryStore {
 
     fn delete_promises(&mut self, workflow: &ObjectKey) -> Result<(), Infallible> {
         self.promises.retain(|(owner, _), _| owner != workflow);
+        Ok(())
+    }
+
+    fn get_schedule_run(&self, name: &str) -> Result<Option<ScheduleRun>, Infallible> {
+        Ok(self.schedule_runs.get(name).cloned())
+    }
+
+    fn put_schedule_run(&mut self, name: &str, run: &ScheduleRun) -> Result<(), Infallible> {
+        self.schedule_runs.insert(name.to_owned(), run.clone());
         Ok(())
     }
 }

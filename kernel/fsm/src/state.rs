@@ -190,3 +190,18 @@ pub fn is_completable(entry: &Entry) -> bool {
             | Entry::CompletePromise(_)
     )
 }
+
+/// What a partition remembers of a schedule it fires: the schedule's definition lives in the
+/// registry, the record of its ticks here, written by the commands that fire them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleRun {
+    /// The newest tick fired, in Unix milliseconds; a tick at or before it never fires again.
+    pub last_tick_ms: u64,
+    /// Ticks fired so far.
+    pub fired: u64,
+    /// Ticks that were due but not fired (missed while nobody led the partition, past what the
+    /// catch-up policy fires).
+    pub skipped: u64,
+    /// The invocation the newest tick started.
+    pub last_invocation: Option<InvocationId>,
+}

@@ -2,7 +2,7 @@
 //! through one transaction. The redb store and [`crate::memory::MemoryStore`] implement it and
 //! must give identical results for identical calls.
 
-use crate::state::{Invocation, JournalItem, Promise};
+use crate::state::{Invocation, JournalItem, Promise, ScheduleRun};
 use holdfast_types::{
     EntryIndex, InvocationId, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey,
 };
@@ -114,4 +114,9 @@ pub trait Store {
     ) -> Result<(), Self::Error>;
     /// Deletes every durable promise of a workflow.
     fn delete_promises(&mut self, workflow: &ObjectKey) -> Result<(), Self::Error>;
+
+    /// Reads what this partition recorded of schedule `name`'s ticks.
+    fn get_schedule_run(&self, name: &str) -> Result<Option<ScheduleRun>, Self::Error>;
+    /// Writes the record of schedule `name`'s ticks, replacing any previous one.
+    fn put_schedule_run(&mut self, name: &str, run: &ScheduleRun) -> Result<(), Self::Error>;
 }

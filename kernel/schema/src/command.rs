@@ -3,7 +3,7 @@
 //! The enum is append-only: never reorder or rename a variant or a field; new variants get a
 //! golden-bytes test below. Records travel in [`holdfast_types::codec`]'s versioned MessagePack.
 
-use crate::{DeploymentId, ServicePatch, Timestamp};
+use crate::{DeploymentId, Schedule, ServicePatch, Timestamp};
 use holdfast_protocol::manifest::Manifest;
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +55,19 @@ pub enum RegistryCommand {
         initial: Vec<(u64, String)>,
         /// Replicas per partition: at least that many members must remain.
         replication_factor: u32,
+    },
+    /// Create schedule `schedule.name` (`create`: refused if it exists) or replace it (refused
+    /// if it does not).
+    PutSchedule {
+        /// The whole definition, as the proposer resolved it.
+        schedule: Schedule,
+        /// Whether this creates the schedule rather than changing it.
+        create: bool,
+    },
+    /// Remove a schedule; it fires no more ticks.
+    RemoveSchedule {
+        /// Its name.
+        name: String,
     },
 }
 
@@ -134,9 +147,47 @@ mod tests {
         }
     }
 
+    fn put_schedule() -> RegistryCommand {
+        RegistryCommand::PutSchedule {
+            schedule: Schedule {
+                name: "n".into(),
+                service: "S".into(),
+                handler: "h".into(),
+                key: Some("k".into()),
+                input: Some(b"1".to_vec()),
+                spec: crate::ScheduleSpec::Cron {
+                    expression: "@daily".into(),
+                    zone: "UTC".into(),
+                },
+                catch_up: holdfast_schedule::CatchUp::All { max: 3 },
+                paused: false,
+                since: Timestamp(4),
+                created_at: Timestamp(4),
+                updated_at: Timestamp(5),
+            },
+            create: true,
+        }
+    }
+
+    fn remove_schedule() -> RegistryCommand {
+        RegistryCommand::RemoveSchedule { name: "n".into() }
+    }
+
+    fn all() -> [RegistryCommand; 7] {
+        [
+            register(),
+            remove(),
+            modify(),
+            add_node(),
+            remove_node(),
+            put_schedule(),
+            remove_schedule(),
+        ]
+    }
+
     #[test]
     fn commands_round_trip() {
-        for command in [register(), remove(), modify(), add_node(), remove_node()] {
+        for command in all() {
             let bytes = codec::encode(&command).expect("encode");
             assert_eq!(
                 codec::decode::<RegistryCommand>(&bytes).expect("decode"),
@@ -148,14 +199,16 @@ mod tests {
     /// Golden bytes: if one of these changes, existing metadata logs can no longer be read.
     #[test]
     fn encodings_are_pinned() {
-        let cases = [
-            (register(), GOLDEN_REGISTER),
-            (remove(), GOLDEN_REMOVE),
-            (modify(), GOLDEN_MODIFY),
-            (add_node(), GOLDEN_ADD_NODE),
-            (remove_node(), GOLDEN_REMOVE_NODE),
+        let goldens = [
+            GOLDEN_REGISTER,
+            GOLDEN_REMOVE,
+            GOLDEN_MODIFY,
+            GOLDEN_ADD_NODE,
+            GOLDEN_REMOVE_NODE,
+            GOLDEN_PUT_SCHEDULE,
+            GOLDEN_REMOVE_SCHEDULE,
         ];
-        for (command, golden) in cases {
+        for (command, golden) in all().into_iter().zip(goldens) {
             let bytes = codec::encode(&command).expect("encode");
             assert_eq!(hex(&bytes), golden, "{command:?}");
         }
@@ -167,4 +220,6 @@ mod tests {
     const GOLDEN_ADD_NODE: &str =
         "0181a74164644e6f646583a2696404a761646472657373a3613a31a7696e697469616c919201a3623a32";
     const GOLDEN_REMOVE_NODE: &str = "0181aa52656d6f76654e6f646583a2696402a7696e697469616c919201a3623a32b27265706c69636174696f6e5f666163746f7203";
+    const GOLDEN_PUT_SCHEDULE: &str = "0181ab5075745363686564756c6582a87363686564756c658ba46e616d65a16ea773657276696365a153a768616e646c6572a168a36b6579a16ba5696e707574c40131a47370656381a443726f6e82aa65787072657373696f6ea6406461696c79a47a6f6e65a3555443a863617463685f757081a3616c6c81a36d617803a6706175736564c2a573696e636504aa637265617465645f617404aa757064617465645f617405a6637265617465c3";
+    const GOLDEN_REMOVE_SCHEDULE: &str = "0181ae52656d6f76655363686564756c6581a46e616d65a16e";
 }

@@ -66,19 +66,32 @@ pub enum Refusal {
         /// Replicas per partition.
         replication_factor: u32,
     },
+    /// A schedule definition that cannot fire as written (400).
+    #[error("invalid schedule: {0}")]
+    InvalidSchedule(String),
+    /// No schedule has this name (404).
+    #[error("schedule '{0}' not found")]
+    UnknownSchedule(String),
+    /// A schedule with this name exists already (409).
+    #[error("schedule '{0}' exists already")]
+    ScheduleExists(String),
 }
 
 impl Refusal {
     /// The HTTP status the admin API answers this refusal with.
     pub fn http_status(&self) -> u16 {
         match self {
-            Self::Invalid(_) | Self::InvalidNode(_) => 400,
+            Self::Invalid(_) | Self::InvalidNode(_) | Self::InvalidSchedule(_) => 400,
             Self::Conflict(_)
             | Self::NodeRemoved(_)
             | Self::AddressInPlace { .. }
             | Self::AddressTaken { .. }
-            | Self::TooFewNodes { .. } => 409,
-            Self::UnknownDeployment(_) | Self::UnknownService(_) | Self::UnknownNode(_) => 404,
+            | Self::TooFewNodes { .. }
+            | Self::ScheduleExists(_) => 409,
+            Self::UnknownDeployment(_)
+            | Self::UnknownService(_)
+            | Self::UnknownNode(_)
+            | Self::UnknownSchedule(_) => 404,
             Self::IdTaken(_) | Self::RevisionsExhausted(_) => 500,
         }
     }
@@ -98,6 +111,9 @@ impl Refusal {
             Self::AddressTaken { .. } => "address_taken",
             Self::UnknownNode(_) => "unknown_node",
             Self::TooFewNodes { .. } => "too_few_nodes",
+            Self::InvalidSchedule(_) => "invalid_schedule",
+            Self::UnknownSchedule(_) => "unknown_schedule",
+            Self::ScheduleExists(_) => "schedule_exists",
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`registry`]: [`Registry`] — `apply`, `check` and the lookups for ingress and the invoker;
 //!   one file per command states its rules.
 //! - [`error`]: [`Refusal`], why a command is not applied, with its HTTP status.
+//! - [`schedule`]: [`Schedule`], a handler invoked on a cron expression or an interval.
 //! - [`members`]: the cluster's nodes as the log records them, and the [`Placement`] of replicas.
 //! - [`views`]: the admin API's JSON bodies.
 
@@ -20,6 +21,7 @@ pub mod duration;
 pub mod error;
 pub mod members;
 pub mod registry;
+pub mod schedule;
 pub mod schema;
 pub mod views;
 
@@ -29,6 +31,7 @@ pub use holdfast_types::RetryPolicy;
 pub use holdfast_types::{DeploymentId, ParseDeploymentIdError};
 pub use members::{Members, NodeRecord, NodeState, Placement};
 pub use registry::{Applied, Registry, Resolved};
+pub use schedule::{Schedule, ScheduleSpec};
 pub use schema::{
     AttemptPolicy, Civil, DEFAULT_ABORT_TIMEOUT, DEFAULT_IDEMPOTENCY_RETENTION,
     DEFAULT_INACTIVITY_TIMEOUT, DEFAULT_JOURNAL_RETENTION, DEFAULT_WORKFLOW_COMPLETION_RETENTION,

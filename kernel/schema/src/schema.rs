@@ -81,6 +81,15 @@ pub struct Civil {
 }
 
 impl Timestamp {
+    /// The instant in RFC 3339, UTC, to the millisecond: `2026-12-05T11:00:00.000Z`.
+    pub fn rfc3339(self) -> String {
+        let c = self.civil();
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            c.year, c.month, c.day, c.hour, c.minute, c.second, c.millis
+        )
+    }
+
     /// Splits the timestamp into its UTC calendar parts.
     pub fn civil(self) -> Civil {
         const DAY_MS: u64 = 86_400_000;
@@ -382,6 +391,31 @@ impl ServicePatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_render_as_rfc3339() {
+        assert_eq!(Timestamp(0).rfc3339(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            Timestamp(951_782_400_000).rfc3339(),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(
+            Timestamp(951_868_799_999).rfc3339(),
+            "2000-02-29T23:59:59.999Z"
+        );
+        assert_eq!(
+            Timestamp(1_709_251_199_000).rfc3339(),
+            "2024-02-29T23:59:59.000Z"
+        );
+        assert_eq!(
+            Timestamp(1_798_306_745_860).rfc3339(),
+            "2026-12-26T17:39:05.860Z"
+        );
+        assert_eq!(
+            Timestamp(4_102_444_800_000).rfc3339(),
+            "2100-01-01T00:00:00.000Z"
+        );
+    }
 
     #[test]
     fn millis_render_like_the_admin_api() {

@@ -14,7 +14,7 @@
 
 use crate::{
     AttemptPolicy, Deployment, DeploymentId, HandlerSchema, Millis, OnMaxAttempts, Refusal,
-    Registry, RetryPolicy, ServiceSchema, Timestamp,
+    Registry, RetryPolicy, ServiceSchema,
 };
 use holdfast_protocol::manifest::{HandlerKind, ProtocolMode, ServiceType};
 use serde::Serialize;
@@ -232,7 +232,7 @@ pub fn deployment_summary(deployment: &Deployment) -> DeploymentSummary {
         uri: deployment.uri.clone(),
         protocol_type: protocol_type(deployment),
         http_version: HTTP_VERSION,
-        created_at: rfc3339(deployment.created_at),
+        created_at: deployment.created_at.rfc3339(),
         min_protocol_version: deployment.min_protocol_version,
         max_protocol_version: deployment.max_protocol_version,
         sdk_version: deployment.sdk_version.clone(),
@@ -254,7 +254,7 @@ pub fn deployment_detail(deployment: &Deployment, defaults: &AttemptPolicy) -> D
         uri: deployment.uri.clone(),
         protocol_type: protocol_type(deployment),
         http_version: HTTP_VERSION,
-        created_at: rfc3339(deployment.created_at),
+        created_at: deployment.created_at.rfc3339(),
         min_protocol_version: deployment.min_protocol_version,
         max_protocol_version: deployment.max_protocol_version,
         sdk_version: deployment.sdk_version.clone(),
@@ -367,42 +367,4 @@ fn protocol_type(deployment: &Deployment) -> Option<&'static str> {
         ProtocolMode::Stream => "BidiStream",
         ProtocolMode::RequestResponse => "RequestResponse",
     })
-}
-
-fn rfc3339(at: Timestamp) -> String {
-    let c = at.civil();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        c.year, c.month, c.day, c.hour, c.minute, c.second, c.millis
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_render_as_rfc3339() {
-        assert_eq!(rfc3339(Timestamp(0)), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            rfc3339(Timestamp(951_782_400_000)),
-            "2000-02-29T00:00:00.000Z"
-        );
-        assert_eq!(
-            rfc3339(Timestamp(951_868_799_999)),
-            "2000-02-29T23:59:59.999Z"
-        );
-        assert_eq!(
-            rfc3339(Timestamp(1_709_251_199_000)),
-            "2024-02-29T23:59:59.000Z"
-        );
-        assert_eq!(
-            rfc3339(Timestamp(1_798_306_745_860)),
-            "2026-12-26T17:39:05.860Z"
-        );
-        assert_eq!(
-            rfc3339(Timestamp(4_102_444_800_000)),
-            "2100-01-01T00:00:00.000Z"
-        );
-    }
 }

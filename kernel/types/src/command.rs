@@ -187,6 +187,16 @@ pub enum Command {
     /// new leader (or its reconciler) restarts an attempt it does not run. Unlike
     /// [`Command::Retry`] it never cuts a backoff short.
     Restart { id: InvocationId, epoch: Epoch },
+    /// Tick `tick_ms` of schedule `name` came due (proposed by the leader of the partition that
+    /// fires the schedule, which resolved `request` from the registry): applied only if the tick
+    /// is newer than the last one fired, so each tick starts one invocation however often it is
+    /// proposed. `skipped` counts the due ticks before it that the catch-up policy does not fire.
+    FireSchedule {
+        name: String,
+        tick_ms: u64,
+        skipped: u64,
+        request: Box<InvocationRequest>,
+    },
 }
 
 impl Command {
@@ -272,6 +282,9 @@ impl Command {
             Command::ResumeOn { deployment, .. } => 64 + deployment.as_ref().map_or(0, |_| 25),
             Command::FireTimer { .. } => 64,
             Command::CompleteAwakeable { outcome, .. } => payload(outcome) + 96,
+            Command::FireSchedule { name, request, .. } => {
+                name.len() + request.argument.0.len() + 192
+            }
         };
         32 + body
     }

@@ -54,6 +54,13 @@ pub enum Source {
         /// Its journal entry that made the call.
         entry: EntryIndex,
     },
+    /// A tick of a schedule (see [`crate::Command::FireSchedule`]).
+    Schedule {
+        /// The schedule's name.
+        name: String,
+        /// The tick, in Unix milliseconds.
+        tick_ms: u64,
+    },
 }
 
 /// Everything needed to create an invocation; proposed by the ingress or produced by a caller's

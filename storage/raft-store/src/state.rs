@@ -340,6 +340,15 @@ impl StateMachine {
             .get(slot::INVOCATIONS, &id.to_bytes(), pack::decode_found)
     }
 
+    /// What this partition recorded of schedule `name`'s ticks, if it fired any.
+    pub fn schedule_run(
+        &self,
+        name: &str,
+    ) -> Result<Option<holdfast_fsm::state::ScheduleRun>, Error> {
+        self.view()?
+            .get(slot::SCHEDULES, name.as_bytes(), pack::decode_found)
+    }
+
     /// The invocation holding `object`'s exclusive lock, if any.
     pub fn lock_holder(&self, object: &ObjectKey) -> Result<Option<InvocationId>, Error> {
         self.view()?

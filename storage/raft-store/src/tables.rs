@@ -16,6 +16,7 @@
 //!   promises     len service, service, len key, key, name   → Promise record
 //!   suspended    invocation id (24 bytes)                    → (empty)
 //!   active       invocation id (24 bytes)                    → (empty)
+//!   schedules    schedule name                               → ScheduleRun record
 //! ```
 //! `suspended` and `active` are indexes of the `invocations` rows whose status is `Suspended`,
 //! respectively `Invoked` or `BackingOff` (an attempt runs or is due), kept in step by
@@ -27,7 +28,7 @@
 use crate::keys::{idempotency_key, inbox_key, journal_key, object_prefix, promise_key, state_key};
 use crate::memtable::{Memtable, View};
 use crate::{Error, pack};
-use holdfast_fsm::state::{Invocation, JournalItem, Promise, Status};
+use holdfast_fsm::state::{Invocation, JournalItem, Promise, ScheduleRun, Status};
 use holdfast_types::{
     EntryIndex, InvocationId, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey, codec,
 };
@@ -49,10 +50,11 @@ pub(crate) const TIMERS: Bytes = TableDefinition::new("timers");
 pub(crate) const PROMISES: Bytes = TableDefinition::new("promises");
 pub(crate) const SUSPENDED: Bytes = TableDefinition::new("suspended");
 pub(crate) const ACTIVE: Bytes = TableDefinition::new("active");
+pub(crate) const SCHEDULES: Bytes = TableDefinition::new("schedules");
 const OUTBOX_SEQ: &[u8] = b"outbox_seq";
 
 /// Every table of applied state, in the order snapshots carry them.
-pub(crate) const ALL: [Bytes; 13] = [
+pub(crate) const ALL: [Bytes; 14] = [
     STATE,
     INVOCATIONS,
     JOURNAL,
@@ -66,6 +68,7 @@ pub(crate) const ALL: [Bytes; 13] = [
     PROMISES,
     SUSPENDED,
     ACTIVE,
+    SCHEDULES,
 ];
 
 /// The index tables derived from `invocations`; state written before one of them existed gets
@@ -90,10 +93,11 @@ pub(crate) mod slot {
     pub(crate) const PROMISES: usize = 10;
     pub(crate) const SUSPENDED: usize = 11;
     pub(crate) const ACTIVE: usize = 12;
+    pub(crate) const SCHEDULES: usize = 13;
 
     /// Whether the table's rows are records stored packed ([`crate::pack`]).
     pub(crate) fn is_packed(slot: usize) -> bool {
-        matches!(slot, INVOCATIONS | JOURNAL | OUTBOX | PROMISES)
+        matches!(slot, INVOCATIONS | JOURNAL | OUTBOX | PROMISES | SCHEDULES)
     }
 }
 
@@ -447,6 +451,14 @@ impl holdfast_fsm::Store for Tables<'_> {
     fn delete_promises(&mut self, workflow: &ObjectKey) -> Result<(), Error> {
         self.delete_prefix(slot::PROMISES, &object_prefix(workflow))
     }
+
+    fn get_schedule_run(&self, name: &str) -> Result<Option<ScheduleRun>, Error> {
+        self.get_record(slot::SCHEDULES, name.as_bytes())
+    }
+
+    fn put_schedule_run(&mut self, name: &str, run: &ScheduleRun) -> Result<(), Error> {
+        self.put_record(slot::SCHEDULES, name.as_bytes(), run)
+    }
 }
 
 #[cfg(test)]
@@ -469,6 +481,7 @@ mod tests {
             (slot::PROMISES, PROMISES),
             (slot::SUSPENDED, SUSPENDED),
             (slot::ACTIVE, ACTIVE),
+            (slot::SCHEDULES, SCHEDULES),
         ];
         assert_eq!(slots.len(), ALL.len());
         for (slot, table) in slots {

@@ -130,8 +130,8 @@ fn attach<S: Store>(
                 }
             }
         }
-        // A repeated one-way send: nobody waits, nothing to do.
-        Source::Invocation { .. } => {}
+        // A repeated one-way send, or a schedule's tick started again: nobody waits.
+        Source::Invocation { .. } | Source::Schedule { .. } => {}
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ pub(crate) mod resume;
 pub(crate) mod resume_on;
 pub(crate) mod retry;
 pub(crate) mod run_completed;
+pub(crate) mod schedule;
 pub(crate) mod shuffle;
 pub(crate) mod timer;
 

@@ -17,6 +17,7 @@ mod properties;
 mod purge;
 mod retry;
 mod scheduled;
+mod schedules;
 mod shuffle;
 mod support;
 mod timers;

@@ -8,7 +8,8 @@
 //!  invoker  ── deployment(id)             ──► the deployment an in-flight invocation is pinned to
 //! ```
 //!
-//! One file per command — `register.rs`, `remove.rs`, `modify.rs` — states its rules in detail.
+//! One file per command — `register.rs`, `remove.rs`, `modify.rs`, `schedules.rs` — states its
+//! rules in detail.
 //! Each first plans the change from a shared borrow (which is all [`Registry::check`] does), then
 //! commits the plan, which cannot fail: a refused command leaves the registry untouched.
 //!
@@ -27,11 +28,13 @@
 mod modify;
 mod register;
 mod remove;
+mod schedules;
 #[cfg(test)]
 mod tests;
 
 use crate::{
-    Deployment, DeploymentId, HandlerSchema, Refusal, RegistryCommand, ServicePatch, ServiceSchema,
+    Deployment, DeploymentId, HandlerSchema, Refusal, RegistryCommand, Schedule, ServicePatch,
+    ServiceSchema,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -49,6 +52,9 @@ pub struct Registry {
     /// The cluster's nodes once its membership first changed (absent in older snapshots).
     #[serde(default)]
     pub(crate) members: crate::members::Members,
+    /// Schedules by name (absent in older snapshots).
+    #[serde(default)]
+    schedules: BTreeMap<String, Schedule>,
 }
 
 /// The revisions of one service that new invocations may use, oldest first.
@@ -95,6 +101,15 @@ pub enum Applied {
     NodeAlreadyMember(u64),
     /// The node left the cluster for good (its replicas move to the remaining members).
     NodeRemoved(u64),
+    /// The schedule was created (201) or replaced.
+    SchedulePut {
+        /// Its name.
+        name: String,
+        /// Whether it is new.
+        created: bool,
+    },
+    /// The schedule is gone.
+    ScheduleRemoved(String),
 }
 
 /// Where a new invocation of `service/handler` goes.
@@ -159,6 +174,14 @@ impl Registry {
                 self.plan_remove_node(*id, initial, *replication_factor)?;
                 Ok(self.commit_remove_node(*id, initial))
             }
+            RegistryCommand::PutSchedule { schedule, create } => {
+                self.plan_put_schedule(schedule, *create)?;
+                Ok(self.commit_put_schedule(schedule, *create))
+            }
+            RegistryCommand::RemoveSchedule { name } => {
+                self.plan_remove_schedule(name)?;
+                Ok(self.commit_remove_schedule(name))
+            }
         }
     }
 
@@ -189,6 +212,10 @@ impl Registry {
             } => self
                 .plan_remove_node(*id, initial, *replication_factor)
                 .map(drop),
+            RegistryCommand::PutSchedule { schedule, create } => {
+                self.plan_put_schedule(schedule, *create)
+            }
+            RegistryCommand::RemoveSchedule { name } => self.plan_remove_schedule(name),
         }
     }
 

@@ -1333,3 +1333,183 @@ fn deployments_stored_before_sdk_versions_existed_still_decode() {
         Some(SDK)
     );
 }
+
+fn nightly() -> Schedule {
+    Schedule {
+        name: "nightly".into(),
+        service: "Counter".into(),
+        handler: "add".into(),
+        key: Some("k".into()),
+        input: Some(b"1".to_vec()),
+        spec: crate::ScheduleSpec::Cron {
+            expression: "0 3 * * *".into(),
+            zone: "Europe/Berlin".into(),
+        },
+        catch_up: holdfast_schedule::CatchUp::Latest,
+        paused: false,
+        since: Timestamp(5),
+        created_at: Timestamp(5),
+        updated_at: Timestamp(5),
+    }
+}
+
+fn put(schedule: Schedule, create: bool) -> RegistryCommand {
+    RegistryCommand::PutSchedule { schedule, create }
+}
+
+fn with_services() -> Registry {
+    let mut registry = Registry::new();
+    ok(
+        &mut registry,
+        &register(1, A, manifest(vec![greeter(), counter(), signup()]), false),
+    );
+    registry
+}
+
+#[test]
+fn a_schedule_is_created_replaced_and_removed() {
+    let mut registry = with_services();
+    assert_eq!(
+        ok(&mut registry, &put(nightly(), true)),
+        Applied::SchedulePut {
+            name: "nightly".into(),
+            created: true
+        }
+    );
+    assert_eq!(registry.schedule("nightly"), Some(&nightly()));
+    let paused = Schedule {
+        paused: true,
+        ..nightly()
+    };
+    assert_eq!(
+        ok(&mut registry, &put(paused.clone(), false)),
+        Applied::SchedulePut {
+            name: "nightly".into(),
+            created: false
+        }
+    );
+    assert_eq!(registry.schedules().collect::<Vec<_>>(), [&paused]);
+    let remove = RegistryCommand::RemoveSchedule {
+        name: "nightly".into(),
+    };
+    assert_eq!(
+        ok(&mut registry, &remove),
+        Applied::ScheduleRemoved("nightly".into())
+    );
+    assert_eq!(registry.schedule("nightly"), None);
+    assert_eq!(
+        refused(&mut registry, &remove),
+        Refusal::UnknownSchedule("nightly".into())
+    );
+}
+
+#[test]
+fn creating_a_taken_name_or_replacing_an_unknown_one_is_refused() {
+    let mut registry = with_services();
+    assert_eq!(
+        refused(&mut registry, &put(nightly(), false)).http_status(),
+        404
+    );
+    ok(&mut registry, &put(nightly(), true));
+    let refusal = refused(&mut registry, &put(nightly(), true));
+    assert_eq!(refusal, Refusal::ScheduleExists("nightly".into()));
+    assert_eq!(
+        (refusal.http_status(), refusal.code()),
+        (409, "schedule_exists")
+    );
+}
+
+#[test]
+fn an_invalid_schedule_is_refused_with_the_reason() {
+    let mut registry = with_services();
+    let cases = [
+        (
+            Schedule {
+                name: "a b".into(),
+                ..nightly()
+            },
+            "schedule name \"a b\" is not",
+        ),
+        (
+            Schedule {
+                spec: crate::ScheduleSpec::Cron {
+                    expression: "61 * * * *".into(),
+                    zone: "UTC".into(),
+                },
+                ..nightly()
+            },
+            "cron minute field `61`: 61 is outside 0-59",
+        ),
+        (
+            Schedule {
+                spec: crate::ScheduleSpec::Cron {
+                    expression: "@daily".into(),
+                    zone: "Europe/Atlantis".into(),
+                },
+                ..nightly()
+            },
+            "unknown time zone `Europe/Atlantis`",
+        ),
+        (
+            Schedule {
+                spec: crate::ScheduleSpec::Every { period: Millis(0) },
+                ..nightly()
+            },
+            "interval of 0 ms",
+        ),
+        (
+            Schedule {
+                catch_up: holdfast_schedule::CatchUp::All { max: 0 },
+                ..nightly()
+            },
+            "catch_up all of 0 ticks",
+        ),
+        (
+            Schedule {
+                service: "Nope".into(),
+                ..nightly()
+            },
+            "service 'Nope' not found",
+        ),
+        (
+            Schedule {
+                handler: "nope".into(),
+                ..nightly()
+            },
+            "service 'Counter' has no handler 'nope'",
+        ),
+        (
+            Schedule {
+                key: None,
+                ..nightly()
+            },
+            "'Counter' is keyed: a schedule of it needs a key",
+        ),
+        (
+            Schedule {
+                service: "Greeter".into(),
+                handler: "greet".into(),
+                ..nightly()
+            },
+            "service 'Greeter' is a stateless service: a schedule of it takes no key",
+        ),
+    ];
+    for (schedule, expected) in cases {
+        let refusal = refused(&mut registry, &put(schedule, true));
+        assert_eq!(refusal.http_status(), 400);
+        assert!(
+            refusal.to_string().contains(expected),
+            "{refusal} lacks {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn schedules_survive_a_snapshot_and_older_snapshots_have_none() {
+    let mut registry = with_services();
+    ok(&mut registry, &put(nightly(), true));
+    let bytes = codec::encode(&registry).expect("encode");
+    assert_eq!(codec::decode::<Registry>(&bytes).expect("decode"), registry);
+    let without = with_services();
+    assert_eq!(without.schedules().count(), 0);
+}

@@ -114,6 +114,7 @@ impl Row for InvocationRow<'_> {
             Col::InvokedBy => Cell::Str(match rec.source {
                 Source::Ingress => "ingress",
                 Source::Invocation { .. } => "service",
+                Source::Schedule { .. } => "schedule",
             }),
             Col::InvokedByServiceName => {
                 Cell::opt_str(self.caller.as_ref().map(|c| c.service.as_str()))
@@ -121,7 +122,7 @@ impl Row for InvocationRow<'_> {
             Col::InvokedByTarget => Cell::opt_str(self.caller.as_ref().map(|c| c.target.as_str())),
             Col::InvokedById => match &rec.source {
                 Source::Invocation { id, .. } => Cell::Text(id.to_string()),
-                Source::Ingress => Cell::Null,
+                Source::Ingress | Source::Schedule { .. } => Cell::Null,
             },
             Col::PinnedDeploymentId => Cell::opt_text(rec.deployment.map(|d| d.to_string())),
             // Attempts started so far: like Restate's, 1 after a first attempt without failure.

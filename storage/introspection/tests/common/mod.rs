@@ -63,7 +63,7 @@ fn partition_of(command: &Command) -> PartitionId {
         | Command::EditState { object, .. } => {
             return routing::partition_of(object, PARTITIONS);
         }
-        Command::Invoke(request) => request.id,
+        Command::Invoke(request) | Command::FireSchedule { request, .. } => request.id,
         Command::JournalAppend { id, .. }
         | Command::AttemptEnded { id, .. }
         | Command::Completion { id, .. }

@@ -1,0 +1,152 @@
+//! Schedules: a handler invoked with a fixed input on a cron expression or an interval. The
+//! registry holds their definitions; the partition a schedule's name routes to fires its ticks
+//! and records them (see `holdfast_fsm`'s `FireSchedule`).
+
+use crate::{Millis, ServiceSchema, Timestamp};
+use holdfast_protocol::manifest::ServiceType;
+use holdfast_schedule::{CatchUp, ScheduleError, Spec};
+use serde::{Deserialize, Serialize};
+
+/// The most missed ticks a schedule may ask to fire after downtime.
+pub const MAX_CATCH_UP: u32 = 1_000;
+
+/// What schedule names are hashed with to find their partition (a name no service can have).
+const SCHEDULES: &str = "\u{1}schedules";
+
+/// Longest schedule name, in bytes.
+const MAX_NAME: usize = 128;
+
+/// When a schedule fires, as its author wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScheduleSpec {
+    /// A cron expression (5 or 6 fields, or an alias such as `@hourly`) read in an IANA zone.
+    Cron {
+        /// The expression.
+        expression: String,
+        /// The time zone, e.g. `Europe/Berlin` or `UTC`.
+        zone: String,
+    },
+    /// A fixed interval, at its multiples since the Unix epoch.
+    Every {
+        /// The interval.
+        period: Millis,
+    },
+}
+
+impl ScheduleSpec {
+    /// The spec, ready to compute ticks; refuses what cannot fire.
+    pub fn parse(&self) -> Result<Spec, ScheduleError> {
+        match self {
+            Self::Cron { expression, zone } => Spec::cron(expression, zone),
+            Self::Every { period } => Spec::every(period.0),
+        }
+    }
+}
+
+/// A schedule: what it invokes, with what, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// Its name: 1 to 128 characters of `A-Z a-z 0-9 . _ -`.
+    pub name: String,
+    /// The service, virtual object or workflow invoked.
+    pub service: String,
+    /// The handler invoked.
+    pub handler: String,
+    /// The object or workflow key; none for a service.
+    pub key: Option<String>,
+    /// The request body each tick sends (JSON), if any.
+    #[serde(with = "serde_bytes")]
+    pub input: Option<Vec<u8>>,
+    /// When it fires.
+    pub spec: ScheduleSpec,
+    /// What fires of the ticks missed while no leader could fire them.
+    pub catch_up: CatchUp,
+    /// A paused schedule fires nothing; its ticks while paused are not due when it resumes.
+    pub paused: bool,
+    /// Ticks at or before this instant are never due: when the schedule was created, last
+    /// resumed or given a new spec.
+    pub since: Timestamp,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+impl Schedule {
+    /// What is wrong with the definition on its own, before the registry compares it with the
+    /// services (`None`: nothing).
+    pub fn invalid(&self) -> Option<String> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= MAX_NAME
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !name_ok {
+            return Some(format!(
+                "schedule name {:?} is not 1 to {MAX_NAME} characters of A-Z, a-z, 0-9, '.', '_' and '-'",
+                self.name
+            ));
+        }
+        if let Err(e) = self.spec.parse() {
+            return Some(e.to_string());
+        }
+        if let CatchUp::All { max } = self.catch_up
+            && !(1..=MAX_CATCH_UP).contains(&max)
+        {
+            return Some(format!(
+                "catch_up all of {max} ticks: expected 1 to {MAX_CATCH_UP}"
+            ));
+        }
+        None
+    }
+
+    /// The key tick `tick_ms` invokes: the schedule's key with `{tick}` replaced by the tick in
+    /// RFC 3339 (UTC, to the millisecond) and `{tick_ms}` by its Unix milliseconds, so a
+    /// workflow, which runs once per key, runs once per tick.
+    pub fn key_at(&self, tick_ms: u64) -> Option<String> {
+        self.key.as_ref().map(|key| {
+            key.replace("{tick_ms}", &tick_ms.to_string())
+                .replace("{tick}", &Timestamp(tick_ms).rfc3339())
+        })
+    }
+
+    /// The idempotency key of tick `tick_ms`'s invocation: the schedule's name and the tick, so
+    /// no tick starts two invocations.
+    pub fn idempotency_key(&self, tick_ms: u64) -> String {
+        format!("schedule/{}/{tick_ms}", self.name)
+    }
+
+    /// The partition that fires this schedule, among `partitions`.
+    pub fn partition(&self, partitions: u32) -> holdfast_types::PartitionId {
+        holdfast_types::routing::partition_for_key(
+            holdfast_types::routing::partition_key(SCHEDULES, &self.name),
+            partitions,
+        )
+    }
+
+    /// What is wrong with the target given the live service (`None`: nothing).
+    pub fn mismatch(&self, service: &ServiceSchema) -> Option<String> {
+        if service.handler(&self.handler).is_none() {
+            return Some(format!(
+                "service '{}' has no handler '{}'",
+                self.service, self.handler
+            ));
+        }
+        match (service.ty, &self.key) {
+            (ServiceType::Service, Some(_)) => Some(format!(
+                "service '{}' is a stateless service: a schedule of it takes no key",
+                self.service
+            )),
+            (ServiceType::Object | ServiceType::Workflow, None) => Some(format!(
+                "'{}' is keyed: a schedule of it needs a key",
+                self.service
+            )),
+            (ServiceType::Workflow, Some(key)) if !key.contains("{tick") => Some(format!(
+                "'{}' is a workflow, which runs once per key: its key must contain {{tick}} or {{tick_ms}}",
+                self.service
+            )),
+            _ => None,
+        }
+    }
+}
