@@ -1,5 +1,7 @@
-//! Which ticks to fire when the scheduler looks: those on time always, and of those it missed
-//! (the node was down, leadership moved, the schedule was paused) what the catch-up policy says.
+//! Which ticks to fire when the scheduler looks. Of the ticks due since the last one fired, the
+//! newest is on time if it is at most [`GRACE_MS`] late, and fires whatever the policy; every
+//! other one is missed (a later tick came due before it fired: the node was down, leadership
+//! moved), and the catch-up policy says which of those fire.
 
 use std::collections::VecDeque;
 
@@ -7,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::Spec;
 
-/// A tick fired at most this late is on time, not missed.
+/// The newest due tick fired at most this late is on time, not missed: a leader that takes over
+/// within it fires the tick it found due.
 pub const GRACE_MS: u64 = 60_000;
 
 /// How many ticks one look enumerates before it jumps ahead (halving what is left): only the
@@ -52,20 +55,22 @@ pub fn due(spec: &Spec, after_ms: u64, now_ms: u64, catch_up: CatchUp) -> Due {
         CatchUp::All { max } => usize::try_from(max).unwrap_or(usize::MAX),
     };
     let mut missed: VecDeque<u64> = VecDeque::new();
-    let mut on_time = Vec::new();
     let mut skipped = 0u64;
     let mut skipped_exact = true;
+    // Every due tick but the newest is missed: a later one came due before it fired.
+    let mut miss = |tick: u64, missed: &mut VecDeque<u64>| {
+        missed.push_back(tick);
+        if missed.len() > keep {
+            missed.pop_front();
+            skipped += 1;
+        }
+    };
+    let mut newest: Option<u64> = None;
     let mut cursor = after_ms;
     let mut scanned = 0usize;
     while let Some(tick) = spec.next_after(cursor).filter(|tick| *tick <= now_ms) {
-        if now_ms - tick <= GRACE_MS {
-            on_time.push(tick);
-        } else {
-            missed.push_back(tick);
-            if missed.len() > keep {
-                missed.pop_front();
-                skipped += 1;
-            }
+        if let Some(older) = newest.replace(tick) {
+            miss(older, &mut missed);
         }
         cursor = tick;
         scanned += 1;
@@ -78,7 +83,15 @@ pub fn due(spec: &Spec, after_ms: u64, now_ms: u64, catch_up: CatchUp) -> Due {
             skipped_exact = false;
         }
     }
-    if catch_up == CatchUp::Latest && !on_time.is_empty() {
+    let on_time = match newest {
+        Some(tick) if now_ms - tick <= GRACE_MS => Some(tick),
+        Some(tick) => {
+            miss(tick, &mut missed);
+            None
+        }
+        None => None,
+    };
+    if catch_up == CatchUp::Latest && on_time.is_some() {
         skipped += missed.len() as u64;
         missed.clear();
     }
@@ -107,14 +120,22 @@ mod tests {
     }
 
     #[test]
-    fn on_time_ticks_fire_whatever_the_policy() {
-        // Ticks at 2 and 3 minutes, looked at 3m: 2m is a minute late, still on time.
-        for policy in [CatchUp::Skip, CatchUp::Latest, CatchUp::All { max: 5 }] {
-            let due = due(&every_minute(), 90_000, 3 * MINUTE, policy);
-            assert_eq!(due.fire, [2 * MINUTE, 3 * MINUTE], "{policy:?}");
-            assert_eq!(due.skipped, 0);
+    fn the_newest_tick_fires_on_time_whatever_the_policy() {
+        // Ticks at 2 and 3 minutes, looked at 3m30s: 3m is on time; 2m was missed, because 3m
+        // came due before it fired.
+        let now = 3 * MINUTE + 30_000;
+        for (policy, fire, skipped) in [
+            (CatchUp::Skip, vec![3 * MINUTE], 1),
+            (CatchUp::Latest, vec![3 * MINUTE], 1),
+            (CatchUp::All { max: 5 }, vec![2 * MINUTE, 3 * MINUTE], 0),
+        ] {
+            let due = due(&every_minute(), 90_000, now, policy);
+            assert_eq!((due.fire, due.skipped), (fire, skipped), "{policy:?}");
             assert_eq!(due.next, Some(4 * MINUTE));
         }
+        // One tick due, a minute late: still on time.
+        let due = super::due(&every_five(), 0, 6 * MINUTE, CatchUp::Skip);
+        assert_eq!((due.fire, due.skipped), (vec![5 * MINUTE], 0));
     }
 
     #[test]
@@ -144,13 +165,10 @@ mod tests {
         let due = super::due(&every_five(), 0, 50 * MINUTE + 30_000, CatchUp::Latest);
         assert_eq!(due.fire, [50 * MINUTE]);
         assert_eq!(due.skipped, 9);
-        // Every 3 s, looked at 25 s: every tick is within the grace and fires.
+        // Every 3 s, looked at 25 s: 24 s is on time, 3..=21 s were missed.
         let spec = Spec::every(3_000).expect("valid");
         let due = super::due(&spec, 0, 25_000, CatchUp::Latest);
-        assert_eq!(
-            due.fire,
-            [3_000, 6_000, 9_000, 12_000, 15_000, 18_000, 21_000, 24_000]
-        );
+        assert_eq!((due.fire, due.skipped), (vec![24_000], 7));
     }
 
     #[test]
@@ -182,14 +200,18 @@ mod tests {
         let start = 1_790_000_000_000;
         let now = start + 30 * 24 * 3600 * 1000;
         let due = due(&spec, start, now, CatchUp::All { max: 5 });
-        let newest_missed = (now - GRACE_MS - 1) / 1000 * 1000;
         assert_eq!(
-            due.fire.len(),
-            5 + 61,
-            "five missed, a minute's worth on time"
+            due.fire,
+            [
+                now - 5000,
+                now - 4000,
+                now - 3000,
+                now - 2000,
+                now - 1000,
+                now
+            ],
+            "the five newest missed, then the one on time"
         );
-        assert_eq!(due.fire[4], newest_missed);
-        assert_eq!(due.fire[5], newest_missed + 1000);
         assert!(!due.skipped_exact);
         assert!(due.skipped > 0);
     }

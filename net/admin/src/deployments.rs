@@ -59,7 +59,7 @@ fn seed() -> u128 {
     u128::from_le_bytes(bytes) ^ now
 }
 
-fn now_ms() -> Timestamp {
+pub(crate) fn now_ms() -> Timestamp {
     Timestamp(
         SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -13,6 +13,7 @@
 //!   PATCH /invocations/{id}/cancel|kill|purge|pause|resume ──► Control to the owning partition
 //!   GET /ui, /ui/{file} ──► the web UI's embedded files, which call the routes above
 //!   POST /services/{name}/state ──► EditState to the key's partition (refused while locked)
+//!   POST/GET/PATCH/DELETE /schedules[/{name}] ──► ChangeRegistry (PutSchedule, RemoveSchedule)
 //!   GET /version ──► what this API speaks; every route above is also served under /v4
 //! ```
 //!
@@ -26,6 +27,7 @@ mod deployments;
 mod invocations;
 mod prometheus;
 mod query;
+mod schedules;
 mod state;
 mod ui;
 
@@ -244,6 +246,11 @@ fn api(config: &mut web::ServiceConfig) {
         .route("/services/{name}", web::get().to(deployments::service))
         .route("/services/{name}", web::patch().to(deployments::modify))
         .route("/services/{name}/state", web::post().to(state::edit))
+        .route("/schedules", web::post().to(schedules::create))
+        .route("/schedules", web::get().to(schedules::list))
+        .route("/schedules/{name}", web::get().to(schedules::get))
+        .route("/schedules/{name}", web::patch().to(schedules::modify))
+        .route("/schedules/{name}", web::delete().to(schedules::remove))
         .route("/query", web::post().to(query::query))
         .route(
             "/invocations/{id}/{action}",

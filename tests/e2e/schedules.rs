@@ -1,0 +1,310 @@
+//! Schedules end to end: created through the admin API of the real `holdfast` binary, fired
+//! into a real Node endpoint, across a kill -9 of the kernel.
+
+use holdfast_e2e::{
+    Kernel, NodeFiles, Response, ServiceProcess, free_port, http, http_json, poll, register,
+};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const FIXTURE: &str = "tests/e2e/fixtures/durability-services.mjs";
+
+fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+/// Upper bound of every wait; far above what a loaded 2-core machine needs.
+const PATIENCE: Duration = Duration::from_secs(45);
+
+fn admin(files: &NodeFiles, method: &str, path: &str, body: &Value) -> Response {
+    http_json(files.admin, method, path, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// `Counter/{key}`'s count, read through the ingress.
+fn count(ingress: SocketAddr, key: &str) -> i64 {
+    let response = http(ingress, "POST", &format!("/Counter/{key}/get"), &[], "")
+        .unwrap_or_else(|e| panic!("get {key}: {e}"));
+    assert_eq!(response.status, 200, "get {key}: {}", response.body);
+    response.json().as_i64().unwrap_or_default()
+}
+
+fn sql_rows(files: &NodeFiles, query: &str) -> Vec<Value> {
+    let response = admin(files, "POST", "/query", &json!({ "query": query }));
+    assert_eq!(response.status, 200, "{query}: {}", response.body);
+    response.json()["rows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The ticks of schedule `name` that started an invocation, by their idempotency keys, and
+/// whether every one of those invocations completed.
+fn fired(files: &NodeFiles, name: &str) -> (Vec<u64>, bool) {
+    let rows = sql_rows(
+        files,
+        "SELECT idempotency_key, status FROM sys_invocation WHERE invoked_by = 'schedule'",
+    );
+    let prefix = format!("schedule/{name}/");
+    let mut ticks = Vec::new();
+    let mut completed = true;
+    for row in rows {
+        let key = row["idempotency_key"].as_str().unwrap_or_default();
+        if let Some(tick) = key.strip_prefix(&prefix) {
+            ticks.push(tick.parse().unwrap_or_else(|_| panic!("tick of {key}")));
+            completed &= row["status"] == "completed";
+        }
+    }
+    ticks.sort_unstable();
+    (ticks, completed)
+}
+
+#[test]
+fn a_schedule_every_second_fires_each_tick_once_through_a_kill_9() {
+    let files = NodeFiles::new(4, "");
+    let mut kernel = Kernel::start(&files, "warn");
+    let endpoint = ServiceProcess::start(FIXTURE, free_port(), &[]);
+    register(files.admin, &endpoint.uri);
+    let created = admin(
+        &files,
+        "POST",
+        "/schedules",
+        &json!({
+            "name": "tick",
+            "service": "Counter",
+            "handler": "add",
+            "key": "sched",
+            "input": 1,
+            "every": "1s",
+            "catch_up": "all",
+            "catch_up_max": 100,
+        }),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let view = created.json();
+    assert_eq!(view["every"], "1s");
+    assert_eq!(view["catch_up"], "all");
+    assert!(view["next_fire_at"].is_string(), "{view}");
+    // The same every second with `catch_up: skip` (the default), on another key.
+    let skipping = admin(
+        &files,
+        "POST",
+        "/schedules",
+        &json!({
+            "name": "skipping",
+            "service": "Counter",
+            "handler": "add",
+            "key": "skipping",
+            "input": 1,
+            "every": "1s",
+        }),
+    );
+    assert_eq!(skipping.status, 201, "{}", skipping.body);
+
+    poll("three ticks", PATIENCE, || {
+        (count(files.ingress, "sched") >= 3).then_some(())
+    });
+    kernel.kill9();
+    let killed_ms = now_ms();
+    // Four seconds down: their ticks are missed; `catch_up: all` fires them after, `skip` does
+    // not.
+    std::thread::sleep(Duration::from_secs(4));
+    kernel.restart();
+    let restarted_ms = now_ms();
+    poll("ticks two seconds after the restart", PATIENCE, || {
+        let (ticks, _) = fired(&files, "tick");
+        ticks
+            .last()
+            .is_some_and(|last| *last > restarted_ms + 2000)
+            .then_some(())
+    });
+    for name in ["tick", "skipping"] {
+        let removed = admin(
+            &files,
+            "DELETE",
+            &format!("/schedules/{name}"),
+            &json!(null),
+        );
+        assert_eq!(removed.status, 204, "{}", removed.body);
+    }
+
+    let (ticks, total) = poll("every fired tick completed", PATIENCE, || {
+        let (ticks, completed) = fired(&files, "tick");
+        let total = count(files.ingress, "sched");
+        (completed && total == ticks.len() as i64).then_some((ticks, total))
+    });
+    // Each tick started one invocation, applied once: the count is the number of ticks.
+    let distinct: BTreeSet<u64> = ticks.iter().copied().collect();
+    assert_eq!(distinct.len(), ticks.len(), "a tick fired twice: {ticks:?}");
+    assert_eq!(total, ticks.len() as i64);
+    // No tick is missing, those of the downtime included: every second from the first.
+    let first = ticks[0];
+    let expected: Vec<u64> = (0..ticks.len() as u64).map(|n| first + n * 1000).collect();
+    assert_eq!(ticks, expected, "ticks are not every second without a gap");
+    let down: Vec<u64> = ticks
+        .iter()
+        .copied()
+        .filter(|tick| (killed_ms + 500..restarted_ms).contains(tick))
+        .collect();
+    assert!(
+        down.len() >= 2,
+        "the ticks while the kernel was down ({killed_ms}..{restarted_ms}) fired after it: {ticks:?}"
+    );
+    assert!(
+        *ticks.last().unwrap_or(&0) > restarted_ms + 2000,
+        "{ticks:?}"
+    );
+    // Removed: no tick fires any more.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(fired(&files, "tick").0.len(), ticks.len());
+}
+
+#[test]
+fn schedules_are_created_read_paused_and_refused_with_json_errors() {
+    let files = NodeFiles::new(2, "");
+    let _kernel = Kernel::start(&files, "warn");
+    let endpoint = ServiceProcess::start(FIXTURE, free_port(), &[]);
+    register(files.admin, &endpoint.uri);
+    let daily = json!({
+        "name": "daily",
+        "service": "Counter",
+        "handler": "add",
+        "key": "d",
+        "cron": "30 9 * * MON-FRI",
+        "timezone": "Europe/Berlin",
+    });
+    let created = admin(&files, "POST", "/schedules", &daily);
+    assert_eq!(created.status, 201, "{}", created.body);
+    let view = created.json();
+    assert_eq!(view["cron"], "30 9 * * MON-FRI");
+    assert_eq!(view["timezone"], "Europe/Berlin");
+    assert_eq!(view["catch_up"], "skip");
+    assert_eq!(view["paused"], false);
+    let next = view["next_fire_at"].as_str().unwrap_or_default().to_owned();
+    // 09:30 in Berlin is 07:30 or 08:30 UTC.
+    assert!(
+        next.ends_with("T07:30:00.000Z") || next.ends_with("T08:30:00.000Z"),
+        "{next}"
+    );
+
+    let cases = [
+        (
+            json!({ "name": "daily", "service": "Counter", "handler": "add", "key": "d", "every": "1m" }),
+            409,
+            "schedule_exists",
+        ),
+        (
+            json!({ "name": "bad", "service": "Counter", "handler": "add", "key": "d", "cron": "61 * * * *" }),
+            400,
+            "invalid_schedule",
+        ),
+        (
+            json!({ "name": "bad", "service": "Counter", "handler": "add", "key": "d", "cron": "@daily", "timezone": "Mars/Base" }),
+            400,
+            "invalid_schedule",
+        ),
+        (
+            json!({ "name": "bad", "service": "Counter", "handler": "add", "every": "1m" }),
+            400,
+            "invalid_schedule",
+        ),
+        (
+            json!({ "name": "bad", "service": "Nope", "handler": "add", "every": "1m" }),
+            400,
+            "invalid_schedule",
+        ),
+        (
+            json!({ "name": "bad", "service": "Counter", "handler": "add", "key": "d" }),
+            400,
+            "invalid_schedule",
+        ),
+        (
+            json!({ "name": "bad", "service": "Counter", "handler": "add", "key": "d", "every": "1m", "cron": "@daily" }),
+            400,
+            "invalid_schedule",
+        ),
+        (
+            json!({ "name": "bad", "service": "Counter", "handler": "add", "key": "d", "every": "1m", "catch_up": "sometimes" }),
+            400,
+            "invalid_schedule",
+        ),
+        (
+            json!({ "name": "bad", "service": "Counter", "handler": "add", "key": "d", "every": "1m", "colour": "red" }),
+            400,
+            "invalid_body",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let refused = admin(&files, "POST", "/schedules", &body);
+        assert_eq!(refused.status, status, "{body}: {}", refused.body);
+        let error = refused.json();
+        assert_eq!(error["code"], code, "{body}: {error}");
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let missing = admin(&files, "GET", "/schedules/nope", &json!(null));
+    assert_eq!(
+        (missing.status, missing.json()["code"].clone()),
+        (404, json!("unknown_schedule"))
+    );
+    let missing = admin(
+        &files,
+        "PATCH",
+        "/schedules/nope",
+        &json!({ "paused": true }),
+    );
+    assert_eq!(missing.status, 404, "{}", missing.body);
+
+    let listed = admin(&files, "GET", "/schedules", &json!(null)).json();
+    let names: Vec<&str> = listed["schedules"]
+        .as_array()
+        .map(|all| all.iter().filter_map(|s| s["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["daily"]);
+
+    // Every 500 ms, paused and resumed: nothing fires while paused.
+    let fast = admin(
+        &files,
+        "POST",
+        "/schedules",
+        &json!({ "name": "fast", "service": "Counter", "handler": "add", "key": "f", "every": "500ms" }),
+    );
+    assert_eq!(fast.status, 201, "{}", fast.body);
+    poll("the fast schedule fires", PATIENCE, || {
+        (count(files.ingress, "f") >= 2).then_some(())
+    });
+    let paused = admin(
+        &files,
+        "PATCH",
+        "/schedules/fast",
+        &json!({ "paused": true }),
+    );
+    assert_eq!(paused.status, 200, "{}", paused.body);
+    assert_eq!(paused.json()["paused"], true);
+    assert!(paused.json().get("next_fire_at").is_none());
+    // What was proposed before the pause lands; then the count stands still.
+    std::thread::sleep(Duration::from_millis(1500));
+    let still = count(files.ingress, "f");
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(count(files.ingress, "f"), still, "a paused schedule fired");
+    let resumed = admin(
+        &files,
+        "PATCH",
+        "/schedules/fast",
+        &json!({ "paused": false, "every": "250ms" }),
+    );
+    assert_eq!(resumed.status, 200, "{}", resumed.body);
+    assert_eq!(resumed.json()["every"], "250ms");
+    poll("the resumed schedule fires", PATIENCE, || {
+        (count(files.ingress, "f") >= still + 2).then_some(())
+    });
+    let renamed = admin(
+        &files,
+        "PATCH",
+        "/schedules/fast",
+        &json!({ "name": "slow" }),
+    );
+    assert_eq!(renamed.status, 400, "{}", renamed.body);
+}
