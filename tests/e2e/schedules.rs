@@ -81,6 +81,8 @@ fn a_schedule_every_second_fires_each_tick_once_through_a_kill_9() {
             "every": "1s",
             "catch_up": "all",
             "catch_up_max": 100,
+            // Missed ticks fire together after downtime; queued, they run one after another.
+            "overlap": "queue",
         }),
     );
     assert_eq!(created.status, 201, "{}", created.body);
@@ -307,4 +309,110 @@ fn schedules_are_created_read_paused_and_refused_with_json_errors() {
         &json!({ "name": "slow" }),
     );
     assert_eq!(renamed.status, 400, "{}", renamed.body);
+}
+
+/// The invocations of schedule `name` by id, from their idempotency keys.
+fn invocation_ids(files: &NodeFiles, name: &str) -> (Vec<String>, bool) {
+    let rows = sql_rows(
+        files,
+        "SELECT id, idempotency_key, status FROM sys_invocation WHERE invoked_by = 'schedule'",
+    );
+    let prefix = format!("schedule/{name}/");
+    let mut ids = Vec::new();
+    let mut completed = true;
+    for row in rows {
+        if row["idempotency_key"]
+            .as_str()
+            .is_some_and(|key| key.starts_with(&prefix))
+        {
+            ids.push(row["id"].as_str().unwrap_or_default().to_owned());
+            completed &= row["status"] == "completed";
+        }
+    }
+    (ids, completed)
+}
+
+/// Whether two of `ids` ran at once: their `exec step` lines in the endpoint's output overlap.
+fn overlapped(lines: &[String], ids: &[String]) -> bool {
+    let spans: Vec<(usize, usize)> = ids
+        .iter()
+        .filter_map(|id| {
+            let at: Vec<usize> = lines
+                .iter()
+                .enumerate()
+                .filter(|(_, line)| line.starts_with("exec step") && line.ends_with(id.as_str()))
+                .map(|(n, _)| n)
+                .collect();
+            Some((*at.first()?, *at.last()?))
+        })
+        .collect();
+    spans
+        .iter()
+        .enumerate()
+        .any(|(i, a)| spans.iter().skip(i + 1).any(|b| a.0 < b.1 && b.0 < a.1))
+}
+
+#[test]
+fn overlap_policies_skip_queue_or_allow_a_tick_while_a_run_goes_on() {
+    let files = NodeFiles::new(4, "");
+    let _kernel = Kernel::start(&files, "warn");
+    let endpoint = ServiceProcess::start(FIXTURE, free_port(), &[]);
+    register(files.admin, &endpoint.uri);
+    // A run takes three steps of 300 ms; a tick comes every 500 ms.
+    for overlap in ["skip", "queue", "allow"] {
+        let created = admin(
+            &files,
+            "POST",
+            "/schedules",
+            &json!({
+                "name": overlap,
+                "service": "Steps",
+                "handler": "run3",
+                "input": { "delayMs": 300 },
+                "every": "500ms",
+                "overlap": overlap,
+            }),
+        );
+        assert_eq!(created.status, 201, "{}", created.body);
+        assert_eq!(created.json()["overlap"], overlap);
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    for overlap in ["skip", "queue", "allow"] {
+        let removed = admin(
+            &files,
+            "DELETE",
+            &format!("/schedules/{overlap}"),
+            &json!(null),
+        );
+        assert_eq!(removed.status, 204, "{}", removed.body);
+    }
+    // Ticks a queue holds still run after the schedule is removed.
+    let runs = |name: &str| {
+        poll(&format!("{name}'s runs completed"), PATIENCE, || {
+            let (ids, completed) = invocation_ids(&files, name);
+            completed.then_some(ids)
+        })
+    };
+    let (skip, queue, allow) = (runs("skip"), runs("queue"), runs("allow"));
+    let lines = endpoint.log.lines();
+    assert!(!overlapped(&lines, &skip), "skip ran two ticks at once");
+    assert!(!overlapped(&lines, &queue), "queue ran two ticks at once");
+    assert!(
+        overlapped(&lines, &allow),
+        "allow never overlapped: {allow:?}"
+    );
+    // Skip dropped ticks that queue kept: about one run in two against every tick.
+    assert!(allow.len() >= 5, "{allow:?}");
+    assert!(
+        queue.len() >= allow.len() - 1,
+        "queue {} allow {}",
+        queue.len(),
+        allow.len()
+    );
+    assert!(
+        skip.len() < queue.len(),
+        "skip {} queue {}",
+        skip.len(),
+        queue.len()
+    );
 }

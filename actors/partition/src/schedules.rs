@@ -135,6 +135,7 @@ impl PartitionActor {
                         name: schedule.name.clone(),
                         tick_ms: tick,
                         skipped: std::mem::take(&mut skipped),
+                        overlap: schedule.overlap,
                         request: Box::new(request),
                     }),
                     Err(reason) => {

@@ -157,8 +157,9 @@ pub fn apply<S: Store>(
             name,
             tick_ms,
             skipped,
+            overlap,
             request,
-        } => schedule::apply(&mut cx, name, *tick_ms, *skipped, request)?,
+        } => schedule::apply(&mut cx, name, *tick_ms, *skipped, *overlap, request)?,
     }
     // Messages to this partition's own invocations arrive now, in the order they were sent, each
     // after everything before it is stored: what the outbox and the shuffle would deliver a log

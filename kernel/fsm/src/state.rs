@@ -3,7 +3,8 @@
 use holdfast_protocol::message::Headers;
 use holdfast_protocol::{Entry, EntryIndex, Outcome};
 use holdfast_types::{
-    DeploymentId, Epoch, HandlerKind, InvocationId, RetryPolicy, Source, Target, TraceContext,
+    DeploymentId, Epoch, HandlerKind, InvocationId, InvocationRequest, RetryPolicy, Source, Target,
+    TraceContext,
 };
 use serde::{Deserialize, Serialize};
 
@@ -204,4 +205,8 @@ pub struct ScheduleRun {
     pub skipped: u64,
     /// The invocation the newest tick started.
     pub last_invocation: Option<InvocationId>,
+    /// The ticks whose invocation runs, oldest first, with the invocation.
+    pub running: Vec<(u64, InvocationId)>,
+    /// Ticks waiting for the running ones to end (overlap `queue`), oldest first.
+    pub queued: Vec<InvocationRequest>,
 }

@@ -5,13 +5,11 @@
 use crate::{Millis, ServiceSchema, Timestamp};
 use holdfast_protocol::manifest::ServiceType;
 use holdfast_schedule::{CatchUp, ScheduleError, Spec};
+use holdfast_types::Overlap;
 use serde::{Deserialize, Serialize};
 
 /// The most missed ticks a schedule may ask to fire after downtime.
 pub const MAX_CATCH_UP: u32 = 1_000;
-
-/// What schedule names are hashed with to find their partition (a name no service can have).
-const SCHEDULES: &str = "\u{1}schedules";
 
 /// Longest schedule name, in bytes.
 const MAX_NAME: usize = 128;
@@ -61,6 +59,8 @@ pub struct Schedule {
     pub spec: ScheduleSpec,
     /// What fires of the ticks missed while no leader could fire them.
     pub catch_up: CatchUp,
+    /// What a tick does while an earlier tick's invocation still runs.
+    pub overlap: Overlap,
     /// A paused schedule fires nothing; its ticks while paused are not due when it resumes.
     pub paused: bool,
     /// Ticks at or before this instant are never due: when the schedule was created, last
@@ -120,7 +120,7 @@ impl Schedule {
     /// The partition that fires this schedule, among `partitions`.
     pub fn partition(&self, partitions: u32) -> holdfast_types::PartitionId {
         holdfast_types::routing::partition_for_key(
-            holdfast_types::routing::partition_key(SCHEDULES, &self.name),
+            holdfast_types::routing::schedule_partition_key(&self.name),
             partitions,
         )
     }

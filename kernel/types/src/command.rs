@@ -195,6 +195,8 @@ pub enum Command {
         name: String,
         tick_ms: u64,
         skipped: u64,
+        /// What the tick does while an earlier tick's invocation runs.
+        overlap: crate::Overlap,
         request: Box<InvocationRequest>,
     },
 }
@@ -270,6 +272,7 @@ impl Command {
                 OutboxMessage::Completion { outcome, .. } => payload(outcome) + 96,
                 OutboxMessage::Cancel { .. } | OutboxMessage::Kill { .. } => 96,
                 OutboxMessage::CompleteAwakeable { outcome, .. } => payload(outcome) + 128,
+                OutboxMessage::ScheduleRunEnded { name, .. } => name.len() + 96,
             },
             Command::Retry { .. }
             | Command::Restart { .. }

@@ -173,6 +173,33 @@ pub enum OutboxMessage {
         /// Resolution (value) or rejection (failure).
         outcome: Outcome,
     },
+    /// The invocation of tick `tick_ms` of schedule `name` ended; to the partition that fires the
+    /// schedule, which may start a tick queued behind it.
+    ScheduleRunEnded {
+        /// The schedule.
+        name: String,
+        /// The tick whose invocation ended.
+        tick_ms: u64,
+    },
+}
+
+/// What a tick of a schedule does while the invocation of an earlier tick still runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// The tick is skipped.
+    #[default]
+    Skip,
+    /// The tick waits, in order, until the runs before it ended (at most
+    /// [`Overlap::MAX_QUEUED`] ticks; more are skipped).
+    Queue,
+    /// The tick starts its invocation at once.
+    Allow,
+}
+
+impl Overlap {
+    /// The most ticks that wait behind a running one under [`Overlap::Queue`].
+    pub const MAX_QUEUED: usize = 100;
 }
 
 impl OutboxMessage {
@@ -184,6 +211,9 @@ impl OutboxMessage {
             | OutboxMessage::Cancel { id }
             | OutboxMessage::Kill { id }
             | OutboxMessage::CompleteAwakeable { id, .. } => id.partition_key,
+            OutboxMessage::ScheduleRunEnded { name, .. } => {
+                crate::routing::schedule_partition_key(name)
+            }
         }
     }
 }

@@ -30,7 +30,9 @@ pub use awakeable::AwakeableId;
 pub use command::{Command, ObjectKey, StateEntry, state_version};
 pub use deployment::{DeploymentId, ParseDeploymentIdError};
 pub use ids::{EntryIndex, Epoch, InvocationId, LogIndex, NodeId, ParseIdError, PartitionId, Term};
-pub use invocation::{Ending, HandlerKind, InvocationRequest, OutboxMessage, Source, Target};
+pub use invocation::{
+    Ending, HandlerKind, InvocationRequest, OutboxMessage, Overlap, Source, Target,
+};
 pub use retry::{OnMaxAttempts, RetryPolicy};
 pub use timer::{Timer, TimerKey};
 pub use trace::{SpanId, SpanRecord, TraceContext, TraceId};

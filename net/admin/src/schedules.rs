@@ -3,7 +3,7 @@
 //! ```text
 //!   POST   /schedules          {"name", "service", "handler", "key"?, "input"?,
 //!                               "cron" + "timezone"? | "every", "catch_up"?, "catch_up_max"?,
-//!                               "paused"?}                      → 201 the schedule
+//!                               "overlap"?, "paused"?}          → 201 the schedule
 //!   GET    /schedules                                           → {"schedules": [...]}
 //!   GET    /schedules/{name}                                    → the schedule
 //!   PATCH  /schedules/{name}   any of the fields above but name → the schedule
@@ -18,6 +18,7 @@ use actix_web::{HttpResponse, web};
 use holdfast_metadata::ChangeRegistry;
 use holdfast_schedule::CatchUp;
 use holdfast_schema::{Millis, RegistryCommand, Schedule, ScheduleSpec, Timestamp};
+use holdfast_types::Overlap;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Missed ticks `catch_up: "all"` fires when `catch_up_max` is not given.
@@ -40,6 +41,7 @@ pub(crate) struct ScheduleBody {
     every: Option<String>,
     catch_up: Option<String>,
     catch_up_max: Option<u32>,
+    overlap: Option<Overlap>,
     paused: Option<bool>,
 }
 
@@ -69,6 +71,7 @@ struct ScheduleView {
     catch_up: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     catch_up_max: Option<u32>,
+    overlap: Overlap,
     paused: bool,
     /// When it fires next (RFC 3339, UTC); absent while paused.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -113,6 +116,7 @@ fn view(schedule: &Schedule, now: Timestamp) -> ScheduleView {
         every,
         catch_up,
         catch_up_max,
+        overlap: schedule.overlap,
         paused: schedule.paused,
         next_fire_at,
         created_at: schedule.created_at.rfc3339(),
@@ -195,6 +199,9 @@ impl ScheduleBody {
                 ));
             }
         };
+        if let Some(overlap) = self.overlap {
+            schedule.overlap = overlap;
+        }
         if let Some(paused) = self.paused {
             if schedule.paused && !paused {
                 schedule.since = now;
@@ -254,6 +261,7 @@ pub(crate) async fn create(
             period: Millis::MINUTE,
         },
         catch_up: CatchUp::Skip,
+        overlap: Overlap::Skip,
         paused: false,
         since: now,
         created_at: now,

@@ -162,9 +162,9 @@ pub(crate) fn send<S: Store>(
     Ok(())
 }
 
-/// Completes `rec` with `outcome`: answers the ingress and every waiting caller, registers the
-/// timer that purges it when its retention ends, then frees the object's lock for the next
-/// inboxed invocation (the caller stores `rec`).
+/// Completes `rec` with `outcome`: answers the ingress and every waiting caller (a schedule's
+/// tick is told its run ended), registers the timer that purges it when its retention ends, then
+/// frees the object's lock for the next inboxed invocation (the caller stores `rec`).
 pub(crate) fn complete<S: Store>(
     cx: &mut Ctx<'_, S>,
     id: InvocationId,
@@ -198,6 +198,13 @@ pub(crate) fn complete<S: Store>(
             },
             at_ms,
         )?;
+    }
+    if let Source::Schedule { name, tick_ms } = &rec.source {
+        let ended = OutboxMessage::ScheduleRunEnded {
+            name: name.clone(),
+            tick_ms: *tick_ms,
+        };
+        send(cx, ended, at_ms)?;
     }
     register_timer(cx, TimerKey::new(expires_at_ms, Timer::Purge { id }))?;
     release_lock(cx, id, rec)

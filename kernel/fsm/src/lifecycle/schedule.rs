@@ -1,32 +1,80 @@
-//! `FireSchedule`: a schedule's tick starts one invocation, once. The partition that fires a
-//! schedule records its newest tick; a tick at or before it is a repeat (a new leader proposing
-//! again what its predecessor proposed) and changes nothing. The invocation goes to its target's
-//! partition like a one-way send, with the tick in its idempotency key, so even a schedule
-//! re-created under the same name cannot start one tick's invocation twice.
+//! A schedule's ticks. `FireSchedule` starts one invocation per tick, once: the partition that
+//! fires a schedule records its newest tick, and a tick at or before it is a repeat (a new leader
+//! proposing again what its predecessor proposed) that changes nothing. The invocation goes to
+//! its target's partition like a one-way send, with the tick in its idempotency key, so even a
+//! schedule re-created under the same name cannot start one tick's invocation twice.
+//!
+//! While a tick's invocation runs, the schedule's overlap policy decides what a new tick does:
+//! `allow` starts it too, `skip` counts it skipped, `queue` keeps its request (at most
+//! [`Overlap::MAX_QUEUED`]) and starts it when the runs before it ended. An invocation started
+//! by a tick reports its end to the schedule's partition (`ScheduleRunEnded`, see
+//! [`super::complete`]).
 
 use super::{Ctx, send};
 use crate::Store;
-use holdfast_types::{InvocationRequest, OutboxMessage};
+use crate::state::ScheduleRun;
+use holdfast_types::{InvocationRequest, OutboxMessage, Overlap};
 
 pub(crate) fn apply<S: Store>(
     cx: &mut Ctx<'_, S>,
     name: &str,
     tick_ms: u64,
     skipped: u64,
+    overlap: Overlap,
     request: &InvocationRequest,
 ) -> Result<(), S::Error> {
     let mut run = cx.store.get_schedule_run(name)?.unwrap_or_default();
-    if run.fired > 0 && tick_ms <= run.last_tick_ms {
+    if run.fired + run.skipped + run.queued.len() as u64 > 0 && tick_ms <= run.last_tick_ms {
         return Ok(());
     }
     run.last_tick_ms = tick_ms;
-    run.fired = run.fired.saturating_add(1);
     run.skipped = run.skipped.saturating_add(skipped);
+    let busy = !run.running.is_empty();
+    match overlap {
+        Overlap::Skip if busy => run.skipped = run.skipped.saturating_add(1),
+        Overlap::Queue if busy && run.queued.len() >= Overlap::MAX_QUEUED => {
+            run.skipped = run.skipped.saturating_add(1);
+        }
+        Overlap::Queue if busy || !run.queued.is_empty() => run.queued.push(request.clone()),
+        _ => return start(cx, name, run, request.clone(), tick_ms),
+    }
+    cx.store.put_schedule_run(name, &run)
+}
+
+/// The invocation of tick `tick_ms` of schedule `name` ended: forgets it, and starts the oldest
+/// queued tick once nothing runs.
+pub(crate) fn run_ended<S: Store>(
+    cx: &mut Ctx<'_, S>,
+    name: &str,
+    tick_ms: u64,
+) -> Result<(), S::Error> {
+    let Some(mut run) = cx.store.get_schedule_run(name)? else {
+        return Ok(());
+    };
+    run.running.retain(|(tick, _)| *tick != tick_ms);
+    if run.running.is_empty() && !run.queued.is_empty() {
+        let next = run.queued.remove(0);
+        let tick = match &next.source {
+            holdfast_types::Source::Schedule { tick_ms, .. } => *tick_ms,
+            _ => run.last_tick_ms,
+        };
+        return start(cx, name, run, next, tick);
+    }
+    cx.store.put_schedule_run(name, &run)
+}
+
+/// Records tick `tick_ms` as running and sends its invocation.
+fn start<S: Store>(
+    cx: &mut Ctx<'_, S>,
+    name: &str,
+    mut run: ScheduleRun,
+    request: InvocationRequest,
+    tick_ms: u64,
+) -> Result<(), S::Error> {
+    run.fired = run.fired.saturating_add(1);
     run.last_invocation = Some(request.id);
+    run.running.push((tick_ms, request.id));
     cx.store.put_schedule_run(name, &run)?;
-    send(
-        cx,
-        OutboxMessage::Invoke(Box::new(request.clone())),
-        request.at_ms,
-    )
+    let at_ms = request.at_ms;
+    send(cx, OutboxMessage::Invoke(Box::new(request)), at_ms)
 }

@@ -40,5 +40,8 @@ pub(crate) fn deliver<S: Store>(
             token,
             outcome,
         } => awakeable::apply(cx, *id, *index, token, outcome),
+        OutboxMessage::ScheduleRunEnded { name, tick_ms } => {
+            super::schedule::run_ended(cx, name, *tick_ms)
+        }
     }
 }

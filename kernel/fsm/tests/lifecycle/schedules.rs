@@ -1,12 +1,13 @@
 //! `FireSchedule`: each tick of a schedule starts one invocation, once, on its target's
-//! partition; a tick proposed again (a new leader) or an older one changes nothing.
+//! partition; a tick proposed again (a new leader) or an older one changes nothing. While a
+//! tick's run goes on, the overlap policy skips, queues or allows the next ticks.
 
 use crate::support::*;
 use holdfast_fsm::memory::MemoryStore;
 use holdfast_fsm::state::{ScheduleRun, Status};
 use holdfast_fsm::{Config, Effect, Home};
 use holdfast_types::{
-    Command, HandlerKind, InvocationId, InvocationRequest, OutboxMessage, Source,
+    Command, HandlerKind, InvocationId, InvocationRequest, OutboxMessage, Overlap, Source,
 };
 
 const PARTITIONS: u32 = 8;
@@ -27,10 +28,15 @@ fn tick_request(tick_ms: u64) -> InvocationRequest {
 }
 
 fn fire(tick_ms: u64, skipped: u64) -> Command {
+    fire_with(tick_ms, skipped, Overlap::Allow)
+}
+
+fn fire_with(tick_ms: u64, skipped: u64, overlap: Overlap) -> Command {
     Command::FireSchedule {
         name: "nightly".into(),
         tick_ms,
         skipped,
+        overlap,
         request: Box::new(tick_request(tick_ms)),
     }
 }
@@ -76,6 +82,8 @@ fn a_tick_starts_its_invocation_and_is_recorded() {
             fired: 1,
             skipped: 2,
             last_invocation: Some(tick.id),
+            running: vec![(60_000, tick.id)],
+            queued: Vec::new(),
         })
     );
 }
@@ -134,4 +142,149 @@ fn a_tick_delivered_twice_attaches_to_its_one_invocation() {
     let effects = step_quietly(&mut store, &config, &[invoke(tick)]);
     assert_eq!(effects, []);
     assert_eq!(store.invocations, before);
+}
+
+/// Settings of the partition of tick 60 000's invocation; every tick request targets the
+/// stateless `Greeter`, whose ids spread over partitions, so the tests route by their own home.
+fn home() -> Config {
+    home_of(tick_request(60_000).id)
+}
+
+/// The end of tick `tick_ms`'s run, as its invocation's partition reports it.
+fn run_ended(tick_ms: u64) -> Command {
+    Command::ShuffleIn {
+        from: holdfast_types::PartitionId(7),
+        seq: tick_ms,
+        message: OutboxMessage::ScheduleRunEnded {
+            name: "nightly".into(),
+            tick_ms,
+        },
+        at_ms: tick_ms + 500,
+    }
+}
+
+/// The requests `effects` and the outbox hand to the shuffle or start here, by tick.
+fn started(store: &MemoryStore, ticks: &[u64]) -> Vec<bool> {
+    ticks
+        .iter()
+        .map(|tick| {
+            let id = tick_request(*tick).id;
+            store.invocations.contains_key(&id)
+                || outbox(store)
+                    .iter()
+                    .any(|m| matches!(m, OutboxMessage::Invoke(r) if r.id == id))
+        })
+        .collect()
+}
+
+#[test]
+fn skip_drops_a_tick_while_an_earlier_one_runs() {
+    let mut store = MemoryStore::default();
+    let config = home();
+    step_quietly(
+        &mut store,
+        &config,
+        &[
+            fire_with(60_000, 0, Overlap::Skip),
+            fire_with(120_000, 0, Overlap::Skip),
+        ],
+    );
+    assert_eq!(started(&store, &[60_000, 120_000]), [true, false]);
+    let run = run_of(&store).expect("recorded");
+    assert_eq!((run.fired, run.skipped, run.last_tick_ms), (1, 1, 120_000));
+    // Once the run ended, the next tick starts.
+    step_quietly(
+        &mut store,
+        &config,
+        &[run_ended(60_000), fire_with(180_000, 0, Overlap::Skip)],
+    );
+    assert_eq!(started(&store, &[180_000]), [true]);
+    let run = run_of(&store).expect("recorded");
+    assert_eq!(run.running, [(180_000, tick_request(180_000).id)]);
+}
+
+#[test]
+fn queue_starts_waiting_ticks_in_order_as_runs_end() {
+    let mut store = MemoryStore::default();
+    let config = home();
+    step_quietly(
+        &mut store,
+        &config,
+        &[
+            fire_with(60_000, 0, Overlap::Queue),
+            fire_with(120_000, 0, Overlap::Queue),
+            fire_with(180_000, 0, Overlap::Queue),
+        ],
+    );
+    assert_eq!(
+        started(&store, &[60_000, 120_000, 180_000]),
+        [true, false, false]
+    );
+    assert_eq!(run_of(&store).map(|r| r.queued.len()), Some(2));
+    step_quietly(&mut store, &config, &[run_ended(60_000)]);
+    assert_eq!(started(&store, &[120_000, 180_000]), [true, false]);
+    step_quietly(&mut store, &config, &[run_ended(120_000)]);
+    assert_eq!(started(&store, &[180_000]), [true]);
+    let run = run_of(&store).expect("recorded");
+    assert_eq!((run.fired, run.skipped, run.queued.len()), (3, 0, 0));
+    // A repeated end changes nothing.
+    let before = store.clone();
+    step_quietly(&mut store, &config, &[run_ended(120_000)]);
+    assert_eq!(store.schedule_runs, before.schedule_runs);
+}
+
+#[test]
+fn queue_is_bounded_and_skips_beyond_it() {
+    let mut store = MemoryStore::default();
+    let config = home();
+    let ticks: Vec<Command> = (1..=102)
+        .map(|n| fire_with(n * 60_000, 0, Overlap::Queue))
+        .collect();
+    step_quietly(&mut store, &config, &ticks);
+    let run = run_of(&store).expect("recorded");
+    assert_eq!(run.queued.len(), Overlap::MAX_QUEUED);
+    assert_eq!((run.fired, run.skipped), (1, 1));
+}
+
+#[test]
+fn allow_starts_every_tick_and_tracks_each_run() {
+    let mut store = MemoryStore::default();
+    let config = home();
+    step_quietly(&mut store, &config, &[fire(60_000, 0), fire(120_000, 0)]);
+    assert_eq!(started(&store, &[60_000, 120_000]), [true, true]);
+    step_quietly(&mut store, &config, &[run_ended(60_000)]);
+    let run = run_of(&store).expect("recorded");
+    assert_eq!(run.running, [(120_000, tick_request(120_000).id)]);
+}
+
+#[test]
+fn a_tick_s_invocation_reports_its_end_to_the_schedule() {
+    let mut store = MemoryStore::default();
+    let tick = tick_request(60_000);
+    let config = home_of(tick.id);
+    step_quietly(&mut store, &config, &[fire(60_000, 0)]);
+    // The invocation completes: the schedule's partition hears of it (within the same command
+    // when it is this one).
+    let index = store.invocations[&tick.id].journal_len;
+    step_quietly(
+        &mut store,
+        &config,
+        &[
+            append(tick.id, 1, index, output("done")),
+            ended(tick.id, 1, holdfast_types::Ending::Completed),
+        ],
+    );
+    let end = OutboxMessage::ScheduleRunEnded {
+        name: "nightly".into(),
+        tick_ms: 60_000,
+    };
+    let schedules_partition = holdfast_types::routing::partition_for_key(
+        holdfast_types::routing::schedule_partition_key("nightly"),
+        PARTITIONS,
+    );
+    if schedules_partition == tick.id.partition(PARTITIONS) {
+        assert_eq!(run_of(&store).map(|run| run.running), Some(Vec::new()));
+    } else {
+        assert!(outbox(&store).contains(&end), "{:?}", outbox(&store));
+    }
 }

@@ -1346,6 +1346,7 @@ fn nightly() -> Schedule {
             zone: "Europe/Berlin".into(),
         },
         catch_up: holdfast_schedule::CatchUp::Latest,
+        overlap: holdfast_types::Overlap::Queue,
         paused: false,
         since: Timestamp(5),
         created_at: Timestamp(5),
