@@ -240,6 +240,8 @@ fn psql_lists_describes_and_queries_the_tables() {
         "sys_keyed_service_status",
         "sys_idempotency",
         "sys_promise",
+        "sys_schedule",
+        "sys_schedule_run",
         "sys_service",
         "sys_deployment",
         "sys_cluster",

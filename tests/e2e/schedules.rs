@@ -309,6 +309,33 @@ fn schedules_are_created_read_paused_and_refused_with_json_errors() {
         &json!({ "name": "slow" }),
     );
     assert_eq!(renamed.status, 400, "{}", renamed.body);
+
+    // SQL: the definitions with their next tick, and what the firing partition recorded.
+    let rows = sql_rows(
+        &files,
+        "SELECT name, cron, timezone, every_ms, catch_up, overlap, paused, next_fire_at \
+         FROM sys_schedule ORDER BY name",
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["name"], "daily");
+    assert_eq!(rows[0]["cron"], "30 9 * * MON-FRI");
+    assert_eq!(rows[0]["timezone"], "Europe/Berlin");
+    assert_eq!(rows[0]["catch_up"], "skip");
+    assert_eq!(rows[0]["overlap"], "skip");
+    assert!(rows[0]["next_fire_at"].is_string(), "{:?}", rows[0]);
+    assert_eq!(rows[1]["name"], "fast");
+    assert_eq!(rows[1]["every_ms"], 250);
+    let runs = sql_rows(
+        &files,
+        "SELECT s.name, r.fired, r.skipped, r.last_tick_at, r.last_invocation_id \
+         FROM sys_schedule s JOIN sys_schedule_run r ON s.name = r.name",
+    );
+    assert_eq!(runs.len(), 1, "daily never fired, fast did: {runs:?}");
+    assert_eq!(runs[0]["name"], "fast");
+    let fired = runs[0]["fired"].as_u64().unwrap_or_default();
+    assert!(fired >= 4, "{runs:?}");
+    assert!(runs[0]["last_tick_at"].is_string(), "{runs:?}");
+    assert!(runs[0]["last_invocation_id"].is_string(), "{runs:?}");
 }
 
 /// The invocations of schedule `name` by id, from their idempotency keys.

@@ -32,6 +32,17 @@ pub enum CatchUp {
     },
 }
 
+impl CatchUp {
+    /// The policy's name as the admin API and SQL show it: `skip`, `latest` or `all`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CatchUp::Skip => "skip",
+            CatchUp::Latest => "latest",
+            CatchUp::All { .. } => "all",
+        }
+    }
+}
+
 /// The outcome of one look at a schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Due {

@@ -101,6 +101,14 @@ impl Schedule {
         None
     }
 
+    /// Its next tick after `now_ms` (Unix milliseconds): none while paused.
+    pub fn next_fire(&self, now_ms: u64) -> Option<u64> {
+        if self.paused {
+            return None;
+        }
+        self.spec.parse().ok()?.next_after(now_ms.max(self.since.0))
+    }
+
     /// The key tick `tick_ms` invokes: the schedule's key with `{tick}` replaced by the tick in
     /// RFC 3339 (UTC, to the millisecond) and `{tick_ms}` by its Unix milliseconds, so a
     /// workflow, which runs once per key, runs once per tick.

@@ -200,6 +200,15 @@ pub enum Overlap {
 impl Overlap {
     /// The most ticks that wait behind a running one under [`Overlap::Queue`].
     pub const MAX_QUEUED: usize = 100;
+
+    /// The policy's name as the admin API and SQL show it: `skip`, `queue` or `allow`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Overlap::Skip => "skip",
+            Overlap::Queue => "queue",
+            Overlap::Allow => "allow",
+        }
+    }
 }
 
 impl OutboxMessage {

@@ -87,21 +87,11 @@ fn view(schedule: &Schedule, now: Timestamp) -> ScheduleView {
         }
         ScheduleSpec::Every { period } => (None, None, Some(period.to_string())),
     };
-    let (catch_up, catch_up_max) = match schedule.catch_up {
-        CatchUp::Skip => ("skip", None),
-        CatchUp::Latest => ("latest", None),
-        CatchUp::All { max } => ("all", Some(max)),
+    let catch_up_max = match schedule.catch_up {
+        CatchUp::All { max } => Some(max),
+        CatchUp::Skip | CatchUp::Latest => None,
     };
-    let next_fire_at = (!schedule.paused)
-        .then(|| {
-            schedule
-                .spec
-                .parse()
-                .ok()?
-                .next_after(now.0.max(schedule.since.0))
-        })
-        .flatten()
-        .map(|at| Timestamp(at).rfc3339());
+    let next_fire_at = schedule.next_fire(now.0).map(|at| Timestamp(at).rfc3339());
     ScheduleView {
         name: schedule.name.clone(),
         service: schedule.service.clone(),
@@ -114,7 +104,7 @@ fn view(schedule: &Schedule, now: Timestamp) -> ScheduleView {
         cron,
         timezone,
         every,
-        catch_up,
+        catch_up: schedule.catch_up.name(),
         catch_up_max,
         overlap: schedule.overlap,
         paused: schedule.paused,

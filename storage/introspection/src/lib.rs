@@ -6,9 +6,10 @@
 //!
 //!   SessionContext
 //!     ├─ sys_invocation, sys_journal, state, sys_inbox, sys_keyed_service_status,
-//!     │  sys_idempotency, sys_promise        PartitionScan over every partition: the stores open
-//!     │                                      here, the others on a node holding a replica
-//!     ├─ sys_service, sys_deployment          the current registry, in memory
+//!     │  sys_idempotency, sys_promise,       PartitionScan over every partition: the stores open
+//!     │  sys_schedule_run                    here, the others on a node holding a replica
+//!     ├─ sys_service, sys_deployment,         the current registry, in memory
+//!     │  sys_schedule
 //!     └─ sys_status (view over sys_invocation)
 //! ```
 //!

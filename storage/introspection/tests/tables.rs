@@ -56,6 +56,8 @@ async fn every_table_is_listed_with_its_columns() {
             "sys_journal",
             "sys_keyed_service_status",
             "sys_promise",
+            "sys_schedule",
+            "sys_schedule_run",
             "sys_service",
             "sys_status"
         ]

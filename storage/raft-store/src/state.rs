@@ -1350,6 +1350,18 @@ impl StateSnapshot {
             Ok(visit(&object, &name, pack::decode(value)?))
         })
     }
+
+    /// The record of every schedule this partition fires, as (schedule name, record).
+    pub fn scan_schedule_runs(
+        &self,
+        mut visit: impl FnMut(&str, holdfast_fsm::state::ScheduleRun) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let table = self.table(tables::SCHEDULES)?;
+        scan_prefix(&table, &[], |key, value| {
+            let name = std::str::from_utf8(key).map_err(|_| Error::CorruptKey(key.len()))?;
+            Ok(visit(name, pack::decode(value)?))
+        })
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod journal;
 mod keyed_status;
 mod promise;
 mod registry;
+mod schedule_run;
 mod state;
 
 use crate::scan::{Cell, SysTable, timestamp};
@@ -152,6 +153,7 @@ pub(crate) fn partition_tables() -> Vec<Arc<dyn SysTable>> {
         Arc::new(keyed_status::KeyedStatusTable::new()),
         Arc::new(idempotency::IdempotencyTable::new()),
         Arc::new(promise::PromiseTable::new()),
+        Arc::new(schedule_run::ScheduleRunTable::new()),
     ]
 }
 

@@ -1,5 +1,6 @@
-//! `sys_service` and `sys_deployment`: the registry as of the query. The registry is small and
-//! in memory, so each scan builds one batch and lets a [`MemTable`] serve it.
+//! `sys_service`, `sys_deployment` and `sys_schedule`: the registry as of the query. The
+//! registry is small and in memory, so each scan builds one batch and lets a [`MemTable`] serve
+//! it.
 
 use super::Whole;
 use super::columns;
@@ -39,11 +40,30 @@ columns! {
     }
 }
 
+columns! {
+    enum ScheduleCol {
+        Name = "name": Utf8 [required],
+        ServiceName = "service_name": Utf8 [required],
+        HandlerName = "handler_name": Utf8 [required],
+        ServiceKey = "service_key": Utf8,
+        Cron = "cron": Utf8,
+        Timezone = "timezone": Utf8,
+        EveryMs = "every_ms": U64,
+        CatchUp = "catch_up": Utf8 [required],
+        Overlap = "overlap": Utf8 [required],
+        Paused = "paused": Bool [required],
+        NextFireAt = "next_fire_at": Time,
+        CreatedAt = "created_at": Time,
+        UpdatedAt = "updated_at": Time,
+    }
+}
+
 /// Which registry table.
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Service,
     Deployment,
+    Schedule,
 }
 
 /// A table over the current registry.
@@ -79,6 +99,14 @@ pub(crate) fn registry_tables(
             RegistryTable {
                 kind: Kind::Deployment,
                 schema: DeploymentCol::schema(),
+                registry: registry.clone(),
+            },
+        ),
+        (
+            "sys_schedule",
+            RegistryTable {
+                kind: Kind::Schedule,
+                schema: ScheduleCol::schema(),
                 registry: registry.clone(),
             },
         ),
@@ -145,9 +173,61 @@ impl RegistryTable {
                     )),
                 ]
             }
+            Kind::Schedule => schedule_columns(registry),
         };
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
+}
+
+/// A time column in UTC from Unix milliseconds.
+fn times(values: impl Iterator<Item = Option<u64>>) -> ArrayRef {
+    let millis = values.map(|ms| ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)));
+    Arc::new(TimestampMillisecondArray::from_iter(millis).with_timezone(crate::scan::UTC))
+}
+
+/// `sys_schedule`'s columns: each schedule's definition and, unless paused, its next tick from
+/// now.
+fn schedule_columns(registry: &Registry) -> Vec<ArrayRef> {
+    use holdfast_schedule::CatchUp;
+    use holdfast_schema::ScheduleSpec;
+    let schedules: Vec<&holdfast_schema::Schedule> = registry.schedules().collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let cron = |s: &&holdfast_schema::Schedule| match &s.spec {
+        ScheduleSpec::Cron { expression, zone } => Some((expression.clone(), zone.clone())),
+        ScheduleSpec::Every { .. } => None,
+    };
+    let strings = |f: &dyn Fn(&holdfast_schema::Schedule) -> Option<String>| -> ArrayRef {
+        Arc::new(StringArray::from_iter(schedules.iter().map(|s| f(s))))
+    };
+    vec![
+        strings(&|s| Some(s.name.clone())),
+        strings(&|s| Some(s.service.clone())),
+        strings(&|s| Some(s.handler.clone())),
+        strings(&|s| s.key.clone()),
+        strings(&|s| cron(&s).map(|(expression, _)| expression)),
+        strings(&|s| cron(&s).map(|(_, zone)| zone)),
+        Arc::new(UInt64Array::from_iter(schedules.iter().map(
+            |s| match s.spec {
+                ScheduleSpec::Every { period } => Some(period.0),
+                ScheduleSpec::Cron { .. } => None,
+            },
+        ))),
+        strings(&|s| {
+            Some(match s.catch_up {
+                CatchUp::All { max } => format!("all {max}"),
+                other => other.name().to_owned(),
+            })
+        }),
+        strings(&|s| Some(s.overlap.name().to_owned())),
+        Arc::new(BooleanArray::from_iter(
+            schedules.iter().map(|s| Some(s.paused)),
+        )),
+        times(schedules.iter().map(|s| s.next_fire(now))),
+        times(schedules.iter().map(|s| Some(s.created_at.0))),
+        times(schedules.iter().map(|s| Some(s.updated_at.0))),
+    ]
 }
 
 #[async_trait]
