@@ -336,6 +336,16 @@ fn schedules_are_created_read_paused_and_refused_with_json_errors() {
     assert!(fired >= 4, "{runs:?}");
     assert!(runs[0]["last_tick_at"].is_string(), "{runs:?}");
     assert!(runs[0]["last_invocation_id"].is_string(), "{runs:?}");
+
+    // Metrics: the node leads every partition, so it counted every fired tick.
+    let metrics = holdfast_e2e::http_get(files.admin, "/metrics").expect("metrics");
+    let series = "holdfast_schedule_ticks_total{schedule=\"fast\",outcome=\"fired\"} ";
+    let counted: u64 = metrics
+        .body
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{}", metrics.body));
+    assert!(counted >= fired, "metrics {counted}, SQL {fired}");
 }
 
 /// Whether nothing runs or waits in schedule `name`'s record.

@@ -224,6 +224,8 @@ pub struct PartitionActor {
     /// Invocation metrics while leading, by service then handler.
     pub(crate) handlers: HashMap<String, HashMap<String, HandlerMetrics>>,
     pub(crate) journal_entries: u64,
+    /// Ticks fired and skipped per schedule while this node led the partition.
+    pub(crate) schedule_ticks: std::collections::BTreeMap<String, (u64, u64)>,
 }
 
 impl PartitionActor {
@@ -262,6 +264,7 @@ impl PartitionActor {
             batches: 0,
             handlers: HashMap::new(),
             journal_entries: 0,
+            schedule_ticks: std::collections::BTreeMap::new(),
             batch_size: Histogram::batch_sizes(),
             commit_latency: Histogram::latency_seconds(),
         }
@@ -811,6 +814,11 @@ impl Handler<GetStatus> for PartitionActor {
             suspended: 0,
             inbox_depth: 0,
             journal_entries: self.journal_entries,
+            schedule_ticks: self
+                .schedule_ticks
+                .iter()
+                .map(|(name, (fired, skipped))| (name.clone(), *fired, *skipped))
+                .collect(),
             reconciled: self.reconciled,
             replicas: self.replicas.clone(),
             running_attempts: match &self.leadership {

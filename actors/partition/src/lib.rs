@@ -296,6 +296,9 @@ pub struct PartitionStatus {
     pub inbox_depth: u64,
     /// Journal entries appended while this node led the partition.
     pub journal_entries: u64,
+    /// Per schedule this partition fires: (name, ticks fired, ticks skipped) while this node led
+    /// it.
+    pub schedule_ticks: Vec<(String, u64, u64)>,
     /// Invocations the reconciler found running with no attempt and restarted, since start.
     pub reconciled: u64,
     /// Attempts running now (0 unless this node leads).

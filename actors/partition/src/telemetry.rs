@@ -1,5 +1,6 @@
 //! The leader's metrics and spans from observations: counters per service and handler, the
-//! journal-entry counter, and spans derived from applied commands handed to the span sink.
+//! journal-entry counter, ticks per schedule, and spans derived from applied commands handed to
+//! the span sink.
 
 use crate::actor::PartitionActor;
 use crate::metrics::HandlerMetrics;
@@ -55,6 +56,18 @@ impl PartitionActor {
                 });
             }
             Observation::Span(span) => self.settings.spans.emit(span.as_ref().clone()),
+            Observation::ScheduleTicks {
+                name,
+                fired,
+                skipped,
+            } => {
+                let ticks = match self.schedule_ticks.get_mut(name) {
+                    Some(ticks) => ticks,
+                    None => self.schedule_ticks.entry(name.clone()).or_default(),
+                };
+                ticks.0 += fired;
+                ticks.1 += skipped;
+            }
         }
     }
 }

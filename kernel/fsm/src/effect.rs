@@ -71,6 +71,17 @@ pub enum Observation {
     /// A span derived from the log ended: an invocation's, or a journal action's. Only with
     /// [`crate::Config::tracing`] and for sampled traces.
     Span(Box<SpanRecord>),
+    /// Ticks of schedule `name` applied: how many started an invocation, how many were skipped
+    /// (missed past the catch-up policy, or overlapping a run under `skip`, or past a full
+    /// queue).
+    ScheduleTicks {
+        /// The schedule.
+        name: String,
+        /// Ticks that started their invocation.
+        fired: u64,
+        /// Ticks that will not run.
+        skipped: u64,
+    },
 }
 
 /// How an invocation completed, for its metrics.

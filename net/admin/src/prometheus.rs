@@ -255,6 +255,27 @@ fn render_handlers(out: &mut String, statuses: &[PartitionStatus]) {
     }
 }
 
+/// Ticks per schedule fired by the partitions this node leads.
+fn render_schedules(out: &mut String, statuses: &[PartitionStatus]) {
+    let name = "holdfast_schedule_ticks_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Ticks of each schedule this node's partitions fired (outcome fired) or skipped.",
+    );
+    for (schedule, fired, skipped) in statuses.iter().flat_map(|s| &s.schedule_ticks) {
+        for (outcome, value) in [("fired", fired), ("skipped", skipped)] {
+            sample(
+                out,
+                name,
+                &[("schedule", schedule), ("outcome", outcome)],
+                value,
+            );
+        }
+    }
+}
+
 /// Per replica of the partitions this node leads, labelled by the node holding it: how far it
 /// is behind the leader's log, so one scrape of each leader shows every node's lag.
 fn render_replicas(out: &mut String, statuses: &[PartitionStatus], me: NodeId) {
@@ -411,6 +432,7 @@ pub(crate) fn render(scrape: &Scrape<'_>) -> String {
         |s| &s.commit_latency,
     );
     render_handlers(&mut out, statuses);
+    render_schedules(&mut out, statuses);
     let name = "holdfast_ingress_requests_total";
     header(
         &mut out,
@@ -513,6 +535,7 @@ mod tests {
             suspended: u64::from(partition) + 1,
             inbox_depth: 7,
             journal_entries: 40,
+            schedule_ticks: vec![("nightly".into(), 5, 2)],
             reconciled: 3,
             running_attempts: 2,
             waiting_attempts: 0,
@@ -647,6 +670,14 @@ mod tests {
                 "40",
             ),
             ("holdfast_partition_reconciled_total{partition=\"0\"}", "3"),
+            (
+                "holdfast_schedule_ticks_total{schedule=\"nightly\",outcome=\"fired\"}",
+                "5",
+            ),
+            (
+                "holdfast_schedule_ticks_total{schedule=\"nightly\",outcome=\"skipped\"}",
+                "2",
+            ),
             ("holdfast_ingress_requests_total{status_code=\"200\"}", "12"),
             ("holdfast_ingress_requests_total{status_code=\"404\"}", "1"),
             ("holdfast_trace_spans_emitted_total", "9"),

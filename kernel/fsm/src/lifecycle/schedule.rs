@@ -10,9 +10,10 @@
 //! by a tick reports its end to the schedule's partition (`ScheduleRunEnded`, see
 //! [`super::complete`]).
 
+use super::observe::observe;
 use super::{Ctx, send};
-use crate::Store;
 use crate::state::ScheduleRun;
+use crate::{Observation, Store};
 use holdfast_types::{InvocationRequest, OutboxMessage, Overlap};
 
 pub(crate) fn apply<S: Store>(
@@ -28,17 +29,38 @@ pub(crate) fn apply<S: Store>(
         return Ok(());
     }
     run.last_tick_ms = tick_ms;
-    run.skipped = run.skipped.saturating_add(skipped);
     let busy = !run.running.is_empty();
-    match overlap {
-        Overlap::Skip if busy => run.skipped = run.skipped.saturating_add(1),
-        Overlap::Queue if busy && run.queued.len() >= Overlap::MAX_QUEUED => {
-            run.skipped = run.skipped.saturating_add(1);
-        }
-        Overlap::Queue if busy || !run.queued.is_empty() => run.queued.push(request.clone()),
-        _ => return start(cx, name, run, request.clone(), tick_ms),
+    let dropped = match overlap {
+        Overlap::Skip => busy,
+        Overlap::Queue => busy && run.queued.len() >= Overlap::MAX_QUEUED,
+        Overlap::Allow => false,
+    };
+    let skipped = skipped.saturating_add(u64::from(dropped));
+    run.skipped = run.skipped.saturating_add(skipped);
+    counted(cx, name, 0, skipped);
+    if dropped {
+        return cx.store.put_schedule_run(name, &run);
     }
-    cx.store.put_schedule_run(name, &run)
+    if overlap == Overlap::Queue && (busy || !run.queued.is_empty()) {
+        run.queued.push(request.clone());
+        return cx.store.put_schedule_run(name, &run);
+    }
+    start(cx, name, run, request.clone(), tick_ms)
+}
+
+/// Tells the leader's metrics about ticks fired and skipped.
+fn counted<S: Store>(cx: &mut Ctx<'_, S>, name: &str, fired: u64, skipped: u64) {
+    if fired + skipped > 0 {
+        let name = name.to_owned();
+        observe(
+            cx,
+            Observation::ScheduleTicks {
+                name,
+                fired,
+                skipped,
+            },
+        );
+    }
 }
 
 /// The invocation of tick `tick_ms` of schedule `name` ended: forgets it, and starts the oldest
@@ -72,6 +94,7 @@ fn start<S: Store>(
     tick_ms: u64,
 ) -> Result<(), S::Error> {
     run.fired = run.fired.saturating_add(1);
+    counted(cx, name, 1, 0);
     run.last_invocation = Some(request.id);
     run.running.push((tick_ms, request.id));
     cx.store.put_schedule_run(name, &run)?;

@@ -288,3 +288,28 @@ fn a_tick_s_invocation_reports_its_end_to_the_schedule() {
         assert!(outbox(&store).contains(&end), "{:?}", outbox(&store));
     }
 }
+
+#[test]
+fn ticks_fired_and_skipped_are_observed_for_the_metrics() {
+    let mut store = MemoryStore::default();
+    let config = home();
+    let observed = |effects: Vec<Effect>| -> Vec<(u64, u64)> {
+        effects
+            .into_iter()
+            .filter_map(|effect| match effect {
+                Effect::Observe(holdfast_fsm::Observation::ScheduleTicks {
+                    fired,
+                    skipped,
+                    ..
+                }) => Some((fired, skipped)),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = step_with(&mut store, &config, &[fire_with(60_000, 3, Overlap::Skip)]);
+    assert_eq!(observed(first), [(0, 3), (1, 0)]);
+    let second = step_with(&mut store, &config, &[fire_with(120_000, 0, Overlap::Skip)]);
+    assert_eq!(observed(second), [(0, 1)]);
+    let again = step_with(&mut store, &config, &[fire_with(120_000, 0, Overlap::Skip)]);
+    assert_eq!(observed(again), []);
+}
