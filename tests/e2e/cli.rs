@@ -665,3 +665,71 @@ fn the_admin_api_over_https_with_a_token() {
     let refused = failed(&args, &run(&by_ip, "wrong"));
     assert!(refused.contains("the token is not accepted"), "{refused}");
 }
+
+#[test]
+fn schedules_are_created_listed_paused_resumed_and_deleted() {
+    let node = Node::start();
+    node.text(&["deployments", "register", &node.endpoint.uri]);
+    let created = node.json(&[
+        "schedules",
+        "create",
+        "notes-daily",
+        "--service",
+        "Notes",
+        "--handler",
+        "add",
+        "--key",
+        "daily",
+        "--input",
+        r#""a note""#,
+        "--cron",
+        "0 6 * * *",
+        "--timezone",
+        "Asia/Tokyo",
+        "--catch-up",
+        "latest",
+    ]);
+    assert_eq!(created["name"], "notes-daily", "{created}");
+    assert_eq!(created["timezone"], "Asia/Tokyo");
+    assert_eq!(created["catch_up"], "latest");
+    // 06:00 in Tokyo is 21:00 UTC the day before.
+    let next = created["next_fire_at"].as_str().unwrap_or_default();
+    assert!(next.ends_with("T21:00:00.000Z"), "{next}");
+
+    let table = node.text(&["schedules", "list"]);
+    assert!(table.starts_with("NAME "), "{table}");
+    assert!(
+        table.contains("Notes/daily/add") && table.contains("0 6 * * * (Asia/Tokyo)"),
+        "{table}"
+    );
+    let text = node.text(&["schedules", "describe", "notes-daily"]);
+    for expected in ["next tick", "latest", "\"a note\"", "overlap"] {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+    let paused = node.json(&["schedules", "pause", "notes-daily"]);
+    assert_eq!(paused["paused"], true);
+    assert!(paused.get("next_fire_at").is_none(), "{paused}");
+    let resumed = node.json(&["schedules", "resume", "notes-daily"]);
+    assert_eq!(resumed["paused"], false);
+
+    let error = node.error(&[
+        "schedules",
+        "create",
+        "bad",
+        "--service",
+        "Notes",
+        "--handler",
+        "add",
+        "--key",
+        "k",
+        "--cron",
+        "0 25 * * *",
+    ]);
+    assert!(error.contains("hour field `25`"), "{error}");
+    let error = node.error(&["schedules", "describe", "nope"]);
+    assert!(error.contains("schedule 'nope' not found"), "{error}");
+
+    let deleted = node.text(&["schedules", "delete", "notes-daily"]);
+    assert_eq!(deleted, "schedule notes-daily deleted\n");
+    assert_eq!(node.text(&["schedules", "list"]), "no schedules\n");
+}

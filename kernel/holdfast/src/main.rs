@@ -82,6 +82,8 @@ enum Command {
     Invocations(cli::AdminCommand<cli::invocations::InvocationsCommand>),
     /// Read the state of virtual objects and workflows.
     State(cli::AdminCommand<cli::state::StateCommand>),
+    /// List, create, pause, resume and remove schedules.
+    Schedules(cli::AdminCommand<cli::schedules::SchedulesCommand>),
     /// Inspect the cluster through a node's admin API.
     Cluster(cli::AdminCommand<cli::cluster::ClusterCommand>),
     /// The node's request-signing key.
@@ -175,6 +177,7 @@ fn main() -> ExitCode {
         Command::Services(c) => c.run(cli::services::run),
         Command::Invocations(c) => c.run(cli::invocations::run),
         Command::State(c) => c.run(cli::state::run),
+        Command::Schedules(c) => c.run(cli::schedules::run),
         Command::Cluster(c) => c.run(cli::cluster::run),
         Command::Keys(KeysCommand::Public { config }) => keys_public(config),
         Command::Tls(TlsCommand::Issue { dir, name, hosts }) => {

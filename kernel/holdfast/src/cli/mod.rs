@@ -1,13 +1,14 @@
-//! The admin subcommands of `holdfast`: deployments, services, invocations, state, SQL and the
-//! cluster, each talking to a node's admin API through [`crate::admin_client`]. Every one takes
-//! the connection options of [`AdminArgs`] and `--json`, which prints machine-readable JSON
-//! instead of tables.
+//! The admin subcommands of `holdfast`: deployments, services, invocations, state, schedules,
+//! SQL and the cluster, each talking to a node's admin API through [`crate::admin_client`].
+//! Every one takes the connection options of [`AdminArgs`] and `--json`, which prints
+//! machine-readable JSON instead of tables.
 
 pub mod cluster;
 pub mod control;
 pub mod deployments;
 pub mod filter;
 pub mod invocations;
+pub mod schedules;
 pub mod services;
 pub mod sql;
 pub mod state;
