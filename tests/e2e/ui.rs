@@ -130,6 +130,21 @@ fn an_operator_works_through_every_page_in_chromium() {
         (status_of(&napping)["status"] == "suspended").then_some(())
     });
 
+    let schedule = admin(
+        files.admin,
+        "POST",
+        "/schedules",
+        &json!({
+            "name": "ui-nightly",
+            "service": "Worker",
+            "handler": "steps",
+            "input": {"tag": "scheduled", "steps": 1},
+            "cron": "0 3 * * *",
+            "timezone": "Europe/Berlin",
+        }),
+    );
+    assert_eq!(schedule.status, 201, "{}", schedule.body);
+
     let screenshots = root.join("target/ui-screenshots");
     let output = Command::new("node")
         .arg(driver.join("check.mjs"))
@@ -143,6 +158,7 @@ fn an_operator_works_through_every_page_in_chromium() {
         .env("STATE_ENTRY", "notes")
         .env("STATE_VALUE", r#"["edited in the ui"]"#)
         .env("DEPLOYMENT_URI", &other.uri)
+        .env("SCHEDULE_NAME", "ui-nightly")
         .env("SCREENSHOTS", &screenshots)
         .env("CHROMIUM", CHROMIUM)
         .output()
@@ -210,7 +226,14 @@ fn an_operator_works_through_every_page_in_chromium() {
     );
     assert_eq!(steps["sql_rows"][0][0], napping.as_str(), "{steps}");
     assert!(steps["cluster_partitions"].as_u64() == Some(2), "{steps}");
-    assert_eq!(report["screenshots"].as_array().map(Vec::len), Some(12));
+    assert!(
+        steps["schedule_row"].as_str().is_some_and(
+            |row| row.contains("Worker/steps") && row.contains("0 3 * * * (Europe/Berlin)")
+        ),
+        "{steps}"
+    );
+    assert_eq!(steps["schedule_paused"], true, "{steps}");
+    assert_eq!(report["screenshots"].as_array().map(Vec::len), Some(13));
 
     // What the UI did, seen from outside it.
     let cancelled = status_of(&napping);
@@ -222,6 +245,11 @@ fn an_operator_works_through_every_page_in_chromium() {
             .as_array()
             .is_some_and(|all| all.iter().any(|d| d["uri"] == other.uri.as_str())),
         "{deployments}"
+    );
+    let paused = admin(files.admin, "GET", "/schedules/ui-nightly", &Value::Null).json();
+    assert_eq!(
+        paused["paused"], true,
+        "the UI paused the schedule: {paused}"
     );
     let skipped = report["skipped"].as_array().cloned().unwrap_or_default();
     if skipped.contains(&json!("state_edit")) {

@@ -44,6 +44,7 @@ const ASSETS: &[Asset] = assets! {
     "deployments.js" => JS,
     "sql.js" => JS,
     "cluster.js" => JS,
+    "schedules.js" => JS,
 };
 
 /// Whether `request` asks for a UI asset, which needs no bearer token.

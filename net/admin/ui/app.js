@@ -10,6 +10,7 @@ import * as state from "./state.js";
 import * as deployments from "./deployments.js";
 import * as sql from "./sql.js";
 import * as cluster from "./cluster.js";
+import * as schedules from "./schedules.js";
 
 /**
  * What a page gets: where to draw, the route, and timers that stop when the page is left.
@@ -31,6 +32,7 @@ const PAGES = {
   invocation: { title: "Invocation", key: "", render: invocation.render },
   state: { title: "State", key: "s", render: state.render },
   deployments: { title: "Deployments", key: "d", render: deployments.render },
+  schedules: { title: "Schedules", key: "t", render: schedules.render },
   sql: { title: "SQL", key: "q", render: sql.render },
   cluster: { title: "Cluster", key: "c", render: cluster.render },
 };
@@ -195,6 +197,7 @@ function help() {
     ["g i", "invocations"],
     ["g s", "state"],
     ["g d", "deployments"],
+    ["g t", "schedules"],
     ["g q", "SQL console"],
     ["g c", "cluster"],
     ["r", "reload the page's data"],

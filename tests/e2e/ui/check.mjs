@@ -226,6 +226,20 @@ try {
   steps.cluster_partitions = await page.$$eval("#cluster-view section:last-of-type tbody tr", (rows) => rows.length);
   await shot("cluster");
 
+  // 9b. Schedules: the one the test created, paused from its row.
+  await keys("g", "t");
+  await page.waitForSelector("#schedule-list table", WAIT);
+  const scheduleName = process.env.SCHEDULE_NAME ?? "";
+  steps.schedule_row = await page.$$eval(
+    "#schedule-list tbody tr",
+    (rows, name) => rows.map((r) => r.textContent ?? "").find((t) => t.includes(name)) ?? null,
+    scheduleName,
+  );
+  await page.click(`button[data-action=pause][data-schedule="${scheduleName}"]`);
+  await page.waitForSelector(`button[data-action=resume][data-schedule="${scheduleName}"]`, WAIT);
+  steps.schedule_paused = true;
+  await shot("schedules");
+
   // 10. Help dialog.
   await keys("?");
   await page.waitForSelector("dialog.help[open]", WAIT);
