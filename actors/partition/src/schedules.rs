@@ -106,6 +106,11 @@ impl PartitionActor {
                 return;
             }
         };
+        // Forget what was proposed for schedules this partition no longer fires.
+        leader
+            .schedules
+            .proposed
+            .retain(|name, _| runs.iter().any(|(schedule, _)| schedule.name == *name));
         let mut commands = Vec::new();
         let mut nearest: Option<u64> = None;
         for (schedule, run) in runs {

@@ -205,7 +205,8 @@ pub struct ScheduleRun {
     pub skipped: u64,
     /// The invocation the newest tick started.
     pub last_invocation: Option<InvocationId>,
-    /// The ticks whose invocation runs, oldest first, with the invocation.
+    /// The ticks whose invocation runs, with the invocation, as far as the overlap policy waits
+    /// for them (`skip` and `queue`; at most one).
     pub running: Vec<(u64, InvocationId)>,
     /// Ticks waiting for the running ones to end (overlap `queue`), oldest first.
     pub queued: Vec<InvocationRequest>,

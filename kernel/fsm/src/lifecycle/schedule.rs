@@ -6,7 +6,8 @@
 //!
 //! While a tick's invocation runs, the schedule's overlap policy decides what a new tick does:
 //! `allow` starts it too, `skip` counts it skipped, `queue` keeps its request (at most
-//! [`Overlap::MAX_QUEUED`]) and starts it when the runs before it ended. An invocation started
+//! [`Overlap::MAX_QUEUED`]) and starts it when the runs before it ended. Only `skip` and `queue`
+//! track what runs (one run at a time); under `allow` nothing waits for a run. An invocation started
 //! by a tick reports its end to the schedule's partition (`ScheduleRunEnded`, see
 //! [`super::complete`]).
 
@@ -45,7 +46,10 @@ pub(crate) fn apply<S: Store>(
         run.queued.push(request.clone());
         return cx.store.put_schedule_run(name, &run);
     }
-    start(cx, name, run, request.clone(), tick_ms)
+    // Under `allow` nothing waits for a run to end, so runs are not tracked: a handler that
+    // never ends must not grow the record by one run per tick.
+    let tracked = overlap != Overlap::Allow;
+    start(cx, name, run, request.clone(), tick_ms, tracked)
 }
 
 /// Tells the leader's metrics about ticks fired and skipped.
@@ -80,23 +84,26 @@ pub(crate) fn run_ended<S: Store>(
             holdfast_types::Source::Schedule { tick_ms, .. } => *tick_ms,
             _ => run.last_tick_ms,
         };
-        return start(cx, name, run, next, tick);
+        return start(cx, name, run, next, tick, true);
     }
     cx.store.put_schedule_run(name, &run)
 }
 
-/// Records tick `tick_ms` as running and sends its invocation.
+/// Records tick `tick_ms` as fired (and running, if `tracked`) and sends its invocation.
 fn start<S: Store>(
     cx: &mut Ctx<'_, S>,
     name: &str,
     mut run: ScheduleRun,
     request: InvocationRequest,
     tick_ms: u64,
+    tracked: bool,
 ) -> Result<(), S::Error> {
     run.fired = run.fired.saturating_add(1);
     counted(cx, name, 1, 0);
     run.last_invocation = Some(request.id);
-    run.running.push((tick_ms, request.id));
+    if tracked {
+        run.running.push((tick_ms, request.id));
+    }
     cx.store.put_schedule_run(name, &run)?;
     let at_ms = request.at_ms;
     send(cx, OutboxMessage::Invoke(Box::new(request)), at_ms)

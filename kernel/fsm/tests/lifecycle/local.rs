@@ -6,24 +6,11 @@
 use crate::support::*;
 use holdfast_fsm::memory::MemoryStore;
 use holdfast_fsm::state::Status;
-use holdfast_fsm::{Config, Effect, Home};
+use holdfast_fsm::{Config, Effect};
 use holdfast_protocol::message::Entry;
 use holdfast_protocol::{EntryIndex, Outcome};
 use holdfast_types::awakeable::derive_secret;
 use holdfast_types::{AwakeableId, Command, Ending, Epoch, HandlerKind, InvocationId};
-
-const PARTITIONS: u32 = 8;
-
-/// The settings of the partition that owns `id`.
-fn home_of(id: InvocationId) -> Config {
-    Config {
-        home: Some(Home {
-            partition: id.partition(PARTITIONS),
-            partitions: PARTITIONS,
-        }),
-        ..Config::default()
-    }
-}
 
 /// A Counter key whose invocations live on another partition than `id`.
 fn elsewhere(id: InvocationId) -> String {

@@ -2,7 +2,7 @@
 
 use holdfast_fsm::memory::MemoryStore;
 use holdfast_fsm::state::{Invocation, Status};
-use holdfast_fsm::{Config, Effect, Store, apply};
+use holdfast_fsm::{Config, Effect, Home, Store, apply};
 use holdfast_protocol::message::{
     Awakeable, Call, CompleteAwakeable, CompletePromise, Entry, GetPromise, GetState, Output,
     PeekPromise, Run, Send, SetState, Sleep,
@@ -14,6 +14,20 @@ use holdfast_types::{
 };
 
 pub const T0: u64 = 1_000;
+
+/// Partitions of the cluster in the tests that route messages between partitions.
+pub const PARTITIONS: u32 = 8;
+
+/// The settings of the partition that owns `id`.
+pub fn home_of(id: InvocationId) -> Config {
+    Config {
+        home: Some(Home {
+            partition: id.partition(PARTITIONS),
+            partitions: PARTITIONS,
+        }),
+        ..Config::default()
+    }
+}
 
 pub fn counter(key: &str) -> Target {
     Target::new("Counter", "add", Some(key.to_owned()))
