@@ -86,6 +86,11 @@ pub fn check(status: Option<&Status>, action: Action) -> Result<Verdict, Refusal
                 _ => Ok(Verdict::Unchanged),
             },
             Status::Suspended { .. } | Status::BackingOff { .. } => Ok(Verdict::Apply),
+            // Waiting for a limit's permit: it may be paused; resuming it changes nothing.
+            Status::Throttled { .. } => Ok(match action {
+                Action::Pause => Verdict::Apply,
+                _ => Verdict::Unchanged,
+            }),
         },
     }
 }
@@ -96,7 +101,7 @@ mod tests {
     use holdfast_protocol::{EntryIndex, Outcome};
     use holdfast_types::Epoch;
 
-    fn statuses() -> [Status; 7] {
+    fn statuses() -> [Status; 8] {
         [
             Status::Inboxed,
             Status::Scheduled { start_at_ms: 9 },
@@ -111,6 +116,7 @@ mod tests {
                 retry_at_ms: Some(9),
             },
             Status::Paused { epoch: Epoch(1) },
+            Status::Throttled { epoch: Epoch(1) },
             Status::Completed {
                 outcome: Outcome::Void,
                 expires_at_ms: 5,

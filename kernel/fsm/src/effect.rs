@@ -53,6 +53,8 @@ pub enum Effect {
     /// A timer was registered: the leader's timer wheel must propose `FireTimer` for it when it
     /// comes due (the wheel also finds it in the store after a restart or a leader change).
     RegisterTimer { timer: TimerKey },
+    /// Limit `name`'s queue waits for its token bucket: propose `DrainLimit` at `at_ms`.
+    WakeLimit { name: String, at_ms: u64 },
     /// A fact for metrics and traces; changes nothing in the world.
     Observe(Observation),
 }
@@ -81,6 +83,17 @@ pub enum Observation {
         fired: u64,
         /// Ticks that will not run.
         skipped: u64,
+    },
+    /// Limit `name`'s home changed its queue: permits out, requests waiting, granted so far.
+    Limit {
+        /// The limit.
+        name: String,
+        /// Permits out now (limits with a `max_concurrency`).
+        running: u64,
+        /// Requests waiting.
+        queued: u64,
+        /// Permits granted since the limit was created.
+        granted: u64,
     },
 }
 

@@ -160,6 +160,8 @@ pub fn apply<S: Store>(
             overlap,
             request,
         } => schedule::apply(&mut cx, name, *tick_ms, *skipped, *overlap, request)?,
+        Command::SetLimits { limits, at_ms } => limit::set(&mut cx, limits, *at_ms)?,
+        Command::DrainLimit { name, at_ms } => limit::drain(&mut cx, name, *at_ms)?,
     }
     // Messages to this partition's own invocations arrive now, in the order they were sent, each
     // after everything before it is stored: what the outbox and the shuffle would deliver a log

@@ -1,9 +1,9 @@
 //! An in-memory [`Store`] for tests and tools: the same contract as the redb store, no I/O.
 
 use crate::Store;
-use crate::state::{Invocation, JournalItem, Promise, ScheduleRun};
+use crate::state::{Invocation, JournalItem, LimitState, Promise, Queued, ScheduleRun};
 use holdfast_protocol::EntryIndex;
-use holdfast_types::{InvocationId, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey};
+use holdfast_types::{InvocationId, Limit, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
 
@@ -33,6 +33,12 @@ pub struct MemoryStore {
     pub promises: BTreeMap<(ObjectKey, String), Promise>,
     /// The record of each fired schedule's ticks, by schedule name.
     pub schedule_runs: BTreeMap<String, ScheduleRun>,
+    /// The limits applied.
+    pub limits: Vec<Limit>,
+    /// What this partition keeps of the limits it is home of, by name.
+    pub limit_states: BTreeMap<String, LimitState>,
+    /// Queue rows by (limit, number).
+    pub limit_queued: BTreeMap<(String, u64), Queued>,
 }
 
 impl MemoryStore {
@@ -254,6 +260,43 @@ impl Store for MemoryStore {
 
     fn put_schedule_run(&mut self, name: &str, run: &ScheduleRun) -> Result<(), Infallible> {
         self.schedule_runs.insert(name.to_owned(), run.clone());
+        Ok(())
+    }
+
+    fn get_limits(&self) -> Result<Vec<Limit>, Infallible> {
+        Ok(self.limits.clone())
+    }
+
+    fn put_limits(&mut self, limits: &[Limit]) -> Result<(), Infallible> {
+        self.limits = limits.to_vec();
+        Ok(())
+    }
+
+    fn get_limit_state(&self, name: &str) -> Result<Option<LimitState>, Infallible> {
+        Ok(self.limit_states.get(name).cloned())
+    }
+
+    fn put_limit_state(&mut self, name: &str, state: &LimitState) -> Result<(), Infallible> {
+        self.limit_states.insert(name.to_owned(), state.clone());
+        Ok(())
+    }
+
+    fn delete_limit_state(&mut self, name: &str) -> Result<(), Infallible> {
+        self.limit_states.remove(name);
+        Ok(())
+    }
+
+    fn get_limit_queued(&self, name: &str, seq: u64) -> Result<Option<Queued>, Infallible> {
+        Ok(self.limit_queued.get(&(name.to_owned(), seq)).copied())
+    }
+
+    fn put_limit_queued(&mut self, name: &str, seq: u64, row: &Queued) -> Result<(), Infallible> {
+        self.limit_queued.insert((name.to_owned(), seq), *row);
+        Ok(())
+    }
+
+    fn delete_limit_queued(&mut self, name: &str, seq: u64) -> Result<(), Infallible> {
+        self.limit_queued.remove(&(name.to_owned(), seq));
         Ok(())
     }
 }

@@ -42,6 +42,9 @@ pub enum Status {
     /// A delayed invocation: its `Start` timer fires at `start_at_ms`, then it starts (or queues
     /// for its object's lock) like a new one.
     Scheduled { start_at_ms: u64 },
+    /// Attempt `epoch` waits for a permit of a limit covering it (`Invocation::limits`); the
+    /// limit's home grants it in arrival order.
+    Throttled { epoch: Epoch },
 }
 
 /// Everything the partition knows about one invocation, apart from its journal.
@@ -94,6 +97,17 @@ pub struct Invocation {
     /// The trace it belongs to and its parent span, from the request that created it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<TraceContext>,
+    /// The limits covering it, by name in ascending order, fixed when it was admitted; each of
+    /// its attempts holds a permit of every one while it runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<String>,
+    /// How many of `limits` (from the first) grant the current attempt a permit now.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub permits: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 /// A workflow's durable promise, addressed by (workflow service, key, name).
@@ -210,4 +224,40 @@ pub struct ScheduleRun {
     pub running: Vec<(u64, InvocationId)>,
     /// Ticks waiting for the running ones to end (overlap `queue`), oldest first.
     pub queued: Vec<InvocationRequest>,
+}
+
+/// What a limit's home partition keeps of it: the permits out, the token bucket and the queue of
+/// invocations waiting (rows [`Queued`] numbered `head..tail`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitState {
+    /// Invocations holding a permit now (tracked for limits with a `max_concurrency`).
+    pub held: Vec<InvocationId>,
+    /// The bucket's level, in thousandths of a token ([`holdfast_types::limit::MILLI`]).
+    pub level: u64,
+    /// When `level` was last refilled, Unix milliseconds.
+    pub refilled_at_ms: u64,
+    /// The number of the oldest waiting row.
+    pub head: u64,
+    /// The number the next waiting row gets.
+    pub tail: u64,
+    /// Permits granted so far.
+    pub granted: u64,
+}
+
+impl LimitState {
+    /// How many invocations wait.
+    pub fn queued(&self) -> u64 {
+        self.tail - self.head
+    }
+}
+
+/// One invocation waiting in a limit's queue, and since when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queued {
+    /// The invocation waiting.
+    pub id: InvocationId,
+    /// The attempt waiting.
+    pub epoch: Epoch,
+    /// When it asked, Unix milliseconds (the proposer's clock).
+    pub at_ms: u64,
 }

@@ -2,9 +2,9 @@
 //! through one transaction. The redb store and [`crate::memory::MemoryStore`] implement it and
 //! must give identical results for identical calls.
 
-use crate::state::{Invocation, JournalItem, Promise, ScheduleRun};
+use crate::state::{Invocation, JournalItem, LimitState, Promise, Queued, ScheduleRun};
 use holdfast_types::{
-    EntryIndex, InvocationId, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey,
+    EntryIndex, InvocationId, Limit, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey,
 };
 
 /// The state a partition keeps, seen through one storage transaction.
@@ -119,4 +119,22 @@ pub trait Store {
     fn get_schedule_run(&self, name: &str) -> Result<Option<ScheduleRun>, Self::Error>;
     /// Writes the record of schedule `name`'s ticks, replacing any previous one.
     fn put_schedule_run(&mut self, name: &str, run: &ScheduleRun) -> Result<(), Self::Error>;
+
+    /// The limits this partition applies (the last `SetLimits`), in name order.
+    fn get_limits(&self) -> Result<Vec<Limit>, Self::Error>;
+    /// Replaces the limits this partition applies.
+    fn put_limits(&mut self, limits: &[Limit]) -> Result<(), Self::Error>;
+    /// Reads what this partition, as limit `name`'s home, keeps of it.
+    fn get_limit_state(&self, name: &str) -> Result<Option<LimitState>, Self::Error>;
+    /// Writes what this partition keeps of limit `name`, replacing any previous state.
+    fn put_limit_state(&mut self, name: &str, state: &LimitState) -> Result<(), Self::Error>;
+    /// Forgets limit `name`'s state (its queue rows are deleted one by one).
+    fn delete_limit_state(&mut self, name: &str) -> Result<(), Self::Error>;
+    /// Reads row `seq` of limit `name`'s queue.
+    fn get_limit_queued(&self, name: &str, seq: u64) -> Result<Option<Queued>, Self::Error>;
+    /// Writes row `seq` of limit `name`'s queue.
+    fn put_limit_queued(&mut self, name: &str, seq: u64, row: &Queued)
+    -> Result<(), Self::Error>;
+    /// Deletes row `seq` of limit `name`'s queue.
+    fn delete_limit_queued(&mut self, name: &str, seq: u64) -> Result<(), Self::Error>;
 }

@@ -199,6 +199,20 @@ pub enum Command {
         overlap: crate::Overlap,
         request: Box<InvocationRequest>,
     },
+    /// The limits the registry holds now, proposed by the partition's leader when they differ
+    /// from the applied ones: invocations admitted from here on are covered by these.
+    SetLimits {
+        limits: Vec<crate::Limit>,
+        /// The proposer's clock, Unix milliseconds.
+        at_ms: u64,
+    },
+    /// Grant what limit `name`'s queue may start now (proposed by its home's leader when the
+    /// limit's bucket has refilled, or after a leader change).
+    DrainLimit {
+        name: String,
+        /// The proposer's clock, Unix milliseconds: the bucket refills up to it.
+        at_ms: u64,
+    },
 }
 
 impl Command {
@@ -273,6 +287,9 @@ impl Command {
                 OutboxMessage::Cancel { .. } | OutboxMessage::Kill { .. } => 96,
                 OutboxMessage::CompleteAwakeable { outcome, .. } => payload(outcome) + 128,
                 OutboxMessage::ScheduleRunEnded { name, .. } => name.len() + 96,
+                OutboxMessage::LimitAcquire { limit, .. }
+                | OutboxMessage::LimitGrant { limit, .. }
+                | OutboxMessage::LimitRelease { limit, .. } => limit.len() + 96,
             },
             Command::Retry { .. }
             | Command::Restart { .. }
@@ -288,6 +305,11 @@ impl Command {
             Command::FireSchedule { name, request, .. } => {
                 name.len() + request.argument.0.len() + 192
             }
+            Command::SetLimits { limits, .. } => limits
+                .iter()
+                .map(|l| l.name.len() + l.service.len() + 96)
+                .sum(),
+            Command::DrainLimit { name, .. } => name.len() + 32,
         };
         32 + body
     }

@@ -181,6 +181,32 @@ pub enum OutboxMessage {
         /// The tick whose invocation ended.
         tick_ms: u64,
     },
+    /// Invocation `id` asks limit `limit`'s home for a permit to start its next attempt.
+    LimitAcquire {
+        /// The limit.
+        limit: String,
+        /// The invocation waiting.
+        id: InvocationId,
+        /// The attempt waiting: a permit for an earlier one is given back.
+        epoch: crate::Epoch,
+    },
+    /// Limit `limit`'s home grants invocation `id` a permit: its attempt may start.
+    LimitGrant {
+        /// The limit.
+        limit: String,
+        /// The invocation granted.
+        id: InvocationId,
+        /// The attempt it asked for.
+        epoch: crate::Epoch,
+    },
+    /// Invocation `id` no longer runs an attempt (it suspended, backs off, or ended): its permit
+    /// of limit `limit` returns to the limit's home.
+    LimitRelease {
+        /// The limit.
+        limit: String,
+        /// The invocation releasing.
+        id: InvocationId,
+    },
 }
 
 /// What a tick of a schedule does while the invocation of an earlier tick still runs.
@@ -219,7 +245,11 @@ impl OutboxMessage {
             OutboxMessage::Completion { id, .. }
             | OutboxMessage::Cancel { id }
             | OutboxMessage::Kill { id }
-            | OutboxMessage::CompleteAwakeable { id, .. } => id.partition_key,
+            | OutboxMessage::CompleteAwakeable { id, .. }
+            | OutboxMessage::LimitGrant { id, .. } => id.partition_key,
+            OutboxMessage::LimitAcquire { limit, .. } | OutboxMessage::LimitRelease { limit, .. } => {
+                crate::routing::limit_partition_key(limit)
+            }
             OutboxMessage::ScheduleRunEnded { name, .. } => {
                 crate::routing::schedule_partition_key(name)
             }

@@ -5,6 +5,7 @@
 //! - [`ids`]: newtypes for nodes, partitions, log positions, invocations and attempts, so no bare
 //!   integer crosses a crate; [`deployment`]: deployment ids (`dp_…`).
 //! - [`invocation`]: targets, handler kinds, sources and attempt endings carried by commands.
+//! - [`limit`]: flow-control limits (concurrency and rate) and their token bucket.
 //! - [`retry`]: the retry policy an invocation is accepted with.
 //! - [`command`]: [`Command`], the only things ever written to a partition log.
 //! - [`codec`]: the log encoding — one format-version byte, then MessagePack.
@@ -21,6 +22,7 @@ pub mod deployment;
 pub mod files;
 pub mod ids;
 pub mod invocation;
+pub mod limit;
 pub mod retry;
 pub mod routing;
 pub mod timer;
@@ -33,6 +35,7 @@ pub use ids::{EntryIndex, Epoch, InvocationId, LogIndex, NodeId, ParseIdError, P
 pub use invocation::{
     Ending, HandlerKind, InvocationRequest, OutboxMessage, Overlap, Source, Target,
 };
+pub use limit::{Limit, Rate};
 pub use retry::{OnMaxAttempts, RetryPolicy};
 pub use timer::{Timer, TimerKey};
 pub use trace::{SpanId, SpanRecord, TraceContext, TraceId};

@@ -21,13 +21,18 @@ pub fn partition_key(service: &str, key: &str) -> u64 {
     fnv1a(fnv1a(hash, &[0xff]), key.as_bytes())
 }
 
-/// The partition owning `partition_key` among `partitions` partitions (at least one).
 /// The partition key of schedule `name`: the partition that fires it and records its ticks.
 /// Hashed under a name no service can have (a control character), like an object key.
 pub fn schedule_partition_key(name: &str) -> u64 {
     partition_key("\u{1}schedules", name)
 }
 
+/// The partition key of limit `name`: its home, which queues and grants its permits.
+pub fn limit_partition_key(name: &str) -> u64 {
+    partition_key("\u{1}limits", name)
+}
+
+/// The partition owning `partition_key` among `partitions` partitions (at least one).
 pub fn partition_for_key(partition_key: u64, partitions: u32) -> PartitionId {
     let count = u64::from(partitions.max(1));
     PartitionId(u32::try_from(partition_key % count).unwrap_or(0))

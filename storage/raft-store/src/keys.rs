@@ -47,6 +47,15 @@ pub(crate) fn inbox_key(object: &ObjectKey, seq: u64) -> Vec<u8> {
     out
 }
 
+/// The key of one row of a limit's queue: the name (length-prefixed) then its number (u64
+/// big-endian), so one limit's rows are contiguous and in order.
+pub(crate) fn limit_queue_key(name: &str, seq: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12 + name.len());
+    push_part(&mut out, name);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out
+}
+
 /// The key of an idempotency index entry: service, handler, optional object key (marker byte,
 /// then the part), idempotency key; every part length-prefixed so no two targets collide.
 pub(crate) fn idempotency_key(target: &Target, key: &str) -> Vec<u8> {

@@ -17,6 +17,9 @@
 //!   suspended    invocation id (24 bytes)                    → (empty)
 //!   active       invocation id (24 bytes)                    → (empty)
 //!   schedules    schedule name                               → ScheduleRun record
+//!   limits       limit name                                  → LimitState record
+//!                (empty name)                                → the applied limits
+//!   limit_queue  len name, name, number u64                  → Queued record
 //! ```
 //! `suspended` and `active` are indexes of the `invocations` rows whose status is `Suspended`,
 //! respectively `Invoked` or `BackingOff` (an attempt runs or is due), kept in step by
@@ -25,12 +28,16 @@
 //! Integers are big-endian so keys sort numerically; records use the log codec, packed
 //! ([`crate::pack`]).
 
-use crate::keys::{idempotency_key, inbox_key, journal_key, object_prefix, promise_key, state_key};
+use crate::keys::{
+    idempotency_key, inbox_key, journal_key, limit_queue_key, object_prefix, promise_key, state_key,
+};
 use crate::memtable::{Memtable, View};
 use crate::{Error, pack};
-use holdfast_fsm::state::{Invocation, JournalItem, Promise, ScheduleRun, Status};
+use holdfast_fsm::state::{
+    Invocation, JournalItem, LimitState, Promise, Queued, ScheduleRun, Status,
+};
 use holdfast_types::{
-    EntryIndex, InvocationId, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey, codec,
+    EntryIndex, InvocationId, Limit, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey, codec,
 };
 use redb::{ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 use std::ops::{Bound, ControlFlow};
@@ -51,10 +58,14 @@ pub(crate) const PROMISES: Bytes = TableDefinition::new("promises");
 pub(crate) const SUSPENDED: Bytes = TableDefinition::new("suspended");
 pub(crate) const ACTIVE: Bytes = TableDefinition::new("active");
 pub(crate) const SCHEDULES: Bytes = TableDefinition::new("schedules");
+pub(crate) const LIMITS: Bytes = TableDefinition::new("limits");
+pub(crate) const LIMIT_QUEUE: Bytes = TableDefinition::new("limit_queue");
 const OUTBOX_SEQ: &[u8] = b"outbox_seq";
+/// The row of `limits` holding the applied limits (no limit has an empty name).
+pub(crate) const APPLIED_LIMITS: &[u8] = b"";
 
 /// Every table of applied state, in the order snapshots carry them.
-pub(crate) const ALL: [Bytes; 14] = [
+pub(crate) const ALL: [Bytes; 16] = [
     STATE,
     INVOCATIONS,
     JOURNAL,
@@ -69,6 +80,8 @@ pub(crate) const ALL: [Bytes; 14] = [
     SUSPENDED,
     ACTIVE,
     SCHEDULES,
+    LIMITS,
+    LIMIT_QUEUE,
 ];
 
 /// The index tables derived from `invocations`; state written before one of them existed gets
@@ -94,10 +107,15 @@ pub(crate) mod slot {
     pub(crate) const SUSPENDED: usize = 11;
     pub(crate) const ACTIVE: usize = 12;
     pub(crate) const SCHEDULES: usize = 13;
+    pub(crate) const LIMITS: usize = 14;
+    pub(crate) const LIMIT_QUEUE: usize = 15;
 
     /// Whether the table's rows are records stored packed ([`crate::pack`]).
     pub(crate) fn is_packed(slot: usize) -> bool {
-        matches!(slot, INVOCATIONS | JOURNAL | OUTBOX | PROMISES | SCHEDULES)
+        matches!(
+            slot,
+            INVOCATIONS | JOURNAL | OUTBOX | PROMISES | SCHEDULES | LIMITS | LIMIT_QUEUE
+        )
     }
 }
 
@@ -459,6 +477,40 @@ impl holdfast_fsm::Store for Tables<'_> {
     fn put_schedule_run(&mut self, name: &str, run: &ScheduleRun) -> Result<(), Error> {
         self.put_record(slot::SCHEDULES, name.as_bytes(), run)
     }
+
+    fn get_limits(&self) -> Result<Vec<Limit>, Error> {
+        Ok(self.get_record(slot::LIMITS, APPLIED_LIMITS)?.unwrap_or_default())
+    }
+
+    fn put_limits(&mut self, limits: &[Limit]) -> Result<(), Error> {
+        self.put_record(slot::LIMITS, APPLIED_LIMITS, &limits)
+    }
+
+    fn get_limit_state(&self, name: &str) -> Result<Option<LimitState>, Error> {
+        self.get_record(slot::LIMITS, name.as_bytes())
+    }
+
+    fn put_limit_state(&mut self, name: &str, state: &LimitState) -> Result<(), Error> {
+        self.put_record(slot::LIMITS, name.as_bytes(), state)
+    }
+
+    fn delete_limit_state(&mut self, name: &str) -> Result<(), Error> {
+        self.view.delete(slot::LIMITS, name.as_bytes());
+        Ok(())
+    }
+
+    fn get_limit_queued(&self, name: &str, seq: u64) -> Result<Option<Queued>, Error> {
+        self.get_record(slot::LIMIT_QUEUE, &limit_queue_key(name, seq))
+    }
+
+    fn put_limit_queued(&mut self, name: &str, seq: u64, row: &Queued) -> Result<(), Error> {
+        self.put_record(slot::LIMIT_QUEUE, &limit_queue_key(name, seq), row)
+    }
+
+    fn delete_limit_queued(&mut self, name: &str, seq: u64) -> Result<(), Error> {
+        self.view.delete(slot::LIMIT_QUEUE, &limit_queue_key(name, seq));
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -482,6 +534,8 @@ mod tests {
             (slot::SUSPENDED, SUSPENDED),
             (slot::ACTIVE, ACTIVE),
             (slot::SCHEDULES, SCHEDULES),
+            (slot::LIMITS, LIMITS),
+            (slot::LIMIT_QUEUE, LIMIT_QUEUE),
         ];
         assert_eq!(slots.len(), ALL.len());
         for (slot, table) in slots {

@@ -74,13 +74,12 @@ fn suspend<S: Store>(
     for index in waiting {
         let item = cx.store.get_journal(id, *index)?;
         if item.is_some_and(|item| item.outcome().is_some()) {
-            start_attempt(cx, id, rec, epoch.next());
-            return Ok(());
+            return start_attempt(cx, id, rec, epoch.next(), at_ms);
         }
     }
     let mut waiting = waiting.to_vec();
     waiting.sort_unstable();
     waiting.dedup();
     rec.status = Status::Suspended { epoch, waiting };
-    Ok(())
+    super::limit::release(cx, id, rec, at_ms)
 }

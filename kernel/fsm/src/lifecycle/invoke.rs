@@ -51,6 +51,8 @@ pub(crate) fn apply<S: Store>(
         secret: request.secret,
         last_failure: None,
         trace: request.trace,
+        limits: Vec::new(),
+        permits: 0,
     };
     super::observe::observe(
         cx,

@@ -27,7 +27,10 @@ pub(crate) fn apply<S: Store>(
             cx.store.delete_timer(&start)?;
         }
         Status::Invoked { epoch } => cx.effects.push(Effect::Fence { id, epoch }),
-        Status::Suspended { .. } | Status::BackingOff { .. } | Status::Paused { .. } => {}
+        Status::Suspended { .. }
+        | Status::BackingOff { .. }
+        | Status::Paused { .. }
+        | Status::Throttled { .. } => {}
     }
     for callee in pending_callees(cx, id, &rec)? {
         send(cx, OutboxMessage::Kill { id: callee }, at_ms)?;

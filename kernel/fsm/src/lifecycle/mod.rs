@@ -10,6 +10,7 @@ pub(crate) mod completion;
 pub(crate) mod invoke;
 pub(crate) mod journal;
 pub(crate) mod kill;
+pub(crate) mod limit;
 pub(crate) mod object_state;
 pub(crate) mod observe;
 pub(crate) mod outbox;
@@ -81,8 +82,9 @@ impl AttemptFailure {
     }
 }
 
-/// Lets a new (or just due) invocation run: an exclusive one takes its object's lock or queues
-/// in the object's inbox, others start at once (the caller stores `rec`).
+/// Lets a new (or just due) invocation run: it is covered by the limits matching it now; an
+/// exclusive one takes its object's lock or queues in the object's inbox, others start at once
+/// (the caller stores `rec`).
 pub(crate) fn admit<S: Store>(
     cx: &mut Ctx<'_, S>,
     id: InvocationId,
@@ -101,13 +103,14 @@ pub(crate) fn admit<S: Store>(
             return complete(cx, id, rec, outcome, at_ms);
         };
         if cx.store.get_lock(&object)?.is_some() {
+            rec.limits = limit::covering(cx, &rec.target)?;
             rec.status = Status::Inboxed;
             return cx.store.inbox_push(&object, id);
         }
         cx.store.put_lock(&object, id)?;
     }
-    start_attempt(cx, id, rec, Epoch::FIRST);
-    Ok(())
+    rec.limits = limit::covering(cx, &rec.target)?;
+    start_attempt(cx, id, rec, Epoch::FIRST, at_ms)
 }
 
 /// Registers a durable timer and asks the leader's timer wheel to fire it when due.
@@ -120,13 +123,19 @@ pub(crate) fn register_timer<S: Store>(
     Ok(())
 }
 
-/// Starts attempt `epoch` of `rec` (the caller stores `rec`).
+/// Starts attempt `epoch` of `rec`, or, while a limit covering it has not granted the attempt
+/// a permit, asks for one (the caller stores `rec`). `at_ms` is the command's time where it has
+/// one, else 0.
 pub(crate) fn start_attempt<S: Store>(
     cx: &mut Ctx<'_, S>,
     id: InvocationId,
     rec: &mut Invocation,
     epoch: Epoch,
-) {
+    at_ms: u64,
+) -> Result<(), S::Error> {
+    if !limit::permitted(cx, id, rec, epoch, at_ms)? {
+        return Ok(());
+    }
     rec.status = Status::Invoked { epoch };
     rec.attempts = rec.attempts.saturating_add(1);
     cx.effects.push(Effect::RunAttempt {
@@ -135,6 +144,7 @@ pub(crate) fn start_attempt<S: Store>(
         target: rec.target.clone(),
         deployment: rec.deployment,
     });
+    Ok(())
 }
 
 /// Sends a message to an invocation, at `at_ms`: to one of this partition's own, it is delivered
@@ -178,6 +188,7 @@ pub(crate) fn complete<S: Store>(
         expires_at_ms,
     };
     rec.cancel_pending = false;
+    limit::release(cx, id, rec, at_ms)?;
     observe::completed(cx, id, rec, &outcome, at_ms);
     cx.effects.push(Effect::Respond {
         id,
@@ -207,7 +218,7 @@ pub(crate) fn complete<S: Store>(
         send(cx, ended, at_ms)?;
     }
     register_timer(cx, TimerKey::new(expires_at_ms, Timer::Purge { id }))?;
-    release_lock(cx, id, rec)
+    release_lock(cx, id, rec, at_ms)
 }
 
 /// Frees the object's lock held by `id` and gives it to the first inboxed invocation, if any.
@@ -215,6 +226,7 @@ fn release_lock<S: Store>(
     cx: &mut Ctx<'_, S>,
     id: InvocationId,
     rec: &Invocation,
+    at_ms: u64,
 ) -> Result<(), S::Error> {
     if !rec.kind.is_exclusive() {
         return Ok(());
@@ -234,7 +246,7 @@ fn release_lock<S: Store>(
             continue;
         }
         cx.store.put_lock(&object, next)?;
-        start_attempt(cx, next, &mut waiting, Epoch::FIRST);
+        start_attempt(cx, next, &mut waiting, Epoch::FIRST, at_ms)?;
         cx.store.put_invocation(next, &waiting)?;
         break;
     }
@@ -270,7 +282,7 @@ pub(crate) fn fail_attempt<S: Store>(
         return match policy.on_max_attempts {
             OnMaxAttempts::Pause => {
                 rec.status = Status::Paused { epoch };
-                Ok(())
+                limit::release(cx, id, rec, at_ms)
             }
             OnMaxAttempts::Kill => {
                 let outcome = Outcome::Failure(Failure {
@@ -293,6 +305,7 @@ pub(crate) fn fail_attempt<S: Store>(
         attempts: rec.retries,
         retry_at_ms: Some(retry_at_ms),
     };
+    limit::release(cx, id, rec, at_ms)?;
     observe::observe(
         cx,
         crate::Observation::Retrying {
@@ -339,12 +352,15 @@ pub(crate) fn settle<S: Store>(
             let epoch = *epoch;
             if settled.iter().any(|(index, _)| waiting.contains(index)) {
                 rec.retries = 0;
-                start_attempt(cx, id, rec, epoch.next());
+                start_attempt(cx, id, rec, epoch.next(), 0)?;
             }
         }
         // The next attempt replays the journal with these results in it.
         Status::BackingOff { .. } | Status::Paused { .. } => {}
-        Status::Inboxed | Status::Scheduled { .. } | Status::Completed { .. } => {}
+        Status::Inboxed
+        | Status::Scheduled { .. }
+        | Status::Completed { .. }
+        | Status::Throttled { .. } => {}
     }
     Ok(())
 }

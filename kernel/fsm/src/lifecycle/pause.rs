@@ -18,12 +18,15 @@ pub(crate) fn apply<S: Store>(cx: &mut Ctx<'_, S>, id: InvocationId) -> Result<(
             cx.effects.push(Effect::Fence { id, epoch });
             epoch
         }
-        Status::Suspended { epoch, .. } | Status::BackingOff { epoch, .. } => epoch,
+        Status::Suspended { epoch, .. }
+        | Status::BackingOff { epoch, .. }
+        | Status::Throttled { epoch } => epoch,
         Status::Inboxed
         | Status::Scheduled { .. }
         | Status::Paused { .. }
         | Status::Completed { .. } => return Ok(()),
     };
     rec.status = Status::Paused { epoch };
+    super::limit::release(cx, id, &mut rec, 0)?;
     cx.store.put_invocation(id, &rec)
 }

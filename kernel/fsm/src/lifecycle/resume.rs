@@ -13,6 +13,6 @@ pub(crate) fn apply<S: Store>(cx: &mut Ctx<'_, S>, id: InvocationId) -> Result<(
         return Ok(());
     };
     rec.retries = 0;
-    start_attempt(cx, id, &mut rec, epoch.next());
+    start_attempt(cx, id, &mut rec, epoch.next(), 0)?;
     cx.store.put_invocation(id, &rec)
 }

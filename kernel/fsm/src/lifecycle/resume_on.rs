@@ -23,12 +23,13 @@ pub(crate) fn apply<S: Store>(
         Status::Inboxed
         | Status::Scheduled { .. }
         | Status::Invoked { .. }
+        | Status::Throttled { .. }
         | Status::Completed { .. } => return Ok(()),
     };
     if let Some(deployment) = deployment {
         rec.deployment = Some(*deployment);
     }
     rec.retries = 0;
-    start_attempt(cx, id, &mut rec, epoch.next());
+    start_attempt(cx, id, &mut rec, epoch.next(), 0)?;
     cx.store.put_invocation(id, &rec)
 }

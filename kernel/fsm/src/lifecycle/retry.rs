@@ -44,6 +44,6 @@ fn next_attempt<S: Store>(
         }
         _ => return Ok(()),
     }
-    start_attempt(cx, id, &mut rec, epoch.next());
+    start_attempt(cx, id, &mut rec, epoch.next(), 0)?;
     cx.store.put_invocation(id, &rec)
 }

@@ -43,5 +43,14 @@ pub(crate) fn deliver<S: Store>(
         OutboxMessage::ScheduleRunEnded { name, tick_ms } => {
             super::schedule::run_ended(cx, name, *tick_ms)
         }
+        OutboxMessage::LimitAcquire { limit, id, epoch } => {
+            super::limit::acquire(cx, limit, *id, *epoch, at_ms)
+        }
+        OutboxMessage::LimitGrant { limit, id, epoch } => {
+            super::limit::granted(cx, limit, *id, *epoch, at_ms)
+        }
+        OutboxMessage::LimitRelease { limit, id } => {
+            super::limit::released(cx, limit, *id, at_ms)
+        }
     }
 }

@@ -8,6 +8,7 @@ mod completion;
 mod invoke;
 mod journal;
 mod kill;
+mod limits;
 mod local;
 mod observations;
 mod pause;
