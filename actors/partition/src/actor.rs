@@ -226,6 +226,8 @@ pub struct PartitionActor {
     pub(crate) journal_entries: u64,
     /// Ticks fired and skipped per schedule while this node led the partition.
     pub(crate) schedule_ticks: std::collections::BTreeMap<String, (u64, u64)>,
+    /// Per limit this partition is home of: permits out, waiting, granted (last applied).
+    pub(crate) limit_gauges: std::collections::BTreeMap<String, (u64, u64, u64)>,
 }
 
 impl PartitionActor {
@@ -265,6 +267,7 @@ impl PartitionActor {
             handlers: HashMap::new(),
             journal_entries: 0,
             schedule_ticks: std::collections::BTreeMap::new(),
+            limit_gauges: std::collections::BTreeMap::new(),
             batch_size: Histogram::batch_sizes(),
             commit_latency: Histogram::latency_seconds(),
         }
@@ -661,7 +664,8 @@ impl Actor for PartitionActor {
         ctx.run_interval(heartbeat, |act, ctx| act.check_lease(ctx));
         ctx.run_interval(Duration::from_secs(1), |act, ctx| act.hand_back(ctx));
         ctx.run_interval(crate::schedules::LOOK_EVERY, |act, ctx| {
-            act.look_at_schedules(ctx)
+            act.look_at_schedules(ctx);
+            act.look_at_limits(ctx);
         });
     }
 }
@@ -818,6 +822,13 @@ impl Handler<GetStatus> for PartitionActor {
                 .schedule_ticks
                 .iter()
                 .map(|(name, (fired, skipped))| (name.clone(), *fired, *skipped))
+                .collect(),
+            limits: self
+                .limit_gauges
+                .iter()
+                .map(|(name, (running, queued, granted))| {
+                    (name.clone(), *running, *queued, *granted)
+                })
                 .collect(),
             reconciled: self.reconciled,
             replicas: self.replicas.clone(),

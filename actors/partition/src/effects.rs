@@ -41,6 +41,7 @@ impl PartitionActor {
                     self.schedule_attempt(*id, *epoch, ctx);
                 }
                 Effect::Observe(observation) => self.observe(observation),
+                Effect::WakeLimit { name, at_ms } => self.wake_limit(name, *at_ms, ctx),
                 Effect::SendCompletion {
                     id,
                     epoch,

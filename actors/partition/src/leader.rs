@@ -187,6 +187,8 @@ pub(crate) struct Leader {
     pub(crate) suspects: HashSet<(InvocationId, Epoch)>,
     /// The schedules this partition fires: what the leader proposed for them, and its next look.
     pub(crate) schedules: crate::schedules::Firing,
+    /// The limits: what the leader proposed, and the pending wakes of the ones it grants.
+    pub(crate) limits: crate::limits::Limiting,
 }
 
 impl Leader {
@@ -330,6 +332,7 @@ impl PartitionActor {
             reconciling: false,
             suspects: HashSet::new(),
             schedules: crate::schedules::Firing::default(),
+            limits: crate::limits::Limiting::default(),
         }));
         let restarted = resume.len();
         for command in resume {
@@ -341,6 +344,7 @@ impl PartitionActor {
         self.leading_since = Some(std::time::Instant::now());
         tracing::info!(partition = %self.partition(), term, applied, restarted, "leading");
         self.look_at_schedules(ctx);
+        self.look_at_limits(ctx);
         self.commit_next(ctx);
     }
 

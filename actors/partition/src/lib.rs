@@ -35,6 +35,7 @@ mod metrics;
 #[cfg(test)]
 mod model_tests;
 mod router;
+mod limits;
 mod schedules;
 mod shuffle;
 mod state_edit;
@@ -299,6 +300,9 @@ pub struct PartitionStatus {
     /// Per schedule this partition fires: (name, ticks fired, ticks skipped) while this node led
     /// it.
     pub schedule_ticks: Vec<(String, u64, u64)>,
+    /// Per limit this partition is home of: (name, permits out, requests waiting, permits
+    /// granted), as last applied while this node led the partition.
+    pub limits: Vec<(String, u64, u64, u64)>,
     /// Invocations the reconciler found running with no attempt and restarted, since start.
     pub reconciled: u64,
     /// Attempts running now (0 unless this node leads).

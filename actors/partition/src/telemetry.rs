@@ -68,6 +68,20 @@ impl PartitionActor {
                 ticks.0 += fired;
                 ticks.1 += skipped;
             }
+            Observation::Limit {
+                name,
+                running,
+                queued,
+                granted,
+            } => {
+                let gauges = (*running, *queued, *granted);
+                match self.limit_gauges.get_mut(name) {
+                    Some(known) => *known = gauges,
+                    None => {
+                        self.limit_gauges.insert(name.clone(), gauges);
+                    }
+                }
+            }
         }
     }
 }

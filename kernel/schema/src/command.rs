@@ -69,6 +69,19 @@ pub enum RegistryCommand {
         /// Its name.
         name: String,
     },
+    /// Create limit `limit.name` (`create`: refused if it exists) or replace it (created if it
+    /// does not exist: the configuration declares limits this way).
+    PutLimit {
+        /// The whole definition.
+        limit: holdfast_types::Limit,
+        /// Whether this must create the limit.
+        create: bool,
+    },
+    /// Remove a limit; invocations waiting for it start.
+    RemoveLimit {
+        /// Its name.
+        name: String,
+    },
 }
 
 #[cfg(test)]
@@ -174,7 +187,29 @@ mod tests {
         RegistryCommand::RemoveSchedule { name: "n".into() }
     }
 
-    fn all() -> [RegistryCommand; 7] {
+    fn put_limit() -> RegistryCommand {
+        RegistryCommand::PutLimit {
+            limit: holdfast_types::Limit {
+                name: "l".into(),
+                service: "S".into(),
+                handler: Some("h".into()),
+                key_prefix: Some("eu-".into()),
+                max_concurrency: Some(5),
+                rate: Some(holdfast_types::Rate {
+                    count: 50,
+                    period_ms: 1000,
+                    burst: 2,
+                }),
+            },
+            create: true,
+        }
+    }
+
+    fn remove_limit() -> RegistryCommand {
+        RegistryCommand::RemoveLimit { name: "l".into() }
+    }
+
+    fn all() -> [RegistryCommand; 9] {
         [
             register(),
             remove(),
@@ -183,6 +218,8 @@ mod tests {
             remove_node(),
             put_schedule(),
             remove_schedule(),
+            put_limit(),
+            remove_limit(),
         ]
     }
 

@@ -75,23 +75,37 @@ pub enum Refusal {
     /// A schedule with this name exists already (409).
     #[error("schedule '{0}' exists already")]
     ScheduleExists(String),
+    /// The limit's definition is invalid (400).
+    #[error("invalid limit: {0}")]
+    InvalidLimit(String),
+    /// No limit has this name (404).
+    #[error("limit '{0}' not found")]
+    UnknownLimit(String),
+    /// A limit with this name exists already (409).
+    #[error("limit '{0}' exists already")]
+    LimitExists(String),
 }
 
 impl Refusal {
     /// The HTTP status the admin API answers this refusal with.
     pub fn http_status(&self) -> u16 {
         match self {
-            Self::Invalid(_) | Self::InvalidNode(_) | Self::InvalidSchedule(_) => 400,
+            Self::Invalid(_)
+            | Self::InvalidNode(_)
+            | Self::InvalidSchedule(_)
+            | Self::InvalidLimit(_) => 400,
             Self::Conflict(_)
             | Self::NodeRemoved(_)
             | Self::AddressInPlace { .. }
             | Self::AddressTaken { .. }
             | Self::TooFewNodes { .. }
-            | Self::ScheduleExists(_) => 409,
+            | Self::ScheduleExists(_)
+            | Self::LimitExists(_) => 409,
             Self::UnknownDeployment(_)
             | Self::UnknownService(_)
             | Self::UnknownNode(_)
-            | Self::UnknownSchedule(_) => 404,
+            | Self::UnknownSchedule(_)
+            | Self::UnknownLimit(_) => 404,
             Self::IdTaken(_) | Self::RevisionsExhausted(_) => 500,
         }
     }
@@ -114,6 +128,9 @@ impl Refusal {
             Self::InvalidSchedule(_) => "invalid_schedule",
             Self::UnknownSchedule(_) => "unknown_schedule",
             Self::ScheduleExists(_) => "schedule_exists",
+            Self::InvalidLimit(_) => "invalid_limit",
+            Self::UnknownLimit(_) => "unknown_limit",
+            Self::LimitExists(_) => "limit_exists",
         }
     }
 }

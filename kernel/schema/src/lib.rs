@@ -13,12 +13,14 @@
 //!   one file per command states its rules.
 //! - [`error`]: [`Refusal`], why a command is not applied, with its HTTP status.
 //! - [`schedule`]: [`Schedule`], a handler invoked on a cron expression or an interval.
+//! - [`limit`]: the rules of flow-control limits, and rates as users write them.
 //! - [`members`]: the cluster's nodes as the log records them, and the [`Placement`] of replicas.
 //! - [`views`]: the admin API's JSON bodies.
 
 pub mod command;
 pub mod duration;
 pub mod error;
+pub mod limit;
 pub mod members;
 pub mod registry;
 pub mod schedule;

@@ -72,21 +72,27 @@ pub struct Schedule {
     pub updated_at: Timestamp,
 }
 
+/// What is wrong with `name` as the name of a `what` (schedule, limit): 1 to [`MAX_NAME`]
+/// characters of `A-Z a-z 0-9 . _ -`, so it fits in paths and metric labels as it is.
+pub(crate) fn name_problem(what: &str, name: &str) -> Option<String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    (!ok).then(|| {
+        format!(
+            "{what} name {name:?} is not 1 to {MAX_NAME} characters of A-Z, a-z, 0-9, '.', '_' and '-'"
+        )
+    })
+}
+
 impl Schedule {
     /// What is wrong with the definition on its own, before the registry compares it with the
     /// services (`None`: nothing).
     pub fn invalid(&self) -> Option<String> {
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= MAX_NAME
-            && self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if !name_ok {
-            return Some(format!(
-                "schedule name {:?} is not 1 to {MAX_NAME} characters of A-Z, a-z, 0-9, '.', '_' and '-'",
-                self.name
-            ));
+        if let Some(problem) = name_problem("schedule", &self.name) {
+            return Some(problem);
         }
         if let Err(e) = self.spec.parse() {
             return Some(e.to_string());

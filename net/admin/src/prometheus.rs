@@ -276,6 +276,35 @@ fn render_schedules(out: &mut String, statuses: &[PartitionStatus]) {
     }
 }
 
+/// Per limit granted by a partition this node leads: permits out, requests waiting, and
+/// permits granted.
+fn render_limits(out: &mut String, statuses: &[PartitionStatus]) {
+    let series = [
+        (
+            "holdfast_limit_running",
+            "gauge",
+            "Permits of each limit out now: attempts running under it (limits with max_concurrency).",
+        ),
+        (
+            "holdfast_limit_queued",
+            "gauge",
+            "Invocations waiting for a permit of each limit.",
+        ),
+        (
+            "holdfast_limit_granted_total",
+            "counter",
+            "Permits each limit granted since it was created.",
+        ),
+    ];
+    for (i, (name, kind, help)) in series.into_iter().enumerate() {
+        header(out, name, kind, help);
+        for (limit, running, queued, granted) in statuses.iter().flat_map(|s| &s.limits) {
+            let value = [running, queued, granted][i];
+            sample(out, name, &[("limit", limit)], value);
+        }
+    }
+}
+
 /// Per replica of the partitions this node leads, labelled by the node holding it: how far it
 /// is behind the leader's log, so one scrape of each leader shows every node's lag.
 fn render_replicas(out: &mut String, statuses: &[PartitionStatus], me: NodeId) {
@@ -433,6 +462,7 @@ pub(crate) fn render(scrape: &Scrape<'_>) -> String {
     );
     render_handlers(&mut out, statuses);
     render_schedules(&mut out, statuses);
+    render_limits(&mut out, statuses);
     let name = "holdfast_ingress_requests_total";
     header(
         &mut out,
@@ -536,6 +566,7 @@ mod tests {
             inbox_depth: 7,
             journal_entries: 40,
             schedule_ticks: vec![("nightly".into(), 5, 2)],
+            limits: vec![("api".into(), 5, 195, 805)],
             reconciled: 3,
             running_attempts: 2,
             waiting_attempts: 0,
@@ -678,6 +709,9 @@ mod tests {
                 "holdfast_schedule_ticks_total{schedule=\"nightly\",outcome=\"skipped\"}",
                 "2",
             ),
+            ("holdfast_limit_running{limit=\"api\"}", "5"),
+            ("holdfast_limit_queued{limit=\"api\"}", "195"),
+            ("holdfast_limit_granted_total{limit=\"api\"}", "805"),
             ("holdfast_ingress_requests_total{status_code=\"200\"}", "12"),
             ("holdfast_ingress_requests_total{status_code=\"404\"}", "1"),
             ("holdfast_trace_spans_emitted_total", "9"),

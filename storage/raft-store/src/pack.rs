@@ -220,6 +220,8 @@ mod tests {
             secret: 28_063_471_211_742_719_662_230_035_082_839_317_205,
             last_failure: None,
             trace: None,
+            limits: Vec::new(),
+            permits: 0,
         }
     }
 

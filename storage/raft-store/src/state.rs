@@ -349,6 +349,16 @@ impl StateMachine {
             .get(slot::SCHEDULES, name.as_bytes(), pack::decode_found)
     }
 
+    /// The limits this partition applies (its last `SetLimits`).
+    pub fn applied_limits(&self) -> Result<Vec<holdfast_types::Limit>, Error> {
+        let limits = self.view()?.get(
+            slot::LIMITS,
+            tables::APPLIED_LIMITS,
+            pack::decode_found::<Vec<holdfast_types::Limit>>,
+        )?;
+        Ok(limits.unwrap_or_default())
+    }
+
     /// The invocation holding `object`'s exclusive lock, if any.
     pub fn lock_holder(&self, object: &ObjectKey) -> Result<Option<InvocationId>, Error> {
         self.view()?
@@ -1348,6 +1358,31 @@ impl StateSnapshot {
         scan_prefix(&table, &scope.prefix(), |key, value| {
             let (object, name) = parse_state_key(key)?;
             Ok(visit(&object, &name, pack::decode(value)?))
+        })
+    }
+
+    /// What this partition keeps of every limit it is home of, as (name, state, when its oldest
+    /// waiting request asked).
+    pub fn scan_limit_states(
+        &self,
+        mut visit: impl FnMut(&str, holdfast_fsm::state::LimitState, Option<u64>) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let table = self.table(tables::LIMITS)?;
+        let queue = self.table(tables::LIMIT_QUEUE)?;
+        scan_prefix(&table, &[], |key, value| {
+            if key == tables::APPLIED_LIMITS {
+                return Ok(ControlFlow::Continue(()));
+            }
+            let name = std::str::from_utf8(key).map_err(|_| Error::CorruptKey(key.len()))?;
+            let state: holdfast_fsm::state::LimitState = pack::decode(value)?;
+            let head = crate::keys::limit_queue_key(name, state.head);
+            let oldest = match queue.get(head.as_slice())? {
+                Some(row) if state.queued() > 0 => {
+                    Some(pack::decode::<holdfast_fsm::state::Queued>(row.value())?.at_ms)
+                }
+                _ => None,
+            };
+            Ok(visit(name, state, oldest))
         })
     }
 

@@ -28,6 +28,7 @@
 mod modify;
 mod register;
 mod remove;
+mod limits;
 mod schedules;
 #[cfg(test)]
 mod tests;
@@ -55,6 +56,9 @@ pub struct Registry {
     /// Schedules by name (absent in older snapshots).
     #[serde(default)]
     schedules: BTreeMap<String, Schedule>,
+    /// Flow-control limits by name (absent in older snapshots).
+    #[serde(default)]
+    limits: BTreeMap<String, holdfast_types::Limit>,
 }
 
 /// The revisions of one service that new invocations may use, oldest first.
@@ -110,6 +114,15 @@ pub enum Applied {
     },
     /// The schedule is gone.
     ScheduleRemoved(String),
+    /// The limit was created (201) or replaced.
+    LimitPut {
+        /// Its name.
+        name: String,
+        /// Whether it is new.
+        created: bool,
+    },
+    /// The limit is gone.
+    LimitRemoved(String),
 }
 
 /// Where a new invocation of `service/handler` goes.
@@ -182,6 +195,14 @@ impl Registry {
                 self.plan_remove_schedule(name)?;
                 Ok(self.commit_remove_schedule(name))
             }
+            RegistryCommand::PutLimit { limit, create } => {
+                self.plan_put_limit(limit, *create)?;
+                Ok(self.commit_put_limit(limit))
+            }
+            RegistryCommand::RemoveLimit { name } => {
+                self.plan_remove_limit(name)?;
+                Ok(self.commit_remove_limit(name))
+            }
         }
     }
 
@@ -216,6 +237,8 @@ impl Registry {
                 self.plan_put_schedule(schedule, *create)
             }
             RegistryCommand::RemoveSchedule { name } => self.plan_remove_schedule(name),
+            RegistryCommand::PutLimit { limit, create } => self.plan_put_limit(limit, *create),
+            RegistryCommand::RemoveLimit { name } => self.plan_remove_limit(name),
         }
     }
 

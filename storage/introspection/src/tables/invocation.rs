@@ -72,6 +72,8 @@ fn status_name_as(status: &Status, names: StatusNames) -> &'static str {
         Status::BackingOff { .. } if operator => "backing-off",
         Status::Invoked { .. } | Status::BackingOff { .. } => "invoked",
         Status::Suspended { .. } => "suspended",
+        Status::Throttled { .. } if operator => "ready",
+        Status::Throttled { .. } => "throttled",
         Status::Paused { .. } => "paused",
         Status::Completed { .. } => "completed",
     }

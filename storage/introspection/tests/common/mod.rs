@@ -80,7 +80,13 @@ fn partition_of(command: &Command) -> PartitionId {
         Command::ShuffleIn { message, .. } => {
             return routing::partition_for_key(message.partition_key(), PARTITIONS);
         }
-        Command::OutboxDelivered { .. } | Command::FireTimer { .. } => {
+        Command::DrainLimit { name, .. } => {
+            let key = routing::limit_partition_key(name);
+            return routing::partition_for_key(key, PARTITIONS);
+        }
+        Command::OutboxDelivered { .. }
+        | Command::FireTimer { .. }
+        | Command::SetLimits { .. } => {
             panic!("the tests address these to a partition themselves")
         }
     };
