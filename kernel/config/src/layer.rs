@@ -13,6 +13,7 @@ use config::{Environment, File, FileFormat, Map, Source, Value, ValueKind};
 use crate::Member;
 use crate::error::{Error, Origin};
 
+mod limits;
 mod sql_limits;
 mod storage;
 mod tls;
@@ -65,6 +66,8 @@ pub(crate) struct Partial {
     pub partitions: Option<Sourced<u32>>,
     pub replication_factor: Option<Sourced<u32>>,
     pub nodes: Option<Sourced<Vec<Member>>>,
+    /// `[[limits]]`: flow-control limits put into the registry at start.
+    pub limits: Option<Sourced<Vec<holdfast_types::Limit>>>,
     pub max_batch_commands: Option<Sourced<usize>>,
     pub max_batch_bytes: Option<Sourced<usize>>,
     pub snapshot_interval: Option<Sourced<u64>>,
@@ -125,6 +128,7 @@ impl Partial {
             partitions: upper.partitions.or(self.partitions),
             replication_factor: upper.replication_factor.or(self.replication_factor),
             nodes: upper.nodes.or(self.nodes),
+            limits: upper.limits.or(self.limits),
             max_batch_commands: upper.max_batch_commands.or(self.max_batch_commands),
             max_batch_bytes: upper.max_batch_bytes.or(self.max_batch_bytes),
             snapshot_interval: upper.snapshot_interval.or(self.snapshot_interval),
@@ -355,6 +359,10 @@ pub(crate) fn parse_env(vars: &EnvVars) -> Result<Map<String, Value>, Error> {
 pub(crate) fn read_layer(tree: Map<String, Value>, layer: &Layer<'_>) -> Result<Partial, Error> {
     let mut partial = Partial::default();
     for (section, value) in sorted(tree) {
+        if section == "limits" {
+            partial.limits = Some(limits::limits(value, &section, layer)?);
+            continue;
+        }
         let fields = table(value, &section, layer)?;
         match section.as_str() {
             "node" => {

@@ -59,6 +59,10 @@ pub struct Config {
     pub invocation: Invocation,
     /// Span export over OTLP/HTTP; off unless an endpoint is set.
     pub tracing: Tracing,
+    /// Flow-control limits (`[[limits]]`) the node puts into the registry at start, creating or
+    /// replacing each by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<holdfast_types::Limit>,
 }
 
 /// This node's identity; the id selects its own entry in [`Cluster::nodes`].

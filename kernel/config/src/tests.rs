@@ -166,6 +166,7 @@ fn default_config() -> Config {
             export_timeout_ms: 5000,
             trace_url: None,
         },
+        limits: Vec::new(),
     }
 }
 
@@ -2238,4 +2239,58 @@ fn tls_keys_come_in_pairs_and_name_readable_files() -> TestResult {
     let (err, _) = fail(Some("[ingress]\ntls_ca_file = \"/x\"\n"), &[]);
     assert_eq!(err.key(), Some("ingress.tls_ca_file"));
     Ok(())
+}
+
+// ---------------------------------------------------------------- limits
+
+#[test]
+fn limits_are_read_from_the_file() {
+    let config = ok(
+        Some(
+            "[[limits]]\nname = \"api\"\nservice = \"Payments\"\nmax_concurrency = 5\n\
+             [[limits]]\nname = \"eu\"\nservice = \"Cart\"\nhandler = \"add\"\n\
+             key_prefix = \"eu-\"\nrate = \"50/s\"\nburst = 10\n",
+        ),
+        &[],
+    );
+    assert_eq!(config.limits.len(), 2);
+    assert_eq!(config.limits[0].name, "api");
+    assert_eq!(config.limits[0].max_concurrency, Some(5));
+    assert_eq!(config.limits[0].rate, None);
+    let eu = &config.limits[1];
+    assert_eq!(eu.handler.as_deref(), Some("add"));
+    assert_eq!(eu.key_prefix.as_deref(), Some("eu-"));
+    assert_eq!(
+        eu.rate,
+        Some(holdfast_types::Rate {
+            count: 50,
+            period_ms: 1000,
+            burst: 10
+        })
+    );
+    assert!(ok(None, &[]).limits.is_empty());
+}
+
+#[test]
+fn a_bad_limit_names_its_key_and_file() {
+    let cases = [
+        ("[[limits]]\nname = \"a\"\nservice = \"S\"\nrate = \"fast\"\n", "limits[0].rate"),
+        ("[[limits]]\nname = \"a\"\nmax_concurrency = 5\n", "limits[0].service"),
+        ("[[limits]]\nname = \"a\"\nservice = \"S\"\nmax_concurrency = 0\n", "limits[0].max_concurrency"),
+        ("[[limits]]\nname = \"a\"\nservice = \"S\"\n", "limits[0]"),
+        ("[[limits]]\nname = \"a\"\nservice = \"S\"\nmax = 1\n", "limits[0].max"),
+        (
+            "[[limits]]\nname = \"a\"\nservice = \"S\"\nmax_concurrency = 1\n\
+             [[limits]]\nname = \"a\"\nservice = \"T\"\nmax_concurrency = 1\n",
+            "limits[1].name",
+        ),
+    ];
+    for (toml, key) in cases {
+        let (err, path) = fail(Some(toml), &[]);
+        assert_eq!(err.key(), Some(key), "{err}");
+        assert_eq!(err.origin(), file_origin(&path).as_ref(), "{err}");
+        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+    }
+    let (err, _) = fail(None, &[("HOLDFAST__LIMITS", "x")]);
+    assert_eq!(err.key(), Some("limits"), "{err}");
 }

@@ -97,6 +97,7 @@ pub(crate) fn finish(mut merged: Partial) -> Result<Config, Error> {
         storage,
         invocation,
         tracing,
+        limits: merged.limits.map(|l| l.value).unwrap_or_default(),
     })
 }
 

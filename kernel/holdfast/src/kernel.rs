@@ -497,6 +497,37 @@ impl Kernel {
         &self.partitions
     }
 
+    /// Puts the configuration's `[[limits]]` into the registry (creating or replacing each by
+    /// name), in the background: retried every second until the metadata log takes them, since
+    /// it may have no leader yet. A limit the registry refuses is logged and left out.
+    pub fn declare_limits(&self, limits: Vec<holdfast_types::Limit>) {
+        let metadata = self.metadata.clone();
+        let registry = self.registry();
+        actix::spawn(async move {
+            for limit in limits {
+                loop {
+                    if registry.borrow().limit(&limit.name) == Some(&limit) {
+                        break;
+                    }
+                    let command = holdfast_schema::RegistryCommand::PutLimit {
+                        limit: limit.clone(),
+                        create: false,
+                    };
+                    match metadata.send(holdfast_metadata::ChangeRegistry(command)).await {
+                        Ok(Ok(Ok(_))) => break,
+                        Ok(Ok(Err(refusal))) => {
+                            tracing::warn!(limit = %limit.name, %refusal, "limit from the configuration refused");
+                            break;
+                        }
+                        Ok(Err(_)) | Err(_) => {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
     /// The metadata log's actor, through which deployments are registered.
     pub fn metadata(&self) -> &Addr<MetadataActor> {
         &self.metadata

@@ -233,6 +233,7 @@ fn serve(file: Option<PathBuf>, check: bool) -> anyhow::Result<()> {
     let served = actix_rt::System::new().block_on(async move {
         let signals = wait_for_signal().await?;
         let kernel = boot(&config, spans.clone())?;
+        kernel.declare_limits(config.limits.clone());
         let query = holdfast_introspection::QueryEngine::new(
             kernel.stores(),
             kernel.registry(),

@@ -59,6 +59,29 @@ fn seed() -> u128 {
     u128::from_le_bytes(bytes) ^ now
 }
 
+/// Checks `command` against the registry, proposes it to the metadata log and returns what it
+/// did, or the error response (a refusal, or the metadata log unavailable).
+pub(crate) async fn propose(
+    kernel: &crate::Kernel,
+    command: holdfast_schema::RegistryCommand,
+) -> Result<holdfast_schema::Applied, HttpResponse> {
+    if let Err(refusal) = kernel.registry.borrow().check(&command) {
+        return Err(refused(&refusal));
+    }
+    match kernel
+        .metadata
+        .send(holdfast_metadata::ChangeRegistry(command))
+        .await
+    {
+        Ok(Ok(Ok(applied))) => Ok(applied),
+        Ok(Ok(Err(refusal))) => Err(refused(&refusal)),
+        Ok(Err(e)) => Err(metadata_error(e)),
+        Err(e) => Err(metadata_error(holdfast_metadata::Error::Unavailable(
+            e.to_string(),
+        ))),
+    }
+}
+
 pub(crate) fn now_ms() -> Timestamp {
     Timestamp(
         SystemTime::now()

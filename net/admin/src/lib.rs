@@ -14,6 +14,7 @@
 //!   GET /ui, /ui/{file} ──► the web UI's embedded files, which call the routes above
 //!   POST /services/{name}/state ──► EditState to the key's partition (refused while locked)
 //!   POST/GET/PATCH/DELETE /schedules[/{name}] ──► ChangeRegistry (PutSchedule, RemoveSchedule)
+//!   POST/GET/PATCH/DELETE /limits[/{name}]    ──► ChangeRegistry (PutLimit, RemoveLimit)
 //!   GET /version ──► what this API speaks; every route above is also served under /v4
 //! ```
 //!
@@ -27,6 +28,7 @@ mod deployments;
 mod invocations;
 mod prometheus;
 mod query;
+mod limits;
 mod schedules;
 mod state;
 mod ui;
@@ -251,6 +253,11 @@ fn api(config: &mut web::ServiceConfig) {
         .route("/schedules/{name}", web::get().to(schedules::get))
         .route("/schedules/{name}", web::patch().to(schedules::modify))
         .route("/schedules/{name}", web::delete().to(schedules::remove))
+        .route("/limits", web::post().to(limits::create))
+        .route("/limits", web::get().to(limits::list))
+        .route("/limits/{name}", web::get().to(limits::get))
+        .route("/limits/{name}", web::patch().to(limits::modify))
+        .route("/limits/{name}", web::delete().to(limits::remove))
         .route("/query", web::post().to(query::query))
         .route(
             "/invocations/{id}/{action}",

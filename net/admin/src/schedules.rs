@@ -12,10 +12,9 @@
 //! A schedule's view adds its next fire time (none while paused). Giving it a new spec, or
 //! resuming it, starts its ticks afresh from that moment: ticks before it are not due.
 
-use crate::deployments::{metadata_error, now_ms, refused};
+use crate::deployments::{now_ms, propose};
 use crate::{ApiError, Kernel};
 use actix_web::{HttpResponse, web};
-use holdfast_metadata::ChangeRegistry;
 use holdfast_schedule::CatchUp;
 use holdfast_schema::{Millis, RegistryCommand, Schedule, ScheduleSpec, Timestamp};
 use holdfast_types::Overlap;
@@ -210,14 +209,8 @@ async fn change(
     name: &str,
     created: bool,
 ) -> HttpResponse {
-    if let Err(refusal) = kernel.registry.borrow().check(&command) {
-        return refused(&refusal);
-    }
-    match kernel.metadata.send(ChangeRegistry(command)).await {
-        Ok(Ok(Ok(_))) => {}
-        Ok(Ok(Err(refusal))) => return refused(&refusal),
-        Ok(Err(e)) => return metadata_error(e),
-        Err(e) => return metadata_error(holdfast_metadata::Error::Unavailable(e.to_string())),
+    if let Err(response) = propose(kernel, command).await {
+        return response;
     }
     let registry = kernel.registry.borrow().clone();
     match registry.schedule(name) {

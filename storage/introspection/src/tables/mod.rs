@@ -10,6 +10,7 @@ mod journal;
 mod keyed_status;
 mod promise;
 mod registry;
+mod queue;
 mod schedule_run;
 mod state;
 
@@ -154,6 +155,7 @@ pub(crate) fn partition_tables() -> Vec<Arc<dyn SysTable>> {
         Arc::new(idempotency::IdempotencyTable::new()),
         Arc::new(promise::PromiseTable::new()),
         Arc::new(schedule_run::ScheduleRunTable::new()),
+        Arc::new(queue::QueueTable::new()),
     ]
 }
 

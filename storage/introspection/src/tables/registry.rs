@@ -1,4 +1,4 @@
-//! `sys_service`, `sys_deployment` and `sys_schedule`: the registry as of the query. The
+//! `sys_service`, `sys_deployment`, `sys_schedule` and `sys_limit`: the registry as of the query. The
 //! registry is small and in memory, so each scan builds one batch and lets a [`MemTable`] serve
 //! it.
 
@@ -58,12 +58,25 @@ columns! {
     }
 }
 
+columns! {
+    enum LimitCol {
+        Name = "name": Utf8 [required],
+        ServiceName = "service_name": Utf8 [required],
+        HandlerName = "handler_name": Utf8,
+        KeyPrefix = "key_prefix": Utf8,
+        MaxConcurrency = "max_concurrency": U32,
+        Rate = "rate": Utf8,
+        Burst = "burst": U32,
+    }
+}
+
 /// Which registry table.
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Service,
     Deployment,
     Schedule,
+    Limit,
 }
 
 /// A table over the current registry.
@@ -107,6 +120,14 @@ pub(crate) fn registry_tables(
             RegistryTable {
                 kind: Kind::Schedule,
                 schema: ScheduleCol::schema(),
+                registry: registry.clone(),
+            },
+        ),
+        (
+            "sys_limit",
+            RegistryTable {
+                kind: Kind::Limit,
+                schema: LimitCol::schema(),
                 registry: registry.clone(),
             },
         ),
@@ -174,6 +195,24 @@ impl RegistryTable {
                 ]
             }
             Kind::Schedule => schedule_columns(registry),
+            Kind::Limit => {
+                let limits: Vec<&holdfast_types::Limit> = registry.limits().collect();
+                let strings = |f: &dyn Fn(&holdfast_types::Limit) -> Option<String>| -> ArrayRef {
+                    Arc::new(StringArray::from_iter(limits.iter().map(|l| f(l))))
+                };
+                let numbers = |f: &dyn Fn(&holdfast_types::Limit) -> Option<u32>| -> ArrayRef {
+                    Arc::new(UInt32Array::from_iter(limits.iter().map(|l| f(l))))
+                };
+                vec![
+                    strings(&|l| Some(l.name.clone())),
+                    strings(&|l| Some(l.service.clone())),
+                    strings(&|l| l.handler.clone()),
+                    strings(&|l| l.key_prefix.clone()),
+                    numbers(&|l| l.max_concurrency),
+                    strings(&|l| l.rate.map(|r| r.display())),
+                    numbers(&|l| l.rate.map(|r| r.burst)),
+                ]
+            }
         };
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
