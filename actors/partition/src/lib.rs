@@ -30,12 +30,12 @@ mod control;
 mod effects;
 mod invoke;
 mod leader;
+mod limits;
 mod membership;
 mod metrics;
 #[cfg(test)]
 mod model_tests;
 mod router;
-mod limits;
 mod schedules;
 mod shuffle;
 mod state_edit;

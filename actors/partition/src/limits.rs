@@ -70,9 +70,10 @@ impl PartitionActor {
                 .and_then(|read| read.map_err(|e| e.to_string()));
             (term, applied)
         };
-        ctx.spawn(read.into_actor(self).map(move |(term, applied), act, ctx| {
-            act.limits_read(term, applied, wanted, ctx)
-        }));
+        ctx.spawn(
+            read.into_actor(self)
+                .map(move |(term, applied), act, ctx| act.limits_read(term, applied, wanted, ctx)),
+        );
     }
 
     /// Proposes `wanted` if the partition applies other limits and this leader has not proposed

@@ -2274,11 +2274,23 @@ fn limits_are_read_from_the_file() {
 #[test]
 fn a_bad_limit_names_its_key_and_file() {
     let cases = [
-        ("[[limits]]\nname = \"a\"\nservice = \"S\"\nrate = \"fast\"\n", "limits[0].rate"),
-        ("[[limits]]\nname = \"a\"\nmax_concurrency = 5\n", "limits[0].service"),
-        ("[[limits]]\nname = \"a\"\nservice = \"S\"\nmax_concurrency = 0\n", "limits[0].max_concurrency"),
+        (
+            "[[limits]]\nname = \"a\"\nservice = \"S\"\nrate = \"fast\"\n",
+            "limits[0].rate",
+        ),
+        (
+            "[[limits]]\nname = \"a\"\nmax_concurrency = 5\n",
+            "limits[0].service",
+        ),
+        (
+            "[[limits]]\nname = \"a\"\nservice = \"S\"\nmax_concurrency = 0\n",
+            "limits[0].max_concurrency",
+        ),
         ("[[limits]]\nname = \"a\"\nservice = \"S\"\n", "limits[0]"),
-        ("[[limits]]\nname = \"a\"\nservice = \"S\"\nmax = 1\n", "limits[0].max"),
+        (
+            "[[limits]]\nname = \"a\"\nservice = \"S\"\nmax = 1\n",
+            "limits[0].max",
+        ),
         (
             "[[limits]]\nname = \"a\"\nservice = \"S\"\nmax_concurrency = 1\n\
              [[limits]]\nname = \"a\"\nservice = \"T\"\nmax_concurrency = 1\n",
@@ -2289,7 +2301,10 @@ fn a_bad_limit_names_its_key_and_file() {
         let (err, path) = fail(Some(toml), &[]);
         assert_eq!(err.key(), Some(key), "{err}");
         assert_eq!(err.origin(), file_origin(&path).as_ref(), "{err}");
-        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
     }
     let (err, _) = fail(None, &[("HOLDFAST__LIMITS", "x")]);
     assert_eq!(err.key(), Some("limits"), "{err}");

@@ -3,7 +3,9 @@
 use crate::Store;
 use crate::state::{Invocation, JournalItem, LimitState, Promise, Queued, ScheduleRun};
 use holdfast_protocol::EntryIndex;
-use holdfast_types::{InvocationId, Limit, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey};
+use holdfast_types::{
+    InvocationId, Limit, ObjectKey, OutboxMessage, PartitionId, Target, TimerKey,
+};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
 

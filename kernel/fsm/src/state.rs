@@ -242,6 +242,9 @@ pub struct LimitState {
     pub tail: u64,
     /// Permits granted so far.
     pub granted: u64,
+    /// Requests were still waiting after the last refill (see [`holdfast_types::Rate::refill`]).
+    #[serde(default)]
+    pub backlogged: bool,
 }
 
 impl LimitState {

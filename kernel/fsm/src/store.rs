@@ -133,8 +133,7 @@ pub trait Store {
     /// Reads row `seq` of limit `name`'s queue.
     fn get_limit_queued(&self, name: &str, seq: u64) -> Result<Option<Queued>, Self::Error>;
     /// Writes row `seq` of limit `name`'s queue.
-    fn put_limit_queued(&mut self, name: &str, seq: u64, row: &Queued)
-    -> Result<(), Self::Error>;
+    fn put_limit_queued(&mut self, name: &str, seq: u64, row: &Queued) -> Result<(), Self::Error>;
     /// Deletes row `seq` of limit `name`'s queue.
     fn delete_limit_queued(&mut self, name: &str, seq: u64) -> Result<(), Self::Error>;
 }

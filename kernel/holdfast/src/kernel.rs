@@ -513,7 +513,10 @@ impl Kernel {
                         limit: limit.clone(),
                         create: false,
                     };
-                    match metadata.send(holdfast_metadata::ChangeRegistry(command)).await {
+                    match metadata
+                        .send(holdfast_metadata::ChangeRegistry(command))
+                        .await
+                    {
                         Ok(Ok(Ok(_))) => break,
                         Ok(Ok(Err(refusal))) => {
                             tracing::warn!(limit = %limit.name, %refusal, "limit from the configuration refused");

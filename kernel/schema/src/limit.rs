@@ -33,7 +33,10 @@ pub fn invalid(limit: &Limit) -> Option<String> {
             return Some("rate must be at least one per period".to_owned());
         }
         if rate.burst == 0 || rate.burst > MAX_CONCURRENCY {
-            return Some(format!("burst {}: expected 1 to {MAX_CONCURRENCY}", rate.burst));
+            return Some(format!(
+                "burst {}: expected 1 to {MAX_CONCURRENCY}",
+                rate.burst
+            ));
         }
     }
     None
@@ -94,13 +97,32 @@ mod tests {
         };
         assert_eq!(invalid(&ok), None);
         let broken = [
-            Limit { name: "a b".into(), ..ok.clone() },
-            Limit { service: String::new(), ..ok.clone() },
-            Limit { max_concurrency: None, ..ok.clone() },
-            Limit { max_concurrency: Some(0), ..ok.clone() },
-            Limit { handler: Some(String::new()), ..ok.clone() },
             Limit {
-                rate: Some(Rate { count: 1, period_ms: 1000, burst: 0 }),
+                name: "a b".into(),
+                ..ok.clone()
+            },
+            Limit {
+                service: String::new(),
+                ..ok.clone()
+            },
+            Limit {
+                max_concurrency: None,
+                ..ok.clone()
+            },
+            Limit {
+                max_concurrency: Some(0),
+                ..ok.clone()
+            },
+            Limit {
+                handler: Some(String::new()),
+                ..ok.clone()
+            },
+            Limit {
+                rate: Some(Rate {
+                    count: 1,
+                    period_ms: 1000,
+                    burst: 0,
+                }),
                 ..ok.clone()
             },
         ];

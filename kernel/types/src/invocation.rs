@@ -247,7 +247,8 @@ impl OutboxMessage {
             | OutboxMessage::Kill { id }
             | OutboxMessage::CompleteAwakeable { id, .. }
             | OutboxMessage::LimitGrant { id, .. } => id.partition_key,
-            OutboxMessage::LimitAcquire { limit, .. } | OutboxMessage::LimitRelease { limit, .. } => {
+            OutboxMessage::LimitAcquire { limit, .. }
+            | OutboxMessage::LimitRelease { limit, .. } => {
                 crate::routing::limit_partition_key(limit)
             }
             OutboxMessage::ScheduleRunEnded { name, .. } => {

@@ -43,10 +43,13 @@ pub const MILLI: u64 = 1000;
 
 impl Rate {
     /// The bucket's level `elapsed_ms` after it held `level` milli-tokens, capped at the burst.
-    pub fn refill(&self, level: u64, elapsed_ms: u64) -> u64 {
+    /// While requests wait (`backlogged`) it may hold one token more: a wake that comes a little
+    /// late then grants that token too, instead of losing the lateness and starting fewer than
+    /// the rate over time.
+    pub fn refill(&self, level: u64, elapsed_ms: u64, backlogged: bool) -> u64 {
         let added = u128::from(elapsed_ms) * u128::from(self.count) * u128::from(MILLI)
             / u128::from(self.period_ms.max(1));
-        let full = u64::from(self.burst.max(1)) * MILLI;
+        let full = (u64::from(self.burst.max(1)) + u64::from(backlogged)) * MILLI;
         u64::try_from(u128::from(level) + added)
             .unwrap_or(u64::MAX)
             .min(full)
@@ -124,9 +127,11 @@ mod tests {
             period_ms: 1000,
             burst: 2,
         };
-        assert_eq!(rate.refill(0, 20), 1000);
-        assert_eq!(rate.refill(0, 1), 50);
-        assert_eq!(rate.refill(500, 1000), 2000);
+        assert_eq!(rate.refill(0, 20, false), 1000);
+        assert_eq!(rate.refill(0, 1, false), 50);
+        assert_eq!(rate.refill(500, 1000, false), 2000);
+        assert_eq!(rate.refill(500, 1000, true), 3000);
+        assert_eq!(rate.refill(0, 21, true), 1050);
         assert_eq!(rate.wait_ms(0), 20);
         assert_eq!(rate.wait_ms(990), 1);
         let slow = Rate {
@@ -135,7 +140,7 @@ mod tests {
             burst: 1,
         };
         assert_eq!(slow.wait_ms(0), 6000);
-        assert_eq!(slow.refill(0, 3000), 500);
+        assert_eq!(slow.refill(0, 3000, false), 500);
         assert_eq!(slow.display(), "10/m");
         assert_eq!(rate.display(), "50/s");
     }

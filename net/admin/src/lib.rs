@@ -26,9 +26,9 @@
 mod cluster;
 mod deployments;
 mod invocations;
+mod limits;
 mod prometheus;
 mod query;
-mod limits;
 mod schedules;
 mod state;
 mod ui;

@@ -479,7 +479,9 @@ impl holdfast_fsm::Store for Tables<'_> {
     }
 
     fn get_limits(&self) -> Result<Vec<Limit>, Error> {
-        Ok(self.get_record(slot::LIMITS, APPLIED_LIMITS)?.unwrap_or_default())
+        Ok(self
+            .get_record(slot::LIMITS, APPLIED_LIMITS)?
+            .unwrap_or_default())
     }
 
     fn put_limits(&mut self, limits: &[Limit]) -> Result<(), Error> {
@@ -508,7 +510,8 @@ impl holdfast_fsm::Store for Tables<'_> {
     }
 
     fn delete_limit_queued(&mut self, name: &str, seq: u64) -> Result<(), Error> {
-        self.view.delete(slot::LIMIT_QUEUE, &limit_queue_key(name, seq));
+        self.view
+            .delete(slot::LIMIT_QUEUE, &limit_queue_key(name, seq));
         Ok(())
     }
 }

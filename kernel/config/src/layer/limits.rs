@@ -6,7 +6,9 @@
 use config::{Value, ValueKind};
 use holdfast_types::Limit;
 
-use super::{Layer, Range, Sourced, describe, int, missing, non_empty, sorted, string, table, unknown};
+use super::{
+    Layer, Range, Sourced, describe, int, missing, non_empty, sorted, string, table, unknown,
+};
 use crate::error::Error;
 
 /// `max_concurrency` and `burst`.

@@ -15,7 +15,10 @@ use holdfast_types::limit::MILLI;
 use holdfast_types::{Epoch, InvocationId, Limit, OutboxMessage, Target};
 
 /// The names of the applied limits covering `target`, in ascending order.
-pub(crate) fn covering<S: Store>(cx: &Ctx<'_, S>, target: &Target) -> Result<Vec<String>, S::Error> {
+pub(crate) fn covering<S: Store>(
+    cx: &Ctx<'_, S>,
+    target: &Target,
+) -> Result<Vec<String>, S::Error> {
     Ok(cx
         .store
         .get_limits()?
@@ -190,11 +193,7 @@ pub(crate) fn released<S: Store>(
 
 /// At the home: grants queued requests, oldest first, while the budget allows; when only the
 /// bucket stops it, asks the leader to come back when the next token is in (`WakeLimit`).
-pub(crate) fn drain<S: Store>(
-    cx: &mut Ctx<'_, S>,
-    name: &str,
-    at_ms: u64,
-) -> Result<(), S::Error> {
+pub(crate) fn drain<S: Store>(cx: &mut Ctx<'_, S>, name: &str, at_ms: u64) -> Result<(), S::Error> {
     let Some(mut state) = cx.store.get_limit_state(name)? else {
         return Ok(());
     };
@@ -202,12 +201,15 @@ pub(crate) fn drain<S: Store>(
     if let Some(rate) = limit.as_ref().and_then(|l| l.rate)
         && at_ms > state.refilled_at_ms
     {
-        state.level = rate.refill(state.level, at_ms - state.refilled_at_ms);
+        let elapsed = at_ms - state.refilled_at_ms;
+        state.level = rate.refill(state.level, elapsed, state.backlogged);
         state.refilled_at_ms = at_ms;
     }
     while state.head < state.tail {
         if let Some(limit) = &limit {
-            let max = limit.max_concurrency.map(|max| usize::try_from(max).unwrap_or(usize::MAX));
+            let max = limit
+                .max_concurrency
+                .map(|max| usize::try_from(max).unwrap_or(usize::MAX));
             if max.is_some_and(|max| state.held.len() >= max) {
                 break;
             }
@@ -243,6 +245,7 @@ pub(crate) fn drain<S: Store>(
         };
         send(cx, grant, at_ms)?;
     }
+    state.backlogged = state.head < state.tail;
     super::observe::observe(
         cx,
         Observation::Limit {

@@ -49,8 +49,6 @@ pub(crate) fn deliver<S: Store>(
         OutboxMessage::LimitGrant { limit, id, epoch } => {
             super::limit::granted(cx, limit, *id, *epoch, at_ms)
         }
-        OutboxMessage::LimitRelease { limit, id } => {
-            super::limit::released(cx, limit, *id, at_ms)
-        }
+        OutboxMessage::LimitRelease { limit, id } => super::limit::released(cx, limit, *id, at_ms),
     }
 }

@@ -37,7 +37,12 @@ fn set(limits: Vec<Limit>, at_ms: u64) -> Command {
 }
 
 /// Invokes greeter invocation `nonce` at `at_ms`; returns its id and the attempts that started.
-fn greet(store: &mut MemoryStore, config: &Config, nonce: u128, at_ms: u64) -> (InvocationId, Vec<Effect>) {
+fn greet(
+    store: &mut MemoryStore,
+    config: &Config,
+    nonce: u128,
+    at_ms: u64,
+) -> (InvocationId, Vec<Effect>) {
     let mut request = request(greeter(), HandlerKind::Shared, nonce);
     request.at_ms = at_ms;
     let id = request.id;
@@ -52,7 +57,13 @@ fn attempts(effects: Vec<Effect>) -> Vec<Effect> {
 }
 
 /// Completes attempt `epoch` of `id` at `at_ms`; returns the attempts that started.
-fn end(store: &mut MemoryStore, config: &Config, id: InvocationId, epoch: u32, at_ms: u64) -> Vec<Effect> {
+fn end(
+    store: &mut MemoryStore,
+    config: &Config,
+    id: InvocationId,
+    epoch: u32,
+    at_ms: u64,
+) -> Vec<Effect> {
     let index = record(store, id).journal_len;
     let done = Command::AttemptEnded {
         id,
@@ -60,7 +71,11 @@ fn end(store: &mut MemoryStore, config: &Config, id: InvocationId, epoch: u32, a
         ending: Ending::Completed,
         at_ms,
     };
-    let effects = step_with(store, config, &[append(id, epoch, index, output("ok")), done]);
+    let effects = step_with(
+        store,
+        config,
+        &[append(id, epoch, index, output("ok")), done],
+    );
     attempts(effects)
 }
 
@@ -76,7 +91,11 @@ fn throttled(store: &MemoryStore, id: InvocationId) -> bool {
 fn at_most_max_concurrency_attempts_run_and_the_rest_start_in_arrival_order() {
     let config = alone();
     let mut store = MemoryStore::default();
-    step_with(&mut store, &config, &[set(vec![limit("two", Some(2), None)], T0)]);
+    step_with(
+        &mut store,
+        &config,
+        &[set(vec![limit("two", Some(2), None)], T0)],
+    );
     let mut ids = Vec::new();
     let mut started = 0;
     for nonce in 0..6 {
@@ -106,39 +125,56 @@ fn at_most_max_concurrency_attempts_run_and_the_rest_start_in_arrival_order() {
 fn a_suspended_attempt_gives_its_permit_back_and_its_next_attempt_waits_for_one() {
     let config = alone();
     let mut store = MemoryStore::default();
-    step_with(&mut store, &config, &[set(vec![limit("one", Some(1), None)], T0)]);
+    step_with(
+        &mut store,
+        &config,
+        &[set(vec![limit("one", Some(1), None)], T0)],
+    );
     let (a, _) = greet(&mut store, &config, 1, T0);
     let (b, _) = greet(&mut store, &config, 2, T0);
     assert!(throttled(&store, b));
     let effects = step_with(
         &mut store,
         &config,
-        &[
-            append(a, 1, 1, sleep(50)),
-            ended(a, 1, suspended(&[1])),
-        ],
+        &[append(a, 1, 1, sleep(50)), ended(a, 1, suspended(&[1]))],
     );
     assert_eq!(attempts(effects), [run_attempt(b, &greeter(), 1)]);
     assert_eq!(record(&store, a).permits, 0);
     // `a`'s sleep fires while `b` runs: a's second attempt waits behind b.
     let timer = sleep_timer(a, 1, T0 + 50);
     assert!(attempts(step_with(&mut store, &config, &[fire(timer, T0 + 60)])).is_empty());
-    assert_eq!(status(&store, a), Some(Status::Throttled { epoch: Epoch(2) }));
-    assert_eq!(end(&mut store, &config, b, 1, T0 + 70), [run_attempt(a, &greeter(), 2)]);
+    assert_eq!(
+        status(&store, a),
+        Some(Status::Throttled { epoch: Epoch(2) })
+    );
+    assert_eq!(
+        end(&mut store, &config, b, 1, T0 + 70),
+        [run_attempt(a, &greeter(), 2)]
+    );
 }
 
 #[test]
 fn a_failed_attempt_backs_off_without_its_permit() {
     let config = alone();
     let mut store = MemoryStore::default();
-    step_with(&mut store, &config, &[set(vec![limit("one", Some(1), None)], T0)]);
+    step_with(
+        &mut store,
+        &config,
+        &[set(vec![limit("one", Some(1), None)], T0)],
+    );
     let (a, _) = greet(&mut store, &config, 1, T0);
     let (b, _) = greet(&mut store, &config, 2, T0);
     let effects = step_with(&mut store, &config, &[ended(a, 1, retryable(500))]);
     assert_eq!(attempts(effects), [run_attempt(b, &greeter(), 1)]);
-    let retry = Command::Retry { id: a, epoch: Epoch(1) };
+    let retry = Command::Retry {
+        id: a,
+        epoch: Epoch(1),
+    };
     assert!(attempts(step_with(&mut store, &config, &[retry])).is_empty());
-    assert_eq!(status(&store, a), Some(Status::Throttled { epoch: Epoch(2) }));
+    assert_eq!(
+        status(&store, a),
+        Some(Status::Throttled { epoch: Epoch(2) })
+    );
 }
 
 #[test]
@@ -150,7 +186,11 @@ fn the_token_bucket_starts_at_most_its_rate_and_asks_to_be_woken_for_the_next_to
         period_ms: 1000,
         burst: 1,
     };
-    step_with(&mut store, &config, &[set(vec![limit("slow", None, Some(rate))], T0)]);
+    step_with(
+        &mut store,
+        &config,
+        &[set(vec![limit("slow", None, Some(rate))], T0)],
+    );
     let (a, started) = greet(&mut store, &config, 1, T0);
     assert_eq!(started, [run_attempt(a, &greeter(), 1)]);
     let mut request = request(greeter(), HandlerKind::Shared, 2);
@@ -184,17 +224,33 @@ fn the_token_bucket_starts_at_most_its_rate_and_asks_to_be_woken_for_the_next_to
 fn raising_a_limit_starts_waiting_invocations_and_removing_it_starts_them_all() {
     let config = alone();
     let mut store = MemoryStore::default();
-    step_with(&mut store, &config, &[set(vec![limit("l", Some(1), None)], T0)]);
-    let ids: Vec<InvocationId> = (0..5).map(|n| greet(&mut store, &config, n, T0).0).collect();
-    let raised = step_with(&mut store, &config, &[set(vec![limit("l", Some(3), None)], T0 + 1)]);
+    step_with(
+        &mut store,
+        &config,
+        &[set(vec![limit("l", Some(1), None)], T0)],
+    );
+    let ids: Vec<InvocationId> = (0..5)
+        .map(|n| greet(&mut store, &config, n, T0).0)
+        .collect();
+    let raised = step_with(
+        &mut store,
+        &config,
+        &[set(vec![limit("l", Some(3), None)], T0 + 1)],
+    );
     assert_eq!(
         attempts(raised),
-        [run_attempt(ids[1], &greeter(), 1), run_attempt(ids[2], &greeter(), 1)]
+        [
+            run_attempt(ids[1], &greeter(), 1),
+            run_attempt(ids[2], &greeter(), 1)
+        ]
     );
     let removed = step_with(&mut store, &config, &[set(Vec::new(), T0 + 2)]);
     assert_eq!(
         attempts(removed),
-        [run_attempt(ids[3], &greeter(), 1), run_attempt(ids[4], &greeter(), 1)]
+        [
+            run_attempt(ids[3], &greeter(), 1),
+            run_attempt(ids[4], &greeter(), 1)
+        ]
     );
     assert!(store.limit_states.is_empty() && store.limit_queued.is_empty());
     // Setting the same limits again changes nothing.
@@ -212,14 +268,28 @@ fn raising_a_limit_starts_waiting_invocations_and_removing_it_starts_them_all() 
 fn a_killed_waiting_invocation_gives_its_permit_back_when_it_arrives() {
     let config = alone();
     let mut store = MemoryStore::default();
-    step_with(&mut store, &config, &[set(vec![limit("one", Some(1), None)], T0)]);
+    step_with(
+        &mut store,
+        &config,
+        &[set(vec![limit("one", Some(1), None)], T0)],
+    );
     let (a, _) = greet(&mut store, &config, 1, T0);
     let (b, _) = greet(&mut store, &config, 2, T0);
     let (c, _) = greet(&mut store, &config, 3, T0);
-    step_with(&mut store, &config, &[Command::Kill { id: b, at_ms: T0 + 1 }]);
+    step_with(
+        &mut store,
+        &config,
+        &[Command::Kill {
+            id: b,
+            at_ms: T0 + 1,
+        }],
+    );
     assert!(matches!(status(&store, b), Some(Status::Completed { .. })));
     // a ends: b is granted, gives it straight back, and c starts.
-    assert_eq!(end(&mut store, &config, a, 1, T0 + 2), [run_attempt(c, &greeter(), 1)]);
+    assert_eq!(
+        end(&mut store, &config, a, 1, T0 + 2),
+        [run_attempt(c, &greeter(), 1)]
+    );
     assert_eq!(state(&store, "one").held, [c]);
 }
 
@@ -229,14 +299,21 @@ fn an_invocation_covered_by_two_limits_asks_for_them_one_after_the_other() {
     let mut store = MemoryStore::default();
     let mut only_greet = limit("b-handler", Some(5), None);
     only_greet.handler = Some("greet".into());
-    step_with(&mut store, &config, &[set(vec![limit("a-service", Some(1), None), only_greet], T0)]);
+    step_with(
+        &mut store,
+        &config,
+        &[set(vec![limit("a-service", Some(1), None), only_greet], T0)],
+    );
     let (a, started) = greet(&mut store, &config, 1, T0);
     assert_eq!(started.len(), 1);
     assert_eq!(record(&store, a).limits, ["a-service", "b-handler"]);
     assert_eq!(record(&store, a).permits, 2);
     let (b, _) = greet(&mut store, &config, 2, T0);
     assert_eq!(record(&store, b).permits, 0);
-    assert_eq!(end(&mut store, &config, a, 1, T0 + 1), [run_attempt(b, &greeter(), 1)]);
+    assert_eq!(
+        end(&mut store, &config, a, 1, T0 + 1),
+        [run_attempt(b, &greeter(), 1)]
+    );
     assert_eq!(state(&store, "b-handler").held, [b]);
 }
 
@@ -270,12 +347,19 @@ fn an_object_limit_covers_keys_by_prefix_and_runs_behind_the_lock() {
 #[test]
 fn across_partitions_permits_travel_through_the_outbox_and_a_stale_grant_goes_back() {
     let mut store = MemoryStore::default();
-    let (mut a_req, l) = (request(greeter(), HandlerKind::Shared, 1), limit("far", Some(1), None));
+    let (mut a_req, l) = (
+        request(greeter(), HandlerKind::Shared, 1),
+        limit("far", Some(1), None),
+    );
     a_req.at_ms = T0;
     let a = a_req.id;
     let config = home_of(a);
     let home = holdfast_types::routing::partition_for_key(l.partition_key(), PARTITIONS);
-    assert_ne!(home, a.partition(PARTITIONS), "the limit lives elsewhere in this test");
+    assert_ne!(
+        home,
+        a.partition(PARTITIONS),
+        "the limit lives elsewhere in this test"
+    );
     step_with(&mut store, &config, &[set(vec![l], T0), invoke(a_req)]);
     assert_eq!(
         outbox(&store),

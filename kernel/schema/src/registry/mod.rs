@@ -25,10 +25,10 @@
 //! - A service whose newest revision goes away falls back to its previous revision still served by
 //!   a current deployment, or disappears. Revision numbers are never reused.
 
+mod limits;
 mod modify;
 mod register;
 mod remove;
-mod limits;
 mod schedules;
 #[cfg(test)]
 mod tests;

@@ -9,8 +9,8 @@ mod invocation;
 mod journal;
 mod keyed_status;
 mod promise;
-mod registry;
 mod queue;
+mod registry;
 mod schedule_run;
 mod state;
 

@@ -84,9 +84,7 @@ fn partition_of(command: &Command) -> PartitionId {
             let key = routing::limit_partition_key(name);
             return routing::partition_for_key(key, PARTITIONS);
         }
-        Command::OutboxDelivered { .. }
-        | Command::FireTimer { .. }
-        | Command::SetLimits { .. } => {
+        Command::OutboxDelivered { .. } | Command::FireTimer { .. } | Command::SetLimits { .. } => {
             panic!("the tests address these to a partition themselves")
         }
     };
