@@ -115,6 +115,7 @@ mod tests {
                         retry_policy: None,
                         inactivity_timeout_ms: None,
                         abort_timeout_ms: None,
+                        schedules: Vec::new(),
                     }],
                     retry_policy: None,
                     inactivity_timeout_ms: None,
@@ -178,6 +179,7 @@ mod tests {
                 since: Timestamp(4),
                 created_at: Timestamp(4),
                 updated_at: Timestamp(5),
+                declared: false,
             },
             create: true,
         }

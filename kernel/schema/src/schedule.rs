@@ -70,6 +70,113 @@ pub struct Schedule {
     pub created_at: Timestamp,
     /// When it last changed.
     pub updated_at: Timestamp,
+    /// Declared in code by its handler (the discovery manifest) rather than through the admin
+    /// API: it follows the service's registrations, and its definition is the code's.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub declared: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// Missed ticks `catch_up: "all"` fires when no `catch_up_max` is given.
+pub const DEFAULT_CATCH_UP_MAX: u32 = 10;
+
+/// Reads a catch-up policy as the admin API and manifests write it.
+pub fn catch_up_of(name: Option<&str>, max: Option<u32>) -> Result<CatchUp, String> {
+    match (name, max) {
+        (None | Some("skip"), None) => Ok(CatchUp::Skip),
+        (Some("latest"), None) => Ok(CatchUp::Latest),
+        (Some("all"), max) => Ok(CatchUp::All {
+            max: max.unwrap_or(DEFAULT_CATCH_UP_MAX),
+        }),
+        (None | Some("skip" | "latest"), Some(_)) => {
+            Err("catch_up_max applies to catch_up \"all\" only".into())
+        }
+        (Some(other), _) => Err(format!(
+            "catch_up `{other}`: expected \"skip\", \"latest\" or \"all\""
+        )),
+    }
+}
+
+impl Schedule {
+    /// The schedule `declaration`, the `index`-th of handler `handler` of `service` (whose
+    /// deployment was created `at`), or why it is not one.
+    pub fn declared(
+        service: &ServiceSchema,
+        handler: &str,
+        index: usize,
+        declaration: &holdfast_protocol::manifest::HandlerSchedule,
+        at: Timestamp,
+    ) -> Result<Schedule, String> {
+        let name = match (&declaration.name, index) {
+            (Some(name), _) => name.clone(),
+            (None, 0) => format!("{}.{handler}", service.name),
+            (None, n) => format!("{}.{handler}.{}", service.name, n + 1),
+        };
+        let what = format!("schedule {name:?} of {}/{handler}", service.name);
+        let spec = match (&declaration.cron, declaration.every_ms) {
+            (Some(expression), None) => ScheduleSpec::Cron {
+                expression: expression.clone(),
+                zone: declaration.timezone.clone().unwrap_or_else(|| "UTC".into()),
+            },
+            (None, Some(every)) if declaration.timezone.is_none() => ScheduleSpec::Every {
+                period: Millis(every),
+            },
+            (None, Some(_)) => return Err(format!("{what}: timezone applies to cron only")),
+            _ => return Err(format!("{what}: give either cron or every")),
+        };
+        let catch_up = catch_up_of(declaration.catch_up.as_deref(), declaration.catch_up_max)
+            .map_err(|e| format!("{what}: {e}"))?;
+        let overlap = match declaration.overlap.as_deref() {
+            None | Some("skip") => Overlap::Skip,
+            Some("queue") => Overlap::Queue,
+            Some("allow") => Overlap::Allow,
+            Some(other) => {
+                return Err(format!(
+                    "{what}: overlap `{other}`: expected \"skip\", \"queue\" or \"allow\""
+                ));
+            }
+        };
+        let input = declaration
+            .input
+            .as_ref()
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| format!("{what}: input: {e}"))?;
+        let schedule = Schedule {
+            name,
+            service: service.name.clone(),
+            handler: handler.to_owned(),
+            key: declaration.key.clone(),
+            input,
+            spec,
+            catch_up,
+            overlap,
+            paused: false,
+            since: at,
+            created_at: at,
+            updated_at: at,
+            declared: true,
+        };
+        if let Some(problem) = schedule.invalid().or_else(|| schedule.mismatch(service)) {
+            return Err(format!("{what}: {problem}"));
+        }
+        Ok(schedule)
+    }
+
+    /// Whether `other` invokes the same handler with the same input on the same ticks under the
+    /// same policies (its state — paused, since, times — aside).
+    pub fn same_definition(&self, other: &Schedule) -> bool {
+        self.service == other.service
+            && self.handler == other.handler
+            && self.key == other.key
+            && self.input == other.input
+            && self.spec == other.spec
+            && self.catch_up == other.catch_up
+            && self.overlap == other.overlap
+    }
 }
 
 /// What is wrong with `name` as the name of a `what` (schedule, limit): 1 to [`MAX_NAME`]

@@ -215,6 +215,9 @@ pub struct HandlerSchema {
     /// Abort timeout this handler's manifest declares, over the service's.
     #[serde(default)]
     pub abort_timeout: Option<Millis>,
+    /// Schedules this handler's manifest declares (see [`crate::Schedule::declared`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<holdfast_protocol::manifest::HandlerSchedule>,
 }
 
 /// One revision of a service, as served by one deployment.
@@ -471,6 +474,7 @@ mod tests {
             retry,
             inactivity_timeout: inactivity,
             abort_timeout: None,
+            schedules: Vec::new(),
         }
     }
 

@@ -20,9 +20,6 @@ use holdfast_schema::{Millis, RegistryCommand, Schedule, ScheduleSpec, Timestamp
 use holdfast_types::Overlap;
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// Missed ticks `catch_up: "all"` fires when `catch_up_max` is not given.
-const DEFAULT_CATCH_UP_MAX: u32 = 10;
-
 /// The body of `POST /schedules` and `PATCH /schedules/{name}`: absent fields are left as they
 /// are (or defaulted, on creation); `key` and `input` may be `null` to clear them.
 #[derive(Deserialize, Default)]
@@ -72,6 +69,8 @@ struct ScheduleView {
     catch_up_max: Option<u32>,
     overlap: Overlap,
     paused: bool,
+    /// Declared in code by its handler: it follows the service's registrations.
+    declared: bool,
     /// When it fires next (RFC 3339, UTC); absent while paused.
     #[serde(skip_serializing_if = "Option::is_none")]
     next_fire_at: Option<String>,
@@ -107,6 +106,7 @@ fn view(schedule: &Schedule, now: Timestamp) -> ScheduleView {
         catch_up_max,
         overlap: schedule.overlap,
         paused: schedule.paused,
+        declared: schedule.declared,
         next_fire_at,
         created_at: schedule.created_at.rfc3339(),
         updated_at: schedule.updated_at.rfc3339(),
@@ -171,22 +171,10 @@ impl ScheduleBody {
         }
         schedule.catch_up = match (self.catch_up.as_deref(), self.catch_up_max) {
             (None, None) => schedule.catch_up,
-            (Some("skip"), None) => CatchUp::Skip,
-            (Some("latest"), None) => CatchUp::Latest,
-            (Some("all"), max) => CatchUp::All {
-                max: max.unwrap_or(DEFAULT_CATCH_UP_MAX),
-            },
             (None, Some(max)) if matches!(schedule.catch_up, CatchUp::All { .. }) => {
                 CatchUp::All { max }
             }
-            (Some("skip" | "latest") | None, Some(_)) => {
-                return Err("catch_up_max applies to catch_up \"all\" only".into());
-            }
-            (Some(other), _) => {
-                return Err(format!(
-                    "catch_up `{other}`: expected \"skip\", \"latest\" or \"all\""
-                ));
-            }
+            (name, max) => holdfast_schema::schedule::catch_up_of(name, max)?,
         };
         if let Some(overlap) = self.overlap {
             schedule.overlap = overlap;
@@ -249,6 +237,7 @@ pub(crate) async fn create(
         since: now,
         created_at: now,
         updated_at: now,
+        declared: false,
     };
     let schedule = match body.apply_to(blank, now) {
         Ok(schedule) => schedule,

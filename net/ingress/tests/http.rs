@@ -39,6 +39,7 @@ fn handler(name: &str, kind: HandlerKind, input: &str) -> Handler {
         retry_policy: None,
         inactivity_timeout_ms: None,
         abort_timeout_ms: None,
+        schedules: Vec::new(),
     }
 }
 

@@ -86,6 +86,44 @@ pub struct Handler {
     /// Overrides the service's abort timeout (ms) for this handler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_timeout_ms: Option<u64>,
+    /// Schedules declared with the handler in code: the registry creates them when the
+    /// deployment is registered and removes them once the newest revision no longer declares
+    /// them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<HandlerSchedule>,
+}
+
+/// A schedule a handler declares in code: the same fields as `POST /schedules` without service
+/// and handler, which are the declaring handler's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandlerSchedule {
+    /// Its name; default `<service>.<handler>`, then `.2`, `.3`… for a handler's further ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A cron expression (5 or 6 fields, or an alias such as `@hourly`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// The IANA time zone the cron expression is read in (default `UTC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// A fixed interval in milliseconds, instead of `cron`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_ms: Option<u64>,
+    /// The object's key, or a workflow's key with `{tick}` or `{tick_ms}` in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The JSON input every tick sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<serde_json::Value>,
+    /// `skip` (default), `latest` or `all`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<String>,
+    /// With `catch_up: all`, the most missed ticks fired (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up_max: Option<u32>,
+    /// `skip` (default), `queue` or `allow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<String>,
 }
 
 /// Retry policy fields a service or handler declares; an absent field keeps the value of the

@@ -25,6 +25,7 @@
 //! - A service whose newest revision goes away falls back to its previous revision still served by
 //!   a current deployment, or disappears. Revision numbers are never reused.
 
+mod declared;
 mod limits;
 mod modify;
 mod register;

@@ -77,6 +77,7 @@ impl Registry {
             services.push(schema);
         }
         services.sort_by(|a, b| a.name.cmp(&b.name));
+        self.plan_declared(&services, at)?;
         let mut protocol_modes = Vec::with_capacity(manifest.protocol_modes.len());
         for mode in &manifest.protocol_modes {
             if !protocol_modes.contains(mode) {
@@ -125,6 +126,7 @@ impl Registry {
         }
         self.next_sequence = self.next_sequence.saturating_add(1);
         self.deployments.insert(id, deployment);
+        self.sync_declared();
         Applied::Registered(id)
     }
 
@@ -268,6 +270,7 @@ fn new_handlers(service: &manifest::Service) -> Vec<HandlerSchema> {
             retry: h.retry_policy.as_ref().map(overrides),
             inactivity_timeout: h.inactivity_timeout_ms.map(Millis),
             abort_timeout: h.abort_timeout_ms.map(Millis),
+            schedules: h.schedules.clone(),
         })
         .collect();
     handlers.sort_by(|a, b| a.name.cmp(&b.name));

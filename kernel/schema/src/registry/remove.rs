@@ -34,6 +34,7 @@ impl Registry {
     pub(super) fn commit_remove(&mut self, id: DeploymentId) -> Applied {
         self.deployments.remove(&id);
         let (fell_back, disappeared) = self.drop_revisions_of(id);
+        self.sync_declared();
         Applied::Removed {
             id,
             fell_back,

@@ -16,6 +16,7 @@ fn handler(name: &str, kind: HandlerKind) -> Handler {
         retry_policy: None,
         inactivity_timeout_ms: None,
         abort_timeout_ms: None,
+        schedules: Vec::new(),
     }
 }
 
@@ -1351,6 +1352,7 @@ fn nightly() -> Schedule {
         since: Timestamp(5),
         created_at: Timestamp(5),
         updated_at: Timestamp(5),
+        declared: false,
     }
 }
 
@@ -1513,4 +1515,110 @@ fn schedules_survive_a_snapshot_and_older_snapshots_have_none() {
     assert_eq!(codec::decode::<Registry>(&bytes).expect("decode"), registry);
     let without = with_services();
     assert_eq!(without.schedules().count(), 0);
+}
+
+/// `Counter` whose `add` declares `schedules`.
+fn counter_declaring(schedules: Vec<manifest::HandlerSchedule>) -> Service {
+    let mut service = counter();
+    service.handlers[0].schedules = schedules;
+    service
+}
+
+fn every(ms: u64, key: &str) -> manifest::HandlerSchedule {
+    manifest::HandlerSchedule {
+        every_ms: Some(ms),
+        key: Some(key.into()),
+        input: Some(serde_json::json!(1)),
+        ..manifest::HandlerSchedule::default()
+    }
+}
+
+#[test]
+fn schedules_declared_in_code_follow_the_newest_revision() {
+    let mut registry = Registry::default();
+    let hourly = manifest::HandlerSchedule {
+        name: Some("hourly".into()),
+        cron: Some("@hourly".into()),
+        timezone: Some("Europe/Berlin".into()),
+        key: Some("h".into()),
+        overlap: Some("queue".into()),
+        catch_up: Some("all".into()),
+        ..manifest::HandlerSchedule::default()
+    };
+    let first = counter_declaring(vec![every(1000, "a"), hourly.clone()]);
+    ok(&mut registry, &register(1, A, manifest(vec![first]), false));
+    let names: Vec<&str> = registry.schedules().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["Counter.add", "hourly"]);
+    let tick = registry.schedule("Counter.add").cloned().expect("declared");
+    assert!(tick.declared);
+    assert_eq!(tick.input.as_deref(), Some(b"1".as_slice()));
+    assert_eq!(tick.since, Timestamp(1_700_000_000_001));
+    let hour = registry.schedule("hourly").expect("declared");
+    assert_eq!(hour.overlap, holdfast_types::Overlap::Queue);
+    assert_eq!(hour.catch_up, holdfast_schedule::CatchUp::All { max: 10 });
+
+    // An operator pauses one; a new revision with the same declaration keeps it paused and its
+    // ticks' start; a changed spec restarts them; a schedule no longer declared goes.
+    let mut paused = tick.clone();
+    paused.paused = true;
+    ok(&mut registry, &put(paused, false));
+    let second = counter_declaring(vec![every(1000, "a")]);
+    ok(&mut registry, &register(2, A, manifest(vec![second]), false));
+    let kept = registry.schedule("Counter.add").expect("kept");
+    assert!(kept.paused && kept.since == tick.since);
+    assert!(registry.schedule("hourly").is_none());
+    let third = counter_declaring(vec![every(2000, "a")]);
+    ok(&mut registry, &register(3, A, manifest(vec![third]), false));
+    let changed = registry.schedule("Counter.add").expect("changed");
+    assert_eq!(changed.since, Timestamp(1_700_000_000_003));
+    assert!(changed.paused, "still paused by the operator");
+
+    // Removing the service's last deployment removes what it declared; runtime schedules stay.
+    ok(&mut registry, &put(nightly(), true));
+    ok(&mut registry, &remove(3, true));
+    let left: Vec<&str> = registry.schedules().map(|s| s.name.as_str()).collect();
+    assert_eq!(left, ["nightly"]);
+}
+
+#[test]
+fn a_bad_or_doubled_declared_schedule_refuses_the_registration() {
+    let mut registry = Registry::default();
+    let cases = [
+        manifest::HandlerSchedule::default(),
+        manifest::HandlerSchedule {
+            cron: Some("61 * * * *".into()),
+            key: Some("k".into()),
+            ..manifest::HandlerSchedule::default()
+        },
+        manifest::HandlerSchedule {
+            cron: Some("@daily".into()),
+            ..manifest::HandlerSchedule::default()
+        },
+        manifest::HandlerSchedule {
+            overlap: Some("sometimes".into()),
+            ..every(1000, "k")
+        },
+        manifest::HandlerSchedule {
+            name: Some("not a name".into()),
+            ..every(1000, "k")
+        },
+    ];
+    for declared in cases {
+        let refusal = refused(
+            &mut registry,
+            &register(1, A, manifest(vec![counter_declaring(vec![declared.clone()])]), false),
+        );
+        assert!(
+            matches!(&refusal, Refusal::InvalidSchedule(m) if m.contains("Counter/add")),
+            "{declared:?}: {refusal:?}"
+        );
+    }
+    let named = |n: &str| manifest::HandlerSchedule {
+        name: Some(n.into()),
+        ..every(1000, "k")
+    };
+    let twice = counter_declaring(vec![named("x"), named("x")]);
+    let refusal = refused(&mut registry, &register(1, A, manifest(vec![twice]), false));
+    assert!(matches!(refusal, Refusal::InvalidSchedule(_)), "{refusal:?}");
+    assert_eq!(registry.schedules().count(), 0);
 }

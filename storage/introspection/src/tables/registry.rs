@@ -52,6 +52,7 @@ columns! {
         CatchUp = "catch_up": Utf8 [required],
         Overlap = "overlap": Utf8 [required],
         Paused = "paused": Bool [required],
+        Declared = "declared": Bool [required],
         NextFireAt = "next_fire_at": Time,
         CreatedAt = "created_at": Time,
         UpdatedAt = "updated_at": Time,
@@ -262,6 +263,9 @@ fn schedule_columns(registry: &Registry) -> Vec<ArrayRef> {
         strings(&|s| Some(s.overlap.name().to_owned())),
         Arc::new(BooleanArray::from_iter(
             schedules.iter().map(|s| Some(s.paused)),
+        )),
+        Arc::new(BooleanArray::from_iter(
+            schedules.iter().map(|s| Some(s.declared)),
         )),
         times(schedules.iter().map(|s| s.next_fire(now))),
         times(schedules.iter().map(|s| Some(s.created_at.0))),

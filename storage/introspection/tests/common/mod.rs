@@ -172,6 +172,7 @@ fn handler(name: &str, kind: ManifestKind) -> Handler {
         retry_policy: None,
         inactivity_timeout_ms: None,
         abort_timeout_ms: None,
+        schedules: Vec::new(),
     }
 }
 
