@@ -2,7 +2,7 @@
  * Service definitions: `service`, `object` and `workflow`, and the `handlers` helpers that attach a
  * handler's kind and serdes. A definition is plain data the endpoint binds and clients are typed by.
  */
-import type { AttemptSettingsManifest, HandlerKind, RetryPolicyManifest, ServiceType } from "./protocol/index.js";
+import type { AttemptSettingsManifest, HandlerKind, HandlerScheduleManifest, RetryPolicyManifest, ServiceType } from "./protocol/index.js";
 import { millis, type Duration } from "./duration.js";
 import { serde, type Serde } from "./serde.js";
 
@@ -37,10 +37,65 @@ export interface AttemptOptions {
 /** Per-service options: retry policy and attempt timeouts of all its handlers. */
 export type ServiceOptions = AttemptOptions;
 
-/** Per-handler options: serdes of input and output (JSON by default), retries and timeouts. */
+/**
+ * A schedule declared with its handler: the kernel invokes the handler on a cron expression (in
+ * an IANA time zone) or at a fixed interval, exactly once per tick, from the moment the
+ * deployment is registered until the handler no longer declares it. Build one with
+ * `handlers.cron(...)` or `handlers.every(...)`.
+ */
+export interface ScheduleOptions {
+  /** Unique name; default `<service>.<handler>` (then `.2`, `.3`… for a handler's further ones). */
+  name?: string;
+  /** A cron expression: 5 fields, 6 (seconds first) or an alias such as `@hourly`. */
+  cron?: string;
+  /** The IANA time zone the cron expression is read in (default `UTC`). */
+  timezone?: string;
+  /** A fixed interval instead of `cron`, at its multiples since the Unix epoch. */
+  every?: Duration;
+  /** The object's key, or a workflow's key with `{tick}` or `{tick_ms}` in it. */
+  key?: string;
+  /** The input every tick sends (JSON). */
+  input?: unknown;
+  /** Ticks missed while the kernel was down: none (`skip`, default), the newest, or `all` up to `catchUpMax`. */
+  catchUp?: "skip" | "latest" | "all";
+  /** With `catchUp: "all"`, the most missed ticks fired (default 10). */
+  catchUpMax?: number;
+  /** A tick while the previous one's run goes on: `skip` (default), `queue` or `allow`. */
+  overlap?: "skip" | "queue" | "allow";
+}
+
+/** Per-handler options: serdes of input and output (JSON by default), retries, timeouts, schedules. */
 export interface HandlerOptions extends AttemptOptions {
   input?: Serde<any>;
   output?: Serde<any>;
+  /** Schedules that invoke this handler (see {@link ScheduleOptions}). */
+  schedule?: ScheduleOptions | ScheduleOptions[];
+}
+
+/** The manifest's `schedules` of a handler; a TypeError names the handler and the option at fault. */
+export function scheduleSettings(schedules: ScheduleOptions[] | undefined, owner: string): { schedules?: HandlerScheduleManifest[] } {
+  if (!schedules || schedules.length === 0) return {};
+  return {
+    schedules: schedules.map((s, i) => {
+      const where = `${owner}: schedule ${s.name ?? i + 1}`;
+      if ((s.cron === undefined) === (s.every === undefined)) throw new TypeError(`${where}: give either cron or every`);
+      if (s.timezone !== undefined && s.cron === undefined) throw new TypeError(`${where}: timezone applies to cron only`);
+      const out: HandlerScheduleManifest = {};
+      if (s.name !== undefined) out.name = s.name;
+      if (s.cron !== undefined) out.cron = s.cron;
+      if (s.timezone !== undefined) out.timezone = s.timezone;
+      if (s.every !== undefined) out.every_ms = positiveMillis(s.every, `${where}: every`);
+      if (s.key !== undefined) out.key = s.key;
+      if (s.input !== undefined) out.input = JSON.parse(JSON.stringify(s.input));
+      if (s.catchUp !== undefined) out.catch_up = s.catchUp;
+      if (s.catchUpMax !== undefined) {
+        if (!Number.isInteger(s.catchUpMax) || s.catchUpMax < 1) throw new TypeError(`${where}: catchUpMax must be an integer >= 1`);
+        out.catch_up_max = s.catchUpMax;
+      }
+      if (s.overlap !== undefined) out.overlap = s.overlap;
+      return out;
+    }),
+  };
 }
 
 /** A positive whole number of milliseconds, or a TypeError naming the option. */
@@ -92,6 +147,8 @@ export interface HandlerMeta {
   output: Serde<any>;
   /** Retry and timeout options declared with the handler. */
   attempts?: AttemptOptions;
+  /** Schedules declared with the handler. */
+  schedules?: ScheduleOptions[];
 }
 
 const META = Symbol.for("holdfast.handler");
@@ -108,6 +165,7 @@ function tag<F extends AnyHandler>(kind: HandlerKind | undefined, optsOrFn: Hand
     input: options.input ?? serde.json,
     output: options.output ?? serde.json,
     attempts: { retryPolicy, inactivityTimeout, abortTimeout },
+    schedules: options.schedule === undefined ? undefined : [options.schedule].flat(),
   };
   return wrapped as F;
 }
@@ -123,15 +181,22 @@ const helper =
   <F extends AnyHandler>(optsOrFn: HandlerOptions | F, fn?: F) =>
     tag(kind, optsOrFn, fn);
 
-/** Handler helpers: `handlers.handler` for services, `object.exclusive/shared`, `workflow.workflow/shared`. */
+/**
+ * Handler helpers: `handlers.handler` for services, `object.exclusive/shared`,
+ * `workflow.workflow/shared`; `cron` and `every` build the `schedule` option.
+ */
 export const handlers = {
   handler: helper(undefined),
   object: { exclusive: helper("exclusive"), shared: helper("shared") },
   workflow: { workflow: helper("workflow"), shared: helper("shared") },
+  /** A schedule on cron `expression`: `schedule: handlers.cron("0 3 * * *", { timezone: "Europe/Berlin" })`. */
+  cron: (expression: string, options: Omit<ScheduleOptions, "cron" | "every"> = {}): ScheduleOptions => ({ ...options, cron: expression }),
+  /** A schedule every `period`: `schedule: handlers.every({ minutes: 5 })`. */
+  every: (period: Duration, options: Omit<ScheduleOptions, "cron" | "every" | "timezone"> = {}): ScheduleOptions => ({ ...options, every: period }),
 };
 
 /** The handler metadata of a definition's handler, with the defaults of its service type. */
-export function handlerMeta(type: ServiceType, name: string, handler: AnyHandler): Required<Omit<HandlerMeta, "attempts">> & Pick<HandlerMeta, "attempts"> {
+export function handlerMeta(type: ServiceType, name: string, handler: AnyHandler): Required<Omit<HandlerMeta, "attempts" | "schedules">> & Pick<HandlerMeta, "attempts" | "schedules"> {
   const meta = (handler as Tagged)[META];
   const fallback: HandlerKind = type === "object" ? "exclusive" : type === "workflow" && name === "run" ? "workflow" : "shared";
   return {
@@ -139,6 +204,7 @@ export function handlerMeta(type: ServiceType, name: string, handler: AnyHandler
     input: meta?.input ?? serde.json,
     output: meta?.output ?? serde.json,
     attempts: meta?.attempts,
+    schedules: meta?.schedules,
   };
 }
 

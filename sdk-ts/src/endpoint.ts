@@ -21,7 +21,7 @@ import {
 import { ErrorCodes, TerminalError, messageOf } from "./errors.js";
 import { ContextImpl, type AttemptHeaders } from "./context.js";
 import { Invocation, type HandlerBody, type Transport } from "./invocation.js";
-import { attemptSettings, handlerMeta, type AnyHandler, type Definition } from "./definitions.js";
+import { attemptSettings, handlerMeta, scheduleSettings, type AnyHandler, type Definition } from "./definitions.js";
 import { IdentityVerifier } from "./identity.js";
 import { SDK_VERSION_NAME } from "./version.js";
 
@@ -139,6 +139,7 @@ export class Endpoint {
             input: meta.input.contentType ?? "application/octet-stream",
             output: meta.output.contentType ?? "application/octet-stream",
             ...attemptSettings(meta.attempts, `${def.name}/${name}`),
+            ...scheduleSettings(meta.schedules, `${def.name}/${name}`),
           };
         }),
         ...attemptSettings(def.options, def.name),

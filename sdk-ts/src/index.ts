@@ -9,6 +9,7 @@ export type {
   Definition,
   HandlerOptions,
   RetryPolicy,
+  ScheduleOptions,
   ServiceOptions,
   ObjectDefinition,
   ServiceDefinition,

@@ -205,6 +205,46 @@ test("the manifest-overrides vector is what an endpoint with Restate-shaped retr
   assert.deepEqual(ep.manifest(), expected);
 });
 
+test("the manifest-schedules vector is what handlers declaring schedules announce", () => {
+  const expected = JSON.parse(readFileSync(dir + "manifest-schedules.json", "utf8"));
+  const fn = async () => undefined;
+  const reports = service({
+    name: "Reports",
+    handlers: {
+      nightly: handlers.handler(
+        {
+          schedule: [
+            handlers.cron("0 3 * * *", { timezone: "Europe/Berlin", input: { scope: "all" }, catchUp: "latest" }),
+            handlers.cron("@monthly", { name: "reports-quarterly", overlap: "queue" }),
+          ],
+        },
+        fn,
+      ),
+    },
+  });
+  const cache = object({
+    name: "Cache",
+    handlers: {
+      refresh: handlers.object.exclusive(
+        { schedule: handlers.every({ minutes: 5 }, { key: "eu", catchUp: "all", catchUpMax: 3, overlap: "allow" }) },
+        fn,
+      ),
+    },
+  });
+  assert.deepEqual(endpoint().bind(reports).bind(cache).manifest(), expected);
+});
+
+test("invalid schedules are refused when the manifest is built, naming the handler", () => {
+  const fn = async () => undefined;
+  const manifestOf = (schedule: Parameters<typeof handlers.handler>[0]) =>
+    endpoint().bind(service({ name: "S", handlers: { h: handlers.handler(schedule, fn) } })).manifest();
+  assert.throws(() => manifestOf({ schedule: {} }), /S\/h: schedule 1: give either cron or every/);
+  assert.throws(() => manifestOf({ schedule: { cron: "@daily", every: 1000 } }), /give either cron or every/);
+  assert.throws(() => manifestOf({ schedule: { every: 1000, timezone: "UTC" } }), /timezone applies to cron only/);
+  assert.throws(() => manifestOf({ schedule: { every: 0 } }), /every must be at least 1 ms/);
+  assert.throws(() => manifestOf({ schedule: handlers.cron("@daily", { name: "x", catchUp: "all", catchUpMax: 0 }) }), /S\/h: schedule x: catchUpMax/);
+});
+
 test("invalid retry and timeout options are refused when defined", () => {
   const fn = async () => undefined;
   assert.throws(() => service({ name: "A", handlers: { h: fn }, options: { retryPolicy: { maxAttempts: 0 } } }), /maxAttempts/);

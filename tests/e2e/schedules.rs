@@ -599,3 +599,47 @@ fn a_schedule_fires_each_tick_once_when_its_leader_is_killed() {
         "a tick was lost across the leader's death"
     );
 }
+
+/// `Ticker/{key}`'s count, read through the ingress.
+fn ticks(ingress: SocketAddr, key: &str) -> i64 {
+    let response = http(ingress, "POST", &format!("/Ticker/{key}/count"), &[], "")
+        .unwrap_or_else(|e| panic!("count {key}: {e}"));
+    assert_eq!(response.status, 200, "count {key}: {}", response.body);
+    response.json().as_i64().unwrap_or_default()
+}
+
+#[test]
+fn a_schedule_declared_in_code_comes_with_the_registration_and_goes_with_it() {
+    const DECLARING: &str = "tests/e2e/fixtures/declared-schedules.mjs";
+    let files = NodeFiles::new(2, "");
+    let _kernel = Kernel::start(&files, "warn");
+    let port = free_port();
+    let endpoint = ServiceProcess::start(DECLARING, port, &[]);
+    register(files.admin, &endpoint.uri);
+    let declared = admin(&files, "GET", "/schedules/Ticker.tick", &json!(null));
+    assert_eq!(declared.status, 200, "{}", declared.body);
+    let view = declared.json();
+    assert_eq!(view["declared"], true, "{view}");
+    assert_eq!(view["service"], "Ticker");
+    assert_eq!(view["handler"], "tick");
+    assert_eq!(view["key"], "code");
+    assert_eq!(view["every"], "1s");
+    assert_eq!(view["overlap"], "allow");
+    let rows = sql_rows(&files, "SELECT name, declared FROM sys_schedule");
+    assert_eq!(rows, [json!({ "name": "Ticker.tick", "declared": true })]);
+    poll("three ticks of the declared schedule", PATIENCE, || {
+        (ticks(files.ingress, "code") >= 3).then_some(())
+    });
+
+    // The next release no longer declares it: registering it removes the schedule.
+    drop(endpoint);
+    let endpoint = ServiceProcess::start(DECLARING, port, &[("DECLARE", "0")]);
+    register(files.admin, &endpoint.uri);
+    let gone = admin(&files, "GET", "/schedules/Ticker.tick", &json!(null));
+    assert_eq!(gone.status, 404, "{}", gone.body);
+    // A tick proposed just before may still land; after that, nothing more.
+    std::thread::sleep(Duration::from_millis(1500));
+    let settled = ticks(files.ingress, "code");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(ticks(files.ingress, "code"), settled, "no tick after the removal");
+}

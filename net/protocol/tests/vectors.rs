@@ -195,6 +195,33 @@ fn manifest_overrides_vector_round_trips() {
         && s.handlers.iter().all(|h| h.retry_policy.is_none())));
 }
 
+#[test]
+fn manifest_schedules_vector_round_trips() {
+    let text = fs::read_to_string(vectors_dir().join("manifest-schedules.json"))
+        .expect("manifest-schedules vector");
+    let manifest: Manifest = serde_json::from_str(&text).expect("valid manifest");
+    let back: Value = serde_json::to_value(&manifest).expect("serializable");
+    assert_eq!(back, serde_json::from_str::<Value>(&text).expect("JSON"));
+    let nightly = &manifest.services[0].handlers[0].schedules;
+    assert_eq!(nightly.len(), 2);
+    assert_eq!(nightly[0].cron.as_deref(), Some("0 3 * * *"));
+    assert_eq!(nightly[0].timezone.as_deref(), Some("Europe/Berlin"));
+    assert_eq!(nightly[0].input, Some(serde_json::json!({ "scope": "all" })));
+    assert_eq!(nightly[0].name, None);
+    assert_eq!(nightly[1].name.as_deref(), Some("reports-quarterly"));
+    let refresh = &manifest.services[1].handlers[0].schedules[0];
+    assert_eq!(refresh.every_ms, Some(300_000));
+    assert_eq!(refresh.key.as_deref(), Some("eu"));
+    assert_eq!(refresh.catch_up_max, Some(3));
+    // A handler without schedules writes none.
+    let plain: Value = serde_json::from_str(
+        &fs::read_to_string(vectors_dir().join("manifest.json")).expect("manifest vector"),
+    )
+    .expect("JSON");
+    let read: Manifest = serde_json::from_value(plain.clone()).expect("valid manifest");
+    assert_eq!(serde_json::to_value(&read).expect("serializable"), plain);
+}
+
 /// This crate's directory, read when the test runs (cargo sets it) so that a test binary reused
 /// from a build in another checkout still finds the files of the checkout it runs in.
 fn manifest_dir() -> std::path::PathBuf {

@@ -40,12 +40,26 @@ export interface AttemptSettingsManifest {
   abort_timeout_ms?: number;
 }
 
+/** A schedule a handler declares in code; the kernel creates it with the registration. */
+export interface HandlerScheduleManifest {
+  name?: string;
+  cron?: string;
+  timezone?: string;
+  every_ms?: number;
+  key?: string;
+  input?: unknown;
+  catch_up?: "skip" | "latest" | "all";
+  catch_up_max?: number;
+  overlap?: "skip" | "queue" | "allow";
+}
+
 /** One handler of a service as announced by discovery. */
 export interface HandlerManifest extends AttemptSettingsManifest {
   name: string;
   kind: HandlerKind;
   input: string;
   output: string;
+  schedules?: HandlerScheduleManifest[];
 }
 
 /** One service as announced by discovery. */
