@@ -1,8 +1,8 @@
 //! The admin subcommands of the `holdfast` binary end to end: `deployments`, `services`,
-//! `invocations` (list, describe, the five actions by id and in bulk), `state`, `sql` and
-//! `cluster`, run against a real kernel with the durable-time fixture's services
-//! (`tests/e2e/fixtures/timer-services.mjs`), their `--json` output checked against what the
-//! kernel holds and their tables for the expected rows.
+//! `invocations` (list, describe, the five actions by id and in bulk), `state`, `sql`,
+//! `cluster`, `schedules` and `limits`, run against a real kernel with the durable-time
+//! fixture's services (`tests/e2e/fixtures/timer-services.mjs`), their `--json` output checked
+//! against what the kernel holds and their tables for the expected rows.
 
 use holdfast_e2e::{
     Kernel, NodeFiles, ServiceProcess, free_port, holdfast_bin, http, http_json, poll,
@@ -732,4 +732,142 @@ fn schedules_are_created_listed_paused_resumed_and_deleted() {
     let deleted = node.text(&["schedules", "delete", "notes-daily"]);
     assert_eq!(deleted, "schedule notes-daily deleted\n");
     assert_eq!(node.text(&["schedules", "list"]), "no schedules\n");
+}
+
+#[test]
+fn limits_are_created_listed_updated_and_deleted() {
+    let node = Node::start();
+    let created = node.json(&[
+        "limits",
+        "create",
+        "notes-writes",
+        "--service",
+        "Notes",
+        "--handler",
+        "add",
+        "--key-prefix",
+        "daily",
+        "--max-concurrency",
+        "2",
+        "--rate",
+        "10/s",
+        "--burst",
+        "4",
+    ]);
+    assert_eq!(created["name"], "notes-writes", "{created}");
+    assert_eq!(created["handler"], "add");
+    assert_eq!(created["key_prefix"], "daily");
+    assert_eq!(created["max_concurrency"], 2);
+    assert_eq!(
+        (&created["rate"], &created["burst"]),
+        (&json!("10/s"), &json!(4))
+    );
+
+    let table = node.text(&["limits", "list"]);
+    assert!(table.starts_with("NAME "), "{table}");
+    for header in [
+        "MAX CONCURRENCY",
+        "RATE",
+        "RUNNING",
+        "QUEUED",
+        "OLDEST WAIT",
+    ] {
+        assert!(table.contains(header), "{header}: {table}");
+    }
+    let row = table
+        .lines()
+        .find(|line| line.starts_with("notes-writes "))
+        .unwrap_or_else(|| panic!("no row: {table}"));
+    let cells: Vec<&str> = row
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        cells,
+        [
+            "notes-writes",
+            "Notes",
+            "add",
+            "daily",
+            "2",
+            "10/s (burst 4)",
+            "0",
+            "0",
+            "-"
+        ],
+        "{table}"
+    );
+    // `--json` carries the queue joined from sys_queue: nothing waits on a new limit.
+    let listed = node.json(&["limits", "list"]);
+    let queue = &listed["limits"][0]["queue"];
+    assert_eq!(
+        (&queue["running"], &queue["queued"]),
+        (&json!(0), &json!(0)),
+        "{listed}"
+    );
+
+    let updated = node.json(&[
+        "limits",
+        "update",
+        "notes-writes",
+        "--max-concurrency",
+        "5",
+        "--no-rate",
+    ]);
+    assert_eq!(updated["max_concurrency"], 5, "{updated}");
+    assert!(
+        updated.get("rate").is_none(),
+        "the rate was cleared: {updated}"
+    );
+    assert_eq!(
+        updated["handler"], "add",
+        "untouched fields stay: {updated}"
+    );
+    let text = node.text(&["limits", "describe", "notes-writes"]);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {name}: {text}"))
+            .to_owned()
+    };
+    assert_eq!(field("max concurrency"), "5", "{text}");
+    assert_eq!(field("rate"), "-", "{text}");
+    assert_eq!(field("running"), "0 of 5", "{text}");
+    assert_eq!(field("queued"), "0", "{text}");
+
+    let error = node.error(&[
+        "limits",
+        "create",
+        "bad",
+        "--service",
+        "Notes",
+        "--rate",
+        "fast",
+    ]);
+    assert!(
+        error.contains(r#"rate "fast""#) && error.contains("50/s"),
+        "{error}"
+    );
+    let error = node.error(&["limits", "update", "notes-writes", "--no-max-concurrency"]);
+    assert!(error.contains("max_concurrency, rate, or both"), "{error}");
+    let error = node.error(&[
+        "limits",
+        "create",
+        "notes-writes",
+        "--service",
+        "Notes",
+        "--max-concurrency",
+        "1",
+    ]);
+    assert!(error.contains("exists"), "{error}");
+    let error = node.error(&["limits", "update", "nope", "--max-concurrency", "1"]);
+    assert!(error.contains("limit 'nope' not found"), "{error}");
+
+    let deleted = node.text(&["limits", "delete", "notes-writes"]);
+    assert_eq!(deleted, "limit notes-writes deleted\n");
+    assert_eq!(node.text(&["limits", "list"]), "no limits\n");
+    let error = node.error(&["limits", "describe", "notes-writes"]);
+    assert!(error.contains("limit 'notes-writes' not found"), "{error}");
 }

@@ -265,7 +265,10 @@ fn limits_changed_live_take_effect_and_a_queue_survives_a_kill_9_in_order() {
     // the kernel no longer hears from, still finishes in the endpoint.
     for (i, start) in lane.iter().enumerate() {
         let rerun = lane[..i].iter().any(|earlier| earlier.1 == start.1);
-        assert!(start.2 == 1 || (rerun && start.2 == 2), "one at a time: {lane:?}");
+        assert!(
+            start.2 == 1 || (rerun && start.2 == 2),
+            "one at a time: {lane:?}"
+        );
     }
 
     // Raise the limit: the rest of the lane runs up to four at once.

@@ -641,5 +641,9 @@ fn a_schedule_declared_in_code_comes_with_the_registration_and_goes_with_it() {
     std::thread::sleep(Duration::from_millis(1500));
     let settled = ticks(files.ingress, "code");
     std::thread::sleep(Duration::from_millis(2500));
-    assert_eq!(ticks(files.ingress, "code"), settled, "no tick after the removal");
+    assert_eq!(
+        ticks(files.ingress, "code"),
+        settled,
+        "no tick after the removal"
+    );
 }

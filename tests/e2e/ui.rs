@@ -145,6 +145,40 @@ fn an_operator_works_through_every_page_in_chromium() {
     );
     assert_eq!(schedule.status, 201, "{}", schedule.body);
 
+    // Worker/steps one attempt at a time, and long steps sent until two wait: the limits page
+    // shows them, and its edit lets one more run. Partitions apply a new limit within about a
+    // second; steps sent before that run uncovered.
+    let limit = admin(
+        files.admin,
+        "POST",
+        "/limits",
+        &json!({"name": QUEUED_LIMIT, "service": "Worker", "handler": "steps", "max_concurrency": 1}),
+    );
+    assert_eq!(limit.status, 201, "{}", limit.body);
+    poll(
+        "two steps to wait for a permit",
+        Duration::from_secs(30),
+        || {
+            let queue = sql(
+                files.admin,
+                &format!(
+                    "SELECT SUM(queued) AS queued FROM sys_queue WHERE name = '{QUEUED_LIMIT}'"
+                ),
+            );
+            if queue.first().and_then(|row| row["queued"].as_u64()) >= Some(2) {
+                return Some(());
+            }
+            let sent = ingress(
+                files.ingress,
+                "/Worker/steps/send",
+                &json!({"tag": "limited", "steps": 1, "delayMs": 300_000}),
+            );
+            assert_eq!(sent.status, 202, "{}", sent.body);
+            std::thread::sleep(Duration::from_millis(300));
+            None
+        },
+    );
+
     let screenshots = root.join("target/ui-screenshots");
     let output = Command::new("node")
         .arg(driver.join("check.mjs"))
@@ -159,6 +193,8 @@ fn an_operator_works_through_every_page_in_chromium() {
         .env("STATE_VALUE", r#"["edited in the ui"]"#)
         .env("DEPLOYMENT_URI", &other.uri)
         .env("SCHEDULE_NAME", "ui-nightly")
+        .env("LIMIT_QUEUED", QUEUED_LIMIT)
+        .env("LIMIT_NAME", "ui-tenants")
         .env("SCREENSHOTS", &screenshots)
         .env("CHROMIUM", CHROMIUM)
         .output()
@@ -233,7 +269,30 @@ fn an_operator_works_through_every_page_in_chromium() {
         "{steps}"
     );
     assert_eq!(steps["schedule_paused"], true, "{steps}");
-    assert_eq!(report["screenshots"].as_array().map(Vec::len), Some(13));
+    assert!(
+        steps["limit_error"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("invalid_limit") && m.contains("fast")),
+        "{steps}"
+    );
+    assert!(
+        steps["limit_row"]
+            .as_str()
+            .is_some_and(|row| row.contains("Ledger/*")
+                && row.contains("tenant-")
+                && row.contains("20/s")),
+        "{steps}"
+    );
+    assert!(
+        steps["limit_edit_error"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("invalid_limit")),
+        "{steps}"
+    );
+    assert_eq!(steps["limit_max_after_edit"], "8", "{steps}");
+    assert!(steps["limit_queued_before"].as_u64() >= Some(2), "{steps}");
+    assert_eq!(steps["limit_running_after_edit"], 2, "{steps}");
+    assert_eq!(report["screenshots"].as_array().map(Vec::len), Some(15));
 
     // What the UI did, seen from outside it.
     let cancelled = status_of(&napping);
@@ -251,6 +310,20 @@ fn an_operator_works_through_every_page_in_chromium() {
         paused["paused"], true,
         "the UI paused the schedule: {paused}"
     );
+    let tenants = admin(files.admin, "GET", "/limits/ui-tenants", &Value::Null).json();
+    assert_eq!(
+        tenants["max_concurrency"], 8,
+        "the UI changed it: {tenants}"
+    );
+    assert_eq!(tenants["key_prefix"], "tenant-", "{tenants}");
+    let queued = admin(
+        files.admin,
+        "GET",
+        &format!("/limits/{QUEUED_LIMIT}"),
+        &Value::Null,
+    )
+    .json();
+    assert_eq!(queued["max_concurrency"], 2, "the UI changed it: {queued}");
     let skipped = report["skipped"].as_array().cloned().unwrap_or_default();
     if skipped.contains(&json!("state_edit")) {
         eprintln!(
@@ -264,6 +337,9 @@ fn an_operator_works_through_every_page_in_chromium() {
     drop(endpoint);
     terminate(child);
 }
+
+/// The limit the test fills with waiting invocations before the UI looks at it.
+const QUEUED_LIMIT: &str = "ui-steps";
 
 /// Where the UI's node says traces are viewed.
 const TRACE_URL: &str = "http://127.0.0.1:16686/trace/{trace_id}";

@@ -5,9 +5,9 @@
 //! - `holdfast dump [--config FILE]` recovers every partition and prints its applied state.
 //! - `holdfast keys public [--config FILE]` prints the node's request-signing public key
 //!   (`publickeyv1_…`), creating the key file on first use.
-//! - `holdfast sql "QUERY"`, `holdfast deployments|services|invocations|state|cluster …` talk
-//!   to a running node's admin API (`--admin-url URL`, `--admin ADDR` or `--config FILE`; see
-//!   [`cli`]) and print tables, or JSON with `--json`.
+//! - `holdfast sql "QUERY"`, `holdfast deployments|services|invocations|state|cluster …`,
+//!   `holdfast schedules|limits …` talk to a running node's admin API (`--admin-url URL`,
+//!   `--admin ADDR` or `--config FILE`; see [`cli`]) and print tables, or JSON with `--json`.
 //!
 //! Exit status: 0 on success, 2 when the configuration or data dir is refused, 1 on other failures.
 
@@ -84,6 +84,8 @@ enum Command {
     State(cli::AdminCommand<cli::state::StateCommand>),
     /// List, create, pause, resume and remove schedules.
     Schedules(cli::AdminCommand<cli::schedules::SchedulesCommand>),
+    /// List, create, change and remove flow-control limits, with what each has waiting.
+    Limits(cli::AdminCommand<cli::limits::LimitsCommand>),
     /// Inspect the cluster through a node's admin API.
     Cluster(cli::AdminCommand<cli::cluster::ClusterCommand>),
     /// The node's request-signing key.
@@ -178,6 +180,7 @@ fn main() -> ExitCode {
         Command::Invocations(c) => c.run(cli::invocations::run),
         Command::State(c) => c.run(cli::state::run),
         Command::Schedules(c) => c.run(cli::schedules::run),
+        Command::Limits(c) => c.run(cli::limits::run),
         Command::Cluster(c) => c.run(cli::cluster::run),
         Command::Keys(KeysCommand::Public { config }) => keys_public(config),
         Command::Tls(TlsCommand::Issue { dir, name, hosts }) => {

@@ -45,6 +45,7 @@ const ASSETS: &[Asset] = assets! {
     "sql.js" => JS,
     "cluster.js" => JS,
     "schedules.js" => JS,
+    "limits.js" => JS,
 };
 
 /// Whether `request` asks for a UI asset, which needs no bearer token.

@@ -11,6 +11,7 @@ import * as deployments from "./deployments.js";
 import * as sql from "./sql.js";
 import * as cluster from "./cluster.js";
 import * as schedules from "./schedules.js";
+import * as limits from "./limits.js";
 
 /**
  * What a page gets: where to draw, the route, and timers that stop when the page is left.
@@ -33,6 +34,7 @@ const PAGES = {
   state: { title: "State", key: "s", render: state.render },
   deployments: { title: "Deployments", key: "d", render: deployments.render },
   schedules: { title: "Schedules", key: "t", render: schedules.render },
+  limits: { title: "Limits", key: "l", render: limits.render },
   sql: { title: "SQL", key: "q", render: sql.render },
   cluster: { title: "Cluster", key: "c", render: cluster.render },
 };
@@ -198,6 +200,7 @@ function help() {
     ["g s", "state"],
     ["g d", "deployments"],
     ["g t", "schedules"],
+    ["g l", "limits"],
     ["g q", "SQL console"],
     ["g c", "cluster"],
     ["r", "reload the page's data"],

@@ -206,7 +206,10 @@ fn manifest_schedules_vector_round_trips() {
     assert_eq!(nightly.len(), 2);
     assert_eq!(nightly[0].cron.as_deref(), Some("0 3 * * *"));
     assert_eq!(nightly[0].timezone.as_deref(), Some("Europe/Berlin"));
-    assert_eq!(nightly[0].input, Some(serde_json::json!({ "scope": "all" })));
+    assert_eq!(
+        nightly[0].input,
+        Some(serde_json::json!({ "scope": "all" }))
+    );
     assert_eq!(nightly[0].name, None);
     assert_eq!(nightly[1].name.as_deref(), Some("reports-quarterly"));
     let refresh = &manifest.services[1].handlers[0].schedules[0];

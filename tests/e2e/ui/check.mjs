@@ -4,7 +4,9 @@
 //
 // Environment: UI_ADMIN (http://127.0.0.1:port of the admin API), ADMIN_TOKEN (optional),
 // SUSPENDED_ID, FILTER_SERVICE, STATE_SERVICE, STATE_KEY, STATE_ENTRY, STATE_VALUE (JSON text),
-// DEPLOYMENT_URI, SCREENSHOTS (directory), CHROMIUM (default /usr/bin/chromium).
+// DEPLOYMENT_URI, SCHEDULE_NAME, LIMIT_NAME (created through the page), LIMIT_QUEUED (a limit with
+// one attempt running and two waiting), SCREENSHOTS (directory), CHROMIUM (default
+// /usr/bin/chromium).
 import fs from "node:fs";
 import path from "node:path";
 import puppeteer from "puppeteer-core";
@@ -239,6 +241,86 @@ try {
   await page.waitForSelector(`button[data-action=resume][data-schedule="${scheduleName}"]`, WAIT);
   steps.schedule_paused = true;
   await shot("schedules");
+
+  // 9c. Limits: a bad rate is refused in the form, a good limit is created through it and its
+  // cap changed from its row (a refused change shows in the dialog first); the limit the test
+  // filled gets a second permit and a second attempt runs.
+  await keys("g", "l");
+  await page.waitForSelector("#limit-list table", WAIT);
+  const limitName = env("LIMIT_NAME");
+  const queuedLimit = env("LIMIT_QUEUED");
+  const fillLimit = (values) =>
+    page.$eval(
+      "#limit-form",
+      (form, values) => {
+        for (const input of form.querySelectorAll("input")) input.value = values[input.name] ?? "";
+      },
+      values,
+    );
+  /** The text of `field` in the row of limit `name`, or null while the row is missing. */
+  const limitField = (name, field) =>
+    page.$eval(
+      "#limit-list",
+      (list, name, field) =>
+        list.querySelector(`button[data-action=edit][data-limit="${name}"]`)?.closest("tr")?.querySelector(`[data-field=${field}]`)
+          ?.textContent ?? null,
+      name,
+      field,
+    );
+  const waitField = (name, field, want) =>
+    page.waitForFunction(
+      (name, field, want) =>
+        document
+          .querySelector(`#limit-list button[data-action=edit][data-limit="${name}"]`)
+          ?.closest("tr")
+          ?.querySelector(`[data-field=${field}]`)?.textContent === want,
+      WAIT,
+      name,
+      field,
+      want,
+    );
+  const editLimit = async (name, values) => {
+    await page.$eval(`#limit-list button[data-action=edit][data-limit="${name}"]`, (b) => b.click());
+    await page.waitForSelector("dialog[open] #limit-edit-save", WAIT);
+    await page.$eval(
+      "dialog[open]",
+      (dialog, values) => {
+        for (const [id, value] of Object.entries(values)) dialog.querySelector(`#${id}`).value = value;
+      },
+      values,
+    );
+    await page.click("dialog[open] #limit-edit-save");
+  };
+  await fillLimit({ name: "ui-bad", service: filterService, rate: "fast" });
+  await page.click("#limit-create");
+  await page.waitForSelector("#limit-outcome .error", WAIT);
+  steps.limit_error = await text("#limit-outcome .error");
+  await fillLimit({ name: limitName, service: "Ledger", key_prefix: "tenant-", max_concurrency: "4", rate: "20/s", burst: "5" });
+  await page.click("#limit-create");
+  await page.waitForSelector("#limit-created", WAIT);
+  await waitField(limitName, "max", "4");
+  steps.limit_row = await page.$eval(
+    `#limit-list button[data-action=edit][data-limit="${limitName}"]`,
+    (b) => b.closest("tr")?.textContent ?? null,
+  );
+  await editLimit(limitName, { "limit-edit-max": "8", "limit-edit-rate": "sometimes" });
+  await page.waitForSelector("dialog[open] #limit-edit-error .error", WAIT);
+  steps.limit_edit_error = await text("dialog[open] #limit-edit-error .error");
+  await shot("limit-edit-refused");
+  await page.$eval("dialog[open] #limit-edit-rate", (e) => {
+    e.value = "20/s";
+  });
+  await page.click("dialog[open] #limit-edit-save");
+  await page.waitForFunction(() => !document.querySelector("dialog[open]"), WAIT);
+  await waitField(limitName, "max", "8");
+  steps.limit_max_after_edit = await limitField(limitName, "max");
+  await waitField(queuedLimit, "running", "1");
+  steps.limit_queued_before = Number(await limitField(queuedLimit, "queued"));
+  await editLimit(queuedLimit, { "limit-edit-max": "2" });
+  await page.waitForFunction(() => !document.querySelector("dialog[open]"), WAIT);
+  await waitField(queuedLimit, "running", "2");
+  steps.limit_running_after_edit = Number(await limitField(queuedLimit, "running"));
+  await shot("limits");
 
   // 10. Help dialog.
   await keys("?");

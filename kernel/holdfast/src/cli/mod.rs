@@ -1,5 +1,6 @@
 //! The admin subcommands of `holdfast`: deployments, services, invocations, state, schedules,
-//! SQL and the cluster, each talking to a node's admin API through [`crate::admin_client`].
+//! limits, SQL and the cluster, each talking to a node's admin API through
+//! [`crate::admin_client`].
 //! Every one takes the connection options of [`AdminArgs`] and `--json`, which prints
 //! machine-readable JSON instead of tables.
 
@@ -8,6 +9,7 @@ pub mod control;
 pub mod deployments;
 pub mod filter;
 pub mod invocations;
+pub mod limits;
 pub mod schedules;
 pub mod services;
 pub mod sql;

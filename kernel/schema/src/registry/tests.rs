@@ -1563,7 +1563,10 @@ fn schedules_declared_in_code_follow_the_newest_revision() {
     paused.paused = true;
     ok(&mut registry, &put(paused, false));
     let second = counter_declaring(vec![every(1000, "a")]);
-    ok(&mut registry, &register(2, A, manifest(vec![second]), false));
+    ok(
+        &mut registry,
+        &register(2, A, manifest(vec![second]), false),
+    );
     let kept = registry.schedule("Counter.add").expect("kept");
     assert!(kept.paused && kept.since == tick.since);
     assert!(registry.schedule("hourly").is_none());
@@ -1606,7 +1609,12 @@ fn a_bad_or_doubled_declared_schedule_refuses_the_registration() {
     for declared in cases {
         let refusal = refused(
             &mut registry,
-            &register(1, A, manifest(vec![counter_declaring(vec![declared.clone()])]), false),
+            &register(
+                1,
+                A,
+                manifest(vec![counter_declaring(vec![declared.clone()])]),
+                false,
+            ),
         );
         assert!(
             matches!(&refusal, Refusal::InvalidSchedule(m) if m.contains("Counter/add")),
@@ -1619,6 +1627,9 @@ fn a_bad_or_doubled_declared_schedule_refuses_the_registration() {
     };
     let twice = counter_declaring(vec![named("x"), named("x")]);
     let refusal = refused(&mut registry, &register(1, A, manifest(vec![twice]), false));
-    assert!(matches!(refusal, Refusal::InvalidSchedule(_)), "{refusal:?}");
+    assert!(
+        matches!(refusal, Refusal::InvalidSchedule(_)),
+        "{refusal:?}"
+    );
     assert_eq!(registry.schedules().count(), 0);
 }
