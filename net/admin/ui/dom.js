@@ -54,6 +54,7 @@ export function fill(parent, ...children) {
 export const STATUSES = [
   "scheduled",
   "pending",
+  "ready",
   "running",
   "backing-off",
   "suspended",

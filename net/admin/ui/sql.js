@@ -12,8 +12,12 @@ const TABLES = [
   "sys_keyed_service_status",
   "sys_idempotency",
   "sys_promise",
+  "sys_schedule_run",
+  "sys_queue",
   "sys_service",
   "sys_deployment",
+  "sys_schedule",
+  "sys_limit",
   "sys_cluster",
   "sys_status",
 ];

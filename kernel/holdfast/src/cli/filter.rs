@@ -12,6 +12,9 @@ pub enum Status {
     /// accepted).
     #[value(alias = "inboxed")]
     Pending,
+    /// Waiting for a permit of a limit covering it (`throttled` also accepted).
+    #[value(alias = "throttled")]
+    Ready,
     /// An attempt is running.
     Running,
     /// Waiting for a timer, a call, an awakeable or a promise.
@@ -30,6 +33,7 @@ impl Status {
         match self {
             Status::Scheduled => "scheduled",
             Status::Pending => "pending",
+            Status::Ready => "ready",
             Status::Running => "running",
             Status::Suspended => "suspended",
             Status::BackingOff => "backing-off",
