@@ -128,14 +128,13 @@ fn two_hundred_invocations_under_max_concurrency_five_never_run_more_than_five_a
     assert_eq!(seqs, (0..200).collect(), "every invocation ran, each once");
     assert_eq!(starts.len(), 200, "no invocation ran twice");
 
-    let completed = poll("every invocation completed", PATIENCE, || {
+    poll("every invocation completed", PATIENCE, || {
         let rows = sql_rows(
             &files,
             "SELECT count(*) AS n FROM sys_invocation WHERE target_service_name = 'Gate' AND status = 'completed'",
         );
         (rows[0]["n"] == 200).then_some(())
     });
-    let _: () = completed;
     // Every one of them went through the limit's home, which has given every permit back.
     let queue = sql_rows(&files, "SELECT running, queued, granted FROM sys_queue");
     assert_eq!(

@@ -143,11 +143,13 @@ mod tests {
         use Refusal::*;
         use Verdict::*;
         let states = statuses();
-        // Columns: inboxed, scheduled, invoked, suspended, backing off, paused, completed.
-        let rows: [(Action, [Result<Verdict, Refusal>; 7]); 6] = [
+        // Columns: inboxed, scheduled, invoked, suspended, backing off, paused, throttled,
+        // completed.
+        let rows: [(Action, [Result<Verdict, Refusal>; 8]); 6] = [
             (
                 Action::Cancel,
                 [
+                    Ok(Apply),
                     Ok(Apply),
                     Ok(Apply),
                     Ok(Apply),
@@ -166,12 +168,14 @@ mod tests {
                     Ok(Apply),
                     Ok(Apply),
                     Ok(Apply),
+                    Ok(Apply),
                     Err(Completed),
                 ],
             ),
             (
                 Action::Purge,
                 [
+                    Err(NotCompleted),
                     Err(NotCompleted),
                     Err(NotCompleted),
                     Err(NotCompleted),
@@ -190,6 +194,7 @@ mod tests {
                     Ok(Apply),
                     Ok(Apply),
                     Ok(Unchanged),
+                    Ok(Apply),
                     Err(Completed),
                 ],
             ),
@@ -202,6 +207,7 @@ mod tests {
                     Ok(Apply),
                     Ok(Apply),
                     Ok(Apply),
+                    Ok(Unchanged),
                     Err(Completed),
                 ],
             ),
@@ -214,6 +220,7 @@ mod tests {
                     Ok(Apply),
                     Ok(Apply),
                     Ok(Apply),
+                    Ok(Unchanged),
                     Err(Completed),
                 ],
             ),

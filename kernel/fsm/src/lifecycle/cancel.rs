@@ -1,12 +1,13 @@
-//! `Cancel`: an inboxed or scheduled invocation completes with 409 at once (a scheduled one's
-//! start timer is dropped). A started one gets every pending completable entry completed with a
+//! `Cancel`: an inboxed or scheduled invocation, or one whose first attempt still waits for a
+//! limit's permit, completes with 409 at once (a scheduled one's start timer is dropped; a permit
+//! granted later goes back). A started one gets every pending completable entry completed with a
 //! 409 failure (or, with none pending, the next one it writes), so the handler sees the
 //! cancellation at its next await and may compensate; callees of pending calls are cancelled too.
 
 use super::{Ctx, cancelled, complete, pending_callees, pending_entries, send, settle};
 use crate::Store;
 use crate::state::Status;
-use holdfast_types::{InvocationId, OutboxMessage, Timer, TimerKey};
+use holdfast_types::{Epoch, InvocationId, OutboxMessage, Timer, TimerKey};
 
 pub(crate) fn apply<S: Store>(
     cx: &mut Ctx<'_, S>,
@@ -27,6 +28,9 @@ pub(crate) fn apply<S: Store>(
         Status::Scheduled { start_at_ms } => {
             let start = TimerKey::new(start_at_ms, Timer::Start { id });
             cx.store.delete_timer(&start)?;
+            complete(cx, id, &mut rec, cancelled(), at_ms)?;
+        }
+        Status::Throttled { epoch } if epoch == Epoch::FIRST => {
             complete(cx, id, &mut rec, cancelled(), at_ms)?;
         }
         _ => {

@@ -395,3 +395,34 @@ fn across_partitions_permits_travel_through_the_outbox_and_a_stale_grant_goes_ba
     let releases = outbox(&store).iter().filter(|m| **m == release).count();
     assert_eq!(releases, 2);
 }
+
+#[test]
+fn cancelling_an_invocation_that_never_started_completes_it_and_its_permit_goes_back() {
+    let config = alone();
+    let mut store = MemoryStore::default();
+    step_with(
+        &mut store,
+        &config,
+        &[set(vec![limit("one", Some(1), None)], T0)],
+    );
+    let (a, _) = greet(&mut store, &config, 1, T0);
+    let (b, _) = greet(&mut store, &config, 2, T0);
+    let effects = step_with(
+        &mut store,
+        &config,
+        &[Command::Cancel {
+            id: b,
+            at_ms: T0 + 1,
+        }],
+    );
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Respond { id, .. } if *id == b))
+    );
+    assert!(matches!(status(&store, b), Some(Status::Completed { .. })));
+    // a ends: b's permit is granted, comes straight back, and nothing else runs.
+    assert!(end(&mut store, &config, a, 1, T0 + 2).is_empty());
+    let s = state(&store, "one");
+    assert_eq!((s.held.len(), s.queued(), s.granted), (0, 0, 2));
+}
