@@ -55,7 +55,9 @@ async fn every_table_is_listed_with_its_columns() {
             "sys_invocation_status",
             "sys_journal",
             "sys_keyed_service_status",
+            "sys_limit",
             "sys_promise",
+            "sys_queue",
             "sys_schedule",
             "sys_schedule_run",
             "sys_service",
@@ -203,6 +205,30 @@ async fn every_table_is_listed_with_its_columns() {
             "completion_success_value",
             "completion_success_value_utf8",
             "completion_failure"
+        ]
+    );
+    assert_eq!(
+        names_of(columns("sys_limit").await),
+        [
+            "name",
+            "service_name",
+            "handler_name",
+            "key_prefix",
+            "max_concurrency",
+            "rate",
+            "burst"
+        ]
+    );
+    assert_eq!(
+        names_of(columns("sys_queue").await),
+        [
+            "partition",
+            "name",
+            "running",
+            "queued",
+            "oldest_queued_at",
+            "granted",
+            "tokens"
         ]
     );
     assert_eq!(
