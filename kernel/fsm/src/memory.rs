@@ -41,6 +41,8 @@ pub struct MemoryStore {
     pub limit_states: BTreeMap<String, LimitState>,
     /// Queue rows by (limit, number).
     pub limit_queued: BTreeMap<(String, u64), Queued>,
+    /// Permits held by (limit, invocation).
+    pub limit_held: BTreeMap<(String, InvocationId), u32>,
 }
 
 impl MemoryStore {
@@ -299,6 +301,33 @@ impl Store for MemoryStore {
 
     fn delete_limit_queued(&mut self, name: &str, seq: u64) -> Result<(), Infallible> {
         self.limit_queued.remove(&(name.to_owned(), seq));
+        Ok(())
+    }
+
+    fn limit_held(&self, name: &str, id: InvocationId) -> Result<u32, Infallible> {
+        Ok(self
+            .limit_held
+            .get(&(name.to_owned(), id))
+            .copied()
+            .unwrap_or(0))
+    }
+
+    fn set_limit_held(
+        &mut self,
+        name: &str,
+        id: InvocationId,
+        count: u32,
+    ) -> Result<(), Infallible> {
+        if count == 0 {
+            self.limit_held.remove(&(name.to_owned(), id));
+        } else {
+            self.limit_held.insert((name.to_owned(), id), count);
+        }
+        Ok(())
+    }
+
+    fn clear_limit_held(&mut self, name: &str) -> Result<(), Infallible> {
+        self.limit_held.retain(|(limit, _), _| limit != name);
         Ok(())
     }
 }

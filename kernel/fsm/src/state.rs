@@ -227,11 +227,12 @@ pub struct ScheduleRun {
 }
 
 /// What a limit's home partition keeps of it: the permits out, the token bucket and the queue of
-/// invocations waiting (rows [`Queued`] numbered `head..tail`).
+/// invocations waiting (rows [`Queued`] numbered `head..tail`). Who holds the permits out is kept
+/// in rows of its own ([`crate::Store::limit_held`]), so the record stays small however many run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LimitState {
-    /// Invocations holding a permit now (tracked for limits with a `max_concurrency`).
-    pub held: Vec<InvocationId>,
+    /// Permits out now (counted for limits with a `max_concurrency`): the sum of the held rows.
+    pub running: u64,
     /// The bucket's level, in thousandths of a token ([`holdfast_types::limit::MILLI`]).
     pub level: u64,
     /// When `level` was last refilled, Unix milliseconds.

@@ -136,4 +136,16 @@ pub trait Store {
     fn put_limit_queued(&mut self, name: &str, seq: u64, row: &Queued) -> Result<(), Self::Error>;
     /// Deletes row `seq` of limit `name`'s queue.
     fn delete_limit_queued(&mut self, name: &str, seq: u64) -> Result<(), Self::Error>;
+    /// How many permits of limit `name` invocation `id` holds (more than one only while a permit
+    /// for an attempt it gave up is on its way back).
+    fn limit_held(&self, name: &str, id: InvocationId) -> Result<u32, Self::Error>;
+    /// Records that `id` holds `count` permits of limit `name` (0 deletes the row).
+    fn set_limit_held(
+        &mut self,
+        name: &str,
+        id: InvocationId,
+        count: u32,
+    ) -> Result<(), Self::Error>;
+    /// Forgets every holder of limit `name` (the limit was removed).
+    fn clear_limit_held(&mut self, name: &str) -> Result<(), Self::Error>;
 }

@@ -47,12 +47,26 @@ pub(crate) fn inbox_key(object: &ObjectKey, seq: u64) -> Vec<u8> {
     out
 }
 
+/// The prefix of one limit's rows: its name, length-prefixed.
+pub(crate) fn name_prefix(name: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + name.len() + InvocationId::BYTES);
+    push_part(&mut out, name);
+    out
+}
+
 /// The key of one row of a limit's queue: the name (length-prefixed) then its number (u64
 /// big-endian), so one limit's rows are contiguous and in order.
 pub(crate) fn limit_queue_key(name: &str, seq: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(12 + name.len());
-    push_part(&mut out, name);
+    let mut out = name_prefix(name);
     out.extend_from_slice(&seq.to_be_bytes());
+    out
+}
+
+/// The key of the permits one invocation holds of a limit: the name (length-prefixed), then the
+/// invocation id.
+pub(crate) fn limit_held_key(name: &str, id: InvocationId) -> Vec<u8> {
+    let mut out = name_prefix(name);
+    out.extend_from_slice(&id.to_bytes());
     out
 }
 

@@ -20,6 +20,7 @@
 //!   limits       limit name                                  → LimitState record
 //!                (empty name)                                → the applied limits
 //!   limit_queue  len name, name, number u64                  → Queued record
+//!   limit_held   len name, name, invocation id               → permits held u32
 //! ```
 //! `suspended` and `active` are indexes of the `invocations` rows whose status is `Suspended`,
 //! respectively `Invoked` or `BackingOff` (an attempt runs or is due), kept in step by
@@ -29,7 +30,8 @@
 //! ([`crate::pack`]).
 
 use crate::keys::{
-    idempotency_key, inbox_key, journal_key, limit_queue_key, object_prefix, promise_key, state_key,
+    idempotency_key, inbox_key, journal_key, limit_held_key, limit_queue_key, name_prefix,
+    object_prefix, promise_key, state_key,
 };
 use crate::memtable::{Memtable, View};
 use crate::{Error, pack};
@@ -60,12 +62,13 @@ pub(crate) const ACTIVE: Bytes = TableDefinition::new("active");
 pub(crate) const SCHEDULES: Bytes = TableDefinition::new("schedules");
 pub(crate) const LIMITS: Bytes = TableDefinition::new("limits");
 pub(crate) const LIMIT_QUEUE: Bytes = TableDefinition::new("limit_queue");
+pub(crate) const LIMIT_HELD: Bytes = TableDefinition::new("limit_held");
 const OUTBOX_SEQ: &[u8] = b"outbox_seq";
 /// The row of `limits` holding the applied limits (no limit has an empty name).
 pub(crate) const APPLIED_LIMITS: &[u8] = b"";
 
 /// Every table of applied state, in the order snapshots carry them.
-pub(crate) const ALL: [Bytes; 16] = [
+pub(crate) const ALL: [Bytes; 17] = [
     STATE,
     INVOCATIONS,
     JOURNAL,
@@ -82,6 +85,7 @@ pub(crate) const ALL: [Bytes; 16] = [
     SCHEDULES,
     LIMITS,
     LIMIT_QUEUE,
+    LIMIT_HELD,
 ];
 
 /// The index tables derived from `invocations`; state written before one of them existed gets
@@ -109,6 +113,7 @@ pub(crate) mod slot {
     pub(crate) const SCHEDULES: usize = 13;
     pub(crate) const LIMITS: usize = 14;
     pub(crate) const LIMIT_QUEUE: usize = 15;
+    pub(crate) const LIMIT_HELD: usize = 16;
 
     /// Whether the table's rows are records stored packed ([`crate::pack`]).
     pub(crate) fn is_packed(slot: usize) -> bool {
@@ -514,6 +519,33 @@ impl holdfast_fsm::Store for Tables<'_> {
             .delete(slot::LIMIT_QUEUE, &limit_queue_key(name, seq));
         Ok(())
     }
+
+    fn limit_held(&self, name: &str, id: InvocationId) -> Result<u32, Error> {
+        self.view
+            .get(slot::LIMIT_HELD, &limit_held_key(name, id), |value| {
+                value.map_or(Ok(0), |bytes| {
+                    let bytes: [u8; 4] = bytes
+                        .try_into()
+                        .map_err(|_| Error::CorruptKey(bytes.len()))?;
+                    Ok(u32::from_be_bytes(bytes))
+                })
+            })
+    }
+
+    fn set_limit_held(&mut self, name: &str, id: InvocationId, count: u32) -> Result<(), Error> {
+        let key = limit_held_key(name, id);
+        if count == 0 {
+            self.view.delete(slot::LIMIT_HELD, &key);
+        } else {
+            self.view
+                .put(slot::LIMIT_HELD, &key, count.to_be_bytes().to_vec());
+        }
+        Ok(())
+    }
+
+    fn clear_limit_held(&mut self, name: &str) -> Result<(), Error> {
+        self.delete_prefix(slot::LIMIT_HELD, &name_prefix(name))
+    }
 }
 
 #[cfg(test)]
@@ -539,6 +571,7 @@ mod tests {
             (slot::SCHEDULES, SCHEDULES),
             (slot::LIMITS, LIMITS),
             (slot::LIMIT_QUEUE, LIMIT_QUEUE),
+            (slot::LIMIT_HELD, LIMIT_HELD),
         ];
         assert_eq!(slots.len(), ALL.len());
         for (slot, table) in slots {

@@ -173,20 +173,23 @@ fn fresh<S: Store>(cx: &Ctx<'_, S>, limit: &str, at_ms: u64) -> Result<LimitStat
 }
 
 /// At the home: `id` gave a permit of `limit` back (one of them, should it hold two: a permit
-/// for an attempt given up while its next one was granted too).
+/// for an attempt given up while its next one was granted too). A permit the home does not count
+/// (granted while the limit had no `max_concurrency`, or before it was removed) changes nothing.
 pub(crate) fn released<S: Store>(
     cx: &mut Ctx<'_, S>,
     limit: &str,
     id: InvocationId,
     at_ms: u64,
 ) -> Result<(), S::Error> {
+    let held = cx.store.limit_held(limit, id)?;
+    if held == 0 {
+        return Ok(());
+    }
+    cx.store.set_limit_held(limit, id, held - 1)?;
     let Some(mut state) = cx.store.get_limit_state(limit)? else {
         return Ok(());
     };
-    let Some(position) = state.held.iter().position(|held| *held == id) else {
-        return Ok(());
-    };
-    state.held.swap_remove(position);
+    state.running = state.running.saturating_sub(1);
     cx.store.put_limit_state(limit, &state)?;
     drain(cx, limit, at_ms)
 }
@@ -207,10 +210,10 @@ pub(crate) fn drain<S: Store>(cx: &mut Ctx<'_, S>, name: &str, at_ms: u64) -> Re
     }
     while state.head < state.tail {
         if let Some(limit) = &limit {
-            let max = limit
+            if limit
                 .max_concurrency
-                .map(|max| usize::try_from(max).unwrap_or(usize::MAX));
-            if max.is_some_and(|max| state.held.len() >= max) {
+                .is_some_and(|max| state.running >= u64::from(max))
+            {
                 break;
             }
             if let Some(rate) = limit.rate
@@ -231,7 +234,10 @@ pub(crate) fn drain<S: Store>(cx: &mut Ctx<'_, S>, name: &str, at_ms: u64) -> Re
         cx.store.delete_limit_queued(name, seq)?;
         if let Some(limit) = &limit {
             if limit.max_concurrency.is_some() {
-                state.held.push(row.id);
+                let held = cx.store.limit_held(name, row.id)?;
+                cx.store
+                    .set_limit_held(name, row.id, held.saturating_add(1))?;
+                state.running += 1;
             }
             if limit.rate.is_some() {
                 state.level -= MILLI;
@@ -250,12 +256,13 @@ pub(crate) fn drain<S: Store>(cx: &mut Ctx<'_, S>, name: &str, at_ms: u64) -> Re
         cx,
         Observation::Limit {
             name: name.to_owned(),
-            running: u64::try_from(state.held.len()).unwrap_or(u64::MAX),
+            running: state.running,
             queued: state.queued(),
             granted: state.granted,
         },
     );
     if limit.is_none() {
+        cx.store.clear_limit_held(name)?;
         return cx.store.delete_limit_state(name);
     }
     cx.store.put_limit_state(name, &state)

@@ -83,6 +83,16 @@ fn state(store: &MemoryStore, name: &str) -> LimitState {
     store.limit_states.get(name).cloned().unwrap_or_default()
 }
 
+/// The invocations holding a permit of limit `name`.
+fn held_by(store: &MemoryStore, name: &str) -> Vec<InvocationId> {
+    store
+        .limit_held
+        .iter()
+        .filter(|((limit, _), count)| limit == name && **count > 0)
+        .map(|((_, id), _)| *id)
+        .collect()
+}
+
 fn throttled(store: &MemoryStore, id: InvocationId) -> bool {
     matches!(status(store, id), Some(Status::Throttled { .. }))
 }
@@ -107,7 +117,7 @@ fn at_most_max_concurrency_attempts_run_and_the_rest_start_in_arrival_order() {
     assert!(ids[2..].iter().all(|id| throttled(&store, *id)));
     assert_eq!(record(&store, ids[0]).limits, ["two"]);
     let s = state(&store, "two");
-    assert_eq!((s.held.len(), s.queued(), s.granted), (2, 4, 2));
+    assert_eq!((s.running, s.queued(), s.granted), (2, 4, 2));
     // Each ending starts the oldest waiting one, and only it.
     for (ended, next) in [(0, 2), (1, 3), (2, 4), (3, 5)] {
         let started = end(&mut store, &config, ids[ended], 1, T0 + 10);
@@ -117,7 +127,8 @@ fn at_most_max_concurrency_attempts_run_and_the_rest_start_in_arrival_order() {
         assert!(end(&mut store, &config, *id, 1, T0 + 20).is_empty());
     }
     let s = state(&store, "two");
-    assert_eq!((s.held.len(), s.queued(), s.granted), (0, 0, 6));
+    assert_eq!((s.running, s.queued(), s.granted), (0, 0, 6));
+    assert!(store.limit_held.is_empty());
     assert!(store.limit_queued.is_empty());
 }
 
@@ -217,7 +228,8 @@ fn the_token_bucket_starts_at_most_its_rate_and_asks_to_be_woken_for_the_next_to
         [run_attempt(b, &greeter(), 1)]
     );
     // Rate-only limits do not track who runs: ending changes no budget.
-    assert!(state(&store, "slow").held.is_empty());
+    assert_eq!(state(&store, "slow").running, 0);
+    assert!(store.limit_held.is_empty());
 }
 
 #[test]
@@ -253,6 +265,10 @@ fn raising_a_limit_starts_waiting_invocations_and_removing_it_starts_them_all() 
         ]
     );
     assert!(store.limit_states.is_empty() && store.limit_queued.is_empty());
+    assert!(
+        store.limit_held.is_empty(),
+        "the removed limit's holders are forgotten"
+    );
     // Setting the same limits again changes nothing.
     let mut again = store.clone();
     step_with(&mut again, &config, &[set(Vec::new(), T0 + 3)]);
@@ -290,7 +306,8 @@ fn a_killed_waiting_invocation_gives_its_permit_back_when_it_arrives() {
         end(&mut store, &config, a, 1, T0 + 2),
         [run_attempt(c, &greeter(), 1)]
     );
-    assert_eq!(state(&store, "one").held, [c]);
+    assert_eq!(state(&store, "one").running, 1);
+    assert_eq!(held_by(&store, "one"), [c]);
 }
 
 #[test]
@@ -314,7 +331,7 @@ fn an_invocation_covered_by_two_limits_asks_for_them_one_after_the_other() {
         end(&mut store, &config, a, 1, T0 + 1),
         [run_attempt(b, &greeter(), 1)]
     );
-    assert_eq!(state(&store, "b-handler").held, [b]);
+    assert_eq!(held_by(&store, "b-handler"), [b]);
 }
 
 #[test]
@@ -424,5 +441,26 @@ fn cancelling_an_invocation_that_never_started_completes_it_and_its_permit_goes_
     // a ends: b's permit is granted, comes straight back, and nothing else runs.
     assert!(end(&mut store, &config, a, 1, T0 + 2).is_empty());
     let s = state(&store, "one");
-    assert_eq!((s.held.len(), s.queued(), s.granted), (0, 0, 2));
+    assert_eq!((s.running, s.queued(), s.granted), (0, 0, 2));
+}
+
+#[test]
+fn a_limit_removed_and_created_again_does_not_count_the_old_holders() {
+    let config = alone();
+    let mut store = MemoryStore::default();
+    let one = || set(vec![limit("one", Some(1), None)], T0);
+    step_with(&mut store, &config, &[one()]);
+    let (a, _) = greet(&mut store, &config, 1, T0);
+    step_with(&mut store, &config, &[set(Vec::new(), T0 + 1), one()]);
+    // The new limit starts with nothing out: b runs beside a, which the old limit admitted.
+    let (b, started) = greet(&mut store, &config, 2, T0 + 2);
+    assert_eq!(started, [run_attempt(b, &greeter(), 1)]);
+    // a's permit belonged to the old limit: giving it back frees nothing of the new one.
+    end(&mut store, &config, a, 1, T0 + 3);
+    let (c, started) = greet(&mut store, &config, 3, T0 + 4);
+    assert!(started.is_empty());
+    assert_eq!(
+        end(&mut store, &config, b, 1, T0 + 5),
+        [run_attempt(c, &greeter(), 1)]
+    );
 }

@@ -37,7 +37,7 @@ impl Row for QueueRow<'_> {
         match column {
             Col::Partition => Cell::U32(self.partition),
             Col::Name => Cell::Str(self.name),
-            Col::Running => Cell::U64(self.state.held.len() as u64),
+            Col::Running => Cell::U64(self.state.running),
             Col::Queued => Cell::U64(self.state.queued()),
             Col::OldestQueuedAt => match self.oldest {
                 Some(at) => Cell::Time(at),
