@@ -63,9 +63,18 @@ fn events(log: &ProcessLog, kind: &str) -> Vec<(String, i64, u64, u64)> {
         .collect()
 }
 
+/// Waits until `count` different invocations (service and seq) ended; an attempt run again after
+/// a crash ends twice but counts once.
 fn wait_ended(log: &ProcessLog, count: usize) {
-    log.wait_until(&format!("{count} handlers to end"), PATIENCE, |lines| {
-        lines.iter().filter(|l| l.starts_with("end ")).count() >= count
+    log.wait_until(&format!("{count} invocations to end"), PATIENCE, |lines| {
+        let ended: BTreeSet<(&str, &str)> = lines
+            .iter()
+            .filter_map(|l| {
+                let mut parts = l.strip_prefix("end ")?.split_whitespace();
+                Some((parts.next()?, parts.next()?))
+            })
+            .collect();
+        ended.len() >= count
     });
 }
 
@@ -501,15 +510,7 @@ fn a_limit_holds_and_its_queue_drains_when_the_leader_of_its_home_is_killed() {
         });
     cluster.node(victim).kill9();
 
-    endpoint
-        .log
-        .wait_until("every invocation to end", PATIENCE, |lines| {
-            let ended: BTreeSet<&str> = lines
-                .iter()
-                .filter_map(|l| l.strip_prefix("end Gate ")?.split_whitespace().next())
-                .collect();
-            ended.len() >= 60
-        });
+    wait_ended(&endpoint.log, 60);
     let starts = events(&endpoint.log, "start ");
     let mut seen = BTreeSet::new();
     let reruns = starts.iter().filter(|e| !seen.insert(e.1)).count();
@@ -534,4 +535,38 @@ fn a_limit_holds_and_its_queue_drains_when_the_leader_of_its_home_is_killed() {
         (row["running"] == 0 && row["queued"] == 0 && row["granted"].as_u64() >= Some(60))
             .then_some(())
     });
+}
+
+#[test]
+fn a_rate_limited_queue_resumes_after_a_kill_9_without_new_arrivals() {
+    let files = NodeFiles::new(4, "");
+    let mut kernel = Kernel::start(&files, "warn");
+    let endpoint = ServiceProcess::start(FIXTURE, free_port(), &[]);
+    register(files.admin, &endpoint.uri);
+    let created = admin(
+        &files,
+        "POST",
+        "/limits",
+        &json!({ "name": "slow", "service": "Gate", "rate": "10/s" }),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    std::thread::sleep(APPLIED);
+    send_many(
+        files.ingress,
+        "/Gate/work/send",
+        40,
+        |seq| json!({ "seq": seq, "holdMs": 5 }),
+    );
+    endpoint.log.wait_until("five starts", PATIENCE, |lines| {
+        lines.iter().filter(|l| l.starts_with("start Gate")).count() >= 5
+    });
+    // Nothing arrives any more: only the new leader's drain and its wakes start the rest.
+    kernel.kill9();
+    kernel.restart();
+    wait_ended(&endpoint.log, 40);
+    let queue = sql_rows(
+        &files,
+        "SELECT queued, granted FROM sys_queue WHERE name = 'slow'",
+    );
+    assert_eq!(queue, [json!({ "queued": 0, "granted": 40 })]);
 }

@@ -68,11 +68,15 @@ impl PartitionActor {
                 ticks.0 += fired;
                 ticks.1 += skipped;
             }
+            Observation::Limit { name, removed, .. } if *removed => {
+                self.limit_gauges.remove(name);
+            }
             Observation::Limit {
                 name,
                 running,
                 queued,
                 granted,
+                ..
             } => {
                 let gauges = (*running, *queued, *granted);
                 match self.limit_gauges.get_mut(name) {

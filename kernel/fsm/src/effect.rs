@@ -94,6 +94,8 @@ pub enum Observation {
         queued: u64,
         /// Permits granted since the limit was created.
         granted: u64,
+        /// The limit was removed: its series end.
+        removed: bool,
     },
 }
 

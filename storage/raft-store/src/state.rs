@@ -1488,6 +1488,68 @@ mod tests {
     }
 
     #[test]
+    fn limits_and_their_queues_and_holders_are_kept_as_written() {
+        use holdfast_fsm::state::{LimitState, Queued};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sm = open(&dir, "state.redb");
+        let limit = holdfast_types::Limit {
+            name: "api".into(),
+            service: "S".into(),
+            handler: None,
+            key_prefix: None,
+            max_concurrency: Some(2),
+            rate: None,
+        };
+        let written = write(&sm, |t| {
+            let before = t.get_limits()?;
+            t.put_limits(std::slice::from_ref(&limit))?;
+            let after = t.get_limits()?;
+            t.put_limit_state(
+                "api",
+                &LimitState {
+                    running: 1,
+                    tail: 1,
+                    ..LimitState::default()
+                },
+            )?;
+            let row = Queued {
+                id: id(1),
+                epoch: holdfast_types::Epoch(1),
+                at_ms: 7,
+            };
+            t.put_limit_queued("api", 0, &row)?;
+            t.set_limit_held("api", id(2), 1)?;
+            t.set_limit_held("other", id(2), 3)?;
+            Ok::<_, Error>((before, after))
+        })
+        .expect("write");
+        assert_eq!(written, (Vec::new(), vec![limit.clone()]));
+        assert_eq!(sm.applied_limits().expect("read"), [limit.clone()]);
+        // A later batch reads what the first wrote; clearing one limit's holders keeps the other's.
+        let read = write(&sm, |t| {
+            let limits = t.get_limits()?;
+            let held = (t.limit_held("api", id(2))?, t.limit_held("api", id(3))?);
+            t.clear_limit_held("api")?;
+            let cleared = (t.limit_held("api", id(2))?, t.limit_held("other", id(2))?);
+            Ok::<_, Error>((limits, held, cleared, t.get_limit_queued("api", 0)?))
+        })
+        .expect("read");
+        assert_eq!(read.0, [limit]);
+        assert_eq!(read.1, (1, 0));
+        assert_eq!(read.2, (0, 3));
+        assert_eq!(read.3.map(|row| row.at_ms), Some(7));
+        let mut states = Vec::new();
+        sm.read_snapshot()
+            .expect("snapshot")
+            .scan_limit_states(|name, state, oldest| {
+                states.push((name.to_owned(), state.running, oldest));
+                ControlFlow::Continue(())
+            })
+            .expect("scan");
+        assert_eq!(states, [("api".to_owned(), 1, Some(7))]);
+    }
+
+    #[test]
     fn journal_entries_are_read_one_at_a_time() {
         let dir = tempfile::tempdir().expect("tempdir");
         let sm = open(&dir, "state.redb");

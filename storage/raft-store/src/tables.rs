@@ -128,6 +128,8 @@ pub(crate) mod slot {
 /// transaction of `state.redb`. Writes go to the memtable only.
 pub(crate) struct Tables<'t> {
     view: View<&'t mut Memtable>,
+    /// The applied limits once read in this batch: every admission asks for them.
+    limits: std::cell::RefCell<Option<Vec<Limit>>>,
 }
 
 impl<'t> Tables<'t> {
@@ -135,6 +137,7 @@ impl<'t> Tables<'t> {
     pub(crate) fn new(mem: &'t mut Memtable, txn: redb::ReadTransaction) -> Self {
         Self {
             view: View::new(mem, txn),
+            limits: std::cell::RefCell::new(None),
         }
     }
 
@@ -484,12 +487,18 @@ impl holdfast_fsm::Store for Tables<'_> {
     }
 
     fn get_limits(&self) -> Result<Vec<Limit>, Error> {
-        Ok(self
+        if let Some(limits) = &*self.limits.borrow() {
+            return Ok(limits.clone());
+        }
+        let limits: Vec<Limit> = self
             .get_record(slot::LIMITS, APPLIED_LIMITS)?
-            .unwrap_or_default())
+            .unwrap_or_default();
+        *self.limits.borrow_mut() = Some(limits.clone());
+        Ok(limits)
     }
 
     fn put_limits(&mut self, limits: &[Limit]) -> Result<(), Error> {
+        *self.limits.get_mut() = Some(limits.to_vec());
         self.put_record(slot::LIMITS, APPLIED_LIMITS, &limits)
     }
 

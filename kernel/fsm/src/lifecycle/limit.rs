@@ -259,6 +259,7 @@ pub(crate) fn drain<S: Store>(cx: &mut Ctx<'_, S>, name: &str, at_ms: u64) -> Re
             running: state.running,
             queued: state.queued(),
             granted: state.granted,
+            removed: limit.is_none(),
         },
     );
     if limit.is_none() {

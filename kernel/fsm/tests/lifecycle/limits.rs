@@ -464,3 +464,33 @@ fn a_limit_removed_and_created_again_does_not_count_the_old_holders() {
         [run_attempt(c, &greeter(), 1)]
     );
 }
+
+#[test]
+fn the_home_reports_each_change_of_its_queue_and_the_end_of_a_removed_limit() {
+    let config = alone();
+    let mut store = MemoryStore::default();
+    step_with(
+        &mut store,
+        &config,
+        &[set(vec![limit("one", Some(1), None)], T0)],
+    );
+    greet(&mut store, &config, 1, T0);
+    let mut request = request(greeter(), HandlerKind::Shared, 2);
+    request.at_ms = T0;
+    let effects = step_with(&mut store, &config, &[invoke(request)]);
+    let report = |effects: &[Effect]| {
+        effects.iter().find_map(|e| match e {
+            Effect::Observe(holdfast_fsm::Observation::Limit {
+                running,
+                queued,
+                granted,
+                removed,
+                ..
+            }) => Some((*running, *queued, *granted, *removed)),
+            _ => None,
+        })
+    };
+    assert_eq!(report(&effects), Some((1, 1, 1, false)));
+    let removed = step_with(&mut store, &config, &[set(Vec::new(), T0 + 1)]);
+    assert_eq!(report(&removed), Some((1, 0, 2, true)));
+}
