@@ -15,7 +15,7 @@ use crate::{ApiError, Kernel};
 use actix_web::{HttpResponse, web};
 use holdfast_schema::RegistryCommand;
 use holdfast_types::Limit;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 /// The body of `POST /limits` and `PATCH /limits/{name}`: absent fields are left as they are;
 /// `handler`, `key_prefix`, `max_concurrency` and `rate` may be `null` to clear them.
@@ -24,22 +24,15 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub(crate) struct LimitBody {
     name: Option<String>,
     service: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::schedules::present")]
     handler: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::schedules::present")]
     key_prefix: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::schedules::present")]
     max_concurrency: Option<Option<u32>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::schedules::present")]
     rate: Option<Option<String>>,
     burst: Option<u32>,
-}
-
-/// A field given as `null` is `Some(None)`, an absent one `None`.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    deserializer: D,
-) -> Result<Option<T>, D::Error> {
-    T::deserialize(deserializer).map(Some)
 }
 
 /// One limit as the API shows it.

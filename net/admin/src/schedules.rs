@@ -41,8 +41,9 @@ pub(crate) struct ScheduleBody {
     paused: Option<bool>,
 }
 
-/// A field given as `null` is `Some(None)`, an absent one `None`.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+/// A field given as `null` is `Some(None)`, an absent one `None` (for PATCH bodies that clear
+/// optional fields).
+pub(crate) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     deserializer: D,
 ) -> Result<Option<T>, D::Error> {
     T::deserialize(deserializer).map(Some)
