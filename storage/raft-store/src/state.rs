@@ -1524,7 +1524,10 @@ mod tests {
         })
         .expect("write");
         assert_eq!(written, (Vec::new(), vec![limit.clone()]));
-        assert_eq!(sm.applied_limits().expect("read"), [limit.clone()]);
+        assert_eq!(
+            sm.applied_limits().expect("read"),
+            std::slice::from_ref(&limit)
+        );
         // A later batch reads what the first wrote; clearing one limit's holders keeps the other's.
         let read = write(&sm, |t| {
             let limits = t.get_limits()?;
