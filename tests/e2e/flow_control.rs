@@ -23,6 +23,19 @@ fn admin(files: &NodeFiles, method: &str, path: &str, body: &Value) -> Response 
     http_json(files.admin, method, path, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
+/// A node with four partitions, the fixture endpoint registered and `limit` created (given time
+/// for every partition to apply it); returns them and the limit as the API shows it.
+fn node_with_limit(limit: Value) -> (NodeFiles, Kernel, ServiceProcess, Value) {
+    let files = NodeFiles::new(4, "");
+    let kernel = Kernel::start(&files, "warn");
+    let endpoint = ServiceProcess::start(FIXTURE, free_port(), &[]);
+    register(files.admin, &endpoint.uri);
+    let created = admin(&files, "POST", "/limits", &limit);
+    assert_eq!(created.status, 201, "{}", created.body);
+    std::thread::sleep(APPLIED);
+    (files, kernel, endpoint, created.json())
+}
+
 fn sql_rows(files: &NodeFiles, query: &str) -> Vec<Value> {
     let response = admin(files, "POST", "/query", &json!({ "query": query }));
     assert_eq!(response.status, 200, "{query}: {}", response.body);
@@ -88,19 +101,9 @@ fn metric(files: &NodeFiles, series: &str) -> Option<u64> {
 
 #[test]
 fn two_hundred_invocations_under_max_concurrency_five_never_run_more_than_five_and_all_complete() {
-    let files = NodeFiles::new(4, "");
-    let _kernel = Kernel::start(&files, "warn");
-    let endpoint = ServiceProcess::start(FIXTURE, free_port(), &[]);
-    register(files.admin, &endpoint.uri);
-    let created = admin(
-        &files,
-        "POST",
-        "/limits",
-        &json!({ "name": "gate", "service": "Gate", "max_concurrency": 5 }),
-    );
-    assert_eq!(created.status, 201, "{}", created.body);
-    assert_eq!(created.json()["max_concurrency"], 5);
-    std::thread::sleep(APPLIED);
+    let (files, _kernel, endpoint, created) =
+        node_with_limit(json!({ "name": "gate", "service": "Gate", "max_concurrency": 5 }));
+    assert_eq!(created["max_concurrency"], 5);
 
     send_many(
         files.ingress,
@@ -170,20 +173,11 @@ fn two_hundred_invocations_under_max_concurrency_five_never_run_more_than_five_a
 
 #[test]
 fn a_rate_of_fifty_per_second_holds_within_ten_percent_over_ten_seconds() {
-    let files = NodeFiles::new(4, "");
-    let _kernel = Kernel::start(&files, "warn");
-    let endpoint = ServiceProcess::start(FIXTURE, free_port(), &[]);
-    register(files.admin, &endpoint.uri);
-    let created = admin(
-        &files,
-        "POST",
-        "/limits",
-        &json!({ "name": "api", "service": "Gate", "handler": "work", "rate": "50/s" }),
+    let (files, _kernel, endpoint, created) = node_with_limit(
+        json!({ "name": "api", "service": "Gate", "handler": "work", "rate": "50/s" }),
     );
-    assert_eq!(created.status, 201, "{}", created.body);
-    assert_eq!(created.json()["rate"], "50/s");
-    assert_eq!(created.json()["burst"], 1);
-    std::thread::sleep(APPLIED);
+    assert_eq!(created["rate"], "50/s");
+    assert_eq!(created["burst"], 1);
 
     // More than ten seconds' worth, so the queue never runs dry in the window measured.
     send_many(
@@ -216,19 +210,10 @@ fn a_rate_of_fifty_per_second_holds_within_ten_percent_over_ten_seconds() {
 
 #[test]
 fn limits_changed_live_take_effect_and_a_queue_survives_a_kill_9_in_order() {
-    let files = NodeFiles::new(4, "");
-    let mut kernel = Kernel::start(&files, "warn");
-    let endpoint = ServiceProcess::start(FIXTURE, free_port(), &[]);
-    register(files.admin, &endpoint.uri);
     // One lane of one key: its invocations are admitted in order on one partition.
-    let created = admin(
-        &files,
-        "POST",
-        "/limits",
-        &json!({ "name": "lane", "service": "Lane", "key_prefix": "eu-", "max_concurrency": 1 }),
+    let (files, mut kernel, endpoint, _) = node_with_limit(
+        json!({ "name": "lane", "service": "Lane", "key_prefix": "eu-", "max_concurrency": 1 }),
     );
-    assert_eq!(created.status, 201, "{}", created.body);
-    std::thread::sleep(APPLIED);
     // Another key prefix is not covered (first: the endpoint counts every running handler).
     let response = http(
         files.ingress,
@@ -539,18 +524,8 @@ fn a_limit_holds_and_its_queue_drains_when_the_leader_of_its_home_is_killed() {
 
 #[test]
 fn a_rate_limited_queue_resumes_after_a_kill_9_without_new_arrivals() {
-    let files = NodeFiles::new(4, "");
-    let mut kernel = Kernel::start(&files, "warn");
-    let endpoint = ServiceProcess::start(FIXTURE, free_port(), &[]);
-    register(files.admin, &endpoint.uri);
-    let created = admin(
-        &files,
-        "POST",
-        "/limits",
-        &json!({ "name": "slow", "service": "Gate", "rate": "10/s" }),
-    );
-    assert_eq!(created.status, 201, "{}", created.body);
-    std::thread::sleep(APPLIED);
+    let (files, mut kernel, endpoint, _) =
+        node_with_limit(json!({ "name": "slow", "service": "Gate", "rate": "10/s" }));
     send_many(
         files.ingress,
         "/Gate/work/send",

@@ -32,6 +32,14 @@ fn limit(name: &str, max: Option<u32>, rate: Option<Rate>) -> Limit {
     }
 }
 
+/// One partition ([`alone`]) applying `limits` since `T0`.
+fn under(limits: Vec<Limit>) -> (Config, MemoryStore) {
+    let config = alone();
+    let mut store = MemoryStore::default();
+    step_with(&mut store, &config, &[set(limits, T0)]);
+    (config, store)
+}
+
 fn set(limits: Vec<Limit>, at_ms: u64) -> Command {
     Command::SetLimits { limits, at_ms }
 }
@@ -99,13 +107,7 @@ fn throttled(store: &MemoryStore, id: InvocationId) -> bool {
 
 #[test]
 fn at_most_max_concurrency_attempts_run_and_the_rest_start_in_arrival_order() {
-    let config = alone();
-    let mut store = MemoryStore::default();
-    step_with(
-        &mut store,
-        &config,
-        &[set(vec![limit("two", Some(2), None)], T0)],
-    );
+    let (config, mut store) = under(vec![limit("two", Some(2), None)]);
     let mut ids = Vec::new();
     let mut started = 0;
     for nonce in 0..6 {
@@ -134,13 +136,7 @@ fn at_most_max_concurrency_attempts_run_and_the_rest_start_in_arrival_order() {
 
 #[test]
 fn a_suspended_attempt_gives_its_permit_back_and_its_next_attempt_waits_for_one() {
-    let config = alone();
-    let mut store = MemoryStore::default();
-    step_with(
-        &mut store,
-        &config,
-        &[set(vec![limit("one", Some(1), None)], T0)],
-    );
+    let (config, mut store) = under(vec![limit("one", Some(1), None)]);
     let (a, _) = greet(&mut store, &config, 1, T0);
     let (b, _) = greet(&mut store, &config, 2, T0);
     assert!(throttled(&store, b));
@@ -166,13 +162,7 @@ fn a_suspended_attempt_gives_its_permit_back_and_its_next_attempt_waits_for_one(
 
 #[test]
 fn a_failed_attempt_backs_off_without_its_permit() {
-    let config = alone();
-    let mut store = MemoryStore::default();
-    step_with(
-        &mut store,
-        &config,
-        &[set(vec![limit("one", Some(1), None)], T0)],
-    );
+    let (config, mut store) = under(vec![limit("one", Some(1), None)]);
     let (a, _) = greet(&mut store, &config, 1, T0);
     let (b, _) = greet(&mut store, &config, 2, T0);
     let effects = step_with(&mut store, &config, &[ended(a, 1, retryable(500))]);
@@ -234,13 +224,7 @@ fn the_token_bucket_starts_at_most_its_rate_and_asks_to_be_woken_for_the_next_to
 
 #[test]
 fn raising_a_limit_starts_waiting_invocations_and_removing_it_starts_them_all() {
-    let config = alone();
-    let mut store = MemoryStore::default();
-    step_with(
-        &mut store,
-        &config,
-        &[set(vec![limit("l", Some(1), None)], T0)],
-    );
+    let (config, mut store) = under(vec![limit("l", Some(1), None)]);
     let ids: Vec<InvocationId> = (0..5)
         .map(|n| greet(&mut store, &config, n, T0).0)
         .collect();
@@ -282,13 +266,7 @@ fn raising_a_limit_starts_waiting_invocations_and_removing_it_starts_them_all() 
 
 #[test]
 fn a_killed_waiting_invocation_gives_its_permit_back_when_it_arrives() {
-    let config = alone();
-    let mut store = MemoryStore::default();
-    step_with(
-        &mut store,
-        &config,
-        &[set(vec![limit("one", Some(1), None)], T0)],
-    );
+    let (config, mut store) = under(vec![limit("one", Some(1), None)]);
     let (a, _) = greet(&mut store, &config, 1, T0);
     let (b, _) = greet(&mut store, &config, 2, T0);
     let (c, _) = greet(&mut store, &config, 3, T0);
@@ -415,13 +393,7 @@ fn across_partitions_permits_travel_through_the_outbox_and_a_stale_grant_goes_ba
 
 #[test]
 fn cancelling_an_invocation_that_never_started_completes_it_and_its_permit_goes_back() {
-    let config = alone();
-    let mut store = MemoryStore::default();
-    step_with(
-        &mut store,
-        &config,
-        &[set(vec![limit("one", Some(1), None)], T0)],
-    );
+    let (config, mut store) = under(vec![limit("one", Some(1), None)]);
     let (a, _) = greet(&mut store, &config, 1, T0);
     let (b, _) = greet(&mut store, &config, 2, T0);
     let effects = step_with(
@@ -467,13 +439,7 @@ fn a_limit_removed_and_created_again_does_not_count_the_old_holders() {
 
 #[test]
 fn the_home_reports_each_change_of_its_queue_and_the_end_of_a_removed_limit() {
-    let config = alone();
-    let mut store = MemoryStore::default();
-    step_with(
-        &mut store,
-        &config,
-        &[set(vec![limit("one", Some(1), None)], T0)],
-    );
+    let (config, mut store) = under(vec![limit("one", Some(1), None)]);
     greet(&mut store, &config, 1, T0);
     let mut request = request(greeter(), HandlerKind::Shared, 2);
     request.at_ms = T0;
